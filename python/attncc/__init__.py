@@ -1,0 +1,16 @@
+"""attncc: an MLIR attention compiler for Python users.
+
+`import attncc` registers the attn dialect and passes in the `mlir` Python
+bindings (one MLIR in the process).
+"""
+from . import _devbuild
+
+_devbuild.extend(__path__, "python")  # _attncc*.so of a development build
+
+from .errors import AttnccError, CompileError, GraphError
+from .graph import Graph, Value
+from .context import new_context, mlir_context
+
+__all__ = ["AttnccError", "CompileError", "GraphError", "Graph", "Value", "new_context",
+           "mlir_context"]
+__version__ = "0.1.0"

@@ -1,0 +1,36 @@
+"""MLIR contexts with the attn dialect and passes registered.
+
+The dialect and passes are linked against the MLIR copy inside the `mlir`
+wheel (libMLIRPythonCAPI.so), so they share its registries: see docs/build.md.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from mlir import ir
+from mlir._mlir_libs._mlir import globals as _mlir_globals
+
+from . import _attncc
+
+_mlir_globals.append_dialect_search_prefix("attncc.dialects")
+_attncc.register_passes()
+
+
+def new_context() -> ir.Context:
+    """A fresh context with the attn dialect loaded (upstream dialects are
+    registered by the bindings themselves)."""
+    ctx = ir.Context()
+    _attncc.register_dialect(ctx)
+    ctx.allow_unregistered_dialects = False
+    return ctx
+
+
+@contextlib.contextmanager
+def mlir_context() -> Iterator[ir.Context]:
+    """`with mlir_context() as ctx:` a new context, entered with an unknown
+    location, and always exited (a context left entered at interpreter exit
+    crashes MLIR's finalization)."""
+    ctx = new_context()
+    with ctx, ir.Location.unknown():
+        yield ctx

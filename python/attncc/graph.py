@@ -1,0 +1,219 @@
+"""A small builder of attn graphs: a `func.func` of attn ops, built op by op.
+
+Every op is verified as soon as it is built, so a wrong shape, rank or dtype
+raises `GraphError` carrying MLIR's diagnostic at the call that caused it.
+
+    g = Graph("attention")
+    q = g.input("q", (1, 8, 128, 64), "f16")
+    k = g.input("k", (1, 8, 128, 64), "f16")
+    v = g.input("v", (1, 8, 128, 64), "f16")
+    s = g.matmul(q, k, transpose_rhs=True, dtype="f32")
+    p = g.softmax(g.mask(g.scale(s, 0.125), "causal"))
+    g.output(g.cast(g.matmul(p, g.cast(v, "f32")), "f16"))
+    print(g)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from mlir import ir
+from mlir.dialects import func
+
+from . import context as _context
+from .dialects import attn as attn_d
+from .dtypes import dtype_name, mlir_type
+from .errors import GraphError
+
+Shape = tuple[Optional[int], ...]
+MASK_KINDS = ("none", "causal", "sliding_window", "bias")
+
+
+@dataclass(frozen=True)
+class Value:
+    """A tensor in a graph: its shape (None for dynamic) and dtype name."""
+
+    graph: "Graph"
+    value: ir.Value
+    shape: Shape
+    dtype: str
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+def _to_mlir_shape(shape: Shape) -> list[int]:
+    return [ir.ShapedType.get_dynamic_size() if d is None else int(d) for d in shape]
+
+
+class Graph:
+    """An attention graph under construction; `str(graph)` prints its IR."""
+
+    def __init__(self, name: str = "attention") -> None:
+        self.name = name
+        self.context = _context.new_context()
+        self._loc = ir.Location.unknown(self.context)
+        with self.context, self._loc:
+            self.module = ir.Module.create()
+            with ir.InsertionPoint(self.module.body):
+                self.func = func.FuncOp(name, ir.FunctionType.get([], []))
+            self.block = self.func.add_entry_block()
+        self._finished = False
+
+    # -- plumbing -----------------------------------------------------------
+    def _enter(self):
+        return _Scope(self)
+
+    def _tensor_type(self, shape: Shape, dtype: str) -> ir.RankedTensorType:
+        return ir.RankedTensorType.get(_to_mlir_shape(shape), mlir_type(dtype))
+
+    def _check_value(self, v: Any, what: str) -> Value:
+        if not isinstance(v, Value):
+            raise GraphError(f"{what} must be a graph Value, got {type(v).__name__}")
+        if v.graph is not self:
+            raise GraphError(f"{what} belongs to another graph")
+        return v
+
+    def _emit(self, build, shape: Shape, dtype: str, what: str) -> Value:
+        if self._finished:
+            raise GraphError(f"graph '{self.name}' already has its outputs; cannot add {what}")
+        with self._enter():
+            result = build(self._tensor_type(shape, dtype))
+            op = result.owner
+            _verify(op, what)
+        return Value(self, result, tuple(shape), dtype)
+
+    # -- graph API ------------------------------------------------------------
+    def input(self, name: str, shape: Sequence[Optional[int]], dtype: Any) -> Value:
+        """Adds a function argument of the given shape and dtype."""
+        dt = dtype_name(dtype)
+        shape = tuple(shape)
+        for d in shape:
+            if d is not None and (not isinstance(d, int) or d < 0):
+                raise GraphError(f"input '{name}': bad extent {d!r} in shape {shape}")
+        with self._enter():
+            arg = self.block.add_argument(self._tensor_type(shape, dt), self._loc)
+        return Value(self, arg, shape, dt)
+
+    def matmul(self, lhs: Value, rhs: Value, *, transpose_rhs: bool = False,
+               dtype: Any = None) -> Value:
+        """Batched `lhs @ rhs` (`lhs @ rhs^T` with transpose_rhs)."""
+        lhs, rhs = self._check_value(lhs, "lhs"), self._check_value(rhs, "rhs")
+        dt = dtype_name(dtype) if dtype is not None else lhs.dtype
+        if lhs.rank >= 2 and rhs.rank == lhs.rank:
+            n = rhs.shape[-2] if transpose_rhs else rhs.shape[-1]
+            shape = lhs.shape[:-1] + (n,)
+        else:
+            shape = lhs.shape  # the verifier names the rank problem
+        return self._emit(
+            lambda t: attn_d.matmul(t, lhs.value, rhs.value,
+                                    transpose_rhs=True if transpose_rhs else None),
+            shape, dt, "attn.matmul")
+
+    def scale(self, x: Value, factor: float) -> Value:
+        x = self._check_value(x, "input")
+        return self._emit(lambda t: attn_d.scale(x.value, float(factor)), x.shape, x.dtype,
+                          "attn.scale")
+
+    def mask(self, x: Value, kind: str, *, bias: Optional[Value] = None,
+             window: Optional[int] = None) -> Value:
+        """Masks scores: kind 'causal', 'sliding_window' (with window) or 'bias'."""
+        x = self._check_value(x, "scores")
+        kind_enum = _mask_kind(kind)
+        b = self._check_value(bias, "bias").value if bias is not None else None
+        return self._emit(
+            lambda t: attn_d.mask(x.value, kind_enum, bias=b, window=window),
+            x.shape, x.dtype, "attn.mask")
+
+    def softmax(self, x: Value, axis: int = -1) -> Value:
+        x = self._check_value(x, "input")
+        return self._emit(lambda t: attn_d.softmax(x.value, int(axis)), x.shape, x.dtype,
+                          "attn.softmax")
+
+    def cast(self, x: Value, dtype: Any) -> Value:
+        x = self._check_value(x, "input")
+        return self._emit(lambda t: attn_d.cast(t, x.value), x.shape, dtype_name(dtype),
+                          "attn.cast")
+
+    def repeat_heads(self, x: Value, repeats: int) -> Value:
+        """`torch.repeat_interleave(x, repeats, dim=1)` on [B, H, S, D]."""
+        x = self._check_value(x, "input")
+        shape = x.shape
+        if len(shape) == 4 and shape[1] is not None:
+            shape = (shape[0], shape[1] * int(repeats), shape[2], shape[3])
+        return self._emit(lambda t: attn_d.repeat_heads(t, x.value, int(repeats)),
+                          shape, x.dtype, "attn.repeat_heads")
+
+    def attention(self, q: Value, k: Value, v: Value, *, scale: Optional[float] = None,
+                  mask: str = "none", window: Optional[int] = None,
+                  bias: Optional[Value] = None, dtype: Any = None) -> Value:
+        """The fused op directly. scale defaults to 1/sqrt(head_dim)."""
+        q, k, v = (self._check_value(x, n) for x, n in ((q, "query"), (k, "key"), (v, "value")))
+        if scale is None:
+            d = q.shape[-1] if q.rank else None
+            if d is None or d <= 0:
+                raise GraphError("scale must be given when head_dim is dynamic or zero")
+            scale = d ** -0.5
+        kind = "bias" if bias is not None and mask == "none" else mask
+        kind_enum = _mask_kind(kind)
+        group = 1
+        if q.rank == 4 and k.rank == 4 and q.shape[1] and k.shape[1]:
+            group = max(1, q.shape[1] // k.shape[1])
+        shape = (q.shape[:3] + v.shape[3:]) if q.rank == 4 and v.rank == 4 else q.shape
+        b = self._check_value(bias, "bias").value if bias is not None else None
+        return self._emit(
+            lambda t: attn_d.attention(t, q.value, k.value, v.value, float(scale), kind_enum,
+                                       bias=b, window=window, kv_group=group),
+            shape, dtype_name(dtype) if dtype is not None else q.dtype, "attn.attention")
+
+    def output(self, *values: Value) -> None:
+        """Returns `values` from the function; the graph is complete."""
+        vals = [self._check_value(v, "output") for v in values]
+        if not vals:
+            raise GraphError("a graph needs at least one output")
+        with self._enter():
+            func.ReturnOp([v.value for v in vals])
+            args = [a.type for a in self.block.arguments]
+            self.func.attributes["function_type"] = ir.TypeAttr.get(
+                ir.FunctionType.get(args, [v.value.type for v in vals]))
+            _verify(self.module.operation, "the graph")
+        self._finished = True
+
+    def __str__(self) -> str:
+        return str(self.module)
+
+
+class _Scope:
+    """Enters the graph's context, location and insertion point (before the
+    terminator once there is one)."""
+
+    def __init__(self, g: Graph) -> None:
+        self.g = g
+
+    def __enter__(self):
+        self._cms = [self.g.context, self.g._loc, ir.InsertionPoint(self.g.block)]
+        for cm in self._cms:
+            cm.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for cm in reversed(self._cms):
+            cm.__exit__(*exc)
+        return False
+
+
+def _mask_kind(kind: Any) -> "attn_d.MaskKind":
+    name = str(kind)
+    if name not in MASK_KINDS:
+        raise GraphError(f"unknown mask kind {kind!r}; expected one of {MASK_KINDS}")
+    return attn_d.MaskKind[name]
+
+
+def _verify(op: ir.Operation | ir.OpView, what: str) -> None:
+    """Raises GraphError with MLIR's diagnostics when `op` fails to verify."""
+    try:
+        op.verify()
+    except ir.MLIRError as e:
+        msgs = "; ".join(str(d.message) for d in e.error_diagnostics) or str(e)
+        raise GraphError(f"invalid {what}: {msgs}") from None

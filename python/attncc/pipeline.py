@@ -1,0 +1,75 @@
+"""The compilation pipeline, declared once: stage names, the passes that
+produce each stage from the previous one, and their options.
+
+The Python API, the tests and the docs read this table; `attncc-opt` runs the
+same pass names (see docs/pipeline.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from mlir import ir
+from mlir.passmanager import PassManager
+
+from .errors import CompileError
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    summary: str
+    # Textual pass pipeline (nested under builtin.module) producing this
+    # stage from the previous one, given the compile options.
+    passes: Callable[[Mapping[str, object]], str]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("graph", "attn graph ops as built from Python or captured from torch",
+          lambda o: ""),
+    Stage("fused", "the chain fused into attn.attention",
+          lambda o: "func.func(attn-fuse),canonicalize,cse"),
+)
+
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def run_passes(module: ir.Module, pipeline: str, *, what: str = "pipeline") -> None:
+    """Runs `pipeline` (inside builtin.module(...)) on `module` in place, raising
+    CompileError with MLIR's diagnostics on failure."""
+    if not pipeline:
+        return
+    ctx = module.context
+    with ctx:
+        try:
+            pm = PassManager.parse(f"builtin.module({pipeline})")
+            pm.run(module.operation)
+        except ir.MLIRError as e:
+            raise CompileError(f"{what} failed: {_diagnostics(e)}") from None
+        except ValueError as e:  # pipeline text errors
+            raise CompileError(f"{what}: {e}") from None
+
+
+def lower(module: ir.Module, to: str, options: Mapping[str, object] | None = None,
+          *, keep: bool = True) -> dict[str, str]:
+    """Lowers `module` (at stage 'graph') in place up to stage `to`; returns
+    the IR text of every stage passed through (when keep)."""
+    if to not in STAGE_NAMES:
+        raise ValueError(f"unknown stage {to!r}; expected one of {STAGE_NAMES}")
+    options = options or {}
+    seen: dict[str, str] = {}
+    for stage in STAGES:
+        run_passes(module, stage.passes(options), what=f"stage '{stage.name}'")
+        if keep:
+            seen[stage.name] = str(module)
+        if stage.name == to:
+            break
+    return seen
+
+
+def _diagnostics(e: ir.MLIRError) -> str:
+    parts = []
+    for d in e.error_diagnostics:
+        parts.append(f"{d.location}: {d.message}")
+        parts.extend(f"  note: {n.message}" for n in d.notes)
+    return "\n".join(parts) or str(e)
