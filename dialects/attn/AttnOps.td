@@ -168,4 +168,6 @@ def Attn_AttentionOp : Attn_Op<"attention", [Pure]> {
   let hasVerifier = 1;
 }
 
+include "dialects/attn/AttnTileOps.td"
+
 #endif // ATTN_OPS_TD

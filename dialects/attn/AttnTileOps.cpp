@@ -1,0 +1,86 @@
+//===- AttnTileOps.cpp - tile-level op verifiers --------------------------===//
+#include "dialects/attn/AttnOps.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::attn;
+
+namespace {
+bool compatible(int64_t a, int64_t b) {
+  return a == b || ShapedType::isDynamic(a) || ShapedType::isDynamic(b);
+}
+} // namespace
+
+LogicalResult CopyTileOp::verify() {
+  auto src = getSource().getType(), dst = getDest().getType();
+  int64_t d = src.getDimSize(3);
+  int64_t cols = getTransposed() ? dst.getDimSize(0) : dst.getDimSize(1);
+  if (!compatible(d, cols))
+    return emitOpError("tile ") << (getTransposed() ? "rows" : "columns") << " ("
+                                << cols << ") must equal the source head_dim (" << d << ")";
+  if (auto s = getScale(); s && !std::isfinite(s->convertToDouble()))
+    return emitOpError("scale must be finite");
+  return success();
+}
+
+LogicalResult TileMatmulOp::verify() {
+  auto a = getA().getType(), b = getB().getType(), c = getC().getType();
+  if (!compatible(a.getDimSize(1), b.getDimSize(0)))
+    return emitOpError("contraction extents differ: a is ")
+           << a.getDimSize(0) << "x" << a.getDimSize(1) << ", b is " << b.getDimSize(0)
+           << "x" << b.getDimSize(1);
+  if (!compatible(a.getDimSize(0), c.getDimSize(0)) ||
+      !compatible(b.getDimSize(1), c.getDimSize(1)))
+    return emitOpError("c must be ") << a.getDimSize(0) << "x" << b.getDimSize(1);
+  if (!c.getElementType().isF32())
+    return emitOpError("c must be f32");
+  return success();
+}
+
+LogicalResult TileMaskOp::verify() {
+  if (getKind() == MaskKind::sliding_window) {
+    if (!getWindow() || *getWindow() < 1)
+      return emitOpError("sliding_window needs a window of at least 1");
+  } else if (getWindow()) {
+    return emitOpError("window is only valid with sliding_window");
+  }
+  if (!getScores().getType().getElementType().isF32())
+    return emitOpError("scores must be f32");
+  return success();
+}
+
+LogicalResult TileBiasOp::verify() {
+  if (getBias().getType().getRank() > 4)
+    return emitOpError("bias rank must be at most 4, got ") << getBias().getType().getRank();
+  if (!getScores().getType().getElementType().isF32())
+    return emitOpError("scores must be f32");
+  return success();
+}
+
+LogicalResult TileSoftmaxOp::verify() {
+  auto s = getScores().getType(), acc = getAcc().getType();
+  int64_t rows = s.getDimSize(0);
+  for (auto [name, t] : {std::pair<StringRef, MemRefType>{"max", getMax().getType()},
+                         {"sum", getSum().getType()}})
+    if (!compatible(t.getDimSize(0), rows))
+      return emitOpError() << name << " must have " << rows << " rows, got " << t.getDimSize(0);
+  if (!compatible(acc.getDimSize(0), rows))
+    return emitOpError("acc must have ") << rows << " rows, got " << acc.getDimSize(0);
+  if (!s.getElementType().isF32() || !acc.getElementType().isF32())
+    return emitOpError("scores and acc must be f32");
+  return success();
+}
+
+LogicalResult TileStoreOp::verify() {
+  auto acc = getAcc().getType(), dst = getDest().getType();
+  if (!compatible(acc.getDimSize(0), getSum().getType().getDimSize(0)))
+    return emitOpError("acc and sum row counts differ");
+  if (!compatible(acc.getDimSize(1), dst.getDimSize(3)))
+    return emitOpError("acc columns (") << acc.getDimSize(1)
+                                        << ") must equal the destination head_dim ("
+                                        << dst.getDimSize(3) << ")";
+  if (!acc.getElementType().isF32())
+    return emitOpError("acc must be f32");
+  return success();
+}

@@ -1,0 +1,172 @@
+//===- AttnTileOps.td - tile-level attn ops ----------------*- tablegen -*-===//
+//
+// The tile-level program that attn-tile produces and both targets lower.
+// Tiles live in memref buffers (CPU: stack/heap; GPU: shared memory or
+// registers), so that attn-pipeline can multi-buffer the K/V copies with
+// upstream memref::multiBuffer and split the KV loop with
+// scf::pipelineForLoop. All arithmetic on tiles is f32.
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTN_TILE_OPS_TD
+#define ATTN_TILE_OPS_TD
+
+include "dialects/attn/AttnDialect.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+def Attn_Tensor4D : MemRefRankOf<[AnyFloat], [4]>;
+def Attn_AnyBias : MemRefOf<[AnyFloat]>;
+def Attn_Tile2D : MemRefRankOf<[AnyFloat], [2]>;
+def Attn_Tile1D : MemRefRankOf<[F32], [1]>;
+
+def Attn_CopyTileOp : Attn_Op<"copy_tile"> {
+  let summary = "copies rows of a [B, H, L, D] tensor into a tile buffer";
+  let description = [{
+    For `r` in `[0, R)`: `dest[r, :] = r < valid ? source[batch, head, row + r, :] * scale : 0`
+    converted to the buffer's element type, where `R` is the tile's row count.
+    With `transposed`, the buffer is `[D, R]` and row `r` lands in column `r`
+    (the CPU layout of K for Q K^T). Rows at or past `valid` are zero, so tail
+    blocks need no special casing downstream. This is the op that
+    attn-pipeline schedules early (the "async load"): on the GPU it becomes
+    cp.async or TMA into shared memory, on the CPU a packing copy.
+
+    Example:
+    ```mlir
+    attn.copy_tile %k[%b, %h, %n0] to %kbuf transposed valid %n
+        : memref<1x8x1000x64xf16>, memref<64x64xf32>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tensor4D, "", [MemRead]>:$source, Index:$batch, Index:$head,
+                       Index:$row, Index:$valid, Arg<Attn_Tile2D, "", [MemWrite]>:$dest,
+                       UnitAttr:$transposed, OptionalAttr<F64Attr>:$scale);
+  let assemblyFormat = [{
+    $source `[` $batch `,` $head `,` $row `]` `to` $dest (`transposed` $transposed^)?
+    (`scale` $scale^)? `valid` $valid attr-dict `:` type($source) `,` type($dest)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
+  let summary = "c = a * b (or c += a * b) on tile buffers";
+  let description = [{
+    `a: [M, K]`, `b: [K, N]`, `c: [M, N]`, all f32 math. With `accumulate`,
+    the product is added to `c`. Q K^T is `tile_matmul %q, %kT`, with K copied
+    transposed; P V is `tile_matmul %p, %v into %acc accumulate`.
+
+    Example:
+    ```mlir
+    attn.tile_matmul %q, %kt into %s : memref<64x64xf32>, memref<64x32xf32>, memref<64x32xf32>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tile2D, "", [MemRead]>:$a, Arg<Attn_Tile2D, "", [MemRead]>:$b,
+                       Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$c, UnitAttr:$accumulate);
+  let assemblyFormat = [{
+    $a `,` $b `into` $c (`accumulate` $accumulate^)? attr-dict
+    `:` type($a) `,` type($b) `,` type($c)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileMaskOp : Attn_Op<"tile_mask"> {
+  let summary = "sets masked scores of a tile to -inf";
+  let description = [{
+    `scores[i, j]` holds query `row + i` against key `col + j`. It becomes
+    `-inf` when `j >= valid` (past the end of the keys), and, for `causal`,
+    when `col + j > row + i`; for `sliding_window`, also when
+    `col + j <= row + i - window`. `none` and `bias` mask only the tail.
+    attn-tile emits this op only on KV blocks that straddle a boundary.
+
+    Example:
+    ```mlir
+    attn.tile_mask %s rows %m0 cols %n0 valid %n causal : memref<64x64xf32>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$scores, Index:$row,
+                       Index:$col, Index:$valid, Attn_MaskKind:$kind,
+                       OptionalAttr<I64Attr>:$window);
+  let assemblyFormat = [{
+    $scores `rows` $row `cols` $col `valid` $valid $kind (`window` $window^)? attr-dict
+    `:` type($scores)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileBiasOp : Attn_Op<"tile_bias"> {
+  let summary = "adds a (broadcast) bias block to a score tile";
+  let description = [{
+    `scores[i, j] += scale * bias[batch, head, row + i, col + j]` for
+    `i < valid_rows`, `j < valid_cols`, where `bias` has rank at most 4,
+    aligned from the right to `[B, H, Lq, Lk]`, and a dimension of static
+    extent 1 broadcasts (index 0).
+
+    Example:
+    ```mlir
+    attn.tile_bias %s, %bias[%b, %h, %m0, %n0] valid %vm, %vn scale 1.0
+        : memref<64x64xf32>, memref<1x8x1000x1000xf32>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$scores,
+                       Arg<Attn_AnyBias, "", [MemRead]>:$bias, Index:$batch, Index:$head,
+                       Index:$row, Index:$col, Index:$valid_rows, Index:$valid_cols,
+                       F64Attr:$scale);
+  let assemblyFormat = [{
+    $scores `,` $bias `[` $batch `,` $head `,` $row `,` $col `]` `valid` $valid_rows `,`
+    $valid_cols `scale` $scale attr-dict `:` type($scores) `,` type($bias)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileSoftmaxOp : Attn_Op<"tile_softmax"> {
+  let summary = "online-softmax update of one KV block";
+  let description = [{
+    Per row `i` of the score tile (already scaled and masked):
+    ```
+    m_new   = max(max[i], max_j scores[i, j])
+    alpha   = exp(max[i] - m_new)           (1 while m_new is -inf)
+    scores[i, j] = exp(scores[i, j] - m_new) (0 while m_new is -inf)
+    sum[i]  = sum[i] * alpha + sum_j scores[i, j]
+    acc[i, :] *= alpha;  max[i] = m_new
+    ```
+    Afterwards `scores` holds the block's unnormalized probabilities P, ready
+    for `tile_matmul %p, %v into %acc accumulate`.
+
+    Example:
+    ```mlir
+    attn.tile_softmax %s, %m, %l, %acc
+        : memref<64x64xf32>, memref<64xf32>, memref<64xf32>, memref<64x64xf32>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$scores,
+                       Arg<Attn_Tile1D, "", [MemRead, MemWrite]>:$max,
+                       Arg<Attn_Tile1D, "", [MemRead, MemWrite]>:$sum,
+                       Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$acc);
+  let assemblyFormat = [{
+    $scores `,` $max `,` $sum `,` $acc attr-dict
+    `:` type($scores) `,` type($max) `,` type($sum) `,` type($acc)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileStoreOp : Attn_Op<"tile_store"> {
+  let summary = "normalizes the accumulator and stores the output rows";
+  let description = [{
+    For `i < valid`: `dest[batch, head, row + i, :] = sum[i] == 0 ? 0 : acc[i, :] / sum[i]`,
+    converted to the destination's element type (rows whose every score was
+    masked give zeros, not NaN).
+
+    Example:
+    ```mlir
+    attn.tile_store %acc, %l to %out[%b, %h, %m0] valid %vm
+        : memref<64x64xf32>, memref<64xf32>, memref<1x8x1000x64xf16>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tile2D, "", [MemRead]>:$acc, Arg<Attn_Tile1D, "", [MemRead]>:$sum,
+                       Arg<Attn_Tensor4D, "", [MemWrite]>:$dest, Index:$batch, Index:$head,
+                       Index:$row, Index:$valid);
+  let assemblyFormat = [{
+    $acc `,` $sum `to` $dest `[` $batch `,` $head `,` $row `]` `valid` $valid attr-dict
+    `:` type($acc) `,` type($sum) `,` type($dest)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // ATTN_TILE_OPS_TD
