@@ -1,6 +1,21 @@
-//===- AttnTile.cpp - attn-tile ---------------------------------------------===//
-// Placeholder: being written.
+//===- AttnTile.cpp - attn-tile: attn.attention -> tile program -----------===//
+//
+// Turns a function computing one attn.attention on its arguments into a
+// destination-passing kernel on memrefs: a grid over (batch, head, query
+// block) and a loop over KV blocks doing an online softmax on tile buffers.
+//
+// Why the function boundary changes here: the tile program writes its result
+// in place (the GPU kernel and the CPU JIT both take an output buffer), and
+// the graph-level functions attncc builds are exactly "args -> attention ->
+// return", so a full one-shot bufferization would buy nothing.
+//
+//===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+
+#include <limits>
 
 namespace mlir::attn {
 #define GEN_PASS_DEF_ATTNTILE
@@ -8,13 +23,232 @@ namespace mlir::attn {
 } // namespace mlir::attn
 
 using namespace mlir;
+using namespace mlir::attn;
 
 namespace {
+
+/// The pieces of a function that attn-tile can lower.
+struct AttentionFunc {
+  AttentionOp attention;
+  BlockArgument bias;     // null without a bias
+  double biasScale = 1.0; // from an attn.scale between the argument and the op
+};
+
+/// Matches "args -> [attn.scale(bias arg)] -> attn.attention -> return".
+FailureOr<AttentionFunc> matchAttentionFunc(func::FuncOp func) {
+  AttentionFunc m;
+  Block &body = func.getBody().front();
+  for (Operation &op : body.without_terminator()) {
+    if (auto att = dyn_cast<AttentionOp>(op)) {
+      if (m.attention)
+        return func.emitError("attn-tile: function '")
+               << func.getSymName() << "' has more than one attn.attention";
+      m.attention = att;
+      continue;
+    }
+    if (auto sc = dyn_cast<ScaleOp>(op); sc && isa<BlockArgument>(sc.getInput()) &&
+                                          sc->hasOneUse() &&
+                                          isa<AttentionOp>(*sc->getUsers().begin()))
+      continue;
+    return op.emitError("attn-tile: function '")
+           << func.getSymName() << "' must compute one attn.attention on its arguments "
+           << "(run attn-fuse first); cannot tile '" << op.getName() << "'";
+  }
+  if (!m.attention)
+    return func.emitError("attn-tile: function '")
+           << func.getSymName() << "' has attn ops but no attn.attention (run attn-fuse first)";
+  auto ret = cast<func::ReturnOp>(body.getTerminator());
+  if (ret.getNumOperands() != 1 || ret.getOperand(0) != m.attention.getResult())
+    return m.attention.emitError("attn-tile: the function must return the attention result");
+  for (Value v : {m.attention.getQuery(), m.attention.getKey(), m.attention.getValue()})
+    if (!isa<BlockArgument>(v))
+      return m.attention.emitError("attn-tile: query, key and value must be function arguments");
+  if (Value b = m.attention.getBias()) {
+    if (auto sc = b.getDefiningOp<ScaleOp>()) {
+      m.biasScale = sc.getScale().convertToDouble();
+      b = sc.getInput();
+    }
+    m.bias = cast<BlockArgument>(b);
+  }
+  return m;
+}
+
+/// Graph-level attn ops are those on tensors.
+bool hasGraphLevelOps(func::FuncOp func) {
+  bool found = false;
+  func.walk([&](Operation *op) {
+    if (isa<AttnDialect>(op->getDialect()) &&
+        llvm::any_of(op->getOperandTypes(), llvm::IsaPred<RankedTensorType>))
+      found = true;
+  });
+  return found;
+}
+
+MemRefType toMemRef(Type t) {
+  auto rt = cast<RankedTensorType>(t);
+  return MemRefType::get(rt.getShape(), rt.getElementType());
+}
+
+struct TileBuilder {
+  OpBuilder &b;
+  Location loc;
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value f32(double v) { return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v)); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value div(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
+  Value minI(Value x, Value y) { return arith::MinSIOp::create(b, loc, x, y); }
+  Value maxI(Value x, Value y) { return arith::MaxSIOp::create(b, loc, x, y); }
+  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, p, x, y);
+  }
+  Value dim(Value m, int64_t d) { return memref::DimOp::create(b, loc, m, d); }
+  Value alloc(ArrayRef<int64_t> shape) {
+    return memref::AllocOp::create(b, loc, MemRefType::get(shape, b.getF32Type()));
+  }
+  void fill(Value buf, double v) {
+    linalg::FillOp::create(b, loc, ValueRange{f32(v)}, ValueRange{buf});
+  }
+};
+
+LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM,
+                           int64_t BN) {
+  AttentionOp att = m.attention;
+  Block &body = func.getBody().front();
+  MLIRContext *ctx = func.getContext();
+  int64_t D = att.getQuery().getType().getDimSize(3);
+  int64_t Dv = att.getValue().getType().getDimSize(3);
+  if (ShapedType::isDynamic(D) || ShapedType::isDynamic(Dv))
+    return att.emitError("attn-tile: head_dim must be static (tile buffers are sized by it)");
+
+  // Function boundary: tensors -> memrefs, result -> trailing `out` argument.
+  for (BlockArgument arg : body.getArguments())
+    arg.setType(toMemRef(arg.getType()));
+  MemRefType outType = toMemRef(att.getType());
+  Value out = body.addArgument(outType, func.getLoc());
+  func.setFunctionType(FunctionType::get(ctx, body.getArgumentTypes(), {}));
+
+  Value q = att.getQuery(), k = att.getKey(), v = att.getValue();
+  double scale = att.getScale().convertToDouble();
+  MaskKind kind = att.getMask();
+  int64_t group = att.getKvGroup();
+  std::optional<int64_t> window = att.getWindow();
+  bool structured = kind == MaskKind::causal || kind == MaskKind::sliding_window;
+
+  OpBuilder builder(att);
+  Location loc = att.getLoc();
+  TileBuilder t{builder, loc};
+  Value c0 = t.idx(0), c1 = t.idx(1), cBM = t.idx(BM), cBN = t.idx(BN);
+  Value B = t.dim(q, 0), Hq = t.dim(q, 1), Lq = t.dim(q, 2), Lk = t.dim(k, 2);
+  Value numMBlocks = t.div(t.add(Lq, t.idx(BM - 1)), cBM);
+  Value cGroup = t.idx(group);
+
+  auto grid = scf::ParallelOp::create(builder, loc, ValueRange{c0, c0, c0},
+                                      ValueRange{B, Hq, numMBlocks}, ValueRange{c1, c1, c1});
+  grid->setAttr("attn.grid", builder.getUnitAttr());
+  builder.setInsertionPointToStart(grid.getBody());
+  Value bIdx = grid.getInductionVars()[0], hIdx = grid.getInductionVars()[1];
+  Value hKv = t.div(hIdx, cGroup);
+  Value m0 = t.mul(grid.getInductionVars()[2], cBM);
+  Value validM = t.sub(Lq, m0);
+
+  Value qt = t.alloc({BM, D}), s = t.alloc({BM, BN}), acc = t.alloc({BM, Dv});
+  Value mx = t.alloc({BM}), sm = t.alloc({BM});
+  Value kt = t.alloc({D, BN}), vt = t.alloc({BN, Dv});
+  t.fill(acc, 0.0);
+  t.fill(mx, -std::numeric_limits<double>::infinity());
+  t.fill(sm, 0.0);
+  auto copyQ = CopyTileOp::create(builder, loc, q, bIdx, hIdx, m0, validM, qt,
+                                  /*transposed=*/false, builder.getF64FloatAttr(scale));
+  (void)copyQ;
+
+  // KV range: blocks entirely above the diagonal (causal) or entirely left
+  // of the window are never visited.
+  Value lo = c0, hi = Lk;
+  if (structured) {
+    hi = t.minI(Lk, t.add(m0, cBM));
+    if (kind == MaskKind::sliding_window) {
+      Value first = t.maxI(c0, t.sub(m0, t.idx(*window - 1)));
+      lo = t.mul(t.div(first, cBN), cBN);
+    }
+  }
+  auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
+  kvLoop->setAttr("attn.kv_loop", builder.getUnitAttr());
+  {
+    OpBuilder::InsertionGuard guard(builder);
+    builder.setInsertionPointToStart(kvLoop.getBody());
+    Value n0 = kvLoop.getInductionVar();
+    Value validN = t.sub(Lk, n0);
+    CopyTileOp::create(builder, loc, k, bIdx, hKv, n0, validN, kt, /*transposed=*/true,
+                       FloatAttr());
+    CopyTileOp::create(builder, loc, v, bIdx, hKv, n0, validN, vt, /*transposed=*/false,
+                       FloatAttr());
+    TileMatmulOp::create(builder, loc, qt, kt, s, /*accumulate=*/false);
+    if (m.bias)
+      TileBiasOp::create(builder, loc, s, m.bias, bIdx, hIdx, m0, n0, validM, validN,
+                         builder.getF64FloatAttr(m.biasScale));
+    // Element masks only where the block straddles the end of the keys, the
+    // diagonal, or the window's left edge.
+    Value blockEnd = t.add(n0, cBN);
+    Value needsMask = t.cmp(arith::CmpIPredicate::sgt, blockEnd, Lk);
+    if (structured) {
+      Value diag = t.cmp(arith::CmpIPredicate::sgt, t.sub(blockEnd, c1), m0);
+      needsMask = arith::OrIOp::create(builder, loc, needsMask, diag);
+    }
+    if (kind == MaskKind::sliding_window) {
+      Value leftEdge = t.cmp(arith::CmpIPredicate::sle, n0,
+                             t.sub(t.add(m0, t.idx(BM - 1)), t.idx(*window)));
+      needsMask = arith::OrIOp::create(builder, loc, needsMask, leftEdge);
+    }
+    auto ifMask = scf::IfOp::create(builder, loc, needsMask, /*withElseRegion=*/false);
+    {
+      OpBuilder::InsertionGuard g2(builder);
+      builder.setInsertionPointToStart(ifMask.thenBlock());
+      TileMaskOp::create(builder, loc, s, m0, n0, validN,
+                         MaskKindAttr::get(ctx, structured ? kind : MaskKind::none),
+                         window ? builder.getI64IntegerAttr(*window) : IntegerAttr());
+    }
+    TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
+    TileMatmulOp::create(builder, loc, s, vt, acc, /*accumulate=*/true);
+  }
+  TileStoreOp::create(builder, loc, acc, sm, out, bIdx, hIdx, m0, validM);
+  for (Value buf : {qt, s, acc, mx, sm, kt, vt})
+    memref::DeallocOp::create(builder, loc, buf);
+
+  // Drop the graph-level ops and return nothing.
+  Operation *ret = body.getTerminator();
+  builder.setInsertionPoint(ret);
+  func::ReturnOp::create(builder, ret->getLoc());
+  ret->erase();
+  Operation *biasScale = att.getBias() ? att.getBias().getDefiningOp() : nullptr;
+  att->erase();
+  if (biasScale)
+    biasScale->erase();
+  return success();
+}
+
 struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
   using AttnTileBase::AttnTileBase;
+
   void runOnOperation() override {
-    getOperation()->emitError("attn-tile is not implemented yet");
-    signalPassFailure();
+    for (auto func : getOperation().getOps<func::FuncOp>()) {
+      if (func.isExternal())
+        continue;
+      if (!hasGraphLevelOps(func))
+        continue; // nothing of ours to tile
+      for (auto [name, v] :
+           {std::pair<StringRef, int64_t>{"block-m", blockM}, {"block-n", blockN}})
+        if (v < 1 || (v & (v - 1)) != 0) {
+          func.emitError("attn-tile: ") << name << " must be a power of two, got " << v;
+          return signalPassFailure();
+        }
+      FailureOr<AttentionFunc> m = matchAttentionFunc(func);
+      if (failed(m))
+        return signalPassFailure();
+      if (failed(tileFunction(func, *m, blockM, blockN)))
+        return signalPassFailure();
+    }
   }
 };
 } // namespace

@@ -1,6 +1,13 @@
-//===- AttnUnroll.cpp - attn-unroll ---------------------------------------------===//
-// Placeholder: being written.
+//===- AttnUnroll.cpp - attn-unroll: unroll tagged attn loops -------------===//
+//
+// Unrolls the loops attncc tags (`attn.kv_loop`) with upstream
+// loopUnrollByFactor, which also emits the remainder loop for trip counts
+// that are not a multiple of the factor (dynamic ones included).
+//
+//===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
+
+#include "mlir/Dialect/SCF/Utils/Utils.h"
 
 namespace mlir::attn {
 #define GEN_PASS_DEF_ATTNUNROLL
@@ -8,13 +15,38 @@ namespace mlir::attn {
 } // namespace mlir::attn
 
 using namespace mlir;
+using namespace mlir::attn;
 
 namespace {
 struct AttnUnrollPass : mlir::attn::impl::AttnUnrollBase<AttnUnrollPass> {
   using AttnUnrollBase::AttnUnrollBase;
+
   void runOnOperation() override {
-    getOperation()->emitError("attn-unroll is not implemented yet");
-    signalPassFailure();
+    if (factor < 1 || factor > 16) {
+      getOperation().emitError("attn-unroll: factor must be in [1, 16], got ") << static_cast<int64_t>(factor);
+      return signalPassFailure();
+    }
+    if (loop != "kv") {
+      getOperation().emitError("attn-unroll: unknown loop '") << loop << "' (expected 'kv')";
+      return signalPassFailure();
+    }
+    if (factor == 1)
+      return;
+    SmallVector<scf::ForOp> loops;
+    getOperation().walk([&](scf::ForOp f) {
+      if (f->hasAttr("attn.kv_loop"))
+        loops.push_back(f);
+    });
+    for (scf::ForOp f : loops) {
+      auto annotate = [](unsigned copy, Operation *op, OpBuilder b) {
+        if (isa<AttnDialect>(op->getDialect()))
+          op->setAttr("attn.unrolled_copy", b.getI64IntegerAttr(copy));
+      };
+      if (failed(loopUnrollByFactor(f, factor, annotate))) {
+        f.emitError("attn-unroll: cannot unroll this loop by ") << static_cast<int64_t>(factor);
+        return signalPassFailure();
+      }
+    }
   }
 };
 } // namespace

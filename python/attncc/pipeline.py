@@ -29,6 +29,12 @@ STAGES: tuple[Stage, ...] = (
           lambda o: ""),
     Stage("fused", "the chain fused into attn.attention",
           lambda o: "func.func(attn-fuse),canonicalize,cse"),
+    Stage("tiled", "grid x KV-block loop with online softmax on tile buffers",
+          lambda o: f"attn-tile{{block-m={o.get('block_m', 64)} block-n={o.get('block_n', 64)}}},"
+                    "canonicalize,cse"),
+    Stage("pipelined", "K/V copies multi-buffered and software-pipelined; KV loop unrolled",
+          lambda o: f"func.func(attn-pipeline{{num-stages={o.get('num_stages', 2)}}},"
+                    f"attn-unroll{{factor={o.get('unroll', 1)}}}),canonicalize,cse"),
 )
 
 STAGE_NAMES = tuple(s.name for s in STAGES)

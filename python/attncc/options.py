@@ -1,0 +1,57 @@
+"""Compile options: validated once, hashed into cache keys."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping, Optional
+
+from .errors import AttnccError
+
+
+class OptionError(AttnccError, ValueError):
+    """A compile option is out of range or unknown."""
+
+
+def _power_of_two(x: int) -> bool:
+    return x > 0 and (x & (x - 1)) == 0
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Options of the tiled, pipelined program.
+
+    block_m: query rows per block (power of two, 16..256).
+    block_n: keys per KV block (power of two, 16..256).
+    num_stages: K/V buffers in flight in the software pipeline (1..4; 1 = no pipelining).
+    unroll: unroll factor of the KV loop (1, 2, 4 or 8).
+    num_threads: CPU threads for the grid (None: all cores torch uses).
+    """
+
+    block_m: int = 64
+    block_n: int = 64
+    num_stages: int = 2
+    unroll: int = 1
+    num_threads: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for name in ("block_m", "block_n"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not _power_of_two(v) or not 16 <= v <= 256:
+                raise OptionError(f"{name} must be a power of two in [16, 256], got {v!r}")
+        if not isinstance(self.num_stages, int) or not 1 <= self.num_stages <= 4:
+            raise OptionError(f"num_stages must be an integer in [1, 4], got {self.num_stages!r}")
+        if self.unroll not in (1, 2, 4, 8):
+            raise OptionError(f"unroll must be 1, 2, 4 or 8, got {self.unroll!r}")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int)
+                                             or self.num_threads < 1):
+            raise OptionError(f"num_threads must be a positive integer, got {self.num_threads!r}")
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "CompileOptions":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise OptionError(f"unknown option(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**kwargs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
