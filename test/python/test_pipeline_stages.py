@@ -1,0 +1,68 @@
+"""The compile driver runs every stage up to the one asked for, with the options given."""
+import pytest
+
+from attncc import Graph, GraphError
+from attncc.compiler import compile_graph
+from attncc.options import CompileOptions, OptionError
+from attncc import pipeline
+
+
+def causal_graph(L=100, D=16, hq=4, hkv=2):
+    g = Graph("attention")
+    q = g.input("q", (1, hq, L, D), "f16")
+    k = g.input("k", (1, hkv, L, D), "f16")
+    v = g.input("v", (1, hkv, L, D), "f16")
+    g.output(g.attention(q, k, v, mask="causal"))
+    return g
+
+
+def test_stage_table_order():
+    assert pipeline.STAGE_NAMES[:4] == ("graph", "fused", "tiled", "pipelined")
+
+
+def test_stages_reflect_options():
+    c = compile_graph(causal_graph(), CompileOptions(block_m=32, block_n=16, num_stages=3,
+                                                     unroll=2), stop_after="pipelined")
+    assert list(c.stages) == ["graph", "fused", "tiled", "pipelined"]
+    tiled = c.ir("tiled")
+    assert "memref.alloc() : memref<32x16xf32>" in tiled  # Q tile: block_m x head_dim
+    assert "attn.kv_loop" in tiled and "attn.part" not in tiled
+    piped = c.ir("pipelined")
+    assert "memref<3x16x16xf32>" in piped  # K/V buffers with num_stages slots
+    for part in ("prologue", "kernel", "epilogue"):
+        assert f'attn.part = "{part}"' in piped
+    assert "attn.unrolled_copy = 1" in piped
+    assert set(c.stage_seconds) >= {"graph", "fused", "tiled", "pipelined"}
+    with pytest.raises(ValueError, match="unknown or unreached stage 'llvm'"):
+        c.ir("llvm")
+
+
+def test_one_stage_means_no_pipelining():
+    c = compile_graph(causal_graph(), CompileOptions(block_m=32, block_n=16, num_stages=1),
+                      stop_after="pipelined")
+    assert "attn.part" not in c.ir("pipelined")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(block_m=48), "block_m must be a power of two in \\[16, 256\\], got 48"),
+    (dict(block_n=8), "block_n must be a power of two in \\[16, 256\\], got 8"),
+    (dict(num_stages=0), "num_stages must be an integer in \\[1, 4\\], got 0"),
+    (dict(num_stages=5), "num_stages must be an integer in \\[1, 4\\], got 5"),
+    (dict(unroll=3), "unroll must be 1, 2, 4 or 8, got 3"),
+    (dict(num_threads=0), "num_threads must be a positive integer"),
+])
+def test_bad_options(kwargs, message):
+    with pytest.raises(OptionError, match=message):
+        CompileOptions(**kwargs)
+
+
+def test_unknown_option():
+    with pytest.raises(OptionError, match="unknown option\\(s\\) \\['blockm'\\]"):
+        CompileOptions.from_kwargs({"blockm": 64})
+
+
+def test_unfinished_graph():
+    g = Graph()
+    g.input("q", (1, 1, 4, 4), "f32")
+    with pytest.raises(GraphError, match="has no outputs"):
+        compile_graph(g)
