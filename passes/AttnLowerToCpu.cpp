@@ -1,6 +1,40 @@
-//===- AttnLowerToCpu.cpp - attn-lower-to-cpu ---------------------------------------------===//
-// Placeholder: being written.
+//===- AttnLowerToCpu.cpp - attn-lower-to-cpu -----------------------------===//
+//
+// Lowers the tile-level attn ops (copy_tile, tile_matmul, tile_mask,
+// tile_bias, tile_softmax, tile_store) to scf/vector/memref/arith/math for a
+// SIMD CPU, `vector-width` f32 lanes per vector (16 = AVX-512):
+//
+//  * tile_matmul: a register-blocked outer-product micro-kernel. A block of
+//    MR rows x NR vectors of `c` lives in vector accumulators carried through
+//    the K loop (scf.for iter_args); each step loads NR vectors of row k of
+//    `b`, broadcasts a[i, k] and issues MR x NR `vector.fma`. Q K^T uses K
+//    copied transposed, so both matmuls of attention have this shape.
+//  * tile_softmax: per row, vector max / exp / sum with `vector.reduction`;
+//    `math.exp` is replaced by upstream's polynomial approximation (no libm
+//    calls). Rows whose running max is -inf give p = 0 and alpha = 1.
+//  * copy_tile: vectorized conversion (f16/bf16/f64 -> f32), scaling and
+//    zero-filling of the rows past `valid`; the transposed layout moves
+//    W x W blocks through registers with a shuffle transpose.
+//  * tile_mask / tile_bias / tile_store: per-row vector selects, masked
+//    loads and normalized, converting stores.
+//
+// Tile buffers may be strided subviews (attn-pipeline's multi-buffers) as
+// long as their innermost dimension is static with unit stride. Unsupported
+// shapes and element types are reported as diagnostics before anything is
+// rewritten. linalg.fill on the buffers is left to convert-linalg-to-loops.
+// Each function that held tile ops gets `attn.arg_types`, its argument types,
+// which survive the LLVM conversion for the runtime's argument checks.
+//
+//===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
+
+#include "mlir/Dialect/Math/Transforms/Passes.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/IR/TypeUtilities.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "llvm/ADT/STLExtras.h"
+
+#include <limits>
 
 namespace mlir::attn {
 #define GEN_PASS_DEF_ATTNLOWERTOCPU
@@ -8,13 +42,773 @@ namespace mlir::attn {
 } // namespace mlir::attn
 
 using namespace mlir;
+using namespace mlir::attn;
 
 namespace {
+
+/// Chunk loops over at most this many vectors are unrolled in the IR; longer
+/// rows get an scf.for.
+constexpr int64_t kMaxUnrolledChunks = 16;
+/// Vector accumulators a matmul micro-kernel may keep live (AVX-512 has 32
+/// vector registers; the rest hold the row of b and the broadcast of a).
+constexpr int64_t kMaxAccumulators = 24;
+
+//===----------------------------------------------------------------------===//
+// Checks (run on every op before anything is rewritten)
+//===----------------------------------------------------------------------===//
+
+bool isSupportedFloat(Type t) { return t.isF16() || t.isBF16() || t.isF32() || t.isF64(); }
+
+LogicalResult checkElementType(Operation *op, StringRef what, MemRefType t) {
+  if (isSupportedFloat(t.getElementType()))
+    return success();
+  return op->emitOpError("attn-lower-to-cpu: ")
+         << what << " element type " << t.getElementType()
+         << " is not supported (expected f16, bf16, f32 or f64)";
+}
+
+bool hasUnitInnerStride(MemRefType t) {
+  if (t.getRank() == 0)
+    return true;
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (failed(t.getStridesAndOffset(strides, offset)))
+    return false;
+  return strides.back() == 1;
+}
+
+/// A tile buffer needs a static column count (vector widths are static) and
+/// unit column stride (rows are contiguous vectors).
+LogicalResult checkTile(Operation *op, StringRef what, MemRefType t) {
+  if (failed(checkElementType(op, what, t)))
+    return failure();
+  if (ShapedType::isDynamic(t.getShape().back()))
+    return op->emitOpError("attn-lower-to-cpu: ")
+           << what << " needs a static innermost dimension, got " << t;
+  if (!hasUnitInnerStride(t))
+    return op->emitOpError("attn-lower-to-cpu: ")
+           << what << " needs a unit-stride innermost dimension, got " << t;
+  return success();
+}
+
+/// A [B, H, L, D] tensor is read or written one row of D at a time.
+LogicalResult checkTensor(Operation *op, StringRef what, MemRefType t) {
+  if (failed(checkElementType(op, what, t)))
+    return failure();
+  if (!hasUnitInnerStride(t))
+    return op->emitOpError("attn-lower-to-cpu: ")
+           << what << " needs a unit-stride innermost dimension, got " << t;
+  return success();
+}
+
+LogicalResult check(Operation *op) {
+  if (auto copy = dyn_cast<CopyTileOp>(op)) {
+    if (failed(checkTensor(op, "source", copy.getSource().getType())) ||
+        failed(checkTile(op, "destination tile", copy.getDest().getType())))
+      return failure();
+    return success();
+  }
+  if (auto mm = dyn_cast<TileMatmulOp>(op)) {
+    if (failed(checkTile(op, "a", mm.getA().getType())) ||
+        failed(checkTile(op, "b", mm.getB().getType())) ||
+        failed(checkTile(op, "c", mm.getC().getType())))
+      return failure();
+    return success();
+  }
+  if (auto mask = dyn_cast<TileMaskOp>(op))
+    return checkTile(op, "scores", mask.getScores().getType());
+  if (auto bias = dyn_cast<TileBiasOp>(op)) {
+    if (failed(checkTile(op, "scores", bias.getScores().getType())))
+      return failure();
+    return checkElementType(op, "bias", bias.getBias().getType());
+  }
+  if (auto sm = dyn_cast<TileSoftmaxOp>(op)) {
+    if (failed(checkTile(op, "scores", sm.getScores().getType())) ||
+        failed(checkTile(op, "acc", sm.getAcc().getType())))
+      return failure();
+    return success();
+  }
+  if (auto st = dyn_cast<TileStoreOp>(op)) {
+    if (failed(checkTile(op, "acc", st.getAcc().getType())) ||
+        failed(checkTensor(op, "destination", st.getDest().getType())))
+      return failure();
+    return success();
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Emission helpers
+//===----------------------------------------------------------------------===//
+
+struct Emitter {
+  ImplicitLocOpBuilder &b;
+  int64_t W;                           // f32 lanes per vector
+  SmallVectorImpl<Operation *> &exps;  // math.exp ops to approximate
+
+  Type f32() { return b.getF32Type(); }
+  VectorType vec(int64_t n, Type t = {}) { return VectorType::get({n}, t ? t : f32()); }
+
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value f32c(double v) { return arith::ConstantOp::create(b, b.getF32FloatAttr(v)); }
+  Value splat(double v, int64_t n) {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(vec(n), b.getFloatAttr(f32(), v)));
+  }
+  Value bcast(Value scalar, int64_t n) { return vector::BroadcastOp::create(b, vec(n), scalar); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, x, y); }
+  Value minI(Value x, Value y) { return arith::MinSIOp::create(b, x, y); }
+  Value maxI(Value x, Value y) { return arith::MaxSIOp::create(b, x, y); }
+  /// clamp(v, 0, hi)
+  Value clamp0(Value v, Value hi) { return minI(maxI(v, idx(0)), hi); }
+
+  Value dim(Value memref, int64_t d) {
+    auto t = cast<MemRefType>(memref.getType());
+    if (!t.isDynamicDim(d))
+      return idx(t.getDimSize(d));
+    return memref::DimOp::create(b, memref, d);
+  }
+  int64_t staticDim(Value memref, int64_t d) {
+    return cast<MemRefType>(memref.getType()).getDimSize(d);
+  }
+
+  /// Converts a float scalar or vector to element type `to` (extf / truncf;
+  /// f16 <-> bf16 through f32).
+  Value convert(Value v, Type to) {
+    Type from = getElementTypeOrSelf(v.getType());
+    if (from == to)
+      return v;
+    Type target = to;
+    if (auto vt = dyn_cast<VectorType>(v.getType()))
+      target = vt.clone(to);
+    unsigned wf = cast<FloatType>(from).getWidth(), wt = cast<FloatType>(to).getWidth();
+    if (wf < wt)
+      return arith::ExtFOp::create(b, target, v);
+    if (wf > wt)
+      return arith::TruncFOp::create(b, target, v);
+    return convert(convert(v, f32()), to);
+  }
+
+  Value exp(Value v) {
+    auto e = math::ExpOp::create(b, v);
+    exps.push_back(e);
+    return e;
+  }
+
+  /// Loads `n` elements at `indices` as an f32 vector.
+  Value loadF32(Value memref, ValueRange indices, int64_t n) {
+    Type et = cast<MemRefType>(memref.getType()).getElementType();
+    Value v = vector::LoadOp::create(b, vec(n, et), memref, indices);
+    return convert(v, f32());
+  }
+  void storeF32(Value v, Value memref, ValueRange indices) {
+    Type et = cast<MemRefType>(memref.getType()).getElementType();
+    vector::StoreOp::create(b, convert(v, et), memref, indices);
+  }
+  Value loadScalarF32(Value memref, ValueRange indices) {
+    return convert(memref::LoadOp::create(b, memref, indices), f32());
+  }
+  void storeScalarF32(Value v, Value memref, ValueRange indices) {
+    Type et = cast<MemRefType>(memref.getType()).getElementType();
+    memref::StoreOp::create(b, convert(v, et), memref, indices);
+  }
+
+  /// scf.for without results; `body(iv)` emits at the end of the body.
+  void loop(Value lb, Value ub, Value step, function_ref<void(Value)> body) {
+    auto f = scf::ForOp::create(b, lb, ub, step);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPoint(f.getBody()->getTerminator());
+    body(f.getInductionVar());
+  }
+  /// scf.for carrying `init`; `body(iv, carried)` returns the next values.
+  SmallVector<Value> loop(Value lb, Value ub, Value step, ValueRange init,
+                          function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    if (init.empty()) {
+      loop(lb, ub, step, [&](Value iv) { body(iv, {}); });
+      return {};
+    }
+    auto f = scf::ForOp::create(b, lb, ub, step, init);
+    {
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(f.getBody());
+      SmallVector<Value> next = body(f.getInductionVar(), f.getRegionIterArgs());
+      scf::YieldOp::create(b, next);
+    }
+    return SmallVector<Value>(f.getResults().begin(), f.getResults().end());
+  }
+
+  /// scf.if / else without results.
+  void ifElse(Value cond, function_ref<void()> thenBody, function_ref<void()> elseBody) {
+    auto ifOp = scf::IfOp::create(b, cond, /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+    thenBody();
+    b.setInsertionPoint(ifOp.elseBlock()->getTerminator());
+    elseBody();
+  }
+  /// scf.if / else yielding one value of type `t`.
+  Value ifElse(Value cond, Type t, function_ref<Value()> thenBody,
+               function_ref<Value()> elseBody) {
+    auto ifOp = scf::IfOp::create(b, TypeRange{t}, cond, /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(ifOp.thenBlock());
+    scf::YieldOp::create(b, thenBody());
+    b.setInsertionPointToStart(ifOp.elseBlock());
+    scf::YieldOp::create(b, elseBody());
+    return ifOp.getResult(0);
+  }
+
+  /// Visits the columns [0, n) of a row in chunks: full chunks of W lanes
+  /// (unrolled in the IR when there are few, an scf.for otherwise) threading
+  /// `init` through `full(col, carried)`, then one tail chunk of n % W lanes
+  /// (`tail(col, width, carried)`, may be null when n % W == 0).
+  SmallVector<Value>
+  chunks(int64_t n, ValueRange init,
+         function_ref<SmallVector<Value>(Value col, ValueRange carried)> full,
+         function_ref<SmallVector<Value>(Value col, int64_t width, ValueRange carried)> tail) {
+    int64_t count = n / W, rem = n % W;
+    SmallVector<Value> carried(init.begin(), init.end());
+    if (count <= kMaxUnrolledChunks) {
+      for (int64_t c = 0; c < count; ++c)
+        carried = full(idx(c * W), carried);
+    } else {
+      carried = loop(idx(0), idx(count * W), idx(W), carried, full);
+    }
+    if (rem)
+      carried = tail(idx(count * W), rem, carried);
+    return carried;
+  }
+  /// Same without carried values: `body(col, width)` for every chunk.
+  void chunks(int64_t n, function_ref<void(Value col, int64_t width)> body) {
+    chunks(
+        n, {},
+        [&](Value col, ValueRange) -> SmallVector<Value> {
+          body(col, W);
+          return {};
+        },
+        [&](Value col, int64_t width, ValueRange) -> SmallVector<Value> {
+          body(col, width);
+          return {};
+        });
+  }
+
+  Value reduce(vector::CombiningKind kind, Value v) {
+    auto fm = kind == vector::CombiningKind::ADD ? arith::FastMathFlags::reassoc
+                                                 : arith::FastMathFlags::nnan;
+    return vector::ReductionOp::create(b, kind, v, fm);
+  }
+  Value vmax(Value x, Value y) { return arith::MaxNumFOp::create(b, x, y, arith::FastMathFlags::nnan); }
+};
+
+//===----------------------------------------------------------------------===//
+// tile_matmul
+//===----------------------------------------------------------------------===//
+
+/// One register block: rows [i0, i0 + mr) x `nv` vectors of `w` lanes at
+/// column `col0` of c, accumulated over k in [0, K).
+void emitMatmulBlock(Emitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
+                     int64_t nv, int64_t w, Value K) {
+  ImplicitLocOpBuilder &b = e.b;
+  Value a = op.getA(), bm = op.getB(), c = op.getC();
+  SmallVector<Value> rows, cols;
+  for (int64_t r = 0; r < mr; ++r)
+    rows.push_back(r == 0 ? i0 : e.add(i0, e.idx(r)));
+  for (int64_t j = 0; j < nv; ++j)
+    cols.push_back(e.idx(col0 + j * w));
+
+  SmallVector<Value> init;
+  for (int64_t r = 0; r < mr; ++r)
+    for (int64_t j = 0; j < nv; ++j)
+      init.push_back(op.getAccumulate() ? e.loadF32(c, {rows[r], cols[j]}, w) : e.splat(0.0, w));
+
+  SmallVector<Value> res =
+      e.loop(e.idx(0), K, e.idx(1), init, [&](Value k, ValueRange acc) -> SmallVector<Value> {
+        SmallVector<Value> bv;
+        for (int64_t j = 0; j < nv; ++j)
+          bv.push_back(e.loadF32(bm, {k, cols[j]}, w));
+        SmallVector<Value> next(acc.begin(), acc.end());
+        for (int64_t r = 0; r < mr; ++r) {
+          Value av = e.bcast(e.loadScalarF32(a, {rows[r], k}), w);
+          for (int64_t j = 0; j < nv; ++j)
+            next[r * nv + j] = vector::FMAOp::create(b, av, bv[j], next[r * nv + j]);
+        }
+        return next;
+      });
+  for (int64_t r = 0; r < mr; ++r)
+    for (int64_t j = 0; j < nv; ++j)
+      e.storeF32(res[r * nv + j], c, {rows[r], cols[j]});
+}
+
+void lowerMatmul(Emitter &e, TileMatmulOp op) {
+  int64_t W = e.W;
+  Value c = op.getC();
+  int64_t N = e.staticDim(c, 1);
+  Value M = e.dim(c, 0), K = e.dim(op.getA(), 1);
+  auto cType = cast<MemRefType>(c.getType());
+
+  // Column groups: up to 4 full vectors each, then the N % W tail.
+  struct Group { int64_t col, nv, w; };
+  SmallVector<Group> groups;
+  int64_t full = N / W;
+  for (int64_t j = 0; j < full;) {
+    int64_t nv = std::min<int64_t>(4, full - j);
+    groups.push_back({j * W, nv, W});
+    j += nv;
+  }
+  if (N % W)
+    groups.push_back({full * W, 1, N % W});
+
+  for (const Group &g : groups) {
+    int64_t mr = std::max<int64_t>(1, std::min<int64_t>(8, kMaxAccumulators / g.nv));
+    if (mr >= 4 && g.nv == 4)
+      mr = 4; // 4 x 64 columns: 16 accumulators, 8 loads per 16 FMAs
+    if (!cType.isDynamicDim(0))
+      mr = std::min(mr, std::max<int64_t>(1, cType.getDimSize(0)));
+    // Full row blocks, then the remaining rows one block (static M) or one
+    // row at a time (dynamic M).
+    Value mFull;
+    if (!cType.isDynamicDim(0)) {
+      int64_t m = cType.getDimSize(0);
+      mFull = e.idx(m - m % mr);
+      e.loop(e.idx(0), mFull, e.idx(mr),
+             [&](Value i0) { emitMatmulBlock(e, op, i0, mr, g.col, g.nv, g.w, K); });
+      if (m % mr)
+        emitMatmulBlock(e, op, mFull, m % mr, g.col, g.nv, g.w, K);
+    } else {
+      mFull = arith::MulIOp::create(e.b, arith::DivUIOp::create(e.b, M, e.idx(mr)), e.idx(mr));
+      e.loop(e.idx(0), mFull, e.idx(mr),
+             [&](Value i0) { emitMatmulBlock(e, op, i0, mr, g.col, g.nv, g.w, K); });
+      e.loop(mFull, M, e.idx(1),
+             [&](Value i) { emitMatmulBlock(e, op, i, 1, g.col, g.nv, g.w, K); });
+    }
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// tile_softmax
+//===----------------------------------------------------------------------===//
+
+void lowerSoftmax(Emitter &e, TileSoftmaxOp op) {
+  ImplicitLocOpBuilder &b = e.b;
+  int64_t W = e.W;
+  Value s = op.getScores(), mx = op.getMax(), sm = op.getSum(), acc = op.getAcc();
+  int64_t C = e.staticDim(s, 1), Dv = e.staticDim(acc, 1);
+  const double ninf = -std::numeric_limits<double>::infinity();
+  using Kind = vector::CombiningKind;
+
+  e.loop(e.idx(0), e.dim(s, 0), e.idx(1), [&](Value i) {
+    Value mOld = memref::LoadOp::create(b, mx, ValueRange{i});
+    Value lOld = memref::LoadOp::create(b, sm, ValueRange{i});
+
+    // Row max: one W-lane running max over the full chunks, the tail reduced
+    // on its own.
+    Value tailMax = mOld;
+    SmallVector<Value> runMax = e.chunks(
+        C, {e.splat(ninf, W)},
+        [&](Value col, ValueRange m) -> SmallVector<Value> {
+          return {e.vmax(m[0], e.loadF32(s, {i, col}, W))};
+        },
+        [&](Value col, int64_t w, ValueRange m) -> SmallVector<Value> {
+          tailMax = e.vmax(tailMax, e.reduce(Kind::MAXNUMF, e.loadF32(s, {i, col}, w)));
+          return {m[0]};
+        });
+    Value mNew = C >= W ? e.vmax(tailMax, e.reduce(Kind::MAXNUMF, runMax[0])) : tailMax;
+
+    // While the max is -inf every score of the row is -inf so far: p = 0,
+    // alpha = 1 (subtracting 0 instead of -inf avoids -inf - -inf = NaN).
+    Value dead = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, e.f32c(ninf));
+    Value mUse = arith::SelectOp::create(b, dead, e.f32c(0.0), mNew);
+    Value alpha = arith::SelectOp::create(
+        b, dead, e.f32c(1.0), e.exp(arith::SubFOp::create(b, mOld, mUse)));
+
+    // p = exp(s - m), written back; row sum.
+    Value tailSum = e.f32c(0.0);
+    auto expChunk = [&](Value col, int64_t w) {
+      Value p = e.exp(arith::SubFOp::create(b, e.loadF32(s, {i, col}, w), e.bcast(mUse, w)));
+      e.storeF32(p, s, {i, col});
+      return p;
+    };
+    SmallVector<Value> runSum = e.chunks(
+        C, {e.splat(0.0, W)},
+        [&](Value col, ValueRange acc) -> SmallVector<Value> {
+          return {arith::AddFOp::create(b, acc[0], expChunk(col, W))};
+        },
+        [&](Value col, int64_t w, ValueRange acc) -> SmallVector<Value> {
+          tailSum = e.reduce(Kind::ADD, expChunk(col, w));
+          return {acc[0]};
+        });
+    Value rowSum = C >= W ? arith::AddFOp::create(b, e.reduce(Kind::ADD, runSum[0]), tailSum)
+                          : tailSum;
+    Value lNew = math::FmaOp::create(b, lOld, alpha, rowSum);
+    memref::StoreOp::create(b, lNew, sm, ValueRange{i});
+    memref::StoreOp::create(b, mNew, mx, ValueRange{i});
+
+    // acc[i, :] *= alpha
+    e.chunks(Dv, [&](Value col, int64_t w) {
+      Value v = arith::MulFOp::create(b, e.loadF32(acc, {i, col}, w), e.bcast(alpha, w));
+      e.storeF32(v, acc, {i, col});
+    });
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// tile_mask
+//===----------------------------------------------------------------------===//
+
+void lowerMask(Emitter &e, TileMaskOp op) {
+  ImplicitLocOpBuilder &b = e.b;
+  Value s = op.getScores();
+  int64_t C = e.staticDim(s, 1);
+  Value cC = e.idx(C);
+  Value row = op.getRow(), col = op.getCol();
+  MaskKind kind = op.getKind();
+  bool causal = kind == MaskKind::causal || kind == MaskKind::sliding_window;
+  bool window = kind == MaskKind::sliding_window;
+  Type i32 = b.getI32Type();
+  const double ninf = -std::numeric_limits<double>::infinity();
+
+  // Row i keeps columns j in [lo, hi):
+  //   hi = min(valid, C, causal ? row + i - col + 1 : C)
+  //   lo = window ? row + i - col - window + 1 : 0
+  Value hiValid = e.clamp0(op.getValid(), cC);
+  e.loop(e.idx(0), e.dim(s, 0), e.idx(1), [&](Value i) {
+    Value diag = e.sub(e.add(row, i), col); // key offset of the diagonal in this row
+    Value hi = hiValid;
+    if (causal)
+      hi = e.clamp0(e.minI(hi, e.add(diag, e.idx(1))), cC);
+    Value lo = e.idx(0);
+    if (window)
+      lo = e.clamp0(e.sub(diag, e.idx(*op.getWindow() - 1)), cC);
+    Value lo32 = arith::IndexCastOp::create(b, i32, lo);
+    Value hi32 = arith::IndexCastOp::create(b, i32, hi);
+    e.chunks(C, [&](Value c0, int64_t w) {
+      int64_t base = cast<arith::ConstantIndexOp>(c0.getDefiningOp()).value();
+      SmallVector<int32_t> iota;
+      for (int64_t t = 0; t < w; ++t)
+        iota.push_back(static_cast<int32_t>(base + t));
+      VectorType vi = e.vec(w, i32);
+      Value j = arith::ConstantOp::create(b, DenseElementsAttr::get(vi, ArrayRef<int32_t>(iota)));
+      Value before = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, j,
+                                           vector::BroadcastOp::create(b, vi, lo32));
+      Value after = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, j,
+                                          vector::BroadcastOp::create(b, vi, hi32));
+      Value masked = arith::OrIOp::create(b, before, after);
+      Value v = e.loadF32(s, {i, c0}, w);
+      e.storeF32(arith::SelectOp::create(b, masked, e.splat(ninf, w), v), s, {i, c0});
+    });
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// tile_bias
+//===----------------------------------------------------------------------===//
+
+void lowerBias(Emitter &e, TileBiasOp op) {
+  ImplicitLocOpBuilder &b = e.b;
+  Value s = op.getScores(), bias = op.getBias();
+  auto bt = cast<MemRefType>(bias.getType());
+  int64_t rank = bt.getRank();
+  int64_t C = e.staticDim(s, 1);
+  double scale = op.getScale().convertToDouble();
+  Value nRows = e.clamp0(op.getValidRows(), e.dim(s, 0));
+  Value nCols = e.clamp0(op.getValidCols(), e.idx(C));
+
+  // Bias dim d is dim (4 - rank + d) of [B, H, Lq, Lk]; static extent 1
+  // broadcasts.
+  auto broadcasts = [&](int64_t full) {
+    int64_t d = full - (4 - rank);
+    return d < 0 || bt.getDimSize(d) == 1;
+  };
+  bool keyBroadcast = broadcasts(3);
+  bool keyContiguous = !keyBroadcast && hasUnitInnerStride(bt);
+
+  auto scaled = [&](Value v) -> Value {
+    if (scale == 1.0)
+      return v;
+    Value k = isa<VectorType>(v.getType())
+                  ? e.splat(scale, cast<VectorType>(v.getType()).getNumElements())
+                  : e.f32c(scale);
+    return arith::MulFOp::create(b, v, k);
+  };
+
+  e.loop(e.idx(0), nRows, e.idx(1), [&](Value i) {
+    Value full[4] = {op.getBatch(), op.getHead(), e.add(op.getRow(), i), Value()};
+    auto indices = [&](Value key) {
+      full[3] = key;
+      SmallVector<Value> ind;
+      for (int64_t f = 4 - rank; f < 4; ++f)
+        ind.push_back(broadcasts(f) ? e.idx(0) : full[f]);
+      return ind;
+    };
+    if (keyContiguous) {
+      // Masked vector loads: lanes at or past nCols read nothing and add 0.
+      e.chunks(C, [&](Value c0, int64_t w) {
+        Value n = e.clamp0(e.sub(nCols, c0), e.idx(w));
+        Value mask = vector::CreateMaskOp::create(b, e.vec(w, b.getI1Type()), ValueRange{n});
+        Value pass = arith::ConstantOp::create(
+            b, DenseElementsAttr::get(e.vec(w, bt.getElementType()),
+                                      b.getFloatAttr(bt.getElementType(), 0.0)));
+        Value bv = vector::MaskedLoadOp::create(b, e.vec(w, bt.getElementType()), bias,
+                                                indices(e.add(op.getCol(), c0)), mask, pass);
+        Value sv = e.loadF32(s, {i, c0}, w);
+        e.storeF32(arith::AddFOp::create(b, sv, scaled(e.convert(bv, e.f32()))), s, {i, c0});
+      });
+    } else if (keyBroadcast) {
+      // One value per row, added to the columns before nCols.
+      Value bvs = scaled(e.loadScalarF32(bias, indices(e.idx(0))));
+      Type i32 = b.getI32Type();
+      Value n32 = arith::IndexCastOp::create(b, i32, nCols);
+      e.chunks(C, [&](Value c0, int64_t w) {
+        int64_t base = cast<arith::ConstantIndexOp>(c0.getDefiningOp()).value();
+        SmallVector<int32_t> iota;
+        for (int64_t t = 0; t < w; ++t)
+          iota.push_back(static_cast<int32_t>(base + t));
+        VectorType vi = e.vec(w, i32);
+        Value j = arith::ConstantOp::create(b, DenseElementsAttr::get(vi, ArrayRef<int32_t>(iota)));
+        Value in = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, j,
+                                         vector::BroadcastOp::create(b, vi, n32));
+        Value add = arith::SelectOp::create(b, in, e.bcast(bvs, w), e.splat(0.0, w));
+        Value sv = e.loadF32(s, {i, c0}, w);
+        e.storeF32(arith::AddFOp::create(b, sv, add), s, {i, c0});
+      });
+    } else {
+      // Strided keys: scalar loop.
+      e.loop(e.idx(0), nCols, e.idx(1), [&](Value j) {
+        Value bv = scaled(e.loadScalarF32(bias, indices(e.add(op.getCol(), j))));
+        Value sv = memref::LoadOp::create(b, s, ValueRange{i, j});
+        memref::StoreOp::create(b, arith::AddFOp::create(b, sv, bv), s, ValueRange{i, j});
+      });
+    }
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// tile_store
+//===----------------------------------------------------------------------===//
+
+void lowerStore(Emitter &e, TileStoreOp op) {
+  ImplicitLocOpBuilder &b = e.b;
+  Value acc = op.getAcc(), sm = op.getSum(), dst = op.getDest();
+  int64_t C = e.staticDim(acc, 1);
+  Value n = e.clamp0(op.getValid(), e.dim(acc, 0));
+  e.loop(e.idx(0), n, e.idx(1), [&](Value i) {
+    Value l = memref::LoadOp::create(b, sm, ValueRange{i});
+    Value zero = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, l, e.f32c(0.0));
+    Value inv = arith::SelectOp::create(b, zero, e.f32c(0.0),
+                                        arith::DivFOp::create(b, e.f32c(1.0), l));
+    Value r = e.add(op.getRow(), i);
+    e.chunks(C, [&](Value c0, int64_t w) {
+      Value v = arith::MulFOp::create(b, e.loadF32(acc, {i, c0}, w), e.bcast(inv, w));
+      e.storeF32(v, dst, {op.getBatch(), op.getHead(), r, c0});
+    });
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// copy_tile
+//===----------------------------------------------------------------------===//
+
+/// Transposes `rows` (n vectors of n lanes, n a power of two) in registers:
+/// log2(n) stages, each swapping one bit of the row index with the same bit
+/// of the column index through two-source shuffles.
+SmallVector<Value> transposeSquare(ImplicitLocOpBuilder &b, SmallVector<Value> rows) {
+  int64_t n = rows.size();
+  for (int64_t half = n / 2; half >= 1; half /= 2) {
+    SmallVector<int64_t> lowMask, highMask;
+    for (int64_t j = 0; j < n; ++j) {
+      bool upper = j & half;
+      lowMask.push_back(upper ? n + (j - half) : j);
+      highMask.push_back(upper ? n + j : j + half);
+    }
+    SmallVector<Value> next(rows);
+    for (int64_t i = 0; i < n; ++i) {
+      if (i & half)
+        continue;
+      next[i] = vector::ShuffleOp::create(b, rows[i], rows[i + half], lowMask);
+      next[i + half] = vector::ShuffleOp::create(b, rows[i], rows[i + half], highMask);
+    }
+    rows = std::move(next);
+  }
+  return rows;
+}
+
+void lowerCopy(Emitter &e, CopyTileOp op) {
+  ImplicitLocOpBuilder &b = e.b;
+  int64_t W = e.W;
+  Value src = op.getSource(), dst = op.getDest();
+  std::optional<double> scale;
+  if (auto s = op.getScale(); s && s->convertToDouble() != 1.0)
+    scale = s->convertToDouble();
+  auto scaled = [&](Value v) -> Value {
+    if (!scale)
+      return v;
+    Value k = isa<VectorType>(v.getType())
+                  ? e.splat(*scale, cast<VectorType>(v.getType()).getNumElements())
+                  : e.f32c(*scale);
+    return arith::MulFOp::create(b, v, k);
+  };
+  Value bi = op.getBatch(), hi = op.getHead(), row = op.getRow();
+
+  if (!op.getTransposed()) {
+    // dest[r, :] = r < valid ? src[b, h, row + r, :] * scale : 0
+    int64_t D = e.staticDim(dst, 1);
+    Value R = e.dim(dst, 0);
+    Value n = e.clamp0(op.getValid(), R);
+    e.loop(e.idx(0), n, e.idx(1), [&](Value r) {
+      Value sr = e.add(row, r);
+      e.chunks(D, [&](Value c0, int64_t w) {
+        e.storeF32(scaled(e.loadF32(src, {bi, hi, sr, c0}, w)), dst, {r, c0});
+      });
+    });
+    e.loop(n, R, e.idx(1), [&](Value r) {
+      e.chunks(D, [&](Value c0, int64_t w) { e.storeF32(e.splat(0.0, w), dst, {r, c0}); });
+    });
+    return;
+  }
+
+  // Transposed: dest[d, r] = r < valid ? src[b, h, row + r, d] * scale : 0.
+  // W x W blocks go through registers (W row loads, a shuffle transpose, W
+  // row stores); the edges that do not fill a block are copied one element
+  // at a time.
+  int64_t R = e.staticDim(dst, 1);
+  Value D = e.dim(dst, 0);
+  Value n = e.clamp0(op.getValid(), e.idx(R));
+  int64_t rBlocks = R - R % W;
+  Value dBlocks = e.staticDim(dst, 0) != ShapedType::kDynamic
+                      ? e.idx(e.staticDim(dst, 0) - e.staticDim(dst, 0) % W)
+                      : arith::MulIOp::create(b, arith::DivUIOp::create(b, D, e.idx(W)), e.idx(W));
+  if (rBlocks > 0) {
+    e.loop(e.idx(0), e.idx(rBlocks), e.idx(W), [&](Value r0) {
+      e.loop(e.idx(0), dBlocks, e.idx(W), [&](Value d0) {
+        // All W source rows valid: plain loads; otherwise each row is loaded
+        // or zero on its own.
+        Value allValid = arith::CmpIOp::create(b, arith::CmpIPredicate::sle,
+                                               e.add(r0, e.idx(W)), n);
+        auto loadRows = [&](bool checked) {
+          SmallVector<Value> rows;
+          for (int64_t t = 0; t < W; ++t) {
+            Value r = e.add(r0, e.idx(t));
+            Value sr = e.add(row, r);
+            if (!checked) {
+              rows.push_back(scaled(e.loadF32(src, {bi, hi, sr, d0}, W)));
+              continue;
+            }
+            Value ok = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, r, n);
+            Value v = e.ifElse(
+                ok, e.vec(W), [&] { return e.loadF32(src, {bi, hi, sr, d0}, W); },
+                [&] { return e.splat(0.0, W); });
+            rows.push_back(scaled(v));
+          }
+          return rows;
+        };
+        auto storeRows = [&](SmallVector<Value> rows) {
+          SmallVector<Value> cols = transposeSquare(b, std::move(rows));
+          for (int64_t t = 0; t < W; ++t)
+            e.storeF32(cols[t], dst, {e.add(d0, e.idx(t)), r0});
+        };
+        e.ifElse(
+            allValid, [&] { storeRows(loadRows(false)); }, [&] { storeRows(loadRows(true)); });
+      });
+    });
+  }
+  // Edges: rows r >= rBlocks for every d, and d >= dBlocks for r < rBlocks.
+  auto scalarCopy = [&](Value rLo, Value rHi, Value dLo, Value dHi) {
+    e.loop(rLo, rHi, e.idx(1), [&](Value r) {
+      Value ok = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, r, n);
+      Value sr = e.add(row, r);
+      e.loop(dLo, dHi, e.idx(1), [&](Value d) {
+        Value v = e.ifElse(
+            ok, e.f32(), [&] { return e.loadScalarF32(src, {bi, hi, sr, d}); },
+            [&] { return e.f32c(0.0); });
+        e.storeScalarF32(scaled(v), dst, {d, r});
+      });
+    });
+  };
+  if (rBlocks < R)
+    scalarCopy(e.idx(rBlocks), e.idx(R), e.idx(0), D);
+  if (rBlocks > 0 && (e.staticDim(dst, 0) == ShapedType::kDynamic || e.staticDim(dst, 0) % W))
+    scalarCopy(e.idx(0), e.idx(rBlocks), dBlocks, D);
+}
+
+//===----------------------------------------------------------------------===//
+// The pass
+//===----------------------------------------------------------------------===//
+
 struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuPass> {
   using AttnLowerToCpuBase::AttnLowerToCpuBase;
+
   void runOnOperation() override {
-    getOperation()->emitError("attn-lower-to-cpu is not implemented yet");
-    signalPassFailure();
+    ModuleOp module = getOperation();
+    int64_t W = vectorWidth;
+    if (W < 1 || W > 64 || (W & (W - 1))) {
+      module.emitError("attn-lower-to-cpu: vector-width must be a power of two in [1, 64], got ")
+          << W;
+      return signalPassFailure();
+    }
+
+    // Check everything first, so that a failure leaves the IR untouched.
+    SmallVector<Operation *> tileOps;
+    bool ok = true;
+    module.walk([&](Operation *op) {
+      if (!isa<CopyTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftmaxOp, TileStoreOp>(op))
+        return;
+      tileOps.push_back(op);
+      ok &= succeeded(check(op));
+    });
+    if (!ok)
+      return signalPassFailure();
+
+    SmallVector<Operation *> exps;
+    llvm::SetVector<Operation *> funcs;
+    for (Operation *op : tileOps) {
+      ImplicitLocOpBuilder b(op->getLoc(), op);
+      Emitter e{b, W, exps};
+      if (auto o = dyn_cast<CopyTileOp>(op))
+        lowerCopy(e, o);
+      else if (auto o = dyn_cast<TileMatmulOp>(op))
+        lowerMatmul(e, o);
+      else if (auto o = dyn_cast<TileMaskOp>(op))
+        lowerMask(e, o);
+      else if (auto o = dyn_cast<TileBiasOp>(op))
+        lowerBias(e, o);
+      else if (auto o = dyn_cast<TileSoftmaxOp>(op))
+        lowerSoftmax(e, o);
+      else if (auto o = dyn_cast<TileStoreOp>(op))
+        lowerStore(e, o);
+      if (auto f = op->getParentOfType<FunctionOpInterface>())
+        funcs.insert(f);
+      op->erase();
+    }
+
+    for (Operation *f : funcs) {
+      // Tile buffers: cache-line aligned, so that vector rows do not split lines.
+      f->walk([&](memref::AllocOp alloc) {
+        if (!alloc.getAlignment())
+          alloc.setAlignment(64);
+      });
+      // The kernel's memref signature, for the runtime: the LLVM conversion
+      // erases static shapes, layouts and element types from the arguments.
+      auto fn = cast<FunctionOpInterface>(f);
+      SmallVector<Attribute> types;
+      for (Type t : fn.getArgumentTypes())
+        types.push_back(TypeAttr::get(t));
+      f->setAttr("attn.arg_types", ArrayAttr::get(&getContext(), types));
+    }
+
+    // Fast exp: upstream's polynomial approximation (f32, scalar and vector).
+    if (!exps.empty()) {
+      RewritePatternSet patterns(&getContext());
+      populateMathPolynomialApproximationPatterns(
+          patterns, [](StringRef name) { return name == math::ExpOp::getOperationName(); });
+      GreedyRewriteConfig config;
+      config.setStrictness(GreedyRewriteStrictness::ExistingAndNewOps);
+      if (failed(applyOpPatternsGreedily(exps, std::move(patterns), config))) {
+        module.emitError("attn-lower-to-cpu: exp approximation did not converge");
+        return signalPassFailure();
+      }
+    }
   }
 };
+
 } // namespace

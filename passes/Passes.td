@@ -78,6 +78,8 @@ def AttnLowerToCpu : Pass<"attn-lower-to-cpu", "ModuleOp"> {
     micro-kernels for `tile_matmul`, vector reductions and a polynomial `exp`
     for `tile_softmax`, vectorized copies/conversions. The result contains no
     attn ops and goes through upstream conversions to the LLVM dialect.
+    Functions that held tile ops get `attn.arg_types` (their argument types),
+    which the runtime reads after the LLVM conversion to check its tensors.
   }];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", "16", "f32 lanes per vector (16 = AVX-512)">,
