@@ -6,6 +6,7 @@ same pass names (see docs/pipeline.md).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -24,6 +25,41 @@ class Stage:
     passes: Callable[[Mapping[str, object]], str]
 
 
+def default_num_threads() -> int:
+    """Threads for the CPU grid when the options leave it open: as many as torch
+    uses (its intra-op pool), else the CPUs this process may run on."""
+    try:
+        import torch
+
+        return max(1, torch.get_num_threads())
+    except ImportError:  # pragma: no cover
+        return max(1, len(os.sched_getaffinity(0)))
+
+
+def _cpu_llvm_passes(o: Mapping[str, object]) -> str:
+    """attn-lower-to-cpu, then upstream conversions to the LLVM dialect.
+
+    Threads: upstream async-parallel-for splits the grid `scf.parallel` into
+    tasks for the async runtime's thread pool (`num-workers` = num_threads sizes
+    the split; `min-task-size=1` because one grid point is a whole query block,
+    not one element). With one thread the grid stays a serial loop. The kernel
+    gets a C interface (`_mlir_ciface_<name>`) for the runtime."""
+    threads = o.get("num_threads") or default_num_threads()
+    width = o.get("vector_width") or 16
+    parallel = ""
+    if int(threads) > 1:
+        parallel = (f"async-parallel-for{{async-dispatch=true num-workers={int(threads)} "
+                    "min-task-size=1},async-to-async-runtime,async-runtime-ref-counting,"
+                    "async-runtime-ref-counting-opt,arith-expand,convert-async-to-llvm,")
+    return (f"attn-lower-to-cpu{{vector-width={int(width)}}},canonicalize,cse,"
+            "func.func(convert-linalg-to-loops,llvm-request-c-wrappers),"
+            + parallel +
+            "expand-strided-metadata,lower-affine,convert-scf-to-cf,arith-expand,"
+            "convert-vector-to-llvm{reassociate-fp-reductions=1},finalize-memref-to-llvm,"
+            "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
+            "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts")
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("graph", "attn graph ops as built from Python or captured from torch",
           lambda o: ""),
@@ -35,6 +71,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("pipelined", "K/V copies multi-buffered and software-pipelined; KV loop unrolled",
           lambda o: f"func.func(attn-pipeline{{num-stages={o.get('num_stages', 2)}}},"
                     f"attn-unroll{{factor={o.get('unroll', 1)}}}),canonicalize,cse"),
+    Stage("llvm", "CPU: tile ops as vector code (attn-lower-to-cpu), then the LLVM dialect",
+          _cpu_llvm_passes),
 )
 
 STAGE_NAMES = tuple(s.name for s in STAGES)

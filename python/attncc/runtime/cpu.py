@@ -1,0 +1,251 @@
+"""Runs CPU kernels: the LLVM-dialect module of stage 'llvm', JIT-compiled by
+MLIR's ExecutionEngine, called on torch tensors without copying them.
+
+    kernel = CpuKernel(llvm_module, "attention")    # module after stage 'llvm'
+    out = kernel(q, k, v)                           # allocates the output
+    kernel.run(q, k, v, out)                        # or writes into `out`
+
+The kernel function takes memrefs. Its argument types (shapes, layouts and
+element types) are recorded by attn-lower-to-cpu as `attn.arg_types`, since the
+LLVM conversion erases them; every call checks its tensors against them, then
+passes each one as a memref descriptor built with ctypes straight from
+`tensor.data_ptr()`, its sizes and strides (bf16 has no numpy dtype, so no
+numpy is involved). The call goes through the C interface
+(`_mlir_ciface_<name>`, requested by `llvm-request-c-wrappers` in the 'llvm'
+stage) and releases the GIL while the kernel runs.
+
+Threads: the grid runs on the thread pool of MLIR's async runtime
+(`libmlir_async_runtime.so` from the mlir wheel). That pool is process-wide
+and sized to the CPUs the process may use; the 'llvm' stage's `num_threads`
+decides into how many tasks the grid is split (one thread: no tasks at all).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+from mlir import ir
+from mlir.execution_engine import ExecutionEngine
+
+from ..errors import AttnccError, CompileError
+
+_DYN = ir.ShapedType.get_dynamic_size()
+_DYN_STRIDE = ir.ShapedType.get_dynamic_stride_or_offset()
+
+_TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
+                 "f64": torch.float64}
+
+# Engines whose module uses the async runtime are kept for the life of the
+# process: destroying an ExecutionEngine runs the runtime's
+# `__mlir_execution_engine_destroy`, which resets the process-wide async
+# runtime (and its thread pool) under every other engine still using it.
+_PINNED_ENGINES: list[ExecutionEngine] = []
+
+
+class KernelArgumentError(AttnccError, ValueError):
+    """A tensor does not match the kernel's argument (dtype, shape, layout, device)."""
+
+
+@dataclass(frozen=True)
+class MemRefSpec:
+    """One memref argument: static sizes/strides (None where dynamic), element type."""
+
+    shape: tuple[Optional[int], ...]
+    strides: tuple[Optional[int], ...]
+    offset: Optional[int]
+    dtype: torch.dtype
+    type_str: str
+
+    @classmethod
+    def from_type(cls, t: ir.Type) -> "MemRefSpec":
+        mt = ir.MemRefType(t)
+        et = str(mt.element_type)
+        if et not in _TORCH_DTYPES:
+            raise CompileError(f"kernel argument {mt}: element type {et} has no torch dtype here")
+        strides, offset = mt.get_strides_and_offset()
+        return cls(tuple(None if d == _DYN else d for d in mt.shape),
+                   tuple(None if s == _DYN_STRIDE else s for s in strides),
+                   None if offset == _DYN_STRIDE else offset, _TORCH_DTYPES[et], str(mt))
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def mismatch(self, t: torch.Tensor) -> Optional[str]:
+        """Why `t` cannot be passed as this memref as it is, or None."""
+        if t.dtype != self.dtype:
+            return f"dtype {t.dtype}, expected {self.dtype}"
+        if t.dim() != self.rank:
+            return f"rank {t.dim()}, expected {self.rank}"
+        for d, (want, got) in enumerate(zip(self.shape, t.shape)):
+            if want is not None and want != got:
+                return f"shape {tuple(t.shape)}, expected {self._shape_str()}"
+        for d, (want, got) in enumerate(zip(self.strides, t.stride())):
+            if want is not None and want != got and t.shape[d] != 1:
+                return f"strides {t.stride()}, expected {self._strides_str()}"
+        return None
+
+    def _shape_str(self) -> str:
+        return "(" + ", ".join("?" if d is None else str(d) for d in self.shape) + ")"
+
+    def _strides_str(self) -> str:
+        return "(" + ", ".join("?" if s is None else str(s) for s in self.strides) + ")"
+
+
+@functools.lru_cache(maxsize=None)
+def _descriptor_type(rank: int) -> type:
+    """The C layout of a ranked memref descriptor (mlir/ExecutionEngine/CRunnerUtils.h)."""
+    fields: list[tuple[str, Any]] = [("allocated", ctypes.c_void_p),
+                                     ("aligned", ctypes.c_void_p),
+                                     ("offset", ctypes.c_int64)]
+    if rank:
+        fields += [("sizes", ctypes.c_int64 * rank), ("strides", ctypes.c_int64 * rank)]
+    return type(f"MemRefDescriptor{rank}D", (ctypes.Structure,), {"_fields_": fields})
+
+
+def memref_descriptor(t: torch.Tensor) -> ctypes.Structure:
+    """A memref descriptor viewing `t`'s storage in place (no copy)."""
+    desc = _descriptor_type(t.dim())()
+    desc.allocated = desc.aligned = t.data_ptr()
+    desc.offset = 0
+    if t.dim():
+        desc.sizes[:] = list(t.shape)
+        desc.strides[:] = list(t.stride())
+    return desc
+
+
+def mlir_shared_library(name: str) -> str:
+    """A runtime library shipped with the mlir wheel (mlir/lib/<name>)."""
+    import mlir
+
+    for base in mlir.__path__:
+        cand = Path(base) / "lib" / name
+        if cand.is_file():
+            return str(cand)
+    raise FileNotFoundError(f"{name} not found in the mlir wheel ({list(mlir.__path__)})")
+
+
+def _find_kernel(module: ir.Module, name: str) -> tuple[ir.Operation, list[MemRefSpec]]:
+    for op in module.body.operations:
+        op = op.operation
+        if op.name not in ("llvm.func", "func.func"):
+            continue
+        if ir.StringAttr(op.attributes["sym_name"]).value != name:
+            continue
+        if "attn.arg_types" not in op.attributes:
+            raise CompileError(f"function {name!r} has no attn.arg_types: was it lowered by "
+                               "attn-lower-to-cpu (stage 'llvm')?")
+        types = ir.ArrayAttr(op.attributes["attn.arg_types"])
+        return op, [MemRefSpec.from_type(ir.TypeAttr(a).value) for a in types]
+    raise CompileError(f"no kernel function {name!r} in the module")
+
+
+def _tune_for_host(module: ir.Module) -> None:
+    """Lets LLVM use full-width vectors: x86 CPUs with AVX-512 default to
+    `prefer-vector-width=256`, which would split every 16 x f32 vector of the
+    kernel in two unless the function asks for 512-bit legal vectors."""
+    with module.context:
+        for op in module.body.operations:
+            op = op.operation
+            if op.name != "llvm.func" or len(op.regions[0].blocks) == 0:
+                continue
+            op.attributes["prefer_vector_width"] = ir.StringAttr.get("512")
+            # Keep what is there (convert-async-to-llvm marks coroutines with
+            # "presplitcoroutine", which LLVM's coroutine passes require).
+            passthrough = []
+            if "passthrough" in op.attributes:
+                passthrough = list(ir.ArrayAttr(op.attributes["passthrough"]))
+            passthrough.append(ir.ArrayAttr.get([ir.StringAttr.get("min-legal-vector-width"),
+                                                 ir.StringAttr.get("512")]))
+            op.attributes["passthrough"] = ir.ArrayAttr.get(passthrough)
+
+
+class CpuKernel:
+    """A JIT-compiled kernel of the 'llvm' stage, callable on CPU torch tensors."""
+
+    def __init__(self, module: ir.Module, name: str, *, output: Any = None,
+                 num_threads: Optional[int] = None, opt_level: int = 3) -> None:
+        self.name = name
+        self.num_threads = num_threads
+        self._output = output
+        op, self.args = _find_kernel(module, name)
+        self._uses_async = _uses_async(module)
+        _tune_for_host(module)
+        libs = [mlir_shared_library("libmlir_c_runner_utils.so")]
+        if self._uses_async:
+            libs.append(mlir_shared_library("libmlir_async_runtime.so"))
+        try:
+            self._engine = ExecutionEngine(module, opt_level=opt_level, shared_libs=libs)
+        except Exception as e:  # the bindings raise RuntimeError with LLVM's message
+            raise CompileError(f"JIT compilation of {name!r} failed: {e}") from None
+        if self._uses_async:
+            _PINNED_ENGINES.append(self._engine)
+        self._fn = self._engine.lookup(name)
+
+    def run(self, *tensors: torch.Tensor) -> None:
+        """Calls the kernel on exactly its arguments (inputs then output)."""
+        if len(tensors) != len(self.args):
+            raise KernelArgumentError(f"{self.name} takes {len(self.args)} tensors "
+                                      f"({', '.join(a.type_str for a in self.args)}), "
+                                      f"got {len(tensors)}")
+        descs = []
+        for i, (spec, t) in enumerate(zip(self.args, tensors)):
+            if not isinstance(t, torch.Tensor):
+                raise KernelArgumentError(f"argument {i} is a {type(t).__name__}, not a tensor")
+            if t.device.type != "cpu":
+                raise KernelArgumentError(f"argument {i} is on {t.device}; CPU kernels take "
+                                          "CPU tensors")
+            why = spec.mismatch(t)
+            if why:
+                raise KernelArgumentError(f"argument {i} of {self.name}: {why} "
+                                          f"(kernel type {spec.type_str})")
+            descs.append(memref_descriptor(t))
+        # The C interface takes each descriptor by pointer; the packed wrapper
+        # takes a pointer to each argument.
+        ptrs = [ctypes.pointer(d) for d in descs]
+        packed = (ctypes.c_void_p * len(ptrs))(*[ctypes.addressof(p) for p in ptrs])
+        self._fn(packed)
+
+    def __call__(self, *inputs: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Runs on `inputs` (q, k, v[, bias]) and returns the output tensor
+        (allocated unless `out` is given). Inputs whose layout differs from the
+        kernel's (e.g. a transposed view) are made contiguous first; everything
+        else is passed in place."""
+        if len(inputs) != len(self.args) - 1:
+            raise KernelArgumentError(f"{self.name} takes {len(self.args) - 1} inputs "
+                                      f"({', '.join(a.type_str for a in self.args[:-1])}), "
+                                      f"got {len(inputs)}")
+        fixed = []
+        for spec, t in zip(self.args, inputs):
+            if isinstance(t, torch.Tensor) and t.dtype == spec.dtype and spec.mismatch(t) \
+                    and spec.mismatch(t.contiguous()) is None:
+                t = t.contiguous()
+            fixed.append(t)
+        if out is None:
+            out = torch.empty(self._output_shape(fixed), dtype=self.args[-1].dtype)
+        self.run(*fixed, out)
+        return out
+
+    def _output_shape(self, inputs: Sequence[torch.Tensor]) -> tuple[int, ...]:
+        """Static sizes of the output memref; dynamic ones follow SDPA: [B, H, Lq]
+        of the query (first input), Dv of the value (third input)."""
+        shape = []
+        for d, size in enumerate(self.args[-1].shape):
+            if size is None:
+                src = inputs[2] if d == 3 and len(inputs) > 2 else inputs[0]
+                size = src.shape[d]
+            shape.append(size)
+        return tuple(shape)
+
+
+def _uses_async(module: ir.Module) -> bool:
+    for op in module.body.operations:
+        op = op.operation
+        if op.name == "llvm.func" and ir.StringAttr(op.attributes["sym_name"]).value \
+                .startswith("mlirAsyncRuntime"):
+            return True
+    return False
