@@ -7,10 +7,11 @@ from . import _devbuild
 
 _devbuild.extend(__path__, "python")  # _attncc*.so of a development build
 
-from .errors import AttnccError, CompileError, GraphError
+from .errors import (AttnccError, CaptureError, CompileError, GraphError, InputError,
+                     InputTypeError)
 from .graph import Graph, Value
 from .context import new_context, mlir_context
 
-__all__ = ["AttnccError", "CompileError", "GraphError", "Graph", "Value", "new_context",
-           "mlir_context"]
+__all__ = ["AttnccError", "CaptureError", "CompileError", "GraphError", "InputError",
+           "InputTypeError", "Graph", "Value", "new_context", "mlir_context"]
 __version__ = "0.1.0"

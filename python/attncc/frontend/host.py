@@ -1,0 +1,88 @@
+"""Evaluating the host side of a captured function with torch.
+
+Nodes of the exported graph that depend only on the function's inputs and on
+constants (a mask built with `torch.ones(L, S).tril()`, `mask == 0`,
+`q.transpose(1, 2)` of a [B, L, H, D] input, a padding mask from lengths...) are
+not compiled: they run in torch, at capture time when they depend on no input
+(constants, e.g. to recognize a causal mask) and at call time otherwise, and
+their results are passed to the kernel as graph inputs.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import fx
+
+from .aten import functional
+from .trace import Traced
+
+
+class HostEvaluator:
+    """Runs host nodes of `traced` on given user tensors (memoized per call)."""
+
+    def __init__(self, traced: Traced) -> None:
+        self.traced = traced
+        self._consts: dict[tuple[fx.Node, str], torch.Tensor] = {}
+        self._depends: dict[fx.Node, bool] = {}
+        for node in traced.graph.nodes:
+            if node.op == "placeholder":
+                self._depends[node] = node in traced.user_inputs
+            else:
+                self._depends[node] = any(self._depends.get(a, False)
+                                          for a in node.all_input_nodes)
+
+    def depends_on_inputs(self, node: fx.Node) -> bool:
+        return self._depends.get(node, True)
+
+    def run(self, nodes: Sequence[fx.Node], tensors: Optional[Sequence[torch.Tensor]],
+            device: torch.device, env: Optional[dict] = None) -> list[Any]:
+        """Values of `nodes`; `tensors` are the flat user tensors (None when the
+        nodes depend on none). `env` memoizes across calls of one evaluation."""
+        env = {} if env is None else env
+        return [self._eval(n, tensors, device, env) for n in nodes]
+
+    def _eval(self, node: fx.Node, tensors, device, env) -> Any:
+        if node in env:
+            return env[node]
+        # iterative over dependencies to stay clear of the recursion limit
+        stack = [node]
+        while stack:
+            n = stack[-1]
+            if n in env:
+                stack.pop()
+                continue
+            missing = [a for a in n.all_input_nodes if a not in env]
+            if missing:
+                stack.extend(missing)
+                continue
+            env[n] = self._eval_one(n, tensors, device, env)
+            stack.pop()
+        return env[node]
+
+    def _eval_one(self, n: fx.Node, tensors, device, env) -> Any:
+        if n.op == "placeholder":
+            if n in self.traced.user_inputs:
+                if tensors is None:
+                    raise RuntimeError(f"host node {n.name} needs the user inputs")
+                return tensors[self.traced.user_inputs[n]]
+            key = (n, str(device))
+            if key not in self._consts:
+                self._consts[key] = self.traced.constants[n].to(device)
+            return self._consts[key]
+        if n.op != "call_function":
+            raise RuntimeError(f"cannot evaluate FX node {n.op} {n.target}")
+        trace_device = self.traced.trace_device
+
+        def sub(a):
+            if isinstance(a, fx.Node):
+                return env[a]
+            if isinstance(a, torch.device) and a == trace_device:
+                return device
+            if isinstance(a, (list, tuple)):
+                return type(a)(sub(x) for x in a)
+            if isinstance(a, dict):
+                return {k: sub(x) for k, x in a.items()}
+            return a
+
+        return functional(n.target)(*sub(n.args), **sub(n.kwargs))

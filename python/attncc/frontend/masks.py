@@ -1,0 +1,166 @@
+"""Masks on attention scores: recognizing structure and building biases.
+
+A mask reaches attncc as one or more *parts* applied to the scores:
+
+* a fill part, `scores.masked_fill(cond, fill)` or `torch.where(cond, scores, fill)`
+  (the second masks where `cond` is False);
+* an additive part, `scores + bias`.
+
+When every part is boolean-like (a fill of `-inf` or at most
+`finfo(float16).min`, e.g. `finfo(dtype).min` or `-1e9`; an additive tensor of
+only `0` and `-inf`), the kept positions form a boolean matrix; if that matrix is
+the same for every batch and head and is lower-triangular (`j <= i`) it is the
+structured mask `causal`, if it is a band `i - W < j <= i` it is
+`sliding_window` with window `W`, if it keeps everything there is no mask.
+Those become attributes of `attn.attention` (and the kernel skips masked
+blocks). Anything else is an additive `bias` operand.
+
+Exactness: a structured mask replaces masked scores by `-inf`; a finite fill
+replaces them by a very negative number. Both give zero probability unless a
+row is masked entirely, so structure is recognized only when no row is fully
+masked. A finite fill that becomes a bias is added to the score rather than
+replacing it; that too only differs on fully masked rows.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+# Fills at or below this count as -inf for recognizing structure.
+_NEG_LARGE = float(torch.finfo(torch.float16).min)
+
+
+@dataclass(frozen=True)
+class MaskClass:
+    """What a mask turned out to be: 'none', 'causal', 'sliding_window'
+    (with window) or 'bias'."""
+
+    kind: str
+    window: Optional[int] = None
+
+    def __str__(self) -> str:
+        return self.kind if self.window is None else f"{self.kind}(window={self.window})"
+
+
+NONE = MaskClass("none")
+CAUSAL = MaskClass("causal")
+BIAS = MaskClass("bias")
+
+
+@dataclass(frozen=True)
+class MaskPart:
+    """One masking op on the scores. `mode` is 'fill' or 'add'. A fill masks
+    where `cond == masked_if`. `divisor` is the product of the scales applied
+    between the first mask on the scores and this one: the combined bias at
+    the first mask's position is `sum(part_bias / divisor)`."""
+
+    mode: str
+    masked_if: bool = True
+    fill: float = -math.inf
+    divisor: float = 1.0
+
+    def boolean_like_fill(self) -> bool:
+        return self.mode == "fill" and self.fill <= _NEG_LARGE
+
+
+def keep_of(part: MaskPart, value: torch.Tensor) -> Optional[torch.Tensor]:
+    """The kept positions of one part (bool tensor), or None when the part is
+    not boolean-like."""
+    if part.mode == "fill":
+        if not part.boolean_like_fill():
+            return None
+        cond = value.to(torch.bool)
+        return ~cond if part.masked_if else cond
+    if value.dtype == torch.bool or not value.is_floating_point():
+        return None
+    keep = value == 0
+    masked = value <= _NEG_LARGE
+    if not bool(torch.all(keep | masked)):
+        return None
+    return keep
+
+
+def combined_keep(parts: Sequence[MaskPart], values: Sequence[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The positions kept by all parts, or None when some part is not boolean-like."""
+    keep = None
+    for part, value in zip(parts, values):
+        k = keep_of(part, value)
+        if k is None:
+            return None
+        keep = k if keep is None else keep & k
+    return keep
+
+
+def classify_keep(keep: torch.Tensor, L: int, S: int) -> MaskClass:
+    """Recognizes causal / sliding-window / no mask in a boolean keep matrix
+    broadcastable to [..., L, S]; BIAS when it is something else."""
+    if keep.dim() < 2 and keep.numel() != 1:
+        return BIAS
+    if bool(torch.all(keep)):
+        return NONE
+    if keep.dim() < 2 or tuple(keep.shape[-2:]) != (L, S):
+        return BIAS  # e.g. a [.., 1, S] padding mask: the same for every query row
+    flat = keep.reshape(-1, L, S)
+    k2 = flat[0]
+    if flat.shape[0] > 1 and not bool(torch.all(flat == k2)):
+        return BIAS
+    if not bool(torch.all(k2.any(dim=-1))):
+        return BIAS  # a row masked entirely: keep the exact fill semantics
+    i = torch.arange(L, device=keep.device)[:, None]
+    j = torch.arange(S, device=keep.device)[None, :]
+    causal = j <= i
+    if bool(torch.equal(k2, causal)):
+        return CAUSAL
+    w = int(k2.sum(dim=-1).max())
+    if w >= 1 and bool(torch.equal(k2, causal & (j > i - w))):
+        return CAUSAL if w >= L else MaskClass("sliding_window", w)
+    return BIAS
+
+
+def classify(parts: Sequence[MaskPart], values: Sequence[torch.Tensor], L: int, S: int) -> MaskClass:
+    keep = combined_keep(parts, values)
+    if keep is None:
+        # additive parts that are all zero are no mask at all
+        if all(p.mode == "add" for p in parts) and all(
+                bool(torch.all(v == 0)) for v in values):
+            return NONE
+        return BIAS
+    return classify_keep(keep, L, S)
+
+
+def bias_dtype(parts: Sequence[MaskPart], dtypes: Sequence[torch.dtype]) -> torch.dtype:
+    """The dtype of the bias operand built from `parts`: an additive float
+    tensor used as is keeps its dtype; anything combined is float32."""
+    if len(parts) == 1 and parts[0].mode == "add" and parts[0].divisor == 1.0 \
+            and dtypes[0] in (torch.float32, torch.float16, torch.bfloat16):
+        return dtypes[0]
+    return torch.float32
+
+
+def build_bias(parts: Sequence[MaskPart], values: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The additive bias equivalent to `parts` at the first mask's position."""
+    if len(parts) == 1 and parts[0].mode == "add" and parts[0].divisor == 1.0 \
+            and values[0].dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return values[0]
+    total = None
+    for part, value in zip(parts, values):
+        if part.mode == "fill":
+            cond = value.to(torch.bool)
+            masked = cond if part.masked_if else ~cond
+            b = torch.zeros(masked.shape, dtype=torch.float32, device=value.device)
+            b.masked_fill_(masked, float(part.fill))
+        else:
+            b = value.to(torch.float32)
+        if part.divisor != 1.0:
+            b = b / part.divisor
+        total = b if total is None else total + b
+    return total
+
+
+def bool_mask_bias(mask: torch.Tensor) -> torch.Tensor:
+    """SDPA's bool `attn_mask` (True = take part in attention) as an additive
+    float32 bias of 0 / -inf."""
+    return build_bias([MaskPart("fill", masked_if=False)], [mask])
