@@ -11,7 +11,10 @@ from .errors import (AttnccError, CaptureError, CompileError, GraphError, InputE
                      InputTypeError)
 from .graph import Graph, Value
 from .context import new_context, mlir_context
+from .options import CompileOptions, OptionError
+from .api import CompiledFunction, attention, compile
 
 __all__ = ["AttnccError", "CaptureError", "CompileError", "GraphError", "InputError",
-           "InputTypeError", "Graph", "Value", "new_context", "mlir_context"]
+           "InputTypeError", "OptionError", "Graph", "Value", "new_context", "mlir_context",
+           "CompileOptions", "CompiledFunction", "attention", "compile"]
 __version__ = "0.1.0"

@@ -1,0 +1,353 @@
+"""The public API: compile a PyTorch attention function, or call attention directly.
+
+    @attncc.compile                         # or attncc.compile(fn, block_m=32, ...)
+    def attn(q, k, v):
+        s = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        return torch.softmax(s, dim=-1) @ v
+
+    out = attn(q, k, v)                     # captured + compiled for this signature, cached
+    attn.lower(q_meta, k_meta, v_meta).ir("tiled")   # IR of any stage, no run needed
+
+    out = attncc.attention(q, k, v, causal=True)      # like F.scaled_dot_product_attention
+
+Compilation is per input signature: shapes, dtypes and devices of the tensors,
+and the values of non-tensor arguments. Each compiled function keeps its own
+cache; `attention` shares one process-wide cache (keyed by signature, mask kind
+and options). Both are bounded LRU caches.
+
+Masks passed as inputs are values, so their structure is looked at on every
+call: a bool mask (True = keep, as in torch) or a 0/-inf float mask that is
+causal or a sliding window is compiled as `mask causal` / `sliding_window`
+(the kernel then skips masked blocks), one that keeps everything as no mask,
+anything else as an additive bias (bool masks become 0/-inf float32). The
+check costs one pass over the mask per call; a mask that changes structure
+between calls gets a kernel per structure. Meta tensors have no values: their
+masks are compiled as biases.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Optional
+
+import torch
+
+from . import pipeline
+from .compiler import TARGETS, CompiledAttention, compile_graph
+from .errors import CompileError, InputError, InputTypeError
+from .frontend.capture import SUPPORTED_FLOATS, Capture, bind, check_tensors
+from .frontend.convert import Lowered
+from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, build_bias, classify
+from .graph import Graph
+from .options import CompileOptions, OptionError
+
+_DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+
+
+class _LRU:
+    """A small thread-safe LRU map."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Any, count: bool = True) -> Any:
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                self.hits += count
+                return self._d[key]
+            self.misses += count
+            return None
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def _compile_options(target: str, options: dict[str, Any]) -> CompileOptions:
+    if not isinstance(target, str) or target not in TARGETS:
+        raise OptionError(f"unknown target {target!r}; expected one of {TARGETS}")
+    return CompileOptions.from_kwargs(options)
+
+
+def _check_stage(stop_after: Optional[str]) -> None:
+    if stop_after is not None and stop_after not in pipeline.STAGE_NAMES:
+        raise OptionError(f"unknown stage {stop_after!r}; expected one of "
+                          f"{pipeline.STAGE_NAMES}")
+
+
+# -- attncc.compile -------------------------------------------------------------------------
+
+class _Entry:
+    """One input signature of a compiled function: its capture and a kernel
+    per classification of its input masks."""
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+        self.kernels: dict[tuple, tuple[Lowered, CompiledAttention]] = {}
+        self.lock = threading.Lock()
+
+
+class CompiledFunction:
+    """`fn` compiled with attncc: call it like `fn` on torch tensors.
+
+    `.lower(*example_inputs)` returns the `CompiledAttention` for those inputs
+    (`.ir(stage)`, `.options`, `.stage_seconds`); the examples may be
+    `device="meta"` tensors. `.capture(*example_inputs)` returns the capture
+    (`.graph` is the graph-level IR before fusion)."""
+
+    def __init__(self, fn: Callable, target: str, options: CompileOptions,
+                 stop_after: Optional[str] = None, cache_size: int = 64) -> None:
+        if not callable(fn):
+            raise InputTypeError(f"attncc.compile takes a function, got {type(fn).__name__}")
+        self.fn = fn
+        self.target = target
+        self.options = options
+        self.stop_after = stop_after
+        self._cache = _LRU(cache_size)
+        self._lock = threading.Lock()
+        functools.update_wrapper(self, fn, updated=())
+
+    def __repr__(self) -> str:
+        return f"<attncc.compile of {getattr(self.fn, '__qualname__', self.fn)!r} " \
+               f"target={self.target!r} {self.options}>"
+
+    def _entry(self, args, kwargs, allow_meta: bool):
+        bound = bind(self.fn, args, kwargs)
+        check_tensors(bound, allow_meta=allow_meta, target=self.target)
+        device = bound.tensors[0].device
+        key = bound.key
+        entry = self._cache.get(key)
+        if entry is None:
+            with self._lock:
+                entry = self._cache.get(key, count=False)
+                if entry is None:
+                    entry = _Entry(Capture(self.fn, bound, device))
+                    self._cache.put(key, entry)
+        return bound, entry
+
+    def _kernel(self, entry: _Entry, classes: dict[int, MaskClass]):
+        key = entry.capture._key(classes)
+        got = entry.kernels.get(key)
+        if got is None:
+            with entry.lock:
+                got = entry.kernels.get(key)
+                if got is None:
+                    lowered = entry.capture.lowered(classes)
+                    compiled = compile_graph(lowered.graph, self.options, self.target,
+                                             stop_after=self.stop_after)
+                    got = (lowered, compiled)
+                    entry.kernels[key] = got
+        return got
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        bound, entry = self._entry(args, kwargs, allow_meta=False)
+        env: dict = {}
+        classes = entry.capture.classify(bound.tensors, env)
+        lowered, compiled = self._kernel(entry, classes)
+        if self.stop_after is not None and self.stop_after != pipeline.STAGE_NAMES[-1]:
+            raise CompileError(f"compiled with stop_after={self.stop_after!r}: there is no "
+                               "kernel to run; use .lower(...) to look at the IR")
+        inputs = entry.capture.graph_inputs(lowered, bound.tensors, env)
+        out = compiled(*inputs)
+        return entry.capture.finish(lowered, out, bound.tensors, env)
+
+    def lower(self, *args: Any, **kwargs: Any) -> CompiledAttention:
+        """Captures and compiles for these example inputs (real or meta tensors)
+        without running; returns the `CompiledAttention`."""
+        bound, entry = self._entry(args, kwargs, allow_meta=True)
+        classes = entry.capture.classify(bound.tensors, {})
+        return self._kernel(entry, classes)[1]
+
+    def capture(self, *args: Any, **kwargs: Any) -> Capture:
+        return self._entry(args, kwargs, allow_meta=True)[1].capture
+
+    def cache_info(self) -> dict[str, int]:
+        return {"signatures": len(self._cache), "hits": self._cache.hits,
+                "misses": self._cache.misses}
+
+    def cache_clear(self) -> None:
+        self._cache.clear()
+
+
+def compile(fn: Optional[Callable] = None, target: str = "cpu", *,
+            stop_after: Optional[str] = None, **options: Any):
+    """Compiles the attention computed by `fn` (plain PyTorch code) for `target`.
+
+    Returns a callable with `fn`'s signature; it compiles once per input
+    signature (shapes, dtypes, devices, non-tensor argument values) and caches
+    the kernel. `options` are `CompileOptions` fields (block_m, block_n,
+    num_stages, unroll, num_threads), validated here. `stop_after` (a stage
+    name) stops the pipeline early: such a function can be lowered, not run.
+    Usable as a decorator, with or without arguments."""
+    opts = _compile_options(target, options)
+    _check_stage(stop_after)
+    if fn is None:
+        return lambda f: CompiledFunction(f, target, opts, stop_after)
+    return CompiledFunction(fn, target, opts, stop_after)
+
+
+# -- attncc.attention ---------------------------------------------------------------------------
+
+_ATTENTION_CACHE = _LRU(128)
+_OPTIONS_CACHE: dict = {}
+
+
+def _cached_options(target: str, options: dict[str, Any]) -> CompileOptions:
+    try:
+        key = (target, tuple(sorted(options.items())))
+        hash(key)
+    except TypeError:
+        return _compile_options(target, options)
+    opts = _OPTIONS_CACHE.get(key)
+    if opts is None:
+        opts = _compile_options(target, options)
+        if len(_OPTIONS_CACHE) < 256:
+            _OPTIONS_CACHE[key] = opts
+    return opts
+
+
+def _check_qkv(q: Any, k: Any, v: Any, target: str) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise InputTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise InputError(f"{name} must have shape [batch, heads, seq, head_dim]; "
+                             f"got shape {tuple(t.shape)}")
+        if t.dtype not in SUPPORTED_FLOATS:
+            raise InputError(f"{name} has dtype {t.dtype}; attncc supports torch.float32, "
+                             "torch.float16 and torch.bfloat16")
+        if t.layout != torch.strided:
+            raise InputError(f"{name} has layout {t.layout}; only dense tensors are supported")
+    if not q.dtype == k.dtype == v.dtype:
+        raise InputError(f"q, k and v must have one dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not q.device == k.device == v.device:
+        raise InputError(f"q, k and v must be on one device; got {q.device}, {k.device}, "
+                         f"{v.device}")
+    if q.device.type == "meta":
+        raise InputError("meta tensors carry no data: they can be lowered "
+                         "(attncc.compile(fn).lower(...)) but not run")
+    if q.device.type != target:
+        raise InputError(f"tensors are on {q.device} but the target is '{target}'")
+    (B, Hq, L, Dq), (Bk, Hk, S, Dk), (Bv, Hv, Sv, Dv) = q.shape, k.shape, v.shape
+    if not B == Bk == Bv:
+        raise InputError(f"batch sizes differ: q {B}, k {Bk}, v {Bv}")
+    if Dq != Dk:
+        raise InputError(f"head_dim of q ({Dq}) and k ({Dk}) differ")
+    if S != Sv:
+        raise InputError(f"k and v have different sequence lengths ({S} and {Sv})")
+    if Hk != Hv:
+        raise InputError(f"k and v have different numbers of heads ({Hk} and {Hv})")
+    if Hk == 0 or Hq % Hk:
+        raise InputError(f"q has {Hq} heads, which is not a multiple of the {Hk} heads of "
+                         "k and v (GQA/MQA need Hq = n * Hkv)")
+
+
+def _mask_of(attn_mask: Any, causal: bool, q: torch.Tensor, k: torch.Tensor):
+    """(MaskClass, bias tensor or None) for SDPA-style mask arguments."""
+    if not isinstance(causal, bool):
+        raise InputTypeError(f"causal must be a bool, got {type(causal).__name__}")
+    if attn_mask is None:
+        return (CAUSAL if causal else NONE), None
+    if causal:
+        raise InputError("give either attn_mask or causal=True, not both "
+                         "(as torch's scaled_dot_product_attention)")
+    if not isinstance(attn_mask, torch.Tensor):
+        raise InputTypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
+    if attn_mask.device != q.device:
+        raise InputError(f"attn_mask is on {attn_mask.device}, q on {q.device}")
+    B, H, L = q.shape[:3]
+    S = k.shape[2]
+    if attn_mask.dim() > 4:
+        raise InputError(f"attn_mask has rank {attn_mask.dim()}; it must broadcast to "
+                         f"[batch, heads, L, S] = {(B, H, L, S)}")
+    try:
+        shape = torch.broadcast_shapes(tuple(attn_mask.shape), (B, H, L, S))
+    except RuntimeError:
+        shape = None
+    if shape != (B, H, L, S):
+        raise InputError(f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to "
+                         f"[batch, heads, L, S] = {(B, H, L, S)}")
+    if attn_mask.dtype == torch.bool:
+        part = MaskPart("fill", masked_if=False)
+    elif attn_mask.dtype in SUPPORTED_FLOATS:
+        part = MaskPart("add")
+    else:
+        raise InputError(f"attn_mask has dtype {attn_mask.dtype}; expected torch.bool (True = "
+                         "attend) or a float dtype (added to the scores)")
+    cls = classify([part], [attn_mask], L, S)
+    bias = build_bias([part], [attn_mask]) if cls == BIAS else None
+    return cls, bias
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
+              scale: Optional[float] = None, attn_mask: Optional[torch.Tensor] = None,
+              target: str = "cpu", **options: Any) -> torch.Tensor:
+    """`softmax(q @ k^T * scale + mask) @ v` on [batch, heads, seq, head_dim]
+    tensors, like `torch.nn.functional.scaled_dot_product_attention`.
+
+    k and v may have fewer heads than q (GQA/MQA: Hq a multiple of Hkv).
+    `attn_mask` is a bool tensor (True = take part in attention) or a float
+    tensor added to the scores, broadcastable to [B, Hq, L, S]; `causal` is
+    top-left aligned like torch's `is_causal`. `scale` defaults to
+    1/sqrt(head_dim). Rows whose scores are all masked give zeros. `options`
+    are CompileOptions fields; kernels are cached per signature and options."""
+    opts = _cached_options(target, options)
+    _check_qkv(q, k, v, target)
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
+                not math.isfinite(scale):
+            raise InputError(f"scale must be a finite number, got {scale!r}")
+        scale = float(scale)
+    cls, bias = _mask_of(attn_mask, causal, q, k)
+    B, Hq, L, D = q.shape
+    Dv = v.shape[3]
+    if B * Hq * L * Dv == 0:
+        return q.new_empty((B, Hq, L, Dv))
+    if D == 0:
+        raise InputError("head_dim is 0")
+    if k.shape[2] == 0:
+        return q.new_zeros((B, Hq, L, Dv))  # no keys: every score masked, rows of zeros
+    key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, q.device.type, cls,
+           None if bias is None else (tuple(bias.shape), bias.dtype), scale, target, opts)
+    compiled = _ATTENTION_CACHE.get(key)
+    if compiled is None:
+        compiled = _build_attention(q, k, v, bias, cls, scale, target, opts)
+        _ATTENTION_CACHE.put(key, compiled)
+    inputs = (q, k, v) if bias is None else (q, k, v, bias)
+    return compiled(*inputs)
+
+
+def _build_attention(q, k, v, bias, cls: MaskClass, scale, target: str,
+                     opts: CompileOptions) -> CompiledAttention:
+    g = Graph("attention")
+    dt = _DTYPE_NAMES[q.dtype]
+    qv = g.input("q", tuple(q.shape), dt)
+    kv = g.input("k", tuple(k.shape), dt)
+    vv = g.input("v", tuple(v.shape), dt)
+    b = g.input("mask", tuple(bias.shape), _DTYPE_NAMES[bias.dtype]) if bias is not None else None
+    o = g.attention(qv, kv, vv, scale=scale, mask=cls.kind if cls.kind != "bias" else "none",
+                    window=cls.window, bias=b)
+    g.output(o)
+    return compile_graph(g, opts, target)
+
+
+def clear_caches() -> None:
+    """Empties the process-wide `attention` cache."""
+    _ATTENTION_CACHE.clear()
