@@ -298,7 +298,12 @@ struct Emitter {
                                                  : arith::FastMathFlags::nnan;
     return vector::ReductionOp::create(b, kind, v, fm);
   }
-  Value vmax(Value x, Value y) { return arith::MaxNumFOp::create(b, x, y, arith::FastMathFlags::nnan); }
+  /// max(x, y) as `x > y ? x : y`: one vmaxps on x86 (arith.maxnumf keeps
+  /// its NaN checks in the LLVM lowering even with fastmath<nnan>).
+  Value vmax(Value x, Value y) {
+    return arith::SelectOp::create(b, arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, x, y),
+                                   x, y);
+  }
 };
 
 //===----------------------------------------------------------------------===//
@@ -389,7 +394,34 @@ void lowerMatmul(Emitter &e, TileMatmulOp op) {
 // tile_softmax
 //===----------------------------------------------------------------------===//
 
-void lowerSoftmax(Emitter &e, TileSoftmaxOp op) {
+/// Reduces n vectors of n lanes (n a power of two) to one vector whose lane r
+/// is the reduction of vector r: log2(n) rounds; each combines vectors r and
+/// r + h with two shuffles, so that lanes with bit h clear carry row r and
+/// lanes with bit h set carry row r + h, each summed over a pair of columns.
+Value transposeReduce(ImplicitLocOpBuilder &b, SmallVector<Value> rows,
+                      function_ref<Value(Value, Value)> combine) {
+  int64_t n = rows.size();
+  for (int64_t h = n / 2; h >= 1; h /= 2) {
+    SmallVector<int64_t> lowMask, highMask;
+    for (int64_t j = 0; j < n; ++j) {
+      bool upper = j & h;
+      lowMask.push_back(upper ? n + (j - h) : j);
+      highMask.push_back(upper ? n + j : j + h);
+    }
+    SmallVector<Value> next;
+    for (int64_t r = 0; r < h; ++r) {
+      Value lo = vector::ShuffleOp::create(b, rows[r], rows[r + h], lowMask);
+      Value hi = vector::ShuffleOp::create(b, rows[r], rows[r + h], highMask);
+      next.push_back(combine(lo, hi));
+    }
+    rows = std::move(next);
+  }
+  return rows[0];
+}
+
+/// One row at a time: horizontal reductions with vector.reduction and a scalar
+/// exp for alpha. Used for rows that do not fill a group of W.
+void emitSoftmaxRow(Emitter &e, TileSoftmaxOp op, Value i) {
   ImplicitLocOpBuilder &b = e.b;
   int64_t W = e.W;
   Value s = op.getScores(), mx = op.getMax(), sm = op.getSum(), acc = op.getAcc();
@@ -397,59 +429,137 @@ void lowerSoftmax(Emitter &e, TileSoftmaxOp op) {
   const double ninf = -std::numeric_limits<double>::infinity();
   using Kind = vector::CombiningKind;
 
-  e.loop(e.idx(0), e.dim(s, 0), e.idx(1), [&](Value i) {
-    Value mOld = memref::LoadOp::create(b, mx, ValueRange{i});
-    Value lOld = memref::LoadOp::create(b, sm, ValueRange{i});
+  Value mOld = memref::LoadOp::create(b, mx, ValueRange{i});
+  Value lOld = memref::LoadOp::create(b, sm, ValueRange{i});
 
-    // Row max: one W-lane running max over the full chunks, the tail reduced
-    // on its own.
-    Value tailMax = mOld;
-    SmallVector<Value> runMax = e.chunks(
+  // Row max: one W-lane running max over the full chunks, the tail reduced
+  // on its own.
+  Value tailMax = mOld;
+  SmallVector<Value> runMax = e.chunks(
+      C, {e.splat(ninf, W)},
+      [&](Value col, ValueRange m) -> SmallVector<Value> {
+        return {e.vmax(m[0], e.loadF32(s, {i, col}, W))};
+      },
+      [&](Value col, int64_t w, ValueRange m) -> SmallVector<Value> {
+        tailMax = e.vmax(tailMax, e.reduce(Kind::MAXNUMF, e.loadF32(s, {i, col}, w)));
+        return {m[0]};
+      });
+  Value mNew = C >= W ? e.vmax(tailMax, e.reduce(Kind::MAXNUMF, runMax[0])) : tailMax;
+
+  // While the max is -inf every score of the row is -inf so far: p = 0,
+  // alpha = 1 (subtracting 0 instead of -inf avoids -inf - -inf = NaN).
+  Value dead = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, e.f32c(ninf));
+  Value mUse = arith::SelectOp::create(b, dead, e.f32c(0.0), mNew);
+  Value alpha = arith::SelectOp::create(
+      b, dead, e.f32c(1.0), e.exp(arith::SubFOp::create(b, mOld, mUse)));
+
+  // p = exp(s - m), written back; row sum.
+  Value tailSum = e.f32c(0.0);
+  auto expChunk = [&](Value col, int64_t w) {
+    Value p = e.exp(arith::SubFOp::create(b, e.loadF32(s, {i, col}, w), e.bcast(mUse, w)));
+    e.storeF32(p, s, {i, col});
+    return p;
+  };
+  SmallVector<Value> runSum = e.chunks(
+      C, {e.splat(0.0, W)},
+      [&](Value col, ValueRange acc) -> SmallVector<Value> {
+        return {arith::AddFOp::create(b, acc[0], expChunk(col, W))};
+      },
+      [&](Value col, int64_t w, ValueRange acc) -> SmallVector<Value> {
+        tailSum = e.reduce(Kind::ADD, expChunk(col, w));
+        return {acc[0]};
+      });
+  Value rowSum = C >= W ? arith::AddFOp::create(b, e.reduce(Kind::ADD, runSum[0]), tailSum)
+                        : tailSum;
+  Value lNew = math::FmaOp::create(b, lOld, alpha, rowSum);
+  memref::StoreOp::create(b, lNew, sm, ValueRange{i});
+  memref::StoreOp::create(b, mNew, mx, ValueRange{i});
+
+  // acc[i, :] *= alpha
+  e.chunks(Dv, [&](Value col, int64_t w) {
+    Value v = arith::MulFOp::create(b, e.loadF32(acc, {i, col}, w), e.bcast(alpha, w));
+    e.storeF32(v, acc, {i, col});
+  });
+}
+
+/// W rows at once: per row a W-lane running max / sum, then one
+/// transposeReduce gives the W row maxima (sums) as one vector, so that the
+/// max/alpha/sum bookkeeping is vector code (one vector exp for W alphas
+/// instead of W scalar ones) and no reduction sits on a row's critical path.
+void emitSoftmaxGroup(Emitter &e, TileSoftmaxOp op, Value r0) {
+  ImplicitLocOpBuilder &b = e.b;
+  int64_t W = e.W;
+  Value s = op.getScores(), mx = op.getMax(), sm = op.getSum(), acc = op.getAcc();
+  int64_t C = e.staticDim(s, 1), Dv = e.staticDim(acc, 1);
+  const double ninf = -std::numeric_limits<double>::infinity();
+
+  SmallVector<Value> rows;
+  for (int64_t r = 0; r < W; ++r)
+    rows.push_back(r == 0 ? r0 : e.add(r0, e.idx(r)));
+  auto lane = [&](Value v, int64_t r) {
+    return vector::ShuffleOp::create(b, v, v, SmallVector<int64_t>(W, r));
+  };
+  auto vmaxOp = [&](Value x, Value y) { return e.vmax(x, y); };
+  auto addOp = [&](Value x, Value y) -> Value { return arith::AddFOp::create(b, x, y); };
+
+  Value mOld = e.loadF32(mx, {r0}, W), lOld = e.loadF32(sm, {r0}, W);
+  SmallVector<Value> rowMax;
+  for (int64_t r = 0; r < W; ++r)
+    rowMax.push_back(e.chunks(
         C, {e.splat(ninf, W)},
         [&](Value col, ValueRange m) -> SmallVector<Value> {
-          return {e.vmax(m[0], e.loadF32(s, {i, col}, W))};
+          return {e.vmax(m[0], e.loadF32(s, {rows[r], col}, W))};
         },
-        [&](Value col, int64_t w, ValueRange m) -> SmallVector<Value> {
-          tailMax = e.vmax(tailMax, e.reduce(Kind::MAXNUMF, e.loadF32(s, {i, col}, w)));
-          return {m[0]};
-        });
-    Value mNew = C >= W ? e.vmax(tailMax, e.reduce(Kind::MAXNUMF, runMax[0])) : tailMax;
+        nullptr)[0]);
+  Value mNew = e.vmax(mOld, transposeReduce(b, rowMax, vmaxOp));
+  Value dead = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, e.splat(ninf, W));
+  Value mUse = arith::SelectOp::create(b, dead, e.splat(0.0, W), mNew);
+  Value alpha = arith::SelectOp::create(b, dead, e.splat(1.0, W),
+                                        e.exp(arith::SubFOp::create(b, mOld, mUse)));
+  e.storeF32(mNew, mx, {r0});
 
-    // While the max is -inf every score of the row is -inf so far: p = 0,
-    // alpha = 1 (subtracting 0 instead of -inf avoids -inf - -inf = NaN).
-    Value dead = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, e.f32c(ninf));
-    Value mUse = arith::SelectOp::create(b, dead, e.f32c(0.0), mNew);
-    Value alpha = arith::SelectOp::create(
-        b, dead, e.f32c(1.0), e.exp(arith::SubFOp::create(b, mOld, mUse)));
-
-    // p = exp(s - m), written back; row sum.
-    Value tailSum = e.f32c(0.0);
-    auto expChunk = [&](Value col, int64_t w) {
-      Value p = e.exp(arith::SubFOp::create(b, e.loadF32(s, {i, col}, w), e.bcast(mUse, w)));
-      e.storeF32(p, s, {i, col});
-      return p;
-    };
-    SmallVector<Value> runSum = e.chunks(
+  SmallVector<Value> rowSum;
+  for (int64_t r = 0; r < W; ++r) {
+    Value m = lane(mUse, r);
+    rowSum.push_back(e.chunks(
         C, {e.splat(0.0, W)},
-        [&](Value col, ValueRange acc) -> SmallVector<Value> {
-          return {arith::AddFOp::create(b, acc[0], expChunk(col, W))};
+        [&](Value col, ValueRange sum) -> SmallVector<Value> {
+          Value p = e.exp(arith::SubFOp::create(b, e.loadF32(s, {rows[r], col}, W), m));
+          e.storeF32(p, s, {rows[r], col});
+          return {arith::AddFOp::create(b, sum[0], p)};
         },
-        [&](Value col, int64_t w, ValueRange acc) -> SmallVector<Value> {
-          tailSum = e.reduce(Kind::ADD, expChunk(col, w));
-          return {acc[0]};
-        });
-    Value rowSum = C >= W ? arith::AddFOp::create(b, e.reduce(Kind::ADD, runSum[0]), tailSum)
-                          : tailSum;
-    Value lNew = math::FmaOp::create(b, lOld, alpha, rowSum);
-    memref::StoreOp::create(b, lNew, sm, ValueRange{i});
-    memref::StoreOp::create(b, mNew, mx, ValueRange{i});
+        nullptr)[0]);
+  }
+  Value lNew = math::FmaOp::create(b, lOld, alpha, transposeReduce(b, rowSum, addOp));
+  e.storeF32(lNew, sm, {r0});
 
-    // acc[i, :] *= alpha
+  for (int64_t r = 0; r < W; ++r) {
+    Value a = lane(alpha, r);
     e.chunks(Dv, [&](Value col, int64_t w) {
-      Value v = arith::MulFOp::create(b, e.loadF32(acc, {i, col}, w), e.bcast(alpha, w));
-      e.storeF32(v, acc, {i, col});
+      Value ab = w == W ? a : vector::ShuffleOp::create(b, a, a, SmallVector<int64_t>(w, 0));
+      Value v = arith::MulFOp::create(b, e.loadF32(acc, {rows[r], col}, w), ab);
+      e.storeF32(v, acc, {rows[r], col});
     });
-  });
+  }
+}
+
+void lowerSoftmax(Emitter &e, TileSoftmaxOp op) {
+  int64_t W = e.W;
+  Value s = op.getScores();
+  int64_t C = e.staticDim(s, 1);
+  auto unit = [](Value v) { return hasUnitInnerStride(cast<MemRefType>(v.getType())); };
+  // Groups need whole vectors per row and vector access to max/sum.
+  bool grouped = W >= 2 && C % W == 0 && C >= W && unit(op.getMax()) && unit(op.getSum());
+  auto sType = cast<MemRefType>(s.getType());
+  Value R = e.dim(s, 0), rGroups = e.idx(0);
+  if (grouped) {
+    rGroups = !sType.isDynamicDim(0)
+                  ? e.idx(sType.getDimSize(0) - sType.getDimSize(0) % W)
+                  : arith::MulIOp::create(e.b, arith::DivUIOp::create(e.b, R, e.idx(W)), e.idx(W));
+    e.loop(e.idx(0), rGroups, e.idx(W), [&](Value r0) { emitSoftmaxGroup(e, op, r0); });
+  }
+  if (!grouped || sType.isDynamicDim(0) || sType.getDimSize(0) % W)
+    e.loop(rGroups, R, e.idx(1), [&](Value i) { emitSoftmaxRow(e, op, i); });
 }
 
 //===----------------------------------------------------------------------===//

@@ -60,13 +60,15 @@ func.func @matmul_dynamic_rows(%a: memref<?x16xf32>, %b: memref<16x32xf32>, %c: 
 
 // -----
 
-// Online softmax: per row a vector max and a vector sum reduced with
+// Online softmax, rows that do not fill a group of 16 (here 4 rows of 40 =
+// 2 x 16 + 8 lanes): per row a vector max and a vector sum reduced with
 // vector.reduction, exp by polynomial approximation (no math.exp left), and
 // the -inf guard (select on m_new == -inf).
 // CHECK-LABEL: func.func @softmax
 // CHECK: scf.for %[[I:.*]] = %{{.*}} to %{{.*}} step
 // CHECK: %[[MOLD:.*]] = memref.load %arg1[%[[I]]]
-// CHECK: arith.maxnumf {{.*}} fastmath<nnan> : vector<16xf32>
+// CHECK: %[[GT:.*]] = arith.cmpf ogt, {{.*}} : vector<16xf32>
+// CHECK: arith.select %[[GT]], {{.*}} : vector<16xi1>, vector<16xf32>
 // CHECK: vector.reduction <maxnumf>, %{{.*}} fastmath<nnan> : vector<8xf32> into f32
 // CHECK: vector.reduction <maxnumf>, %{{.*}} fastmath<nnan> : vector<16xf32> into f32
 // CHECK: %[[DEAD:.*]] = arith.cmpf oeq, %[[MNEW:.*]], %cst
@@ -83,6 +85,29 @@ func.func @matmul_dynamic_rows(%a: memref<?x16xf32>, %b: memref<16x32xf32>, %c: 
 // CHECK-NOT: attn.tile_softmax
 func.func @softmax(%s: memref<4x40xf32>, %m: memref<4xf32>, %l: memref<4xf32>, %acc: memref<4x16xf32>) {
   attn.tile_softmax %s, %m, %l, %acc : memref<4x40xf32>, memref<4xf32>, memref<4xf32>, memref<4x16xf32>
+  return
+}
+
+// -----
+
+// Rows in groups of 16: per row a 16-lane running max (sum), then a
+// transpose-reduce tree (log2(16) rounds of shuffles) turns the 16 row vectors
+// into one vector of row maxima (sums); max, alpha and sum are updated 16 rows
+// at a time with vector code, one vector exp for the 16 alphas.
+// CHECK-LABEL: func.func @softmax_groups
+// CHECK: scf.for %[[R0:.*]] = %{{.*}} to %{{.*}} step %c16
+// CHECK: %[[MOLD:.*]] = vector.load %arg1[%[[R0]]] : memref<32xf32>, vector<16xf32>
+// CHECK: %[[LOLD:.*]] = vector.load %arg2[%[[R0]]] : memref<32xf32>, vector<16xf32>
+// CHECK-COUNT-30: vector.shuffle
+// CHECK: arith.cmpf oeq, {{.*}} : vector<16xf32>
+// CHECK: vector.store %{{.*}}, %arg1[%[[R0]]] : memref<32xf32>, vector<16xf32>
+// CHECK: vector.shuffle %{{.*}} [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+// CHECK: math.fma %[[LOLD]]
+// CHECK: vector.store %{{.*}}, %arg2[%[[R0]]] : memref<32xf32>, vector<16xf32>
+// CHECK-NOT: vector.reduction
+// CHECK-NOT: math.exp
+func.func @softmax_groups(%s: memref<32x64xf32>, %m: memref<32xf32>, %l: memref<32xf32>, %acc: memref<32x64xf32>) {
+  attn.tile_softmax %s, %m, %l, %acc : memref<32x64xf32>, memref<32xf32>, memref<32xf32>, memref<32x64xf32>
   return
 }
 
@@ -193,7 +218,7 @@ func.func @store(%acc: memref<8x16xf32>, %l: memref<8xf32>, %o: memref<1x2x100x1
 // CHECK: scf.parallel
 // CHECK: memref.alloc() {alignment = 64 : i64} : memref<32x16xf32>
 // CHECK: vector.fma
-// CHECK: vector.reduction <maxnumf>
+// CHECK: vector.shuffle
 // CHECK: } {attn.kv_loop}
 // CHECK-NOT: attn.{{copy_tile|tile_}}
 func.func @tiled(%q: memref<1x2x100x16xf16>, %k: memref<1x2x100x16xf16>,

@@ -261,6 +261,13 @@ def test_head_dim_48_column_tail():
     check(Program(Lq=64, Lk=80, D=48, bm=32, bn=32, mask="causal"))
 
 
+@pytest.mark.parametrize("bm, bn", [(24, 16), (8, 8), (16, 24)])
+def test_softmax_row_groups_and_leftover_rows(bm, bn):
+    # 24 query rows: one group of 16 rows and 8 rows one at a time; 8 keys:
+    # narrower than a vector; 24 keys: a 16 + 8 lane tail (per-row path).
+    check(Program(Lq=100, Lk=100, D=16, bm=bm, bn=bn, mask="causal"))
+
+
 def test_gqa():
     check(Program(H=4, kv_group=2, Lq=64, Lk=64, D=32, bm=32, bn=32, mask="causal"))
 
