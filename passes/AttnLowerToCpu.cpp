@@ -293,6 +293,24 @@ struct Emitter {
         });
   }
 
+  /// The i32 vector [c0, c0 + 1, ..., c0 + w - 1]: a constant when the chunk
+  /// offset is (unrolled chunks), otherwise an iota plus a broadcast.
+  Value columnIndices(Value c0, int64_t w) {
+    VectorType vi = vec(w, b.getI32Type());
+    int64_t base = 0;
+    auto cst = c0.getDefiningOp<arith::ConstantIndexOp>();
+    if (cst)
+      base = cst.value();
+    SmallVector<int32_t> iota;
+    for (int64_t t = 0; t < w; ++t)
+      iota.push_back(static_cast<int32_t>(base + t));
+    Value j = arith::ConstantOp::create(b, DenseElementsAttr::get(vi, ArrayRef<int32_t>(iota)));
+    if (cst)
+      return j;
+    Value c32 = arith::IndexCastOp::create(b, b.getI32Type(), c0);
+    return arith::AddIOp::create(b, j, vector::BroadcastOp::create(b, vi, c32));
+  }
+
   Value reduce(vector::CombiningKind kind, Value v) {
     auto fm = kind == vector::CombiningKind::ADD ? arith::FastMathFlags::reassoc
                                                  : arith::FastMathFlags::nnan;
@@ -593,12 +611,8 @@ void lowerMask(Emitter &e, TileMaskOp op) {
     Value lo32 = arith::IndexCastOp::create(b, i32, lo);
     Value hi32 = arith::IndexCastOp::create(b, i32, hi);
     e.chunks(C, [&](Value c0, int64_t w) {
-      int64_t base = cast<arith::ConstantIndexOp>(c0.getDefiningOp()).value();
-      SmallVector<int32_t> iota;
-      for (int64_t t = 0; t < w; ++t)
-        iota.push_back(static_cast<int32_t>(base + t));
       VectorType vi = e.vec(w, i32);
-      Value j = arith::ConstantOp::create(b, DenseElementsAttr::get(vi, ArrayRef<int32_t>(iota)));
+      Value j = e.columnIndices(c0, w);
       Value before = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, j,
                                            vector::BroadcastOp::create(b, vi, lo32));
       Value after = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, j,
@@ -670,12 +684,8 @@ void lowerBias(Emitter &e, TileBiasOp op) {
       Type i32 = b.getI32Type();
       Value n32 = arith::IndexCastOp::create(b, i32, nCols);
       e.chunks(C, [&](Value c0, int64_t w) {
-        int64_t base = cast<arith::ConstantIndexOp>(c0.getDefiningOp()).value();
-        SmallVector<int32_t> iota;
-        for (int64_t t = 0; t < w; ++t)
-          iota.push_back(static_cast<int32_t>(base + t));
         VectorType vi = e.vec(w, i32);
-        Value j = arith::ConstantOp::create(b, DenseElementsAttr::get(vi, ArrayRef<int32_t>(iota)));
+        Value j = e.columnIndices(c0, w);
         Value in = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, j,
                                          vector::BroadcastOp::create(b, vi, n32));
         Value add = arith::SelectOp::create(b, in, e.bcast(bvs, w), e.splat(0.0, w));

@@ -268,6 +268,13 @@ def test_softmax_row_groups_and_leftover_rows(bm, bn):
     check(Program(Lq=100, Lk=100, D=16, bm=bm, bn=bn, mask="causal"))
 
 
+def test_wide_key_blocks_use_chunk_loops():
+    # 512 keys per block = 32 vectors per row: the chunk loops are scf.for
+    # (not unrolled), for the mask, the bias and the softmax.
+    check(Program(Lq=40, Lk=600, D=16, bm=16, bn=512, mask="causal", bias_shape=(40, 600)))
+    check(Program(Lq=40, Lk=600, D=16, bm=16, bn=512, mask="sliding_window", window=300))
+
+
 def test_gqa():
     check(Program(H=4, kv_group=2, Lq=64, Lk=64, D=32, bm=32, bn=32, mask="causal"))
 
