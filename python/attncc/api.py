@@ -37,7 +37,7 @@ import torch
 from . import pipeline
 from .compiler import TARGETS, CompiledAttention, compile_graph
 from .errors import CompileError, InputError, InputTypeError
-from .frontend.capture import SUPPORTED_FLOATS, Capture, bind, check_tensors
+from .frontend.capture import SUPPORTED_FLOATS, Capture, bind, check_tensors, signature_of
 from .frontend.convert import Lowered
 from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, build_bias, classify
 from .graph import Graph
@@ -122,6 +122,7 @@ class CompiledFunction:
         self.stop_after = stop_after
         self._cache = _LRU(cache_size)
         self._lock = threading.Lock()
+        self._signature = signature_of(fn)
         functools.update_wrapper(self, fn, updated=())
 
     def __repr__(self) -> str:
@@ -129,7 +130,7 @@ class CompiledFunction:
                f"target={self.target!r} {self.options}>"
 
     def _entry(self, args, kwargs, allow_meta: bool):
-        bound = bind(self.fn, args, kwargs)
+        bound = bind(self.fn, args, kwargs, self._signature)
         check_tensors(bound, allow_meta=allow_meta, target=self.target)
         device = bound.tensors[0].device
         key = bound.key

@@ -527,3 +527,29 @@ def test_non_tensor_argument_rejected():
         return torch.softmax(q @ k.mT, -1) @ v
     with pytest.raises(InputTypeError, match="argument 'extra' is a object"):
         capture(fn, *qkv(), object())
+
+
+# -- rank-3 (heads folded into the batch) and rank-2 code ----------------------------------
+
+def test_bmm_rank3():
+    def fn(q, k, v):
+        s = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(q.size(-1))
+        return torch.bmm(torch.softmax(s, dim=2), v)
+    q, k, v = (x.reshape(B * H, -1, D) for x in qkv())
+    info = fused(fn, q, k, v)
+    check(info)
+    assert "tensor<1x4x16x32xf32>" in info["text"]
+
+
+def test_rank3_einsum_causal():
+    def fn(q, k, v):
+        s = torch.einsum("bqd,bkd->bqk", q, k) * SCALE
+        s = s.masked_fill(torch.ones(L, S, dtype=torch.bool).triu(1), float("-inf"))
+        return torch.einsum("bqk,bkd->bqd", s.softmax(-1), v)
+    check(fused(fn, *(x.reshape(B * H, -1, D) for x in qkv())), mask="causal")
+
+
+def test_rank2_single_head():
+    def fn(q, k, v):
+        return torch.softmax(q @ k.T * SCALE, dim=1) @ v
+    check(fused(fn, *(x[0, 0] for x in qkv())))

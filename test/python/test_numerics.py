@@ -226,3 +226,13 @@ def test_compiled_padding_mask_from_lengths():
     lengths = torch.tensor([40, 17, 1])
     out = attncc.compile(fn)(q, k, v, lengths)
     close_enough(out, fn(q.double(), k.double(), v.double(), lengths), fn(q, k, v, lengths))
+
+
+def test_compiled_rank3_bmm():
+    def fn(q, k, v):
+        s = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(q.size(-1))
+        return torch.bmm(torch.softmax(s.float(), dim=2).to(q.dtype), v)
+    dtype = torch.float16
+    q, k, v = (rand(6, 50, 32, dtype=dtype, seed=i) for i in range(3))
+    out = attncc.compile(fn)(q, k, v)
+    close_enough(out, fn(q.double(), k.double(), v.double()), fn(q, k, v))

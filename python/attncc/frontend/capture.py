@@ -49,11 +49,21 @@ def _const_key(name: str, value: Any) -> Any:
         "tensors and Python constants (numbers, bools, strings, None, dtypes)")
 
 
-def bind(fn: Callable, args: Sequence[Any], kwargs: dict[str, Any]) -> Bound:
+_NO_SIGNATURE = object()
+
+
+def signature_of(fn: Callable) -> Optional[inspect.Signature]:
     try:
-        sig = inspect.signature(fn)
+        return inspect.signature(fn)
     except (TypeError, ValueError):
-        sig = None
+        return None
+
+
+def bind(fn: Callable, args: Sequence[Any], kwargs: dict[str, Any],
+         sig: Any = _NO_SIGNATURE) -> Bound:
+    """Binds a call of `fn` (with `sig`, `inspect.signature(fn)` unless given)."""
+    if sig is _NO_SIGNATURE:
+        sig = signature_of(fn)
     if sig is not None:
         try:
             ba = sig.bind(*args, **kwargs)
@@ -263,6 +273,8 @@ class Capture:
                 x = build_bias(slot.parts, values)
                 if x.dtype != slot.bias_dtype:
                     x = x.to(slot.bias_dtype)
+            if spec.pad:
+                x = x.reshape((1,) * spec.pad + tuple(x.shape))
             out.append(x.contiguous())
         return out
 
@@ -270,6 +282,8 @@ class Capture:
                env: dict) -> torch.Tensor:
         """Applies the layout ops that follow the attention in `fn` to the
         kernel's output."""
+        if tuple(out.shape) != lowered.out_shape:   # rank-3 attention computed as rank 4
+            out = out.reshape(lowered.out_shape)
         for node in lowered.post:
             rest = [self._host_arg(a, tensors, out.device, env) for a in node.args[1:]]
             kw = {k: self._host_arg(a, tensors, out.device, env) for k, a in node.kwargs.items()}

@@ -62,6 +62,7 @@ class InputSpec:
     arg: Optional[int] = None
     node: Optional[fx.Node] = None
     slot: Optional[int] = None
+    pad: int = 0                       # leading unit dims added (rank-2/3 operands -> rank 4)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Lowered:
     post: list[fx.Node]                # layout ops on the kernel output, in order
     slots: list[Slot]
     classes: dict[int, MaskClass]
+    out_shape: tuple[int, ...] = ()    # the attention result's shape in fn (before `post`)
 
 
 def _graph_name(name: str) -> str:
@@ -155,7 +157,9 @@ class Converter:
                                       "depend on a matmul or softmax of the inputs")
         value = self.materialize(out, outs[0], allow_post=True)
         self.emit(outs[0], lambda: self.g.output(value))
-        return Lowered(self.g, self.inputs, list(out.post), self.slots, self.used_classes)
+        pre = out.post[0].args[0] if out.post else out.node   # the value before `post`
+        return Lowered(self.g, self.inputs, list(out.post), self.slots, self.used_classes,
+                       tuple(A.val(pre).shape))
 
     def visit(self, node: fx.Node) -> Any:
         t = node.target
@@ -206,19 +210,23 @@ class Converter:
         key = ("mT" if transposed else "x", node)
         if key in self._input_values:
             return self._input_values[key]
+        v = A.val(node)
+        rank = v.dim() if isinstance(v, torch.Tensor) else 0
+        pad = 4 - rank if rank in (2, 3) else 0   # [B*H, L, D] / [L, D] operands: rank 4 graph
         if node in self.t.user_inputs and not transposed:
             i = self.t.user_inputs[node]
             name = self.names[i] if i < len(self.names) else node.name
-            spec = InputSpec(name, "arg", arg=i)
+            spec = InputSpec(name, "arg", arg=i, pad=pad)
             what = f"input '{name}'"
         else:
             spec = InputSpec(node.name + ("_mT" if transposed else ""),
-                             "host_mT" if transposed else "host", node=node)
+                             "host_mT" if transposed else "host", node=node, pad=pad)
             what = f"tensor '{node.name}'"
         dt = self._check_dtype(node, what)
-        shape = tuple(A.val(node).shape)
+        shape = tuple(v.shape)
         if transposed:
             shape = shape[:-2] + (shape[-1], shape[-2])
+        shape = (1,) * pad + shape
         value = self.emit(node, lambda: self.g.input(spec.name, shape, dt))
         self.inputs.append(spec)
         self._input_values[key] = value
@@ -507,7 +515,8 @@ class Converter:
 
     def softmax(self, node: fx.Node) -> Lazy:
         x = self.env[node.args[0]]
-        dim = int(node.args[1])
+        rank = A.val(node).dim()
+        dim = int(node.args[1]) % rank - rank     # negative: graph values may have more dims
         v = self.value(x, node)
         out_dt = A.val(node).dtype
         if out_dt not in A.FLOAT_DTYPES:

@@ -4,8 +4,9 @@ Nodes of the exported graph that depend only on the function's inputs and on
 constants (a mask built with `torch.ones(L, S).tril()`, `mask == 0`,
 `q.transpose(1, 2)` of a [B, L, H, D] input, a padding mask from lengths...) are
 not compiled: they run in torch, at capture time when they depend on no input
-(constants, e.g. to recognize a causal mask) and at call time otherwise, and
-their results are passed to the kernel as graph inputs.
+(constants, e.g. to recognize a causal mask; computed once per device and
+kept) and at call time otherwise, and their results are passed to the kernel
+as graph inputs.
 """
 from __future__ import annotations
 
@@ -56,7 +57,13 @@ class HostEvaluator:
             if missing:
                 stack.extend(missing)
                 continue
-            env[n] = self._eval_one(n, tensors, device, env)
+            if self._depends.get(n, True):
+                env[n] = self._eval_one(n, tensors, device, env)
+            else:  # constants are computed once per device
+                key = (n, str(device))
+                if key not in self._consts:
+                    self._consts[key] = self._eval_one(n, tensors, device, env)
+                env[n] = self._consts[key]
             stack.pop()
         return env[node]
 
@@ -66,10 +73,7 @@ class HostEvaluator:
                 if tensors is None:
                     raise RuntimeError(f"host node {n.name} needs the user inputs")
                 return tensors[self.traced.user_inputs[n]]
-            key = (n, str(device))
-            if key not in self._consts:
-                self._consts[key] = self.traced.constants[n].to(device)
-            return self._consts[key]
+            return self.traced.constants[n].to(device)
         if n.op != "call_function":
             raise RuntimeError(f"cannot evaluate FX node {n.op} {n.target}")
         trace_device = self.traced.trace_device

@@ -23,6 +23,7 @@ replacing it; that too only differs on fully masked rows.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -107,17 +108,22 @@ def classify_keep(keep: torch.Tensor, L: int, S: int) -> MaskClass:
     k2 = flat[0]
     if flat.shape[0] > 1 and not bool(torch.all(flat == k2)):
         return BIAS
-    if not bool(torch.all(k2.any(dim=-1))):
-        return BIAS  # a row masked entirely: keep the exact fill semantics
-    i = torch.arange(L, device=keep.device)[:, None]
-    j = torch.arange(S, device=keep.device)[None, :]
-    causal = j <= i
-    if bool(torch.equal(k2, causal)):
+    causal = _causal_pattern(L, S, str(keep.device))
+    if torch.equal(k2, causal):
         return CAUSAL
-    w = int(k2.sum(dim=-1).max())
-    if w >= 1 and bool(torch.equal(k2, causal & (j > i - w))):
-        return CAUSAL if w >= L else MaskClass("sliding_window", w)
+    counts = k2.sum(dim=-1)
+    if not bool(torch.all(counts > 0)):
+        return BIAS  # a row masked entirely: keep the exact fill semantics
+    w = int(counts.max())
+    if w < L and torch.equal(k2, causal & ~_causal_pattern(L, S, str(keep.device), -w)):
+        return MaskClass("sliding_window", w)
     return BIAS
+
+
+@functools.lru_cache(maxsize=8)
+def _causal_pattern(L: int, S: int, device: str, diagonal: int = 0) -> torch.Tensor:
+    """`j <= i + diagonal` on [L, S] (cached: masks are checked on every call)."""
+    return torch.ones(L, S, dtype=torch.bool, device=device).tril(diagonal)
 
 
 def classify(parts: Sequence[MaskPart], values: Sequence[torch.Tensor], L: int, S: int) -> MaskClass:
