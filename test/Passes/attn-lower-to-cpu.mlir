@@ -1,20 +1,22 @@
 // RUN: attncc-opt %s -split-input-file -attn-lower-to-cpu | FileCheck %s
 // RUN: attncc-opt %s -split-input-file -attn-lower-to-cpu=vector-width=8 | FileCheck %s --check-prefix=W8
 
-// Q K^T with K transposed: a 4-row x 4-vector register block, 16 vector
+// Q K^T with K transposed: a 6-row x 4-vector register block, 24 vector
 // accumulators carried through the K loop, one broadcast of a[i, k] per row
-// and one vector.fma per accumulator.
+// and one vector.fma per accumulator; rows 60..63 get a 4-row block.
 // CHECK-LABEL: func.func @matmul
 // CHECK-SAME: attn.arg_types = [memref<64x64xf32>, memref<64x64xf32>, memref<64x64xf32>]
-// CHECK: scf.for %[[I:.*]] = %{{.*}} to %{{.*}} step %c4
-// CHECK: %[[R:.*]]:16 = scf.for %[[K:.*]] = {{.*}} iter_args({{.*}}) -> (vector<16xf32>,
+// CHECK: scf.for %[[I:.*]] = %{{.*}} to %{{.*}} step %c6
+// CHECK: %[[R:.*]]:24 = scf.for %[[K:.*]] = {{.*}} iter_args({{.*}}) -> (vector<16xf32>,
 // CHECK-COUNT-4: vector.load %arg1[%[[K]], %{{.*}}] : memref<64x64xf32>, vector<16xf32>
 // CHECK: %[[A:.*]] = memref.load %arg0[%[[I]], %[[K]]] : memref<64x64xf32>
 // CHECK: %[[AB:.*]] = vector.broadcast %[[A]] : f32 to vector<16xf32>
 // CHECK: vector.fma %[[AB]], %{{.*}}, %{{.*}} : vector<16xf32>
-// CHECK-COUNT-15: vector.fma
+// CHECK-COUNT-23: vector.fma
 // CHECK: scf.yield
-// CHECK-COUNT-16: vector.store %[[R]]#{{[0-9]+}}, %arg2
+// CHECK-COUNT-24: vector.store %[[R]]#{{[0-9]+}}, %arg2
+// CHECK: %[[T:.*]]:16 = scf.for {{.*}} -> (vector<16xf32>,
+// CHECK-COUNT-16: vector.store %[[T]]#{{[0-9]+}}, %arg2
 // CHECK-NOT: attn.tile_matmul
 // W8-LABEL: func.func @matmul
 // W8: iter_args({{.*}}) -> (vector<8xf32>,
