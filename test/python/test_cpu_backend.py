@@ -397,3 +397,37 @@ def test_unsupported_shape_is_a_compile_error():
         with pytest.raises(CompileError, match="b needs a static innermost dimension"):
             pipeline.run_passes(module, "attn-lower-to-cpu", what="stage 'llvm'")
         assert "attn.tile_matmul" in str(module)  # left untouched
+
+
+# -- through the whole pipeline (attn-tile, attn-pipeline, attn-unroll, stage 'llvm') ------
+
+@pytest.mark.parametrize("kw", [
+    dict(dtype="f32", mask="causal", L=100, D=16, opts=dict(block_m=32, block_n=16, num_stages=1)),
+    dict(dtype="f32", mask="none", L=100, D=32, opts=dict(block_m=32, block_n=16, num_stages=2)),
+    dict(dtype="f16", mask="causal", L=130, D=64, opts=dict(block_m=64, block_n=32, num_stages=3,
+                                                             unroll=2)),
+    dict(dtype="bf16", mask="sliding_window", window=40, L=150, D=32,
+         opts=dict(block_m=32, block_n=32, num_stages=2)),
+    dict(dtype="f32", mask="causal", L=96, D=32, hkv=1, opts=dict(block_m=32, block_n=32)),
+])
+def test_compiled_graphs(kw):
+    from attncc import Graph
+    from attncc.compiler import compile_graph
+    from attncc.options import CompileOptions
+
+    dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[kw["dtype"]]
+    H, hkv, L, D = 4, kw.get("hkv", 4), kw["L"], kw["D"]
+    g = Graph("attention")
+    q = g.input("q", (1, H, L, D), kw["dtype"])
+    k = g.input("k", (1, hkv, L, D), kw["dtype"])
+    v = g.input("v", (1, hkv, L, D), kw["dtype"])
+    g.output(g.attention(q, k, v, mask=kw["mask"], window=kw.get("window")))
+    kernel = compile_graph(g, CompileOptions(num_threads=2, **kw["opts"]))
+    assert "llvm.func" in kernel.ir("llvm")
+    p = Program(H=H, kv_group=H // hkv, Lq=L, Lk=L, D=D, dtype=dtype, mask=kw["mask"],
+                window=kw.get("window", 0))
+    ins = p.inputs()
+    out = kernel(*ins)
+    rel = REL_TOL[dtype]
+    torch.testing.assert_close(out.double(), p.reference(*ins).to(dtype).double(), rtol=rel,
+                               atol=rel)
