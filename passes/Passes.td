@@ -89,4 +89,59 @@ def AttnLowerToCpu : Pass<"attn-lower-to-cpu", "ModuleOp"> {
                            "::mlir::math::MathDialect"];
 }
 
+def AttnLowerToGpu : Pass<"attn-lower-to-gpu", "ModuleOp"> {
+  let summary = "Map the pipelined tile program onto a GPU kernel (mma.sync, ldmatrix, cp.async)";
+  let description = [{
+    Lowers every function holding the tile program (attn-tile, attn-pipeline,
+    attn-unroll) to a host function with one `gpu.launch`:
+      * one thread block per grid point: the `scf.parallel` grid over
+        (batch, head, query block) maps to block ids (last dimension to x),
+        with `32 * num-warps` threads per block;
+      * warp `w` owns query rows `[16w, 16w + 16)` of the block (block-m must
+        be `16 * num-warps`); Q is copied once to shared memory and kept in
+        registers as m16n8k16 A fragments (`nvgpu.ldmatrix`);
+      * the K/V tile buffers (with the `num-stages` slots attn-pipeline gave
+        them) live in dynamic shared memory as `[block-n, head_dim]` f16/bf16
+        tiles with an XOR swizzle (chunk ^ row % 8) against bank conflicts,
+        filled by `nvgpu.device_async_copy` (cp.async, 16 bytes, zero-filled
+        past the end of the keys);
+      * the pipelined structure places the async groups: one
+        `device_async_create_group` per pipelined iteration's copies, a
+        `gpu.barrier` before the steady state overwrites a slot, and
+        `device_async_wait` (keeping the copies of later iterations in
+        flight) plus `gpu.barrier` before the compute that reads a slot;
+      * Q.K^T and P.V run on tensor cores (`nvgpu.mma.sync` m16n8k16 for f16,
+        `nvvm.mma.sync` for bf16, which the nvgpu lowering of this MLIR
+        rejects), scores and the output accumulator stay in registers
+        (fully unrolled private buffers that LLVM promotes to registers), and
+        P is reused from the score accumulators as the A operand of P.V;
+      * the online softmax keeps the row max / sum of the two rows a thread
+        owns, reduced across the 4 lanes sharing a row with `gpu.shuffle xor`,
+        and uses `exp2` with log2(e) folded in.
+    Inputs must be f16 or bf16 with head dims 64 or 128; other element types,
+    head dims or block shapes are rejected with a diagnostic. The layout
+    arithmetic lives in passes/GpuLayout.h.
+  }];
+  let options = [
+    Option<"chip", "chip", "std::string", "\"sm_80\"", "target GPU: sm_80 or sm_90a (sm_90a runs the same mma.sync kernel)">,
+    Option<"numWarps", "num-warps", "int64_t", "4", "warps per thread block (block-m = 16 * num-warps)">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
+                           "::mlir::memref::MemRefDialect", "::mlir::vector::VectorDialect",
+                           "::mlir::math::MathDialect", "::mlir::gpu::GPUDialect",
+                           "::mlir::nvgpu::NVGPUDialect", "::mlir::NVVM::NVVMDialect",
+                           "::mlir::LLVM::LLVMDialect"];
+}
+
+def AttnTestGpuLayout : Pass<"attn-test-gpu-layout", "ModuleOp"> {
+  let summary = "Test only: print the GPU layout tables of passes/GpuLayout.h as JSON";
+  let description = [{
+    Evaluates the lane/fragment/shared-memory layout functions that
+    attn-lower-to-gpu emits as IR (passes/GpuLayout.h) on integers and prints
+    them as one JSON object on stdout, for test/python/test_gpu_layout.py,
+    which checks them against the PTX ISA fragment tables. The module is left
+    unchanged.
+  }];
+}
+
 #endif // ATTN_PASSES_TD

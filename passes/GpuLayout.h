@@ -1,0 +1,109 @@
+//===- GpuLayout.h - lane / fragment / shared-memory layout arithmetic ----===//
+//
+// Every piece of index arithmetic of attn-lower-to-gpu that depends on the
+// lane or thread id, written once as templates over an "Ops" policy:
+//   * IROps (AttnLowerToGpu.cpp) emits arith ops on index values,
+//   * IntOps (below) evaluates on integers; the test pass
+//     attn-test-gpu-layout prints the tables it gives, and
+//     test/python/test_gpu_layout.py checks them against the fragment tables
+//     of the PTX ISA (mma.m16n8k16, ldmatrix), encoded there independently.
+//
+// Conventions (PTX ISA, "Matrix fragments for mma.m16n8k16"):
+//   groupID = lane / 4, threadID_in_group = lane % 4.
+//   A (16x16, row): a_i at row groupID + 8 * ((i / 2) % 2),
+//                   col 2 * threadID_in_group + (i % 2) + 8 * (i / 4).
+//   B (16x8, col):  b_i at k 2 * threadID_in_group + (i % 2) + 8 * (i / 2),
+//                   n groupID.
+//   C (16x8):       c_i at row groupID + 8 * (i / 2), col 2 * threadID_in_group + (i % 2).
+// nvgpu holds A as vector<4x2xf16> (register r = a_{2r}, a_{2r+1}), B as
+// vector<2x2xf16>, C as vector<2x2xf32> (row r = c_{2r}, c_{2r+1}).
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTNCC_PASSES_GPULAYOUT_H
+#define ATTNCC_PASSES_GPULAYOUT_H
+
+#include <cstdint>
+#include <utility>
+
+namespace mlir::attn::gpu_layout {
+
+/// Evaluates the layout functions on integers (for the layout test pass).
+struct IntOps {
+  using V = int64_t;
+  V c(int64_t v) { return v; }
+  V add(V x, V y) { return x + y; }
+  V mul(V x, int64_t k) { return x * k; }
+  V div(V x, int64_t k) { return x / k; }
+  V rem(V x, int64_t k) { return x % k; }
+  V xori(V x, V y) { return x ^ y; }
+};
+
+/// Lane -> (row, col) of the shared-memory row address lane supplies to an
+/// `ldmatrix .x4` that loads a 16x16 tile whose four 8x8 matrices are, in
+/// result-register order, (rows 0-7, cols 0-7), (rows 8-15, cols 0-7),
+/// (rows 0-7, cols 8-15), (rows 8-15, cols 8-15). Lanes 8j..8j+7 address the
+/// rows of matrix j.
+///  * Without .trans on a row-major [M, K] tile: the A operand of
+///    m16n8k16 (a0a1, a2a3, a4a5, a6a7).
+///  * With .trans on a row-major [K, N] tile (V as [keys, d]): registers 0,1
+///    are b0b1, b2b3 of the n-block at col 0 and registers 2,3 those of the
+///    n-block at col 8.
+template <typename Ops>
+std::pair<typename Ops::V, typename Ops::V> ldmatrixRowMajorX4(Ops &o, typename Ops::V lane) {
+  auto row = o.add(o.rem(lane, 8), o.mul(o.rem(o.div(lane, 8), 2), 8));
+  auto col = o.mul(o.div(lane, 16), 8);
+  return {row, col};
+}
+
+/// Lane -> (row, col) for an `ldmatrix .x4` (no .trans) on a row-major
+/// [N, K] tile (K as [keys, d]) giving the B operands of two n-blocks:
+/// registers 0,1 = b0b1, b2b3 of keys 0-7; registers 2,3 = those of keys 8-15.
+/// Matrices: (rows 0-7, cols 0-7), (rows 0-7, cols 8-15), (rows 8-15, cols 0-7),
+/// (rows 8-15, cols 8-15).
+template <typename Ops>
+std::pair<typename Ops::V, typename Ops::V> ldmatrixNMajorX4(Ops &o, typename Ops::V lane) {
+  auto row = o.add(o.rem(lane, 8), o.mul(o.div(lane, 16), 8));
+  auto col = o.mul(o.rem(o.div(lane, 8), 2), 8);
+  return {row, col};
+}
+
+/// (lane, i) -> (row, col) of accumulator element c_i (i in [0, 4)) inside
+/// the 16x8 tile of one mma.m16n8k16.
+template <typename Ops>
+std::pair<typename Ops::V, typename Ops::V> accumulatorElement(Ops &o, typename Ops::V lane,
+                                                               int64_t i) {
+  auto row = o.add(o.div(lane, 4), o.c(8 * (i / 2)));
+  auto col = o.add(o.mul(o.rem(lane, 4), 2), o.c(i % 2));
+  return {row, col};
+}
+
+/// Reuse of the score accumulators as the A operand of P.V (no data
+/// movement): A register r (pair a_{2r}, a_{2r+1}) of k-step kk is the C
+/// row (r % 2) of the score n-block 2 * kk + r / 2. Returns
+/// (n-block offset from 2 * kk, C row).
+inline std::pair<int64_t, int64_t> probabilityFragmentSource(int64_t r) {
+  return {r / 2, r % 2};
+}
+
+/// Shared-memory swizzle of a row-major tile of f16/bf16 rows with 8-element
+/// (16-byte) chunks: the chunk of a row is XORed with the row's index mod 8,
+/// so the 8 rows an ldmatrix phase (or a cp.async phase) touches at the same
+/// logical chunk hit 8 different 16-byte bank groups. Needs >= 8 chunks per
+/// row (head dims 64 and 128).
+template <typename Ops>
+typename Ops::V swizzleChunk(Ops &o, typename Ops::V row, typename Ops::V chunk) {
+  return o.xori(chunk, o.rem(row, 8));
+}
+
+/// Thread `tid` of `threads` copies 16-byte chunk `tid + j * threads` of a
+/// tile with `chunksPerRow` chunks per row: returns (row, chunk).
+template <typename Ops>
+std::pair<typename Ops::V, typename Ops::V> copyChunk(Ops &o, typename Ops::V tid, int64_t j,
+                                                      int64_t threads, int64_t chunksPerRow) {
+  auto linear = o.add(tid, o.c(j * threads));
+  return {o.div(linear, chunksPerRow), o.rem(linear, chunksPerRow)};
+}
+
+} // namespace mlir::attn::gpu_layout
+
+#endif
