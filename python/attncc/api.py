@@ -134,6 +134,8 @@ class CompiledFunction:
         check_tensors(bound, allow_meta=allow_meta, target=self.target)
         device = bound.tensors[0].device
         key = bound.key
+        if isinstance(self.fn, torch.nn.Module):   # dropout etc. depend on the mode
+            key = key + (("training", self.fn.training),)
         entry = self._cache.get(key)
         if entry is None:
             with self._lock:

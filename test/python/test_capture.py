@@ -553,3 +553,86 @@ def test_rank2_single_head():
     def fn(q, k, v):
         return torch.softmax(q @ k.T * SCALE, dim=1) @ v
     check(fused(fn, *(x[0, 0] for x in qkv())))
+
+
+# -- model code ------------------------------------------------------------------------------
+
+class NanoGPTAttention(torch.nn.Module):
+    """nanoGPT's attention core: a tril buffer, sliced and compared, nn.Dropout."""
+
+    def __init__(self, block=64, dropout=0.1):
+        super().__init__()
+        self.register_buffer("bias", torch.tril(torch.ones(block, block)).view(1, 1, block, block))
+        self.attn_dropout = torch.nn.Dropout(dropout)
+
+    def forward(self, q, k, v):
+        T = q.size(-2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        att = F.softmax(att, dim=-1)
+        att = self.attn_dropout(att)
+        return att @ v
+
+
+def hf_repeat_kv(hidden_states, n_rep):
+    batch, num_key_value_heads, slen, head_dim = hidden_states.shape
+    if n_rep == 1:
+        return hidden_states
+    hidden_states = hidden_states[:, :, None, :, :].expand(batch, num_key_value_heads, n_rep,
+                                                           slen, head_dim)
+    return hidden_states.reshape(batch, num_key_value_heads * n_rep, slen, head_dim)
+
+
+def hf_eager_attention(query, key, value, attention_mask, scaling, dropout=0.0, training=False):
+    """transformers' eager_attention_forward (Llama & co.), minus the module."""
+    key_states = hf_repeat_kv(key, query.shape[1] // key.shape[1])
+    value_states = hf_repeat_kv(value, query.shape[1] // value.shape[1])
+    attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        causal_mask = attention_mask[:, :, :, : key_states.shape[-2]]
+        attn_weights = attn_weights + causal_mask
+    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=training)
+    attn_output = torch.matmul(attn_weights, value_states)
+    return attn_output.transpose(1, 2).contiguous()
+
+
+def hf_causal_mask(b, l, s, dtype, pad=0):
+    m = torch.full((l, s), torch.finfo(dtype).min, dtype=dtype).triu(1)
+    m = m[None, None].expand(b, 1, l, s).clone()
+    if pad:
+        m[0, ..., :pad] = torch.finfo(dtype).min   # left padding of the first sequence
+    return m
+
+
+def test_nanogpt_module_with_buffer():
+    check(fused(NanoGPTAttention().eval(), *qkv()), mask="causal")
+
+
+def test_nanogpt_training_mode_names_user_line():
+    with pytest.raises(CaptureError) as e:
+        capture(NanoGPTAttention().train(), *qkv())
+    msg = str(e.value)
+    assert "dropout with p=0.1 in training mode" in msg
+    assert f"{__file__}:{_line_of(NanoGPTAttention.forward, 'self.attn_dropout(att)')}" in msg
+
+
+def test_hf_eager_attention_llama():
+    q, k, v = qkv(torch.bfloat16, hkv=2)
+    mask = hf_causal_mask(B, L, S, torch.bfloat16)
+    info = fused(hf_eager_attention, q, k, v, mask, SCALE)
+    check(info, mask="causal", group=2)
+    # with padding the 4D mask is a bias, used as it is
+    info = fused(hf_eager_attention, q, k, v, hf_causal_mask(B, L, S, torch.bfloat16, pad=3),
+                 SCALE)
+    check(info, mask="bias", group=2, bias=True)
+    assert "bias(%arg3 : tensor<1x1x16x16xbf16>)" in info["text"]  # inputs in argument order
+
+
+def test_graph_inputs_follow_argument_order():
+    def fn(mask, v, k, q):
+        return torch.softmax(q @ k.mT * SCALE + mask, -1) @ v
+    q, k, v = qkv()
+    cap = capture(fn, torch.randn(L, S), v, k, q)
+    assert [(s.name, s.kind) for s in cap.base.inputs] == \
+        [("mask", "mask"), ("v", "arg"), ("k", "arg"), ("q", "arg")]

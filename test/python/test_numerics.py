@@ -236,3 +236,20 @@ def test_compiled_rank3_bmm():
     q, k, v = (rand(6, 50, 32, dtype=dtype, seed=i) for i in range(3))
     out = attncc.compile(fn)(q, k, v)
     close_enough(out, fn(q.double(), k.double(), v.double()), fn(q, k, v))
+
+
+def test_compiled_model_code():
+    from test_capture import NanoGPTAttention, hf_causal_mask, hf_eager_attention
+    dtype = torch.float16
+    q = rand(2, 8, 60, 64, dtype=dtype, seed=1)
+    k = rand(2, 2, 60, 64, dtype=dtype, seed=2)
+    v = rand(2, 2, 60, 64, dtype=dtype, seed=3)
+    for pad in (0, 5):
+        mask = hf_causal_mask(2, 60, 60, dtype, pad=pad)
+        out = attncc.compile(hf_eager_attention)(q, k, v, mask, 0.125)
+        ref = hf_eager_attention(q.double(), k.double(), v.double(), mask.double(), 0.125)
+        close_enough(out, ref, hf_eager_attention(q, k, v, mask, 0.125))
+    m = NanoGPTAttention().eval()
+    q, k, v = (rand(1, 4, 50, 32, dtype=dtype, seed=i) for i in range(3))
+    close_enough(attncc.compile(m)(q, k, v), m.double()(q.double(), k.double(), v.double()),
+                 m.to(dtype)(q, k, v))

@@ -229,7 +229,10 @@ class Capture:
         return tuple(classes.get(i, BIAS) for i in getattr(self, "dynamic", ()))
 
     def _build(self, classes: dict[int, MaskClass]) -> Lowered:
-        lowered = Converter(self.traced, self.host, self.names, classes).run()
+        first = Converter(self.traced, self.host, self.names, classes)
+        first.run()
+        lowered = Converter(self.traced, self.host, self.names, classes,
+                            plan=first.sorted_plan()).run()
         check_attention(lowered, self.traced.fn_name, self.traced.fn_where)
         return lowered
 

@@ -103,7 +103,8 @@ class Converter:
     input-dependent mask slot (default: bias)."""
 
     def __init__(self, traced: Traced, host: HostEvaluator, param_names: Sequence[str],
-                 classes: Optional[dict[int, MaskClass]] = None) -> None:
+                 classes: Optional[dict[int, MaskClass]] = None,
+                 plan: Optional[Sequence[tuple]] = None) -> None:
         self.t = traced
         self.host = host
         self.names = list(param_names)
@@ -116,6 +117,12 @@ class Converter:
         self._materialized: dict[int, Value] = {}
         self.slots: list[Slot] = []
         self.used_classes: dict[int, MaskClass] = {}
+        # (key, spec, shape, dtype) of every graph input, in creation order.
+        # Given a plan (from an earlier run), the inputs are created up front in
+        # its order: user arguments first, in the function's order.
+        self.plan: list[tuple] = []
+        for key, spec, shape, dt in plan or ():
+            self._new_input(key, spec, shape, dt, None)
 
     # -- errors -----------------------------------------------------------------
     def error(self, node: Optional[fx.Node], message: str) -> CaptureError:
@@ -227,10 +234,33 @@ class Converter:
         if transposed:
             shape = shape[:-2] + (shape[-1], shape[-2])
         shape = (1,) * pad + shape
+        return self._new_input(key, spec, shape, dt, node)
+
+    def _new_input(self, key: tuple, spec: InputSpec, shape: tuple, dt: str,
+                   node: Optional[fx.Node]) -> Value:
         value = self.emit(node, lambda: self.g.input(spec.name, shape, dt))
         self.inputs.append(spec)
+        self.plan.append((key, spec, shape, dt))
         self._input_values[key] = value
         return value
+
+    def sorted_plan(self) -> list[tuple]:
+        """The inputs of this run in the order a graph should take them: user
+        tensors in argument order, then tensors torch computes, then masks."""
+        order = {n: i for i, n in enumerate(self.t.graph.nodes)}
+
+        def rank(item):
+            spec = item[1]
+            if spec.kind == "arg":
+                return (0, spec.arg)
+            if spec.kind == "mask":
+                slot = self.slots[spec.slot]
+                if len(slot.nodes) == 1 and slot.nodes[0] in self.t.user_inputs \
+                        and slot.parts[0].mode == "add":   # a float mask argument, used as is
+                    return (0, self.t.user_inputs[slot.nodes[0]])
+                return (2, spec.slot)
+            return (1, order.get(spec.node, 0), spec.kind)
+        return sorted(self.plan, key=rank)
 
     def mask_input(self, slot_index: int) -> Value:
         key = ("mask", slot_index)
@@ -239,10 +269,7 @@ class Converter:
         slot = self.slots[slot_index]
         spec = InputSpec(f"mask{slot_index}" if slot_index else "mask", "mask", slot=slot_index)
         dt = A.FLOAT_DTYPES[slot.bias_dtype]
-        value = self.emit(slot.where, lambda: self.g.input(spec.name, slot.bias_shape, dt))
-        self.inputs.append(spec)
-        self._input_values[key] = value
-        return value
+        return self._new_input(key, spec, slot.bias_shape, dt, slot.where)
 
     # -- constants ----------------------------------------------------------------
     def constant_scalar(self, x: Any, node: fx.Node) -> Optional[float]:

@@ -39,6 +39,7 @@ from torch import fx
 from ..errors import CaptureError
 
 _FRONTEND_DIR = str(Path(__file__).resolve().parent)
+_TORCH_DIR = str(Path(torch.__file__).resolve().parent)
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)\n(?P<code>[^\n]*)')
 
 
@@ -72,13 +73,15 @@ def function_location(fn: Callable) -> tuple[str, str]:
 
 def node_location(node: Optional[fx.Node]) -> Optional[str]:
     """`file:line` and the code line of the user's frame that made `node`:
-    the innermost frame of its stack trace outside attncc's frontend."""
+    the innermost frame of its stack trace outside attncc's frontend and torch
+    (an `nn.Dropout` module names the user's line that called it)."""
     if node is None:
         return None
     st = node.meta.get("stack_trace") if hasattr(node, "meta") else None
     if not st:
         return None
-    frames = [m for m in _FRAME.finditer(st) if not m["file"].startswith(_FRONTEND_DIR)]
+    frames = [m for m in _FRAME.finditer(st)
+              if not m["file"].startswith((_FRONTEND_DIR, _TORCH_DIR))]
     if not frames:
         return None
     m = frames[-1]
