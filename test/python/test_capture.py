@@ -636,3 +636,19 @@ def test_graph_inputs_follow_argument_order():
     cap = capture(fn, torch.randn(L, S), v, k, q)
     assert [(s.name, s.kind) for s in cap.base.inputs] == \
         [("mask", "mask"), ("v", "arg"), ("k", "arg"), ("q", "arg")]
+
+
+def alibi_attention(q, k, v):
+    h, l, s = q.shape[1], q.shape[2], k.shape[2]
+    slopes = 2.0 ** (-8.0 * torch.arange(1, h + 1) / h)
+    dist = torch.arange(s)[None, :] - torch.arange(l)[:, None]
+    bias = slopes[:, None, None] * dist.clamp(max=0)
+    bias = bias.masked_fill(dist > 0, float("-inf"))
+    s_ = q @ k.mT / math.sqrt(q.size(-1)) + bias
+    return torch.softmax(s_, -1).to(v.dtype) @ v
+
+
+def test_alibi_built_in_fn_is_a_constant_bias():
+    info = fused(alibi_attention, *qkv())
+    check(info, mask="bias", bias=True)
+    assert "bias(%arg3 : tensor<4x16x16xf32>)" in info["text"]

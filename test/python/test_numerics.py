@@ -253,3 +253,14 @@ def test_compiled_model_code():
     q, k, v = (rand(1, 4, 50, 32, dtype=dtype, seed=i) for i in range(3))
     close_enough(attncc.compile(m)(q, k, v), m.double()(q.double(), k.double(), v.double()),
                  m.to(dtype)(q, k, v))
+
+
+def test_compiled_alibi():
+    from test_capture import alibi_attention
+    dtype = torch.float16
+    q, k, v = (rand(1, 4, 64, 32, dtype=dtype, seed=i) for i in range(3))
+    c = attncc.compile(alibi_attention)
+    for _ in range(2):   # the constant bias is computed once and kept
+        out = c(q, k, v)
+        close_enough(out, alibi_attention(q.double(), k.double(), v.double()),
+                     alibi_attention(q, k, v))
