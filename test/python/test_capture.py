@@ -652,3 +652,16 @@ def test_alibi_built_in_fn_is_a_constant_bias():
     info = fused(alibi_attention, *qkv())
     check(info, mask="bias", bias=True)
     assert "bias(%arg3 : tensor<4x16x16xf32>)" in info["text"]
+
+
+def test_where_with_full_like_scores():
+    def fn(q, k, v):
+        s = q @ k.mT * SCALE
+        keep = torch.ones(L, S, dtype=torch.bool).tril()
+        return torch.where(keep, s, torch.full_like(s, float("-inf"))).softmax(-1) @ v
+
+    def fn2(q, k, v, keep):
+        s = q @ k.mT * SCALE
+        return torch.where(keep, s, s.new_tensor(float("-inf"))).softmax(-1) @ v
+    check(fused(fn, *qkv()), mask="causal")
+    check(fused(fn2, *qkv(), torch.ones(L, S, dtype=torch.bool).tril()), mask="causal")

@@ -41,6 +41,9 @@ ADD = _ops("add.Tensor", "add_.Tensor")
 MASKED_FILL = _ops("masked_fill.Scalar", "masked_fill.Tensor", "masked_fill_.Scalar",
                    "masked_fill_.Tensor")
 WHERE = _ops("where.self", "where.ScalarOther", "where.ScalarSelf")
+# Creation ops that read only the shape, dtype and device of their first argument.
+LIKE = _ops("zeros_like", "ones_like", "full_like", "empty_like", "new_full", "new_zeros",
+            "new_ones", "new_empty")
 DROPOUT = _ops("dropout", "dropout_", "feature_dropout", "alpha_dropout")
 
 # Views and copies that change nothing when the shape stays the same.

@@ -175,6 +175,11 @@ class Converter:
             return None
         if t not in A.ANCHORS and all(isinstance(s, Host) for s in syms):
             return Host(node)
+        if t in A.LIKE and node.args and isinstance(self.env.get(node.args[0]), Lazy) and \
+                all(isinstance(self.env[n], Host) for n in node.all_input_nodes
+                    if n is not node.args[0]):
+            self.host.constant_like(node)       # e.g. torch.full_like(scores, -inf)
+            return Host(node)
         if t in A.MATMUL:
             return self.matmul(node, self.env[node.args[0]], self.env[node.args[1]], False)
         if t in A.EINSUM:
@@ -310,8 +315,9 @@ class Converter:
         if (t in A.MUL or t in A.DIV) and v.dtype in A.FLOAT_DTYPES:
             x, y = node.args[0], node.args[1]
             for tensor, other in ((x, y), (y, x)) if t in A.MUL else ((x, y),):
-                if isinstance(tensor, fx.Node) and tuple(A.val(tensor).shape) == tuple(v.shape) \
-                        and A.val(tensor).dtype == v.dtype:
+                tv = A.val(tensor)
+                if isinstance(tv, torch.Tensor) and tuple(tv.shape) == tuple(v.shape) \
+                        and tv.dtype == v.dtype:
                     f = self.constant_scalar(other, node)
                     if f is not None and f != 0:
                         return ("scale", tensor, f if t in A.MUL else 1.0 / f)

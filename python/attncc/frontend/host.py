@@ -26,15 +26,38 @@ class HostEvaluator:
         self.traced = traced
         self._consts: dict[tuple[fx.Node, str], torch.Tensor] = {}
         self._depends: dict[fx.Node, bool] = {}
-        for node in traced.graph.nodes:
-            if node.op == "placeholder":
-                self._depends[node] = node in traced.user_inputs
-            else:
-                self._depends[node] = any(self._depends.get(a, False)
-                                          for a in node.all_input_nodes)
+        self._like: set[fx.Node] = set()
+
+    def constant_like(self, node: fx.Node) -> None:
+        """Marks `node` (`torch.full_like(scores, -inf)`, `scores.new_zeros(...)`)
+        as reading only the shape and dtype of its first argument, so that it
+        is computed without that argument's values."""
+        self._like.add(node)
+
+    def _inputs_of(self, node: fx.Node) -> list[fx.Node]:
+        ins = node.all_input_nodes
+        if node in self._like:
+            ins = [a for a in ins if a is not node.args[0]]
+        return ins
 
     def depends_on_inputs(self, node: fx.Node) -> bool:
-        return self._depends.get(node, True)
+        if node in self._depends:
+            return self._depends[node]
+        order, stack = [], [node]
+        while stack:                       # post-order without recursion
+            n = stack.pop()
+            if n in self._depends:
+                continue
+            pending = [a for a in self._inputs_of(n) if a not in self._depends]
+            if pending:
+                stack.append(n)
+                stack.extend(pending)
+                continue
+            if n.op == "placeholder":
+                self._depends[n] = n in self.traced.user_inputs
+            else:
+                self._depends[n] = any(self._depends[a] for a in self._inputs_of(n))
+        return self._depends[node]
 
     def run(self, nodes: Sequence[fx.Node], tensors: Optional[Sequence[torch.Tensor]],
             device: torch.device, env: Optional[dict] = None) -> list[Any]:
@@ -53,11 +76,11 @@ class HostEvaluator:
             if n in env:
                 stack.pop()
                 continue
-            missing = [a for a in n.all_input_nodes if a not in env]
+            missing = [a for a in self._inputs_of(n) if a not in env]
             if missing:
                 stack.extend(missing)
                 continue
-            if self._depends.get(n, True):
+            if self.depends_on_inputs(n):
                 env[n] = self._eval_one(n, tensors, device, env)
             else:  # constants are computed once per device
                 key = (n, str(device))
@@ -77,6 +100,10 @@ class HostEvaluator:
         if n.op != "call_function":
             raise RuntimeError(f"cannot evaluate FX node {n.op} {n.target}")
         trace_device = self.traced.trace_device
+        if n in self._like:
+            like = n.args[0].meta["val"]
+            env = dict(env)
+            env[n.args[0]] = torch.empty(tuple(like.shape), dtype=like.dtype, device=device)
 
         def sub(a):
             if isinstance(a, fx.Node):
