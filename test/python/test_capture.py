@@ -665,3 +665,12 @@ def test_where_with_full_like_scores():
         return torch.where(keep, s, s.new_tensor(float("-inf"))).softmax(-1) @ v
     check(fused(fn, *qkv()), mask="causal")
     check(fused(fn2, *qkv(), torch.ones(L, S, dtype=torch.bool).tril()), mask="causal")
+
+
+def test_gqa_expand_flatten():
+    def fn(q, k, v):
+        n = q.shape[1] // k.shape[1]
+        k = k[:, :, None].expand(-1, -1, n, -1, -1).flatten(1, 2)
+        v = v[:, :, None].expand(-1, -1, n, -1, -1).flatten(1, 2)
+        return torch.softmax(q @ k.mT * SCALE, -1) @ v
+    check(fused(fn, *qkv(hkv=2)), group=2)
