@@ -381,6 +381,23 @@ def test_inputs_are_not_copied_and_views_work():
     torch.testing.assert_close(kernel(qt, k, v), out)
 
 
+def test_kernels_take_memrefs_only():
+    text = """
+    func.func @kernel(%acc: memref<8x16xf32>, %l: memref<8xf32>, %o: memref<1x1x8x16xf32>,
+                      %n: index) {
+      %c0 = arith.constant 0 : index
+      attn.tile_store %acc, %l to %o[%c0, %c0, %c0] valid %n
+          : memref<8x16xf32>, memref<8xf32>, memref<1x1x8x16xf32>
+      return
+    }"""
+    with mlir_context():
+        module = ir.Module.parse(text)
+        pipeline.run_passes(module, pipeline.STAGES[pipeline.STAGE_NAMES.index("llvm")].passes(
+            {"num_threads": 1}))
+        with pytest.raises(CompileError, match="index: CPU kernels take memrefs only"):
+            CpuKernel(module, "kernel")
+
+
 def test_unsupported_vector_width_is_a_compile_error():
     with pytest.raises(CompileError, match="vector-width must be a power of two"):
         compile_program(Program(), vector_width=12)

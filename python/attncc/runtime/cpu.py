@@ -62,6 +62,8 @@ class MemRefSpec:
 
     @classmethod
     def from_type(cls, t: ir.Type) -> "MemRefSpec":
+        if not isinstance(t.maybe_downcast(), ir.MemRefType):
+            raise CompileError(f"kernel argument of type {t}: CPU kernels take memrefs only")
         mt = ir.MemRefType(t)
         et = str(mt.element_type)
         if et not in _TORCH_DTYPES:
