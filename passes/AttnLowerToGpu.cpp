@@ -101,6 +101,8 @@ struct Plan {
   Value q, s, acc, mx, sum, k, v;
   int64_t BM = 0, BN = 0, D = 0, Dv = 0, S = 1;
   Type elt; // f16 or bf16
+  // Host function arguments by role (-1: absent), recorded as attn.gpu_args.
+  int64_t qArg = -1, kArg = -1, vArg = -1, biasArg = -1, outArg = -1;
   int64_t smemBytes = 0, qBytes = 0, kBytes = 0, vBytes = 0;
 };
 
@@ -229,6 +231,21 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
   }
   if (!qSrc || !kSrc || !vSrc)
     return fail(func, "Q, K and V tiles must each be filled by copy_tile");
+  auto argNo = [](Value v) -> int64_t {
+    auto a = dyn_cast<BlockArgument>(v);
+    return a ? a.getArgNumber() : -1;
+  };
+  p.qArg = argNo(qSrc);
+  p.kArg = argNo(kSrc);
+  p.vArg = argNo(vSrc);
+  for (Operation *op : tileOps) {
+    if (auto st = dyn_cast<TileStoreOp>(op))
+      p.outArg = argNo(st.getDest());
+    if (auto bi = dyn_cast<TileBiasOp>(op))
+      p.biasArg = argNo(bi.getBias());
+  }
+  if (p.outArg < 0)
+    return fail(func, "the tile program must store its output into a function argument");
   auto srcType = [](Value v) { return cast<MemRefType>(v.getType()); };
   p.elt = srcType(qSrc).getElementType();
   if (!p.elt.isF16() && !p.elt.isBF16()) {
@@ -329,6 +346,9 @@ struct Lowering {
   // Emission helpers.
   SmallVector<Value> emitTileCopy(CopyTileOp op, Value dst, int64_t rows, int64_t cols);
   void emitQFragmentLoad();
+  Value loadQFragment(int64_t ks);
+  Value qFragment(int64_t ks);
+  bool qInRegisters() const;
   Value mma(Value a, Value bFrag, Value c);
   Value stack(ArrayRef<Value> rows);
   Value quadReduce(Value v, bool isMax);
@@ -706,18 +726,34 @@ SmallVector<Value> Lowering::emitTileCopy(CopyTileOp op, Value dst, int64_t rows
   return tokens;
 }
 
-void Lowering::emitQFragmentLoad() {
+/// Q fragment (A operand) of k-step `ks` from shared memory.
+Value Lowering::loadQFragment(int64_t ks) {
   IROps o{b, loc};
   auto [r, c] = gl::ldmatrixRowMajorX4(o, lane);
   Value row = addi(warpRow, r);
-  auto fragType = VectorType::get({4, 2}, p.elt);
-  for (int64_t ks = 0; ks < p.D / 16; ++ks) {
-    Value chunk = addi(idx(2 * ks), o.div(c, 8));
-    Value pcol = o.mul(gl::swizzleChunk(o, row, chunk), 8);
-    Value frag = nvgpu::LdMatrixOp::create(b, loc, fragType, qSmem, ValueRange{row, pcol},
-                                           /*transpose=*/false, /*numTiles=*/4);
-    store(frag, qFrag, ks);
-  }
+  Value chunk = addi(idx(2 * ks), o.div(c, 8));
+  Value pcol = o.mul(gl::swizzleChunk(o, row, chunk), 8);
+  return nvgpu::LdMatrixOp::create(b, loc, VectorType::get({4, 2}, p.elt), qSmem,
+                                   ValueRange{row, pcol}, /*transpose=*/false, /*numTiles=*/4);
+}
+
+/// Head dim 64: Q fragments (16 registers) are loaded once and stay in
+/// registers. Head dim 128: they would take 32 registers for the whole loop,
+/// which pushes the 3-stage, 128 x 64 kernel over 255 registers; there Q.K^T
+/// reloads each k-step's fragment from shared memory instead (one more
+/// ldmatrix per k-step and warp, the way FlashAttention-2 trades registers for
+/// shared-memory traffic).
+bool Lowering::qInRegisters() const { return p.D <= 64; }
+
+void Lowering::emitQFragmentLoad() {
+  if (!qInRegisters())
+    return;
+  for (int64_t ks = 0; ks < p.D / 16; ++ks)
+    store(loadQFragment(ks), qFrag, ks);
+}
+
+Value Lowering::qFragment(int64_t ks) {
+  return qInRegisters() ? load(qFrag, ks) : loadQFragment(ks);
 }
 
 /// vector<Nx2xT> from N vector<2xT> rows.
@@ -800,29 +836,31 @@ void Lowering::lowerQK(TileMatmulOp op) {
   auto accType = VectorType::get({2, 2}, b.getF32Type());
   Value zero = arith::ConstantOp::create(b, loc, accType, b.getZeroAttr(accType));
   Value scale = f32(qScale);
-  for (int64_t nb2 = 0; nb2 < p.BN / 16; ++nb2) {
-    Value row = addi(r, idx(16 * nb2));
-    Value acc[2] = {zero, zero};
-    for (int64_t ks = 0; ks < p.D / 16; ++ks) {
-      Value a = load(qFrag, ks);
-      Value chunk = addi(colChunk, idx(2 * ks));
+  // k-steps outside, n-blocks inside: one Q fragment live at a time (the score
+  // accumulators are live through the softmax anyway).
+  SmallVector<Value> acc(p.BN / 8, zero);
+  for (int64_t ks = 0; ks < p.D / 16; ++ks) {
+    Value a = qFragment(ks);
+    Value chunk = addi(colChunk, idx(2 * ks));
+    for (int64_t nb2 = 0; nb2 < p.BN / 16; ++nb2) {
+      Value row = addi(r, idx(16 * nb2));
       Value pcol = o.mul(gl::swizzleChunk(o, row, chunk), 8);
       Value bx4 = nvgpu::LdMatrixOp::create(b, loc, x4Type, kTile, ValueRange{row, pcol},
                                             /*transpose=*/false, /*numTiles=*/4);
       for (int64_t h = 0; h < 2; ++h) {
         Value b0 = vector::ExtractOp::create(b, loc, bx4, ArrayRef<int64_t>{2 * h});
         Value b1 = vector::ExtractOp::create(b, loc, bx4, ArrayRef<int64_t>{2 * h + 1});
-        acc[h] = mma(a, stack({b0, b1}), acc[h]);
+        acc[2 * nb2 + h] = mma(a, stack({b0, b1}), acc[2 * nb2 + h]);
       }
     }
-    for (int64_t h = 0; h < 2; ++h)
-      for (int64_t i = 0; i < 4; ++i) {
-        Value x = vector::ExtractOp::create(b, loc, acc[h], ArrayRef<int64_t>{i / 2, i % 2});
-        if (qScale != 1.0)
-          x = arith::MulFOp::create(b, loc, x, scale);
-        store(x, sFrag, (2 * nb2 + h) * 4 + i);
-      }
   }
+  for (int64_t nb = 0; nb < p.BN / 8; ++nb)
+    for (int64_t i = 0; i < 4; ++i) {
+      Value x = vector::ExtractOp::create(b, loc, acc[nb], ArrayRef<int64_t>{i / 2, i % 2});
+      if (qScale != 1.0)
+        x = arith::MulFOp::create(b, loc, x, scale);
+      store(x, sFrag, nb * 4 + i);
+    }
 }
 
 void Lowering::lowerPV(TileMatmulOp op) {
@@ -1076,6 +1114,13 @@ LogicalResult Lowering::lowerTileOps() {
 }
 
 LogicalResult Lowering::run() {
+  // The runtime reads which argument is which (output shape, checks).
+  SmallVector<NamedAttribute> roles;
+  for (auto [name, v] : {std::pair<StringRef, int64_t>{"q", p.qArg}, {"k", p.kArg}, {"v", p.vArg},
+                         {"bias", p.biasArg}, {"out", p.outArg}})
+    if (v >= 0)
+      roles.push_back(b.getNamedAttr(name, b.getI64IntegerAttr(v)));
+  p.func->setAttr("attn.gpu_args", b.getDictionaryAttr(roles));
   if (failed(buildLaunch()))
     return failure();
   buildPrelude();

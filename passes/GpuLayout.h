@@ -89,17 +89,25 @@ inline std::pair<int64_t, int64_t> probabilityFragmentSource(int64_t r) {
 /// (16-byte) chunks: the chunk of a row is XORed with the row's index mod 8,
 /// so the 8 rows an ldmatrix phase (or a cp.async phase) touches at the same
 /// logical chunk hit 8 different 16-byte bank groups. Needs >= 8 chunks per
-/// row (head dims 64 and 128).
+/// row (head dims 64 and 128). Only row % 8 matters: callers may pass any row
+/// congruent to it (attn-lower-to-gpu passes the lane's row inside its
+/// 16-row ldmatrix tile, which tile offsets of multiples of 8 do not change).
 template <typename Ops>
 typename Ops::V swizzleChunk(Ops &o, typename Ops::V row, typename Ops::V chunk) {
   return o.xori(chunk, o.rem(row, 8));
 }
 
 /// Thread `tid` of `threads` copies 16-byte chunk `tid + j * threads` of a
-/// tile with `chunksPerRow` chunks per row: returns (row, chunk).
+/// tile with `chunksPerRow` chunks per row: returns (row, chunk). When
+/// `chunksPerRow` divides `threads` (always, for 4+ warps and head dims 64 or
+/// 128), round j is round 0 shifted down by `j * threads / chunksPerRow` rows:
+/// written that way, the per-round addresses differ by constants.
 template <typename Ops>
 std::pair<typename Ops::V, typename Ops::V> copyChunk(Ops &o, typename Ops::V tid, int64_t j,
                                                       int64_t threads, int64_t chunksPerRow) {
+  if (threads % chunksPerRow == 0)
+    return {o.add(o.div(tid, chunksPerRow), o.c(j * (threads / chunksPerRow))),
+            o.rem(tid, chunksPerRow)};
   auto linear = o.add(tid, o.c(j * threads));
   return {o.div(linear, chunksPerRow), o.rem(linear, chunksPerRow)};
 }
