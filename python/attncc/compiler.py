@@ -18,7 +18,7 @@ from .errors import CompileError, GraphError
 from .graph import Graph
 from .options import CompileOptions
 
-TARGETS = ("cpu",)
+TARGETS = ("cpu", "sm_80", "sm_90a", "cuda")  # GPU targets: python/attncc/gpu.py
 
 
 @dataclass
@@ -39,6 +39,11 @@ class CompiledAttention:
     stage_seconds: dict[str, float]
     output: OutputSpec
     _kernel: Any = field(default=None, repr=False)
+    # GPU targets: PTX text, cubin bytes (when ptxas exists) and launch metadata
+    # (kernel name, grid, block, shared memory, registers; see attncc.gpu).
+    ptx: Optional[str] = field(default=None, repr=False)
+    cubin: Optional[bytes] = field(default=None, repr=False)
+    metadata: dict = field(default_factory=dict, repr=False)
 
     def ir(self, stage: str) -> str:
         if stage not in self.stages:
@@ -58,6 +63,10 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
     options = options or CompileOptions()
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {TARGETS}")
+    if target != "cpu":
+        from .gpu import compile_graph_gpu
+
+        return compile_graph_gpu(graph, options, target, stop_after)
     if not graph._finished:
         raise GraphError("the graph has no outputs; call graph.output(...) first")
     results = graph.func.type.results

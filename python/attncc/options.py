@@ -24,6 +24,8 @@ class CompileOptions:
     num_stages: K/V buffers in flight in the software pipeline (1..4; 1 = no pipelining).
     unroll: unroll factor of the KV loop (1, 2, 4 or 8).
     num_threads: CPU threads for the grid (None: all cores torch uses).
+    num_warps: GPU warps per thread block (1, 2, 4, 8 or 16; each warp owns 16
+        query rows, so block_m must be 16 * num_warps; None: block_m // 16).
     """
 
     block_m: int = 64
@@ -31,6 +33,7 @@ class CompileOptions:
     num_stages: int = 2
     unroll: int = 1
     num_threads: Optional[int] = None
+    num_warps: Optional[int] = None
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n"):
@@ -44,6 +47,13 @@ class CompileOptions:
         if self.num_threads is not None and (not isinstance(self.num_threads, int)
                                              or self.num_threads < 1):
             raise OptionError(f"num_threads must be a positive integer, got {self.num_threads!r}")
+        if self.num_warps is not None:
+            if (not isinstance(self.num_warps, int) or isinstance(self.num_warps, bool)
+                    or self.num_warps not in (1, 2, 4, 8, 16)):
+                raise OptionError(f"num_warps must be 1, 2, 4, 8 or 16, got {self.num_warps!r}")
+            if self.block_m != 16 * self.num_warps:
+                raise OptionError(f"num_warps={self.num_warps} needs block_m={16 * self.num_warps} "
+                                  f"(each warp owns 16 query rows), got block_m={self.block_m}")
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "CompileOptions":

@@ -23,6 +23,9 @@ class Stage:
     # Textual pass pipeline (nested under builtin.module) producing this
     # stage from the previous one, given the compile options.
     passes: Callable[[Mapping[str, object]], str]
+    # "passes": run `passes`; "ptxas": assemble the PTX of stage 'ptx' into a
+    # cubin with ptxas (python/attncc/gpu.py), no MLIR pass.
+    kind: str = "passes"
 
 
 def default_num_threads() -> int:
@@ -76,6 +79,40 @@ STAGES: tuple[Stage, ...] = (
 )
 
 STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+# GPU (NVVM) targets share the stages up to 'pipelined' and continue with these
+# (see docs/gpu.md). `o["chip"]` is sm_80 or sm_90a (set by compile_graph from
+# the target); the PTX ISA version each chip needs comes from gpu.CHIPS, which
+# also guards the LLVM aborts of unsupported chip/feature pairs.
+def _gpu_passes(o: Mapping[str, object]) -> str:
+    warps = o.get("num_warps") or int(o.get("block_m", 64)) // 16
+    return (f"attn-lower-to-gpu{{chip={o.get('chip', 'sm_80')} num-warps={int(warps)}}},"
+            "gpu-launch-sink-index-computations,gpu-kernel-outlining,canonicalize,cse")
+
+
+def _ptx_passes(o: Mapping[str, object]) -> str:
+    from .gpu import nvvm_pipeline
+
+    return nvvm_pipeline(str(o.get("chip", "sm_80")))
+
+
+GPU_STAGES: tuple[Stage, ...] = (
+    Stage("gpu", "GPU: one gpu.launch (outlined gpu.func) with cp.async, ldmatrix, mma.sync "
+                 "(attn-lower-to-gpu)", _gpu_passes),
+    Stage("ptx", "GPU: NVVM and PTX (gpu-lower-to-nvvm-pipeline, format=isa); PTX text in "
+                 "the gpu.binary", _ptx_passes),
+    Stage("cubin", "GPU: the PTX assembled by ptxas into a cubin", lambda o: "", kind="ptxas"),
+)
+
+
+def stages_for(target: str) -> tuple[Stage, ...]:
+    """The stage list of a target: STAGES for the CPU; the shared stages up to
+    'pipelined' followed by GPU_STAGES for the GPU targets."""
+    if target == "cpu":
+        return STAGES
+    common = STAGES[:STAGE_NAMES.index("pipelined") + 1]
+    return common + GPU_STAGES
 
 
 def run_passes(module: ir.Module, pipeline: str, *, what: str = "pipeline") -> None:

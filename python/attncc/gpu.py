@@ -1,0 +1,376 @@
+"""The GPU end of the compiler: targets, the NVVM/PTX stage, ptxas, kernel
+metadata, and the GPU compile driver (with its kernel cache).
+
+    compiled = compile_graph(graph, CompileOptions(block_m=128, num_stages=3), target="sm_90a")
+    compiled.ptx          # PTX text (stage 'ptx')
+    compiled.cubin        # bytes, when ptxas is installed
+    compiled.metadata     # kernel name, grid/block dims, shared memory, registers, ...
+    out = compiled(q, k, v)   # CUDA tensors (attncc.runtime.cuda)
+
+Targets: "sm_80" (Ampere and newer of major 8: A100, A10, L4, RTX 30/40), "sm_90a"
+(Hopper; today the same mma.sync kernel as sm_80, see docs/gpu.md) and "cuda"
+(the current torch device's architecture, else sm_80).
+
+Abort hazards guarded here, before MLIR is reached (each kills the process with
+an LLVM fatal error instead of raising): an NVPTX chip without a PTX ISA
+version it supports (sm_80 needs +ptx70 or newer; the pipeline's default is
++ptx60), sm_90a without +ptx80 or newer, and unknown chips.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from mlir import ir
+
+from .errors import AttnccError, CompileError
+
+GPU_TARGETS = ("sm_80", "sm_90a", "cuda")
+
+
+@dataclass(frozen=True)
+class Chip:
+    name: str
+    ptx_features: str        # PTX ISA version for NVPTX (guards the LLVM abort)
+    max_smem_per_block: int  # bytes of dynamic shared memory a block may opt into
+    max_regs_per_thread: int
+    regs_per_sm: int
+    max_threads_per_block: int
+
+
+CHIPS: dict[str, Chip] = {
+    "sm_80": Chip("sm_80", "+ptx70", 163 * 1024, 255, 65536, 1024),
+    "sm_90a": Chip("sm_90a", "+ptx80", 227 * 1024, 255, 65536, 1024),
+}
+
+
+class PtxasNotFound(AttnccError, FileNotFoundError):
+    """No ptxas: the cubin (and ptxas' resource report) cannot be produced."""
+
+
+def chip_for_target(target: str) -> str:
+    """sm_80 / sm_90a as given; "cuda": the current torch device's
+    architecture (major 9 -> sm_90a, anything else -> sm_80, whose cubin runs
+    on every major-8 GPU and whose PTX the driver can JIT for newer ones)."""
+    if target in CHIPS:
+        return target
+    if target != "cuda":
+        raise CompileError(f"unknown GPU target {target!r}; expected one of {GPU_TARGETS}")
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, _ = torch.cuda.get_device_capability()
+            return "sm_90a" if major == 9 else "sm_80"
+    except Exception:  # pragma: no cover - torch without CUDA support
+        pass
+    return "sm_80"
+
+
+def nvvm_pipeline(chip: str) -> str:
+    """The upstream NVVM pipeline producing PTX (format=isa) for `chip`."""
+    info = CHIPS.get(chip)
+    if info is None:
+        # Never hand an unknown chip to NVPTX: it may abort the process.
+        raise CompileError(f"unknown GPU chip {chip!r}; expected one of {sorted(CHIPS)}")
+    return (f"gpu-lower-to-nvvm-pipeline{{cubin-chip={info.name} "
+            f"cubin-features={info.ptx_features} cubin-format=isa opt-level=3}}")
+
+
+# --------------------------------------------------------------------------- PTX, ptxas
+
+def extract_ptx(module: ir.Module) -> str:
+    """The PTX text of the (single) gpu.binary of the 'ptx' stage."""
+    from mlir.dialects import gpu as gpu_d
+
+    texts = []
+    for op in module.body.operations:
+        o = op.operation
+        if o.name == "gpu.binary":
+            for obj in ir.ArrayAttr(o.attributes["objects"]):
+                texts.append(gpu_d.ObjectAttr(obj).object.decode())
+    if len(texts) != 1:
+        raise CompileError(f"expected one GPU binary object with PTX, found {len(texts)}")
+    return texts[0]
+
+
+def find_ptxas() -> Optional[str]:
+    """ptxas from $ATTNCC_PTXAS, PATH, $CUDA_HOME/bin or /usr/local/cuda/bin."""
+    env = os.environ.get("ATTNCC_PTXAS")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    found = shutil.which("ptxas")
+    if found:
+        return found
+    for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if root and os.access(Path(root) / "bin" / "ptxas", os.X_OK):
+            return str(Path(root) / "bin" / "ptxas")
+    return None
+
+
+@dataclass(frozen=True)
+class PtxasReport:
+    registers: int
+    stack_frame_bytes: int
+    spill_store_bytes: int
+    spill_load_bytes: int
+    static_smem_bytes: int
+    barriers: int
+    log: str
+
+
+_INFO = {
+    "registers": re.compile(r"Used (\d+) registers"),
+    "stack_frame_bytes": re.compile(r"(\d+) bytes stack frame"),
+    "spill_store_bytes": re.compile(r"(\d+) bytes spill stores"),
+    "spill_load_bytes": re.compile(r"(\d+) bytes spill loads"),
+    "static_smem_bytes": re.compile(r"(\d+) bytes smem"),
+    "barriers": re.compile(r"used (\d+) barriers"),
+}
+
+
+def parse_ptxas_log(log: str) -> PtxasReport:
+    vals = {}
+    for k, rx in _INFO.items():
+        m = rx.search(log)
+        vals[k] = int(m.group(1)) if m else 0
+    return PtxasReport(log=log, **vals)
+
+
+def assemble(ptx: str, chip: str, ptxas: Optional[str] = None) -> tuple[bytes, PtxasReport]:
+    """Runs ptxas -v on `ptx`; returns the cubin and ptxas' resource report."""
+    exe = ptxas or find_ptxas()
+    if exe is None:
+        raise PtxasNotFound("ptxas not found (set ATTNCC_PTXAS, add the CUDA toolkit's bin/ to "
+                            "PATH, or set CUDA_HOME); the PTX is available as .ptx, and the CUDA "
+                            "driver can load PTX without a cubin")
+    with tempfile.TemporaryDirectory(prefix="attncc-ptxas-") as d:
+        src, dst = Path(d) / "kernel.ptx", Path(d) / "kernel.cubin"
+        src.write_text(ptx)
+        proc = subprocess.run([exe, f"-arch={chip}", "-O3", "-v", str(src), "-o", str(dst)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CompileError(f"ptxas failed for {chip}:\n{proc.stderr.strip()}")
+        return dst.read_bytes(), parse_ptxas_log(proc.stderr + proc.stdout)
+
+
+def ptxas_version(ptxas: Optional[str] = None) -> str:
+    exe = ptxas or find_ptxas()
+    if exe is None:
+        return "none"
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    except OSError:  # pragma: no cover
+        return "none"
+    m = re.search(r"V(\d+\.\d+\.\d+)", out)
+    return m.group(1) if m else out.strip()[-40:]
+
+
+# --------------------------------------------------------------------------- metadata
+
+_DYN = ir.ShapedType.get_dynamic_size()
+_ARITH = {"arith.addi": "add", "arith.subi": "sub", "arith.muli": "mul", "arith.divui": "div",
+          "arith.divsi": "div", "arith.floordivsi": "div", "arith.ceildivui": "ceildiv",
+          "arith.ceildivsi": "ceildiv", "arith.remui": "rem", "arith.remsi": "rem",
+          "arith.minsi": "min", "arith.minui": "min", "arith.maxsi": "max", "arith.maxui": "max"}
+
+
+def _grid_expr(v: ir.Value, func_args: list) -> Any:
+    """A host index value as an int, or an expression over argument shapes:
+    ["dim", arg, axis] or [op, lhs, rhs] (JSON-friendly)."""
+    if isinstance(v, ir.BlockArgument):
+        raise CompileError("a grid size is a function argument; attncc grids depend on shapes only")
+    op = v.owner
+    name = op.name
+    if name == "arith.constant":
+        return int(ir.IntegerAttr(op.attributes["value"]).value)
+    if name == "memref.dim":
+        src, idx = op.operands
+        if not isinstance(src, ir.BlockArgument):
+            raise CompileError("grid size from the shape of a non-argument buffer")
+        return ["dim", src.arg_number, _grid_expr(idx, func_args)]
+    if name in _ARITH:
+        a, b = op.operands
+        ea, eb = _grid_expr(a, func_args), _grid_expr(b, func_args)
+        if isinstance(ea, int) and isinstance(eb, int):
+            return eval_expr([_ARITH[name], ea, eb], [])
+        return [_ARITH[name], ea, eb]
+    if name == "arith.index_cast":
+        return _grid_expr(op.operands[0], func_args)
+    raise CompileError(f"cannot express the grid size computed by {name} for the runtime")
+
+
+def eval_expr(e: Any, shapes: Sequence[Sequence[int]]) -> int:
+    """Evaluates a grid expression of kernel_metadata for argument shapes."""
+    if isinstance(e, int):
+        return e
+    op = e[0]
+    if op == "dim":
+        return int(shapes[e[1]][eval_expr(e[2], shapes)])
+    a, b = eval_expr(e[1], shapes), eval_expr(e[2], shapes)
+    return {"add": a + b, "sub": a - b, "mul": a * b, "div": a // b if b else 0,
+            "ceildiv": -(-a // b) if b else 0, "rem": a % b if b else 0,
+            "min": min(a, b), "max": max(a, b)}[op]
+
+
+_MEMREF = re.compile(r"memref<((?:[0-9?]+x)*)([a-z0-9]+)(,[^>]*)?>")
+
+
+def parse_memref(t: str) -> tuple[list[Optional[int]], str]:
+    m = _MEMREF.fullmatch(t)
+    if not m or m.group(3):
+        raise CompileError(f"kernel argument type {t} is not an identity-layout memref")
+    dims = [None if d == "?" else int(d) for d in m.group(1).split("x") if d]
+    return dims, m.group(2)
+
+
+def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
+    """Launch facts of the 'gpu' stage (after outlining): kernel symbol, grid
+    (expressions over the argument shapes), block, dynamic shared memory, and
+    which host arguments the kernel takes as memref descriptors."""
+    host = None
+    launches = []
+    for op in module.body.operations:
+        o = op.operation
+        if o.name == "func.func" and ir.StringAttr(o.attributes["sym_name"]).value == func_name:
+            host = o
+    if host is None:
+        raise CompileError(f"no host function {func_name!r} in the GPU stage")
+    for op in host.regions[0].blocks[0].operations:
+        if op.operation.name == "gpu.launch_func":
+            launches.append(op.operation)
+    if len(launches) != 1:
+        raise CompileError(f"expected one gpu.launch_func in {func_name!r}, found {len(launches)}")
+    lf = launches[0]
+    seg = list(ir.DenseI32ArrayAttr(lf.attributes["operandSegmentSizes"]))
+    ops = list(lf.operands)
+    parts, pos = [], 0
+    for n in seg:
+        parts.append(ops[pos:pos + n])
+        pos += n
+    # asyncDependencies, grid x/y/z, block x/y/z, cluster x/y/z, dynamicSharedMemorySize, args, asyncObject
+    func_args = list(host.regions[0].blocks[0].arguments)
+    grid = [_grid_expr(p[0], func_args) for p in parts[1:4]]
+    block = [_grid_expr(p[0], func_args) for p in parts[4:7]]
+    if not all(isinstance(b, int) for b in block):
+        raise CompileError("the thread block size must be static")
+    smem = _grid_expr(parts[10][0], func_args) if parts[10] else 0
+    args = []
+    for a in parts[11]:
+        if not isinstance(a, ir.BlockArgument):
+            raise CompileError("kernel arguments must be the function's buffers")
+        shape, elt = parse_memref(str(a.type))
+        args.append({"arg": a.arg_number, "shape": shape, "dtype": elt})
+    sym = str(lf.attributes["kernel"]).lstrip("@").split("::@")
+    roles = {}
+    if "attn.gpu_args" in host.attributes:
+        d = ir.DictAttr(host.attributes["attn.gpu_args"])
+        for name in ("q", "k", "v", "bias", "out"):
+            if name in d:
+                roles[name] = int(ir.IntegerAttr(d[name]).value)
+    host_args = []
+    for a in func_args:
+        shape, elt = parse_memref(str(a.type))
+        host_args.append({"shape": shape, "dtype": elt})
+    return {"kernel": sym[-1], "gpu_module": sym[0], "grid": grid, "block": block,
+            "shared_bytes": smem, "kernel_args": args, "host_args": host_args, "roles": roles}
+
+
+# --------------------------------------------------------------------------- driver
+
+def compile_graph_gpu(graph, options, target: str, stop_after: Optional[str] = None):
+    """compile_graph for the GPU targets (python/attncc/compiler.py calls this)."""
+    from . import __version__
+    from . import context as _context
+    from . import pipeline
+    from .compiler import CompiledAttention, OutputSpec
+    from .errors import GraphError
+    from .kernel_cache import KernelCache, cache_key
+
+    chip = chip_for_target(target)
+    if not graph._finished:
+        raise GraphError("the graph has no outputs; call graph.output(...) first")
+    results = graph.func.type.results
+    if len(results) != 1:
+        raise GraphError(f"an attention graph has one output, this one has {len(results)}")
+    out_t = ir.RankedTensorType(results[0])
+    output = OutputSpec(
+        tuple(None if ir.ShapedType.is_dynamic_size(d) else d for d in out_t.shape),
+        str(out_t.element_type))
+    stages = pipeline.stages_for(target)
+    names = [s.name for s in stages]
+    last = stop_after or names[-1]
+    if last not in names:
+        raise CompileError(f"unknown stage {last!r} for target {target!r}; expected one of {names}")
+    opts = dict(options.as_dict(), chip=chip)
+    text = str(graph.module)
+    full = last == names[-1]
+    cache = KernelCache.default() if full else None
+    key = cache_key(text, opts, chip) if cache else None
+    if cache:
+        hit = cache.get(key)
+        if hit is not None:
+            return CompiledAttention(graph.name, target, options, hit["stages"], {"cache": 0.0},
+                                     output, _make_kernel(hit["metadata"], hit["ptx"], hit["cubin"]),
+                                     ptx=hit["ptx"], cubin=hit["cubin"], metadata=hit["metadata"])
+    seen: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    ptx: Optional[str] = None
+    cubin: Optional[bytes] = None
+    metadata: dict[str, Any] = {}
+    with _context.mlir_context():
+        module = ir.Module.parse(text)
+        for stage in stages:
+            t0 = time.perf_counter()
+            if stage.kind == "ptxas":
+                try:
+                    cubin, report = assemble(ptx, chip)
+                except PtxasNotFound as e:
+                    seen[stage.name] = f"// cubin not produced: {e}"
+                    metadata["ptxas"] = None
+                else:
+                    seen[stage.name] = report.log
+                    metadata.update(registers=report.registers,
+                                    spill_store_bytes=report.spill_store_bytes,
+                                    spill_load_bytes=report.spill_load_bytes,
+                                    stack_frame_bytes=report.stack_frame_bytes,
+                                    barriers=report.barriers,
+                                    ptxas=ptxas_version())
+            else:
+                pipeline.run_passes(module, stage.passes(opts), what=f"stage '{stage.name}'")
+                seen[stage.name] = str(module)
+                if stage.name == "gpu":
+                    metadata.update(kernel_metadata(module, graph.name))
+                if stage.name == "ptx":
+                    ptx = extract_ptx(module)
+            seconds[stage.name] = time.perf_counter() - t0
+            if stage.name == last:
+                break
+    if metadata:
+        warps = options.num_warps or options.block_m // 16
+        metadata.update(chip=chip, ptx_features=CHIPS[chip].ptx_features, num_warps=warps,
+                        block_m=options.block_m, block_n=options.block_n,
+                        num_stages=options.num_stages, output_dtype=output.dtype,
+                        compiler=__version__)
+    kernel = _make_kernel(metadata, ptx, cubin) if full else None
+    if cache:
+        cache.put(key, {"stages": seen, "metadata": metadata, "ptx": ptx, "cubin": cubin})
+    return CompiledAttention(graph.name, target, options, seen, seconds, output, kernel,
+                             ptx=ptx, cubin=cubin, metadata=metadata)
+
+
+def _make_kernel(metadata, ptx, cubin):
+    from .runtime.cuda import CudaKernel
+
+    return CudaKernel(metadata, ptx, cubin)

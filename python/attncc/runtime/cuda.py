@@ -1,0 +1,233 @@
+"""Runs GPU kernels (stages 'ptx'/'cubin') on CUDA torch tensors.
+
+    kernel = compiled._kernel          # CudaKernel(metadata, ptx, cubin), made by compile_graph
+    out = kernel(q, k, v)              # CUDA tensors in, a new CUDA tensor out
+    kernel.run(q, k, v, out)           # or into `out`
+
+Driver access goes through NVIDIA's `cuda-bindings` package
+(`cuda.bindings.driver`, `pip install cuda-bindings`), imported on the first
+launch only: `import attncc`, compiling, and reading PTX/cubin work without it
+and without a GPU. Why the driver API (and not torch.utils.cpp_extension or
+cupy): attncc's output is a cubin/PTX plus launch metadata, which is exactly
+what cuModuleLoadData + cuLaunchKernel take; cuda-bindings is the official thin
+binding of that API, with wheels, no compiler and no extra CUDA runtime.
+
+Each call:
+  * checks the tensors against the kernel's argument types (dtype, static
+    sizes, CUDA device), makes them contiguous and 16-byte aligned (cp.async
+    reads 16-byte chunks), allocates the output with torch;
+  * evaluates the grid from the argument shapes (metadata["grid"]);
+  * launches on torch's current stream of the tensors' device with
+    cuLaunchKernel - no synchronization, no host round trip.
+The module is loaded once per device (the cubin when its architecture matches
+the device, else the PTX, which the driver JIT-compiles), and kernels that use
+more than 48 KiB of shared memory opt in with
+CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
+
+Kernel parameters follow MLIR's memref calling convention: for each memref
+argument of the gpu.func, its descriptor expanded into (allocated pointer,
+aligned pointer, offset, sizes..., strides...), all 64-bit.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any, Optional
+
+from ..errors import AttnccError, InputError
+
+_TORCH_DTYPES = {"f16": "float16", "bf16": "bfloat16", "f32": "float32", "f64": "float64"}
+
+
+class CudaUnavailable(AttnccError, RuntimeError):
+    """The kernel cannot run here: no CUDA device, driver, or cuda-bindings."""
+
+
+def _driver():
+    try:
+        from cuda.bindings import driver  # type: ignore
+    except ImportError:
+        try:
+            from cuda import cuda as driver  # type: ignore  # cuda-python < 12.6
+        except ImportError:
+            raise CudaUnavailable(
+                "running a GPU kernel needs NVIDIA's cuda-bindings package "
+                "(pip install cuda-bindings) and a CUDA driver") from None
+    return driver
+
+
+def _check(driver, result, what: str):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        _, name = driver.cuGetErrorName(err)
+        raise CudaUnavailable(f"{what} failed: {name.decode() if isinstance(name, bytes) else name}")
+    return rest[0] if len(rest) == 1 else tuple(rest)
+
+
+def cuda_available() -> tuple[bool, str]:
+    """(True, "") when kernels can run; else (False, why)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False, "torch is not installed"
+    if not torch.cuda.is_available():
+        return False, "torch sees no CUDA device (CPU-only torch build or no GPU/driver)"
+    try:
+        _driver()
+    except CudaUnavailable as e:
+        return False, str(e)
+    return True, ""
+
+
+class CudaKernel:
+    """A compiled GPU kernel: launch metadata + PTX (+ cubin)."""
+
+    def __init__(self, metadata: dict[str, Any], ptx: Optional[str], cubin: Optional[bytes]):
+        self.metadata = metadata
+        self.ptx = ptx
+        self.cubin = cubin
+        self._functions: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    # ---- loading
+    def _function(self, device_index: int):
+        fn = self._functions.get(device_index)
+        if fn is not None:
+            return fn
+        with self._lock:
+            if device_index in self._functions:
+                return self._functions[device_index]
+            import torch
+
+            driver = _driver()
+            _check(driver, driver.cuInit(0), "cuInit")
+            with torch.cuda.device(device_index):
+                torch.cuda.current_stream()  # torch makes its primary context current
+                ctx = _check(driver, driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
+                if not int(ctx):
+                    dev = _check(driver, driver.cuDeviceGet(device_index), "cuDeviceGet")
+                    ctx = _check(driver, driver.cuDevicePrimaryCtxRetain(dev), "cuDevicePrimaryCtxRetain")
+                    _check(driver, driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+                major, minor = torch.cuda.get_device_capability(device_index)
+                chip = self.metadata["chip"]
+                want = 9 if chip == "sm_90a" else 8
+                if major < want or (chip == "sm_90a" and (major, minor) != (9, 0)):
+                    raise CudaUnavailable(f"this kernel was compiled for {chip}; device "
+                                          f"{device_index} is sm_{major}{minor}")
+                image = self.cubin if (self.cubin is not None and major == want) else None
+                if image is None:
+                    if self.ptx is None:
+                        raise CudaUnavailable("no cubin for this device and no PTX to JIT")
+                    image = self.ptx.encode() + b"\0"
+                module = _check(driver, driver.cuModuleLoadData(image), "cuModuleLoadData")
+                fn = _check(driver, driver.cuModuleGetFunction(module, self.metadata["kernel"].encode()),
+                            "cuModuleGetFunction")
+                smem = int(self.metadata["shared_bytes"])
+                if smem > 48 * 1024:
+                    attr = driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+                    _check(driver, driver.cuFuncSetAttribute(fn, attr, smem), "cuFuncSetAttribute")
+            self._functions[device_index] = (driver, module, fn)
+            return self._functions[device_index]
+
+    # ---- arguments
+    def _inputs(self, tensors):
+        import torch
+
+        host = self.metadata["host_args"]
+        n_in = len(host) - 1
+        if len(tensors) != n_in:
+            raise InputError(f"the kernel takes {n_in} tensors, got {len(tensors)}")
+        out = []
+        device = None
+        for i, (t, spec) in enumerate(zip(tensors, host[:n_in])):
+            if not isinstance(t, torch.Tensor):
+                raise InputError(f"argument {i} is not a tensor")
+            if t.device.type != "cuda":
+                raise InputError(f"argument {i} is on {t.device}; GPU kernels take CUDA tensors")
+            if device is None:
+                device = t.device
+            elif t.device != device:
+                raise InputError(f"argument {i} is on {t.device}, argument 0 on {device}")
+            want = getattr(torch, _TORCH_DTYPES[spec["dtype"]])
+            if t.dtype != want:
+                raise InputError(f"argument {i} has dtype {t.dtype}, the kernel takes {want}")
+            self._check_shape(i, t.shape, spec["shape"])
+            out.append(self._aligned(t))
+        return out, device
+
+    @staticmethod
+    def _check_shape(i, shape, spec):
+        if len(shape) != len(spec) or any(s is not None and s != d for s, d in zip(spec, shape)):
+            raise InputError(f"argument {i} has shape {tuple(shape)}, the kernel takes "
+                             f"{tuple('?' if s is None else s for s in spec)}")
+
+    @staticmethod
+    def _aligned(t):
+        t = t.contiguous()
+        if t.data_ptr() % 16:
+            t = t.clone()  # the caching allocator hands out aligned blocks
+        return t
+
+    def output_shape(self, inputs) -> tuple[int, ...]:
+        roles = self.metadata.get("roles", {})
+        spec = self.metadata["host_args"][-1]["shape"]
+        q, v = inputs[roles.get("q", 0)], inputs[roles.get("v", 2)]
+        dyn = list(q.shape[:3]) + [v.shape[3]]
+        return tuple(dyn[i] if s is None else s for i, s in enumerate(spec))
+
+    # ---- launch
+    def __call__(self, *tensors):
+        import torch
+
+        inputs, device = self._inputs(tensors)
+        spec = self.metadata["host_args"][-1]
+        out = torch.empty(self.output_shape(inputs), dtype=getattr(torch, _TORCH_DTYPES[spec["dtype"]]),
+                          device=device)
+        self._launch(inputs + [out], device)
+        return out
+
+    def run(self, *tensors_and_out):
+        """Writes into the last tensor (which must be contiguous and 16-byte aligned)."""
+        *tensors, out = tensors_and_out
+        inputs, device = self._inputs(tensors)
+        spec = self.metadata["host_args"][-1]
+        self._check_shape(len(inputs), out.shape, spec["shape"])
+        if not out.is_contiguous() or out.data_ptr() % 16 or out.device != device:
+            raise InputError("the output must be a contiguous, 16-byte aligned tensor on the "
+                             "inputs' device")
+        self._launch(inputs + [out], device)
+        return out
+
+    def launch_config(self, shapes) -> tuple[list[int], list[int], int]:
+        from ..gpu import eval_expr
+
+        grid = [eval_expr(e, shapes) for e in self.metadata["grid"]]
+        return grid, list(self.metadata["block"]), int(self.metadata["shared_bytes"])
+
+    def pack_params(self, args) -> tuple[Any, list]:
+        """The kernelParams array (void**) for cuLaunchKernel and the ctypes
+        objects it points to (keep them alive until the launch returns)."""
+        keep = []
+        for ka in self.metadata["kernel_args"]:
+            t = args[ka["arg"]]
+            ptr = t.data_ptr()
+            keep += [ctypes.c_void_p(ptr), ctypes.c_void_p(ptr), ctypes.c_int64(0)]
+            keep += [ctypes.c_int64(s) for s in t.shape]
+            keep += [ctypes.c_int64(s) for s in t.stride()]
+        params = (ctypes.c_void_p * len(keep))(*[ctypes.addressof(x) for x in keep])
+        return params, keep
+
+    def _launch(self, args, device):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CudaUnavailable("no CUDA device: torch.cuda.is_available() is False")
+        driver, _, fn = self._function(device.index if device.index is not None else torch.cuda.current_device())
+        grid, block, smem = self.launch_config([tuple(a.shape) for a in args])
+        if min(grid) == 0:
+            return
+        params, keep = self.pack_params(args)
+        stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
+        _check(driver, driver.cuLaunchKernel(fn, *grid, *block, smem, stream,
+                                             ctypes.addressof(params), 0), "cuLaunchKernel")
+        del keep
