@@ -37,7 +37,8 @@ import torch
 from . import pipeline
 from .compiler import TARGETS, CompiledAttention, compile_graph
 from .errors import CompileError, InputError, InputTypeError
-from .frontend.capture import SUPPORTED_FLOATS, Capture, bind, check_tensors, signature_of
+from .frontend.capture import (SUPPORTED_FLOATS, Capture, bind, check_tensors, signature_of,
+                                target_device_type)
 from .frontend.convert import Lowered
 from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, build_bias, classify
 from .graph import Graph
@@ -86,10 +87,16 @@ def _compile_options(target: str, options: dict[str, Any]) -> CompileOptions:
     return CompileOptions.from_kwargs(options)
 
 
-def _check_stage(stop_after: Optional[str]) -> None:
-    if stop_after is not None and stop_after not in pipeline.STAGE_NAMES:
-        raise OptionError(f"unknown stage {stop_after!r}; expected one of "
-                          f"{pipeline.STAGE_NAMES}")
+def _stage_names(target: str) -> tuple[str, ...]:
+    stages_for = getattr(pipeline, "stages_for", None)   # GPU targets have their own tail
+    return tuple(s.name for s in stages_for(target)) if stages_for else pipeline.STAGE_NAMES
+
+
+def _check_stage(stop_after: Optional[str], target: str) -> None:
+    names = _stage_names(target)
+    if stop_after is not None and stop_after not in names:
+        raise OptionError(f"unknown stage {stop_after!r} for target {target!r}; expected one "
+                          f"of {names}")
 
 
 # -- attncc.compile -------------------------------------------------------------------------
@@ -164,7 +171,7 @@ class CompiledFunction:
         env: dict = {}
         classes = entry.capture.classify(bound.tensors, env)
         lowered, compiled = self._kernel(entry, classes)
-        if self.stop_after is not None and self.stop_after != pipeline.STAGE_NAMES[-1]:
+        if self.stop_after is not None and self.stop_after != _stage_names(self.target)[-1]:
             raise CompileError(f"compiled with stop_after={self.stop_after!r}: there is no "
                                "kernel to run; use .lower(...) to look at the IR")
         inputs = entry.capture.graph_inputs(lowered, bound.tensors, env)
@@ -200,7 +207,7 @@ def compile(fn: Optional[Callable] = None, target: str = "cpu", *,
     name) stops the pipeline early: such a function can be lowered, not run.
     Usable as a decorator, with or without arguments."""
     opts = _compile_options(target, options)
-    _check_stage(stop_after)
+    _check_stage(stop_after, target)
     if fn is None:
         return lambda f: CompiledFunction(f, target, opts, stop_after)
     return CompiledFunction(fn, target, opts, stop_after)
@@ -246,9 +253,9 @@ def _check_qkv(q: Any, k: Any, v: Any, target: str) -> None:
     if q.device.type == "meta":
         raise InputError("meta tensors carry no data: they can be lowered "
                          "(attncc.compile(fn).lower(...)) but not run")
-    if q.device.type != target:
+    if q.device.type != target_device_type(target):
         raise InputError(f"tensors are on {q.device} but the target is '{target}'")
-    (B, Hq, L, Dq), (Bk, Hk, S, Dk), (Bv, Hv, Sv, Dv) = q.shape, k.shape, v.shape
+    (B, Hq, _, Dq), (Bk, Hk, S, Dk), (Bv, Hv, Sv, _) = q.shape, k.shape, v.shape
     if not B == Bk == Bv:
         raise InputError(f"batch sizes differ: q {B}, k {Bk}, v {Bv}")
     if Dq != Dk:

@@ -223,7 +223,7 @@ def test_attention_empty():
     (lambda q, k, v: attncc.attention(q, k, v, unroll=3), OptionError, "unroll must be 1, 2, 4 or 8"),
     (lambda q, k, v: attncc.attention(q, k, v, num_threads=0), OptionError, "num_threads"),
     (lambda q, k, v: attncc.attention(q, k, v, blocks=64), OptionError, "unknown option"),
-    (lambda q, k, v: attncc.attention(q, k, v, target="cuda"), OptionError, "unknown target 'cuda'"),
+    (lambda q, k, v: attncc.attention(q, k, v, target="tpu"), OptionError, "unknown target 'tpu'"),
 ])
 def test_attention_errors(call, exc, message):
     with pytest.raises(exc, match=message):
@@ -234,3 +234,13 @@ def test_errors_are_attncc_errors():
     for exc in (InputError, InputTypeError, OptionError, CaptureError):
         assert issubclass(exc, AttnccError)
     assert issubclass(InputTypeError, TypeError) and issubclass(InputError, ValueError)
+
+
+def test_gpu_targets_refuse_cpu_tensors():
+    from attncc.compiler import TARGETS
+    q, k, v = qkv()
+    for target in (t for t in TARGETS if t != "cpu"):
+        with pytest.raises(InputError, match=f"tensors are on cpu but the target is '{target}'"):
+            attncc.attention(q, k, v, target=target)
+        with pytest.raises(InputError, match="tensors are on cpu"):
+            attncc.compile(naive, target=target)(q, k, v)

@@ -3,13 +3,11 @@ mapped to attn graph ops, and fused (stop_after="fused") into exactly one
 attn.attention with the right scale, mask and kv_group."""
 import math
 import re
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import attncc
 from attncc import CaptureError
 from attncc.compiler import compile_graph
 from attncc.frontend import capture

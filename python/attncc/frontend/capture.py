@@ -78,7 +78,6 @@ def bind(fn: Callable, args: Sequence[Any], kwargs: dict[str, Any],
     tensors: list[torch.Tensor] = []
     names: list[str] = []
     key: list[Any] = []
-    slots: list[tuple] = []   # (name, index-in-container or None)
 
     def visit(name: str, value: Any) -> Any:
         if isinstance(value, torch.Tensor):
@@ -120,6 +119,12 @@ def bind(fn: Callable, args: Sequence[Any], kwargs: dict[str, Any],
     return Bound(tensors, names, tuple(key), call)
 
 
+def target_device_type(target: str) -> str:
+    """The torch device type a target's kernels run on: 'cpu' for the CPU,
+    'cuda' for the GPU targets (sm_80, sm_90a, cuda)."""
+    return "cpu" if target == "cpu" else "cuda"
+
+
 def check_tensors(bound: Bound, *, allow_meta: bool, target: str = "cpu") -> torch.device:
     """Dtypes and devices of a call's tensors; the device they are on."""
     if not bound.tensors:
@@ -133,7 +138,7 @@ def check_tensors(bound: Bound, *, allow_meta: bool, target: str = "cpu") -> tor
     if device.type == "meta" and not allow_meta:
         raise InputError("meta tensors carry no data: they can be lowered "
                          "(compiled_fn.lower(...)) but not run")
-    if device.type not in ("meta", target):
+    if device.type not in ("meta", target_device_type(target)):
         raise InputError(f"tensors are on {device} but the target is '{target}'")
     for name, t in zip(bound.names, bound.tensors):
         if t.is_floating_point() and t.dtype not in SUPPORTED_FLOATS:
@@ -162,7 +167,6 @@ def check_attention(lowered: Lowered, fn_name: str, fn_where: str) -> None:
             raise CaptureError(f"{fn_name} ({fn_where}): attn-fuse failed: {e}") from None
         func = module.body.operations[0]
         ops = [op.operation for op in func.regions[0].blocks[0].operations]
-        names = [op.name for op in ops]
         attention = [op for op in ops if op.name == "attn.attention"]
         allowed = {"attn.attention", "func.return"}
         others = []

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -31,7 +31,7 @@ from ..errors import CaptureError, GraphError
 from ..graph import Graph, Value
 from . import aten as A
 from .host import HostEvaluator
-from .masks import BIAS, NONE, MaskClass, MaskPart, bias_dtype, classify
+from .masks import BIAS, MaskClass, MaskPart, bias_dtype, classify
 from .trace import Traced, node_location
 
 

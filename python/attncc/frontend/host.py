@@ -43,7 +43,7 @@ class HostEvaluator:
     def depends_on_inputs(self, node: fx.Node) -> bool:
         if node in self._depends:
             return self._depends[node]
-        order, stack = [], [node]
+        stack = [node]
         while stack:                       # post-order without recursion
             n = stack.pop()
             if n in self._depends:
