@@ -24,7 +24,9 @@
 #include "passes/GpuLayout.h"
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/GPU/Utils/GPUUtils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
+#include "mlir/IR/SymbolTable.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/IRMapping.h"
@@ -342,6 +344,7 @@ struct Lowering {
   LogicalResult retypeSharedTiles(Value oldRoot, Value newBase);
   LogicalResult placeAsyncGroups();
   LogicalResult lowerTileOps();
+  LogicalResult outline();
 
   // Emission helpers.
   SmallVector<Value> emitTileCopy(CopyTileOp op, Value dst, int64_t rows, int64_t cols);
@@ -356,7 +359,7 @@ struct Lowering {
   Value fma(Value a, Value b, Value c);
   void lowerQK(TileMatmulOp op);
   void lowerPV(TileMatmulOp op);
-  void lowerMask(TileMaskOp op);
+  void lowerMask(TileMaskOp op, Value when = Value());
   void lowerBias(TileBiasOp op);
   void lowerSoftmax(TileSoftmaxOp op);
   void lowerStore(TileStoreOp op);
@@ -844,7 +847,8 @@ void Lowering::lowerQK(TileMatmulOp op) {
     Value chunk = addi(colChunk, idx(2 * ks));
     for (int64_t nb2 = 0; nb2 < p.BN / 16; ++nb2) {
       Value row = addi(r, idx(16 * nb2));
-      Value pcol = o.mul(gl::swizzleChunk(o, row, chunk), 8);
+      // (r + 16 nb2) % 8 == r % 8: the swizzled column depends on ks only.
+      Value pcol = o.mul(gl::swizzleChunk(o, r, chunk), 8);
       Value bx4 = nvgpu::LdMatrixOp::create(b, loc, x4Type, kTile, ValueRange{row, pcol},
                                             /*transpose=*/false, /*numTiles=*/4);
       for (int64_t h = 0; h < 2; ++h) {
@@ -868,8 +872,20 @@ void Lowering::lowerPV(TileMatmulOp op) {
   Value vTile = op.getB();
   auto pairType = VectorType::get({2}, b.getF32Type());
   auto eltPairType = VectorType::get({2}, p.elt);
-  // P as A fragments, straight from the score accumulators.
-  SmallVector<Value> aFrags;
+  auto x4Type = VectorType::get({4, 2}, p.elt);
+  auto accType = VectorType::get({2, 2}, b.getF32Type());
+  auto [r, c] = gl::ldmatrixRowMajorX4(o, lane);
+  Value colChunk = o.div(c, 8);
+  SmallVector<Value> acc;
+  for (int64_t db = 0; db < p.Dv / 8; ++db) {
+    SmallVector<Value> e;
+    for (int64_t i = 0; i < 4; ++i)
+      e.push_back(load(accFrag, db * 4 + i));
+    acc.push_back(vector::FromElementsOp::create(b, loc, accType, e));
+  }
+  // k-steps (16 keys) outside: the probabilities of one k-step are built from
+  // the score accumulators right before use (P as A fragments, no data
+  // movement), so the scores die progressively.
   for (int64_t kk = 0; kk < p.BN / 16; ++kk) {
     SmallVector<Value> regs;
     for (int64_t reg = 0; reg < 4; ++reg) {
@@ -879,67 +895,84 @@ void Lowering::lowerPV(TileMatmulOp op) {
           b, loc, pairType, ValueRange{load(sFrag, base), load(sFrag, base + 1)});
       regs.push_back(arith::TruncFOp::create(b, loc, eltPairType, pair));
     }
-    aFrags.push_back(stack(regs));
-  }
-  auto [r, c] = gl::ldmatrixRowMajorX4(o, lane);
-  Value colChunk = o.div(c, 8);
-  auto x4Type = VectorType::get({4, 2}, p.elt);
-  auto accType = VectorType::get({2, 2}, b.getF32Type());
-  for (int64_t db2 = 0; db2 < p.Dv / 16; ++db2) {
-    Value acc[2];
-    for (int64_t h = 0; h < 2; ++h) {
-      int64_t base = (2 * db2 + h) * 4;
-      SmallVector<Value> e;
-      for (int64_t i = 0; i < 4; ++i)
-        e.push_back(load(accFrag, base + i));
-      acc[h] = vector::FromElementsOp::create(b, loc, accType, e);
-    }
-    Value chunk = addi(colChunk, idx(2 * db2));
-    for (int64_t kk = 0; kk < p.BN / 16; ++kk) {
-      Value row = addi(r, idx(16 * kk));
-      Value pcol = o.mul(gl::swizzleChunk(o, row, chunk), 8);
+    Value a = stack(regs);
+    Value row = addi(r, idx(16 * kk));
+    for (int64_t db2 = 0; db2 < p.Dv / 16; ++db2) {
+      Value chunk = addi(colChunk, idx(2 * db2));
+      // (r + 16 kk) % 8 == r % 8: the swizzled column depends on db2 only.
+      Value pcol = o.mul(gl::swizzleChunk(o, r, chunk), 8);
       Value bx4 = nvgpu::LdMatrixOp::create(b, loc, x4Type, vTile, ValueRange{row, pcol},
                                             /*transpose=*/true, /*numTiles=*/4);
       for (int64_t h = 0; h < 2; ++h) {
         Value b0 = vector::ExtractOp::create(b, loc, bx4, ArrayRef<int64_t>{2 * h});
         Value b1 = vector::ExtractOp::create(b, loc, bx4, ArrayRef<int64_t>{2 * h + 1});
-        acc[h] = mma(aFrags[kk], stack({b0, b1}), acc[h]);
+        acc[2 * db2 + h] = mma(a, stack({b0, b1}), acc[2 * db2 + h]);
       }
     }
-    for (int64_t h = 0; h < 2; ++h)
-      for (int64_t i = 0; i < 4; ++i)
-        store(vector::ExtractOp::create(b, loc, acc[h], ArrayRef<int64_t>{i / 2, i % 2}),
-              accFrag, (2 * db2 + h) * 4 + i);
   }
+  for (int64_t db = 0; db < p.Dv / 8; ++db)
+    for (int64_t i = 0; i < 4; ++i)
+      store(vector::ExtractOp::create(b, loc, acc[db], ArrayRef<int64_t>{i / 2, i % 2}), accFrag,
+            db * 4 + i);
 }
 
-void Lowering::lowerMask(TileMaskOp op) {
+void Lowering::lowerMask(TileMaskOp op, Value when) {
   IROps o{b, loc};
   MaskKind kind = op.getKind();
   bool causal = kind == MaskKind::causal || kind == MaskKind::sliding_window;
   Value negInf = f32(-std::numeric_limits<double>::infinity());
+  // Element (nb, i) of a lane is at row rowBase + dr(i), column
+  // colBase + 8 nb + dc(i) of the tile; with the column offset
+  // k = 8 nb + dc(i) a constant, every test is "k against one per-lane value":
+  //   past the keys:  colBase + k >= valid            <=>  k >= valid - colBase
+  //   causal:         col + colBase + k > row + rowBase + dr  <=>  k > dRow(dr)
+  //   window:         kPos + window <= qPos           <=>  k <= dRow(dr) - window
+  auto [rowBase, colBase] = gl::accumulatorElement(o, lane, 0);
+  auto sub = [&](Value x, Value y) { return (Value)arith::SubIOp::create(b, loc, x, y); };
+  auto cmpConst = [&](arith::CmpIPredicate pred, int64_t k, Value v) {
+    return (Value)arith::CmpIOp::create(b, loc, pred, idx(k), v);
+  };
+  Value validRel = sub(op.getValid(), colBase);
+  Value qBase = addi(op.getRow(), addi(warpRow, rowBase));
+  Value kBase = addi(op.getCol(), colBase);
+  Value dRowBase = sub(qBase, kBase);
   Value window = op.getWindow() ? idx(*op.getWindow()) : Value();
   for (int64_t i = 0; i < 4; ++i) {
-    auto [rr, cc] = gl::accumulatorElement(o, lane, i);
-    Value row = addi(warpRow, rr);
-    Value qPos = addi(op.getRow(), row);
+    auto [dr, dc] = gl::accumulatorOffset(i);
+    Value dRow = addi(dRowBase, idx(dr));
+    Value dRowWin = window ? sub(dRow, window) : Value();
     for (int64_t nb = 0; nb < p.BN / 8; ++nb) {
-      Value col = addi(cc, idx(8 * nb));
-      Value masked = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, col, op.getValid());
+      int64_t k = 8 * nb + dc;
+      Value masked = cmpConst(arith::CmpIPredicate::sge, k, validRel);
       if (causal) {
-        Value kPos = addi(op.getCol(), col);
-        Value above = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sgt, kPos, qPos);
-        masked = arith::OrIOp::create(b, loc, masked, above);
-        if (kind == MaskKind::sliding_window && window) {
-          Value left = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
-                                             addi(kPos, window), qPos);
-          masked = arith::OrIOp::create(b, loc, masked, left);
-        }
+        masked = arith::OrIOp::create(b, loc, masked, cmpConst(arith::CmpIPredicate::sgt, k, dRow));
+        if (kind == MaskKind::sliding_window && window)
+          masked = arith::OrIOp::create(b, loc, masked,
+                                        cmpConst(arith::CmpIPredicate::sle, k, dRowWin));
       }
+      if (when)
+        masked = arith::AndIOp::create(b, loc, masked, when);
       int64_t e = nb * 4 + i;
       store(sel(masked, negInf, load(sFrag, e)), sFrag, e);
     }
   }
+}
+
+/// attn-tile puts element masks under an scf.if (only blocks on the diagonal
+/// or the end of the keys need them). On the GPU a branch in the KV loop
+/// splits the loop body: the score fragments flow through phis and ptxas
+/// cannot schedule across it (the 3-stage, 128 x 64, head-dim-128 causal
+/// kernel went from 184 to 255 registers and spilled). So an scf.if holding
+/// just a tile_mask becomes a predicated mask: the condition (uniform across
+/// the block) is folded into the selects, and the branch disappears.
+static scf::IfOp maskOnlyIf(TileMaskOp op) {
+  auto ifOp = dyn_cast<scf::IfOp>(op->getParentOp());
+  if (!ifOp || ifOp.getNumResults() != 0 || !ifOp.getElseRegion().empty())
+    return {};
+  Block *then = ifOp.thenBlock();
+  if (&then->front() != op.getOperation() || op->getNextNode() != then->getTerminator())
+    return {};
+  return ifOp;
 }
 
 void Lowering::lowerBias(TileBiasOp op) {
@@ -1077,6 +1110,12 @@ LogicalResult Lowering::lowerTileOps() {
       else
         lowerQK(mm);
     } else if (auto mk = dyn_cast<TileMaskOp>(op)) {
+      if (scf::IfOp ifOp = maskOnlyIf(mk)) {
+        b.setInsertionPoint(ifOp);
+        lowerMask(mk, ifOp.getCondition());
+        ifOp->erase(); // erases mk too
+        continue;
+      }
       lowerMask(mk);
     } else if (auto bi = dyn_cast<TileBiasOp>(op)) {
       lowerBias(bi);
@@ -1130,7 +1169,35 @@ LogicalResult Lowering::run() {
     return failure();
   if (failed(placeAsyncGroups()))
     return failure();
-  return lowerTileOps();
+  if (failed(lowerTileOps()))
+    return failure();
+  return outline();
+}
+
+/// Outlines the launch into `gpu.module @<func>_kernel { gpu.func @<func>_kernel }`
+/// (upstream outlineKernelFunc, as gpu-kernel-outlining does) so that the
+/// kernel can carry NVVM attributes: `nvvm.minctasm = 1` tells ptxas that one
+/// block per SM is enough, so it does not cap registers for occupancy (with
+/// 128 threads it otherwise targets 4 blocks, i.e. 128 registers, and
+/// spills); `.maxntid` comes from the static block size.
+LogicalResult Lowering::outline() {
+  ModuleOp top = p.func->getParentOfType<ModuleOp>();
+  std::string name = (p.func.getSymName() + "_kernel").str();
+  SmallVector<Value> operands;
+  gpu::GPUFuncOp kernel = outlineKernelFunc(launch, name, operands);
+  if (threads() <= 128)
+    kernel->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(), b.getI32IntegerAttr(1));
+  OpBuilder mb(ctx());
+  mb.setInsertionPointToEnd(top.getBody());
+  auto gpuModule = gpu::GPUModuleOp::create(mb, loc, name);
+  SymbolTable(gpuModule).insert(kernel);
+  SymbolTable(top).insert(gpuModule); // renames on a clash
+  b.setInsertionPoint(launch);
+  gpu::LaunchFuncOp::create(b, launch.getLoc(), kernel, launch.getGridSizeOperandValues(),
+                            launch.getBlockSizeOperandValues(),
+                            launch.getDynamicSharedMemorySize(), operands);
+  launch.erase();
+  return success();
 }
 
 struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuPass> {

@@ -47,6 +47,11 @@ struct AttnTestGpuLayoutPass
       }
       os << "]";
     }
+    os << "], \"accumulator_offset\": [";
+    for (int64_t i = 0; i < 4; ++i) {
+      auto [r, c] = gl::accumulatorOffset(i);
+      os << (i ? ", " : "") << "[" << r << ", " << c << "]";
+    }
     os << "], \"probability_fragment_source\": [";
     for (int64_t r = 0; r < 4; ++r) {
       auto [nb, row] = gl::probabilityFragmentSource(r);

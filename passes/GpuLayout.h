@@ -77,6 +77,13 @@ std::pair<typename Ops::V, typename Ops::V> accumulatorElement(Ops &o, typename 
   return {row, col};
 }
 
+/// The lane-independent part of accumulatorElement: element c_i of a lane
+/// sits at accumulatorElement(lane, 0) + accumulatorOffset(i). Masks compare
+/// one per-lane value against these constants instead of materializing a
+/// column index per element (which LLVM would hoist out of the KV loop into
+/// dozens of live registers).
+inline std::pair<int64_t, int64_t> accumulatorOffset(int64_t i) { return {8 * (i / 2), i % 2}; }
+
 /// Reuse of the score accumulators as the A operand of P.V (no data
 /// movement): A register r (pair a_{2r}, a_{2r+1}) of k-step kk is the C
 /// row (r % 2) of the score n-block 2 * kk + r / 2. Returns

@@ -88,7 +88,7 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 def _gpu_passes(o: Mapping[str, object]) -> str:
     warps = o.get("num_warps") or int(o.get("block_m", 64)) // 16
     return (f"attn-lower-to-gpu{{chip={o.get('chip', 'sm_80')} num-warps={int(warps)}}},"
-            "gpu-launch-sink-index-computations,gpu-kernel-outlining,canonicalize,cse")
+            "canonicalize,cse")
 
 
 def _ptx_passes(o: Mapping[str, object]) -> str:
