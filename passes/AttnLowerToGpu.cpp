@@ -124,17 +124,20 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
     if (isTileOp(op))
       tileOps.push_back(op);
   });
-  bool graphLevel = false;
+  Operation *graphLevel = nullptr;
   func.walk([&](Operation *op) {
-    if (isa<AttnDialect>(op->getDialect()) && !isTileOp(op))
-      graphLevel = true;
+    if (!graphLevel && isa<AttnDialect>(op->getDialect()) && !isTileOp(op))
+      graphLevel = op;
   });
   if (graphLevel)
-    return fail(func, "function '" + func.getSymName() +
-                          "' still has graph-level attn ops (run attn-fuse and attn-tile first)");
+    return fail(graphLevel, "function '" + func.getSymName() +
+                                "' still has graph-level attn ops (run attn-fuse and attn-tile first)");
   if (tileOps.empty())
     return std::nullopt;
 
+  // Function-level problems are reported on the first tile op, so that the
+  // diagnostic's "see current operation" note is one op, not the function.
+  Operation *where = tileOps.front();
   Plan p;
   p.func = func;
   for (Operation *op : tileOps) {
@@ -171,7 +174,7 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
     }
   });
   if (!p.s)
-    return fail(func, "no attn.tile_softmax: not an attention tile program");
+    return fail(where, "no attn.tile_softmax: not an attention tile program");
   for (Operation *op : tileOps) {
     if (auto sm = dyn_cast<TileSoftmaxOp>(op)) {
       if (rootOf(sm.getScores()) != p.s || rootOf(sm.getMax()) != p.mx ||
@@ -197,10 +200,10 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
     }
   }
   if (!p.q || !p.v)
-    return fail(func, "the tile program needs a Q.K^T and a P.V tile_matmul");
+    return fail(where, "the tile program needs a Q.K^T and a P.V tile_matmul");
   for (Value r : {p.q, p.s, p.acc, p.mx, p.sum, p.k, p.v})
     if (!r.getDefiningOp<memref::AllocOp>())
-      return fail(func, "tile buffers must be memref.alloc results inside the kernel");
+      return fail(where, "tile buffers must be memref.alloc results inside the kernel");
 
   // Element types and shapes.
   Value qSrc, kSrc, vSrc;
@@ -232,7 +235,7 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
     }
   }
   if (!qSrc || !kSrc || !vSrc)
-    return fail(func, "Q, K and V tiles must each be filled by copy_tile");
+    return fail(where, "Q, K and V tiles must each be filled by copy_tile");
   auto argNo = [](Value v) -> int64_t {
     auto a = dyn_cast<BlockArgument>(v);
     return a ? a.getArgNumber() : -1;
@@ -247,18 +250,18 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
       p.biasArg = argNo(bi.getBias());
   }
   if (p.outArg < 0)
-    return fail(func, "the tile program must store its output into a function argument");
+    return fail(where, "the tile program must store its output into a function argument");
   auto srcType = [](Value v) { return cast<MemRefType>(v.getType()); };
   p.elt = srcType(qSrc).getElementType();
   if (!p.elt.isF16() && !p.elt.isBF16()) {
-    func.emitError("attn-lower-to-gpu: element type ")
+    where->emitError("attn-lower-to-gpu: element type ")
         << p.elt << " is not supported on the GPU: tensor cores (mma.sync m16n8k16) take f16 "
         << "or bf16 inputs";
     failed = true;
     return std::nullopt;
   }
   if (srcType(kSrc).getElementType() != p.elt || srcType(vSrc).getElementType() != p.elt)
-    return fail(func, "Q, K and V must have the same element type");
+    return fail(where, "Q, K and V must have the same element type");
 
   auto qType = cast<MemRefType>(p.q.getType());
   auto sType = cast<MemRefType>(p.s.getType());
@@ -267,7 +270,7 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
   auto vType = cast<MemRefType>(p.v.getType());
   if (!qType.hasStaticShape() || !sType.hasStaticShape() || !accType.hasStaticShape() ||
       !kType.hasStaticShape() || !vType.hasStaticShape())
-    return fail(func, "tile buffers must have static shapes");
+    return fail(where, "tile buffers must have static shapes");
   p.BM = qType.getDimSize(0);
   p.D = qType.getDimSize(1);
   p.BN = sType.getDimSize(1);
@@ -275,25 +278,25 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
   auto slots = [](MemRefType t) { return t.getRank() == 3 ? t.getDimSize(0) : int64_t(1); };
   p.S = slots(kType);
   if (slots(vType) != p.S)
-    return fail(func, "K and V tile buffers must have the same number of pipeline slots");
+    return fail(where, "K and V tile buffers must have the same number of pipeline slots");
   auto tileShape = [](MemRefType t) {
     return std::pair<int64_t, int64_t>{t.getDimSize(t.getRank() - 2), t.getDimSize(t.getRank() - 1)};
   };
   auto [k0, k1] = tileShape(kType);
   auto [v0, v1] = tileShape(vType);
   if (!((k0 == p.D && k1 == p.BN) || (k0 == p.BN && k1 == p.D)) || v0 != p.BN || v1 != p.Dv)
-    return fail(func, "K/V tile buffers do not match the score and accumulator tiles");
+    return fail(where, "K/V tile buffers do not match the score and accumulator tiles");
   for (int64_t d : {p.D, p.Dv})
     if (d != 64 && d != 128)
-      return fail(func, "head dim " + Twine(d) +
+      return fail(where, "head dim " + Twine(d) +
                             " is not supported on the GPU (supported: 64, 128)");
   if (numWarps < 1 || numWarps > 16)
-    return fail(func, "num-warps must be in [1, 16], got " + Twine(numWarps));
+    return fail(where, "num-warps must be in [1, 16], got " + Twine(numWarps));
   if (p.BM != kRowsPerWarp * numWarps)
-    return fail(func, "block-m (" + Twine(p.BM) + ") must be 16 * num-warps (" +
+    return fail(where, "block-m (" + Twine(p.BM) + ") must be 16 * num-warps (" +
                           Twine(kRowsPerWarp * numWarps) + "): each warp owns 16 query rows");
   if (p.BN % 16 != 0 || p.BN < 16 || p.BN > 256)
-    return fail(func, "block-n must be a multiple of 16 in [16, 256], got " + Twine(p.BN));
+    return fail(where, "block-n must be a multiple of 16 in [16, 256], got " + Twine(p.BN));
 
   int64_t eltBytes = 2;
   p.qBytes = p.BM * p.D * eltBytes;
@@ -301,7 +304,7 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
   p.vBytes = p.S * p.BN * p.Dv * eltBytes;
   p.smemBytes = p.qBytes + p.kBytes + p.vBytes;
   if (p.smemBytes > smemLimit(chip))
-    return fail(func, "the tiles need " + Twine(p.smemBytes) + " bytes of shared memory, more than " +
+    return fail(where, "the tiles need " + Twine(p.smemBytes) + " bytes of shared memory, more than " +
                           chip + " allows per block (" + Twine(smemLimit(chip)) +
                           "); use fewer stages or smaller blocks");
   return p;

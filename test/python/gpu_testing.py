@@ -1,0 +1,98 @@
+"""Shared helpers of the GPU tests: attention graphs of a config, compilation
+for a GPU target, emulated runs (gpu_sim.py) and the float64 reference."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+import torch
+
+import attncc
+from attncc import compiler, context, options
+from mlir import ir
+
+import gpu_sim
+
+
+@dataclass(frozen=True)
+class Config:
+    dtype: str = "f16"
+    D: int = 64
+    mask: str = "causal"          # causal | none | bias
+    B: int = 1
+    H: int = 2
+    Hkv: Optional[int] = None     # GQA/MQA when < H
+    Lq: int = 100
+    Lk: Optional[int] = None
+    block_m: int = 64
+    block_n: int = 64
+    num_stages: int = 2
+    unroll: int = 1
+
+    def with_(self, **kw) -> "Config":
+        return replace(self, **kw)
+
+    @property
+    def hkv(self) -> int:
+        return self.Hkv or self.H
+
+    @property
+    def lk(self) -> int:
+        return self.Lk or self.Lq
+
+    def options(self) -> options.CompileOptions:
+        return options.CompileOptions(block_m=self.block_m, block_n=self.block_n,
+                                      num_stages=self.num_stages, unroll=self.unroll)
+
+    def graph(self) -> attncc.Graph:
+        g = attncc.Graph()
+        q = g.input("q", (self.B, self.H, self.Lq, self.D), self.dtype)
+        k = g.input("k", (self.B, self.hkv, self.lk, self.D), self.dtype)
+        v = g.input("v", (self.B, self.hkv, self.lk, self.D), self.dtype)
+        kw = {}
+        if self.mask == "bias":
+            kw["bias"] = g.input("bias", (1, self.H, self.Lq, self.lk), "f32")
+        g.output(g.attention(q, k, v, mask=self.mask, **kw))
+        return g
+
+    def compile(self, target: str = "sm_80", stop_after: Optional[str] = None):
+        return compiler.compile_graph(self.graph(), self.options(), target, stop_after=stop_after)
+
+    def inputs(self, seed: int = 0) -> list[torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed)
+        tdt = torch.float16 if self.dtype == "f16" else torch.bfloat16
+        q = torch.randn(self.B, self.H, self.Lq, self.D, generator=gen).to(tdt)
+        k = torch.randn(self.B, self.hkv, self.lk, self.D, generator=gen).to(tdt)
+        v = torch.randn(self.B, self.hkv, self.lk, self.D, generator=gen).to(tdt)
+        ts = [q, k, v]
+        if self.mask == "bias":
+            ts.append(torch.randn(1, self.H, self.Lq, self.lk, generator=gen))
+        return ts
+
+    def reference(self, ts: list[torch.Tensor]) -> torch.Tensor:
+        q, k, v = (t.double() for t in ts[:3])
+        rep = self.H // self.hkv
+        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+        mask = None
+        if self.mask == "causal":
+            mask = torch.ones(self.Lq, self.lk, dtype=torch.bool).tril()
+        elif self.mask == "bias":
+            mask = ts[3].double()
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    def tolerance(self) -> float:
+        return 2e-2 if self.dtype == "bf16" else 4e-3
+
+
+def emulate(gpu_stage_ir: str, cfg: Config, ts: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """Runs the 'gpu' stage IR in the SIMT emulator on CPU tensors."""
+    def arr(t):
+        return t.float().numpy().copy() if t.dtype == torch.bfloat16 else t.numpy().copy()
+
+    out_np = np.zeros((cfg.B, cfg.H, cfg.Lq, cfg.D), np.float16 if cfg.dtype == "f16" else np.float32)
+    elts = [cfg.dtype] * 3 + (["f32"] if cfg.mask == "bias" else []) + [cfg.dtype]
+    with context.mlir_context():
+        prog = gpu_sim.Program(ir.Module.parse(gpu_stage_ir))
+        stats = prog.run("attention", *[arr(t) for t in ts], out_np, elts=elts)
+    return torch.from_numpy(out_np.astype(np.float32)), stats

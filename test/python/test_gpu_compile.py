@@ -1,0 +1,279 @@
+"""Static checks of the GPU kernels (no GPU needed): every supported config
+compiles to PTX that ptxas assembles for sm_80 and sm_90a without spills,
+with the expected instruction mix, shared-memory buffers and resources within
+the architecture's limits; bad inputs give clear errors; the kernel cache."""
+import itertools
+import json
+import os
+import re
+
+import pytest
+import torch
+
+import attncc
+from attncc import gpu as agpu
+from attncc.errors import CompileError
+from attncc.options import CompileOptions, OptionError
+
+from gpu_testing import Config
+
+needs_ptxas = pytest.mark.skipif(agpu.find_ptxas() is None, reason="ptxas (CUDA toolkit) not installed")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+CONFIGS = [Config(dtype=dt, D=d, mask=m, H=4, Hkv=hkv, Lq=300)
+           for dt, d, m, hkv in itertools.product(("f16", "bf16"), (64, 128), ("causal", "none", "bias"),
+                                                 (None, 2))]
+
+
+def _id(c: Config) -> str:
+    return f"{c.dtype}-d{c.D}-{c.mask}-{'gqa' if c.Hkv else 'mha'}"
+
+
+def _count(pattern: str, text: str) -> int:
+    return len(re.findall(pattern, text))
+
+
+@needs_ptxas
+@pytest.mark.parametrize("chip", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_id)
+def test_ptx_assembles_without_spills(cfg, chip):
+    c = cfg.compile(chip)
+    md = c.metadata
+    info = agpu.CHIPS[chip]
+    # ptxas -arch=<chip> accepted it (the cubin exists) and reported no spills.
+    assert c.cubin and c.cubin[:4] == b"\x7fELF"
+    assert md["spill_store_bytes"] == 0 and md["spill_load_bytes"] == 0, c.ir("cubin")
+    assert md["stack_frame_bytes"] == 0, c.ir("cubin")
+    # Launch configuration and limits.
+    threads = md["block"][0]
+    assert md["block"] == [32 * md["num_warps"], 1, 1] and threads == 2 * cfg.block_m
+    assert md["registers"] <= info.max_regs_per_thread
+    assert md["registers"] * threads <= info.regs_per_sm
+    assert md["shared_bytes"] <= info.max_smem_per_block
+    # num_stages K and V buffers of block_n x head_dim (2 bytes) + the Q tile.
+    tile = cfg.block_n * cfg.D * 2
+    assert md["shared_bytes"] == cfg.block_m * cfg.D * 2 + 2 * cfg.num_stages * tile
+    # Grid: (query blocks, heads, batch).
+    assert md["grid"] == [-(-cfg.Lq // cfg.block_m), cfg.H, cfg.B]
+    # Instruction mix.
+    ptx = c.ptx
+    assert f".target {chip}" in ptx
+    elt = "f16" if cfg.dtype == "f16" else "bf16"
+    assert _count(rf"mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.{elt}\.{elt}\.f32", ptx) > 0
+    assert _count(r"ldmatrix\.sync\.aligned\.m8n8\.x4\.shared\.b16", ptx) > 0
+    assert _count(r"ldmatrix\.sync\.aligned\.m8n8\.x4\.trans\.shared\.b16", ptx) > 0
+    assert _count(r"cp\.async\.cg\.shared\.global", ptx) > 0
+    assert _count(r"cp\.async\.commit_group", ptx) > 0
+    assert _count(r"cp\.async\.wait_group", ptx) > 0
+    assert _count(r"bar\.sync", ptx) > 0
+    assert _count(r"shfl\.sync\.bfly", ptx) > 0
+    assert _count(r"ex2\.approx", ptx) > 0
+    assert ".local" not in ptx  # no stack arrays: the fragments live in registers
+
+
+@needs_ptxas
+def test_mma_count_matches_the_tile_shapes():
+    # Per KV iteration and warp: Q.K^T is (block_n / 8) x (D / 16) mma, P.V
+    # (D / 8) x (block_n / 16); the steady state plus a one-iteration epilogue
+    # (2 stages) hold two iterations' worth.
+    cfg = Config(D=64, mask="none", Lq=512)
+    c = cfg.compile("sm_80")
+    per_iter = (cfg.block_n // 8) * (cfg.D // 16) + (cfg.D // 8) * (cfg.block_n // 16)
+    assert _count(r"mma\.sync\.aligned", c.ptx) == 2 * per_iter
+    # Copies: Q (64 x 64 / 8 chunks over 128 threads = 4 per thread) +
+    # (prologue + steady state) x (K + V) x 4.
+    assert _count(r"cp\.async\.cg\.shared\.global", c.ptx) == 4 + 2 * 2 * 4
+
+
+@needs_ptxas
+@pytest.mark.parametrize("stages", [1, 2, 3, 4])
+def test_waits_follow_the_pipeline_depth(stages):
+    cfg = Config(D=64, mask="none", Lq=512, block_n=32, num_stages=stages)
+    c = cfg.compile("sm_80", stop_after="gpu")
+    gpu_ir = c.ir("gpu")
+    waits = [int(n) for n in re.findall(r"device_async_wait %\S+ \{numGroups = (\d+) : i32\}", gpu_ir)]
+    # Q: behind the prologue's stages - 1 groups; steady state: stages - 1 in
+    # flight; epilogue iterations e: stages - 2 - e.
+    expected = [stages - 1, stages - 1] + [stages - 2 - e for e in range(stages - 1)]
+    assert waits == expected
+    smem = re.search(r"memref<(\d+)x32x64xf16, #gpu.address_space<workgroup>>", gpu_ir)
+    assert smem and int(smem.group(1)) == stages  # num_stages K/V slots
+
+
+@needs_ptxas
+def test_hopper_kernel_report_config():
+    # The kernel-quality config of bench/gpu_kernel_report.py.
+    cfg = Config(D=128, mask="causal", H=8, Lq=1024, block_m=128, block_n=64, num_stages=3)
+    c = cfg.compile("sm_90a")
+    md = c.metadata
+    assert md["block"] == [256, 1, 1]
+    assert md["shared_bytes"] == 128 * 1024
+    assert md["spill_store_bytes"] == 0 and md["registers"] <= 255
+
+
+# --------------------------------------------------------------------------- errors
+
+def test_f32_inputs_are_rejected_with_a_clear_message():
+    with pytest.raises(CompileError, match="element type 'f32' is not supported on the GPU"):
+        Config(dtype="f32").compile("sm_80")
+
+
+def test_unsupported_head_dim_is_rejected():
+    with pytest.raises(CompileError, match="head dim 96 is not supported on the GPU"):
+        Config(D=96).compile("sm_80")
+
+
+def test_num_warps_must_match_block_m():
+    with pytest.raises(OptionError, match="num_warps=8 needs block_m=128"):
+        CompileOptions(block_m=64, num_warps=8)
+    with pytest.raises(OptionError, match="num_warps must be"):
+        CompileOptions(block_m=64, num_warps=3)
+
+
+def test_unknown_target_and_chip_are_errors_not_aborts():
+    with pytest.raises(CompileError, match="unknown target"):
+        Config().compile("sm_75")
+    with pytest.raises(CompileError, match="unknown GPU chip"):
+        agpu.nvvm_pipeline("sm_75")
+    for chip, info in agpu.CHIPS.items():
+        assert f"cubin-features={info.ptx_features}" in agpu.nvvm_pipeline(chip)
+    assert agpu.CHIPS["sm_90a"].ptx_features >= "+ptx80"
+
+
+def test_stage_lists_are_target_dependent():
+    from attncc import pipeline
+
+    gpu = [s.name for s in pipeline.stages_for("sm_80")]
+    assert gpu[-3:] == ["gpu", "ptx", "cubin"] and "llvm" not in gpu
+    assert [s.name for s in pipeline.stages_for("cpu")] == list(pipeline.STAGE_NAMES)
+    c = Config().compile("sm_80", stop_after="gpu")
+    assert "gpu.launch_func" in c.ir("gpu") and "nvgpu.mma.sync" in c.ir("gpu")
+    assert c.ptx is None and c._kernel is None
+    with pytest.raises(CompileError, match="unknown stage"):
+        Config().compile("sm_80", stop_after="llvm")
+
+
+def test_missing_ptxas_gives_ptx_and_a_clear_cubin_message(monkeypatch):
+    monkeypatch.setenv("ATTNCC_PTXAS", "/nonexistent/ptxas")
+    c = Config().compile("sm_80")
+    assert c.ptx and ".entry attention_kernel" in c.ptx
+    assert c.cubin is None
+    assert "ptxas not found" in c.ir("cubin")
+    with pytest.raises(agpu.PtxasNotFound, match="ptxas not found"):
+        agpu.assemble(c.ptx, "sm_80")
+
+
+# --------------------------------------------------------------------------- metadata
+
+@needs_ptxas
+def test_metadata_describes_the_launch():
+    c = Config(mask="bias", Lq=130, H=2).compile("sm_80")
+    md = c.metadata
+    assert md["kernel"] == "attention_kernel" and f".entry {md['kernel']}" in c.ptx
+    assert md["roles"] == {"q": 0, "k": 1, "v": 2, "bias": 3, "out": 4}
+    assert [a["arg"] for a in md["kernel_args"]] == [0, 1, 2, 3, 4]
+    assert md["grid"] == [3, 2, 1] and md["num_warps"] == 4
+    # PTX parameters: one memref descriptor (2 pointers + offset + 2 x rank) per argument.
+    entry = c.ptx[c.ptx.index(".entry"):c.ptx.index(")", c.ptx.index(".entry"))]
+    assert entry.count(".param") == sum(3 + 2 * len(a["shape"]) for a in md["kernel_args"])
+    json.dumps(md)  # cacheable as JSON
+
+
+def test_dynamic_sequence_length_grid_is_an_expression():
+    g = attncc.Graph()
+    q = g.input("q", (1, 2, None, 64), "f16")
+    k = g.input("k", (1, 2, None, 64), "f16")
+    g.output(g.attention(q, k, k, mask="causal"))
+    from attncc.compiler import compile_graph
+
+    c = compile_graph(g, CompileOptions(), "sm_80", stop_after="gpu")
+    from attncc.gpu import eval_expr, kernel_metadata
+    from attncc import context
+    from mlir import ir
+
+    with context.mlir_context():
+        md = kernel_metadata(ir.Module.parse(c.ir("gpu")), "attention")
+    shapes = [(1, 2, 1000, 64), (1, 2, 1000, 64), (1, 2, 1000, 64)]
+    assert [eval_expr(e, shapes) for e in md["grid"]] == [16, 2, 1]
+    shapes = [(1, 2, 65, 64)] * 3
+    assert eval_expr(md["grid"][0], shapes) == 2
+
+
+# --------------------------------------------------------------------------- cache
+
+@needs_ptxas
+def test_kernel_cache_memory_disk_and_corruption(tmp_path, monkeypatch):
+    from attncc.kernel_cache import KernelCache
+
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "c2"))
+    cfg = Config(Lq=64, H=1)
+    first = cfg.compile("sm_80")
+    cache = KernelCache.default()
+    files = list((tmp_path / "c2" / "gpu").glob("*.json"))
+    assert len(files) == 1 and not list((tmp_path / "c2" / "gpu").glob("*.tmp"))
+    # In-process hit.
+    again = cfg.compile("sm_80")
+    assert again.stage_seconds == {"cache": 0.0} and cache.hits["memory"] == 1
+    assert again.ptx == first.ptx and again.cubin == first.cubin and again.metadata == first.metadata
+    assert again.ir("gpu") == first.ir("gpu")
+    # Disk hit in a "new process" (fresh cache object).
+    KernelCache._default = None
+    disk = cfg.compile("sm_80")
+    assert KernelCache.default().hits["disk"] == 1 and disk.cubin == first.cubin
+    # A different option is a different kernel.
+    cfg.with_(num_stages=3).compile("sm_80")
+    assert len(list((tmp_path / "c2" / "gpu").glob("*.json"))) == 2
+    # Corrupt entry: recompiled and rewritten.
+    files[0].write_text(files[0].read_text()[:-40] + "garbage")
+    KernelCache._default = None
+    fixed = cfg.compile("sm_80")
+    assert "cache" not in fixed.stage_seconds and fixed.cubin == first.cubin
+    assert json.loads(files[0].read_text())["format"] == 1
+
+
+def test_disk_cache_can_be_disabled(tmp_path, monkeypatch):
+    from attncc.kernel_cache import KernelCache
+
+    monkeypatch.setenv("ATTNCC_CACHE", "0")
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "off"))
+    Config(Lq=32, H=1).compile("sm_80")
+    assert KernelCache.default().directory is None
+    assert not (tmp_path / "off").exists()
+
+
+# --------------------------------------------------------------------------- runtime without CUDA
+
+def test_launch_without_cuda_raises_a_clear_error():
+    from attncc.runtime.cuda import CudaUnavailable, cuda_available
+
+    c = Config(Lq=32, H=1).compile("sm_80")
+    ts = Config(Lq=32, H=1).inputs()
+    ok, why = cuda_available()
+    if ok:
+        pytest.skip("a CUDA device is present; this checks the error path without one")
+    assert why
+    # CPU tensors: a clear input error.
+    with pytest.raises(attncc.errors.InputError, match="GPU kernels take CUDA tensors"):
+        c(*ts)
+    # Tensors that claim to be on CUDA cannot even be made here; calling the
+    # launcher directly reports the missing device.
+    with pytest.raises(CudaUnavailable, match="no CUDA device|cuda-bindings"):
+        c._kernel._launch([t for t in ts], torch.device("cuda", 0))
+
+
+def test_kernel_parameters_follow_the_memref_descriptor_convention():
+    c = Config(Lq=40, H=1, mask="none").compile("sm_80")
+    ts = Config(Lq=40, H=1, mask="none").inputs()
+    out = torch.empty(1, 1, 40, 64, dtype=torch.float16)
+    params, keep = c._kernel.pack_params(ts + [out])
+    # 4 memrefs of rank 4: (ptr, ptr, offset, 4 sizes, 4 strides) each.
+    assert len(keep) == 4 * 11
+    assert keep[0].value == ts[0].data_ptr() and keep[2].value == 0
+    assert [x.value for x in keep[3:7]] == [1, 1, 40, 64] and [x.value for x in keep[7:11]] == [2560, 2560, 64, 1]
+    grid, block, smem = c._kernel.launch_config([tuple(t.shape) for t in ts + [out]])
+    assert grid == [1, 1, 1] and block == [128, 1, 1] and smem == c.metadata["shared_bytes"]
