@@ -19,7 +19,7 @@ import gpu_sim
 class Config:
     dtype: str = "f16"
     D: int = 64
-    mask: str = "causal"          # causal | none | bias
+    mask: str = "causal"          # causal | none | bias | sliding_window
     B: int = 1
     H: int = 2
     Hkv: Optional[int] = None     # GQA/MQA when < H
@@ -29,6 +29,7 @@ class Config:
     block_n: int = 64
     num_stages: int = 2
     unroll: int = 1
+    window: Optional[int] = None  # sliding_window: keys (i - window, i]
 
     def with_(self, **kw) -> "Config":
         return replace(self, **kw)
@@ -53,6 +54,8 @@ class Config:
         kw = {}
         if self.mask == "bias":
             kw["bias"] = g.input("bias", (1, self.H, self.Lq, self.lk), "f32")
+        if self.mask == "sliding_window":
+            kw["window"] = self.window
         g.output(g.attention(q, k, v, mask=self.mask, **kw))
         return g
 
@@ -79,6 +82,10 @@ class Config:
             mask = torch.ones(self.Lq, self.lk, dtype=torch.bool).tril()
         elif self.mask == "bias":
             mask = ts[3].double()
+        elif self.mask == "sliding_window":
+            i = torch.arange(self.Lq)[:, None]
+            j = torch.arange(self.lk)[None, :]
+            mask = (j <= i) & (j > i - self.window)
         return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     def tolerance(self) -> float:
