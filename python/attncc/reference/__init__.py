@@ -1,0 +1,1 @@
+"""Reference kernels attncc is compared with (see `attncc compare --b triton`)."""
