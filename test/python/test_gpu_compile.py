@@ -2,6 +2,7 @@
 compiles to PTX that ptxas assembles for sm_80 and sm_90a without spills,
 with the expected instruction mix, shared-memory buffers and resources within
 the architecture's limits; bad inputs give clear errors; the kernel cache."""
+import ctypes
 import itertools
 import json
 import os
@@ -277,3 +278,98 @@ def test_kernel_parameters_follow_the_memref_descriptor_convention():
     assert [x.value for x in keep[3:7]] == [1, 1, 40, 64] and [x.value for x in keep[7:11]] == [2560, 2560, 64, 1]
     grid, block, smem = c._kernel.launch_config([tuple(t.shape) for t in ts + [out]])
     assert grid == [1, 1, 1] and block == [128, 1, 1] and smem == c.metadata["shared_bytes"]
+
+
+class _FakeHandle:
+    def __init__(self, v):
+        self.v = v
+
+    def __int__(self):
+        return self.v
+
+
+class _FakeDriver:
+    """Records the driver calls of attncc.runtime.cuda (host logic only: no
+    kernel runs, no result is produced)."""
+
+    class CUfunction_attribute:
+        CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
+
+    class CUstream(_FakeHandle):
+        pass
+
+    def __init__(self):
+        self.calls = []
+        self.ctx = _FakeHandle(0)
+
+    def _rec(self, name, *args, ret=()):
+        self.calls.append((name, args))
+        return (0, *ret)
+
+    def cuInit(self, flags):
+        return self._rec("cuInit", flags)
+
+    def cuCtxGetCurrent(self):
+        return self._rec("cuCtxGetCurrent", ret=(self.ctx,))
+
+    def cuDeviceGet(self, i):
+        return self._rec("cuDeviceGet", i, ret=(_FakeHandle(i),))
+
+    def cuDevicePrimaryCtxRetain(self, dev):
+        return self._rec("cuDevicePrimaryCtxRetain", dev, ret=(_FakeHandle(77),))
+
+    def cuCtxSetCurrent(self, ctx):
+        self.ctx = ctx
+        return self._rec("cuCtxSetCurrent", int(ctx))
+
+    def cuModuleLoadData(self, image):
+        return self._rec("cuModuleLoadData", bytes(image[:16]), len(image), ret=(_FakeHandle(5),))
+
+    def cuModuleGetFunction(self, module, name):
+        return self._rec("cuModuleGetFunction", name, ret=(_FakeHandle(6),))
+
+    def cuFuncSetAttribute(self, fn, attr, value):
+        return self._rec("cuFuncSetAttribute", attr, value)
+
+    def cuLaunchKernel(self, fn, gx, gy, gz, bx, by, bz, smem, stream, params, extra):
+        # Decode the void** array while the caller keeps it alive.
+        n = 4 * 11
+        ptrs = (ctypes.c_void_p * n).from_address(params)
+        vals = [ctypes.c_int64.from_address(p).value for p in ptrs]
+        return self._rec("cuLaunchKernel", (gx, gy, gz), (bx, by, bz), smem, int(stream), vals)
+
+    def cuGetErrorName(self, err):
+        return (0, b"CUDA_ERROR_FAKE")
+
+
+def test_runtime_driver_calls_with_a_recording_driver(monkeypatch):
+    import contextlib
+
+    import attncc.runtime.cuda as rc
+
+    cfg = Config(D=128, block_m=128, block_n=64, num_stages=3, Lq=300, H=2, mask="none")
+    c = cfg.compile("sm_90a")
+    fake = _FakeDriver()
+    monkeypatch.setattr(rc, "_driver", lambda: fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device", lambda i: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: type("S", (), {"cuda_stream": 1234})())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    ts = cfg.inputs()
+    out = torch.empty(1, 2, 300, 128, dtype=torch.float16)
+    c._kernel._launch(ts + [out], torch.device("cuda", 0))
+    c._kernel._launch(ts + [out], torch.device("cuda", 0))
+    names = [n for n, _ in fake.calls]
+    # Loaded once (cubin: the device is sm_90), 128 KiB of shared memory opted in.
+    assert names.count("cuModuleLoadData") == 1 and names.count("cuLaunchKernel") == 2
+    load = dict(fake.calls)["cuModuleLoadData"]
+    assert load[0][:4] == b"\x7fELF" and load[1] == len(c.cubin)
+    assert dict(fake.calls)["cuModuleGetFunction"] == (b"attention_kernel",)
+    assert dict(fake.calls)["cuFuncSetAttribute"] == (8, 131072)
+    grid, block, smem, stream, vals = dict(fake.calls)["cuLaunchKernel"]
+    assert grid == (3, 2, 1) and block == (256, 1, 1) and smem == 131072 and stream == 1234
+    # Descriptors: (ptr, ptr, offset, sizes, strides) for q, k, v, out.
+    for i, t in enumerate(ts + [out]):
+        d = vals[11 * i:11 * (i + 1)]
+        assert d[0] == d[1] == t.data_ptr() and d[2] == 0
+        assert d[3:7] == list(t.shape) and d[7:11] == list(t.stride())

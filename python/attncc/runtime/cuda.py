@@ -126,7 +126,7 @@ class CudaKernel:
                 if smem > 48 * 1024:
                     attr = driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
                     _check(driver, driver.cuFuncSetAttribute(fn, attr, smem), "cuFuncSetAttribute")
-            self._functions[device_index] = (driver, module, fn)
+            self._functions[device_index] = (driver, module, fn, ctx)
             return self._functions[device_index]
 
     # ---- arguments
@@ -222,7 +222,13 @@ class CudaKernel:
 
         if not torch.cuda.is_available():
             raise CudaUnavailable("no CUDA device: torch.cuda.is_available() is False")
-        driver, _, fn = self._function(device.index if device.index is not None else torch.cuda.current_device())
+        driver, _, fn, ctx = self._function(device.index if device.index is not None
+                                            else torch.cuda.current_device())
+        # The module lives in the device's primary context (torch's): make it
+        # current on this thread if another thread loaded the module.
+        current = _check(driver, driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
+        if int(current) != int(ctx):
+            _check(driver, driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
         grid, block, smem = self.launch_config([tuple(a.shape) for a in args])
         if min(grid) == 0:
             return
