@@ -1,111 +1,13 @@
-"""A tutorial-style fused attention forward kernel in Triton (the baseline of
-bench/gpu_kernel_report.py and bench/gpu_attention.py), written for this
-project after the structure of Triton's fused-attention tutorial: one program
-per (query block, batch x head), Q kept in registers, an online softmax in
-base 2, and for causal attention two passes over the keys (off-diagonal blocks
-without masks, then the diagonal block with the mask).
-
-`compile_aot(...)` compiles it ahead of time for a GPU architecture without a
-GPU (triton.compile on an ASTSource with a GPUTarget); `launch(...)` runs it.
-Tensors are contiguous [batch, heads, seq, head_dim].
+"""The tutorial-style Triton fused attention of the bench scripts now lives in
+attncc (python/attncc/reference/triton_attention.py, kernels in
+_triton_kernels.py), where `attncc compare --b triton` uses it too. This module
+keeps `import triton_attention as ta` of bench/gpu_kernel_report.py and
+bench/gpu_attention.py working: `ta.compile_aot(...)`, `ta.launch(...)`,
+`ta.attn_fwd`.
 """
 from __future__ import annotations
 
-import triton
-import triton.language as tl
+import triton  # noqa: F401  (ImportError without Triton, as the bench scripts expect)
 
-
-@triton.jit
-def _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale, lo, hi, N_CTX,
-                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                MASKED: tl.constexpr):
-    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    for start_n in range(lo, hi, BLOCK_N):
-        start_n = tl.multiple_of(start_n, BLOCK_N)
-        cols = start_n + tl.arange(0, BLOCK_N)
-        k = tl.load(K + base + cols[None, :] * stride_m + offs_d[:, None],
-                    mask=cols[None, :] < N_CTX, other=0.0)
-        qk = tl.dot(q, k)
-        if MASKED:
-            keep = (offs_m[:, None] >= cols[None, :]) & (cols[None, :] < N_CTX)
-            qk = qk * qk_scale + tl.where(keep, 0.0, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
-            qk = qk - m_new[:, None]
-        else:
-            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-            qk = qk * qk_scale - m_new[:, None]
-        p = tl.math.exp2(qk)
-        alpha = tl.math.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
-        v = tl.load(V + base + cols[:, None] * stride_m + offs_d[None, :],
-                    mask=cols[:, None] < N_CTX, other=0.0)
-        acc = tl.dot(p.to(v.dtype), v, acc)
-        m_i = m_new
-    return acc, l_i, m_i
-
-
-@triton.jit
-def attn_fwd(Q, K, V, Out, sm_scale, stride_h, stride_m, N_CTX,
-             HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-             CAUSAL: tl.constexpr):
-    start_m = tl.program_id(0)
-    base = tl.program_id(1).to(tl.int64) * stride_h
-    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + base + offs_m[:, None] * stride_m + offs_d[None, :],
-                mask=offs_m[:, None] < N_CTX, other=0.0)
-    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_M], tl.float32)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    qk_scale = sm_scale * 1.44269504  # exp(x) = exp2(x * log2(e))
-    if CAUSAL:
-        # Blocks left of the diagonal need no mask; the diagonal block does.
-        acc, l_i, m_i = _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale,
-                                    0, start_m * BLOCK_M, N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, False)
-        acc, l_i, m_i = _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale,
-                                    start_m * BLOCK_M, tl.minimum((start_m + 1) * BLOCK_M, N_CTX),
-                                    N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, True)
-    else:
-        acc, l_i, m_i = _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale,
-                                    0, N_CTX, N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, False)
-    acc = acc / l_i[:, None]
-    tl.store(Out + base + offs_m[:, None] * stride_m + offs_d[None, :], acc.to(Out.dtype.element_ty),
-             mask=offs_m[:, None] < N_CTX)
-
-
-def compile_aot(arch: int = 90, head_dim: int = 128, causal: bool = True, dtype: str = "fp16",
-                block_m: int = 128, block_n: int = 64, num_warps: int = 8, num_stages: int = 3,
-                ptx_version: int = 90):
-    """triton.compile for GPUTarget("cuda", arch, 32) without a GPU. Pointers
-    and strides carry divisibility-by-16 hints (what the JIT would infer for
-    contiguous tensors of these shapes)."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    ptr = f"*{dtype}"
-    signature = {"Q": ptr, "K": ptr, "V": ptr, "Out": ptr, "sm_scale": "fp32",
-                 "stride_h": "i32", "stride_m": "i32", "N_CTX": "i32",
-                 "HEAD_DIM": "constexpr", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr",
-                 "CAUSAL": "constexpr"}
-    constexprs = {"HEAD_DIM": head_dim, "BLOCK_M": block_m, "BLOCK_N": block_n, "CAUSAL": causal}
-    div16 = [["tt.divisibility", 16]]
-    attrs = {(i,): div16 for i in (0, 1, 2, 3, 5, 6, 7)}
-    src = ASTSource(fn=attn_fwd, signature=signature, constexprs=constexprs, attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                          options={"num_warps": num_warps, "num_stages": num_stages,
-                                   "ptx_version": ptx_version})
-
-
-def launch(q, k, v, causal: bool, block_m: int = 128, block_n: int = 64, num_warps: int = 8,
-           num_stages: int = 3):
-    """Runs the kernel (JIT) on CUDA tensors [B, H, N, D]."""
-    import torch
-
-    B, H, N, D = q.shape
-    out = torch.empty_like(q)
-    grid = (triton.cdiv(N, block_m), B * H)
-    attn_fwd[grid](q, k, v, out, D ** -0.5, N * D, D, N, HEAD_DIM=D, BLOCK_M=block_m,
-                   BLOCK_N=block_n, CAUSAL=causal, num_warps=num_warps, num_stages=num_stages)
-    return out
+from attncc.reference._triton_kernels import _attn_block, attn_fwd  # noqa: F401
+from attncc.reference.triton_attention import compile_aot, launch  # noqa: F401

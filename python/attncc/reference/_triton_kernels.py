@@ -1,79 +1,74 @@
-"""The @triton.jit kernels of attncc.reference.triton_attention (Triton's
-fused-attention tutorial, forward pass). Imported only when Triton is used:
-this module imports triton at its top, and defines the kernels at module level
-so that Triton's interpreter (TRITON_INTERPRET=1) can resolve the inner call."""
+"""The @triton.jit kernels of attncc.reference.triton_attention: a
+tutorial-style fused attention forward (moved here from bench/triton_attention.py).
+
+One program per (query block, batch x head), Q kept in registers, an online
+softmax in base 2, and for causal attention two passes over the keys
+(off-diagonal blocks without masks, then the diagonal block with the mask).
+Tensors are contiguous [batch, heads, seq, head_dim] with one sequence length.
+
+This module imports triton at its top (attncc imports it only when Triton is
+used) and defines the kernels at module level, so that Triton's interpreter
+(TRITON_INTERPRET=1) resolves the inner call.
+"""
 import triton
 import triton.language as tl
 
 
 @triton.jit
-def _attn_fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, start_m, qk_scale,
-                    N_CTX, offs_m, offs_n, offs_d,
-                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, STAGE: tl.constexpr,
-                    NUM_STAGES: tl.constexpr):
-    # STAGE 1: blocks left of the diagonal (no mask); 2: the diagonal block
-    # (masked); 3: every block (no causal mask).
-    if STAGE == 1:
-        lo, hi = 0, start_m * BLOCK_M
-    elif STAGE == 2:
-        lo, hi = start_m * BLOCK_M, (start_m + 1) * BLOCK_M
-        lo = tl.multiple_of(lo, BLOCK_M)
-    else:
-        lo, hi = 0, N_CTX
-    for start_n in tl.range(lo, hi, BLOCK_N, num_stages=NUM_STAGES):
+def _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale, lo, hi, N_CTX,
+                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                MASKED: tl.constexpr):
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    for start_n in range(lo, hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
-        k = tl.load(k_base + offs_d[:, None] + (start_n + offs_n[None, :]) * stride_kn)
+        cols = start_n + tl.arange(0, BLOCK_N)
+        k = tl.load(K + base + cols[None, :] * stride_m + offs_d[:, None],
+                    mask=cols[None, :] < N_CTX, other=0.0)
         qk = tl.dot(q, k)
-        if STAGE == 2:
-            mask = offs_m[:, None] >= (start_n + offs_n[None, :])
-            qk = qk * qk_scale + tl.where(mask, 0, -1.0e6)
-            m_ij = tl.maximum(m_i, tl.max(qk, 1))
-            qk -= m_ij[:, None]
+        if MASKED:
+            keep = (offs_m[:, None] >= cols[None, :]) & (cols[None, :] < N_CTX)
+            qk = qk * qk_scale + tl.where(keep, 0.0, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            qk = qk - m_new[:, None]
         else:
-            m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-            qk = qk * qk_scale - m_ij[:, None]
+            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+            qk = qk * qk_scale - m_new[:, None]
         p = tl.math.exp2(qk)
-        l_ij = tl.sum(p, 1)
-        alpha = tl.math.exp2(m_i - m_ij)
-        l_i = l_i * alpha + l_ij
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
-        v = tl.load(v_base + (start_n + offs_n[:, None]) * stride_vn + offs_d[None, :])
+        v = tl.load(V + base + cols[:, None] * stride_m + offs_d[None, :],
+                    mask=cols[:, None] < N_CTX, other=0.0)
         acc = tl.dot(p.to(v.dtype), v, acc)
-        m_i = m_ij
+        m_i = m_new
     return acc, l_i, m_i
 
+
 @triton.jit
-def attn_fwd(Q, K, V, Out, sm_scale,
-             stride_qz, stride_qh, stride_qm, stride_kz, stride_kh, stride_kn,
-             stride_vz, stride_vh, stride_vn, stride_oz, stride_oh, stride_om,
-             H, N_CTX,
-             GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-             BLOCK_N: tl.constexpr, STAGE: tl.constexpr, NUM_STAGES: tl.constexpr):
+def attn_fwd(Q, K, V, Out, sm_scale, stride_h, stride_m, N_CTX,
+             HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+             CAUSAL: tl.constexpr):
     start_m = tl.program_id(0)
-    off_hz = tl.program_id(1)
-    off_z = off_hz // H
-    off_h = off_hz % H
-    off_kvh = off_h // GROUP
+    base = tl.program_id(1).to(tl.int64) * stride_h
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
-    q_base = Q + off_z.to(tl.int64) * stride_qz + off_h.to(tl.int64) * stride_qh
-    k_base = K + off_z.to(tl.int64) * stride_kz + off_kvh.to(tl.int64) * stride_kh
-    v_base = V + off_z.to(tl.int64) * stride_vz + off_kvh.to(tl.int64) * stride_vh
-    o_base = Out + off_z.to(tl.int64) * stride_oz + off_h.to(tl.int64) * stride_oh
-    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - float("inf")
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32) + 1.0
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    qk_scale = sm_scale * 1.44269504  # 1/log(2): exp2 instead of exp
-    q = tl.load(q_base + offs_m[:, None] * stride_qm + offs_d[None, :])
-    if STAGE & 1:
-        acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn,
-                                        stride_vn, start_m, qk_scale, N_CTX, offs_m, offs_n,
-                                        offs_d, BLOCK_M, BLOCK_N, 4 - STAGE, NUM_STAGES)
-    if STAGE & 2:
-        acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn,
-                                        stride_vn, start_m, qk_scale, N_CTX, offs_m, offs_n,
-                                        offs_d, BLOCK_M, BLOCK_N, 2, NUM_STAGES)
+    q = tl.load(Q + base + offs_m[:, None] * stride_m + offs_d[None, :],
+                mask=offs_m[:, None] < N_CTX, other=0.0)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    qk_scale = sm_scale * 1.44269504  # exp(x) = exp2(x * log2(e))
+    if CAUSAL:
+        # Blocks left of the diagonal need no mask; the diagonal block does.
+        acc, l_i, m_i = _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale,
+                                    0, start_m * BLOCK_M, N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, False)
+        acc, l_i, m_i = _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale,
+                                    start_m * BLOCK_M, tl.minimum((start_m + 1) * BLOCK_M, N_CTX),
+                                    N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, True)
+    else:
+        acc, l_i, m_i = _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale,
+                                    0, N_CTX, N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, False)
     acc = acc / l_i[:, None]
-    tl.store(o_base + offs_m[:, None] * stride_om + offs_d[None, :],
-             acc.to(Out.dtype.element_ty))
+    tl.store(Out + base + offs_m[:, None] * stride_m + offs_d[None, :], acc.to(Out.dtype.element_ty),
+             mask=offs_m[:, None] < N_CTX)
