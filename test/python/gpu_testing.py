@@ -30,6 +30,9 @@ class Config:
     num_stages: int = 2
     unroll: int = 1
     window: Optional[int] = None  # sliding_window: keys (i - window, i]
+    bias_shape: Optional[tuple] = None   # default (1, H, Lq, Lk); broadcast dims allowed
+    bias_dtype: str = "f32"
+    dynamic: bool = False         # sequence lengths as '?' in the graph
 
     def with_(self, **kw) -> "Config":
         return replace(self, **kw)
@@ -48,16 +51,20 @@ class Config:
 
     def graph(self) -> attncc.Graph:
         g = attncc.Graph()
-        q = g.input("q", (self.B, self.H, self.Lq, self.D), self.dtype)
-        k = g.input("k", (self.B, self.hkv, self.lk, self.D), self.dtype)
-        v = g.input("v", (self.B, self.hkv, self.lk, self.D), self.dtype)
+        lq, lk = (None, None) if self.dynamic else (self.Lq, self.lk)
+        q = g.input("q", (self.B, self.H, lq, self.D), self.dtype)
+        k = g.input("k", (self.B, self.hkv, lk, self.D), self.dtype)
+        v = g.input("v", (self.B, self.hkv, lk, self.D), self.dtype)
         kw = {}
         if self.mask == "bias":
-            kw["bias"] = g.input("bias", (1, self.H, self.Lq, self.lk), "f32")
+            kw["bias"] = g.input("bias", self._bias_shape(), self.bias_dtype)
         if self.mask == "sliding_window":
             kw["window"] = self.window
         g.output(g.attention(q, k, v, mask=self.mask, **kw))
         return g
+
+    def _bias_shape(self) -> tuple:
+        return self.bias_shape or (1, self.H, self.Lq, self.lk)
 
     def compile(self, target: str = "sm_80", stop_after: Optional[str] = None):
         return compiler.compile_graph(self.graph(), self.options(), target, stop_after=stop_after)
@@ -70,7 +77,8 @@ class Config:
         v = torch.randn(self.B, self.hkv, self.lk, self.D, generator=gen).to(tdt)
         ts = [q, k, v]
         if self.mask == "bias":
-            ts.append(torch.randn(1, self.H, self.Lq, self.lk, generator=gen))
+            bdt = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[self.bias_dtype]
+            ts.append(torch.randn(*self._bias_shape(), generator=gen).to(bdt))
         return ts
 
     def reference(self, ts: list[torch.Tensor]) -> torch.Tensor:
@@ -98,7 +106,7 @@ def emulate(gpu_stage_ir: str, cfg: Config, ts: list[torch.Tensor]) -> tuple[tor
         return t.float().numpy().copy() if t.dtype == torch.bfloat16 else t.numpy().copy()
 
     out_np = np.zeros((cfg.B, cfg.H, cfg.Lq, cfg.D), np.float16 if cfg.dtype == "f16" else np.float32)
-    elts = [cfg.dtype] * 3 + (["f32"] if cfg.mask == "bias" else []) + [cfg.dtype]
+    elts = [cfg.dtype] * 3 + ([cfg.bias_dtype] if cfg.mask == "bias" else []) + [cfg.dtype]
     with context.mlir_context():
         prog = gpu_sim.Program(ir.Module.parse(gpu_stage_ir))
         stats = prog.run("attention", *[arr(t) for t in ts], out_np, elts=elts)

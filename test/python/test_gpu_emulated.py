@@ -33,6 +33,9 @@ CASES = {
     "unroll2-causal": Config(num_stages=3, block_n=32, unroll=2, Lq=260, H=1),
     "8-warps-128x64-3-stages-d128": Config(D=128, block_m=128, block_n=64, num_stages=3, Lq=300, H=1),
     "sliding-window": Config(mask="sliding_window", window=40, Lq=200, block_n=32, num_stages=3, H=1),
+    "bias-2d-f16-broadcast": Config(mask="bias", bias_shape=(100, 100), bias_dtype="f16"),
+    "bias-head-broadcast": Config(mask="bias", bias_shape=(1, 1, 100, 100), H=2, Hkv=1),
+    "dynamic-lengths": Config(dynamic=True, Lq=90, H=2),
     "tiny": Config(Lq=5, H=1),
     "batch2": Config(B=2, H=1, Lq=64, mask="none"),
 }
