@@ -4,7 +4,8 @@ B=1, H=8, S=1024, D=64, fp32, causal and not, on `--threads` threads (2 by
 default), through the real pipeline (attn-tile -> attn-pipeline -> stage
 'llvm' -> ExecutionEngine). Prints the median time of each and the ratio
 (torch / attncc: > 1 means attncc is faster), plus the max error against a
-float64 reference. The two are timed in alternation, median of `--repeats`.
+float64 reference. The two are timed in alternating blocks (see
+alternating_blocks_ms), median of all calls.
 
     ATTNCC_BUILD_DIR=build-cpu PYTHONPATH=python python bench/cpu_kernel_probe.py
 """
@@ -23,25 +24,28 @@ from attncc.compiler import compile_graph
 from attncc.options import CompileOptions
 
 
-def interleaved_ms(fns, repeats: int, warmup: int = 3) -> list[float]:
-    """Median wall time of each function, run in alternation (A B A B ...) so
-    that both see the same machine load."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
+def alternating_blocks_ms(fns, repeats: int, rounds: int = 3) -> list[float]:
+    """Median wall time of each function. Each function runs in blocks of
+    `repeats` calls after a warm-up call and a short pause, and the blocks
+    alternate (A B A B ...) so that both see the same machine load. The pause
+    matters: torch's OpenMP workers keep spinning for a while after each torch
+    op and would steal a core from a kernel started right after one."""
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
+    for _ in range(rounds):
         for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
             fn()
-            times[i].append((time.perf_counter() - t0) * 1e3)
+            time.sleep(0.2)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                times[i].append((time.perf_counter() - t0) * 1e3)
     return [statistics.median(t) for t in times]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--head-dim", type=int, default=64)
@@ -70,7 +74,7 @@ def main() -> None:
                                              is_causal=causal)
         kernel._kernel.run(q, k, v, out)
         err = (out.double() - ref).abs().max().item()
-        t_torch, t_ours = interleaved_ms(
+        t_torch, t_ours = alternating_blocks_ms(
             [lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
              lambda: kernel._kernel.run(q, k, v, out)], args.repeats)
         print(f"| {causal} | {t_torch:.2f} | {t_ours:.2f} | {t_torch / t_ours:.2f} | {err:.1e} |",
