@@ -123,6 +123,8 @@ class CompiledFunction:
                  stop_after: Optional[str] = None, cache_size: int = 64) -> None:
         if not callable(fn):
             raise InputTypeError(f"attncc.compile takes a function, got {type(fn).__name__}")
+        if isinstance(fn, CompiledFunction):
+            fn = fn.fn  # compiling a compiled function again (other target/options)
         self.fn = fn
         self.target = target
         self.options = options

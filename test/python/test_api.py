@@ -244,3 +244,17 @@ def test_gpu_targets_refuse_cpu_tensors():
             attncc.attention(q, k, v, target=target)
         with pytest.raises(InputError, match="tensors are on cpu"):
             attncc.compile(naive, target=target)(q, k, v)
+
+
+def test_compiling_a_compiled_function_recompiles_the_original():
+    import math
+
+    @attncc.compile(block_m=32)
+    def attn_fn(q, k, v):
+        s = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        return torch.softmax(s, dim=-1) @ v
+
+    again = attncc.compile(attn_fn, block_m=16, stop_after="fused")
+    assert again.fn is attn_fn.fn
+    q = torch.randn(1, 2, 16, 8)
+    assert "attn.attention" in again.lower(q, q, q).ir("fused")
