@@ -1,0 +1,2 @@
+"""A file without a function."""
+SCALE = 0.125
