@@ -95,8 +95,11 @@ def table_rows(builds: list[Build]) -> list[Row]:
     for k in sass_keys:
         rows.append(Row(k, per(lambda b, k=k: (b.stats.sass or {}).get(k))))
     rows.append(Row("compile", [], section="compile"))
-    rows.append(Row("compile time (s)", per(lambda b: b.stats.compile_seconds),
+    rows.append(Row("compile time (s, wall)", per(lambda b: b.stats.compile_seconds),
                     lower_is_better=True))
+    rows.append(Row("from attncc's kernel cache", per(lambda b: None if b.stats.cached is None
+                                                      else ("yes" if b.stats.cached else "no")),
+                    numeric=False))
     # Rows that are n/a for every build (a CPU build's registers) say nothing;
     # nor does a section left empty.
     kept: list[Row] = []

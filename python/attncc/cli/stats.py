@@ -217,6 +217,7 @@ class KernelStats:
     sass_note: str = ""
     sass_text: Optional[str] = field(default=None, repr=False)
     compile_seconds: Optional[float] = None
+    cached: Optional[bool] = None             # attncc's GPU kernel cache served it
     notes: list[str] = field(default_factory=list)
 
 
