@@ -81,8 +81,8 @@ def build_attncc(label: str, prog: Program, ex: Examples, target: str,
 
 def triton_unsupported_reason(f: AttentionFacts) -> Optional[str]:
     if f.mask not in ("none", "causal") or f.bias:
-        return f"the Triton reference has no '{f.mask}{' + bias' if f.bias else ''}' mask " \
-               "(it covers none and causal)"
+        what = "bias" if f.bias else f.mask
+        return f"the Triton reference has no {what} mask (it covers none and causal)"
     if f.kv_group != 1:
         return f"the Triton reference is multi-head only (this attention has GQA group {f.kv_group})"
     if None in f.q_shape or None in f.k_shape:

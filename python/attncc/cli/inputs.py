@@ -465,7 +465,7 @@ class AttentionFacts:
         q = "x".join("?" if d is None else str(d) for d in self.q_shape)
         k = "x".join("?" if d is None else str(d) for d in self.k_shape)
         extra = f" window {self.window}" if self.window else ""
-        bias = " + bias" if self.bias else ""
+        bias = " + bias" if self.bias and self.mask != "bias" else ""
         group = f", GQA group {self.kv_group}" if self.kv_group > 1 else ""
         return f"q {q}, k/v {k} {self.dtype}, mask {self.mask}{extra}{bias}{group}"
 
