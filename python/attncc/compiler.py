@@ -63,16 +63,20 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
     options = options or CompileOptions()
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {TARGETS}")
-    if target != "cpu":
-        from .gpu import compile_graph_gpu
-
-        return compile_graph_gpu(graph, options, target, stop_after)
     if not graph._finished:
         raise GraphError("the graph has no outputs; call graph.output(...) first")
     results = graph.func.type.results
     if len(results) != 1:
         raise GraphError(f"an attention graph has one output, this one has {len(results)}")
     out_t = ir.RankedTensorType(results[0])
+    query_len = out_t.shape[2] if out_t.rank == 4 else None
+    if query_len is not None and ir.ShapedType.is_dynamic_size(query_len):
+        query_len = None
+    options = options.resolved("cpu" if target == "cpu" else "gpu", query_len)
+    if target != "cpu":
+        from .gpu import compile_graph_gpu
+
+        return compile_graph_gpu(graph, options, target, stop_after)
     output = OutputSpec(
         tuple(None if ir.ShapedType.is_dynamic_size(d) else d for d in out_t.shape),
         str(out_t.element_type))

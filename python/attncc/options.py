@@ -1,7 +1,7 @@
 """Compile options: validated once, hashed into cache keys."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping, Optional
 
 from .errors import AttnccError
@@ -19,8 +19,9 @@ def _power_of_two(x: int) -> bool:
 class CompileOptions:
     """Options of the tiled, pipelined program.
 
-    block_m: query rows per block (power of two, 16..256).
-    block_n: keys per KV block (power of two, 16..256).
+    block_m: query rows per block (power of two, 16..256; None: the target's
+        default, see `resolved`).
+    block_n: keys per KV block (power of two, 16..256; None: the target's default).
     num_stages: K/V buffers in flight in the software pipeline (1..4; 1 = no pipelining).
     unroll: unroll factor of the KV loop (1, 2, 4 or 8).
     num_threads: CPU threads for the grid (None: all cores torch uses).
@@ -28,8 +29,8 @@ class CompileOptions:
         query rows, so block_m must be 16 * num_warps; None: block_m // 16).
     """
 
-    block_m: int = 64
-    block_n: int = 64
+    block_m: Optional[int] = None
+    block_n: Optional[int] = None
     num_stages: int = 2
     unroll: int = 1
     num_threads: Optional[int] = None
@@ -38,6 +39,8 @@ class CompileOptions:
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n"):
             v = getattr(self, name)
+            if v is None:
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or not _power_of_two(v) or not 16 <= v <= 256:
                 raise OptionError(f"{name} must be a power of two in [16, 256], got {v!r}")
         if not isinstance(self.num_stages, int) or not 1 <= self.num_stages <= 4:
@@ -51,7 +54,7 @@ class CompileOptions:
             if (not isinstance(self.num_warps, int) or isinstance(self.num_warps, bool)
                     or self.num_warps not in (1, 2, 4, 8, 16)):
                 raise OptionError(f"num_warps must be 1, 2, 4, 8 or 16, got {self.num_warps!r}")
-            if self.block_m != 16 * self.num_warps:
+            if self.block_m is not None and self.block_m != 16 * self.num_warps:
                 raise OptionError(f"num_warps={self.num_warps} needs block_m={16 * self.num_warps} "
                                   f"(each warp owns 16 query rows), got block_m={self.block_m}")
 
@@ -62,6 +65,24 @@ class CompileOptions:
         if unknown:
             raise OptionError(f"unknown option(s) {unknown}; expected some of {sorted(known)}")
         return cls(**kwargs)
+
+    def resolved(self, target: str, query_len: Optional[int]) -> "CompileOptions":
+        """These options with block sizes filled in for `target`.
+
+        CPU: 256 query rows per block (each K/V tile copied into a packed
+        buffer then serves 256 rows; measured fastest on every row of
+        docs/benchmarks.md), fewer for short queries so that decode does not
+        compute a 256-row tile; 64 keys per block. GPU: 16 rows per warp
+        (num_warps given) or 64, and 64 keys."""
+        bm, bn = self.block_m, self.block_n
+        if target == "cpu":
+            if bm is None:
+                bm = 256
+                if query_len is not None:
+                    bm = min(bm, max(16, 1 << max(0, query_len - 1).bit_length()))
+        elif bm is None:
+            bm = 16 * self.num_warps if self.num_warps else 64
+        return replace(self, block_m=bm, block_n=64 if bn is None else bn)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -69,7 +69,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("fused", "the chain fused into attn.attention",
           lambda o: "func.func(attn-fuse),canonicalize,cse"),
     Stage("tiled", "grid x KV-block loop with online softmax on tile buffers",
-          lambda o: f"attn-tile{{block-m={o.get('block_m', 64)} block-n={o.get('block_n', 64)}}},"
+          lambda o: f"attn-tile{{block-m={o.get('block_m') or 64} block-n={o.get('block_n') or 64}}},"
                     "canonicalize,cse"),
     Stage("pipelined", "K/V copies multi-buffered and software-pipelined; KV loop unrolled",
           lambda o: f"func.func(attn-pipeline{{num-stages={o.get('num_stages', 2)}}},"
@@ -86,7 +86,7 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 # the target); the PTX ISA version each chip needs comes from gpu.CHIPS, which
 # also guards the LLVM aborts of unsupported chip/feature pairs.
 def _gpu_passes(o: Mapping[str, object]) -> str:
-    warps = o.get("num_warps") or int(o.get("block_m", 64)) // 16
+    warps = o.get("num_warps") or int(o.get("block_m") or 64) // 16
     return (f"attn-lower-to-gpu{{chip={o.get('chip', 'sm_80')} num-warps={int(warps)}}},"
             "canonicalize,cse")
 

@@ -146,7 +146,8 @@ def ir_tags(pipelined: str) -> list[dict]:
 
 @pytest.mark.parametrize("stages,unroll", [(3, 2), (2, 1), (4, 1), (1, 1)])
 def test_schedule_picture_matches_the_ir_tags(capsys, tmp_path, stages, unroll):
-    opts = ["--num-stages", stages, "--unroll", unroll]
+    # 64-row query blocks: the longest causal KV loop has enough blocks for every depth.
+    opts = ["--num-stages", stages, "--unroll", unroll, "--block-m", 64]
     rc, _, _ = cli(capsys, "compile", CAUSAL, *opts, "--emit", "pipelined", "-o",
                    tmp_path / "p.mlir")
     assert rc == 0
@@ -205,7 +206,7 @@ def test_schedule_picture_matches_the_ir_tags(capsys, tmp_path, stages, unroll):
 
 def test_schedule_timeline_of_a_long_loop_elides_the_middle():
     c = attncc.compile(_load_causal(), stop_after="pipelined", num_stages=3,
-                       unroll=2).lower(*_examples())
+                       unroll=2, block_m=64).lower(*_examples())
     s = sched.read_schedule(c.ir("pipelined"), block_n=64)
     tl = sched.timeline(s, n=40)
     assert tl.gap_after is not None

@@ -66,3 +66,27 @@ def test_unfinished_graph():
     g.input("q", (1, 1, 4, 4), "f32")
     with pytest.raises(GraphError, match="has no outputs"):
         compile_graph(g)
+
+
+@pytest.mark.parametrize("target, query_len, num_warps, expected", [
+    ("cpu", 1000, None, (256, 64)),   # long queries: 256-row blocks on the CPU
+    ("cpu", 17, None, (32, 64)),      # short queries: the next power of two
+    ("cpu", 1, None, (16, 64)),       # decode: the smallest block
+    ("cpu", None, None, (256, 64)),   # dynamic length
+    ("gpu", 1000, None, (64, 64)),    # GPU: 4 warps of 16 rows
+    ("gpu", 1000, 8, (128, 64)),      # GPU: 16 rows per warp
+])
+def test_block_sizes_resolve_per_target(target, query_len, num_warps, expected):
+    o = CompileOptions(num_warps=num_warps).resolved(target, query_len)
+    assert (o.block_m, o.block_n) == expected
+
+
+def test_explicit_block_sizes_win():
+    o = CompileOptions(block_m=32, block_n=128).resolved("cpu", 4096)
+    assert (o.block_m, o.block_n) == (32, 128)
+
+
+def test_compiled_kernel_reports_resolved_options():
+    c = compile_graph(causal_graph(L=100), stop_after="tiled")
+    assert (c.options.block_m, c.options.block_n) == (128, 64)
+    assert "memref.alloc() : memref<128x16xf32>" in c.ir("tiled")

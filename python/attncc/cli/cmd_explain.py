@@ -38,7 +38,9 @@ def run(args) -> int:
             raise CliError(f"unknown stage {s!r} for target {target}; expected one of "
                            f"{', '.join(names)}")
     ex = examples_for(prog, args.shape, args.dtype)
-    graph_ir = lower(prog, ex, target, opts, stop_after="graph").ir("graph")
+    graph_c = lower(prog, ex, target, opts, stop_after="graph")
+    graph_ir = graph_c.ir("graph")
+    copts = graph_c.options  # block sizes resolved for the target and shapes
     from ..context import mlir_context
 
     known: set[str] = set()
