@@ -56,8 +56,8 @@ def main() -> None:
     ap.add_argument("--seq", type=int, nargs="*", default=[1024, 4096])
     ap.add_argument("--head-dim", type=int, nargs="*", default=[64, 128])
     ap.add_argument("--heads", type=int, default=8)
-    ap.add_argument("--block-m", type=int, default=64)
-    ap.add_argument("--block-n", type=int, default=64)
+    ap.add_argument("--block-m", type=int, default=None, help="default: the target default")
+    ap.add_argument("--block-n", type=int, default=None, help="default: the target default")
     ap.add_argument("--num-stages", type=int, default=2)
     ap.add_argument("--unroll", type=int, default=1)
     args = ap.parse_args()
@@ -70,6 +70,7 @@ def main() -> None:
     print("| B | H | S | D | causal | torch ms | attncc ms | ratio | max abs err vs f64 |")
     print("|---|---|---|---|---|---|---|---|---|")
     compile_rows = []
+    resolved_printed = False
     for S in args.seq:
         for D in args.head_dim:
             for causal in (False, True):
@@ -78,6 +79,9 @@ def main() -> None:
                 q, k, v = (torch.randn(B, H, S, D) for _ in range(3))
                 kernel = compile_attention(B, H, S, D, causal, options)
                 compile_rows.append((S, D, causal, kernel.stage_seconds))
+                if not resolved_printed:
+                    print(f"<!-- resolved options: {kernel.options.as_dict()} -->")
+                    resolved_printed = True
                 ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(),
                                                      is_causal=causal)
                 err = (kernel(q, k, v).double() - ref).abs().max().item()
