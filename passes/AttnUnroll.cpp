@@ -2,7 +2,8 @@
 //
 // Unrolls the loops attncc tags (`attn.kv_loop`) with upstream
 // loopUnrollByFactor, which also emits the remainder loop for trip counts
-// that are not a multiple of the factor (dynamic ones included).
+// that are not a multiple of the factor (dynamic ones included). Upper bounds
+// are clamped to the lower bound first (see below).
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
@@ -38,6 +39,14 @@ struct AttnUnrollPass : mlir::attn::impl::AttnUnrollBase<AttnUnrollPass> {
         loops.push_back(f);
     });
     for (scf::ForOp f : loops) {
+      // loopUnrollByFactor assumes a non-negative trip count, but attn-pipeline
+      // produces steady-state loops whose upper bound (ub - stages * step) can
+      // fall below the lower bound for short KV ranges: clamp it, which keeps
+      // a zero-trip loop zero-trip.
+      OpBuilder b(f);
+      Value ub = b.createOrFold<arith::MaxSIOp>(f.getLoc(), f.getLowerBound(),
+                                                f.getUpperBound());
+      f.getUpperBoundMutable().assign(ub);
       auto annotate = [](unsigned copy, Operation *op, OpBuilder b) {
         if (isa<AttnDialect>(op->getDialect()))
           op->setAttr("attn.unrolled_copy", b.getI64IntegerAttr(copy));

@@ -37,3 +37,40 @@ func.func @untagged(%s: memref<16x16xf32>, %m: memref<16xf32>, %l: memref<16xf32
   }
   return
 }
+
+// -----
+
+// A steady-state loop of a short pipelined KV range has ub < lb (trip count
+// "negative"): the bound is clamped so that unrolling keeps it zero-trip.
+// CHECK-LABEL: func @short_range
+// CHECK-SAME: %[[N:[a-z0-9]+]]: index
+// CHECK: %[[UB:.*]] = arith.subi %[[N]]
+// CHECK: %[[CLAMPED:.*]] = arith.maxsi %[[UB]], %{{.*}}
+// CHECK: arith.divui
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step
+func.func @short_range(%s: memref<16x16xf32>, %m: memref<16xf32>, %l: memref<16xf32>, %a: memref<16x16xf32>, %n: index) {
+  %c0 = arith.constant 0 : index
+  %c32 = arith.constant 32 : index
+  %c96 = arith.constant 96 : index
+  %ub = arith.subi %n, %c96 : index
+  scf.for %i = %c0 to %ub step %c32 {
+    attn.tile_softmax %s, %m, %l, %a : memref<16x16xf32>, memref<16xf32>, memref<16xf32>, memref<16x16xf32>
+  } {attn.kv_loop}
+  return
+}
+
+// -----
+
+// Static: 0 to -32 stays empty after unrolling (no body runs).
+// CHECK-LABEL: func @static_negative
+// CHECK-NOT: attn.tile_softmax
+// CHECK: return
+func.func @static_negative(%s: memref<16x16xf32>, %m: memref<16xf32>, %l: memref<16xf32>, %a: memref<16x16xf32>) {
+  %c0 = arith.constant 0 : index
+  %c32 = arith.constant 32 : index
+  %cm32 = arith.constant -32 : index
+  scf.for %i = %c0 to %cm32 step %c32 {
+    attn.tile_softmax %s, %m, %l, %a : memref<16x16xf32>, memref<16xf32>, memref<16xf32>, memref<16x16xf32>
+  } {attn.kv_loop}
+  return
+}
