@@ -57,29 +57,32 @@ class CompiledAttention:
         return self._kernel(*tensors)
 
 
-def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
-                  target: str = "cpu", stop_after: Optional[str] = None) -> CompiledAttention:
-    """Runs the pipeline on `graph` (finished with `output`) for `target`."""
-    options = options or CompileOptions()
-    if target not in TARGETS:
-        raise CompileError(f"unknown target {target!r}; expected one of {TARGETS}")
+def output_spec(graph: Graph) -> OutputSpec:
+    """The one output of a finished attention graph (GraphError otherwise)."""
     if not graph._finished:
         raise GraphError("the graph has no outputs; call graph.output(...) first")
     results = graph.func.type.results
     if len(results) != 1:
         raise GraphError(f"an attention graph has one output, this one has {len(results)}")
     out_t = ir.RankedTensorType(results[0])
-    query_len = out_t.shape[2] if out_t.rank == 4 else None
-    if query_len is not None and ir.ShapedType.is_dynamic_size(query_len):
-        query_len = None
+    return OutputSpec(
+        tuple(None if ir.ShapedType.is_dynamic_size(d) else d for d in out_t.shape),
+        str(out_t.element_type))
+
+
+def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
+                  target: str = "cpu", stop_after: Optional[str] = None) -> CompiledAttention:
+    """Runs the pipeline on `graph` (finished with `output`) for `target`."""
+    options = options or CompileOptions()
+    if target not in TARGETS:
+        raise CompileError(f"unknown target {target!r}; expected one of {TARGETS}")
+    output = output_spec(graph)
+    query_len = output.shape[2] if len(output.shape) == 4 else None
     options = options.resolved("cpu" if target == "cpu" else "gpu", query_len)
     if target != "cpu":
         from .gpu import compile_graph_gpu
 
         return compile_graph_gpu(graph, options, target, stop_after)
-    output = OutputSpec(
-        tuple(None if ir.ShapedType.is_dynamic_size(d) else d for d in out_t.shape),
-        str(out_t.element_type))
     last = stop_after or pipeline.STAGE_NAMES[-1]
     text = str(graph.module)
     with _context.mlir_context():

@@ -294,20 +294,11 @@ def compile_graph_gpu(graph, options, target: str, stop_after: Optional[str] = N
     from . import __version__
     from . import context as _context
     from . import pipeline
-    from .compiler import CompiledAttention, OutputSpec
-    from .errors import GraphError
+    from .compiler import CompiledAttention, output_spec
     from .kernel_cache import KernelCache, cache_key
 
     chip = chip_for_target(target)
-    if not graph._finished:
-        raise GraphError("the graph has no outputs; call graph.output(...) first")
-    results = graph.func.type.results
-    if len(results) != 1:
-        raise GraphError(f"an attention graph has one output, this one has {len(results)}")
-    out_t = ir.RankedTensorType(results[0])
-    output = OutputSpec(
-        tuple(None if ir.ShapedType.is_dynamic_size(d) else d for d in out_t.shape),
-        str(out_t.element_type))
+    output = output_spec(graph)
     stages = pipeline.stages_for(target)
     names = [s.name for s in stages]
     last = stop_after or names[-1]
