@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from attncc import Graph
+from attncc.cli.progress import Progress
 from attncc.compiler import compile_graph
 from attncc.options import CompileOptions
 
@@ -71,25 +72,27 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     compile_rows = []
     resolved_printed = False
-    for S in args.seq:
-        for D in args.head_dim:
-            for causal in (False, True):
-                B, H = 1, args.heads
-                torch.manual_seed(0)
-                q, k, v = (torch.randn(B, H, S, D) for _ in range(3))
-                kernel = compile_attention(B, H, S, D, causal, options)
-                compile_rows.append((S, D, causal, kernel.stage_seconds))
-                if not resolved_printed:
-                    print(f"<!-- resolved options: {kernel.options.as_dict()} -->")
-                    resolved_printed = True
-                ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(),
-                                                     is_causal=causal)
-                err = (kernel(q, k, v).double() - ref).abs().max().item()
-                t_torch, t_ours = alternating_blocks_ms(
-                    [lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
-                     lambda: kernel(q, k, v)], args.repeats)
-                print(f"| {B} | {H} | {S} | {D} | {causal} | {t_torch:.2f} | {t_ours:.2f} "
-                      f"| {t_torch / t_ours:.2f} | {err:.1e} |", flush=True)
+    configs = [(S, D, causal) for S in args.seq for D in args.head_dim
+               for causal in (False, True)]
+    with Progress(total=len(configs), desc="benchmark") as bar:
+        for S, D, causal in configs:
+            B, H = 1, args.heads
+            torch.manual_seed(0)
+            q, k, v = (torch.randn(B, H, S, D) for _ in range(3))
+            kernel = compile_attention(B, H, S, D, causal, options)
+            compile_rows.append((S, D, causal, kernel.stage_seconds))
+            if not resolved_printed:
+                print(f"<!-- resolved options: {kernel.options.as_dict()} -->")
+                resolved_printed = True
+            ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(),
+                                                 is_causal=causal)
+            err = (kernel(q, k, v).double() - ref).abs().max().item()
+            t_torch, t_ours = alternating_blocks_ms(
+                [lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+                 lambda: kernel(q, k, v)], args.repeats)
+            print(f"| {B} | {H} | {S} | {D} | {causal} | {t_torch:.2f} | {t_ours:.2f} "
+                  f"| {t_torch / t_ours:.2f} | {err:.1e} |", flush=True)
+            bar.update(note=f"S={S} D={D} causal={causal}")
     print()
     print("compile time per stage (ms):")
     stages = list(compile_rows[0][3])
