@@ -36,8 +36,9 @@ def main() -> None:
     k = torch.randn(1, 2, 1000, 64)
     v = torch.randn(1, 2, 1000, 64)
 
-    compiled_fn = attncc.compile(attention, target="cpu", block_m=64, block_n=64,
-                                 num_stages=2, unroll=1)
+    # Options (block_m, block_n, num_stages, unroll, num_threads) default to
+    # the target's tuned values; pass any of them to override.
+    compiled_fn = attncc.compile(attention, target="cpu", num_stages=2)
     t0 = time.perf_counter()
     kernel = compiled_fn.lower(q, k, v)
     t_compile = time.perf_counter() - t0
