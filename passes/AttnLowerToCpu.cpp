@@ -28,6 +28,8 @@
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
 
+#include <functional>
+
 #include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/IR/TypeUtilities.h"
@@ -102,38 +104,31 @@ LogicalResult checkTensor(Operation *op, StringRef what, MemRefType t) {
 }
 
 LogicalResult check(Operation *op) {
-  if (auto copy = dyn_cast<CopyTileOp>(op)) {
-    if (failed(checkTensor(op, "source", copy.getSource().getType())) ||
-        failed(checkTile(op, "destination tile", copy.getDest().getType())))
-      return failure();
+  // Each op's operands, checked in order; the first failure has emitted.
+  auto all = [](std::initializer_list<std::function<LogicalResult()>> checks) {
+    for (auto &c : checks)
+      if (failed(c()))
+        return failure();
     return success();
-  }
-  if (auto mm = dyn_cast<TileMatmulOp>(op)) {
-    if (failed(checkTile(op, "a", mm.getA().getType())) ||
-        failed(checkTile(op, "b", mm.getB().getType())) ||
-        failed(checkTile(op, "c", mm.getC().getType())))
-      return failure();
-    return success();
-  }
+  };
+  if (auto copy = dyn_cast<CopyTileOp>(op))
+    return all({[&] { return checkTensor(op, "source", copy.getSource().getType()); },
+                [&] { return checkTile(op, "destination tile", copy.getDest().getType()); }});
+  if (auto mm = dyn_cast<TileMatmulOp>(op))
+    return all({[&] { return checkTile(op, "a", mm.getA().getType()); },
+                [&] { return checkTile(op, "b", mm.getB().getType()); },
+                [&] { return checkTile(op, "c", mm.getC().getType()); }});
   if (auto mask = dyn_cast<TileMaskOp>(op))
     return checkTile(op, "scores", mask.getScores().getType());
-  if (auto bias = dyn_cast<TileBiasOp>(op)) {
-    if (failed(checkTile(op, "scores", bias.getScores().getType())))
-      return failure();
-    return checkElementType(op, "bias", bias.getBias().getType());
-  }
-  if (auto sm = dyn_cast<TileSoftmaxOp>(op)) {
-    if (failed(checkTile(op, "scores", sm.getScores().getType())) ||
-        failed(checkTile(op, "acc", sm.getAcc().getType())))
-      return failure();
-    return success();
-  }
-  if (auto st = dyn_cast<TileStoreOp>(op)) {
-    if (failed(checkTile(op, "acc", st.getAcc().getType())) ||
-        failed(checkTensor(op, "destination", st.getDest().getType())))
-      return failure();
-    return success();
-  }
+  if (auto bias = dyn_cast<TileBiasOp>(op))
+    return all({[&] { return checkTile(op, "scores", bias.getScores().getType()); },
+                [&] { return checkElementType(op, "bias", bias.getBias().getType()); }});
+  if (auto sm = dyn_cast<TileSoftmaxOp>(op))
+    return all({[&] { return checkTile(op, "scores", sm.getScores().getType()); },
+                [&] { return checkTile(op, "acc", sm.getAcc().getType()); }});
+  if (auto st = dyn_cast<TileStoreOp>(op))
+    return all({[&] { return checkTile(op, "acc", st.getAcc().getType()); },
+                [&] { return checkTensor(op, "destination", st.getDest().getType()); }});
   return success();
 }
 

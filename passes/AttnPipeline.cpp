@@ -122,11 +122,7 @@ struct AttnPipelinePass : mlir::attn::impl::AttnPipelineBase<AttnPipelinePass> {
     }
     if (numStages == 1)
       return;
-    SmallVector<scf::ForOp> loops;
-    getOperation().walk([&](scf::ForOp loop) {
-      if (loop->hasAttr("attn.kv_loop"))
-        loops.push_back(loop);
-    });
+    SmallVector<scf::ForOp> loops = collectKvLoops(getOperation());
     IRRewriter rewriter(&getContext());
     for (scf::ForOp loop : loops) {
       if (loop.getBody()->getOps<CopyTileOp>().empty())
@@ -148,7 +144,7 @@ struct AttnPipelinePass : mlir::attn::impl::AttnPipelineBase<AttnPipelinePass> {
     options.annotateFn = annotate;
     options.supportDynamicLoops = true;
     options.predicateFn = predicate;
-    Attribute kvTag = loop->getAttr("attn.kv_loop");
+    Attribute kvTag = loop->getAttr(kKvLoopAttr);
     // Peel the epilogue where upstream can (static trip count >= stages);
     // otherwise predicate the early stages inside the steady state.
     for (bool peel : {true, false}) {
@@ -157,7 +153,7 @@ struct AttnPipelinePass : mlir::attn::impl::AttnPipelineBase<AttnPipelinePass> {
       rewriter.setInsertionPoint(loop);
       FailureOr<scf::ForOp> newLoop = scf::pipelineForLoop(rewriter, loop, options, &modified);
       if (succeeded(newLoop)) {
-        (*newLoop)->setAttr("attn.kv_loop", kvTag);
+        (*newLoop)->setAttr(kKvLoopAttr, kvTag);
         (*newLoop)->setAttr("attn.num_stages", rewriter.getI64IntegerAttr(numStages));
         return success();
       }

@@ -174,7 +174,7 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     }
   }
   auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
-  kvLoop->setAttr("attn.kv_loop", builder.getUnitAttr());
+  kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
   {
     OpBuilder::InsertionGuard guard(builder);
     builder.setInsertionPointToStart(kvLoop.getBody());

@@ -33,11 +33,7 @@ struct AttnUnrollPass : mlir::attn::impl::AttnUnrollBase<AttnUnrollPass> {
     }
     if (factor == 1)
       return;
-    SmallVector<scf::ForOp> loops;
-    getOperation().walk([&](scf::ForOp f) {
-      if (f->hasAttr("attn.kv_loop"))
-        loops.push_back(f);
-    });
+    SmallVector<scf::ForOp> loops = collectKvLoops(getOperation());
     for (scf::ForOp f : loops) {
       // loopUnrollByFactor assumes a non-negative trip count, but attn-pipeline
       // produces steady-state loops whose upper bound (ub - stages * step) can

@@ -23,6 +23,19 @@ namespace mlir::attn {
 
 #define GEN_PASS_REGISTRATION
 #include "passes/Passes.h.inc"
+/// The tag attn-tile puts on the loop over KV blocks; attn-pipeline and
+/// attn-unroll find their loops by it.
+inline constexpr llvm::StringLiteral kKvLoopAttr = "attn.kv_loop";
+
+/// The tagged KV loops under `root`, collected before any of them is rewritten.
+inline SmallVector<scf::ForOp> collectKvLoops(Operation *root) {
+  SmallVector<scf::ForOp> loops;
+  root->walk([&](scf::ForOp loop) {
+    if (loop->hasAttr(kKvLoopAttr))
+      loops.push_back(loop);
+  });
+  return loops;
+}
 } // namespace mlir::attn
 
 #endif
