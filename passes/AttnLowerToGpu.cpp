@@ -49,6 +49,7 @@ namespace {
 
 constexpr int64_t kWarpSize = 32;
 constexpr int64_t kRowsPerWarp = 16; // m16n8k16
+constexpr int64_t kSmemAlign = 1024;  // wgmma / TMA 128-byte-swizzle atoms
 
 /// Emits the layout functions of GpuLayout.h as arith ops on index values.
 struct IROps {
@@ -103,6 +104,7 @@ struct Plan {
   Value q, s, acc, mx, sum, k, v;
   int64_t BM = 0, BN = 0, D = 0, Dv = 0, S = 1;
   Type elt; // f16 or bf16
+  bool wgmma = false; // sm_90a warpgroup path (else mma.sync)
   // Host function arguments by role (-1: absent), recorded as attn.gpu_args.
   int64_t qArg = -1, kArg = -1, vArg = -1, biasArg = -1, outArg = -1;
   int64_t smemBytes = 0, qBytes = 0, kBytes = 0, vBytes = 0;
@@ -113,7 +115,8 @@ int64_t smemLimit(StringRef chip) {
   return chip == "sm_90a" ? 227 * 1024 : 163 * 1024;
 }
 
-std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip, bool &failed) {
+std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip, StringRef mma,
+                            bool &failed) {
   auto fail = [&](Operation *op, const Twine &msg) -> std::optional<Plan> {
     op->emitError("attn-lower-to-gpu: ") << msg;
     failed = true;
@@ -298,11 +301,18 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
   if (p.BN % 16 != 0 || p.BN < 16 || p.BN > 256)
     return fail(where, "block-n must be a multiple of 16 in [16, 256], got " + Twine(p.BN));
 
+  // wgmma: whole warpgroups (4 warps, 64 query rows each).
+  bool wgmmaFits = chip == "sm_90a" && numWarps % 4 == 0;
+  if (mma == "wgmma" && !wgmmaFits)
+    return fail(where, "mma=wgmma needs chip=sm_90a and num-warps a multiple of 4 (got " + chip +
+                          ", " + Twine(numWarps) + " warps)");
+  p.wgmma = wgmmaFits && mma != "mma-sync";
+
   int64_t eltBytes = 2;
   p.qBytes = p.BM * p.D * eltBytes;
   p.kBytes = p.S * p.BN * p.D * eltBytes;
   p.vBytes = p.S * p.BN * p.Dv * eltBytes;
-  p.smemBytes = p.qBytes + p.kBytes + p.vBytes;
+  p.smemBytes = p.qBytes + p.kBytes + p.vBytes + (p.wgmma ? kSmemAlign : 0);
   if (p.smemBytes > smemLimit(chip))
     return fail(where, "the tiles need " + Twine(p.smemBytes) + " bytes of shared memory, more than " +
                           chip + " allows per block (" + Twine(smemLimit(chip)) +
@@ -362,6 +372,14 @@ struct Lowering {
   Value fma(Value a, Value b, Value c);
   void lowerQK(TileMatmulOp op);
   void lowerPV(TileMatmulOp op);
+  // sm_90a warpgroup path.
+  void fenceForWgmma();
+  Value sharedAddress(Value tile);
+  Value wgmmaDescriptor(Value address, int64_t lbo, int64_t sbo);
+  Value wgmmaAccumulator(Value frag, int64_t n);
+  void storeWgmmaAccumulator(Value acc, Value frag, int64_t n, double scale);
+  void lowerQKWgmma(TileMatmulOp op);
+  void lowerPVWgmma(TileMatmulOp op);
   void lowerMask(TileMaskOp op, Value when = Value());
   void lowerBias(TileBiasOp op);
   void lowerSoftmax(TileSoftmaxOp op);
@@ -463,13 +481,33 @@ void Lowering::buildPrelude() {
   auto dsmType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(), MemRefLayoutAttrInterface{},
                                  workgroup());
   Value dsm = mark(gpu::DynamicSharedMemoryOp::create(b, loc, dsmType));
+  // wgmma's 128-byte swizzle is a function of address bits [4:9]: the tiles
+  // start at the first 1024-byte boundary of dynamic shared memory (the
+  // launch asks for 1 KiB more), whatever alignment the driver gives it.
+  Value pad;
+  if (p.wgmma) {
+    Value base = mark(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, dsm));
+    Value neg = mark(arith::SubIOp::create(b, loc, mark(idx(0)), base));
+    pad = mark(arith::AndIOp::create(b, loc, neg, mark(idx(kSmemAlign - 1))));
+  }
   auto view = [&](int64_t offset, ArrayRef<int64_t> shape) {
     auto t = MemRefType::get(shape, p.elt, MemRefLayoutAttrInterface{}, workgroup());
-    return mark(memref::ViewOp::create(b, loc, t, dsm, mark(idx(offset)), ValueRange{}));
+    Value shift = mark(idx(offset));
+    if (pad)
+      shift = mark(arith::AddIOp::create(b, loc, pad, shift));
+    return mark(memref::ViewOp::create(b, loc, t, dsm, shift, ValueRange{}));
   };
-  qSmem = view(0, {p.BM, p.D});
-  kSmem = view(p.qBytes, {p.S, p.BN, p.D});
-  vSmem = view(p.qBytes + p.kBytes, {p.S, p.BN, p.Dv});
+  if (p.wgmma) {
+    // 64-column panels of 128-byte rows (gl::panelSwizzle); every tile and
+    // slot is a multiple of 1024 bytes, so atoms stay 1024-byte aligned.
+    qSmem = view(0, {p.BM * p.D / 64, 64});
+    kSmem = view(p.qBytes, {p.S, p.BN * p.D / 64, 64});
+    vSmem = view(p.qBytes + p.kBytes, {p.S, p.BN * p.Dv / 64, 64});
+  } else {
+    qSmem = view(0, {p.BM, p.D});
+    kSmem = view(p.qBytes, {p.S, p.BN, p.D});
+    vSmem = view(p.qBytes + p.kBytes, {p.S, p.BN, p.Dv});
+  }
   auto privateBuffer = [&](int64_t n, Type t) {
     return mark(memref::AllocaOp::create(b, loc, MemRefType::get({n}, t)));
   };
@@ -685,6 +723,7 @@ LogicalResult Lowering::placeAsyncGroups() {
       ++newer;
   b.setInsertionPoint(firstTop);
   nvgpu::DeviceAsyncWaitOp::create(b, loc, qToken, b.getI32IntegerAttr(newer));
+  fenceForWgmma();
   gpu::BarrierOp::create(b, loc);
   emitQFragmentLoad();
 
@@ -700,6 +739,7 @@ LogicalResult Lowering::placeAsyncGroups() {
     pending = std::max<int64_t>(pending, 0);
     b.setInsertionPoint(anchorOf(mm));
     nvgpu::DeviceAsyncWaitOp::create(b, loc, qToken, b.getI32IntegerAttr(pending));
+    fenceForWgmma();
     gpu::BarrierOp::create(b, loc);
   }
   return success();
@@ -723,9 +763,13 @@ SmallVector<Value> Lowering::emitTileCopy(CopyTileOp op, Value dst, int64_t rows
     Value inRange = lt(r, op.getValid());
     Value srcRow = addi(op.getRow(), sel(inRange, r, idx(0)));
     Value n = sel(inRange, idx(8), idx(0));
-    Value pch = gl::swizzleChunk(o, r, ch);
+    Value dRow = r, dCol;
+    if (p.wgmma)
+      std::tie(dRow, dCol) = gl::panelSwizzle(o, r, ch, rows);
+    else
+      dCol = o.mul(gl::swizzleChunk(o, r, ch), 8);
     tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-        b, loc, nvgpu::DeviceAsyncTokenType::get(ctx()), dst, ValueRange{r, o.mul(pch, 8)},
+        b, loc, nvgpu::DeviceAsyncTokenType::get(ctx()), dst, ValueRange{dRow, dCol},
         op.getSource(), ValueRange{op.getBatch(), op.getHead(), srcRow, o.mul(ch, 8)},
         b.getIndexAttr(8), n, b.getUnitAttr()));
   }
@@ -749,7 +793,7 @@ Value Lowering::loadQFragment(int64_t ks) {
 /// reloads each k-step's fragment from shared memory instead (one more
 /// ldmatrix per k-step and warp, the way FlashAttention-2 trades registers for
 /// shared-memory traffic).
-bool Lowering::qInRegisters() const { return p.D <= 64; }
+bool Lowering::qInRegisters() const { return !p.wgmma && p.D <= 64; }
 
 void Lowering::emitQFragmentLoad() {
   if (!qInRegisters())
@@ -917,6 +961,163 @@ void Lowering::lowerPV(TileMatmulOp op) {
     for (int64_t i = 0; i < 4; ++i)
       store(vector::ExtractOp::create(b, loc, acc[db], ArrayRef<int64_t>{i / 2, i % 2}), accFrag,
             db * 4 + i);
+}
+
+//===-- sm_90a: warpgroup MMA ---------------------------------------------===//
+// A warpgroup is 4 consecutive warps: warpgroup g owns query rows
+// [64g, 64g + 64), and warp w of the block still owns rows [16w, 16w + 16).
+// Per warp, the wgmma accumulator fragment (register i of the m64nN result)
+// is the mma.sync m16n8 fragment of n-block i / 4, element i % 4, so the
+// score and output registers keep the sFrag / accFrag layout of the sm_80
+// kernel.
+
+constexpr int64_t kWarpgroupThreads = 128;
+constexpr int64_t kSwizzleRowBytes = 128; // 128-byte swizzle: 64 f16/bf16 per row
+constexpr int64_t kAtomBytes = 8 * kSwizzleRowBytes;
+
+/// Copies into shared memory (cp.async: generic proxy) become visible to
+/// wgmma's operand reads (async proxy) only after a proxy fence by the
+/// writing thread; the barrier that follows publishes them to the block.
+void Lowering::fenceForWgmma() {
+  if (p.wgmma)
+    NVVM::FenceProxyOp::create(b, loc, NVVM::ProxyKind::async_shared,
+                               NVVM::SharedSpaceAttr::get(ctx(), NVVM::SharedSpace::shared_cta));
+}
+
+/// Byte address of a shared-memory tile in the shared window.
+Value Lowering::sharedAddress(Value tile) {
+  Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, tile);
+  auto md = memref::ExtractStridedMetadataOp::create(b, loc, tile);
+  return addi(ptr, IROps{b, loc}.mul(md.getOffset(), 2));
+}
+
+/// The 64-bit wgmma matrix descriptor (PTX ISA "Matrix Descriptor Format")
+/// of a 128-byte-swizzled operand at `address`: start address, leading and
+/// stride byte offsets (all >> 4) and swizzle mode 1 (128 B) in bits 62-63.
+/// A k-step inside the tile adds (byte offset >> 4) to it.
+Value Lowering::wgmmaDescriptor(Value address, int64_t lbo, int64_t sbo) {
+  Type i64 = b.getI64Type();
+  auto c64 = [&](uint64_t v) { return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v)); };
+  Value a = arith::IndexCastUIOp::create(b, loc, i64, address);
+  Value start = arith::AndIOp::create(b, loc, arith::ShRUIOp::create(b, loc, a, c64(4)), c64(0x3FFF));
+  uint64_t fixed = (uint64_t((lbo >> 4) & 0x3FFF) << 16) | (uint64_t((sbo >> 4) & 0x3FFF) << 32) |
+                   (uint64_t(1) << 62);
+  return arith::OrIOp::create(b, loc, start, c64(fixed));
+}
+
+static Value offsetDescriptor(OpBuilder &b, Location loc, Value desc, int64_t bytes) {
+  if (bytes == 0)
+    return desc;
+  Value off = arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(bytes >> 4));
+  return arith::AddIOp::create(b, loc, desc, off);
+}
+
+/// The wgmma accumulator struct (n f32 registers) from a register tile.
+Value Lowering::wgmmaAccumulator(Value frag, int64_t n) {
+  auto t = LLVM::LLVMStructType::getLiteral(ctx(), SmallVector<Type>(n, b.getF32Type()));
+  Value acc = LLVM::UndefOp::create(b, loc, t);
+  for (int64_t i = 0; i < n; ++i)
+    acc = LLVM::InsertValueOp::create(b, loc, acc, load(frag, i), ArrayRef<int64_t>{i});
+  return acc;
+}
+
+void Lowering::storeWgmmaAccumulator(Value acc, Value frag, int64_t n, double scale) {
+  Value s = scale != 1.0 ? f32(scale) : Value();
+  for (int64_t i = 0; i < n; ++i) {
+    Value x = LLVM::ExtractValueOp::create(b, loc, acc, ArrayRef<int64_t>{i});
+    if (s)
+      x = arith::MulFOp::create(b, loc, x, s);
+    store(x, frag, i);
+  }
+}
+
+static void commitAndWaitWgmma(OpBuilder &b, Location loc) {
+  NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+}
+
+/// S = Q.K^T: one m64nBNk16 wgmma per 16 of the head dim, Q (this
+/// warpgroup's 64 rows) and K both K-major in shared memory.
+void Lowering::lowerQKWgmma(TileMatmulOp op) {
+  IROps o{b, loc};
+  NVVM::WgmmaFenceAlignedOp::create(b, loc);
+  Value wg = o.div(tid, kWarpgroupThreads);
+  Value qAddr = addi(sharedAddress(qSmem), o.mul(wg, 64 * kSwizzleRowBytes));
+  Value qDesc = wgmmaDescriptor(qAddr, 16, kAtomBytes);
+  Value kDesc = wgmmaDescriptor(sharedAddress(op.getB()), 16, kAtomBytes);
+  auto wt = p.elt.isBF16() ? NVVM::WGMMATypes::bf16 : NVVM::WGMMATypes::f16;
+  int64_t n = p.BN / 2;
+  auto structType = LLVM::LLVMStructType::getLiteral(ctx(), SmallVector<Type>(n, b.getF32Type()));
+  Value acc = LLVM::UndefOp::create(b, loc, structType);
+  for (int64_t ks = 0; ks < p.D / 16; ++ks) {
+    // 4 k-steps of 32 bytes per 128-byte row, then the next 64-column panel.
+    int64_t inPanel = (ks % 4) * 32, panel = ks / 4;
+    Value a = offsetDescriptor(b, loc, qDesc, panel * p.BM * kSwizzleRowBytes + inPanel);
+    Value bd = offsetDescriptor(b, loc, kDesc, panel * p.BN * kSwizzleRowBytes + inPanel);
+    acc = NVVM::WgmmaMmaAsyncOp::create(
+        b, loc, structType, acc, a, bd, NVVM::MMAShapeAttr::get(ctx(), 64, p.BN, 16), wt, wt,
+        NVVM::WGMMATypes::f32, ks == 0 ? NVVM::WGMMAScaleOut::zero : NVVM::WGMMAScaleOut::one,
+        NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one, NVVM::MMALayout::row,
+        NVVM::MMALayout::col, /*satfinite=*/nullptr);
+  }
+  commitAndWaitWgmma(b, loc);
+  storeWgmmaAccumulator(acc, sFrag, n, qScale);
+}
+
+/// O += P.V: one m64nDk16 wgmma per 16 keys, P from registers (the score
+/// fragments, as for mma.sync) and V [keys, d] through an MN-major
+/// (transposed) descriptor: 64-column panels LBO apart, 8-key atoms SBO
+/// apart. Upstream's nvvm.wgmma.mma_async only takes A from shared memory,
+/// so this wgmma is inline PTX.
+void Lowering::lowerPVWgmma(TileMatmulOp op) {
+  auto pairType = VectorType::get({2}, b.getF32Type());
+  auto eltPairType = VectorType::get({2}, p.elt);
+  auto i32 = b.getI32Type();
+  int64_t n = p.Dv / 2;
+  NVVM::WgmmaFenceAlignedOp::create(b, loc);
+  Value vDesc = wgmmaDescriptor(sharedAddress(op.getB()), p.BN * kSwizzleRowBytes, kAtomBytes);
+  Value acc = wgmmaAccumulator(accFrag, n);
+  std::string asmText;
+  {
+    llvm::raw_string_ostream os(asmText);
+    const char *t = p.elt.isBF16() ? "bf16" : "f16";
+    os << "wgmma.mma_async.sync.aligned.m64n" << p.Dv << "k16.f32." << t << "." << t << " {";
+    for (int64_t i = 0; i < n; ++i)
+      os << (i ? ", " : "") << "$" << i;
+    // Operands: n outputs, n tied accumulator inputs, 4 A registers, B.
+    os << "}, {$" << 2 * n << ", $" << 2 * n + 1 << ", $" << 2 * n + 2 << ", $" << 2 * n + 3
+       << "}, $" << 2 * n + 4 << ", 1, 1, 1, 1;";
+  }
+  std::string constraints;
+  for (int64_t i = 0; i < n; ++i)
+    constraints += "=f,";
+  for (int64_t i = 0; i < n; ++i)
+    constraints += std::to_string(i) + ",";
+  constraints += "r,r,r,r,l";
+  for (int64_t kk = 0; kk < p.BN / 16; ++kk) {
+    SmallVector<Value> operands;
+    for (int64_t i = 0; i < n; ++i)
+      operands.push_back(LLVM::ExtractValueOp::create(b, loc, acc, ArrayRef<int64_t>{i}));
+    for (int64_t reg = 0; reg < 4; ++reg) {
+      auto [dnb, crow] = gl::probabilityFragmentSource(reg);
+      int64_t base = (2 * kk + dnb) * 4 + crow * 2;
+      Value pair = vector::FromElementsOp::create(
+          b, loc, pairType, ValueRange{load(sFrag, base), load(sFrag, base + 1)});
+      Value half = arith::TruncFOp::create(b, loc, eltPairType, pair);
+      Value w = vector::BitCastOp::create(b, loc, VectorType::get({1}, i32), half);
+      operands.push_back(vector::ExtractOp::create(b, loc, w, ArrayRef<int64_t>{0}));
+    }
+    // 16 keys = two 8-row atoms.
+    operands.push_back(offsetDescriptor(b, loc, vDesc, kk * 2 * kAtomBytes));
+    acc = LLVM::InlineAsmOp::create(b, loc, acc.getType(), operands, asmText, constraints,
+                                    /*has_side_effects=*/true, /*is_align_stack=*/false,
+                                    LLVM::tailcallkind::TailCallKind::None,
+                                    LLVM::AsmDialectAttr::get(ctx(), LLVM::AsmDialect::AD_ATT),
+                                    /*operand_attrs=*/ArrayAttr())
+              .getResult(0);
+  }
+  commitAndWaitWgmma(b, loc);
+  storeWgmmaAccumulator(acc, accFrag, n, 1.0);
 }
 
 void Lowering::lowerMask(TileMaskOp op, Value when) {
@@ -1109,9 +1310,9 @@ LogicalResult Lowering::lowerTileOps() {
     loc = op->getLoc();
     if (auto mm = dyn_cast<TileMatmulOp>(op)) {
       if (mm.getAccumulate())
-        lowerPV(mm);
+        p.wgmma ? lowerPVWgmma(mm) : lowerPV(mm);
       else
-        lowerQK(mm);
+        p.wgmma ? lowerQKWgmma(mm) : lowerQK(mm);
     } else if (auto mk = dyn_cast<TileMaskOp>(op)) {
       if (scf::IfOp ifOp = maskOnlyIf(mk)) {
         b.setInsertionPoint(ifOp);
@@ -1213,12 +1414,17 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
                                                              << "' (expected sm_80 or sm_90a)";
       return signalPassFailure();
     }
+    if (mma != "auto" && mma != "mma-sync" && mma != "wgmma") {
+      module.emitError("attn-lower-to-gpu: unknown mma '") << mma
+                                                           << "' (expected auto, mma-sync or wgmma)";
+      return signalPassFailure();
+    }
     bool any = false;
     for (auto func : llvm::to_vector(module.getOps<func::FuncOp>())) {
       if (func.isExternal())
         continue;
       bool failedAnalysis = false;
-      std::optional<Plan> plan = analyze(func, numWarps, chip, failedAnalysis);
+      std::optional<Plan> plan = analyze(func, numWarps, chip, mma, failedAnalysis);
       if (failedAnalysis)
         return signalPassFailure();
       if (!plan)

@@ -64,7 +64,21 @@ struct AttnTestGpuLayoutPass
         os << (ch ? ", " : "") << gl::swizzleChunk(o, row, ch);
       os << "]";
     }
-    os << "], \"copy_chunks\": {";
+    os << "], \"panel_swizzle\": {";
+    bool firstPanel = true;
+    for (int64_t rows : {16, 64, 128})
+      for (int64_t cols : {64, 128}) {
+        os << (firstPanel ? "" : ", ") << "\"" << rows << "x" << cols << "\": [";
+        firstPanel = false;
+        for (int64_t row = 0; row < rows; ++row)
+          for (int64_t ch = 0; ch < cols / 8; ++ch) {
+            auto [pr, pc] = gl::panelSwizzle(o, row, ch, rows);
+            os << (row || ch ? ", " : "") << "[" << row << ", " << ch << ", " << pr << ", " << pc
+               << "]";
+          }
+        os << "]";
+      }
+    os << "}, \"copy_chunks\": {";
     bool first = true;
     for (int64_t threads : {128, 256})
       for (int64_t rows : {16, 64, 128})

@@ -104,6 +104,22 @@ typename Ops::V swizzleChunk(Ops &o, typename Ops::V row, typename Ops::V chunk)
   return o.xori(chunk, o.rem(row, 8));
 }
 
+/// The 128-byte-swizzled layout wgmma (and TMA's SWIZZLE_128B) reads on
+/// sm_90a, for a logical [rows, cols] f16/bf16 tile: the tile is cut into
+/// 64-column panels, each stored as [rows][64] (128-byte rows, panels one
+/// after another), and inside each 1024-byte atom of 8 rows the 16-byte chunk
+/// of a row is XORed with row % 8 (PTX ISA: address bits [4:6] ^= [7:9], with
+/// 1024-byte-aligned atoms). Returns (physical row, physical element column)
+/// of logical (row, 8 * chunk) in the tile viewed as [rows * cols / 64, 64].
+/// `rows` must be a multiple of 8.
+template <typename Ops>
+std::pair<typename Ops::V, typename Ops::V> panelSwizzle(Ops &o, typename Ops::V row,
+                                                         typename Ops::V chunk, int64_t rows) {
+  auto prow = o.add(o.mul(o.div(chunk, 8), rows), row);
+  auto pcol = o.mul(o.xori(o.rem(chunk, 8), o.rem(row, 8)), 8);
+  return {prow, pcol};
+}
+
 /// Thread `tid` of `threads` copies 16-byte chunk `tid + j * threads` of a
 /// tile with `chunksPerRow` chunks per row: returns (row, chunk). When
 /// `chunksPerRow` divides `threads` (always, for 4+ warps and head dims 64 or

@@ -118,12 +118,29 @@ def AttnLowerToGpu : Pass<"attn-lower-to-gpu", "ModuleOp"> {
       * the online softmax keeps the row max / sum of the two rows a thread
         owns, reduced across the 4 lanes sharing a row with `gpu.shuffle xor`,
         and uses `exp2` with log2(e) folded in.
+    On sm_90a with whole warpgroups (num-warps a multiple of 4), `mma=auto`
+    (the default) uses the Hopper warpgroup instructions instead:
+      * Q and the K/V slots are stored in the canonical 128-byte-swizzled
+        layout of wgmma (64-column panels of 128-byte rows, chunk ^ row % 8);
+      * Q.K^T is `nvvm.wgmma.mma_async` m64nBNk16 with both operands read
+        from shared memory through matrix descriptors (K-major);
+      * P.V is wgmma m64nDk16 with A (P) from registers and V through a
+        transposed (MN-major) descriptor: upstream has no op for the
+        register-A form, so it is one `llvm.inline_asm` wgmma;
+      * each matmul is fenced (`wgmma.fence`), committed and waited for
+        before the softmax reads its result, and the copies into shared
+        memory are made visible to the async proxy with
+        `fence.proxy.async.shared::cta` before the barrier;
+      * the accumulator fragment of wgmma per warp equals that of mma.sync,
+        so masks, softmax and stores are shared with the sm_80 kernel.
     Inputs must be f16 or bf16 with head dims 64 or 128; other element types,
     head dims or block shapes are rejected with a diagnostic. The layout
     arithmetic lives in passes/GpuLayout.h.
   }];
   let options = [
-    Option<"chip", "chip", "std::string", "\"sm_80\"", "target GPU: sm_80 or sm_90a (sm_90a runs the same mma.sync kernel)">,
+    Option<"chip", "chip", "std::string", "\"sm_80\"", "target GPU: sm_80 or sm_90a">,
+    Option<"mma", "mma", "std::string", "\"auto\"",
+           "tensor-core instructions: mma-sync, wgmma (sm_90a, num-warps a multiple of 4) or auto (wgmma where it applies)">,
     Option<"numWarps", "num-warps", "int64_t", "4", "warps per thread block (block-m = 16 * num-warps)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",

@@ -27,6 +27,9 @@ class CompileOptions:
     num_threads: CPU threads for the grid (None: all cores torch uses).
     num_warps: GPU warps per thread block (1, 2, 4, 8 or 16; each warp owns 16
         query rows, so block_m must be 16 * num_warps; None: block_m // 16).
+    mma: GPU tensor-core instructions: "auto" (wgmma on sm_90a when num_warps
+        is a multiple of 4, else mma.sync), "wgmma" (sm_90a only) or
+        "mma_sync". Ignored on the CPU.
     """
 
     block_m: Optional[int] = None
@@ -35,6 +38,7 @@ class CompileOptions:
     unroll: int = 1
     num_threads: Optional[int] = None
     num_warps: Optional[int] = None
+    mma: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n"):
@@ -57,6 +61,9 @@ class CompileOptions:
             if self.block_m is not None and self.block_m != 16 * self.num_warps:
                 raise OptionError(f"num_warps={self.num_warps} needs block_m={16 * self.num_warps} "
                                   f"(each warp owns 16 query rows), got block_m={self.block_m}")
+
+        if self.mma not in ("auto", "wgmma", "mma_sync"):
+            raise OptionError(f"mma must be 'auto', 'wgmma' or 'mma_sync', got {self.mma!r}")
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "CompileOptions":

@@ -87,7 +87,8 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 # also guards the LLVM aborts of unsupported chip/feature pairs.
 def _gpu_passes(o: Mapping[str, object]) -> str:
     warps = o.get("num_warps") or int(o.get("block_m") or 64) // 16
-    return (f"attn-lower-to-gpu{{chip={o.get('chip', 'sm_80')} num-warps={int(warps)}}},"
+    mma = str(o.get("mma") or "auto").replace("_", "-")
+    return (f"attn-lower-to-gpu{{chip={o.get('chip', 'sm_80')} num-warps={int(warps)} mma={mma}}},"
             "canonicalize,cse")
 
 

@@ -1,21 +1,44 @@
-// RUN: attncc-opt %s --pass-pipeline="builtin.module(attn-tile{block-m=128 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=3}),canonicalize,cse,attn-lower-to-gpu{num-warps=8 chip=sm_90a},canonicalize,cse,gpu-lower-to-nvvm-pipeline{cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa opt-level=3})" | FileCheck %s
+// RUN: attncc-opt %s --pass-pipeline="builtin.module(attn-tile{block-m=128 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=3}),canonicalize,cse,attn-lower-to-gpu{num-warps=8 chip=sm_90a mma=mma-sync},canonicalize,cse,gpu-lower-to-nvvm-pipeline{cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa opt-level=3})" | FileCheck %s --check-prefix=SYNC
+// RUN: attncc-opt %s --pass-pipeline="builtin.module(attn-tile{block-m=128 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=3}),canonicalize,cse,attn-lower-to-gpu{num-warps=8 chip=sm_90a},canonicalize,cse,gpu-lower-to-nvvm-pipeline{cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa opt-level=3})" | FileCheck %s --check-prefix=WGMMA
 
 // The whole GPU path to PTX in one go (format=isa: the PTX text is the
-// gpu.binary's object): tensor cores, cp.async, ldmatrix, barriers, shuffles.
-// CHECK: gpu.binary @attention_kernel
-// CHECK-SAME: chip = "sm_90a", features = "+ptx80"
-// CHECK-SAME: .target sm_90a
-// CHECK-SAME: .entry attention_kernel(
-// CHECK-SAME: .maxntid 256, 1, 1
-// CHECK-SAME: cp.async.cg.shared.global
-// CHECK-SAME: cp.async.commit_group
-// CHECK-SAME: cp.async.wait_group
-// CHECK-SAME: bar.sync
-// CHECK-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
-// CHECK-SAME: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
-// CHECK-SAME: shfl.sync.bfly.b32
-// CHECK-SAME: ex2.approx.ftz.f32
-// CHECK-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// gpu.binary's object).
+// With mma=mma-sync (prefix SYNC): tensor cores, cp.async, ldmatrix,
+// barriers, shuffles.
+// SYNC: gpu.binary @attention_kernel
+// SYNC-SAME: chip = "sm_90a", features = "+ptx80"
+// SYNC-SAME: .target sm_90a
+// SYNC-SAME: .entry attention_kernel(
+// SYNC-SAME: .maxntid 256, 1, 1
+// SYNC-SAME: cp.async.cg.shared.global
+// SYNC-SAME: cp.async.commit_group
+// SYNC-SAME: cp.async.wait_group
+// SYNC-SAME: bar.sync
+// SYNC-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
+// SYNC-SAME: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
+// SYNC-SAME: shfl.sync.bfly.b32
+// SYNC-SAME: ex2.approx.ftz.f32
+// SYNC-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// The sm_90a default (prefix WGMMA): Q.K^T as m64n64k16 wgmma from two shared-memory
+// descriptors (4 per 64-column panel of the head dim), P.V as m64n128k16 wgmma
+// with A in registers and B transposed (imm-trans-b = 1), fenced, committed
+// and waited; cp.async data made visible to the async proxy before the barrier.
+// WGMMA: gpu.binary @attention_kernel
+// WGMMA-SAME: .target sm_90a
+// WGMMA-SAME: .maxntid 256, 1, 1
+// WGMMA-SAME: cp.async.cg.shared.global
+// WGMMA-SAME: cp.async.wait_group
+// WGMMA-SAME: fence.proxy.async.shared::cta
+// WGMMA-SAME: bar.sync
+// WGMMA-SAME: wgmma.fence.sync.aligned
+// WGMMA-SAME: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16
+// WGMMA-SAME: wgmma.commit_group.sync.aligned
+// WGMMA-SAME: wgmma.wait_group.sync.aligned
+// WGMMA-SAME: shfl.sync.bfly.b32
+// WGMMA-SAME: ex2.approx.ftz.f32
+// WGMMA-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {{{[^}]*}}}, {{{[^}]*}}}, %rd{{[0-9]+}}, 1, 1, 1, 1;
+// WGMMA-NOT: mma.sync.aligned
+// WGMMA-NOT: ldmatrix
 func.func @attention(%q: tensor<1x8x1024x128xf16>, %k: tensor<1x8x1024x128xf16>, %v: tensor<1x8x1024x128xf16>) -> tensor<1x8x1024x128xf16> {
   %0 = attn.attention %q, %k, %v scale 0.08838834764831845 mask causal kv_group 1
       : tensor<1x8x1024x128xf16>, tensor<1x8x1024x128xf16>, tensor<1x8x1024x128xf16> -> tensor<1x8x1024x128xf16>

@@ -339,8 +339,23 @@ def test_compare_with_triton(capsys, tmp_path):
     a, b = json.loads((tmp_path / "t.json").read_text())["builds"]
     assert b["kind"] == "triton" and not b["skipped"]
     assert b["registers"] > 0 and b["shared_bytes"] > 0
-    assert b["mix"]["  wgmma.mma_async"] > 0 and a["mix"]["  mma.sync"] > 0
+    # Both on Hopper's warpgroup MMA.
+    assert b["mix"]["  wgmma.mma_async"] > 0 and a["mix"]["  wgmma.mma_async"] > 0
+    assert a["mix"]["  mma.sync"] == 0
     assert "Triton 3.9" in out and "--- A: ptx" in out
+
+
+@needs_ptxas
+def test_compare_mma_sync_against_wgmma(capsys, tmp_path):
+    rc, out, err = cli(capsys, "compare", CAUSAL, "--target", "sm_90a", "--a", "mma=mma_sync",
+                       "--b", "mma=wgmma", "--json", tmp_path / "m.json")
+    assert rc == 0, err
+    a, b = json.loads((tmp_path / "m.json").read_text())["builds"]
+    assert a["options"]["mma"] == "mma_sync" and b["options"]["mma"] == "wgmma"
+    assert a["mix"]["  mma.sync"] > 0 and a["mix"]["  wgmma.mma_async"] == 0
+    assert b["mix"]["  wgmma.mma_async"] > 0 and b["mix"]["  mma.sync"] == 0
+    rc, _, err = cli(capsys, "compare", CAUSAL, "--target", "sm_90a", "--a", "mma=hmma")
+    assert rc != 0 and "mma='hmma': expected one of auto, wgmma, mma_sync" in err
 
 
 def test_compare_triton_without_triton_skips_clearly(capsys, monkeypatch):

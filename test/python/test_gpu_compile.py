@@ -58,16 +58,32 @@ def test_ptx_assembles_without_spills(cfg, chip):
     assert md["shared_bytes"] <= info.max_smem_per_block
     # num_stages K and V buffers of block_n x head_dim (2 bytes) + the Q tile.
     tile = cfg.block_n * cfg.D * 2
-    assert md["shared_bytes"] == cfg.block_m * cfg.D * 2 + 2 * cfg.num_stages * tile
+    # sm_90a (wgmma): 1 KiB more, to start the tiles on a 1024-byte boundary.
+    align = 1024 if chip == "sm_90a" else 0
+    assert md["shared_bytes"] == cfg.block_m * cfg.D * 2 + 2 * cfg.num_stages * tile + align
     # Grid: (query blocks, heads, batch).
     assert md["grid"] == [-(-cfg.Lq // cfg.block_m), cfg.H, cfg.B]
     # Instruction mix.
     ptx = c.ptx
     assert f".target {chip}" in ptx
     elt = "f16" if cfg.dtype == "f16" else "bf16"
-    assert _count(rf"mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.{elt}\.{elt}\.f32", ptx) > 0
-    assert _count(r"ldmatrix\.sync\.aligned\.m8n8\.x4\.shared\.b16", ptx) > 0
-    assert _count(r"ldmatrix\.sync\.aligned\.m8n8\.x4\.trans\.shared\.b16", ptx) > 0
+    if chip == "sm_80":
+        assert _count(rf"mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.{elt}\.{elt}\.f32", ptx) > 0
+        assert _count(r"ldmatrix\.sync\.aligned\.m8n8\.x4\.shared\.b16", ptx) > 0
+        assert _count(r"ldmatrix\.sync\.aligned\.m8n8\.x4\.trans\.shared\.b16", ptx) > 0
+        assert _count(r"wgmma", ptx) == 0
+    else:
+        # Q.K^T: m64n{block_n}k16 from two descriptors; P.V: m64n{D}k16 with A
+        # in registers ({4 regs}) and B transposed (last immediate 1).
+        assert _count(rf"wgmma\.mma_async\.sync\.aligned\.m64n{cfg.block_n}k16\.f32\.{elt}\.{elt} "
+                      r"\{[^}]*\}, %rd\d+, %rd\d+", ptx) > 0
+        assert _count(rf"wgmma\.mma_async\.sync\.aligned\.m64n{cfg.D}k16\.f32\.{elt}\.{elt} "
+                      r"\{[^}]*\}, \{%r\d+, %r\d+, %r\d+, %r\d+\}, %rd\d+, 1, 1, 1, 1;", ptx) > 0
+        assert _count(r"wgmma\.fence\.sync\.aligned", ptx) > 0
+        assert _count(r"wgmma\.commit_group\.sync\.aligned", ptx) > 0
+        assert _count(r"wgmma\.wait_group\.sync\.aligned", ptx) > 0
+        assert _count(r"fence\.proxy\.async\.shared::cta", ptx) > 0
+        assert _count(r"mma\.sync|ldmatrix", ptx) == 0
     assert _count(r"cp\.async\.cg\.shared\.global", ptx) > 0
     assert _count(r"cp\.async\.commit_group", ptx) > 0
     assert _count(r"cp\.async\.wait_group", ptx) > 0
@@ -113,8 +129,9 @@ def test_hopper_kernel_report_config():
     c = cfg.compile("sm_90a")
     md = c.metadata
     assert md["block"] == [256, 1, 1]
-    assert md["shared_bytes"] == 128 * 1024
+    assert md["shared_bytes"] == 128 * 1024 + 1024  # + the 1 KiB alignment pad of wgmma tiles
     assert md["spill_store_bytes"] == 0 and md["registers"] <= 255
+    assert "wgmma.mma_async" in c.ptx and "mma.sync" not in c.ptx
 
 
 # --------------------------------------------------------------------------- errors
@@ -360,14 +377,16 @@ def test_runtime_driver_calls_with_a_recording_driver(monkeypatch):
     c._kernel._launch(ts + [out], torch.device("cuda", 0))
     c._kernel._launch(ts + [out], torch.device("cuda", 0))
     names = [n for n, _ in fake.calls]
-    # Loaded once (cubin: the device is sm_90), 128 KiB of shared memory opted in.
+    # Loaded once (cubin: the device is sm_90), 129 KiB of shared memory opted
+    # in (128 KiB of tiles + the 1 KiB alignment pad).
     assert names.count("cuModuleLoadData") == 1 and names.count("cuLaunchKernel") == 2
     load = dict(fake.calls)["cuModuleLoadData"]
     assert load[0][:4] == b"\x7fELF" and load[1] == len(c.cubin)
     assert dict(fake.calls)["cuModuleGetFunction"] == (b"attention_kernel",)
-    assert dict(fake.calls)["cuFuncSetAttribute"] == (8, 131072)
+    assert c.metadata["shared_bytes"] == 129 * 1024
+    assert dict(fake.calls)["cuFuncSetAttribute"] == (8, 129 * 1024)
     grid, block, smem, stream, vals = dict(fake.calls)["cuLaunchKernel"]
-    assert grid == (3, 2, 1) and block == (256, 1, 1) and smem == 131072 and stream == 1234
+    assert grid == (3, 2, 1) and block == (256, 1, 1) and smem == 129 * 1024 and stream == 1234
     # Descriptors: (ptr, ptr, offset, sizes, strides) for q, k, v, out.
     for i, t in enumerate(ts + [out]):
         d = vals[11 * i:11 * (i + 1)]

@@ -130,3 +130,25 @@ def test_copy_rounds_cover_each_chunk_once_and_phases_are_conflict_free(layout):
         for (j, phase), rc in by_round.items():
             groups = {(r * cpr * 16 + sw[r % 16][c] * 16) // 16 % 8 for r, c in rc}
             assert len(groups) == len(rc), (key, j, phase)
+
+
+def _swizzle_128b(byte_address: int) -> int:
+    """PTX ISA, "Shared memory matrix layout" (wgmma / TMA swizzle modes):
+    the 128-byte swizzle XORs address bits [4:6] with bits [7:9]."""
+    return byte_address ^ (((byte_address >> 7) & 7) << 4)
+
+
+@pytest.mark.parametrize("shape", ["16x64", "16x128", "64x64", "64x128", "128x64", "128x128"])
+def test_panel_swizzle_is_the_128_byte_swizzle_of_the_wgmma_canonical_layout(layout, shape):
+    # The canonical K-major layout of a [rows, cols] f16 tile for wgmma with
+    # 128-byte swizzle (and what TMA's SWIZZLE_128B writes for a [rows, 64]
+    # box): 64-column panels one after another, each [rows][64] with 128-byte
+    # rows; the hardware swizzles the address. attncc's cp.async copies must
+    # write each logical 16-byte chunk exactly where that puts it.
+    rows, cols = map(int, shape.split("x"))
+    entries = layout["panel_swizzle"][shape]
+    assert len(entries) == rows * cols // 8
+    for row, chunk, prow, pcol in entries:
+        panel, c = divmod(8 * chunk, 64)
+        canonical = panel * rows * 128 + row * 128 + c * 2
+        assert prow * 128 + pcol * 2 == _swizzle_128b(canonical), (row, chunk)

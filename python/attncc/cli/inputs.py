@@ -34,7 +34,9 @@ DTYPES = {"fp16": "float16", "f16": "float16", "float16": "float16", "half": "fl
           "bool": "bool", "int64": "int64", "i64": "int64", "int32": "int32", "i32": "int32"}
 
 # Compile options the command line takes as flags (and in --a/--b specs).
-OPTION_FLAGS = ("block_m", "block_n", "num_stages", "unroll", "num_warps", "num_threads")
+OPTION_FLAGS = ("block_m", "block_n", "num_stages", "unroll", "num_warps", "num_threads", "mma")
+# Options whose values are words, with the words they take.
+WORD_OPTIONS = {"mma": ("auto", "wgmma", "mma_sync")}
 
 
 @dataclass
@@ -378,6 +380,12 @@ def parse_option_spec(text: str) -> dict[str, Any]:
                            f"{', '.join(OPTION_FLAGS)}")
         if v.strip().lower() in ("none", "auto", ""):
             out[k] = None
+            continue
+        if k in WORD_OPTIONS:
+            word = v.strip().lower().replace("-", "_")
+            if word not in WORD_OPTIONS[k]:
+                raise CliError(f"option {k}={v!r}: expected one of {', '.join(WORD_OPTIONS[k])}")
+            out[k] = word
             continue
         try:
             out[k] = int(v)

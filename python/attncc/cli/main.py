@@ -7,7 +7,7 @@ import sys
 from typing import Optional, Sequence
 
 from .errors import CliError
-from .inputs import OPTION_FLAGS, TARGETS
+from .inputs import OPTION_FLAGS, TARGETS, WORD_OPTIONS
 
 DESCRIPTION = """\
 attncc: an MLIR attention compiler for Python users.
@@ -47,7 +47,13 @@ def _source_args(p: argparse.ArgumentParser, *, target_default: str, many: bool 
                  "num_stages": "K/V buffers in flight in the software pipeline (1..4)",
                  "unroll": "unroll factor of the KV loop (1, 2, 4, 8)",
                  "num_warps": "GPU warps per block (block_m = 16 * num_warps)",
-                 "num_threads": "CPU threads for the grid"}
+                 "num_threads": "CPU threads for the grid",
+                 "mma": "GPU tensor-core instructions: wgmma (sm_90a), mma_sync, or auto "
+                        "(wgmma on sm_90a with whole warpgroups)"}
+        if name in WORD_OPTIONS:
+            o.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                           choices=WORD_OPTIONS[name], help=helps[name])
+            continue
         o.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=None,
                        metavar="N", help=helps[name])
 
