@@ -15,6 +15,26 @@ Shared memory is checked for races, the way the hardware could expose them:
     issued) since the last barrier is a read-after-write race;
   * a cp.async issued to a location another thread read since the last
     barrier is a write-after-read race.
+
+sm_90a warpgroup MMA (wgmma, PTX ISA "Asynchronous Warpgroup Level Matrix
+Multiply-Accumulate"; layouts and descriptors from ptx_isa.py) is modeled as
+asynchronous:
+  * the registers of a wgmma.mma_async result (`Pending`) may be used by
+    other ops only after a wgmma.wait_group retired its wgmma-group
+    (they may flow into another wgmma of the same shape as its accumulator);
+  * accumulator and A-fragment registers written by a non-wgmma op need a
+    wgmma.fence between that write and the wgmma (data-movement ops such as
+    insertvalue / extractvalue / private loads and stores keep the time of
+    the op that computed the value);
+  * wgmma reads shared memory through the async proxy: data written by
+    cp.async (generic proxy) needs, after it landed, a fence.proxy.async by
+    the writing thread and then a barrier before a wgmma reads it; shared
+    data an unretired wgmma reads must not be overwritten, and after its
+    wait_group only after a barrier (each warp's share may finish on its own).
+Shared memory starts at byte address `Shared.base` (what
+memref.extract_aligned_pointer_as_index of gpu.dynamic_shared_memory returns;
+0 unless Program(smem_base=...)); wgmma descriptors and swizzles use these
+absolute addresses.
 """
 from __future__ import annotations
 
@@ -98,12 +118,17 @@ class Shared:
     r_epoch: np.ndarray
     r_thread: np.ndarray
     inflight: np.ndarray
+    fenced: np.ndarray = None      # no generic-proxy write since a fence.proxy.async
+    fence_epoch: np.ndarray = None  # barrier epoch of that fence
+    async_r: np.ndarray = None     # unretired wgmma reads
+    base: int = 0                  # byte address of element 0 in the shared window
 
     @staticmethod
-    def make(nbytes: int) -> "Shared":
+    def make(nbytes: int, base: int = 0) -> "Shared":
         n = max(1, nbytes // 2)
         return Shared(np.zeros(n, np.float32), np.full(n, -1, np.int64), np.full(n, -1, np.int64),
-                      np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.zeros(n, bool))
+                      np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.zeros(n, bool),
+                      np.ones(n, bool), np.full(n, -1, np.int64), np.zeros(n, np.int32), base)
 
 
 @dataclass
@@ -114,6 +139,8 @@ class MemRef:
     offset: int
     sizes: list[int]
     strides: list[int]
+    ptr_elems: int = 0       # part of `offset` held by the aligned pointer (memref.view's shift)
+    stamps: Any = None       # private memrefs: def time of each element (wgmma fence checks)
 
     def linear(self, idx: list[np.ndarray]) -> np.ndarray:
         lin = np.int64(self.offset)
@@ -150,6 +177,12 @@ class State:
     block: tuple[int, int, int] = (0, 0, 0)
     grid: tuple[int, int, int] = (1, 1, 1)
     stats: dict = field(default_factory=dict)
+    # wgmma
+    wg_pending: list = field(default_factory=list)  # issued, not committed
+    wg_groups: list = field(default_factory=list)   # committed, not retired
+    clock: int = 0                                  # def times of values (stamps)
+    stamp: dict = field(default_factory=dict)       # slot -> def time
+    wg_fence: int = -1                              # clock of the last wgmma.fence
 
 
 def uniform(x, st: State, what: str) -> int:
@@ -164,13 +197,138 @@ def uniform(x, st: State, what: str) -> int:
     return int(act.flat[0])
 
 
+# --------------------------------------------------------------------------- wgmma values
+
+@dataclass(eq=False)
+class WgToken:
+    """One executed wgmma.mma_async (all warpgroups of the block, in lockstep)."""
+    n: int                                     # the N of m64nNk16
+    reads: list = field(default_factory=list)  # (warpgroup, shared element indices)
+    retired: bool = False
+    clock: int = -1                            # State.clock at retirement
+
+
+class Pending:
+    """One f32 register (all threads) of a wgmma.mma_async result. Until a
+    wgmma.wait_group retires its group, any use other than flowing into a
+    wgmma of the same shape (or through scf / extractvalue / insertvalue)
+    raises SimError; afterwards it behaves like the numpy array it holds."""
+    __slots__ = ("val", "tok")
+
+    def __init__(self, val: np.ndarray, tok: WgToken):
+        self.val = val
+        self.tok = tok
+
+    def get(self) -> np.ndarray:
+        if not self.tok.retired:
+            raise SimError("reads the result of a wgmma.mma_async before a wgmma.wait_group "
+                           "retired it (missing commit_group / wait_group)")
+        return self.val
+
+    def __array__(self, dtype=None, copy=None):
+        v = self.get()
+        return v if dtype is None else v.astype(dtype)
+
+    def __getattr__(self, name):
+        return getattr(self.get(), name)
+
+
+def _forward(name):
+    def f(self, *args):
+        return getattr(self.get(), name)(*args)
+    f.__name__ = name
+    return f
+
+
+for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor",
+           "lshift", "rshift"):
+    for _p in ("__%s__", "__r%s__"):
+        setattr(Pending, _p % _n, _forward(_p % _n))
+for _n in ("__neg__", "__pos__", "__abs__", "__invert__", "__lt__", "__le__", "__gt__", "__ge__",
+           "__eq__", "__ne__", "__getitem__", "__len__", "__float__", "__int__", "__bool__",
+           "__iter__"):
+    setattr(Pending, _n, _forward(_n))
+Pending.__hash__ = None
+
+
+def _struct_len(t: str) -> int | None:
+    """Number of fields of an !llvm.struct<(f32, ...)> type string, else None."""
+    m = re.fullmatch(r"!llvm\.struct<\((.*)\)>", t)
+    if not m:
+        return None
+    fields = [f.strip() for f in m.group(1).split(",")]
+    if any(f != "f32" for f in fields):
+        raise SimError(f"only structs of f32 are modeled: {t}")
+    return len(fields)
+
+
+def _int_bits(t: str) -> int:
+    if t == "index":
+        return 64
+    m = re.fullmatch(r"i(\d+)", t)
+    if not m:
+        raise SimError(f"integer type expected, got {t}")
+    return int(m.group(1))
+
+
+def _unsigned(x: np.ndarray, bits: int) -> np.ndarray:
+    return np.asarray(x, np.int64).astype(np.uint64) & np.uint64((1 << bits) - 1)
+
+
+def _from_unsigned(u: np.ndarray, bits: int) -> np.ndarray:
+    """Back to the emulator's int64 values: i<64 stay non-negative, i64/index
+    wrap to two's complement."""
+    u = np.asarray(u, np.uint64) & np.uint64((1 << bits) - 1)
+    return u.astype(np.int64)
+
+
+# Ops whose emulation only moves data (no instruction computes a new value on
+# the GPU): the def time of their results is that of their operands.
+_MOVES = {"llvm.insertvalue", "llvm.extractvalue", "vector.extract", "vector.insert",
+          "vector.from_elements", "vector.to_elements", "vector.bitcast", "vector.shape_cast",
+          "vector.broadcast", "arith.bitcast", "builtin.unrealized_conversion_cast"}
+_NO_DEF = {"arith.constant", "llvm.mlir.constant", "llvm.mlir.undef", "nvvm.wgmma.mma_async",
+           "llvm.inline_asm"}
+
+_WGMMA_ASM = re.compile(
+    r"\s*wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16\.f32\.(f16|bf16)\.(f16|bf16)\s+"
+    r"\{([^}]*)\}\s*,\s*\{([^}]*)\}\s*,\s*\$(\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)"
+    r"\s*,\s*(-?\d+)\s*;?\s*")
+
+
+def _asm_refs(text: str) -> list[int]:
+    refs = [r.strip() for r in text.split(",")]
+    if not all(re.fullmatch(r"\$\d+", r) for r in refs):
+        raise SimError(f"inline asm operand list {text!r} not modeled")
+    return [int(r[1:]) for r in refs]
+
+
+def _walk_names(op, acc: set):
+    acc.add(op.name)
+    for r in op.regions:
+        for b in r.blocks:
+            for o in b.operations:
+                _walk_names(o.operation, acc)
+    return acc
+
+
 # --------------------------------------------------------------------------- compiler
 
 class Program:
     """Compiles the ops of a module into closures once; run() executes."""
 
-    def __init__(self, module: ir.Module):
+    # Checks a test may waive while a known kernel bug is open (by name).
+    WAIVABLE = frozenset({"wgmma-a-fence", "wgmma-acc-fence"})
+
+    def __init__(self, module: ir.Module, smem_base: int = 0, waive=()):
         self.module = module  # keeps the ops alive
+        self.smem_base = smem_base
+        self.waive = frozenset(waive)
+        if not self.waive <= self.WAIVABLE:
+            raise ValueError(f"unknown checks {sorted(self.waive - self.WAIVABLE)}")
+        names = _walk_names(module.operation, set())
+        # Def-time stamps of values, for the wgmma.fence checks.
+        self.track = any(n.startswith("nvvm.wgmma") or n == "llvm.inline_asm" for n in names)
         self.slots: dict[Any, int] = {}
         self.funcs: dict[str, Any] = {}
         self.kernels: dict[str, Any] = {}
@@ -208,7 +366,65 @@ class Program:
         fn = getattr(self, "op_" + name.replace(".", "_"), None)
         if fn is None:
             raise SimError(f"the emulator does not know {name}")
-        return fn(o)
+        run = fn(o)
+        if self.track:
+            run = self._stamped(o, run)
+        return run
+
+    def _stamped(self, o, run):
+        """Records when the values an op defines were computed (st.stamp),
+        for the wgmma.fence checks; see _MOVES."""
+        name = o.name
+        outs = self.outs(o)
+        if name in ("scf.for", "scf.if", "scf.yield") or name.startswith("nvvm.wgmma"):
+            return run  # handled by the op itself
+        if name == "memref.store":
+            v, m, *idx = self.ins(o)
+
+            def store(st):
+                run(st)
+                mr = st.env[m]
+                if mr.stamps is not None:
+                    lin = np.broadcast_to(mr.linear([st.env[i] for i in idx]), (st.T,))[st.mask]
+                    mr.stamps[np.unique(lin)] = st.stamp.get(v, -1)
+            return store
+        if not outs:
+            return run
+        if name in _NO_DEF:
+            def nodef(st):
+                run(st)
+                for x in outs:
+                    st.stamp[x] = -1
+            return nodef
+        if name in _MOVES:
+            srcs = self.ins(o)
+
+            def move(st):
+                run(st)
+                t = max([st.stamp.get(i, -1) for i in srcs], default=-1)
+                for x in outs:
+                    st.stamp[x] = t
+            return move
+        if name == "memref.load":
+            m, *idx = self.ins(o)
+
+            def load(st):
+                run(st)
+                mr = st.env[m]
+                if mr.stamps is not None:
+                    lin = np.broadcast_to(mr.linear([st.env[i] for i in idx]), (st.T,))[st.mask]
+                    st.stamp[outs[0]] = int(mr.stamps[np.unique(lin)].max()) if lin.size else -1
+                else:
+                    st.clock += 1
+                    st.stamp[outs[0]] = st.clock
+            return load
+
+        def compute(st):
+            run(st)
+            st.clock += 1
+            for x in outs:
+                st.stamp[x] = st.clock
+        return compute
 
     # ---- arith
     def op_arith_constant(self, o):
@@ -339,6 +555,48 @@ class Program:
 
     op_arith_index_castui = op_arith_index_cast
 
+    def _shift(self, o, f):
+        a, b = self.ins(o)
+        out = self.slots_out1(o)
+        bits = _int_bits(str(o.results[0].type))
+
+        def run(st):
+            x, n = _unsigned(st.env[a], bits), _unsigned(st.env[b], bits)
+            if np.any(n >= bits):
+                raise SimError("shift amount >= bit width (poison)")
+            st.env[out] = _from_unsigned(f(x, n, bits), bits)
+        return run
+
+    def op_arith_shli(self, o):
+        return self._shift(o, lambda x, n, bits: x << n)
+
+    def op_arith_shrui(self, o):
+        return self._shift(o, lambda x, n, bits: x >> n)
+
+    def op_arith_shrsi(self, o):
+        def f(x, n, bits):
+            neg = (x >> np.uint64(bits - 1)) & np.uint64(1)
+            ones = np.uint64((1 << bits) - 1)
+            fill = np.where(neg.astype(bool), ones ^ (ones >> n), np.uint64(0))
+            return (x >> n) | fill
+        return self._shift(o, f)
+
+    def op_arith_extui(self, o):
+        (a,), out = self.ins(o), self.slots_out1(o)
+        bits = _int_bits(str(o.operands[0].type))
+
+        def run(st):
+            st.env[out] = _from_unsigned(_unsigned(st.env[a], bits), 64)
+        return run
+
+    def op_arith_trunci(self, o):
+        (a,), out = self.ins(o), self.slots_out1(o)
+        bits = _int_bits(str(o.results[0].type))
+
+        def run(st):
+            st.env[out] = _from_unsigned(_unsigned(st.env[a], bits), bits)
+        return run
+
     # ---- affine
     def op_affine_apply(self, o):
         amap = ir.AffineMapAttr(o.attributes["map"]).value
@@ -393,7 +651,7 @@ class Program:
         out = self.slots_out1(o)
 
         def run(st):
-            st.env[out] = MemRef(st.shared, "shared", "i8", 0, [DYN], [1])
+            st.env[out] = MemRef(st.shared, "shared", "i8", 0, [DYN], [1])  # aligned pointer: base
         return run
 
     def op_gpu_barrier(self, o):
@@ -441,7 +699,9 @@ class Program:
             b = uniform(st.env[shift], st, "view byte shift")
             if b % 2:
                 raise SimError("misaligned view")
-            st.env[out] = MemRef(m.buf, m.space, elt, b // 2, list(shape), identity_strides(shape))
+            # The shift lives in the aligned pointer (the result's layout offset is 0).
+            st.env[out] = MemRef(m.buf, m.space, elt, b // 2, list(shape), identity_strides(shape),
+                                 ptr_elems=m.ptr_elems + b // 2)
         return run
 
     def op_memref_alloca(self, o):
@@ -454,7 +714,8 @@ class Program:
         def run(st):
             n = int(np.prod(shape))
             buf = np.zeros((st.T, n) + vt.shape, dtype=np_dtype(vt.kind))
-            st.env[out] = MemRef(buf, "private", vt.kind, 0, list(shape), identity_strides(shape))
+            st.env[out] = MemRef(buf, "private", vt.kind, 0, list(shape), identity_strides(shape),
+                                 stamps=np.full(n, -1, np.int64) if self.track else None)
         return run
 
     def op_memref_subview(self, o):
@@ -484,7 +745,7 @@ class Program:
                         keep.remove(i)
                         break
             st.env[out] = MemRef(m.buf, m.space, m.elt, offset, [s_[i] for i in keep],
-                                 [nstr[i] for i in keep])
+                                 [nstr[i] for i in keep], ptr_elems=m.ptr_elems, stamps=m.stamps)
         return run
 
     def op_memref_cast(self, o):
@@ -492,6 +753,35 @@ class Program:
 
         def run(st):
             st.env[out] = st.env[a]
+        return run
+
+    def op_memref_extract_aligned_pointer_as_index(self, o):
+        (a,), out = self.ins(o), self.slots_out1(o)
+
+        def run(st):
+            m = st.env[a]
+            if m.space != "shared":
+                raise SimError("extract_aligned_pointer_as_index is modeled for shared memory only")
+            # Byte address in the shared window: the dynamic shared memory base
+            # plus the byte shift of memref.view (2-byte elements).
+            st.env[out] = np.full(st.T, m.buf.base + 2 * m.ptr_elems, np.int64)
+        return run
+
+    def op_memref_extract_strided_metadata(self, o):
+        (a,), outs = self.ins(o), self.outs(o)
+        rank = (len(outs) - 2) // 2
+
+        def run(st):
+            m = st.env[a]
+            if len(m.sizes) != rank:
+                raise SimError("extract_strided_metadata: rank mismatch")
+            st.env[outs[0]] = MemRef(m.buf, m.space, m.elt, m.ptr_elems, [], [], ptr_elems=m.ptr_elems,
+                                     stamps=m.stamps)
+            # Elements past the aligned pointer (hardware: the layout offset).
+            st.env[outs[1]] = np.full(st.T, m.offset - m.ptr_elems, np.int64)
+            for i in range(rank):
+                st.env[outs[2 + i]] = np.full(st.T, m.sizes[i], np.int64)
+                st.env[outs[2 + rank + i]] = np.full(st.T, m.strides[i], np.int64)
         return run
 
     def op_memref_dim(self, o):
@@ -592,12 +882,16 @@ class Program:
         (a,), out = self.ins(o), self.slots_out1(o)
         src_t = parse_type(str(o.operands[0].type))
         dst_t = parse_type(str(o.results[0].type))
-        if not (src_t.kind == "bf16" and src_t.shape == (2,) and dst_t.kind == "int" and dst_t.shape == (1,)):
-            raise SimError("only vector<2xbf16> -> vector<1xi32> bitcasts are modeled")
+        if not (src_t.kind in ("bf16", "f16") and src_t.shape == (2,) and dst_t.kind == "int"
+                and dst_t.shape == (1,)):
+            raise SimError("only vector<2xbf16|f16> -> vector<1xi32> bitcasts are modeled")
 
         def run(st):
             x = st.env[a]
-            b = bf16_bits(x)
+            if src_t.kind == "bf16":
+                b = bf16_bits(x)
+            else:
+                b = np.asarray(x).astype(np.float16).view(np.uint16).astype(np.uint32)
             st.env[out] = (b[:, 0] | (b[:, 1] << 16)).astype(np.int64).reshape(st.T, 1)
         return run
 
@@ -636,6 +930,330 @@ class Program:
             st.env[out] = st.env[a][pos[0]]
         return run
 
+    def op_llvm_insertvalue(self, o):
+        c, v = self.ins(o)
+        out = self.slots_out1(o)
+        pos = list(ir.DenseI64ArrayAttr(o.attributes["position"]))
+        if len(pos) != 1:
+            raise SimError("nested llvm.insertvalue positions are not modeled")
+
+        def run(st):
+            r = list(st.env[c])
+            r[pos[0]] = st.env[v]
+            st.env[out] = tuple(r)
+        return run
+
+    def _llvm_fill(self, o, value: float):
+        out = self.slots_out1(o)
+        t = str(o.results[0].type)
+        n = _struct_len(t)
+        kind = parse_type(t)
+        if n is None and (kind.kind not in ("f32", "int") or kind.shape):
+            raise SimError(f"{o.name} of {t}")
+
+        def run(st):
+            if n is None:
+                st.env[out] = np.full(st.T, value if kind.kind == "f32" else 0,
+                                      np.float32 if kind.kind == "f32" else np.int64)
+            else:
+                st.env[out] = tuple(np.full(st.T, value, np.float32) for _ in range(n))
+        return run
+
+    def op_llvm_mlir_zero(self, o):
+        return self._llvm_fill(o, 0.0)
+
+    def op_llvm_mlir_undef(self, o):
+        return self._llvm_fill(o, np.nan)  # reading it shows up as NaN
+
+    op_llvm_mlir_poison = op_llvm_mlir_undef
+
+    def op_llvm_mlir_constant(self, o):
+        out = self.slots_out1(o)
+        t = parse_type(str(o.results[0].type))
+        attr = o.attributes["value"]
+        if t.shape:
+            raise SimError("vector llvm.mlir.constant")
+        const = (np.float32(ir.FloatAttr(attr).value) if t.kind == "f32"
+                 else np.int64(ir.IntegerAttr(attr).value))
+
+        def run(st):
+            st.env[out] = np.full(st.T, const)
+        return run
+
+    # ---- wgmma (sm_90a)
+    def op_nvvm_wgmma_fence_aligned(self, o):
+        def run(st):
+            if not np.all(st.mask):
+                raise SimError("wgmma.fence in divergent control flow")
+            st.clock += 1
+            st.wg_fence = st.clock
+        return run
+
+    def op_nvvm_wgmma_commit_group_sync_aligned(self, o):
+        def run(st):
+            if not np.all(st.mask):
+                raise SimError("wgmma.commit_group in divergent control flow")
+            st.wg_groups.append(st.wg_pending)
+            st.wg_pending = []
+        return run
+
+    def op_nvvm_wgmma_wait_group_sync_aligned(self, o):
+        n = ir.IntegerAttr(o.attributes["group"]).value
+
+        def run(st):
+            if not np.all(st.mask):
+                raise SimError("wgmma.wait_group in divergent control flow")
+            while len(st.wg_groups) > n:
+                self._retire_wgmma(st, st.wg_groups.pop(0))
+        return run
+
+    @staticmethod
+    def _retire_wgmma(st: State, group):
+        sh = st.shared
+        st.clock += 1
+        for tok in group:
+            tok.retired = True
+            tok.clock = st.clock
+            for g, idx in tok.reads:
+                sh.async_r[idx] -= 1
+                # Read on behalf of all 128 threads of warpgroup g (each warp's
+                # share of the wgmma may finish on its own): as for several
+                # readers (-2), any write before the next barrier is a race.
+                sh.r_thread[idx] = -2
+                sh.r_epoch[idx] = st.epoch
+
+    def op_nvvm_fence_proxy(self, o):
+        kind = str(o.attributes["kind"])
+        space = str(o.attributes["space"]) if "space" in o.attributes else ""
+        # fence.proxy.async{.shared::cta}: generic <-> async proxy, shared memory
+        # of this CTA (plain .async covers all state spaces).
+        if re.search(r"<([\w.]+)>", kind).group(1) not in ("async", "async.shared") \
+                or (space and "cta" not in space):
+            raise SimError(f"fence.proxy {kind} {space} is not modeled")
+
+        def run(st):
+            sh = st.shared
+            # Orders this thread's landed generic-proxy writes before later
+            # async-proxy (wgmma) accesses.
+            cand = ~sh.fenced & ~sh.inflight
+            if not np.all(st.mask):
+                cand &= np.isin(sh.w_thread, np.nonzero(st.mask)[0])
+            sh.fenced[cand] = True
+            sh.fence_epoch[cand] = st.epoch
+            st.stats["fence.proxy.async"] = st.stats.get("fence.proxy.async", 0) + 1
+        return run
+
+    @staticmethod
+    def _wgmma_tables(n: int):
+        """Per thread of a warpgroup (128) and register: (row, col) of D
+        (n/2 registers) and of A in registers (8 halves)."""
+        dr = np.zeros((128, n // 2), np.int64)
+        dc = np.zeros((128, n // 2), np.int64)
+        ar = np.zeros((128, 8), np.int64)
+        ac = np.zeros((128, 8), np.int64)
+        for t in range(128):
+            for i in range(n // 2):
+                dr[t, i], dc[t, i] = isa.wgmma_d(t // 32, t % 32, i)
+            for i in range(8):
+                ar[t, i], ac[t, i] = isa.wgmma_a(t // 32, t % 32, i)
+        return dr, dc, ar, ac
+
+    def _wgmma_smem(self, st: State, desc_val, rows: int, cols: int, k_major: bool,
+                    mn_is_row: bool, what: str):
+        """Reads a [rows x cols] operand (A: m x k, B: k x n) per warpgroup
+        through its descriptor. Returns values [G, rows, cols] and the shared
+        element indices per warpgroup."""
+        sh = st.shared
+        G = st.T // 128
+        d = np.asarray(desc_val, np.int64).reshape(G, 128)
+        vals = np.zeros((G, rows, cols), np.float32)
+        idxs = []
+        r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        mn, k = (r, c) if mn_is_row else (c, r)
+        for g in range(G):
+            if not np.all(d[g] == d[g, 0]):
+                raise SimError(f"wgmma {what} descriptor differs across the warpgroup")
+            desc = int(d[g, 0]) & ((1 << 64) - 1)
+            try:
+                addr = isa.wgmma_smem_address(mn, k, desc, k_major)
+            except ValueError as e:
+                raise SimError(f"wgmma {what}: {e}")
+            fields = isa.decode_descriptor(desc)
+            rel = addr - sh.base
+            if np.any(rel < 0) or np.any(rel // 2 >= sh.data.size):
+                raise SimError(f"wgmma {what} reads outside dynamic shared memory "
+                               f"(descriptor {fields})")
+            idx = (rel // 2).astype(np.int64)
+            if np.unique(idx).size != idx.size:
+                raise SimError(f"wgmma {what}: two elements at one address (descriptor {fields})")
+            vals[g] = sh.data[idx]
+            idxs.append(idx.reshape(-1))
+        return vals, idxs
+
+    def _wgmma_check_reads(self, st: State, idxs):
+        sh = st.shared
+        flat = np.concatenate(idxs)
+        if np.any(sh.inflight[flat]):
+            raise SimError("wgmma reads shared memory a cp.async has not finished writing "
+                           "(missing cp.async.wait_group)")
+        if np.any(sh.w_epoch[flat] == st.epoch):
+            raise SimError("wgmma reads shared data written since the last barrier (missing barrier)")
+        if not np.all(sh.fenced[flat]):
+            raise SimError("generic-proxy write not fenced before wgmma read (missing "
+                           "fence.proxy.async by the writing thread after its data landed)")
+        if np.any(sh.fence_epoch[flat] == st.epoch):
+            raise SimError("fence.proxy.async not followed by a barrier before the wgmma read")
+
+    def _wgmma(self, st: State, n: int, tables, A_src, descB, b_kmajor: bool, C, scale_a: int,
+               scale_b: int, acc_slots, a_slots) -> tuple:
+        """Executes m64n{n}k16 for every warpgroup. A_src: ("smem", descA,
+        k_major) or ("regs", [T, 8] float32 halves). C: list of n/2 per-thread
+        registers or None (scale-d false). Returns the result registers."""
+        if not np.all(st.mask):
+            raise SimError("wgmma.mma_async in divergent control flow")
+        if st.T % 128:
+            raise SimError("wgmma needs whole warpgroups (block size a multiple of 128)")
+        if st.wg_fence < 0:
+            raise SimError("wgmma.mma_async before any wgmma.fence")
+        # Registers written by non-wgmma ops since the last wgmma.fence.
+        for slot in ([] if "wgmma-a-fence" in self.waive else a_slots):
+            if st.stamp.get(slot, -1) >= st.wg_fence:
+                raise SimError("wgmma A-fragment registers written by a non-wgmma op after the "
+                               "last wgmma.fence (the fence must come between them)")
+        if C is not None:
+            for slot in ([] if "wgmma-acc-fence" in self.waive else acc_slots):
+                if st.stamp.get(slot, -1) >= st.wg_fence:
+                    raise SimError("wgmma accumulator registers written by a non-wgmma op after "
+                                   "the last wgmma.fence (the fence must come between them)")
+            for x in C:
+                # Only same-shape wgmma chains are ordered without a fence.
+                if isinstance(x, Pending) and x.tok.n != n and not (
+                        x.tok.retired and x.tok.clock < st.wg_fence):
+                    raise SimError("wgmma accumulator from a wgmma of another shape without a "
+                                   "wait_group and a wgmma.fence in between")
+        G = st.T // 128
+        dr, dc, ar, ac = tables
+        B, idxB = self._wgmma_smem(st, descB, 16, n, b_kmajor, mn_is_row=False, what="B")
+        if A_src[0] == "smem":
+            A, idxA = self._wgmma_smem(st, A_src[1], 64, 16, A_src[2], mn_is_row=True, what="A")
+        else:
+            halves = A_src[1].reshape(G, 128, 8)
+            A = np.zeros((G, 64, 16), np.float32)
+            A[:, ar, ac] = halves
+            idxA = [np.zeros(0, np.int64)] * G
+        reads = [np.concatenate([a, b]) for a, b in zip(idxA, idxB)]
+        self._wgmma_check_reads(st, reads)
+        D = (scale_a * A.astype(np.float64)) @ (scale_b * B.astype(np.float64))
+        if C is not None:
+            Cr = np.stack([x.val if isinstance(x, Pending) else np.asarray(x, np.float32)
+                           for x in C], 1).reshape(G, 128, n // 2)
+            Cm = np.zeros((G, 64, n), np.float64)
+            Cm[:, dr, dc] = Cr
+            D = D + Cm
+        D = D.astype(np.float32)
+        regs = D[:, dr, dc].reshape(st.T, n // 2)
+        tok = WgToken(n)
+        sh = st.shared
+        for g, idx in enumerate(reads):
+            u = np.unique(idx)
+            sh.async_r[u] += 1
+            tok.reads.append((g, u))
+        st.wg_pending.append(tok)
+        st.stats["wgmma"] = st.stats.get("wgmma", 0) + 1
+        st.stats["wgmma.warpgroups"] = st.stats.get("wgmma.warpgroups", 0) + G
+        return tuple(Pending(regs[:, i].copy(), tok) for i in range(n // 2))
+
+    def op_nvvm_wgmma_mma_async(self, o):
+        acc, da, db = self.ins(o)
+        out = self.slots_out1(o)
+        a = {k: str(o.attributes[k]) for k in ("shape", "typeA", "typeB", "typeD", "scaleD",
+                                               "scaleA", "scaleB", "layoutA", "layoutB")}
+        m = re.search(r"m = (\d+), n = (\d+), k = (\d+)", a["shape"])
+        M, n, K = (int(x) for x in m.groups())
+        ta, tb = (re.search(r"<(\w+)>", a[k]).group(1) for k in ("typeA", "typeB"))
+        if (M, K) != (64, 16) or ta != tb or ta not in ("f16", "bf16") or "f32" not in a["typeD"]:
+            raise SimError(f"wgmma.mma_async {a} is not modeled")
+        if _struct_len(str(o.results[0].type)) != n // 2:
+            raise SimError("wgmma.mma_async result is not n/2 f32")
+        scale_d = "one" in a["scaleD"]
+        scale_a = -1 if "neg" in a["scaleA"] else 1
+        scale_b = -1 if "neg" in a["scaleB"] else 1
+        a_kmajor = "row" in a["layoutA"]
+        b_kmajor = "col" in a["layoutB"]
+        tables = self._wgmma_tables(n)
+
+        def run(st):
+            C = list(st.env[acc]) if scale_d else None
+            st.env[out] = self._wgmma(st, n, tables, ("smem", st.env[da], a_kmajor), st.env[db],
+                                      b_kmajor, C, scale_a, scale_b, [acc], [])
+            st.stamp[out] = -1
+        return run
+
+    def op_llvm_inline_asm(self, o):
+        text = ir.StringAttr(o.attributes["asm_string"]).value
+        cons = ir.StringAttr(o.attributes["constraints"]).value.split(",")
+        ins = self.ins(o)
+        out = self.slots_out1(o) if len(o.results) else None
+        m = _WGMMA_ASM.fullmatch(text)
+        if m is None:
+            raise SimError(f"inline asm not modeled: {text!r}")
+        n = int(m.group(1))
+        ta, tb = m.group(2), m.group(3)
+        drefs, arefs, bref = _asm_refs(m.group(4)), _asm_refs(m.group(5)), int(m.group(6))
+        scale_d, scale_a, scale_b, trans_b = (int(m.group(i)) for i in range(7, 11))
+        n_out = sum(1 for c in cons if c.startswith("="))
+        inputs = cons[n_out:]
+
+        def bad(why):
+            return SimError(f"inline wgmma ({text[:60]}...): {why}")
+        if ta != tb:
+            raise bad("mixed A/B types")
+        if len(inputs) != len(ins):
+            raise bad("constraints do not match the operands")
+        if out is None or _struct_len(str(o.results[0].type)) != n // 2 or n_out != n // 2:
+            raise bad("result is not n/2 f32 outputs")
+        if any(c != "=f" for c in cons[:n_out]) or drefs != list(range(n // 2)):
+            raise bad("D must be the outputs $0..$(n/2-1) in order, constraint =f")
+        if scale_d not in (0, 1) or scale_a not in (1, -1) or scale_b not in (1, -1) \
+                or trans_b not in (0, 1):
+            raise bad("immediates out of range")
+
+        def input_of(ref, want):
+            j = ref - n_out
+            if not 0 <= j < len(inputs) or inputs[j] != want:
+                raise bad(f"${ref} is not an input with constraint {want}")
+            return ins[j]
+        a_slots = [input_of(r, "r") for r in arefs]
+        if len(a_slots) != 4:
+            raise bad("A needs four .b32 registers")
+        b_slot = input_of(bref, "l")
+        # Output i reads its initial value from the input tied to it ("i").
+        acc_slots = []
+        for i in range(n // 2):
+            tied = [j for j, c in enumerate(inputs) if c == str(i)]
+            if len(tied) != 1:
+                raise bad(f"output ${i} is not tied to exactly one input")
+            acc_slots.append(ins[tied[0]])
+        if len(acc_slots) + 5 != len(ins):
+            raise bad("unexpected extra operands")
+        tables = self._wgmma_tables(n)
+
+        def unpack(x):
+            x = np.asarray(x, np.int64)
+            lo, hi = x & 0xFFFF, (x >> 16) & 0xFFFF
+            if ta == "bf16":
+                return np.stack([bits_bf16(lo), bits_bf16(hi)], 1)
+            f = lambda b: b.astype(np.uint16).view(np.float16).astype(np.float32)
+            return np.stack([f(lo), f(hi)], 1)
+
+        def run(st):
+            halves = np.concatenate([unpack(st.env[s]) for s in a_slots], 1)   # a0..a7
+            C = [st.env[s] for s in acc_slots] if scale_d else None
+            st.env[out] = self._wgmma(st, n, tables, ("regs", halves), st.env[b_slot],
+                                      trans_b == 0, C, scale_a, scale_b, acc_slots, a_slots)
+            st.stamp[out] = -1
+        return run
+
     # ---- nvgpu
     def op_nvgpu_device_async_copy(self, o):
         seg = list(ir.DenseI32ArrayAttr(o.attributes["operandSegmentSizes"]))
@@ -662,7 +1280,11 @@ class Program:
             has = e[None, :] < n[t][:, None]
             src_idx = np.where(has, sl[t][:, None] + e, 0)
             vals = np.where(has, sm.buf[src_idx], 0).astype(np.float32)
-            # Write-after-read: another thread read these since the last barrier.
+            if np.any(sh.async_r[d] > 0):
+                raise SimError("cp.async overwrites shared data an unretired wgmma.mma_async reads "
+                               "(missing wgmma.wait_group)")
+            # Write-after-read: another thread (or a wgmma) read these since
+            # the last barrier.
             bad = (sh.r_epoch[d] == st.epoch) & (sh.r_thread[d] != t[:, None])
             if np.any(bad):
                 raise SimError("cp.async overwrites shared data another thread read since the "
@@ -702,6 +1324,7 @@ class Program:
             sh.inflight[d] = False
             sh.w_epoch[d] = st.epoch
             sh.w_thread[d] = t
+            sh.fenced[d] = False   # a generic-proxy write
 
     def op_nvgpu_ldmatrix(self, o):
         m, *idx = self.ins(o)
@@ -816,9 +1439,12 @@ class Program:
     # ---- scf
     def op_scf_yield(self, o):
         ins = self.ins(o)
+        track = self.track
 
         def run(st):
             st.env["__yield__"] = [st.env[i] for i in ins]
+            if track:
+                st.env["__ystamp__"] = [st.stamp.get(i, -1) for i in ins]
         return run
 
     def op_scf_if(self, o):
@@ -827,10 +1453,18 @@ class Program:
         then_b = self.compile_block(o.regions[0].blocks[0])
         else_b = self.compile_block(o.regions[1].blocks[0]) if len(o.regions[1].blocks) else []
 
+        track = self.track
+
         def body(st, steps):
             for s in steps:
                 s(st)
-            return st.env.pop("__yield__", [])
+            return st.env.pop("__yield__", []), st.env.pop("__ystamp__", [-1] * len(outs))
+
+        def merge(cond, x, y):
+            if isinstance(x, tuple):
+                return tuple(merge(cond, a, b) for a, b in zip(x, y))
+            cc = cond.reshape(cond.shape + (1,) * (np.ndim(x) - 1))
+            return np.where(cc, x, y)
 
         def run(st):
             cond = np.broadcast_to(st.env[c], (st.T,))
@@ -838,19 +1472,22 @@ class Program:
             if act.size == 0:
                 return
             if np.all(act) or not np.any(act):
-                res = body(st, then_b if act[0] else else_b)
-                for s, v in zip(outs, res):
+                res, stamps = body(st, then_b if act[0] else else_b)
+                for s, v, t in zip(outs, res, stamps):
                     st.env[s] = v
+                    if track:
+                        st.stamp[s] = t
                 return
             saved = st.mask
             st.mask = saved & cond
-            r1 = body(st, then_b)
+            r1, t1 = body(st, then_b)
             st.mask = saved & ~cond
-            r2 = body(st, else_b)
+            r2, t2 = body(st, else_b)
             st.mask = saved
-            for s, x, y in zip(outs, r1, r2):
-                cc = cond.reshape(cond.shape + (1,) * (np.ndim(x) - 1))
-                st.env[s] = np.where(cc, x, y)
+            for s, x, y, a, b in zip(outs, r1, r2, t1, t2):
+                st.env[s] = merge(cond, x, y)
+                if track:
+                    st.stamp[s] = max(a, b)
         return run
 
     def op_scf_for(self, o):
@@ -861,20 +1498,28 @@ class Program:
         outs = self.outs(o)
         steps = self.compile_block(blk)
 
+        track = self.track
+
         def run(st):
             lo = uniform(st.env[lb], st, "loop bound")
             hi = uniform(st.env[ub], st, "loop bound")
             sp = uniform(st.env[step], st, "loop step")
             vals = [st.env[i] for i in inits]
+            stamps = [st.stamp.get(i, -1) for i in inits] if track else []
             for i in range(lo, hi, sp):
                 st.env[iv] = np.full(st.T, i, np.int64)
                 for s, v in zip(iters, vals):
                     st.env[s] = v
+                for s, t in zip(iters, stamps):
+                    st.stamp[s] = t
                 for s in steps:
                     s(st)
                 vals = st.env.pop("__yield__", [])
+                stamps = st.env.pop("__ystamp__", [])
             for s, v in zip(outs, vals):
                 st.env[s] = v
+            for s, t in zip(outs, stamps):
+                st.stamp[s] = t
         return run
 
     # ---- host side
@@ -907,7 +1552,8 @@ class Program:
                 for by in range(g[1]):
                     for bx in range(g[0]):
                         ks = State(T=bl[0], env={}, mask=np.ones(bl[0], bool),
-                                   shared=Shared.make(nbytes), block=(bx, by, bz), grid=tuple(g),
+                                   shared=Shared.make(nbytes, self.smem_base), block=(bx, by, bz),
+                                   grid=tuple(g),
                                    stats=st.stats)
                         for ka, v in zip(kargs, vals):
                             ks.env[self.slot(ka)] = v
