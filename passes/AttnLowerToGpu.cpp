@@ -105,6 +105,7 @@ struct Plan {
   int64_t BM = 0, BN = 0, D = 0, Dv = 0, S = 1;
   Type elt; // f16 or bf16
   bool wgmma = false; // sm_90a warpgroup path (else mma.sync)
+  bool tma = false;   // TMA loads on mbarriers (wgmma only; else cp.async)
   // Host function arguments by role (-1: absent), recorded as attn.gpu_args.
   int64_t qArg = -1, kArg = -1, vArg = -1, biasArg = -1, outArg = -1;
   int64_t smemBytes = 0, qBytes = 0, kBytes = 0, vBytes = 0;
@@ -116,7 +117,7 @@ int64_t smemLimit(StringRef chip) {
 }
 
 std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip, StringRef mma,
-                            bool &failed) {
+                            bool useTma, bool &failed) {
   auto fail = [&](Operation *op, const Twine &msg) -> std::optional<Plan> {
     op->emitError("attn-lower-to-gpu: ") << msg;
     failed = true;
@@ -307,13 +308,16 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
     return fail(where, "mma=wgmma needs chip=sm_90a and num-warps a multiple of 4 (got " + chip +
                           ", " + Twine(numWarps) + " warps)");
   p.wgmma = wgmmaFits && mma != "mma-sync";
+  // TMA writes the 128-byte-swizzled panels that only the wgmma kernel reads.
+  p.tma = p.wgmma && useTma;
 
   int64_t eltBytes = 2;
+  int64_t barrierBytes = p.tma ? 8 * (p.S + 1) : 0; // static shared memory
   p.qBytes = p.BM * p.D * eltBytes;
   p.kBytes = p.S * p.BN * p.D * eltBytes;
   p.vBytes = p.S * p.BN * p.Dv * eltBytes;
   p.smemBytes = p.qBytes + p.kBytes + p.vBytes + (p.wgmma ? kSmemAlign : 0);
-  if (p.smemBytes > smemLimit(chip))
+  if (p.smemBytes + barrierBytes > smemLimit(chip))
     return fail(where, "the tiles need " + Twine(p.smemBytes) + " bytes of shared memory, more than " +
                           chip + " allows per block (" + Twine(smemLimit(chip)) +
                           "); use fewer stages or smaller blocks");
@@ -333,6 +337,8 @@ struct Lowering {
   Value qSmem, kSmem, vSmem;
   Value qFrag, sFrag, accFrag, mxFrag, sumFrag;
   Value qToken;
+  Value mbarriers; // TMA: one per K/V slot, then one for Q
+  llvm::DenseMap<std::pair<Value, int64_t>, Value> tensorMaps;
   double qScale = 1.0;
   Operation *qCommit = nullptr;
 
@@ -356,6 +362,10 @@ struct Lowering {
   void buildPrelude();
   LogicalResult retypeSharedTiles(Value oldRoot, Value newBase);
   LogicalResult placeAsyncGroups();
+  LogicalResult placeTmaLoads();
+  Value tensorMap(Value source, int64_t rows);
+  void emitTmaCopy(CopyTileOp op, Value dst, Value desc, int64_t rows, int64_t cols, Value slot,
+                   Value pred);
   LogicalResult lowerTileOps();
   LogicalResult outline();
 
@@ -438,8 +448,8 @@ LogicalResult Lowering::internalizeValues() {
   std::function<Value(Value)> inside = [&](Value v) -> Value {
     if (launch.getBody().isAncestor(v.getParentRegion()))
       return v;
-    if (isa<BlockArgument>(v))
-      return v; // a function argument: becomes a kernel argument
+    if (isa<BlockArgument>(v) || isa<nvgpu::TensorMapDescriptorType>(v.getType()))
+      return v; // a function argument or a TMA descriptor: becomes a kernel argument
     if (Value m = map.lookupOrNull(v))
       return m;
     Operation *def = v.getDefiningOp();
@@ -459,7 +469,8 @@ LogicalResult Lowering::internalizeValues() {
   launch.getBody().walk([&](Operation *op) {
     for (OpOperand &use : op->getOpOperands()) {
       Value v = use.get();
-      if (launch.getBody().isAncestor(v.getParentRegion()) || isa<BlockArgument>(v))
+      if (launch.getBody().isAncestor(v.getParentRegion()) || isa<BlockArgument>(v) ||
+          isa<nvgpu::TensorMapDescriptorType>(v.getType()))
         continue;
       use.set(inside(v));
     }
@@ -741,6 +752,178 @@ LogicalResult Lowering::placeAsyncGroups() {
     nvgpu::DeviceAsyncWaitOp::create(b, loc, qToken, b.getI32IntegerAttr(pending));
     fenceForWgmma();
     gpu::BarrierOp::create(b, loc);
+  }
+  return success();
+}
+
+//===-- sm_90a: TMA loads on mbarriers -------------------------------------===//
+
+/// The TMA descriptor of `source` ([batch, heads, seq, d] in global memory)
+/// for boxes of `rows` x 64 elements written with the 128-byte swizzle: one
+/// `nvgpu.tma.create.descriptor` in the host function (it becomes a kernel
+/// argument; the runtime encodes the tensor map, see gpu.py / runtime/cuda.py).
+Value Lowering::tensorMap(Value source, int64_t rows) {
+  auto key = std::make_pair(source, rows);
+  if (Value d = tensorMaps.lookup(key))
+    return d;
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(launch);
+  auto srcType = cast<MemRefType>(source.getType());
+  auto box = MemRefType::get({1, 1, rows, 64}, p.elt, MemRefLayoutAttrInterface{}, workgroup());
+  auto descType = nvgpu::TensorMapDescriptorType::get(
+      ctx(), box, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
+      nvgpu::TensorMapL2PromoKind::L2PROMO_128B, nvgpu::TensorMapOOBKind::OOB_ZERO,
+      nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
+  Value unranked = memref::CastOp::create(
+      b, loc, UnrankedMemRefType::get(srcType.getElementType(), srcType.getMemorySpace()), source);
+  SmallVector<Value> dims;
+  for (int64_t d : box.getShape())
+    dims.push_back(idx(d));
+  Value desc = nvgpu::TmaCreateDescriptorOp::create(b, loc, descType, unranked, dims);
+  tensorMaps[key] = desc;
+  return desc;
+}
+
+/// The TMA loads of one copy_tile: one [rows, 64] box per 64-column panel,
+/// into the panel's [1, 1, rows, 64] view; coordinates innermost first
+/// (column, row, head, batch); rows past the end of the tensor arrive as
+/// zeros, which is copy_tile's `valid` as attn-tile builds it (the rows left
+/// in the tensor).
+void Lowering::emitTmaCopy(CopyTileOp op, Value dst, Value desc, int64_t rows, int64_t cols,
+                           Value slot, Value pred) {
+  auto dstType = cast<MemRefType>(dst.getType());
+  for (int64_t pc = 0; pc < cols / 64; ++pc) {
+    SmallVector<OpFoldResult> off{b.getIndexAttr(pc * rows), b.getIndexAttr(0)};
+    SmallVector<OpFoldResult> sizes{b.getIndexAttr(rows), b.getIndexAttr(64)};
+    SmallVector<OpFoldResult> strides{b.getIndexAttr(1), b.getIndexAttr(1)};
+    auto panelType = cast<MemRefType>(
+        memref::SubViewOp::inferResultType(dstType, off, sizes, strides));
+    Value panel = memref::SubViewOp::create(b, loc, panelType, dst, off, sizes, strides);
+    Value box = memref::ExpandShapeOp::create(
+        b, loc, SmallVector<int64_t>{1, 1, rows, 64}, panel,
+        SmallVector<ReassociationIndices>{{0, 1, 2}, {3}});
+    nvgpu::TmaAsyncLoadOp::create(b, loc, box, mbarriers, desc,
+                                  ValueRange{idx(pc * 64), op.getRow(), op.getHead(), op.getBatch()},
+                                  slot, /*multicastMask=*/Value(), pred);
+  }
+}
+
+/// TMA version of placeAsyncGroups: thread 0 issues each pipelined
+/// iteration's K and V boxes on the mbarrier of the slot they fill (after
+/// arrive.expect_tx with their byte count), Q on its own mbarrier; before
+/// the Q.K^T that reads a slot, every thread waits for the barrier's phase
+/// of that fill. Fills and reads go through the slots in the same order, so
+/// read number c waits on barrier c % S with parity (c / S) % 2 (a counter
+/// in a register). The gpu.barrier before a slot is refilled (all warps done
+/// reading it) stays; no proxy fence is needed (TMA writes and wgmma reads
+/// both go through the async proxy).
+LogicalResult Lowering::placeTmaLoads() {
+  Block &body = launch.getBody().front();
+  SmallVector<CopyTileOp> qCopies, kvCopies;
+  SmallVector<TileMatmulOp> qkMatmuls;
+  launch.getBody().walk<WalkOrder::PreOrder>([&](Operation *op) {
+    if (auto cp = dyn_cast<CopyTileOp>(op)) {
+      Value r = rootOf(cp.getDest());
+      (r == kSmem || r == vSmem ? kvCopies : qCopies).push_back(cp);
+    } else if (auto mm = dyn_cast<TileMatmulOp>(op); mm && !mm.getAccumulate()) {
+      qkMatmuls.push_back(mm);
+    }
+  });
+  if (qCopies.size() != 1 || qCopies[0]->getBlock() != &body)
+    return p.func.emitError("attn-lower-to-gpu: expected one Q copy_tile at the top of the kernel");
+  if (qkMatmuls.empty())
+    return p.func.emitError("attn-lower-to-gpu: no Q.K^T tile_matmul");
+  CopyTileOp q = qCopies[0];
+  if (auto sc = q.getScale())
+    qScale = sc->convertToDouble();
+
+  // Barriers and the read counter, before the Q copy.
+  b.setInsertionPoint(q);
+  auto groupType = nvgpu::MBarrierGroupType::get(ctx(), workgroup(), p.S + 1);
+  mbarriers = nvgpu::MBarrierCreateOp::create(b, loc, groupType);
+  Value isLeader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
+  for (int64_t i = 0; i <= p.S; ++i)
+    nvgpu::MBarrierInitOp::create(b, loc, mbarriers, idx(1), idx(i), isLeader);
+  gpu::BarrierOp::create(b, loc); // initialized before anyone waits
+  Value reads = memref::AllocaOp::create(b, loc, MemRefType::get({1}, b.getIndexType()));
+  store(idx(0), reads, 0);
+
+  // Q.
+  Value qSlot = idx(p.S);
+  nvgpu::MBarrierArriveExpectTxOp::create(b, loc, mbarriers, idx(p.qBytes), qSlot, isLeader);
+  emitTmaCopy(q, qSmem, tensorMap(q.getSource(), p.BM), p.BM, p.D, qSlot, isLeader);
+  q->erase();
+
+  // K/V: one expect_tx per pipelined iteration, at its first copy (under
+  // the scf.if that predicates the iteration, if any).
+  auto key = [](Operation *op) {
+    return std::make_tuple(anchorOf(op)->getBlock(), op->getAttr("attn.part"),
+                           op->getAttr("attn.iteration"), op->getAttr("attn.unrolled_copy"));
+  };
+  auto slotOf = [&](CopyTileOp cp) -> Value {
+    Value d = cp.getDest();
+    while (auto c = d.getDefiningOp<memref::CastOp>())
+      d = c.getSource();
+    if (auto sv = d.getDefiningOp<memref::SubViewOp>())
+      if (rootOf(sv.getSource()) == kSmem || rootOf(sv.getSource()) == vSmem)
+        return getValueOrCreateConstantIndexOp(b, loc, sv.getMixedOffsets()[0]);
+    return Value();
+  };
+  for (size_t i = 0; i < kvCopies.size();) {
+    size_t j = i + 1;
+    while (j < kvCopies.size() && key(kvCopies[j]) == key(kvCopies[i]))
+      ++j;
+    Operation *first = anchorOf(kvCopies[i]);
+    if (isa<scf::ForOp>(first->getParentOp())) {
+      b.setInsertionPoint(first);
+      gpu::BarrierOp::create(b, loc); // every warp is done with the slot
+    }
+    b.setInsertionPoint(kvCopies[i]);
+    Value slot = slotOf(kvCopies[i]);
+    if (!slot) {
+      if (p.S != 1)
+        return kvCopies[i].emitError("attn-lower-to-gpu: cannot tell which pipeline slot this "
+                                     "copy fills");
+      slot = idx(0);
+    }
+    int64_t bytes = 0;
+    for (size_t c = i; c < j; ++c) {
+      bool isK = rootOf(kvCopies[c].getDest()) == kSmem;
+      bytes += p.BN * (isK ? p.D : p.Dv) * 2;
+    }
+    Value leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
+    nvgpu::MBarrierArriveExpectTxOp::create(b, loc, mbarriers, idx(bytes), slot, leader);
+    for (size_t c = i; c < j; ++c) {
+      CopyTileOp cp = kvCopies[c];
+      bool isK = rootOf(cp.getDest()) == kSmem;
+      b.setInsertionPoint(cp);
+      Value lead = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
+      emitTmaCopy(cp, cp.getDest(), tensorMap(cp.getSource(), p.BN), p.BN, isK ? p.D : p.Dv,
+                  slot, lead);
+      cp->erase();
+    }
+    i = j;
+  }
+
+  // Waits: Q before the first top-level op that runs Q.K^T; K/V right before
+  // each Q.K^T, under the same predicate as the matmul (a wait for a fill
+  // that a predicated-off iteration never issued would hang).
+  Operation *firstTop = qkMatmuls.front();
+  while (firstTop->getBlock() != &body)
+    firstTop = firstTop->getParentOp();
+  b.setInsertionPoint(firstTop);
+  Value ticks = idx(10000000);
+  Value falseBit = arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
+  nvgpu::MBarrierTryWaitParityOp::create(b, loc, mbarriers, falseBit, ticks, qSlot);
+  for (TileMatmulOp mm : qkMatmuls) {
+    b.setInsertionPoint(mm);
+    IROps o{b, loc};
+    Value c = load(reads, 0);
+    Value slot = o.rem(c, p.S);
+    Value phase = o.rem(o.div(c, p.S), 2);
+    Value parity = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, phase, idx(0));
+    nvgpu::MBarrierTryWaitParityOp::create(b, loc, mbarriers, parity, ticks, slot);
+    store(addi(c, idx(1)), reads, 0);
   }
   return success();
 }
@@ -1074,9 +1257,28 @@ void Lowering::lowerPVWgmma(TileMatmulOp op) {
   auto eltPairType = VectorType::get({2}, p.elt);
   auto i32 = b.getI32Type();
   int64_t n = p.Dv / 2;
-  NVVM::WgmmaFenceAlignedOp::create(b, loc);
   Value vDesc = wgmmaDescriptor(sharedAddress(op.getB()), p.BN * kSwizzleRowBytes, kAtomBytes);
+  // Every register a wgmma reads (accumulators, P) is written before the
+  // wgmma.fence; a write between the fence and the wgmma would make ptxas
+  // insert waits and serialize the chain.
   Value acc = wgmmaAccumulator(accFrag, n);
+  SmallVector<SmallVector<Value>> aRegs;
+  for (int64_t kk = 0; kk < p.BN / 16; ++kk) {
+    SmallVector<Value> regs;
+    for (int64_t reg = 0; reg < 4; ++reg) {
+      auto [dnb, crow] = gl::probabilityFragmentSource(reg);
+      int64_t base = (2 * kk + dnb) * 4 + crow * 2;
+      Value pair = vector::FromElementsOp::create(
+          b, loc, pairType, ValueRange{load(sFrag, base), load(sFrag, base + 1)});
+      Value half = arith::TruncFOp::create(b, loc, eltPairType, pair);
+      Value w = vector::BitCastOp::create(b, loc, VectorType::get({1}, i32), half);
+      regs.push_back(vector::ExtractOp::create(b, loc, w, ArrayRef<int64_t>{0}));
+    }
+    aRegs.push_back(regs);
+  }
+  SmallVector<Value> descs;
+  for (int64_t kk = 0; kk < p.BN / 16; ++kk)
+    descs.push_back(offsetDescriptor(b, loc, vDesc, kk * 2 * kAtomBytes)); // 16 keys = 2 atoms
   std::string asmText;
   {
     llvm::raw_string_ostream os(asmText);
@@ -1094,21 +1296,13 @@ void Lowering::lowerPVWgmma(TileMatmulOp op) {
   for (int64_t i = 0; i < n; ++i)
     constraints += std::to_string(i) + ",";
   constraints += "r,r,r,r,l";
+  NVVM::WgmmaFenceAlignedOp::create(b, loc);
   for (int64_t kk = 0; kk < p.BN / 16; ++kk) {
     SmallVector<Value> operands;
     for (int64_t i = 0; i < n; ++i)
       operands.push_back(LLVM::ExtractValueOp::create(b, loc, acc, ArrayRef<int64_t>{i}));
-    for (int64_t reg = 0; reg < 4; ++reg) {
-      auto [dnb, crow] = gl::probabilityFragmentSource(reg);
-      int64_t base = (2 * kk + dnb) * 4 + crow * 2;
-      Value pair = vector::FromElementsOp::create(
-          b, loc, pairType, ValueRange{load(sFrag, base), load(sFrag, base + 1)});
-      Value half = arith::TruncFOp::create(b, loc, eltPairType, pair);
-      Value w = vector::BitCastOp::create(b, loc, VectorType::get({1}, i32), half);
-      operands.push_back(vector::ExtractOp::create(b, loc, w, ArrayRef<int64_t>{0}));
-    }
-    // 16 keys = two 8-row atoms.
-    operands.push_back(offsetDescriptor(b, loc, vDesc, kk * 2 * kAtomBytes));
+    llvm::append_range(operands, aRegs[kk]);
+    operands.push_back(descs[kk]);
     acc = LLVM::InlineAsmOp::create(b, loc, acc.getType(), operands, asmText, constraints,
                                     /*has_side_effects=*/true, /*is_align_stack=*/false,
                                     LLVM::tailcallkind::TailCallKind::None,
@@ -1371,7 +1565,7 @@ LogicalResult Lowering::run() {
     return failure();
   if (failed(retypeSharedTiles(p.k, kSmem)) || failed(retypeSharedTiles(p.v, vSmem)))
     return failure();
-  if (failed(placeAsyncGroups()))
+  if (failed(p.tma ? placeTmaLoads() : placeAsyncGroups()))
     return failure();
   if (failed(lowerTileOps()))
     return failure();
@@ -1396,6 +1590,25 @@ LogicalResult Lowering::outline() {
   auto gpuModule = gpu::GPUModuleOp::create(mb, loc, name);
   SymbolTable(gpuModule).insert(kernel);
   SymbolTable(top).insert(gpuModule); // renames on a clash
+  // TMA descriptors cross the kernel boundary as generic pointers (what the
+  // NVGPU lowering makes of them): the kernel signature then converts to
+  // LLVM, which a !nvgpu.tensormap.descriptor argument would not.
+  auto ptrType = LLVM::LLVMPointerType::get(ctx());
+  Block &entry = kernel.getBody().front();
+  SmallVector<Type> argTypes(kernel.getArgumentTypes());
+  for (auto [i, arg] : llvm::enumerate(entry.getArguments())) {
+    if (!isa<nvgpu::TensorMapDescriptorType>(arg.getType()))
+      continue;
+    Type descType = arg.getType();
+    arg.setType(ptrType);
+    argTypes[i] = ptrType;
+    OpBuilder kb = OpBuilder::atBlockBegin(&entry);
+    auto cast = UnrealizedConversionCastOp::create(kb, loc, descType, ValueRange{arg});
+    arg.replaceAllUsesExcept(cast.getResult(0), cast);
+    b.setInsertionPoint(launch);
+    operands[i] = UnrealizedConversionCastOp::create(b, loc, ptrType, operands[i]).getResult(0);
+  }
+  kernel.setFunctionType(FunctionType::get(ctx(), argTypes, {}));
   b.setInsertionPoint(launch);
   gpu::LaunchFuncOp::create(b, launch.getLoc(), kernel, launch.getGridSizeOperandValues(),
                             launch.getBlockSizeOperandValues(),
@@ -1424,7 +1637,7 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
       if (func.isExternal())
         continue;
       bool failedAnalysis = false;
-      std::optional<Plan> plan = analyze(func, numWarps, chip, mma, failedAnalysis);
+      std::optional<Plan> plan = analyze(func, numWarps, chip, mma, tma, failedAnalysis);
       if (failedAnalysis)
         return signalPassFailure();
       if (!plan)

@@ -131,6 +131,13 @@ def AttnLowerToGpu : Pass<"attn-lower-to-gpu", "ModuleOp"> {
         before the softmax reads its result, and the copies into shared
         memory are made visible to the async proxy with
         `fence.proxy.async.shared::cta` before the barrier;
+      * with `tma=true` (the default) the tiles arrive by TMA
+        (`nvgpu.tma.async.load` of [rows, 64] boxes with the 128-byte
+        swizzle, from descriptors made by `nvgpu.tma.create.descriptor` in
+        the host function) on one mbarrier per pipeline slot plus one for Q:
+        thread 0 issues `mbarrier.arrive.expect_tx` and the boxes of an
+        iteration, every thread waits with `mbarrier.try_wait.parity` right
+        before the Q.K^T that reads the slot; `tma=false` keeps cp.async;
       * the accumulator fragment of wgmma per warp equals that of mma.sync,
         so masks, softmax and stores are shared with the sm_80 kernel.
     Inputs must be f16 or bf16 with head dims 64 or 128; other element types,
@@ -141,6 +148,8 @@ def AttnLowerToGpu : Pass<"attn-lower-to-gpu", "ModuleOp"> {
     Option<"chip", "chip", "std::string", "\"sm_80\"", "target GPU: sm_80 or sm_90a">,
     Option<"mma", "mma", "std::string", "\"auto\"",
            "tensor-core instructions: mma-sync, wgmma (sm_90a, num-warps a multiple of 4) or auto (wgmma where it applies)">,
+    Option<"tma", "tma", "bool", "true",
+           "with wgmma, load Q/K/V tiles with TMA on mbarriers (false: cp.async)">,
     Option<"numWarps", "num-warps", "int64_t", "4", "warps per thread block (block-m = 16 * num-warps)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",

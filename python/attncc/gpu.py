@@ -269,7 +269,8 @@ def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
     args = []
     for a in parts[11]:
         if not isinstance(a, ir.BlockArgument):
-            raise CompileError("kernel arguments must be the function's buffers")
+            args.append(_tensor_map_arg(a))
+            continue
         shape, elt = parse_memref(str(a.type))
         args.append({"arg": a.arg_number, "shape": shape, "dtype": elt})
     sym = str(lf.attributes["kernel"]).lstrip("@").split("::@")
@@ -285,6 +286,35 @@ def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
         host_args.append({"shape": shape, "dtype": elt})
     return {"kernel": sym[-1], "gpu_module": sym[0], "grid": grid, "block": block,
             "shared_bytes": smem, "kernel_args": args, "host_args": host_args, "roles": roles}
+
+
+_TENSOR_MAP = re.compile(r"<tensor = memref<([0-9x]+)x(f16|bf16), [^>]*>>, swizzle = (\w+), "
+                         r"l2promo = (\w+), oob = (\w+), interleave = (\w+)>")
+
+
+def _tensor_map_arg(value) -> dict:
+    """A kernel argument made by `nvgpu.tma.create.descriptor` in the host
+    function: which host tensor it describes and the box, for the runtime to
+    encode the CUtensorMap (cuTensorMapEncodeTiled) at launch."""
+    op = value.owner
+    if hasattr(op, "name") and op.name == "builtin.unrealized_conversion_cast":
+        value = op.operands[0]  # passed to the kernel as a pointer
+        op = value.owner
+    if not hasattr(op, "name") or op.name != "nvgpu.tma.create.descriptor":
+        raise CompileError("kernel arguments must be the function's buffers or TMA descriptors")
+    src = op.operands[0]
+    while not isinstance(src, ir.BlockArgument):
+        cast = src.owner
+        if cast.name != "memref.cast":
+            raise CompileError("a TMA descriptor must describe one of the function's buffers")
+        src = cast.operands[0]
+    m = _TENSOR_MAP.search(str(value.type))
+    if not m:
+        raise CompileError(f"unexpected TMA descriptor type {value.type}")
+    box, elt, swizzle, l2, oob, interleave = m.groups()
+    return {"arg": src.arg_number, "tensor_map": {
+        "box": [int(d) for d in box.split("x")], "dtype": elt, "swizzle": swizzle,
+        "l2promo": l2, "oob": oob, "interleave": interleave}}
 
 
 # --------------------------------------------------------------------------- driver

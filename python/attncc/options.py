@@ -30,6 +30,8 @@ class CompileOptions:
     mma: GPU tensor-core instructions: "auto" (wgmma on sm_90a when num_warps
         is a multiple of 4, else mma.sync), "wgmma" (sm_90a only) or
         "mma_sync". Ignored on the CPU.
+    tma: with wgmma, load the Q/K/V tiles with TMA on mbarriers (True) or
+        with cp.async (False). Ignored elsewhere.
     """
 
     block_m: Optional[int] = None
@@ -39,6 +41,7 @@ class CompileOptions:
     num_threads: Optional[int] = None
     num_warps: Optional[int] = None
     mma: str = "auto"
+    tma: bool = True
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n"):
@@ -64,6 +67,8 @@ class CompileOptions:
 
         if self.mma not in ("auto", "wgmma", "mma_sync"):
             raise OptionError(f"mma must be 'auto', 'wgmma' or 'mma_sync', got {self.mma!r}")
+        if not isinstance(self.tma, bool):
+            raise OptionError(f"tma must be True or False, got {self.tma!r}")
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "CompileOptions":

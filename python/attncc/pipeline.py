@@ -88,7 +88,9 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 def _gpu_passes(o: Mapping[str, object]) -> str:
     warps = o.get("num_warps") or int(o.get("block_m") or 64) // 16
     mma = str(o.get("mma") or "auto").replace("_", "-")
-    return (f"attn-lower-to-gpu{{chip={o.get('chip', 'sm_80')} num-warps={int(warps)} mma={mma}}},"
+    tma = "false" if o.get("tma") is False else "true"
+    return (f"attn-lower-to-gpu{{chip={o.get('chip', 'sm_80')} num-warps={int(warps)} mma={mma} "
+            f"tma={tma}}},"
             "canonicalize,cse")
 
 

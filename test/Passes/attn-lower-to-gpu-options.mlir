@@ -1,5 +1,5 @@
 // RUN: attncc-opt %s -split-input-file -verify-diagnostics --pass-pipeline="builtin.module(attn-tile{block-m=64 block-n=64},canonicalize,cse,attn-lower-to-gpu{num-warps=2})"
-// RUN: attncc-opt %s --pass-pipeline="builtin.module(attn-tile{block-m=64 block-n=64},canonicalize,cse,attn-lower-to-gpu{num-warps=4 chip=sm_90a})" | FileCheck %s --check-prefix=OK
+// RUN: attncc-opt %s --pass-pipeline="builtin.module(attn-tile{block-m=64 block-n=64},canonicalize,cse,attn-lower-to-gpu{num-warps=4 chip=sm_90a tma=false})" | FileCheck %s --check-prefix=OK
 
 // Each warp owns 16 query rows: block-m must be 16 * num-warps.
 // OK-LABEL: func.func @warps

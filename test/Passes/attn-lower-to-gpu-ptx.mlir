@@ -19,17 +19,20 @@
 // SYNC-SAME: shfl.sync.bfly.b32
 // SYNC-SAME: ex2.approx.ftz.f32
 // SYNC-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
-// The sm_90a default (prefix WGMMA): Q.K^T as m64n64k16 wgmma from two shared-memory
-// descriptors (4 per 64-column panel of the head dim), P.V as m64n128k16 wgmma
-// with A in registers and B transposed (imm-trans-b = 1), fenced, committed
-// and waited; cp.async data made visible to the async proxy before the barrier.
+// The sm_90a default (prefix WGMMA): mbarriers initialized by one thread, Q
+// and each pipelined iteration's K/V as TMA boxes (cp.async.bulk.tensor) on
+// their slot's mbarrier after arrive.expect_tx, every thread waiting on the
+// slot's phase before Q.K^T; Q.K^T as m64n64k16 wgmma from two shared-memory
+// descriptors, P.V as m64n128k16 wgmma with A in registers and B transposed
+// (imm-trans-b = 1), fenced, committed and waited.
 // WGMMA: gpu.binary @attention_kernel
 // WGMMA-SAME: .target sm_90a
 // WGMMA-SAME: .maxntid 256, 1, 1
-// WGMMA-SAME: cp.async.cg.shared.global
-// WGMMA-SAME: cp.async.wait_group
-// WGMMA-SAME: fence.proxy.async.shared::cta
+// WGMMA-SAME: mbarrier.init.shared.b64
 // WGMMA-SAME: bar.sync
+// WGMMA-SAME: mbarrier.arrive.expect_tx.shared.b64
+// WGMMA-SAME: cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes
+// WGMMA-SAME: mbarrier.try_wait.parity.shared.b64
 // WGMMA-SAME: wgmma.fence.sync.aligned
 // WGMMA-SAME: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16
 // WGMMA-SAME: wgmma.commit_group.sync.aligned
@@ -39,6 +42,7 @@
 // WGMMA-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {{{[^}]*}}}, {{{[^}]*}}}, %rd{{[0-9]+}}, 1, 1, 1, 1;
 // WGMMA-NOT: mma.sync.aligned
 // WGMMA-NOT: ldmatrix
+// WGMMA-NOT: cp.async.cg
 func.func @attention(%q: tensor<1x8x1024x128xf16>, %k: tensor<1x8x1024x128xf16>, %v: tensor<1x8x1024x128xf16>) -> tensor<1x8x1024x128xf16> {
   %0 = attn.attention %q, %k, %v scale 0.08838834764831845 mask causal kv_group 1
       : tensor<1x8x1024x128xf16>, tensor<1x8x1024x128xf16>, tensor<1x8x1024x128xf16> -> tensor<1x8x1024x128xf16>

@@ -1,6 +1,7 @@
-// RUN: attncc-opt %s -split-input-file --pass-pipeline="builtin.module(attn-tile{block-m=64 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=2}),canonicalize,cse,attn-lower-to-gpu{num-warps=4 chip=sm_90a},canonicalize,cse)" | FileCheck %s
+// RUN: attncc-opt %s -split-input-file --pass-pipeline="builtin.module(attn-tile{block-m=64 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=2}),canonicalize,cse,attn-lower-to-gpu{num-warps=4 chip=sm_90a tma=false},canonicalize,cse)" | FileCheck %s
 
-// sm_90a with a whole warpgroup: the warpgroup-MMA kernel (mma=auto).
+// sm_90a with a whole warpgroup: the warpgroup-MMA kernel (mma=auto), with
+// cp.async loads (tma=false; TMA: attn-lower-to-gpu-tma.mlir).
 // Shared memory: Q [64, 128] and two K/V slots [64, 128], each as two
 // 64-column panels of 128-byte rows, after a pad to a 1024-byte boundary:
 // 16384 + 2 * 2 * 16384 + 1024 bytes.

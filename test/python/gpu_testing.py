@@ -29,6 +29,7 @@ class Config:
     block_n: int = 64
     num_stages: int = 2
     unroll: int = 1
+    tma: bool = True            # sm_90a wgmma kernel: TMA loads (False: cp.async)
     window: Optional[int] = None  # sliding_window: keys (i - window, i]
     bias_shape: Optional[tuple] = None   # default (1, H, Lq, Lk); broadcast dims allowed
     bias_dtype: str = "f32"
@@ -47,7 +48,8 @@ class Config:
 
     def options(self) -> options.CompileOptions:
         return options.CompileOptions(block_m=self.block_m, block_n=self.block_n,
-                                      num_stages=self.num_stages, unroll=self.unroll)
+                                      num_stages=self.num_stages, unroll=self.unroll,
+                                      tma=self.tma)
 
     def graph(self) -> attncc.Graph:
         g = attncc.Graph()
