@@ -8,7 +8,7 @@ metadata, and the GPU compile driver (with its kernel cache).
     out = compiled(q, k, v)   # CUDA tensors (attncc.runtime.cuda)
 
 Targets: "sm_80" (Ampere and newer of major 8: A100, A10, L4, RTX 30/40), "sm_90a"
-(Hopper; today the same mma.sync kernel as sm_80, see docs/gpu.md) and "cuda"
+(Hopper: wgmma + TMA + mbarriers with whole warpgroups, see docs/gpu.md) and "cuda"
 (the current torch device's architecture, else sm_80).
 
 Abort hazards guarded here, before MLIR is reached (each kills the process with

@@ -290,7 +290,8 @@ def test_compare_two_option_sets_table_html_json(capsys, tmp_path):
     assert b["shared_bytes"] > a["shared_bytes"]               # more K/V slots
     assert a["schedule"]["lead"] == 0 and b["schedule"]["lead"] == 2
     assert a["registers"] > 0 and a["spill_store_bytes"] == 0
-    assert b["mix"]["async copies (cp.async)"] > 0
+    # sm_90a loads its tiles with TMA boxes, not 16-byte cp.async.
+    assert b["mix"]["TMA copies (cp.async.bulk)"] > b["mix"]["async copies (cp.async)"] == 0
     # The HTML report: self-contained, the table with the same numbers, the pictures.
     page = html_path.read_text()
     p = _Table()
@@ -356,6 +357,19 @@ def test_compare_mma_sync_against_wgmma(capsys, tmp_path):
     assert b["mix"]["  wgmma.mma_async"] > 0 and b["mix"]["  mma.sync"] == 0
     rc, _, err = cli(capsys, "compare", CAUSAL, "--target", "sm_90a", "--a", "mma=hmma")
     assert rc != 0 and "mma='hmma': expected one of auto, wgmma, mma_sync" in err
+    # TMA against cp.async loads in the wgmma kernel; --tma on the command line.
+    rc, out, err = cli(capsys, "compare", CAUSAL, "--target", "sm_90a", "--a", "tma=off",
+                       "--b", "tma=on", "--json", tmp_path / "t.json")
+    assert rc == 0, err
+    a, b = json.loads((tmp_path / "t.json").read_text())["builds"]
+    assert a["options"]["tma"] is False and b["options"]["tma"] is True
+    assert a["mix"]["async copies (cp.async)"] > 0 and a["mix"]["TMA copies (cp.async.bulk)"] == 0
+    assert b["mix"]["TMA copies (cp.async.bulk)"] > 0 and b["mix"]["async copies (cp.async)"] == 0
+    rc, out, err = cli(capsys, "compile", CAUSAL, "--target", "sm_90a", "--tma", "off",
+                       "--emit", "ptx", "-o", tmp_path / "k.ptx")
+    assert rc == 0, err
+    ptx = (tmp_path / "k.ptx").read_text()
+    assert "cp.async.cg.shared.global" in ptx and "cp.async.bulk.tensor" not in ptx
 
 
 def test_compare_triton_without_triton_skips_clearly(capsys, monkeypatch):

@@ -329,6 +329,27 @@ class _FakeDriver:
     class CUstream(_FakeHandle):
         pass
 
+    # Enum members as their names: the recorded calls show what was asked.
+    class CUtensorMapDataType:
+        CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = "FLOAT16"
+        CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = "BFLOAT16"
+
+    class CUtensorMapInterleave:
+        CU_TENSOR_MAP_INTERLEAVE_NONE = "INTERLEAVE_NONE"
+
+    class CUtensorMapSwizzle:
+        CU_TENSOR_MAP_SWIZZLE_128B = "SWIZZLE_128B"
+
+    class CUtensorMapL2promotion:
+        CU_TENSOR_MAP_L2_PROMOTION_L2_128B = "L2_128B"
+
+    class CUtensorMapFloatOOBfill:
+        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = "OOB_FILL_NONE"
+
+    cuuint64_t = int
+    cuuint32_t = int
+    nparams = 4 * 11
+
     def __init__(self):
         self.calls = []
         self.ctx = _FakeHandle(0)
@@ -364,30 +385,49 @@ class _FakeDriver:
 
     def cuLaunchKernel(self, fn, gx, gy, gz, bx, by, bz, smem, stream, params, extra):
         # Decode the void** array while the caller keeps it alive.
-        n = 4 * 11
+        n = self.nparams
         ptrs = (ctypes.c_void_p * n).from_address(params)
         vals = [ctypes.c_int64.from_address(p).value for p in ptrs]
         return self._rec("cuLaunchKernel", (gx, gy, gz), (bx, by, bz), smem, int(stream), vals)
+
+    def cuTensorMapEncodeTiled(self, dtype, rank, address, dims, strides, box, element_strides,
+                               interleave, swizzle, l2, oob):
+        self._rec("cuTensorMapEncodeTiled", dtype, rank, address, list(dims), list(strides),
+                  list(box), list(element_strides), interleave, swizzle, l2, oob)
+        n = sum(1 for name, _ in self.calls if name == "cuTensorMapEncodeTiled")
+        return 0, type("CUtensorMap", (), {"opaque": [n] * 16})()
 
     def cuGetErrorName(self, err):
         return (0, b"CUDA_ERROR_FAKE")
 
 
-def test_runtime_driver_calls_with_a_recording_driver(monkeypatch):
+def _recording_driver(monkeypatch):
     import contextlib
 
     import attncc.runtime.cuda as rc
 
-    cfg = Config(D=128, block_m=128, block_n=64, num_stages=3, Lq=300, H=2, mask="none")
-    c = cfg.compile("sm_90a")
     fake = _FakeDriver()
     monkeypatch.setattr(rc, "_driver", lambda: fake)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device", lambda i: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: type("S", (), {"cuda_stream": 1234})())
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    uploads = []
+
+    def device_bytes(blob, device):  # no CUDA memory here: record the bytes
+        uploads.append(blob)
+        return None, 0x7000 * len(uploads)
+    monkeypatch.setattr(rc, "_device_bytes", device_bytes)
+    return fake, uploads
+
+
+def test_runtime_driver_calls_with_a_recording_driver(monkeypatch):
+    fake, uploads = _recording_driver(monkeypatch)
+    cfg = Config(D=128, block_m=128, block_n=64, num_stages=3, Lq=300, H=2, mask="none")
+    c = cfg.compile("sm_90a")
     ts = cfg.inputs()
     out = torch.empty(1, 2, 300, 128, dtype=torch.float16)
+    fake.nparams = 3 + 11  # three tensor maps, the output's memref descriptor
     c._kernel._launch(ts + [out], torch.device("cuda", 0))
     c._kernel._launch(ts + [out], torch.device("cuda", 0))
     names = [n for n, _ in fake.calls]
@@ -399,8 +439,40 @@ def test_runtime_driver_calls_with_a_recording_driver(monkeypatch):
     assert dict(fake.calls)["cuModuleGetFunction"] == (b"attention_kernel",)
     assert c.metadata["shared_bytes"] == 129 * 1024
     assert dict(fake.calls)["cuFuncSetAttribute"] == (8, 129 * 1024)
-    grid, block, smem, stream, vals = dict(fake.calls)["cuLaunchKernel"]
+    # Per launch, one TMA tensor map per input, encoded for its tensor: dims
+    # and byte strides innermost first, a box of 64 columns x block rows.
+    encodes = [a for n, a in fake.calls if n == "cuTensorMapEncodeTiled"]
+    assert len(encodes) == 6
+    for (dtype, rank, address, dims, strides, box, estr, il, sw, l2, oob), t, rows in zip(
+            encodes[:3], ts, (128, 64, 64)):
+        assert (dtype, rank, address) == ("FLOAT16", 4, t.data_ptr())
+        assert dims == list(reversed(t.shape)) and strides == [2 * x for x in reversed(t.stride()[:-1])]
+        assert box == [64, rows, 1, 1] and estr == [1, 1, 1, 1]
+        assert (il, sw, l2, oob) == ("INTERLEAVE_NONE", "SWIZZLE_128B", "L2_128B", "OOB_FILL_NONE")
+    # The three 128-byte maps go to device memory together, each launch its own.
+    assert len(uploads) == 2 and all(len(u) == 3 * 128 for u in uploads)
+    assert uploads[0][:8] == (1).to_bytes(8, "little") and uploads[0][256:264] == (3).to_bytes(8, "little")
+    grid, block, smem, stream, vals = [a for n, a in fake.calls if n == "cuLaunchKernel"][-1]
     assert grid == (3, 2, 1) and block == (256, 1, 1) and smem == 129 * 1024 and stream == 1234
+    # Parameters: the maps' device addresses, then (ptr, ptr, offset, sizes,
+    # strides) of the output.
+    assert vals[:3] == [0xE000, 0xE000 + 128, 0xE000 + 256]
+    d = vals[3:]
+    assert d[0] == d[1] == out.data_ptr() and d[2] == 0
+    assert d[3:7] == list(out.shape) and d[7:11] == list(out.stride())
+
+
+def test_runtime_memref_parameters_with_a_recording_driver(monkeypatch):
+    # The cp.async kernels (sm_80, or tma=False) take every tensor as a memref.
+    fake, uploads = _recording_driver(monkeypatch)
+    cfg = Config(D=128, block_m=128, block_n=64, num_stages=3, Lq=300, H=2, mask="none", tma=False)
+    c = cfg.compile("sm_90a")
+    ts = cfg.inputs()
+    out = torch.empty(1, 2, 300, 128, dtype=torch.float16)
+    c._kernel._launch(ts + [out], torch.device("cuda", 0))
+    assert not uploads and "cuTensorMapEncodeTiled" not in [n for n, _ in fake.calls]
+    grid, block, smem, stream, vals = dict(fake.calls)["cuLaunchKernel"]
+    assert grid == (3, 2, 1) and smem == 129 * 1024
     # Descriptors: (ptr, ptr, offset, sizes, strides) for q, k, v, out.
     for i, t in enumerate(ts + [out]):
         d = vals[11 * i:11 * (i + 1)]

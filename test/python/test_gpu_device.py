@@ -2,12 +2,14 @@
 
 Skipped, with the reason, where there is no CUDA device, no CUDA-enabled
 torch, or no cuda-bindings package (pip install cuda-bindings)."""
+import dataclasses
 import itertools
 
 import pytest
 import torch
 
 import attncc
+import attncc.compiler
 from attncc.runtime.cuda import cuda_available
 
 from gpu_testing import Config
@@ -53,6 +55,27 @@ def test_pipeline_variants(cfg):
     out = compiled(*ts)
     torch.cuda.synchronize()
     _check(cfg, out, ts)
+
+
+@pytest.mark.parametrize("mma,tma", [("wgmma", True), ("wgmma", False), ("mma_sync", True)],
+                         ids=["wgmma-tma", "wgmma-cp.async", "mma.sync"])
+@pytest.mark.parametrize("cfg", [
+    Config(D=128, block_m=128, block_n=64, num_stages=3, Lq=1000, H=4, Hkv=2),
+    Config(dtype="bf16", mask="none", Lq=333, B=2),
+    Config(mask="sliding_window", window=100, block_n=32, num_stages=3, Lq=400),
+], ids=["128x64x3-d128-gqa", "bf16-none", "window"])
+def test_hopper_kernel_flavours(cfg, mma, tma):
+    # Every sm_90a flavour of the kernel on a Hopper GPU (skipped elsewhere).
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("needs an sm_90 GPU (Hopper) for wgmma/TMA")
+    compiled = attncc.compiler.compile_graph(
+        cfg.graph(), dataclasses.replace(cfg.options(), mma=mma, tma=tma), "sm_90a")
+    ts = _on_cuda(cfg.inputs())
+    out = compiled(*ts)
+    torch.cuda.synchronize()
+    _check(cfg, out, ts)
+    assert ("wgmma.mma_async" in compiled.ptx) == (mma == "wgmma")
+    assert ("cp.async.bulk.tensor" in compiled.ptx) == (mma == "wgmma" and tma)
 
 
 def test_runs_on_the_current_stream_without_host_sync():

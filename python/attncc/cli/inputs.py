@@ -34,9 +34,16 @@ DTYPES = {"fp16": "float16", "f16": "float16", "float16": "float16", "half": "fl
           "bool": "bool", "int64": "int64", "i64": "int64", "int32": "int32", "i32": "int32"}
 
 # Compile options the command line takes as flags (and in --a/--b specs).
-OPTION_FLAGS = ("block_m", "block_n", "num_stages", "unroll", "num_warps", "num_threads", "mma")
+OPTION_FLAGS = ("block_m", "block_n", "num_stages", "unroll", "num_warps", "num_threads", "mma",
+                "tma")
 # Options whose values are words, with the words they take.
-WORD_OPTIONS = {"mma": ("auto", "wgmma", "mma_sync")}
+WORD_OPTIONS = {"mma": ("auto", "wgmma", "mma_sync"), "tma": ("on", "off")}
+# ... and the option value of each word, where it is not the word itself.
+_WORD_VALUES = {"tma": {"on": True, "off": False}}
+
+
+def option_value(name: str, word: str) -> Any:
+    return _WORD_VALUES.get(name, {}).get(word, word)
 
 
 @dataclass
@@ -385,7 +392,7 @@ def parse_option_spec(text: str) -> dict[str, Any]:
             word = v.strip().lower().replace("-", "_")
             if word not in WORD_OPTIONS[k]:
                 raise CliError(f"option {k}={v!r}: expected one of {', '.join(WORD_OPTIONS[k])}")
-            out[k] = word
+            out[k] = option_value(k, word)
             continue
         try:
             out[k] = int(v)
@@ -400,7 +407,7 @@ def options_from_args(args, prog: Program) -> dict[str, Any]:
     for k in OPTION_FLAGS:
         v = getattr(args, k, None)
         if v is not None:
-            opts[k] = v
+            opts[k] = option_value(k, v) if k in WORD_OPTIONS else v
     return opts
 
 

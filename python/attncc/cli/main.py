@@ -49,7 +49,8 @@ def _source_args(p: argparse.ArgumentParser, *, target_default: str, many: bool 
                  "num_warps": "GPU warps per block (block_m = 16 * num_warps)",
                  "num_threads": "CPU threads for the grid",
                  "mma": "GPU tensor-core instructions: wgmma (sm_90a), mma_sync, or auto "
-                        "(wgmma on sm_90a with whole warpgroups)"}
+                        "(wgmma on sm_90a with whole warpgroups)",
+                 "tma": "sm_90a wgmma kernel: load tiles with TMA (on, the default) or cp.async (off)"}
         if name in WORD_OPTIONS:
             o.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
                            choices=WORD_OPTIONS[name], help=helps[name])

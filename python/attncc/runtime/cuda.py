@@ -26,11 +26,18 @@ CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
 
 Kernel parameters follow MLIR's memref calling convention: for each memref
 argument of the gpu.func, its descriptor expanded into (allocated pointer,
-aligned pointer, offset, sizes..., strides...), all 64-bit.
+aligned pointer, offset, sizes..., strides...), all 64-bit. A TMA argument
+(metadata "tensor_map": the sm_90a kernel's `nvgpu.tma.create.descriptor`s) is
+one pointer to a 128-byte CUtensorMap in device memory: each call encodes the
+maps of its tensors with cuTensorMapEncodeTiled (dims and byte strides of the
+tensor, innermost first; the box of the metadata; 128-byte swizzle; zero fill
+out of bounds) and copies them to a small torch CUDA buffer on the current
+stream (what MLIR's own mgpuTensorMapEncodeTiledMemref does with cuMemAlloc).
 """
 from __future__ import annotations
 
 import ctypes
+import struct
 import threading
 from typing import Any, Optional
 
@@ -54,6 +61,43 @@ def _driver():
                 "running a GPU kernel needs NVIDIA's cuda-bindings package "
                 "(pip install cuda-bindings) and a CUDA driver") from None
     return driver
+
+
+def encode_tensor_map(driver, t, spec: dict[str, Any]) -> bytes:
+    """The 128 bytes of the CUtensorMap for tensor `t` (a contiguous, 16-byte
+    aligned CUDA tensor) and a metadata "tensor_map" entry."""
+    dtypes = {"f16": driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+              "bf16": driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16}
+    if spec["swizzle"] != "swizzle_128b" or spec["interleave"] != "none" or spec["oob"] != "zero":
+        raise CudaUnavailable(f"unsupported tensor map {spec}")
+    rank, esize = t.dim(), t.element_size()
+    dims = [driver.cuuint64_t(int(n)) for n in reversed(t.shape)]
+    strides = [driver.cuuint64_t(int(st) * esize) for st in reversed(t.stride()[:-1])]
+    if any(int(st) * esize % 16 for st in t.stride()[:-1]):
+        raise InputError(f"TMA needs byte strides that are multiples of 16, got {t.stride()} "
+                         f"x {esize} bytes")
+    box = [driver.cuuint32_t(int(n)) for n in reversed(spec["box"])]
+    ones = [driver.cuuint32_t(1)] * rank
+    l2 = {"l2promo_none": "CU_TENSOR_MAP_L2_PROMOTION_NONE",
+          "l2promo_64b": "CU_TENSOR_MAP_L2_PROMOTION_L2_64B",
+          "l2promo_128b": "CU_TENSOR_MAP_L2_PROMOTION_L2_128B",
+          "l2promo_256b": "CU_TENSOR_MAP_L2_PROMOTION_L2_256B"}[spec["l2promo"]]
+    tmap = _check(driver, driver.cuTensorMapEncodeTiled(
+        dtypes[spec["dtype"]], rank, t.data_ptr(), dims, strides, box, ones,
+        driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+        driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+        getattr(driver.CUtensorMapL2promotion, l2),
+        driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE), "cuTensorMapEncodeTiled")
+    return struct.pack("<16Q", *[int(x) for x in tmap.opaque])
+
+
+def _device_bytes(blob: bytes, device):
+    """`blob` in device memory (a torch tensor: the caching allocator frees it
+    in stream order, after the kernel that reads it); returns (tensor, pointer)."""
+    import torch
+
+    buf = torch.frombuffer(bytearray(blob), dtype=torch.uint8).to(device)
+    return buf, buf.data_ptr()
 
 
 def _check(driver, result, what: str):
@@ -204,11 +248,26 @@ class CudaKernel:
         grid = [eval_expr(e, shapes) for e in self.metadata["grid"]]
         return grid, list(self.metadata["block"]), int(self.metadata["shared_bytes"])
 
-    def pack_params(self, args) -> tuple[Any, list]:
+    def tensor_maps(self, driver, args, device) -> tuple[Any, list[int]]:
+        """The kernel's TMA tensor maps in device memory: (buffer to keep
+        alive until the launch is queued, one device pointer per map)."""
+        specs = [ka for ka in self.metadata["kernel_args"] if "tensor_map" in ka]
+        if not specs:
+            return None, []
+        blob = b"".join(encode_tensor_map(driver, args[ka["arg"]], ka["tensor_map"]) for ka in specs)
+        buf, base = _device_bytes(blob, device)
+        return buf, [base + 128 * i for i in range(len(specs))]
+
+    def pack_params(self, args, map_pointers: Optional[list[int]] = None) -> tuple[Any, list]:
         """The kernelParams array (void**) for cuLaunchKernel and the ctypes
-        objects it points to (keep them alive until the launch returns)."""
+        objects it points to (keep them alive until the launch returns);
+        `map_pointers`: the device addresses of the tensor maps, in order."""
         keep = []
+        maps = iter(map_pointers or [])
         for ka in self.metadata["kernel_args"]:
+            if "tensor_map" in ka:
+                keep.append(ctypes.c_void_p(next(maps)))
+                continue
             t = args[ka["arg"]]
             ptr = t.data_ptr()
             keep += [ctypes.c_void_p(ptr), ctypes.c_void_p(ptr), ctypes.c_int64(0)]
@@ -232,8 +291,9 @@ class CudaKernel:
         grid, block, smem = self.launch_config([tuple(a.shape) for a in args])
         if min(grid) == 0:
             return
-        params, keep = self.pack_params(args)
+        maps, map_pointers = self.tensor_maps(driver, args, device)
+        params, keep = self.pack_params(args, map_pointers)
         stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
         _check(driver, driver.cuLaunchKernel(fn, *grid, *block, smem, stream,
                                              ctypes.addressof(params), 0), "cuLaunchKernel")
-        del keep
+        del keep, maps
