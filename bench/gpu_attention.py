@@ -7,6 +7,8 @@ without cuda-bindings) it prints why and exits 0.
 
     python bench/gpu_attention.py
     python bench/gpu_attention.py --dtype bf16 --seq 1024 4096 --dim 128
+    python bench/gpu_attention.py --mma mma_sync      # Hopper: the Ampere kernel
+    python bench/gpu_attention.py --tma off           # Hopper: wgmma with cp.async loads
 """
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--dtype", default="f16", choices=["f16", "bf16"])
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--mma", default="auto", choices=["auto", "wgmma", "mma_sync"])
+    ap.add_argument("--tma", default="on", choices=["on", "off"])
     args = ap.parse_args()
 
     from attncc.runtime.cuda import cuda_available
@@ -62,7 +66,8 @@ def main() -> None:
     except ImportError:
         ta = None
     tdt = torch.float16 if args.dtype == "f16" else torch.bfloat16
-    print(f"{torch.cuda.get_device_name()}  {args.dtype}  B={args.batch} H={args.heads}\n")
+    print(f"{torch.cuda.get_device_name()}  {args.dtype}  B={args.batch} H={args.heads}  "
+          f"mma={args.mma} tma={args.tma}\n")
     print("| S | D | causal | attncc TFLOP/s | SDPA TFLOP/s | Triton TFLOP/s | attncc / SDPA |")
     print("|---|---|---|---|---|---|---|")
     for S in args.seq:
@@ -73,7 +78,9 @@ def main() -> None:
                 g = Graph("attention")
                 gq, gk, gv = (g.input(n, (B, H, S, D), args.dtype) for n in "qkv")
                 g.output(g.attention(gq, gk, gv, mask="causal" if causal else "none"))
-                opts = CompileOptions(block_m=128, block_n=64, num_stages=3) if D == 128 else CompileOptions()
+                kind = dict(mma=args.mma, tma=args.tma == "on")
+                opts = (CompileOptions(block_m=128, block_n=64, num_stages=3, **kind) if D == 128
+                        else CompileOptions(**kind))
                 kern = compile_graph(g, opts, target="cuda")
                 flops = 4 * B * H * S * S * D / (2 if causal else 1)
                 tf = lambda ms: flops / ms / 1e9  # noqa: E731
