@@ -136,6 +136,22 @@ def test_waits_follow_the_pipeline_depth(stages):
     assert smem and int(smem.group(1)) == stages  # num_stages K/V slots
 
 
+@pytest.mark.parametrize("stages", [1, 2, 3, 4])
+def test_hopper_slots_and_mbarriers_follow_the_pipeline_depth(stages):
+    # sm_90a + TMA: num_stages K and V slots, one mbarrier per slot plus Q's,
+    # one wait per Q.K^T (steady state + epilogue) plus Q's.
+    cfg = Config(D=64, mask="none", Lq=512, block_n=32, num_stages=stages)
+    gpu_ir = cfg.compile("sm_90a", stop_after="gpu").ir("gpu")
+    assert f"num_barriers = {stages + 1}>" in gpu_ir
+    slots = re.findall(r"memref<(\d+)x32x64xf16, #gpu.address_space<workgroup>>", gpu_ir)
+    assert slots and {int(n) for n in slots} == {stages}
+    # Waits: Q's, then the steady state's Q.K^T and the stages - 1 epilogue
+    # iterations'. expect_tx: Q's, then the stages - 1 prologue iterations' and
+    # the steady state's K+V.
+    assert _count(r"nvgpu\.mbarrier\.try_wait\.parity", gpu_ir) == 1 + stages
+    assert _count(r"nvgpu\.mbarrier\.arrive\.expect_tx", gpu_ir) == 1 + stages
+
+
 @needs_ptxas
 def test_hopper_kernel_report_config():
     # The kernel-quality config of bench/gpu_kernel_report.py.
