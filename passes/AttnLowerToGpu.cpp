@@ -361,6 +361,12 @@ struct Lowering {
   LogicalResult internalizeValues();
   void buildPrelude();
   LogicalResult retypeSharedTiles(Value oldRoot, Value newBase);
+  struct KernelCopies {
+    CopyTileOp q;                  // the one Q copy, at the top of the kernel
+    SmallVector<CopyTileOp> kv;    // K/V copies in program order
+    SmallVector<TileMatmulOp> qk;  // Q.K^T matmuls in program order
+  };
+  LogicalResult collectCopies(KernelCopies &copies);
   LogicalResult placeAsyncGroups();
   LogicalResult placeTmaLoads();
   Value tensorMap(Value source, int64_t rows);
@@ -627,6 +633,38 @@ Operation *anchorOf(Operation *op) {
   return op;
 }
 
+/// The K/V copies of one pipelined iteration: same loop body (looking
+/// through predicating scf.ifs), attn.part, attn.iteration and
+/// attn.unrolled_copy. Returns the end of the group that starts at `i`.
+static size_t endOfCopyGroup(ArrayRef<CopyTileOp> copies, size_t i) {
+  auto key = [](Operation *op) {
+    return std::make_tuple(anchorOf(op)->getBlock(), op->getAttr("attn.part"),
+                           op->getAttr("attn.iteration"), op->getAttr("attn.unrolled_copy"));
+  };
+  size_t j = i + 1;
+  while (j < copies.size() && key(copies[j]) == key(copies[i]))
+    ++j;
+  return j;
+}
+
+LogicalResult Lowering::collectCopies(KernelCopies &copies) {
+  SmallVector<CopyTileOp> qCopies;
+  launch.getBody().walk<WalkOrder::PreOrder>([&](Operation *op) {
+    if (auto cp = dyn_cast<CopyTileOp>(op)) {
+      Value r = rootOf(cp.getDest());
+      (r == kSmem || r == vSmem ? copies.kv : qCopies).push_back(cp);
+    } else if (auto mm = dyn_cast<TileMatmulOp>(op); mm && !mm.getAccumulate()) {
+      copies.qk.push_back(mm);
+    }
+  });
+  if (qCopies.size() != 1 || qCopies[0]->getBlock() != &launch.getBody().front())
+    return p.func.emitError("attn-lower-to-gpu: expected one Q copy_tile at the top of the kernel");
+  if (copies.qk.empty())
+    return p.func.emitError("attn-lower-to-gpu: no Q.K^T tile_matmul");
+  copies.q = qCopies[0];
+  return success();
+}
+
 /// Lowers the copies to cp.async and places the groups, waits and barriers
 /// from the pipelined structure:
 ///   * the Q copy is one group;
@@ -644,18 +682,11 @@ Operation *anchorOf(Operation *op) {
 ///     runs Q.K^T, after waiting for the Q group.
 LogicalResult Lowering::placeAsyncGroups() {
   Block &body = launch.getBody().front();
-  SmallVector<CopyTileOp> qCopies, kvCopies;
-  SmallVector<TileMatmulOp> qkMatmuls;
-  launch.getBody().walk<WalkOrder::PreOrder>([&](Operation *op) {
-    if (auto cp = dyn_cast<CopyTileOp>(op)) {
-      Value r = rootOf(cp.getDest());
-      (r == kSmem || r == vSmem ? kvCopies : qCopies).push_back(cp);
-    } else if (auto mm = dyn_cast<TileMatmulOp>(op); mm && !mm.getAccumulate()) {
-      qkMatmuls.push_back(mm);
-    }
-  });
-  if (qCopies.size() != 1 || qCopies[0]->getBlock() != &body)
-    return p.func.emitError("attn-lower-to-gpu: expected one Q copy_tile at the top of the kernel");
+  KernelCopies copies;
+  if (failed(collectCopies(copies)))
+    return failure();
+  SmallVector<CopyTileOp> &kvCopies = copies.kv;
+  SmallVector<TileMatmulOp> &qkMatmuls = copies.qk;
   auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx());
   // Commits take the tokens of their copies where those dominate them;
   // copies under an scf.if (predicated iterations, partial rounds) are
@@ -676,7 +707,7 @@ LogicalResult Lowering::placeAsyncGroups() {
 
   // Q group.
   {
-    CopyTileOp q = qCopies[0];
+    CopyTileOp q = copies.q;
     b.setInsertionPoint(q);
     SmallVector<Value> tokens = emitTileCopy(q, qSmem, p.BM, p.D);
     if (auto sc = q.getScale())
@@ -693,14 +724,8 @@ LogicalResult Lowering::placeAsyncGroups() {
   }
 
   // K/V groups.
-  auto key = [](Operation *op) {
-    return std::make_tuple(anchorOf(op)->getBlock(), op->getAttr("attn.part"),
-                           op->getAttr("attn.iteration"), op->getAttr("attn.unrolled_copy"));
-  };
   for (size_t i = 0; i < kvCopies.size();) {
-    size_t j = i + 1;
-    while (j < kvCopies.size() && key(kvCopies[j]) == key(kvCopies[i]))
-      ++j;
+    size_t j = endOfCopyGroup(kvCopies, i);
     Operation *first = anchorOf(kvCopies[i]), *last = anchorOf(kvCopies[j - 1]);
     if (isa<scf::ForOp>(first->getParentOp())) {
       b.setInsertionPoint(first);
@@ -722,8 +747,6 @@ LogicalResult Lowering::placeAsyncGroups() {
     i = j;
   }
 
-  if (qkMatmuls.empty())
-    return p.func.emitError("attn-lower-to-gpu: no Q.K^T tile_matmul");
   // Q fragments, before the first top-level op that runs Q.K^T.
   Operation *firstTop = qkMatmuls.front();
   while (firstTop->getBlock() != &body)
@@ -819,21 +842,12 @@ void Lowering::emitTmaCopy(CopyTileOp op, Value dst, Value desc, int64_t rows, i
 /// both go through the async proxy).
 LogicalResult Lowering::placeTmaLoads() {
   Block &body = launch.getBody().front();
-  SmallVector<CopyTileOp> qCopies, kvCopies;
-  SmallVector<TileMatmulOp> qkMatmuls;
-  launch.getBody().walk<WalkOrder::PreOrder>([&](Operation *op) {
-    if (auto cp = dyn_cast<CopyTileOp>(op)) {
-      Value r = rootOf(cp.getDest());
-      (r == kSmem || r == vSmem ? kvCopies : qCopies).push_back(cp);
-    } else if (auto mm = dyn_cast<TileMatmulOp>(op); mm && !mm.getAccumulate()) {
-      qkMatmuls.push_back(mm);
-    }
-  });
-  if (qCopies.size() != 1 || qCopies[0]->getBlock() != &body)
-    return p.func.emitError("attn-lower-to-gpu: expected one Q copy_tile at the top of the kernel");
-  if (qkMatmuls.empty())
-    return p.func.emitError("attn-lower-to-gpu: no Q.K^T tile_matmul");
-  CopyTileOp q = qCopies[0];
+  KernelCopies copies;
+  if (failed(collectCopies(copies)))
+    return failure();
+  SmallVector<CopyTileOp> &kvCopies = copies.kv;
+  SmallVector<TileMatmulOp> &qkMatmuls = copies.qk;
+  CopyTileOp q = copies.q;
   if (auto sc = q.getScale())
     qScale = sc->convertToDouble();
 
@@ -856,10 +870,6 @@ LogicalResult Lowering::placeTmaLoads() {
 
   // K/V: one expect_tx per pipelined iteration, at its first copy (under
   // the scf.if that predicates the iteration, if any).
-  auto key = [](Operation *op) {
-    return std::make_tuple(anchorOf(op)->getBlock(), op->getAttr("attn.part"),
-                           op->getAttr("attn.iteration"), op->getAttr("attn.unrolled_copy"));
-  };
   auto slotOf = [&](CopyTileOp cp) -> Value {
     Value d = cp.getDest();
     while (auto c = d.getDefiningOp<memref::CastOp>())
@@ -870,9 +880,7 @@ LogicalResult Lowering::placeTmaLoads() {
     return Value();
   };
   for (size_t i = 0; i < kvCopies.size();) {
-    size_t j = i + 1;
-    while (j < kvCopies.size() && key(kvCopies[j]) == key(kvCopies[i]))
-      ++j;
+    size_t j = endOfCopyGroup(kvCopies, i);
     Operation *first = anchorOf(kvCopies[i]);
     if (isa<scf::ForOp>(first->getParentOp())) {
       b.setInsertionPoint(first);
