@@ -35,6 +35,50 @@ Shared memory starts at byte address `Shared.base` (what
 memref.extract_aligned_pointer_as_index of gpu.dynamic_shared_memory returns;
 0 unless Program(smem_base=...)); wgmma descriptors and swizzles use these
 absolute addresses.
+
+sm_90a TMA loads on mbarriers (PTX ISA "cp.async.bulk.tensor", "mbarrier";
+tensor maps per cuTensorMapEncodeTiled; the box / out-of-bound / swizzle
+math is ptx_isa.py's):
+  * nvgpu.tma.create.descriptor in the host function makes a `TensorMap`
+    (the global tensor, its dims and strides, the box, swizzle, oob fill);
+    casts to / from !llvm.ptr pass it through to the kernel, which checks it
+    against the descriptor type it expects. The map lives in global memory,
+    copied there from the host (MLIR's mgpuTensorMapEncodeTiledMemref,
+    attncc's runtime), so a thread must fence it (nvgpu.tma.fence.descriptor:
+    fence.proxy.tensormap::generic.acquire) before its TMA loads use it
+    (waivable: "tensormap-fence");
+  * mbarriers live in static shared memory, per block (`MBarrierGroup`):
+    init(count) sets pending arrivals = count, tx-count 0, phase 0;
+    arrive.expect_tx(bytes) adds bytes to the tx-count, then arrives; a phase
+    completes when pending arrivals and tx-count are both 0 (the parity flips,
+    pending arrivals reset to count);
+  * a TMA load reads its box at issue (zero fill out of bounds) and lands it
+    (complete-tx of its bytes) only when some thread waits on its mbarrier
+    and the wait's phase is not complete yet: try_wait.parity(P) returns at
+    once when the current phase's parity differs from P (the phase with
+    parity P completed), else lands the barrier's loads in issue order until
+    the phase completes; if it cannot complete that way (missing arrive or
+    expect_tx, too many bytes expected) no other thread can make it complete
+    in lockstep: "deadlock". Loads the completing phase does not cover stay
+    in flight; reading their destination is an error ("in flight"), and so is
+    a kernel that exits with loads in flight;
+  * TMA-written data is visible to the threads that observed the completion
+    of its phase (their wait), or to all threads after a later gpu.barrier;
+    wgmma / ldmatrix / memref.load reads by other threads are errors;
+  * mbarrier.init must be made visible by a gpu.barrier before other threads
+    use the barrier, and to the async proxy (the TMA's complete-tx) by a
+    fence.proxy.async / fence.mbarrier_init of the initializing thread
+    (waivable: "mbarrier-init-fence"); an arrive or TMA load toward phase P must be ordered (by
+    a gpu.barrier) after the other threads' waits on phase P - 1, else the
+    phase could complete before a slow thread waits and that thread would
+    wait, with the same parity, for phase P + 1 (parity aliasing); more
+    arrivals than the init count in one phase are an error;
+  * a TMA load into shared memory any thread (or a wgmma) read since the last
+    barrier (write-after-read), that an unretired wgmma reads, that another
+    copy is still writing, or whose last generic-proxy write was not followed
+    by fence.proxy.async is an error; its destination must be aligned as its
+    swizzle mode requires (1024 bytes for 128-byte swizzle) in absolute
+    shared addresses.
 """
 from __future__ import annotations
 
@@ -122,13 +166,16 @@ class Shared:
     fence_epoch: np.ndarray = None  # barrier epoch of that fence
     async_r: np.ndarray = None     # unretired wgmma reads
     base: int = 0                  # byte address of element 0 in the shared window
+    tma_inflight: np.ndarray = None  # a TMA load is writing it (not landed)
+    tma_src: np.ndarray = None     # landed TMA data: index into State.completions, else -1
 
     @staticmethod
     def make(nbytes: int, base: int = 0) -> "Shared":
         n = max(1, nbytes // 2)
         return Shared(np.zeros(n, np.float32), np.full(n, -1, np.int64), np.full(n, -1, np.int64),
                       np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.zeros(n, bool),
-                      np.ones(n, bool), np.full(n, -1, np.int64), np.zeros(n, np.int32), base)
+                      np.ones(n, bool), np.full(n, -1, np.int64), np.zeros(n, np.int32), base,
+                      np.zeros(n, bool), np.full(n, -1, np.int64))
 
 
 @dataclass
@@ -183,6 +230,10 @@ class State:
     clock: int = 0                                  # def times of values (stamps)
     stamp: dict = field(default_factory=dict)       # slot -> def time
     wg_fence: int = -1                              # clock of the last wgmma.fence
+    # TMA / mbarriers
+    mbars: dict = field(default_factory=dict)       # mbarrier.create slot -> MBarrierGroup
+    completions: list = field(default_factory=list)  # (group, barrier, phase) of landed TMA data
+    tmap_fenced: dict = field(default_factory=dict)  # id(TensorMap) -> threads that fenced it
 
 
 def uniform(x, st: State, what: str) -> int:
@@ -312,13 +363,88 @@ def _walk_names(op, acc: set):
     return acc
 
 
+# --------------------------------------------------------------------------- TMA values
+
+_TMAP_TYPE = re.compile(r"tensor = memref<([0-9x]+)x(f16|bf16|f32)[,>].*swizzle = (\w+), "
+                        r"l2promo = (\w+), oob = (\w+), interleave = (\w+)")
+
+
+def parse_tensormap_type(t: str) -> dict:
+    """Fields of an !nvgpu.tensormap.descriptor<...> type string."""
+    m = _TMAP_TYPE.search(t)
+    if not m or "tensormap.descriptor" not in t:
+        raise SimError(f"not a tensor map descriptor type: {t}")
+    box, elt, swizzle, l2, oob, interleave = m.groups()
+    return dict(box=[int(d) for d in box.split("x")], elt=elt, swizzle=swizzle, l2promo=l2,
+                oob=oob, interleave=interleave)
+
+
+@dataclass(eq=False)
+class TensorMap:
+    """What cuTensorMapEncodeTiled encodes for one global tensor (made by
+    nvgpu.tma.create.descriptor in the host function)."""
+    buf: np.ndarray     # the flat global buffer
+    offset: int         # element offset of the tensor's first element in buf
+    elt: str
+    enc: dict           # ptx_isa.encode_tensor_map: dims / strides / box innermost first
+    kind: dict          # parse_tensormap_type of the descriptor type
+    oob: str
+
+
+@dataclass(eq=False)
+class MBarrierGroup:
+    """The mbarrier objects of one nvgpu.mbarrier.create in one block (static
+    shared memory): per barrier the expected arrival count, pending arrivals,
+    tx-count, number of completed phases (the current phase's parity is its
+    low bit), the TMA loads that have not landed, and per thread the number
+    of completed phases the thread has observed."""
+    n: int
+    T: int
+    count: np.ndarray = None
+    pending: np.ndarray = None
+    tx: np.ndarray = None
+    phase: np.ndarray = None
+    inited: np.ndarray = None
+    init_epoch: np.ndarray = None
+    init_thread: np.ndarray = None
+    loads: list = None
+    observed: np.ndarray = None
+    wait_epoch: np.ndarray = None    # [n, T] barrier epoch of each thread's last wait
+    init_fenced: np.ndarray = None   # a proxy fence by the init thread followed mbarrier.init
+    arrived: np.ndarray = None       # [n, T] phase of each thread's last arrival
+
+    def __post_init__(self):
+        n = self.n
+        self.count = np.zeros(n, np.int64)
+        self.pending = np.zeros(n, np.int64)
+        self.tx = np.zeros(n, np.int64)
+        self.phase = np.zeros(n, np.int64)
+        self.inited = np.zeros(n, bool)
+        self.init_epoch = np.full(n, -1, np.int64)
+        self.init_thread = np.full(n, -1, np.int64)
+        self.loads = [[] for _ in range(n)]
+        self.observed = np.zeros((n, self.T), np.int64)
+        self.wait_epoch = np.full((n, self.T), -1, np.int64)
+        self.arrived = np.full((n, self.T), -1, np.int64)
+        self.init_fenced = np.zeros(n, bool)
+
+    def state(self, b: int) -> str:
+        return (f"barrier {b}: phase {int(self.phase[b])} (parity {int(self.phase[b]) & 1}), "
+                f"pending arrivals {int(self.pending[b])} of {int(self.count[b])}, "
+                f"tx-count {int(self.tx[b])}, {len(self.loads[b])} TMA load(s) not landed")
+
+
+TX_LIMIT = (1 << 20) - 1   # PTX ISA: tx-count range [-(2^20 - 1), 2^20 - 1]
+
+
 # --------------------------------------------------------------------------- compiler
 
 class Program:
     """Compiles the ops of a module into closures once; run() executes."""
 
     # Checks a test may waive while a known kernel bug is open (by name).
-    WAIVABLE = frozenset({"wgmma-a-fence", "wgmma-acc-fence"})
+    WAIVABLE = frozenset({"wgmma-a-fence", "wgmma-acc-fence", "mbarrier-init-fence",
+                          "tensormap-fence"})
 
     def __init__(self, module: ir.Module, smem_base: int = 0, waive=()):
         self.module = module  # keeps the ops alive
@@ -659,6 +785,10 @@ class Program:
             if not np.all(st.mask):
                 raise SimError("gpu.barrier in divergent control flow")
             st.epoch += 1
+            # Completed mbarrier phases one thread observed are ordered
+            # before everything any thread does after the barrier.
+            for grp in st.mbars.values():
+                grp.observed[:] = grp.observed.max(axis=1, keepdims=True)
             st.stats["barriers"] = st.stats.get("barriers", 0) + 1
         return run
 
@@ -805,7 +935,15 @@ class Program:
                 safe = np.where(st.mask, lin, 0)
                 st.env[out] = mr.buf[safe]
             else:
-                raise SimError("memref.load from shared memory is not modeled")
+                # Shared (generic proxy), with the race checks of ldmatrix.
+                t = np.nonzero(st.mask)[0]
+                flat = np.broadcast_to(lin, (st.T,))[t]
+                if flat.size and (flat.min() < 0 or flat.max() >= mr.buf.data.size):
+                    raise SimError("memref.load outside dynamic shared memory")
+                self._generic_read(st, flat, t, "memref.load")
+                v = np.zeros(st.T, np.float32)
+                v[t] = mr.buf.data[flat]
+                st.env[out] = v.astype(np.float16) if mr.elt == "f16" else v
         return run
 
     def op_memref_store(self, o):
@@ -1040,7 +1178,22 @@ class Program:
                 cand &= np.isin(sh.w_thread, np.nonzero(st.mask)[0])
             sh.fenced[cand] = True
             sh.fence_epoch[cand] = st.epoch
+            self._fence_mbarrier_inits(st)
             st.stats["fence.proxy.async"] = st.stats.get("fence.proxy.async", 0) + 1
+        return run
+
+    @staticmethod
+    def _fence_mbarrier_inits(st: State):
+        """A proxy fence (or fence.mbarrier_init) by a thread makes the
+        mbarrier.init operations it performed before visible to the async
+        proxy (the TMA unit's complete-tx)."""
+        act = np.nonzero(st.mask)[0]
+        for grp in st.mbars.values():
+            grp.init_fenced |= grp.inited & np.isin(grp.init_thread, act)
+
+    def op_nvvm_fence_mbarrier_init(self, o):
+        def run(st):
+            self._fence_mbarrier_inits(st)
         return run
 
     @staticmethod
@@ -1096,6 +1249,13 @@ class Program:
         if np.any(sh.inflight[flat]):
             raise SimError("wgmma reads shared memory a cp.async has not finished writing "
                            "(missing cp.async.wait_group)")
+        if np.any(sh.tma_inflight[flat]):
+            raise SimError("wgmma reads shared memory a TMA load has not finished writing "
+                           "(in flight: no mbarrier wait completed the phase that covers it)")
+        for g, idx in enumerate(idxs):
+            # Read on behalf of every thread of warpgroup g.
+            self._check_tma_visible(st, idx, np.arange(128 * g, 128 * g + 128), "wgmma",
+                                    per_element=False)
         if np.any(sh.w_epoch[flat] == st.epoch):
             raise SimError("wgmma reads shared data written since the last barrier (missing barrier)")
         if not np.all(sh.fenced[flat]):
@@ -1289,7 +1449,7 @@ class Program:
             if np.any(bad):
                 raise SimError("cp.async overwrites shared data another thread read since the "
                                "last barrier (missing barrier)")
-            if np.any(sh.inflight[d]):
+            if np.any(sh.inflight[d]) or np.any(sh.tma_inflight[d]):
                 raise SimError("two cp.async in flight to one location")
             sh.inflight[d] = True
             st.pending.append((np.broadcast_to(t[:, None], d.shape), d, vals))
@@ -1325,6 +1485,364 @@ class Program:
             sh.w_epoch[d] = st.epoch
             sh.w_thread[d] = t
             sh.fenced[d] = False   # a generic-proxy write
+            sh.tma_src[d] = -1
+
+    # ---- TMA and mbarriers (sm_90a)
+    def op_nvgpu_tma_create_descriptor(self, o):
+        src, *box_slots = self.ins(o)
+        out = self.slots_out1(o)
+        kind = parse_tensormap_type(str(o.results[0].type))
+
+        def run(st):
+            m = st.env[src]
+            if not isinstance(m, MemRef) or m.space != "global":
+                raise SimError("tma.create.descriptor of a tensor that is not in global memory")
+            box = [uniform(st.env[b], st, "box dimension") for b in box_slots]
+            if box != kind["box"]:
+                raise SimError(f"tma.create.descriptor: box {box} differs from the descriptor "
+                               f"type's {kind['box']}")
+            if m.elt != kind["elt"]:
+                raise SimError(f"tma.create.descriptor: {m.elt} tensor, {kind['elt']} descriptor")
+            if kind["oob"] not in ("zero", "nan"):
+                raise SimError(f"oob fill {kind['oob']} is not modeled")
+            eb = 4 if m.elt == "f32" else 2
+            try:
+                enc = isa.encode_tensor_map(m.sizes, m.strides, eb, box, kind["swizzle"],
+                                            kind["interleave"], base_addr=eb * m.offset)
+            except ValueError as e:
+                raise SimError(f"cuTensorMapEncodeTiled would fail: {e}")
+            st.env[out] = TensorMap(m.buf, m.offset, m.elt, enc, kind, kind["oob"])
+            st.stats["tensor maps"] = st.stats.get("tensor maps", 0) + 1
+        return run
+
+    def op_builtin_unrealized_conversion_cast(self, o):
+        ins, outs = self.ins(o), self.outs(o)
+        src_t = [str(v.type) for v in o.operands]
+        dst_t = [str(r.type) for r in o.results]
+        if len(ins) != 1 or len(outs) != 1 or not any("tensormap.descriptor" in t
+                                                       for t in src_t + dst_t):
+            raise SimError(f"unrealized_conversion_cast {src_t} -> {dst_t} is not modeled")
+        want = parse_tensormap_type(dst_t[0]) if "tensormap.descriptor" in dst_t[0] else None
+        (a,), (out,) = ins, outs
+
+        def run(st):
+            v = st.env[a]
+            if not isinstance(v, TensorMap):
+                raise SimError("a tensor map pointer that does not come from tma.create.descriptor")
+            if want is not None and v.kind != want:
+                raise SimError(f"tensor map argument {v.kind} does not match the descriptor type "
+                               f"the kernel expects {want}")
+            st.env[out] = v
+        return run
+
+    def op_memref_expand_shape(self, o):
+        src, *dyn = self.ins(o)
+        out = self.slots_out1(o)
+        oshape = list(ir.DenseI64ArrayAttr(o.attributes["static_output_shape"]))
+        if dyn or DYN in oshape:
+            raise SimError("memref.expand_shape with dynamic sizes is not modeled")
+        reassoc = [[ir.IntegerAttr(d).value for d in ir.ArrayAttr(g)]
+                   for g in ir.ArrayAttr(o.attributes["reassociation"])]
+
+        def run(st):
+            m = st.env[src]
+            if len(reassoc) != len(m.sizes):
+                raise SimError("expand_shape: reassociation does not match the source rank")
+            sizes, strides = [], []
+            for i, dims in enumerate(reassoc):
+                if int(np.prod([oshape[d] for d in dims])) != m.sizes[i]:
+                    raise SimError(f"expand_shape: {[oshape[d] for d in dims]} does not cover "
+                                   f"source dim {i} of size {m.sizes[i]}")
+                acc, ss = m.strides[i], []
+                for d in reversed(dims):
+                    ss.append(acc)
+                    acc *= oshape[d]
+                sizes += [oshape[d] for d in dims]
+                strides += list(reversed(ss))
+            st.env[out] = MemRef(m.buf, m.space, m.elt, m.offset, sizes, strides,
+                                 ptr_elems=m.ptr_elems, stamps=m.stamps)
+        return run
+
+    def op_nvgpu_mbarrier_create(self, o):
+        out = self.slots_out1(o)
+        m = re.search(r"num_barriers = (\d+)", str(o.results[0].type))
+        n = int(m.group(1)) if m else 1
+
+        def run(st):
+            # Static shared memory: one group per op and block.
+            grp = st.mbars.get(out)
+            if grp is None:
+                grp = st.mbars[out] = MBarrierGroup(n, st.T)
+            st.env[out] = grp
+        return run
+
+    @staticmethod
+    def _issuers(st: State, pred) -> np.ndarray:
+        """Threads that execute an op with an optional predicate operand."""
+        act = st.mask.copy()
+        if pred is not None:
+            act &= np.broadcast_to(np.asarray(st.env[pred], bool), (st.T,))
+        return np.nonzero(act)[0]
+
+    @staticmethod
+    def _per_thread(st: State, slot, t) -> list[int]:
+        return [int(x) for x in np.broadcast_to(np.asarray(st.env[slot]), (st.T,))[t]]
+
+    @staticmethod
+    def _mbar_check(st: State, grp: MBarrierGroup, b: int, threads, what: str):
+        if not 0 <= b < grp.n:
+            raise SimError(f"{what}: mbarrier index {b} out of range (num_barriers = {grp.n})")
+        if not grp.inited[b]:
+            raise SimError(f"{what} on mbarrier {b} before its mbarrier.init")
+        if grp.init_epoch[b] == st.epoch and np.any(np.asarray(threads) != grp.init_thread[b]):
+            raise SimError(f"{what}: mbarrier {b} used by a thread other than the one that "
+                           f"initialized it before a barrier made mbarrier.init visible "
+                           f"(missing gpu.barrier after mbarrier.init)")
+
+    @staticmethod
+    def _mbar_check_next_phase(st: State, grp: MBarrierGroup, b: int, issuer: int, what: str):
+        """An arrive or TMA load that lets phase P of barrier b complete must
+        come after (a barrier after) every other thread's wait on phase P - 1:
+        a thread whose wait is not ordered before it could see phase P
+        complete first and then wait, with the same parity, on phase P + 1
+        (parity aliasing). Threads that arrive on phase P themselves are
+        ordered by their own arrival."""
+        others = np.arange(grp.T) != issuer
+        late = others & (grp.wait_epoch[b] == st.epoch) & (grp.arrived[b] != grp.phase[b])
+        if np.any(late):
+            raise SimError(f"{what} for the next phase of mbarrier {b} while thread(s) "
+                           f"{np.nonzero(late)[0][:4].tolist()}... waited on its previous phase "
+                           f"since the last barrier: not ordered after their waits (missing "
+                           f"barrier; the phase could complete before they wait: parity "
+                           f"aliasing)")
+
+    @staticmethod
+    def _mbar_try_complete(grp: MBarrierGroup, b: int) -> bool:
+        """Completes the current phase of barrier b if nothing is pending."""
+        if grp.pending[b] == 0 and grp.tx[b] == 0:
+            grp.phase[b] += 1
+            grp.pending[b] = grp.count[b]
+            return True
+        return False
+
+    def op_nvgpu_mbarrier_init(self, o):
+        ins = self.ins(o)
+        bars, count, bid = ins[:3]
+        pred = ins[3] if len(ins) > 3 else None
+
+        def run(st):
+            grp = st.env[bars]
+            t = self._issuers(st, pred)
+            ids, counts = self._per_thread(st, bid, t), self._per_thread(st, count, t)
+            if len(set(ids)) != len(ids):
+                raise SimError("mbarrier.init of one mbarrier by several threads")
+            for ti, b, c in zip(t, ids, counts):
+                if not 0 <= b < grp.n:
+                    raise SimError(f"mbarrier.init: index {b} out of range "
+                                   f"(num_barriers = {grp.n})")
+                if grp.inited[b]:
+                    raise SimError(f"mbarrier.init of mbarrier {b}, which is already initialized")
+                if not 1 <= c <= TX_LIMIT:
+                    raise SimError(f"mbarrier.init: count {c} out of range [1, 2^20 - 1]")
+                grp.count[b] = grp.pending[b] = c
+                grp.tx[b] = grp.phase[b] = 0
+                grp.observed[b] = 0
+                grp.wait_epoch[b] = grp.arrived[b] = -1
+                grp.init_fenced[b] = False
+                grp.inited[b] = True
+                grp.init_epoch[b] = st.epoch
+                grp.init_thread[b] = ti
+        return run
+
+    def op_nvgpu_mbarrier_arrive_expect_tx(self, o):
+        ins = self.ins(o)
+        bars, txc, bid = ins[:3]
+        pred = ins[3] if len(ins) > 3 else None
+
+        def run(st):
+            grp = st.env[bars]
+            t = self._issuers(st, pred)
+            for ti, b, n in zip(t, self._per_thread(st, bid, t), self._per_thread(st, txc, t)):
+                self._mbar_check(st, grp, b, [ti], "mbarrier.arrive.expect_tx")
+                self._mbar_check_next_phase(st, grp, b, ti, "mbarrier.arrive.expect_tx")
+                grp.arrived[b, ti] = grp.phase[b]
+                # expect-tx(n), then arrive-on.
+                grp.tx[b] += n
+                if not -TX_LIMIT <= grp.tx[b] <= TX_LIMIT:
+                    raise SimError(f"mbarrier tx-count out of range ({grp.state(b)})")
+                if grp.pending[b] == 0:
+                    raise SimError(f"mbarrier.arrive.expect_tx: more arrivals than the mbarrier's "
+                                   f"count in one phase ({grp.state(b)}; a second fill of the "
+                                   f"slot before a wait, or the wrong barrier)")
+                grp.pending[b] -= 1
+                self._mbar_try_complete(grp, b)
+                st.stats["mbarrier.arrive"] = st.stats.get("mbarrier.arrive", 0) + 1
+        return run
+
+    def op_nvgpu_tma_async_load(self, o):
+        seg = list(ir.DenseI32ArrayAttr(o.attributes["operandSegmentSizes"]))
+        ins = self.ins(o)
+        parts, pos = [], 0
+        for n in seg:
+            parts.append(ins[pos:pos + n])
+            pos += n
+        (dst,), (bars,), (tmap,), coords, (bid,), mcast, pred = parts
+        if mcast:
+            raise SimError("TMA multicast is not modeled")
+        pred = pred[0] if pred else None
+
+        def run(st):
+            t = self._issuers(st, pred)
+            if t.size == 0:
+                return
+            dm, tm, grp = st.env[dst], st.env[tmap], st.env[bars]
+            sh = st.shared
+            if not isinstance(tm, TensorMap):
+                raise SimError("tma.async.load without a tensor map")
+            if dm.space != "shared":
+                raise SimError("tma.async.load destination must be shared memory")
+            if tm.enc["elem_bytes"] != 2:
+                raise SimError("TMA loads of 4-byte elements are not modeled (2-byte shared units)")
+            if dm.sizes != tm.kind["box"] or dm.elt != tm.elt:
+                raise SimError(f"tma.async.load: destination {dm.sizes}x{dm.elt} is not the box "
+                               f"{tm.kind['box']}x{tm.elt}")
+            if dm.strides != identity_strides(dm.sizes):
+                raise SimError(f"tma.async.load: destination strides {dm.strides} are not dense: "
+                               f"the box lands densely from the start address")
+            dst_addr = sh.base + 2 * dm.offset
+            try:
+                addr = isa.tma_smem_address(tm.enc, dst_addr).reshape(-1)
+            except ValueError as e:
+                raise SimError(f"tma.async.load: {e}")
+            d = (addr - sh.base) // 2
+            if d.min() < 0 or d.max() >= sh.data.size:
+                raise SimError("tma.async.load writes outside dynamic shared memory")
+            nbytes = isa.tma_box_bytes(tm.enc)
+            cs = [self._per_thread(st, c, t) for c in coords]
+            for k, (ti, b) in enumerate(zip(t, self._per_thread(st, bid, t))):
+                self._mbar_check(st, grp, b, [ti], "tma.async.load")
+                xy = [c[k] for c in cs]
+                if any(not -(1 << 31) <= c < 1 << 31 for c in xy):
+                    raise SimError(f"tma.async.load: coordinates {xy} do not fit in int32")
+                src, ok = isa.tma_tile_source(tm.enc, xy)
+                fill = np.nan if tm.oob == "nan" else 0.0
+                vals = np.where(ok, tm.buf[tm.offset + src], fill).astype(np.float32).reshape(-1)
+                if np.any(sh.async_r[d] > 0):
+                    raise SimError("TMA load overwrites shared data an unretired wgmma.mma_async "
+                                   "reads (missing wgmma.wait_group)")
+                if np.any(sh.r_epoch[d] == st.epoch):
+                    raise SimError("TMA load overwrites shared data a thread read since the last "
+                                   "barrier (write-after-read race: missing barrier)")
+                if np.any(sh.inflight[d]) or np.any(sh.tma_inflight[d]):
+                    raise SimError("TMA load into shared memory another copy is still writing "
+                                   "(two copies in flight to one location)")
+                self._mbar_check_next_phase(st, grp, b, ti, "tma.async.load")
+                fenced = st.tmap_fenced.get(id(tm))
+                if (fenced is None or not fenced[ti]) and "tensormap-fence" not in self.waive:
+                    raise SimError(
+                        "tma.async.load through a tensor map the host copied to global memory, "
+                        "without a fence.proxy.tensormap::generic.acquire (nvgpu.tma.fence."
+                        "descriptor) by the issuing thread in this block (CUDA Programming Guide, "
+                        "TMA: a fence before any thread accesses a tensor map copied to global "
+                        "memory with cudaMemcpy)")
+                if not grp.init_fenced[b] and "mbarrier-init-fence" not in self.waive:
+                    raise SimError(
+                        f"tma.async.load completes (complete-tx, async proxy) on mbarrier {b}, "
+                        f"whose mbarrier.init (generic proxy) no fence.proxy.async.shared::cta or "
+                        f"fence.mbarrier_init by the initializing thread made visible to the async "
+                        f"proxy (CUDA Programming Guide, TMA: 'make initialized barrier visible in "
+                        f"async proxy')")
+                if not np.all(sh.fenced[d]):
+                    raise SimError("TMA load overwrites shared data written through the generic "
+                                   "proxy without a fence.proxy.async")
+                sh.tma_inflight[d] = True
+                grp.loads[b].append((d, vals, nbytes))
+                st.stats["tma"] = st.stats.get("tma", 0) + 1
+                st.stats["tma.oob"] = st.stats.get("tma.oob", 0) + int(ok.size - ok.sum())
+        return run
+
+    def op_nvgpu_tma_fence_descriptor(self, o):
+        (tmap,) = self.ins(o)
+
+        def run(st):
+            tm = st.env[tmap]
+            if not isinstance(tm, TensorMap):
+                raise SimError("tma.fence.descriptor without a tensor map")
+            st.tmap_fenced.setdefault(id(tm), np.zeros(st.T, bool))[st.mask] = True
+        return run
+
+    def op_nvgpu_tma_prefetch_descriptor(self, o):
+        return lambda st: None   # a cache hint
+
+    def _land_tma(self, st: State, grp: MBarrierGroup, b: int, load):
+        """One TMA load's data lands; complete-tx of its bytes on barrier b."""
+        d, vals, nbytes = load
+        sh = st.shared
+        sh.data[d] = vals
+        sh.tma_inflight[d] = False
+        sh.w_epoch[d] = -1       # an async-proxy write; visibility via the mbarrier
+        sh.w_thread[d] = -1
+        sh.fenced[d] = True
+        sh.fence_epoch[d] = -1
+        st.completions.append((grp, b, int(grp.phase[b])))
+        sh.tma_src[d] = len(st.completions) - 1
+        grp.tx[b] -= nbytes
+        if grp.tx[b] < -TX_LIMIT:
+            raise SimError(f"mbarrier tx-count out of range ({grp.state(b)})")
+
+    def op_nvgpu_mbarrier_try_wait_parity(self, o):
+        bars, parity, _ticks, bid = self.ins(o)
+
+        def run(st):
+            t = np.nonzero(st.mask)[0]
+            if t.size == 0:
+                return
+            grp = st.env[bars]
+            b = uniform(st.env[bid], st, "mbarrier index")
+            p = uniform(st.env[parity], st, "phase parity") & 1
+            self._mbar_check(st, grp, b, t, "mbarrier.try_wait.parity")
+            if (int(grp.phase[b]) & 1) == p:
+                # The current phase (parity p) is not complete: the loads on
+                # this barrier land, in issue order, until it completes.
+                done = False
+                while grp.loads[b] and not done:
+                    self._land_tma(st, grp, b, grp.loads[b].pop(0))
+                    done = self._mbar_try_complete(grp, b)
+                if not done:
+                    if grp.pending[b] > 0:
+                        why = ("arrivals missing: no (or too few) arrive.expect_tx for this phase "
+                               "before the wait, or a wait on the wrong barrier / parity")
+                    elif grp.tx[b] > 0:
+                        why = ("the tx-count expects more bytes than the TMA loads issued on this "
+                               "barrier bring (or the loads come after the wait)")
+                    else:
+                        why = "the TMA loads on this barrier bring more bytes than expected"
+                    div = "" if np.all(st.mask) else " (a divergent wait)"
+                    raise SimError(
+                        f"deadlock: mbarrier.try_wait.parity({p}) on mbarrier {b} waits for a "
+                        f"phase that can never complete{div}: {why} ({grp.state(b)})")
+            # Otherwise the phase with parity p is the one before the current
+            # phase: complete, the wait returns at once.
+            grp.observed[b, t] = np.maximum(grp.observed[b, t], grp.phase[b])
+            grp.wait_epoch[b, t] = st.epoch
+            st.stats["mbarrier.wait"] = st.stats.get("mbarrier.wait", 0) + 1
+        return run
+
+    def _check_tma_visible(self, st: State, idx, readers, what: str, per_element: bool = True):
+        """TMA-landed data must have its mbarrier phase's completion observed
+        by each reading thread (or a gpu.barrier after some thread did)."""
+        sh = st.shared
+        src = sh.tma_src[idx]
+        sel = src >= 0
+        if not np.any(sel):
+            return
+        for cid in np.unique(src[sel]):
+            grp, b, ph = st.completions[cid]
+            r = readers[src == cid] if per_element else readers
+            if np.any(grp.observed[b, r] <= ph):
+                raise SimError(f"{what} reads TMA-loaded data without having waited on its "
+                               f"mbarrier {b} (phase {ph}; missing mbarrier.try_wait.parity by "
+                               f"the reading threads or a barrier after it)")
 
     def op_nvgpu_ldmatrix(self, o):
         m, *idx = self.ins(o)
@@ -1357,20 +1875,30 @@ class Program:
             flat = addrs.reshape(-1)
             sh = st.shared
             reader = np.repeat(np.arange(st.T), tiles * 2)
-            if np.any(sh.inflight[flat]):
-                raise SimError("ldmatrix reads shared memory a cp.async has not finished writing "
-                               "(missing cp.async.wait_group)")
-            raw = (sh.w_epoch[flat] == st.epoch) & (sh.w_thread[flat] != reader)
-            if np.any(raw):
-                raise SimError("ldmatrix reads shared data another thread wrote since the last "
-                               "barrier (missing barrier)")
-            same = sh.r_epoch[flat] == st.epoch
-            sh.r_thread[flat] = np.where(same & (sh.r_thread[flat] != reader), -2, reader)
-            sh.r_epoch[flat] = st.epoch
+            self._generic_read(st, flat, reader, "ldmatrix")
             vals = sh.data[flat].reshape(st.T, tiles, 2)
             st.env[out] = vals.astype(np.float16) if elt == "f16" else vals
             st.stats["ldmatrix"] = st.stats.get("ldmatrix", 0) + 1
         return run
+
+    def _generic_read(self, st: State, flat, reader, what: str):
+        """Race checks of a generic-proxy read of shared elements `flat` by
+        threads `reader` (same shape); records the reads."""
+        sh = st.shared
+        if np.any(sh.inflight[flat]):
+            raise SimError(f"{what} reads shared memory a cp.async has not finished writing "
+                           "(missing cp.async.wait_group)")
+        if np.any(sh.tma_inflight[flat]):
+            raise SimError(f"{what} reads shared memory a TMA load has not finished writing "
+                           "(in flight: no mbarrier wait completed the phase that covers it)")
+        self._check_tma_visible(st, flat, reader, what)
+        raw = (sh.w_epoch[flat] == st.epoch) & (sh.w_thread[flat] != reader)
+        if np.any(raw):
+            raise SimError(f"{what} reads shared data another thread wrote since the last "
+                           "barrier (missing barrier)")
+        same = sh.r_epoch[flat] == st.epoch
+        sh.r_thread[flat] = np.where(same & (sh.r_thread[flat] != reader), -2, reader)
+        sh.r_epoch[flat] = st.epoch
 
     @staticmethod
     def _mma(st: State, A: np.ndarray, B: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -1561,6 +2089,11 @@ class Program:
                             s(ks)
                         if ks.pending or any(ks.groups):
                             self._retire(ks, [c for grp in ks.groups for c in grp] + ks.pending)
+                        for grp in ks.mbars.values():
+                            for b in range(grp.n):
+                                if grp.loads[b]:
+                                    raise SimError("the kernel exits with TMA loads in flight that "
+                                                   "no thread waited for (" + grp.state(b) + ")")
         return run
 
     # ---- entry point

@@ -1,7 +1,9 @@
 """Fragment layouts of the PTX ISA, encoded from the document (PTX ISA 8.x,
 section "Warp-level Matrix Multiply-Accumulate Instructions"), independently
 of attncc's C++ (passes/GpuLayout.h). Used by the layout unit tests and by the
-SIMT emulator (gpu_sim.py) as the meaning of ldmatrix and mma.sync.
+SIMT emulator (gpu_sim.py) as the meaning of ldmatrix and mma.sync (and,
+further down, of wgmma's descriptors / fragments and of TMA tensor maps, box
+loads, out-of-bound fill and shared-memory swizzle).
 
 mma.m16n8k16 with .f16/.bf16 multiplicands and .f32 accumulators
 ("Matrix Fragments for mma.m16n8k16 with floating point type"):
@@ -35,6 +37,8 @@ ldmatrix.sync.aligned.m8n8.x{1,2,4}{,.trans}.shared.b16
   receives rows (l % 4) * 2 and (l % 4) * 2 + 1 of column l / 4.
 """
 from __future__ import annotations
+
+import numpy as np
 
 
 def group_id(lane: int) -> int:
@@ -212,3 +216,134 @@ def wgmma_smem_address(mn, k, desc: int, k_major: bool, elem_bytes: int = 2):
     if d["base_offset"]:
         raise ValueError("non-zero matrix base offset is not modeled")
     return swizzle_address(d["start"] + wgmma_smem_offset(mn, k, d, k_major, elem_bytes), d["swizzle"])
+
+
+# --------------------------------------------------------------------------- TMA
+# Tensor Memory Access: tiled tensor maps (CUDA driver API, cuTensorMapEncodeTiled)
+# and the tile-mode bulk tensor copy that uses them (PTX ISA 8.x,
+# "cp.async.bulk.tensor", "Tensor Access Modes: Tiled Mode", "Tensor-map:
+# Bounding Box", "Out of Bound Access", "Shared memory swizzling modes"),
+# encoded from the documents:
+#
+# cuTensorMapEncodeTiled(map, dataType, rank, globalAddress, globalDim[rank],
+#     globalStrides[rank - 1], boxDim[rank], elementStrides[rank], interleave,
+#     swizzle, l2Promotion, oobFill): all arrays innermost dimension first.
+#   * rank 1..5 (3..5 with interleave); globalAddress 16-byte aligned;
+#   * 0 < globalDim[i] <= 2^32; globalStrides[i] (bytes, dimension i + 1) a
+#     multiple of 16 and < 2^40; dimension 0 is contiguous (stride =
+#     element size, implied);
+#   * 0 < boxDim[i] <= 256; with interleave NONE, boxDim[0] * elementSize a
+#     multiple of 16 bytes, and with a swizzle at most the swizzle span
+#     (32, 64 or 128 bytes);
+#   * elementStrides[i] in 1..8 (only 1, the traversal stride of a dense
+#     box, is modeled here);
+#   * oobFill NONE: elements outside the tensor are filled with zeros
+#     (NAN_REQUEST_ZERO_FMA: with a NaN).
+# cp.async.bulk.tensor.Nd.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+#     [dstMem], [tensorMap, {c0, ..., c(N-1)}], [mbar]:
+#   * tensorCoords (signed 32-bit, innermost first) are the coordinates of
+#     the box's first element; box element (i0, ..., iN-1) is tensor element
+#     (c0 + i0, ..., cN-1 + iN-1); any coordinate outside [0, globalDim) is
+#     out of bounds and its element is filled per oobFill (coordinates may be
+#     negative);
+#   * the box lands in shared memory densely, dimension 0 fastest
+#     (boxDim[0] * elementSize bytes per "row"), starting at dstMem; with a
+#     swizzle mode the 16-byte chunks of the shared address are permuted:
+#     128-byte swizzle, chunk bits [4:6] ^= bits [7:9] of the shared address
+#     (a pattern that repeats every 1024 bytes, so the destination must be
+#     1024-byte aligned; 64-byte: [4:5] ^= [7:8], 512 bytes; 32-byte:
+#     [4] ^= [7], 256 bytes); without swizzle 128-byte alignment;
+#   * on completion the copy performs complete-tx(box bytes, including
+#     filled out-of-bound elements) on the mbarrier.
+# The tensor maps attncc makes come from nvgpu.tma.create.descriptor on a
+# memref (MLIR's mgpuTensorMapEncodeTiledMemref, attncc's runtime/cuda.py):
+# globalDim = the memref's sizes reversed, globalStrides = its strides
+# (dimensions 1..) reversed in bytes, boxDim = the op's box reversed.
+
+TMA_SWIZZLE_SPAN = {"none": 0, "swizzle_32b": 32, "swizzle_64b": 64, "swizzle_128b": 128}
+_SPAN_MODE = {0: 0, 128: 1, 64: 2, 32: 3}   # span -> wgmma descriptor mode (swizzle_address)
+
+
+def encode_tensor_map(sizes, strides, elem_bytes: int, box, swizzle: str = "swizzle_128b",
+                      interleave: str = "none", base_addr: int = 0) -> dict:
+    """A tiled tensor map for a strided tensor (sizes / element strides /
+    box outermost first, as in MLIR). Returns the cuTensorMapEncodeTiled
+    arrays (innermost first, strides in bytes) and raises ValueError where
+    cuTensorMapEncodeTiled rejects them."""
+    rank = len(sizes)
+    if not 1 <= rank <= 5 or len(strides) != rank or len(box) != rank:
+        raise ValueError(f"tensor map rank {rank}: sizes, strides and box must have 1..5 dims")
+    if interleave != "none":
+        raise ValueError("interleaved tensor maps are not modeled")
+    if swizzle not in TMA_SWIZZLE_SPAN:
+        raise ValueError(f"unknown swizzle {swizzle}")
+    if base_addr % 16:
+        raise ValueError("globalAddress must be 16-byte aligned")
+    dims = [int(s) for s in reversed(sizes)]
+    estr = [int(s) for s in reversed(strides)]
+    boxd = [int(b) for b in reversed(box)]
+    if estr[0] != 1:
+        raise ValueError("the innermost dimension must be contiguous (stride 1)")
+    if any(not 0 < d <= 1 << 32 for d in dims):
+        raise ValueError(f"globalDim {dims} out of range (0, 2^32]")
+    gstr = [s * elem_bytes for s in estr[1:]]
+    if any(s % 16 or not 0 < s < 1 << 40 for s in gstr):
+        raise ValueError(f"globalStrides {gstr} must be multiples of 16 bytes below 2^40")
+    if any(not 0 < b <= 256 for b in boxd):
+        raise ValueError(f"boxDim {boxd} out of range (0, 256]")
+    inner = boxd[0] * elem_bytes
+    if inner % 16:
+        raise ValueError(f"box inner dimension {inner} bytes is not a multiple of 16")
+    span = TMA_SWIZZLE_SPAN[swizzle]
+    if span and inner > span:
+        raise ValueError(f"box inner dimension {inner} bytes exceeds the {span}-byte swizzle span")
+    return dict(global_dim=dims, global_strides=gstr, elem_strides=estr, box_dim=boxd,
+                elem_bytes=elem_bytes, swizzle=swizzle)
+
+
+def _box_index(box_dim):
+    """Box element coordinates (i0, ..., iN-1) as arrays shaped like the box
+    outermost first ([bN-1, ..., b0])."""
+    grids = np.meshgrid(*[np.arange(b) for b in reversed(box_dim)], indexing="ij")
+    return list(reversed(grids))   # innermost first
+
+
+def tma_tile_source(tmap: dict, coords):
+    """For a tile-mode load at tensorCoords `coords` (innermost first):
+    the element offset (in elements from the tensor's start) of every box
+    element and whether it is in bounds, shaped like the box outermost
+    first. Out-of-bound elements (offset 0 here) are filled, not read."""
+    if len(coords) != len(tmap["box_dim"]):
+        raise ValueError("one coordinate per tensor dimension")
+    idx = _box_index(tmap["box_dim"])
+    off = np.zeros(idx[0].shape, np.int64)
+    ok = np.ones(idx[0].shape, bool)
+    for d, (i, c) in enumerate(zip(idx, coords)):
+        g = np.int64(c) + i
+        ok &= (g >= 0) & (g < tmap["global_dim"][d])
+        off += g * tmap["elem_strides"][d]
+    return np.where(ok, off, 0), ok
+
+
+def tma_smem_address(tmap: dict, dst_addr: int):
+    """Shared byte address of every box element (shaped like the box,
+    outermost first) for a load to `dst_addr`: dense, dimension 0 fastest,
+    then the swizzle of the absolute address. Raises ValueError for a
+    destination the swizzle mode does not allow."""
+    span = TMA_SWIZZLE_SPAN[tmap["swizzle"]]
+    align = 8 * span if span else 128
+    if dst_addr % align:
+        raise ValueError(f"shared destination 0x{dst_addr:x} is not {align}-byte aligned "
+                         f"({tmap['swizzle']})")
+    idx = _box_index(tmap["box_dim"])
+    lin = np.zeros(idx[0].shape, np.int64)
+    pitch = 1
+    for i, b in zip(idx, tmap["box_dim"]):
+        lin += i * pitch
+        pitch *= b
+    return swizzle_address(dst_addr + lin * tmap["elem_bytes"], _SPAN_MODE[span])
+
+
+def tma_box_bytes(tmap: dict) -> int:
+    """Bytes one tile-mode load transfers (its complete-tx count)."""
+    return int(np.prod(tmap["box_dim"])) * tmap["elem_bytes"]
