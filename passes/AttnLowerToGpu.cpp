@@ -858,7 +858,11 @@ LogicalResult Lowering::placeTmaLoads() {
   Value isLeader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
   for (int64_t i = 0; i <= p.S; ++i)
     nvgpu::MBarrierInitOp::create(b, loc, mbarriers, idx(1), idx(i), isLeader);
-  gpu::BarrierOp::create(b, loc); // initialized before anyone waits
+  // The inits (generic proxy) must be visible to the TMA completions (async
+  // proxy) and to every thread before anyone uses a barrier (CUDA
+  // Programming Guide, TMA).
+  fenceForWgmma();
+  gpu::BarrierOp::create(b, loc);
   Value reads = memref::AllocaOp::create(b, loc, MemRefType::get({1}, b.getIndexType()));
   store(idx(0), reads, 0);
 
@@ -1613,6 +1617,10 @@ LogicalResult Lowering::outline() {
     OpBuilder kb = OpBuilder::atBlockBegin(&entry);
     auto cast = UnrealizedConversionCastOp::create(kb, loc, descType, ValueRange{arg});
     arg.replaceAllUsesExcept(cast.getResult(0), cast);
+    // The host copied the tensor map to global memory (generic proxy): make
+    // it visible to the tensormap proxy before TMA uses it (CUDA Programming
+    // Guide, "Using TMA": fence.proxy.tensormap::generic.acquire).
+    nvgpu::TmaFenceOp::create(kb, loc, cast.getResult(0));
     b.setInsertionPoint(launch);
     operands[i] = UnrealizedConversionCastOp::create(b, loc, ptrType, operands[i]).getResult(0);
   }

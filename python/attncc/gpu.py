@@ -14,7 +14,8 @@ Targets: "sm_80" (Ampere and newer of major 8: A100, A10, L4, RTX 30/40), "sm_90
 Abort hazards guarded here, before MLIR is reached (each kills the process with
 an LLVM fatal error instead of raising): an NVPTX chip without a PTX ISA
 version it supports (sm_80 needs +ptx70 or newer; the pipeline's default is
-+ptx60), sm_90a without +ptx80 or newer, and unknown chips.
++ptx60), sm_90a without +ptx80 or newer (attncc uses +ptx83: the TMA kernel fences its tensor
+maps with fence.proxy.tensormap, PTX ISA 8.3), and unknown chips.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class Chip:
 
 CHIPS: dict[str, Chip] = {
     "sm_80": Chip("sm_80", "+ptx70", 163 * 1024, 255, 65536, 1024),
-    "sm_90a": Chip("sm_90a", "+ptx80", 227 * 1024, 255, 65536, 1024),
+    "sm_90a": Chip("sm_90a", "+ptx83", 227 * 1024, 255, 65536, 1024),
 }
 
 

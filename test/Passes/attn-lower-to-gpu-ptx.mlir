@@ -1,12 +1,12 @@
-// RUN: attncc-opt %s --pass-pipeline="builtin.module(attn-tile{block-m=128 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=3}),canonicalize,cse,attn-lower-to-gpu{num-warps=8 chip=sm_90a mma=mma-sync},canonicalize,cse,gpu-lower-to-nvvm-pipeline{cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa opt-level=3})" | FileCheck %s --check-prefix=SYNC
-// RUN: attncc-opt %s --pass-pipeline="builtin.module(attn-tile{block-m=128 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=3}),canonicalize,cse,attn-lower-to-gpu{num-warps=8 chip=sm_90a},canonicalize,cse,gpu-lower-to-nvvm-pipeline{cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa opt-level=3})" | FileCheck %s --check-prefix=WGMMA
+// RUN: attncc-opt %s --pass-pipeline="builtin.module(attn-tile{block-m=128 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=3}),canonicalize,cse,attn-lower-to-gpu{num-warps=8 chip=sm_90a mma=mma-sync},canonicalize,cse,gpu-lower-to-nvvm-pipeline{cubin-chip=sm_90a cubin-features=+ptx83 cubin-format=isa opt-level=3})" | FileCheck %s --check-prefix=SYNC
+// RUN: attncc-opt %s --pass-pipeline="builtin.module(attn-tile{block-m=128 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=3}),canonicalize,cse,attn-lower-to-gpu{num-warps=8 chip=sm_90a},canonicalize,cse,gpu-lower-to-nvvm-pipeline{cubin-chip=sm_90a cubin-features=+ptx83 cubin-format=isa opt-level=3})" | FileCheck %s --check-prefix=WGMMA
 
 // The whole GPU path to PTX in one go (format=isa: the PTX text is the
 // gpu.binary's object).
 // With mma=mma-sync (prefix SYNC): tensor cores, cp.async, ldmatrix,
 // barriers, shuffles.
 // SYNC: gpu.binary @attention_kernel
-// SYNC-SAME: chip = "sm_90a", features = "+ptx80"
+// SYNC-SAME: chip = "sm_90a", features = "+ptx83"
 // SYNC-SAME: .target sm_90a
 // SYNC-SAME: .entry attention_kernel(
 // SYNC-SAME: .maxntid 256, 1, 1
@@ -19,7 +19,9 @@
 // SYNC-SAME: shfl.sync.bfly.b32
 // SYNC-SAME: ex2.approx.ftz.f32
 // SYNC-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
-// The sm_90a default (prefix WGMMA): mbarriers initialized by one thread, Q
+// The sm_90a default (prefix WGMMA): the tensor maps (copied to global memory
+// by the host) acquired for the tensormap proxy, mbarriers initialized by one
+// thread and fenced for the async proxy, Q
 // and each pipelined iteration's K/V as TMA boxes (cp.async.bulk.tensor) on
 // their slot's mbarrier after arrive.expect_tx, every thread waiting on the
 // slot's phase before Q.K^T; Q.K^T as m64n64k16 wgmma from two shared-memory
@@ -28,7 +30,9 @@
 // WGMMA: gpu.binary @attention_kernel
 // WGMMA-SAME: .target sm_90a
 // WGMMA-SAME: .maxntid 256, 1, 1
+// WGMMA-SAME: fence.proxy.tensormap::generic.acquire.sys
 // WGMMA-SAME: mbarrier.init.shared.b64
+// WGMMA-SAME: fence.proxy.async.shared::cta
 // WGMMA-SAME: bar.sync
 // WGMMA-SAME: mbarrier.arrive.expect_tx.shared.b64
 // WGMMA-SAME: cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes

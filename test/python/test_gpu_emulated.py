@@ -139,18 +139,12 @@ SM90_CASES = {
 # kernel must align its 128-byte-swizzled tiles itself.
 UNALIGNED_SMEM = 0x230
 
-# Open kernel issues (missing fences, CUDA Programming Guide TMA section),
-# waived until the kernel has them; see test_tma_kernel_fences:
-#  * mbarrier-init-fence: the mbarrier.init (generic proxy) goes straight to
-#    gpu.barrier, with no fence.proxy.async.shared::cta (or
-#    fence.mbarrier_init) by the initializing thread making the init visible
-#    to the async proxy, whose complete-tx the TMA loads perform on the
-#    barriers ("make initialized barrier visible in async proxy");
-#  * tensormap-fence: the tensor maps reach the kernel as pointers to global
-#    memory the host copied them to, and no nvgpu.tma.fence.descriptor
-#    (fence.proxy.tensormap::generic.acquire) precedes their first use in
-#    each block.
-TMA_WAIVE = ("mbarrier-init-fence", "tensormap-fence")
+# The fences of the CUDA Programming Guide's TMA section that the emulator
+# checks (test_tma_kernel_fences): the mbarrier inits made visible to the
+# async proxy (fence.proxy.async.shared::cta before the barrier), and the
+# tensor maps the host copied to global memory acquired for the tensormap
+# proxy (nvgpu.tma.fence.descriptor) before their first use in each block.
+TMA_FENCE_CHECKS = ("mbarrier-init-fence", "tensormap-fence")
 
 
 
@@ -173,7 +167,7 @@ def test_emulated_sm90a_kernel_matches_sdpa(cfg, tma):
     compiled = cfg.compile("sm_90a", stop_after="gpu")
     ts = cfg.inputs()
     smem_base = UNALIGNED_SMEM if cfg.num_stages == 3 else 0
-    out, stats = _emulate(compiled.ir("gpu"), cfg, ts, smem_base, TMA_WAIVE if tma else ())
+    out, stats = _emulate(compiled.ir("gpu"), cfg, ts, smem_base, ())
     err = (out.double() - cfg.reference(ts)).abs().max().item()
     assert err < cfg.tolerance(), f"max abs error {err}"
     launch = stats["launch"]
@@ -355,14 +349,13 @@ def test_emulator_catches_broken_tma_kernel(mutation, message):
     lines = _tma_mutate(_sm90_lines(cfg), mutation, cfg.num_stages)
     ts = cfg.inputs()
     with pytest.raises(gpu_sim.SimError, match=message):
-        _emulate("\n".join(lines), cfg, ts, smem_base=UNALIGNED_SMEM, waive=TMA_WAIVE)
+        _emulate("\n".join(lines), cfg, ts, smem_base=UNALIGNED_SMEM)
 
 
 def test_emulator_unmutated_tma_kernel_is_clean():
     cfg = SM90_TMA_MUTANT_CFG
     ts = cfg.inputs()
-    out, stats = _emulate("\n".join(_sm90_lines(cfg)), cfg, ts, smem_base=UNALIGNED_SMEM,
-                          waive=TMA_WAIVE)
+    out, stats = _emulate("\n".join(_sm90_lines(cfg)), cfg, ts, smem_base=UNALIGNED_SMEM)
     assert (out.double() - cfg.reference(ts)).abs().max().item() < cfg.tolerance()
     # Q: one [128, 64] box; K and V: one [32, 64] box per KV block of each of
     # the two query blocks; one wait for Q and one per KV block.
@@ -380,19 +373,28 @@ def test_tma_tail_rows_are_read_and_must_be_zero():
     cfg = dataclasses.replace(SM90_CASES["tails-none"], tma=True)
     text = cfg.compile("sm_90a", stop_after="gpu").ir("gpu")
     ts = cfg.inputs()
-    out, stats = _emulate(text, cfg, ts, waive=TMA_WAIVE)
+    out, stats = _emulate(text, cfg, ts)
     assert (out.double() - cfg.reference(ts)).abs().max().item() < cfg.tolerance()
     assert stats["tma.oob"] > 0
-    out, _ = _emulate(text.replace("oob = zero", "oob = nan"), cfg, ts, waive=TMA_WAIVE)
+    out, _ = _emulate(text.replace("oob = zero", "oob = nan"), cfg, ts)
     assert torch.isnan(out).any()
 
 
-@pytest.mark.parametrize("check", TMA_WAIVE)
-@pytest.mark.xfail(strict=True, raises=gpu_sim.SimError,
-                   reason="open kernel issue: a missing fence (TMA_WAIVE)")
+@pytest.mark.parametrize("check", TMA_FENCE_CHECKS)
 def test_tma_kernel_fences(check):
-    # Each check alone (the other waived); passes, and so fails as a strict
-    # xfail, once the kernel has that fence: then drop it from TMA_WAIVE.
+    # The kernel passes each check alone (the other waived) and both together
+    # (every other TMA test), and fails it without its fence.
     cfg = dataclasses.replace(SM90_CASES["causal-f16-d64"], tma=True)
-    _emulate(cfg.compile("sm_90a", stop_after="gpu").ir("gpu"), cfg, cfg.inputs(),
-             waive=[c for c in TMA_WAIVE if c != check])
+    text = cfg.compile("sm_90a", stop_after="gpu").ir("gpu")
+    others = [c for c in TMA_FENCE_CHECKS if c != check]
+    out, _ = _emulate(text, cfg, cfg.inputs(), waive=others)
+    assert (out.double() - cfg.reference(cfg.inputs())).abs().max().item() < cfg.tolerance()
+    lines = text.split("\n")
+    if check == "tensormap-fence":
+        lines = [l for l in lines if "nvgpu.tma.fence.descriptor" not in l]
+    else:
+        first = next(i for i, l in enumerate(lines) if "nvvm.fence.proxy" in l)
+        assert "mbarrier.init" in lines[first - 1]  # the fence right after the inits
+        del lines[first]
+    with pytest.raises(gpu_sim.SimError):
+        _emulate("\n".join(lines), cfg, cfg.inputs(), waive=others)
