@@ -19,10 +19,11 @@
 //
 // Asynchronous-copy groups follow the pipelined structure (see placeAsyncGroups).
 // Layout arithmetic: passes/GpuLayout.h (tested against the PTX ISA tables).
+// On sm_90a with whole warpgroups the matmuls become wgmma and the copies TMA
+// boxes on mbarriers: AttnLowerToGpuSm90.cpp (state shared in GpuLowering.h).
 //
 //===----------------------------------------------------------------------===//
-#include "passes/GpuLayout.h"
-#include "passes/Passes.h"
+#include "passes/GpuLowering.h"
 
 #include "mlir/Dialect/GPU/Utils/GPUUtils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
@@ -45,27 +46,8 @@ using namespace mlir;
 using namespace mlir::attn;
 namespace gl = mlir::attn::gpu_layout;
 
-namespace {
+namespace mlir::attn::gpu_lowering {
 
-constexpr int64_t kWarpSize = 32;
-constexpr int64_t kRowsPerWarp = 16; // m16n8k16
-constexpr int64_t kSmemAlign = 1024;  // wgmma / TMA 128-byte-swizzle atoms
-
-/// Emits the layout functions of GpuLayout.h as arith ops on index values.
-struct IROps {
-  OpBuilder &b;
-  Location loc;
-  using V = Value;
-  V c(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  V add(V x, V y) { return arith::AddIOp::create(b, loc, x, y); }
-  V mul(V x, int64_t k) { return arith::MulIOp::create(b, loc, x, c(k)); }
-  V div(V x, int64_t k) { return arith::DivUIOp::create(b, loc, x, c(k)); }
-  V rem(V x, int64_t k) { return arith::RemUIOp::create(b, loc, x, c(k)); }
-  V xori(V x, V y) { return arith::XOrIOp::create(b, loc, x, y); }
-};
-
-/// Follows a tile buffer back through views, casts and loop-carried values
-/// to the op that allocated it.
 Value rootOf(Value v) {
   while (true) {
     if (auto sv = v.getDefiningOp<memref::SubViewOp>()) {
@@ -96,20 +78,6 @@ bool isTileOp(Operation *op) {
   return isa<CopyTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftmaxOp, TileStoreOp>(op);
 }
 
-/// What attn-lower-to-gpu found in one function, validated.
-struct Plan {
-  func::FuncOp func;
-  scf::ParallelOp grid; // null when canonicalization removed a 1x1x1 grid
-  // Root allocations of the tile buffers.
-  Value q, s, acc, mx, sum, k, v;
-  int64_t BM = 0, BN = 0, D = 0, Dv = 0, S = 1;
-  Type elt; // f16 or bf16
-  bool wgmma = false; // sm_90a warpgroup path (else mma.sync)
-  bool tma = false;   // TMA loads on mbarriers (wgmma only; else cp.async)
-  // Host function arguments by role (-1: absent), recorded as attn.gpu_args.
-  int64_t qArg = -1, kArg = -1, vArg = -1, biasArg = -1, outArg = -1;
-  int64_t smemBytes = 0, qBytes = 0, kBytes = 0, vBytes = 0;
-};
 
 int64_t smemLimit(StringRef chip) {
   // Largest dynamic shared memory one block may opt into.
@@ -324,84 +292,6 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
   return p;
 }
 
-/// The lowering of one function.
-struct Lowering {
-  Plan &p;
-  int64_t numWarps;
-  OpBuilder b;
-  Location loc;
-  gpu::LaunchOp launch;
-  // Per-thread values.
-  Value tid, lane, warpRow;
-  // Shared memory and private fragments.
-  Value qSmem, kSmem, vSmem;
-  Value qFrag, sFrag, accFrag, mxFrag, sumFrag;
-  Value qToken;
-  Value mbarriers; // TMA: one per K/V slot, then one for Q
-  llvm::DenseMap<std::pair<Value, int64_t>, Value> tensorMaps;
-  double qScale = 1.0;
-  Operation *qCommit = nullptr;
-
-  Lowering(Plan &p, int64_t numWarps)
-      : p(p), numWarps(numWarps), b(p.func.getContext()), loc(p.func.getLoc()) {}
-
-  int64_t threads() const { return numWarps * kWarpSize; }
-  MLIRContext *ctx() { return b.getContext(); }
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  Value f32(double v) { return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v)); }
-  Value addi(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value lt(Value x, Value y) { return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y); }
-  Value sel(Value c, Value x, Value y) { return arith::SelectOp::create(b, loc, c, x, y); }
-  Value load(Value m, int64_t i) { return memref::LoadOp::create(b, loc, m, ValueRange{idx(i)}); }
-  void store(Value v, Value m, int64_t i) { memref::StoreOp::create(b, loc, v, m, ValueRange{idx(i)}); }
-  Attribute workgroup() { return gpu::AddressSpaceAttr::get(ctx(), gpu::AddressSpace::Workgroup); }
-
-  LogicalResult run();
-  LogicalResult buildLaunch();
-  LogicalResult internalizeValues();
-  void buildPrelude();
-  LogicalResult retypeSharedTiles(Value oldRoot, Value newBase);
-  struct KernelCopies {
-    CopyTileOp q;                  // the one Q copy, at the top of the kernel
-    SmallVector<CopyTileOp> kv;    // K/V copies in program order
-    SmallVector<TileMatmulOp> qk;  // Q.K^T matmuls in program order
-  };
-  LogicalResult collectCopies(KernelCopies &copies);
-  LogicalResult placeAsyncGroups();
-  LogicalResult placeTmaLoads();
-  Value tensorMap(Value source, int64_t rows);
-  void emitTmaCopy(CopyTileOp op, Value dst, Value desc, int64_t rows, int64_t cols, Value slot,
-                   Value pred);
-  LogicalResult lowerTileOps();
-  LogicalResult outline();
-
-  // Emission helpers.
-  SmallVector<Value> emitTileCopy(CopyTileOp op, Value dst, int64_t rows, int64_t cols);
-  void emitQFragmentLoad();
-  Value loadQFragment(int64_t ks);
-  Value qFragment(int64_t ks);
-  bool qInRegisters() const;
-  Value mma(Value a, Value bFrag, Value c);
-  Value stack(ArrayRef<Value> rows);
-  Value quadReduce(Value v, bool isMax);
-  Value exp2(Value x);
-  Value fma(Value a, Value b, Value c);
-  void lowerQK(TileMatmulOp op);
-  void lowerPV(TileMatmulOp op);
-  // sm_90a warpgroup path.
-  void fenceForWgmma();
-  Value sharedAddress(Value tile);
-  Value wgmmaDescriptor(Value address, int64_t lbo, int64_t sbo);
-  Value wgmmaAccumulator(Value frag, int64_t n);
-  void storeWgmmaAccumulator(Value acc, Value frag, int64_t n, double scale);
-  void lowerQKWgmma(TileMatmulOp op);
-  void lowerPVWgmma(TileMatmulOp op);
-  void lowerMask(TileMaskOp op, Value when = Value());
-  void lowerBias(TileBiasOp op);
-  void lowerSoftmax(TileSoftmaxOp op);
-  void lowerStore(TileStoreOp op);
-  LogicalResult lowerFill(linalg::FillOp op);
-};
 
 LogicalResult Lowering::buildLaunch() {
   func::FuncOp func = p.func;
@@ -625,18 +515,13 @@ LogicalResult Lowering::retypeSharedTiles(Value oldRoot, Value newBase) {
   return success();
 }
 
-/// The op in a loop body or the kernel body that contains `op` (looking
-/// through the scf.if ops the pipeliner predicates with).
 Operation *anchorOf(Operation *op) {
   while (isa<scf::IfOp>(op->getParentOp()))
     op = op->getParentOp();
   return op;
 }
 
-/// The K/V copies of one pipelined iteration: same loop body (looking
-/// through predicating scf.ifs), attn.part, attn.iteration and
-/// attn.unrolled_copy. Returns the end of the group that starts at `i`.
-static size_t endOfCopyGroup(ArrayRef<CopyTileOp> copies, size_t i) {
+size_t endOfCopyGroup(ArrayRef<CopyTileOp> copies, size_t i) {
   auto key = [](Operation *op) {
     return std::make_tuple(anchorOf(op)->getBlock(), op->getAttr("attn.part"),
                            op->getAttr("attn.iteration"), op->getAttr("attn.unrolled_copy"));
@@ -775,167 +660,6 @@ LogicalResult Lowering::placeAsyncGroups() {
     nvgpu::DeviceAsyncWaitOp::create(b, loc, qToken, b.getI32IntegerAttr(pending));
     fenceForWgmma();
     gpu::BarrierOp::create(b, loc);
-  }
-  return success();
-}
-
-//===-- sm_90a: TMA loads on mbarriers -------------------------------------===//
-
-/// The TMA descriptor of `source` ([batch, heads, seq, d] in global memory)
-/// for boxes of `rows` x 64 elements written with the 128-byte swizzle: one
-/// `nvgpu.tma.create.descriptor` in the host function (it becomes a kernel
-/// argument; the runtime encodes the tensor map, see gpu.py / runtime/cuda.py).
-Value Lowering::tensorMap(Value source, int64_t rows) {
-  auto key = std::make_pair(source, rows);
-  if (Value d = tensorMaps.lookup(key))
-    return d;
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPoint(launch);
-  auto srcType = cast<MemRefType>(source.getType());
-  auto box = MemRefType::get({1, 1, rows, 64}, p.elt, MemRefLayoutAttrInterface{}, workgroup());
-  auto descType = nvgpu::TensorMapDescriptorType::get(
-      ctx(), box, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
-      nvgpu::TensorMapL2PromoKind::L2PROMO_128B, nvgpu::TensorMapOOBKind::OOB_ZERO,
-      nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
-  Value unranked = memref::CastOp::create(
-      b, loc, UnrankedMemRefType::get(srcType.getElementType(), srcType.getMemorySpace()), source);
-  SmallVector<Value> dims;
-  for (int64_t d : box.getShape())
-    dims.push_back(idx(d));
-  Value desc = nvgpu::TmaCreateDescriptorOp::create(b, loc, descType, unranked, dims);
-  tensorMaps[key] = desc;
-  return desc;
-}
-
-/// The TMA loads of one copy_tile: one [rows, 64] box per 64-column panel,
-/// into the panel's [1, 1, rows, 64] view; coordinates innermost first
-/// (column, row, head, batch); rows past the end of the tensor arrive as
-/// zeros, which is copy_tile's `valid` as attn-tile builds it (the rows left
-/// in the tensor).
-void Lowering::emitTmaCopy(CopyTileOp op, Value dst, Value desc, int64_t rows, int64_t cols,
-                           Value slot, Value pred) {
-  auto dstType = cast<MemRefType>(dst.getType());
-  for (int64_t pc = 0; pc < cols / 64; ++pc) {
-    SmallVector<OpFoldResult> off{b.getIndexAttr(pc * rows), b.getIndexAttr(0)};
-    SmallVector<OpFoldResult> sizes{b.getIndexAttr(rows), b.getIndexAttr(64)};
-    SmallVector<OpFoldResult> strides{b.getIndexAttr(1), b.getIndexAttr(1)};
-    auto panelType = cast<MemRefType>(
-        memref::SubViewOp::inferResultType(dstType, off, sizes, strides));
-    Value panel = memref::SubViewOp::create(b, loc, panelType, dst, off, sizes, strides);
-    Value box = memref::ExpandShapeOp::create(
-        b, loc, SmallVector<int64_t>{1, 1, rows, 64}, panel,
-        SmallVector<ReassociationIndices>{{0, 1, 2}, {3}});
-    nvgpu::TmaAsyncLoadOp::create(b, loc, box, mbarriers, desc,
-                                  ValueRange{idx(pc * 64), op.getRow(), op.getHead(), op.getBatch()},
-                                  slot, /*multicastMask=*/Value(), pred);
-  }
-}
-
-/// TMA version of placeAsyncGroups: thread 0 issues each pipelined
-/// iteration's K and V boxes on the mbarrier of the slot they fill (after
-/// arrive.expect_tx with their byte count), Q on its own mbarrier; before
-/// the Q.K^T that reads a slot, every thread waits for the barrier's phase
-/// of that fill. Fills and reads go through the slots in the same order, so
-/// read number c waits on barrier c % S with parity (c / S) % 2 (a counter
-/// in a register). The gpu.barrier before a slot is refilled (all warps done
-/// reading it) stays; no proxy fence is needed (TMA writes and wgmma reads
-/// both go through the async proxy).
-LogicalResult Lowering::placeTmaLoads() {
-  Block &body = launch.getBody().front();
-  KernelCopies copies;
-  if (failed(collectCopies(copies)))
-    return failure();
-  SmallVector<CopyTileOp> &kvCopies = copies.kv;
-  SmallVector<TileMatmulOp> &qkMatmuls = copies.qk;
-  CopyTileOp q = copies.q;
-  if (auto sc = q.getScale())
-    qScale = sc->convertToDouble();
-
-  // Barriers and the read counter, before the Q copy.
-  b.setInsertionPoint(q);
-  auto groupType = nvgpu::MBarrierGroupType::get(ctx(), workgroup(), p.S + 1);
-  mbarriers = nvgpu::MBarrierCreateOp::create(b, loc, groupType);
-  Value isLeader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
-  for (int64_t i = 0; i <= p.S; ++i)
-    nvgpu::MBarrierInitOp::create(b, loc, mbarriers, idx(1), idx(i), isLeader);
-  // The inits (generic proxy) must be visible to the TMA completions (async
-  // proxy) and to every thread before anyone uses a barrier (CUDA
-  // Programming Guide, TMA).
-  fenceForWgmma();
-  gpu::BarrierOp::create(b, loc);
-  Value reads = memref::AllocaOp::create(b, loc, MemRefType::get({1}, b.getIndexType()));
-  store(idx(0), reads, 0);
-
-  // Q.
-  Value qSlot = idx(p.S);
-  nvgpu::MBarrierArriveExpectTxOp::create(b, loc, mbarriers, idx(p.qBytes), qSlot, isLeader);
-  emitTmaCopy(q, qSmem, tensorMap(q.getSource(), p.BM), p.BM, p.D, qSlot, isLeader);
-  q->erase();
-
-  // K/V: one expect_tx per pipelined iteration, at its first copy (under
-  // the scf.if that predicates the iteration, if any).
-  auto slotOf = [&](CopyTileOp cp) -> Value {
-    Value d = cp.getDest();
-    while (auto c = d.getDefiningOp<memref::CastOp>())
-      d = c.getSource();
-    if (auto sv = d.getDefiningOp<memref::SubViewOp>())
-      if (rootOf(sv.getSource()) == kSmem || rootOf(sv.getSource()) == vSmem)
-        return getValueOrCreateConstantIndexOp(b, loc, sv.getMixedOffsets()[0]);
-    return Value();
-  };
-  for (size_t i = 0; i < kvCopies.size();) {
-    size_t j = endOfCopyGroup(kvCopies, i);
-    Operation *first = anchorOf(kvCopies[i]);
-    if (isa<scf::ForOp>(first->getParentOp())) {
-      b.setInsertionPoint(first);
-      gpu::BarrierOp::create(b, loc); // every warp is done with the slot
-    }
-    b.setInsertionPoint(kvCopies[i]);
-    Value slot = slotOf(kvCopies[i]);
-    if (!slot) {
-      if (p.S != 1)
-        return kvCopies[i].emitError("attn-lower-to-gpu: cannot tell which pipeline slot this "
-                                     "copy fills");
-      slot = idx(0);
-    }
-    int64_t bytes = 0;
-    for (size_t c = i; c < j; ++c) {
-      bool isK = rootOf(kvCopies[c].getDest()) == kSmem;
-      bytes += p.BN * (isK ? p.D : p.Dv) * 2;
-    }
-    Value leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
-    nvgpu::MBarrierArriveExpectTxOp::create(b, loc, mbarriers, idx(bytes), slot, leader);
-    for (size_t c = i; c < j; ++c) {
-      CopyTileOp cp = kvCopies[c];
-      bool isK = rootOf(cp.getDest()) == kSmem;
-      b.setInsertionPoint(cp);
-      Value lead = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
-      emitTmaCopy(cp, cp.getDest(), tensorMap(cp.getSource(), p.BN), p.BN, isK ? p.D : p.Dv,
-                  slot, lead);
-      cp->erase();
-    }
-    i = j;
-  }
-
-  // Waits: Q before the first top-level op that runs Q.K^T; K/V right before
-  // each Q.K^T, under the same predicate as the matmul (a wait for a fill
-  // that a predicated-off iteration never issued would hang).
-  Operation *firstTop = qkMatmuls.front();
-  while (firstTop->getBlock() != &body)
-    firstTop = firstTop->getParentOp();
-  b.setInsertionPoint(firstTop);
-  Value ticks = idx(10000000);
-  Value falseBit = arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
-  nvgpu::MBarrierTryWaitParityOp::create(b, loc, mbarriers, falseBit, ticks, qSlot);
-  for (TileMatmulOp mm : qkMatmuls) {
-    b.setInsertionPoint(mm);
-    IROps o{b, loc};
-    Value c = load(reads, 0);
-    Value slot = o.rem(c, p.S);
-    Value phase = o.rem(o.div(c, p.S), 2);
-    Value parity = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, phase, idx(0));
-    nvgpu::MBarrierTryWaitParityOp::create(b, loc, mbarriers, parity, ticks, slot);
-    store(addi(c, idx(1)), reads, 0);
   }
   return success();
 }
@@ -1156,174 +880,6 @@ void Lowering::lowerPV(TileMatmulOp op) {
     for (int64_t i = 0; i < 4; ++i)
       store(vector::ExtractOp::create(b, loc, acc[db], ArrayRef<int64_t>{i / 2, i % 2}), accFrag,
             db * 4 + i);
-}
-
-//===-- sm_90a: warpgroup MMA ---------------------------------------------===//
-// A warpgroup is 4 consecutive warps: warpgroup g owns query rows
-// [64g, 64g + 64), and warp w of the block still owns rows [16w, 16w + 16).
-// Per warp, the wgmma accumulator fragment (register i of the m64nN result)
-// is the mma.sync m16n8 fragment of n-block i / 4, element i % 4, so the
-// score and output registers keep the sFrag / accFrag layout of the sm_80
-// kernel.
-
-constexpr int64_t kWarpgroupThreads = 128;
-constexpr int64_t kSwizzleRowBytes = 128; // 128-byte swizzle: 64 f16/bf16 per row
-constexpr int64_t kAtomBytes = 8 * kSwizzleRowBytes;
-
-/// Copies into shared memory (cp.async: generic proxy) become visible to
-/// wgmma's operand reads (async proxy) only after a proxy fence by the
-/// writing thread; the barrier that follows publishes them to the block.
-void Lowering::fenceForWgmma() {
-  if (p.wgmma)
-    NVVM::FenceProxyOp::create(b, loc, NVVM::ProxyKind::async_shared,
-                               NVVM::SharedSpaceAttr::get(ctx(), NVVM::SharedSpace::shared_cta));
-}
-
-/// Byte address of a shared-memory tile in the shared window.
-Value Lowering::sharedAddress(Value tile) {
-  Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, tile);
-  auto md = memref::ExtractStridedMetadataOp::create(b, loc, tile);
-  return addi(ptr, IROps{b, loc}.mul(md.getOffset(), 2));
-}
-
-/// The 64-bit wgmma matrix descriptor (PTX ISA "Matrix Descriptor Format")
-/// of a 128-byte-swizzled operand at `address`: start address, leading and
-/// stride byte offsets (all >> 4) and swizzle mode 1 (128 B) in bits 62-63.
-/// A k-step inside the tile adds (byte offset >> 4) to it.
-Value Lowering::wgmmaDescriptor(Value address, int64_t lbo, int64_t sbo) {
-  Type i64 = b.getI64Type();
-  auto c64 = [&](uint64_t v) { return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v)); };
-  Value a = arith::IndexCastUIOp::create(b, loc, i64, address);
-  Value start = arith::AndIOp::create(b, loc, arith::ShRUIOp::create(b, loc, a, c64(4)), c64(0x3FFF));
-  uint64_t fixed = (uint64_t((lbo >> 4) & 0x3FFF) << 16) | (uint64_t((sbo >> 4) & 0x3FFF) << 32) |
-                   (uint64_t(1) << 62);
-  return arith::OrIOp::create(b, loc, start, c64(fixed));
-}
-
-static Value offsetDescriptor(OpBuilder &b, Location loc, Value desc, int64_t bytes) {
-  if (bytes == 0)
-    return desc;
-  Value off = arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(bytes >> 4));
-  return arith::AddIOp::create(b, loc, desc, off);
-}
-
-/// The wgmma accumulator struct (n f32 registers) from a register tile.
-Value Lowering::wgmmaAccumulator(Value frag, int64_t n) {
-  auto t = LLVM::LLVMStructType::getLiteral(ctx(), SmallVector<Type>(n, b.getF32Type()));
-  Value acc = LLVM::UndefOp::create(b, loc, t);
-  for (int64_t i = 0; i < n; ++i)
-    acc = LLVM::InsertValueOp::create(b, loc, acc, load(frag, i), ArrayRef<int64_t>{i});
-  return acc;
-}
-
-void Lowering::storeWgmmaAccumulator(Value acc, Value frag, int64_t n, double scale) {
-  Value s = scale != 1.0 ? f32(scale) : Value();
-  for (int64_t i = 0; i < n; ++i) {
-    Value x = LLVM::ExtractValueOp::create(b, loc, acc, ArrayRef<int64_t>{i});
-    if (s)
-      x = arith::MulFOp::create(b, loc, x, s);
-    store(x, frag, i);
-  }
-}
-
-static void commitAndWaitWgmma(OpBuilder &b, Location loc) {
-  NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
-  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
-}
-
-/// S = Q.K^T: one m64nBNk16 wgmma per 16 of the head dim, Q (this
-/// warpgroup's 64 rows) and K both K-major in shared memory.
-void Lowering::lowerQKWgmma(TileMatmulOp op) {
-  IROps o{b, loc};
-  NVVM::WgmmaFenceAlignedOp::create(b, loc);
-  Value wg = o.div(tid, kWarpgroupThreads);
-  Value qAddr = addi(sharedAddress(qSmem), o.mul(wg, 64 * kSwizzleRowBytes));
-  Value qDesc = wgmmaDescriptor(qAddr, 16, kAtomBytes);
-  Value kDesc = wgmmaDescriptor(sharedAddress(op.getB()), 16, kAtomBytes);
-  auto wt = p.elt.isBF16() ? NVVM::WGMMATypes::bf16 : NVVM::WGMMATypes::f16;
-  int64_t n = p.BN / 2;
-  auto structType = LLVM::LLVMStructType::getLiteral(ctx(), SmallVector<Type>(n, b.getF32Type()));
-  Value acc = LLVM::UndefOp::create(b, loc, structType);
-  for (int64_t ks = 0; ks < p.D / 16; ++ks) {
-    // 4 k-steps of 32 bytes per 128-byte row, then the next 64-column panel.
-    int64_t inPanel = (ks % 4) * 32, panel = ks / 4;
-    Value a = offsetDescriptor(b, loc, qDesc, panel * p.BM * kSwizzleRowBytes + inPanel);
-    Value bd = offsetDescriptor(b, loc, kDesc, panel * p.BN * kSwizzleRowBytes + inPanel);
-    acc = NVVM::WgmmaMmaAsyncOp::create(
-        b, loc, structType, acc, a, bd, NVVM::MMAShapeAttr::get(ctx(), 64, p.BN, 16), wt, wt,
-        NVVM::WGMMATypes::f32, ks == 0 ? NVVM::WGMMAScaleOut::zero : NVVM::WGMMAScaleOut::one,
-        NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one, NVVM::MMALayout::row,
-        NVVM::MMALayout::col, /*satfinite=*/nullptr);
-  }
-  commitAndWaitWgmma(b, loc);
-  storeWgmmaAccumulator(acc, sFrag, n, qScale);
-}
-
-/// O += P.V: one m64nDk16 wgmma per 16 keys, P from registers (the score
-/// fragments, as for mma.sync) and V [keys, d] through an MN-major
-/// (transposed) descriptor: 64-column panels LBO apart, 8-key atoms SBO
-/// apart. Upstream's nvvm.wgmma.mma_async only takes A from shared memory,
-/// so this wgmma is inline PTX.
-void Lowering::lowerPVWgmma(TileMatmulOp op) {
-  auto pairType = VectorType::get({2}, b.getF32Type());
-  auto eltPairType = VectorType::get({2}, p.elt);
-  auto i32 = b.getI32Type();
-  int64_t n = p.Dv / 2;
-  Value vDesc = wgmmaDescriptor(sharedAddress(op.getB()), p.BN * kSwizzleRowBytes, kAtomBytes);
-  // Every register a wgmma reads (accumulators, P) is written before the
-  // wgmma.fence; a write between the fence and the wgmma would make ptxas
-  // insert waits and serialize the chain.
-  Value acc = wgmmaAccumulator(accFrag, n);
-  SmallVector<SmallVector<Value>> aRegs;
-  for (int64_t kk = 0; kk < p.BN / 16; ++kk) {
-    SmallVector<Value> regs;
-    for (int64_t reg = 0; reg < 4; ++reg) {
-      auto [dnb, crow] = gl::probabilityFragmentSource(reg);
-      int64_t base = (2 * kk + dnb) * 4 + crow * 2;
-      Value pair = vector::FromElementsOp::create(
-          b, loc, pairType, ValueRange{load(sFrag, base), load(sFrag, base + 1)});
-      Value half = arith::TruncFOp::create(b, loc, eltPairType, pair);
-      Value w = vector::BitCastOp::create(b, loc, VectorType::get({1}, i32), half);
-      regs.push_back(vector::ExtractOp::create(b, loc, w, ArrayRef<int64_t>{0}));
-    }
-    aRegs.push_back(regs);
-  }
-  SmallVector<Value> descs;
-  for (int64_t kk = 0; kk < p.BN / 16; ++kk)
-    descs.push_back(offsetDescriptor(b, loc, vDesc, kk * 2 * kAtomBytes)); // 16 keys = 2 atoms
-  std::string asmText;
-  {
-    llvm::raw_string_ostream os(asmText);
-    const char *t = p.elt.isBF16() ? "bf16" : "f16";
-    os << "wgmma.mma_async.sync.aligned.m64n" << p.Dv << "k16.f32." << t << "." << t << " {";
-    for (int64_t i = 0; i < n; ++i)
-      os << (i ? ", " : "") << "$" << i;
-    // Operands: n outputs, n tied accumulator inputs, 4 A registers, B.
-    os << "}, {$" << 2 * n << ", $" << 2 * n + 1 << ", $" << 2 * n + 2 << ", $" << 2 * n + 3
-       << "}, $" << 2 * n + 4 << ", 1, 1, 1, 1;";
-  }
-  std::string constraints;
-  for (int64_t i = 0; i < n; ++i)
-    constraints += "=f,";
-  for (int64_t i = 0; i < n; ++i)
-    constraints += std::to_string(i) + ",";
-  constraints += "r,r,r,r,l";
-  NVVM::WgmmaFenceAlignedOp::create(b, loc);
-  for (int64_t kk = 0; kk < p.BN / 16; ++kk) {
-    SmallVector<Value> operands;
-    for (int64_t i = 0; i < n; ++i)
-      operands.push_back(LLVM::ExtractValueOp::create(b, loc, acc, ArrayRef<int64_t>{i}));
-    llvm::append_range(operands, aRegs[kk]);
-    operands.push_back(descs[kk]);
-    acc = LLVM::InlineAsmOp::create(b, loc, acc.getType(), operands, asmText, constraints,
-                                    /*has_side_effects=*/true, /*is_align_stack=*/false,
-                                    LLVM::tailcallkind::TailCallKind::None,
-                                    LLVM::AsmDialectAttr::get(ctx(), LLVM::AsmDialect::AD_ATT),
-                                    /*operand_attrs=*/ArrayAttr())
-              .getResult(0);
-  }
-  commitAndWaitWgmma(b, loc);
-  storeWgmmaAccumulator(acc, accFrag, n, 1.0);
 }
 
 void Lowering::lowerMask(TileMaskOp op, Value when) {
@@ -1632,6 +1188,11 @@ LogicalResult Lowering::outline() {
   launch.erase();
   return success();
 }
+
+} // namespace mlir::attn::gpu_lowering
+
+namespace {
+using namespace mlir::attn::gpu_lowering;
 
 struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuPass> {
   using AttnLowerToGpuBase::AttnLowerToGpuBase;

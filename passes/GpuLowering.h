@@ -1,0 +1,146 @@
+//===- GpuLowering.h - attn-lower-to-gpu's per-function lowering state ---===//
+//
+// Shared by the two files of attn-lower-to-gpu: AttnLowerToGpu.cpp (the pass,
+// the analysis, the launch, the sm_80 kernel and everything the targets
+// share) and AttnLowerToGpuSm90.cpp (the sm_90a warpgroup-MMA matmuls and the
+// TMA loads on mbarriers).
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTNCC_PASSES_GPULOWERING_H
+#define ATTNCC_PASSES_GPULOWERING_H
+
+#include "passes/GpuLayout.h"
+#include "passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/DenseMap.h"
+
+namespace mlir::attn::gpu_lowering {
+
+constexpr int64_t kWarpSize = 32;
+constexpr int64_t kRowsPerWarp = 16; // m16n8k16
+constexpr int64_t kSmemAlign = 1024;  // wgmma / TMA 128-byte-swizzle atoms
+
+/// Emits the layout functions of GpuLayout.h as arith ops on index values.
+struct IROps {
+  OpBuilder &b;
+  Location loc;
+  using V = Value;
+  V c(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  V add(V x, V y) { return arith::AddIOp::create(b, loc, x, y); }
+  V mul(V x, int64_t k) { return arith::MulIOp::create(b, loc, x, c(k)); }
+  V div(V x, int64_t k) { return arith::DivUIOp::create(b, loc, x, c(k)); }
+  V rem(V x, int64_t k) { return arith::RemUIOp::create(b, loc, x, c(k)); }
+  V xori(V x, V y) { return arith::XOrIOp::create(b, loc, x, y); }
+};
+
+/// Follows a tile buffer back through views, casts and loop-carried values
+/// to the op that allocated it.
+Value rootOf(Value v);
+
+/// The op in a loop body or the kernel body that contains `op` (looking
+/// through the scf.if ops the pipeliner predicates with).
+Operation *anchorOf(Operation *op);
+
+/// The K/V copies of one pipelined iteration: same loop body (looking
+/// through predicating scf.ifs), attn.part, attn.iteration and
+/// attn.unrolled_copy. Returns the end of the group that starts at `i`.
+size_t endOfCopyGroup(ArrayRef<CopyTileOp> copies, size_t i);
+
+/// What attn-lower-to-gpu found in one function, validated.
+struct Plan {
+  func::FuncOp func;
+  scf::ParallelOp grid; // null when canonicalization removed a 1x1x1 grid
+  // Root allocations of the tile buffers.
+  Value q, s, acc, mx, sum, k, v;
+  int64_t BM = 0, BN = 0, D = 0, Dv = 0, S = 1;
+  Type elt; // f16 or bf16
+  bool wgmma = false; // sm_90a warpgroup path (else mma.sync)
+  bool tma = false;   // TMA loads on mbarriers (wgmma only; else cp.async)
+  // Host function arguments by role (-1: absent), recorded as attn.gpu_args.
+  int64_t qArg = -1, kArg = -1, vArg = -1, biasArg = -1, outArg = -1;
+  int64_t smemBytes = 0, qBytes = 0, kBytes = 0, vBytes = 0;
+};
+
+/// The lowering of one function.
+struct Lowering {
+  Plan &p;
+  int64_t numWarps;
+  OpBuilder b;
+  Location loc;
+  gpu::LaunchOp launch;
+  // Per-thread values.
+  Value tid, lane, warpRow;
+  // Shared memory and private fragments.
+  Value qSmem, kSmem, vSmem;
+  Value qFrag, sFrag, accFrag, mxFrag, sumFrag;
+  Value qToken;
+  Value mbarriers; // TMA: one per K/V slot, then one for Q
+  llvm::DenseMap<std::pair<Value, int64_t>, Value> tensorMaps;
+  double qScale = 1.0;
+  Operation *qCommit = nullptr;
+
+  Lowering(Plan &p, int64_t numWarps)
+      : p(p), numWarps(numWarps), b(p.func.getContext()), loc(p.func.getLoc()) {}
+
+  int64_t threads() const { return numWarps * kWarpSize; }
+  MLIRContext *ctx() { return b.getContext(); }
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value f32(double v) { return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v)); }
+  Value addi(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value lt(Value x, Value y) { return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y); }
+  Value sel(Value c, Value x, Value y) { return arith::SelectOp::create(b, loc, c, x, y); }
+  Value load(Value m, int64_t i) { return memref::LoadOp::create(b, loc, m, ValueRange{idx(i)}); }
+  void store(Value v, Value m, int64_t i) { memref::StoreOp::create(b, loc, v, m, ValueRange{idx(i)}); }
+  Attribute workgroup() { return gpu::AddressSpaceAttr::get(ctx(), gpu::AddressSpace::Workgroup); }
+
+  LogicalResult run();
+  LogicalResult buildLaunch();
+  LogicalResult internalizeValues();
+  void buildPrelude();
+  LogicalResult retypeSharedTiles(Value oldRoot, Value newBase);
+  struct KernelCopies {
+    CopyTileOp q;                  // the one Q copy, at the top of the kernel
+    SmallVector<CopyTileOp> kv;    // K/V copies in program order
+    SmallVector<TileMatmulOp> qk;  // Q.K^T matmuls in program order
+  };
+  LogicalResult collectCopies(KernelCopies &copies);
+  LogicalResult placeAsyncGroups();
+  LogicalResult placeTmaLoads();
+  Value tensorMap(Value source, int64_t rows);
+  void emitTmaCopy(CopyTileOp op, Value dst, Value desc, int64_t rows, int64_t cols, Value slot,
+                   Value pred);
+  LogicalResult lowerTileOps();
+  LogicalResult outline();
+
+  // Emission helpers.
+  SmallVector<Value> emitTileCopy(CopyTileOp op, Value dst, int64_t rows, int64_t cols);
+  void emitQFragmentLoad();
+  Value loadQFragment(int64_t ks);
+  Value qFragment(int64_t ks);
+  bool qInRegisters() const;
+  Value mma(Value a, Value bFrag, Value c);
+  Value stack(ArrayRef<Value> rows);
+  Value quadReduce(Value v, bool isMax);
+  Value exp2(Value x);
+  Value fma(Value a, Value b, Value c);
+  void lowerQK(TileMatmulOp op);
+  void lowerPV(TileMatmulOp op);
+  // sm_90a warpgroup path.
+  void fenceForWgmma();
+  Value sharedAddress(Value tile);
+  Value wgmmaDescriptor(Value address, int64_t lbo, int64_t sbo);
+  Value wgmmaAccumulator(Value frag, int64_t n);
+  void storeWgmmaAccumulator(Value acc, Value frag, int64_t n, double scale);
+  void lowerQKWgmma(TileMatmulOp op);
+  void lowerPVWgmma(TileMatmulOp op);
+  void lowerMask(TileMaskOp op, Value when = Value());
+  void lowerBias(TileBiasOp op);
+  void lowerSoftmax(TileSoftmaxOp op);
+  void lowerStore(TileStoreOp op);
+  LogicalResult lowerFill(linalg::FillOp op);
+};
+
+} // namespace mlir::attn::gpu_lowering
+
+#endif // ATTNCC_PASSES_GPULOWERING_H
