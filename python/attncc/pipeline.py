@@ -101,8 +101,8 @@ def _ptx_passes(o: Mapping[str, object]) -> str:
 
 
 GPU_STAGES: tuple[Stage, ...] = (
-    Stage("gpu", "GPU: one gpu.launch (outlined gpu.func) with cp.async, ldmatrix, mma.sync "
-                 "(attn-lower-to-gpu)", _gpu_passes),
+    Stage("gpu", "GPU: one gpu.launch (outlined gpu.func): sm_80 cp.async + ldmatrix + mma.sync, "
+                 "sm_90a TMA + mbarriers + wgmma (attn-lower-to-gpu)", _gpu_passes),
     Stage("ptx", "GPU: NVVM and PTX (gpu-lower-to-nvvm-pipeline, format=isa); PTX text in "
                  "the gpu.binary", _ptx_passes),
     Stage("cubin", "GPU: the PTX assembled by ptxas into a cubin", lambda o: "", kind="ptxas"),
