@@ -735,22 +735,40 @@ Value Lowering::stack(ArrayRef<Value> rows) {
   return acc;
 }
 
+/// The A fragment of P for k-step `kk` (keys 16 kk .. 16 kk + 15) as 4
+/// f16/bf16 pairs, converted from the score accumulators in place (see
+/// gl::probabilityFragmentSource): the operand of both mma.sync and wgmma.
+SmallVector<Value> Lowering::probabilityFragment(int64_t kk) {
+  auto pairType = VectorType::get({2}, b.getF32Type());
+  auto eltPairType = VectorType::get({2}, p.elt);
+  SmallVector<Value> regs;
+  for (int64_t reg = 0; reg < 4; ++reg) {
+    auto [dnb, crow] = gl::probabilityFragmentSource(reg);
+    int64_t base = (2 * kk + dnb) * 4 + crow * 2;
+    Value pair = vector::FromElementsOp::create(
+        b, loc, pairType, ValueRange{load(sFrag, base), load(sFrag, base + 1)});
+    regs.push_back(arith::TruncFOp::create(b, loc, eltPairType, pair));
+  }
+  return regs;
+}
+
+/// A vector<2xf16/bf16> as the packed i32 register PTX takes it.
+Value Lowering::packPair(Value pair) {
+  Value w = vector::BitCastOp::create(b, loc, VectorType::get({1}, b.getI32Type()), pair);
+  return vector::ExtractOp::create(b, loc, w, ArrayRef<int64_t>{0});
+}
+
 /// c + a * b on tensor cores (m16n8k16, f32 accumulators).
 Value Lowering::mma(Value a, Value bFrag, Value c) {
   if (!p.elt.isBF16())
     return nvgpu::MmaSyncOp::create(b, loc, a, bFrag, c, ArrayRef<int64_t>{16, 8, 16});
   // bf16: nvvm.mma.sync on packed i32 registers (the nvgpu lowering of this
   // MLIR cannot deduce PTX types for bf16).
-  auto i32 = b.getI32Type();
-  auto packed = [&](Value v2) {
-    Value w = vector::BitCastOp::create(b, loc, VectorType::get({1}, i32), v2);
-    return (Value)vector::ExtractOp::create(b, loc, w, ArrayRef<int64_t>{0});
-  };
   SmallVector<Value> A, B, C;
   for (int64_t i = 0; i < 4; ++i)
-    A.push_back(packed(vector::ExtractOp::create(b, loc, a, ArrayRef<int64_t>{i})));
+    A.push_back(packPair(vector::ExtractOp::create(b, loc, a, ArrayRef<int64_t>{i})));
   for (int64_t i = 0; i < 2; ++i)
-    B.push_back(packed(vector::ExtractOp::create(b, loc, bFrag, ArrayRef<int64_t>{i})));
+    B.push_back(packPair(vector::ExtractOp::create(b, loc, bFrag, ArrayRef<int64_t>{i})));
   for (int64_t i = 0; i < 4; ++i)
     C.push_back(vector::ExtractOp::create(b, loc, c, ArrayRef<int64_t>{i / 2, i % 2}));
   auto f32t = b.getF32Type();
@@ -836,8 +854,6 @@ void Lowering::lowerQK(TileMatmulOp op) {
 void Lowering::lowerPV(TileMatmulOp op) {
   IROps o{b, loc};
   Value vTile = op.getB();
-  auto pairType = VectorType::get({2}, b.getF32Type());
-  auto eltPairType = VectorType::get({2}, p.elt);
   auto x4Type = VectorType::get({4, 2}, p.elt);
   auto accType = VectorType::get({2, 2}, b.getF32Type());
   auto [r, c] = gl::ldmatrixRowMajorX4(o, lane);
@@ -853,15 +869,7 @@ void Lowering::lowerPV(TileMatmulOp op) {
   // the score accumulators right before use (P as A fragments, no data
   // movement), so the scores die progressively.
   for (int64_t kk = 0; kk < p.BN / 16; ++kk) {
-    SmallVector<Value> regs;
-    for (int64_t reg = 0; reg < 4; ++reg) {
-      auto [dnb, crow] = gl::probabilityFragmentSource(reg);
-      int64_t base = (2 * kk + dnb) * 4 + crow * 2;
-      Value pair = vector::FromElementsOp::create(
-          b, loc, pairType, ValueRange{load(sFrag, base), load(sFrag, base + 1)});
-      regs.push_back(arith::TruncFOp::create(b, loc, eltPairType, pair));
-    }
-    Value a = stack(regs);
+    Value a = stack(probabilityFragment(kk));
     Value row = addi(r, idx(16 * kk));
     for (int64_t db2 = 0; db2 < p.Dv / 16; ++db2) {
       Value chunk = addi(colChunk, idx(2 * db2));

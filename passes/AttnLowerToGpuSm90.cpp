@@ -121,9 +121,6 @@ void Lowering::lowerQKWgmma(TileMatmulOp op) {
 /// apart. Upstream's nvvm.wgmma.mma_async only takes A from shared memory,
 /// so this wgmma is inline PTX.
 void Lowering::lowerPVWgmma(TileMatmulOp op) {
-  auto pairType = VectorType::get({2}, b.getF32Type());
-  auto eltPairType = VectorType::get({2}, p.elt);
-  auto i32 = b.getI32Type();
   int64_t n = p.Dv / 2;
   Value vDesc = wgmmaDescriptor(sharedAddress(op.getB()), p.BN * kSwizzleRowBytes, kAtomBytes);
   // Every register a wgmma reads (accumulators, P) is written before the
@@ -133,15 +130,8 @@ void Lowering::lowerPVWgmma(TileMatmulOp op) {
   SmallVector<SmallVector<Value>> aRegs;
   for (int64_t kk = 0; kk < p.BN / 16; ++kk) {
     SmallVector<Value> regs;
-    for (int64_t reg = 0; reg < 4; ++reg) {
-      auto [dnb, crow] = gl::probabilityFragmentSource(reg);
-      int64_t base = (2 * kk + dnb) * 4 + crow * 2;
-      Value pair = vector::FromElementsOp::create(
-          b, loc, pairType, ValueRange{load(sFrag, base), load(sFrag, base + 1)});
-      Value half = arith::TruncFOp::create(b, loc, eltPairType, pair);
-      Value w = vector::BitCastOp::create(b, loc, VectorType::get({1}, i32), half);
-      regs.push_back(vector::ExtractOp::create(b, loc, w, ArrayRef<int64_t>{0}));
-    }
+    for (Value pair : probabilityFragment(kk))
+      regs.push_back(packPair(pair));
     aRegs.push_back(regs);
   }
   SmallVector<Value> descs;

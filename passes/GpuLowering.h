@@ -121,6 +121,8 @@ struct Lowering {
   bool qInRegisters() const;
   Value mma(Value a, Value bFrag, Value c);
   Value stack(ArrayRef<Value> rows);
+  SmallVector<Value> probabilityFragment(int64_t kk);
+  Value packPair(Value pair);
   Value quadReduce(Value v, bool isMax);
   Value exp2(Value x);
   Value fma(Value a, Value b, Value c);

@@ -81,6 +81,16 @@ def _run(cfg, lines):
 MUTANT_CFG = Config(num_stages=3, block_n=32, mask="none", Lq=200, H=1)
 
 
+def _sync_points(lines):
+    """(cp.async wait lines, Q barrier, loop WAR barrier, loop wait barrier)
+    of a pipelined cp.async kernel, checked to come in that order."""
+    waits = [i for i, l in enumerate(lines) if "device_async_wait" in l]
+    bars = [i for i, l in enumerate(lines) if "gpu.barrier" in l]
+    q_bar, war_bar, wait_bar = bars[0], bars[1], bars[2]
+    assert waits[0] < q_bar < war_bar < waits[1] < wait_bar
+    return waits, q_bar, war_bar, wait_bar
+
+
 @pytest.mark.parametrize("mutation,message", [
     ("wait_one_less", "has not finished writing"),
     ("drop_war_barrier", "overwrites shared data another thread read"),
@@ -91,12 +101,9 @@ def test_emulator_catches_broken_synchronization(mutation, message):
     # The emulator's race checks are what make "no error" above meaningful:
     # each of these single edits of a correct kernel must be caught.
     lines = _kernel_lines(MUTANT_CFG)
-    waits = [i for i, l in enumerate(lines) if "device_async_wait" in l]
-    bars = [i for i, l in enumerate(lines) if "gpu.barrier" in l]
     # Order in the kernel: Q wait + barrier, loop: WAR barrier, copies, wait +
     # barrier, epilogue waits + barriers.
-    q_bar, war_bar, wait_bar = bars[0], bars[1], bars[2]
-    assert waits[0] < q_bar < war_bar < waits[1] < wait_bar
+    waits, q_bar, war_bar, wait_bar = _sync_points(lines)
     if mutation == "wait_one_less":
         lines[waits[1]] = re.sub(r"numGroups = (\d+)",
                                  lambda m: f"numGroups = {int(m.group(1)) + 1}", lines[waits[1]])
@@ -208,12 +215,9 @@ def _sm90_lines(cfg):
 def test_emulator_catches_broken_wgmma_kernel(mutation, message):
     # Two warpgroups share the K/V tiles, so the barriers matter across them.
     lines = _sm90_lines(SM90_MUTANT_CFG)
-    waits = [i for i, l in enumerate(lines) if "device_async_wait" in l]
-    bars = [i for i, l in enumerate(lines) if "gpu.barrier" in l]
     # Order: Q/K/V waits + proxy fence + barrier, loop: WAR barrier, copies,
     # wait + proxy fence + barrier, wgmmas; epilogue the same without copies.
-    q_bar, war_bar, wait_bar = bars[0], bars[1], bars[2]
-    assert waits[0] < q_bar < war_bar < waits[1] < wait_bar
+    waits, q_bar, war_bar, wait_bar = _sync_points(lines)
     assert "nvvm.fence.proxy" in lines[wait_bar - 1]
     if mutation == "proxy_fence_after_barrier":
         lines.insert(wait_bar + 1, lines.pop(wait_bar - 1))
