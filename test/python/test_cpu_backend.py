@@ -3,7 +3,11 @@ attn-pipeline produce) through attn-lower-to-cpu, the 'llvm' stage and the JIT,
 run on torch tensors and compared with a float64 torch reference."""
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -448,3 +452,19 @@ def test_compiled_graphs(kw):
     rel = REL_TOL[dtype]
     torch.testing.assert_close(out.double(), p.reference(*ins).to(dtype).double(), rtol=rel,
                                atol=rel)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton not installed")
+def test_importing_triton_after_a_cpu_kernel_does_not_abort():
+    # torch.export / torch.compile import Triton, whose libtriton.so carries its
+    # own static LLVM: had a kernel put the wheel's libLLVM.so into the global
+    # symbol scope (ExecutionEngine shared_libs load with RTLD_GLOBAL), that
+    # import would abort the process ("Option ... registered more than once").
+    code = ("import torch, attncc\n"
+            "q = torch.randn(1, 2, 64, 32)\n"
+            "attncc.attention(q, q, q, causal=True)\n"
+            "import triton\n"
+            "print('imported')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=300)
+    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr[-2000:]

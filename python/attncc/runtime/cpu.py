@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -40,10 +41,45 @@ _TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloa
                  "f64": torch.float64}
 
 # Engines whose module uses the async runtime are kept for the life of the
-# process: destroying an ExecutionEngine runs the runtime's
-# `__mlir_execution_engine_destroy`, which resets the process-wide async
-# runtime (and its thread pool) under every other engine still using it.
+# process: a worker thread of the process-wide async runtime may still be
+# returning through an engine's code after the kernel call has returned.
 _PINNED_ENGINES: list[ExecutionEngine] = []
+
+
+@functools.lru_cache(maxsize=None)
+def _runtime_library(name: str) -> ctypes.CDLL:
+    """A runtime library of the mlir wheel, loaded once with RTLD_LOCAL.
+
+    Not through ExecutionEngine(shared_libs=...): that dlopens with
+    RTLD_GLOBAL, which puts the wheel's libLLVM.so (a dependency of these
+    libraries) into the global symbol scope; a library carrying its own static
+    LLVM loaded after that (Triton's libtriton.so, which torch.export /
+    torch.compile import) then binds to it and aborts the process with
+    "CommandLine Error: Option ... registered more than once". Instead the
+    kernel's external functions are looked up here and registered by address."""
+    return ctypes.CDLL(mlir_shared_library(name), mode=os.RTLD_LOCAL)
+
+
+def _external_functions(module: ir.Module) -> list[str]:
+    """Names of the functions the LLVM-dialect module declares but does not define."""
+    names = []
+    for op in module.body.operations:
+        o = op.operation
+        if o.name == "llvm.func" and len(o.regions[0].blocks) == 0:
+            names.append(ir.StringAttr(o.attributes["sym_name"]).value)
+    return names
+
+
+def _register_runtime_symbols(engine: ExecutionEngine, module: ir.Module, uses_async: bool) -> None:
+    libs = ["libmlir_async_runtime.so"] if uses_async else []
+    libs.append("libmlir_c_runner_utils.so")
+    for fn in _external_functions(module):
+        for lib in libs:
+            addr = getattr(_runtime_library(lib), fn, None)
+            if addr is not None:
+                engine.raw_register_runtime(fn, ctypes.c_void_p(ctypes.cast(addr, ctypes.c_void_p).value))
+                break
+        # Anything else (libc, libm) resolves from the process.
 
 
 class KernelArgumentError(AttnccError, ValueError):
@@ -177,11 +213,9 @@ class CpuKernel:
         op, self.args = _find_kernel(module, name)
         self._uses_async = _uses_async(module)
         _tune_for_host(module)
-        libs = [mlir_shared_library("libmlir_c_runner_utils.so")]
-        if self._uses_async:
-            libs.append(mlir_shared_library("libmlir_async_runtime.so"))
         try:
-            self._engine = ExecutionEngine(module, opt_level=opt_level, shared_libs=libs)
+            self._engine = ExecutionEngine(module, opt_level=opt_level)
+            _register_runtime_symbols(self._engine, module, self._uses_async)
         except Exception as e:  # the bindings raise RuntimeError with LLVM's message
             raise CompileError(f"JIT compilation of {name!r} failed: {e}") from None
         if self._uses_async:
