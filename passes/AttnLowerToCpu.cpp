@@ -51,9 +51,6 @@ namespace {
 /// Chunk loops over at most this many vectors are unrolled in the IR; longer
 /// rows get an scf.for.
 constexpr int64_t kMaxUnrolledChunks = 16;
-/// Vector accumulators a matmul micro-kernel may keep live (AVX-512 has 32
-/// vector registers; the rest hold the row of b and the broadcast of a).
-constexpr int64_t kMaxAccumulators = 24;
 
 //===----------------------------------------------------------------------===//
 // Checks (run on every op before anything is rewritten)
@@ -139,6 +136,7 @@ LogicalResult check(Operation *op) {
 struct Emitter {
   ImplicitLocOpBuilder &b;
   int64_t W;                           // f32 lanes per vector
+  int64_t MR, NR;                      // matmul register block: rows x vectors
   SmallVectorImpl<Operation *> &exps;  // math.exp ops to approximate
 
   Type f32() { return b.getF32Type(); }
@@ -365,12 +363,12 @@ void lowerMatmul(Emitter &e, TileMatmulOp op) {
   Value M = e.dim(c, 0), K = e.dim(op.getA(), 1);
   auto cType = cast<MemRefType>(c.getType());
 
-  // Column groups: up to 4 full vectors each, then the N % W tail.
+  // Column groups: up to NR full vectors each, then the N % W tail.
   struct Group { int64_t col, nv, w; };
   SmallVector<Group> groups;
   int64_t full = N / W;
   for (int64_t j = 0; j < full;) {
-    int64_t nv = std::min<int64_t>(4, full - j);
+    int64_t nv = std::min<int64_t>(e.NR, full - j);
     groups.push_back({j * W, nv, W});
     j += nv;
   }
@@ -378,10 +376,11 @@ void lowerMatmul(Emitter &e, TileMatmulOp op) {
     groups.push_back({full * W, 1, N % W});
 
   for (const Group &g : groups) {
-    // Rows per block: as many as the accumulator budget allows (6 rows x 4
-    // vectors for 64 columns: 24 accumulators, 10 loads per 24 FMAs; measured
-    // ~5% faster than 4 x 4 on the attention kernel, 7 or 8 rows spill).
-    int64_t mr = std::max<int64_t>(1, std::min<int64_t>(8, kMaxAccumulators / g.nv));
+    // Rows per block: as many as the accumulator budget MR x NR allows (on
+    // AVX-512, 6 rows x 4 vectors for 64 columns: 24 accumulators, 10 loads
+    // per 24 FMAs; measured ~5% faster than 4 x 4, 7 or 8 rows spill). A
+    // narrower group gets more rows, at most 8.
+    int64_t mr = std::max<int64_t>(1, std::min<int64_t>(8, e.MR * e.NR / g.nv));
     if (!cType.isDynamicDim(0))
       mr = std::min(mr, std::max<int64_t>(1, cType.getDimSize(0)));
     // Full row blocks, then the remaining rows one block (static M) or one
@@ -862,6 +861,19 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
           << W;
       return signalPassFailure();
     }
+    int64_t mr = microRows, nr = microVectors;
+    if (mr < 1 || mr > 16 || nr < 1 || nr > 16) {
+      module.emitError("attn-lower-to-cpu: micro-rows and micro-vectors must be in [1, 16], got ")
+          << mr << " x " << nr;
+      return signalPassFailure();
+    }
+    Builder builder(&getContext());
+    SmallVector<NamedAttribute> cpu = {
+        builder.getNamedAttr("vector_width", builder.getI64IntegerAttr(W)),
+        builder.getNamedAttr("micro_kernel",
+                             builder.getDenseI64ArrayAttr({mr, nr}))};
+    if (!isaName.empty())
+      cpu.push_back(builder.getNamedAttr("isa", builder.getStringAttr(isaName)));
 
     // Check everything first, so that a failure leaves the IR untouched.
     SmallVector<Operation *> tileOps;
@@ -879,7 +891,7 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
     llvm::SetVector<Operation *> funcs;
     for (Operation *op : tileOps) {
       ImplicitLocOpBuilder b(op->getLoc(), op);
-      Emitter e{b, W, exps};
+      Emitter e{b, W, mr, nr, exps};
       if (auto o = dyn_cast<CopyTileOp>(op))
         lowerCopy(e, o);
       else if (auto o = dyn_cast<TileMatmulOp>(op))
@@ -897,6 +909,8 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
       op->erase();
     }
 
+    if (!funcs.empty())
+      module->setAttr("attn.cpu", builder.getDictionaryAttr(cpu));
     for (Operation *f : funcs) {
       // Tile buffers: cache-line aligned, so that vector rows do not split lines.
       f->walk([&](memref::AllocOp alloc) {

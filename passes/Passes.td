@@ -80,9 +80,29 @@ def AttnLowerToCpu : Pass<"attn-lower-to-cpu", "ModuleOp"> {
     attn ops and goes through upstream conversions to the LLVM dialect.
     Functions that held tile ops get `attn.arg_types` (their argument types),
     which the runtime reads after the LLVM conversion to check its tensors.
+
+    The vector width and the micro-kernel's register block follow the target
+    ISA (chosen by python/attncc/targets/cpu.py from the host as LLVM sees it,
+    or forced): AVX2 has 16 vector registers of 8 f32 lanes, so a 6 x 2-vector
+    block (12 accumulators); AVX-512 and NEON have 32, so 6 x 4. The choice is
+    recorded on the module:
+
+    ```mlir
+    module attributes {attn.cpu = {isa = "x86-64-v3", micro_kernel = array<i64: 6, 2>,
+                                   vector_width = 8 : i64}} { ... }
+    ```
   }];
   let options = [
-    Option<"vectorWidth", "vector-width", "int64_t", "16", "f32 lanes per vector (16 = AVX-512)">,
+    Option<"vectorWidth", "vector-width", "int64_t", "16",
+           "f32 lanes per vector (8 = AVX2, 16 = AVX-512, 4 = NEON)">,
+    Option<"microRows", "micro-rows", "int64_t", "6",
+           "rows of the tile_matmul register block (broadcasts of a)">,
+    Option<"microVectors", "micro-vectors", "int64_t", "4",
+           "vectors per row of the tile_matmul register block (loads of b); "
+           "micro-rows x micro-vectors accumulators must fit the vector registers">,
+    Option<"isaName", "isa", "std::string", "\"\"",
+           "name of the ISA class the options were chosen for (x86-64-v3, "
+           "x86-64-v4, aarch64); recorded in the module's `attn.cpu` attribute">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::vector::VectorDialect",

@@ -7,10 +7,54 @@
 //===----------------------------------------------------------------------===//
 #include <nanobind/nanobind.h>
 
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
 #include "capi/AttnCAPI.h"
 #include "mlir-c/Bindings/Python/Interop.h"
+#include "runtime/AttnRuntime.h"
 
 namespace nb = nanobind;
+
+namespace {
+/// Takes a malloc'ed C string from the runtime.
+std::string take(char *s) {
+  std::string out = s ? s : "";
+  std::free(s);
+  return out;
+}
+
+/// A kernel object linked into its own ORC JIT (runtime/ObjectLoader.cpp).
+struct LoadedObject {
+  AttnccObject *object = nullptr;
+  LoadedObject(nb::bytes data, const std::vector<std::string> &names,
+               const std::vector<uint64_t> &addrs) {
+    if (names.size() != addrs.size())
+      throw nb::value_error("names and addresses differ in length");
+    std::vector<const char *> cnames;
+    for (const std::string &n : names)
+      cnames.push_back(n.c_str());
+    char *err = nullptr;
+    object = attnccObjectLoad(data.c_str(), data.size(), cnames.data(), addrs.data(),
+                              names.size(), &err);
+    if (!object)
+      throw std::runtime_error("loading the kernel object failed: " + take(err));
+  }
+  ~LoadedObject() { attnccObjectFree(object); }
+  uint64_t lookup(const std::string &name) {
+    char *err = nullptr;
+    uint64_t addr = attnccObjectLookup(object, name.c_str(), &err);
+    if (!addr)
+      throw std::runtime_error("symbol '" + name + "' not found in the kernel object: " +
+                               take(err));
+    return addr;
+  }
+};
+} // namespace
 
 NB_MODULE(_attncc, m) {
   m.doc() = "attncc native extension: attn dialect and passes";
@@ -30,4 +74,13 @@ NB_MODULE(_attncc, m) {
       "Registers (and by default loads) the attn dialect in `context`.");
   m.def("register_passes", &attnccRegisterPasses,
         "Registers the attn passes in the process-wide pass registry.");
+  m.def(
+      "host_cpu", [] { return take(attnccHostCpu()); },
+      "'triple;cpu;+feature,...' of the host as LLVM's JIT targets it.");
+  nb::class_<LoadedObject>(m, "LoadedObject",
+                           "A kernel object file linked into its own ORC JIT.")
+      .def(nb::init<nb::bytes, const std::vector<std::string> &, const std::vector<uint64_t> &>(),
+           nb::arg("data"), nb::arg("names"), nb::arg("addresses"))
+      .def("lookup", &LoadedObject::lookup, nb::arg("name"),
+           "Address of the (unmangled) symbol `name`.");
 }

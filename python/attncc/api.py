@@ -81,6 +81,14 @@ class _LRU:
         return len(self._d)
 
 
+def _threads_key(target: str, opts: CompileOptions) -> Optional[int]:
+    """CPU kernels left to torch's thread count are split for the count at
+    compile time: a later torch.set_num_threads asks for another kernel."""
+    if target == "cpu" and opts.num_threads is None:
+        return torch.get_num_threads()
+    return None
+
+
 def _compile_options(target: str, options: dict[str, Any]) -> CompileOptions:
     if not isinstance(target, str) or target not in TARGETS:
         raise OptionError(f"unknown target {target!r}; expected one of {TARGETS}")
@@ -155,7 +163,7 @@ class CompiledFunction:
         return bound, entry
 
     def _kernel(self, entry: _Entry, classes: dict[int, MaskClass]):
-        key = entry.capture._key(classes)
+        key = (entry.capture._key(classes), _threads_key(self.target, self.options))
         got = entry.kernels.get(key)
         if got is None:
             with entry.lock:
@@ -337,7 +345,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     if k.shape[2] == 0:
         return q.new_zeros((B, Hq, L, Dv))  # no keys: every score masked, rows of zeros
     key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, q.device.type, cls,
-           None if bias is None else (tuple(bias.shape), bias.dtype), scale, target, opts)
+           None if bias is None else (tuple(bias.shape), bias.dtype), scale, target, opts,
+           _threads_key(target, opts))
     compiled = _ATTENTION_CACHE.get(key)
     if compiled is None:
         compiled = _build_attention(q, k, v, bias, cls, scale, target, opts)

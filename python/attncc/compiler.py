@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -16,7 +17,10 @@ from . import context as _context
 from . import pipeline
 from .errors import CompileError, GraphError
 from .graph import Graph
+from .kernel_cache import KernelCache, cache_key
 from .options import CompileOptions
+from .runtime.cpu import CpuKernel
+from .targets import cpu as cpu_target
 
 TARGETS = ("cpu", "sm_80", "sm_90a", "cuda")  # GPU targets: python/attncc/gpu.py
 
@@ -83,26 +87,76 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
         from .gpu import compile_graph_gpu
 
         return compile_graph_gpu(graph, options, target, stop_after)
+    return _compile_cpu(graph, options, output, stop_after)
+
+
+def cpu_cache_target(isa: cpu_target.CpuIsa) -> str:
+    """What a CPU kernel is made for, in its cache key: the ISA class and the
+    host as LLVM's JIT sees it (the object code is compiled for that CPU)."""
+    host = cpu_target.host_cpu()
+    return f"{isa.name};{host.triple};{host.name};{','.join(sorted(host.features))}"
+
+
+def _compile_cpu(graph: Graph, options: CompileOptions, output: OutputSpec,
+                 stop_after: Optional[str]) -> CompiledAttention:
+    """Kernels are JIT-compiled when the pipeline runs to its end: always
+    without `stop_after` (a class the host cannot run is then an error before
+    any JIT), and with stop_after='llvm' where the host can run it (elsewhere
+    the IR is the product)."""
+    isa = cpu_target.resolve(options.cpu)
     last = stop_after or pipeline.STAGE_NAMES[-1]
+    full = last == pipeline.STAGE_NAMES[-1]
+    if full and stop_after is None:
+        cpu_target.check_runnable(isa)   # before any JIT
+    elif full and cpu_target.missing_features(isa):
+        full = False
     text = str(graph.module)
+    opts = options.as_dict()
+    metadata = dict(isa.as_dict(), host_cpu=cpu_target.host_cpu().name,
+                    num_threads=options.num_threads)
+    cache = KernelCache.default("cpu") if full else None
+    key = cache_key(text, opts, cpu_cache_target(isa)) if cache else None
+    if cache:
+        t0 = time.perf_counter()
+        hit = cache.get(key)
+        if hit is not None:
+            try:
+                kernel = hit.get("_kernel")   # loaded before in this process
+                if not isinstance(kernel, CpuKernel):
+                    kernel = CpuKernel.from_object(hit["object"], graph.name, hit["arg_types"],
+                                                   hit["externals"], output=output,
+                                                   num_threads=options.num_threads)
+                    hit["_kernel"] = kernel
+            except (CompileError, KeyError, TypeError) as e:
+                warnings.warn(f"attncc kernel cache: entry {key[:16]} cannot be loaded ({e}); "
+                              "recompiling", RuntimeWarning, stacklevel=3)
+            else:
+                return CompiledAttention(graph.name, "cpu", options, hit["stages"],
+                                         {"cache": time.perf_counter() - t0}, output, kernel,
+                                         metadata=hit.get("metadata", metadata))
     with _context.mlir_context():
         module = ir.Module.parse(text)
         stages: dict[str, str] = {}
         seconds: dict[str, float] = {}
         for stage in pipeline.STAGES:
             t0 = time.perf_counter()
-            pipeline.run_passes(module, stage.passes(options.as_dict()),
-                                what=f"stage '{stage.name}'")
+            pipeline.run_passes(module, stage.passes(opts), what=f"stage '{stage.name}'")
             seconds[stage.name] = time.perf_counter() - t0
             stages[stage.name] = str(module)
             if stage.name == last:
                 break
         kernel = None
-        if last == pipeline.STAGE_NAMES[-1] and "llvm" in pipeline.STAGE_NAMES:
-            from .runtime.cpu import CpuKernel
-
+        if full:
             t0 = time.perf_counter()
             kernel = CpuKernel(module, graph.name, output=output,
-                               num_threads=options.num_threads)
+                               num_threads=options.num_threads,
+                               function_attributes=cpu_target.llvm_function_attributes(
+                                   isa, forced=options.cpu != "host"),
+                               keep_object=cache is not None)
             seconds["jit"] = time.perf_counter() - t0
-    return CompiledAttention(graph.name, target, options, stages, seconds, output, kernel)
+    if cache and kernel is not None and kernel.object is not None:
+        cache.put(key, {"stages": stages, "metadata": metadata, "object": kernel.object,
+                        "arg_types": kernel.arg_types, "externals": kernel.externals,
+                        "_kernel": kernel})
+    return CompiledAttention(graph.name, "cpu", options, stages, seconds, output, kernel,
+                             metadata=metadata)

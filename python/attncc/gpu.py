@@ -339,7 +339,7 @@ def compile_graph_gpu(graph, options, target: str, stop_after: Optional[str] = N
     text = str(graph.module)
     full = last == names[-1]
     cache = KernelCache.default() if full else None
-    key = cache_key(text, opts, chip) if cache else None
+    key = cache_key(text, opts, f"{chip};ptxas={ptxas_version()}") if cache else None
     if cache:
         hit = cache.get(key)
         if hit is not None:

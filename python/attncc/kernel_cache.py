@@ -1,16 +1,20 @@
-"""Kernel cache of the GPU targets: in-process and on disk.
+"""Kernel cache of every target: in-process and on disk.
 
-Key: SHA-256 of the graph's IR, the compile options, the chip, and the
-compiler's identity (attncc version, the MLIR wheel, a fingerprint of the
-native extension, the ptxas version) - a rebuilt attncc or another ptxas never
-reuses old kernels.
+Key: SHA-256 of the graph's IR, the compile options, what the code was made
+for (the GPU chip and ptxas version; the CPU's ISA class, host CPU name and
+features) and the compiler's identity (attncc version, the MLIR wheel, a
+fingerprint of the native extension): a rebuilt attncc, another ptxas or
+another CPU never reuses old kernels.
 
 On disk: one JSON file per kernel under `$ATTNCC_CACHE_DIR` (default
-`~/.cache/attncc`)/gpu/, holding the PTX, the cubin (base64), the metadata and
-the IR of every stage (zlib), with a checksum of its payload. Writes go to a
-temporary file in the same directory and are published with os.replace, so a
-reader never sees half a file; an entry that fails to parse or to match its
-checksum is deleted and recompiled. `ATTNCC_CACHE=0` turns the disk cache off.
+`~/.cache/attncc`)/<gpu|cpu>/, holding the entry (bytes such as a cubin or an
+object file base64-encoded, the IR of every stage zlib-compressed) with a
+checksum of its payload. Writes go to a temporary file in the same directory
+and are published with os.replace, so a reader never sees half a file; an
+entry that fails to parse or to match its checksum (corrupt, truncated, from
+another format) is deleted and recompiled. A directory that cannot be read or
+written costs recompilation and one warning per process, never an error.
+`ATTNCC_CACHE=0` turns the disk cache off.
 """
 from __future__ import annotations
 
@@ -21,17 +25,17 @@ import json
 import os
 import tempfile
 import threading
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any, Optional
 
-FORMAT = 1
+FORMAT = 2
 
 
 @functools.lru_cache(maxsize=1)
 def compiler_identity() -> str:
     from . import __version__
-    from .gpu import ptxas_version
 
     parts = [f"attncc={__version__}"]
     try:
@@ -47,41 +51,56 @@ def compiler_identity() -> str:
         parts.append("native=" + hashlib.sha256(data).hexdigest()[:16])
     except Exception:  # pragma: no cover
         parts.append("native=?")
-    parts.append(f"ptxas={ptxas_version()}")
     return ";".join(parts)
 
 
-def cache_key(graph_ir: str, options: dict[str, Any], chip: str) -> str:
-    opts = {k: v for k, v in sorted(options.items()) if k != "num_threads"}  # CPU-only
-    blob = json.dumps({"graph": graph_ir, "options": opts, "chip": chip,
-                       "compiler": compiler_identity()}, sort_keys=True, default=str)
+def cache_key(graph_ir: str, options: dict[str, Any], target: str) -> str:
+    """`target`: what the code is made for (chip and ptxas version; CPU ISA
+    class, host CPU name and features)."""
+    blob = json.dumps({"graph": graph_ir, "options": dict(sorted(options.items())),
+                       "target": target, "compiler": compiler_identity()},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _encode(entry: dict[str, Any]) -> dict[str, Any]:
-    stages = zlib.compress(json.dumps(entry["stages"]).encode())
-    payload = {
-        "metadata": entry["metadata"],
-        "ptx": entry["ptx"],
-        "cubin": base64.b64encode(entry["cubin"]).decode() if entry["cubin"] is not None else None,
-        "stages": base64.b64encode(stages).decode(),
-    }
+    payload: dict[str, Any] = {}
+    for k, v in entry.items():
+        if k.startswith("_"):   # in-process only (a loaded kernel)
+            continue
+        if k == "stages":
+            v = {"zlib": base64.b64encode(zlib.compress(json.dumps(v).encode())).decode()}
+        elif isinstance(v, (bytes, bytearray)):
+            v = {"base64": base64.b64encode(v).decode()}
+        payload[k] = v
     body = json.dumps(payload, sort_keys=True)
     return {"format": FORMAT, "checksum": hashlib.sha256(body.encode()).hexdigest(), "payload": payload}
 
 
-def _decode(doc: dict[str, Any]) -> dict[str, Any]:
-    if doc.get("format") != FORMAT:
-        raise ValueError("format")
+def _decode(doc: Any) -> dict[str, Any]:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError("not an attncc kernel-cache entry of this format")
     payload = doc["payload"]
-    if hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest() != doc["checksum"]:
+    if not isinstance(payload, dict) or hashlib.sha256(
+            json.dumps(payload, sort_keys=True).encode()).hexdigest() != doc["checksum"]:
         raise ValueError("checksum")
-    return {
-        "metadata": payload["metadata"],
-        "ptx": payload["ptx"],
-        "cubin": base64.b64decode(payload["cubin"]) if payload["cubin"] is not None else None,
-        "stages": json.loads(zlib.decompress(base64.b64decode(payload["stages"]))),
-    }
+    entry: dict[str, Any] = {}
+    for k, v in payload.items():
+        if k == "stages":
+            v = json.loads(zlib.decompress(base64.b64decode(v["zlib"])))
+        elif isinstance(v, dict) and set(v) == {"base64"}:
+            v = base64.b64decode(v["base64"])
+        entry[k] = v
+    return entry
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(what: str, message: str) -> None:
+    if what not in _WARNED:
+        _WARNED.add(what)
+        warnings.warn(f"attncc kernel cache: {message}", RuntimeWarning, stacklevel=4)
 
 
 class KernelCache:
@@ -92,19 +111,21 @@ class KernelCache:
         self.hits = {"memory": 0, "disk": 0}
         self.misses = 0
 
-    _default: Optional["KernelCache"] = None
+    _defaults: dict[str, "KernelCache"] = {}
 
     @classmethod
-    def default(cls) -> "KernelCache":
-        """The process-wide cache for the current environment settings."""
+    def default(cls, kind: str = "gpu") -> "KernelCache":
+        """The process-wide cache of `kind` ("gpu" or "cpu") for the current
+        environment settings."""
         directory = None
         if os.environ.get("ATTNCC_CACHE", "1") != "0":
             root = os.environ.get("ATTNCC_CACHE_DIR") or os.path.join(
                 os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "attncc")
-            directory = Path(root) / "gpu"
-        if cls._default is None or cls._default.directory != directory:
-            cls._default = KernelCache(directory)
-        return cls._default
+            directory = Path(root) / kind
+        cur = cls._defaults.get(kind)
+        if cur is None or cur.directory != directory:
+            cur = cls._defaults[kind] = KernelCache(directory)
+        return cur
 
     def path(self, key: str) -> Optional[Path]:
         return self.directory / f"{key}.json" if self.directory else None
@@ -115,11 +136,21 @@ class KernelCache:
                 self.hits["memory"] += 1
                 return self.memory[key]
         p = self.path(key)
-        if p is not None and p.is_file():
+        try:
+            present = p is not None and p.is_file()
+        except OSError:
+            present = False
+        if present:
             try:
                 entry = _decode(json.loads(p.read_text()))
-            except (ValueError, KeyError, TypeError, OSError, zlib.error):
+            except PermissionError as e:
+                _warn_once(f"read:{self.directory}", f"cannot read {p} ({e}); compiling instead")
+            except (ValueError, KeyError, TypeError, AttributeError, OSError, zlib.error,
+                    UnicodeDecodeError) as e:
                 # Corrupt or stale: drop it; the caller recompiles and rewrites.
+                _warn_once(f"corrupt:{self.directory}",
+                           f"dropped an unreadable entry {p.name} ({type(e).__name__}: {e}); "
+                           "recompiling")
                 try:
                     p.unlink()
                 except OSError:
@@ -151,5 +182,6 @@ class KernelCache:
                 except OSError:
                     pass
                 raise
-        except OSError:
-            pass  # a read-only or full cache directory only costs recompilation
+        except OSError as e:  # a read-only or full cache directory only costs recompilation
+            _warn_once(f"write:{self.directory}", f"cannot write to {p.parent} ({e}); kernels "
+                       "are kept in memory only")

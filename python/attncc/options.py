@@ -4,11 +4,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping, Optional
 
+import torch
+
 from .errors import AttnccError
+from .targets.cpu import CPU_CHOICES
 
 
 class OptionError(AttnccError, ValueError):
     """A compile option is out of range or unknown."""
+
+
+def _torch_threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _power_of_two(x: int) -> bool:
@@ -32,6 +43,11 @@ class CompileOptions:
         "mma_sync". Ignored on the CPU.
     tma: with wgmma, load the Q/K/V tiles with TMA on mbarriers (True) or
         with cp.async (False). Ignored elsewhere.
+    cpu: the CPU ISA class code is generated for: "host" (the class of the
+        CPU LLVM's JIT targets), or one of attncc.targets.cpu.ISAS
+        ("x86-64-v3": AVX2/FMA, "x86-64-v4": AVX-512, "aarch64": NEON) to
+        force it; kernels of a class the host cannot run compile but do not
+        run. Ignored by the GPU targets.
     """
 
     block_m: Optional[int] = None
@@ -42,6 +58,7 @@ class CompileOptions:
     num_warps: Optional[int] = None
     mma: str = "auto"
     tma: bool = True
+    cpu: str = "host"
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n"):
@@ -50,11 +67,11 @@ class CompileOptions:
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or not _power_of_two(v) or not 16 <= v <= 256:
                 raise OptionError(f"{name} must be a power of two in [16, 256], got {v!r}")
-        if not isinstance(self.num_stages, int) or not 1 <= self.num_stages <= 4:
+        if not _is_int(self.num_stages) or not 1 <= self.num_stages <= 4:
             raise OptionError(f"num_stages must be an integer in [1, 4], got {self.num_stages!r}")
-        if self.unroll not in (1, 2, 4, 8):
+        if not _is_int(self.unroll) or self.unroll not in (1, 2, 4, 8):
             raise OptionError(f"unroll must be 1, 2, 4 or 8, got {self.unroll!r}")
-        if self.num_threads is not None and (not isinstance(self.num_threads, int)
+        if self.num_threads is not None and (not _is_int(self.num_threads)
                                              or self.num_threads < 1):
             raise OptionError(f"num_threads must be a positive integer, got {self.num_threads!r}")
         if self.num_warps is not None:
@@ -69,6 +86,8 @@ class CompileOptions:
             raise OptionError(f"mma must be 'auto', 'wgmma' or 'mma_sync', got {self.mma!r}")
         if not isinstance(self.tma, bool):
             raise OptionError(f"tma must be True or False, got {self.tma!r}")
+        if self.cpu not in CPU_CHOICES:
+            raise OptionError(f"cpu must be one of {CPU_CHOICES}, got {self.cpu!r}")
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "CompileOptions":
@@ -84,17 +103,21 @@ class CompileOptions:
         CPU: 256 query rows per block (each K/V tile copied into a packed
         buffer then serves 256 rows; measured fastest on every row of
         docs/benchmarks.md), fewer for short queries so that decode does not
-        compute a 256-row tile; 64 keys per block. GPU: 16 rows per warp
+        compute a 256-row tile; 64 keys per block; threads: torch's intra-op
+        thread count now (`torch.set_num_threads` is honoured). GPU: 16 rows per warp
         (num_warps given) or 64, and 64 keys."""
         bm, bn = self.block_m, self.block_n
+        threads = self.num_threads
         if target == "cpu":
+            if threads is None:
+                threads = _torch_threads()
             if bm is None:
                 bm = 256
                 if query_len is not None:
                     bm = min(bm, max(16, 1 << max(0, query_len - 1).bit_length()))
         elif bm is None:
             bm = 16 * self.num_warps if self.num_warps else 64
-        return replace(self, block_m=bm, block_n=64 if bn is None else bn)
+        return replace(self, block_m=bm, block_n=64 if bn is None else bn, num_threads=threads)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,7 @@ from mlir import ir
 from mlir.passmanager import PassManager
 
 from .errors import CompileError
+from .targets import cpu as cpu_target
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,23 @@ def _cpu_llvm_passes(o: Mapping[str, object]) -> str:
     not one element). With one thread the grid stays a serial loop. The kernel
     gets a C interface (`_mlir_ciface_<name>`) for the runtime."""
     threads = o.get("num_threads") or default_num_threads()
-    width = o.get("vector_width") or 16
+    isa = cpu_target.resolve(str(o.get("cpu") or "host"))
+    width = o.get("vector_width") or isa.vector_width
     parallel = ""
     if int(threads) > 1:
         parallel = (f"async-parallel-for{{async-dispatch=true num-workers={int(threads)} "
                     "min-task-size=1},async-to-async-runtime,async-runtime-ref-counting,"
                     "async-runtime-ref-counting-opt,arith-expand,convert-async-to-llvm,")
-    return (f"attn-lower-to-cpu{{vector-width={int(width)}}},canonicalize,cse,"
+    # arith-expand{include-bf16}: f32 <-> bf16 conversions as integer code
+    # (round to nearest even, NaN kept), since LLVM lowers `fptrunc to bfloat`
+    # to a call of compiler-rt's __truncsfbf2 on hosts without AVX-512-BF16,
+    # which the JIT cannot resolve. f16 needs nothing: F16C (part of every
+    # class of targets/cpu.py) and NEON convert natively.
+    return (f"attn-lower-to-cpu{{vector-width={int(width)} micro-rows={isa.micro_rows} "
+            f"micro-vectors={isa.micro_vectors} isa={isa.name}}},canonicalize,cse,"
             "func.func(convert-linalg-to-loops,llvm-request-c-wrappers),"
             + parallel +
-            "expand-strided-metadata,lower-affine,convert-scf-to-cf,arith-expand,"
+            "expand-strided-metadata,lower-affine,convert-scf-to-cf,arith-expand{include-bf16=true},"
             "convert-vector-to-llvm{reassociate-fp-reductions=1},finalize-memref-to-llvm,"
             "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
             "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts")

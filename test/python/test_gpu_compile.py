@@ -256,6 +256,7 @@ def test_dynamic_sequence_length_grid_is_an_expression():
 
 @needs_ptxas
 def test_kernel_cache_memory_disk_and_corruption(tmp_path, monkeypatch):
+    from attncc import kernel_cache
     from attncc.kernel_cache import KernelCache
 
     monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "c2"))
@@ -270,7 +271,7 @@ def test_kernel_cache_memory_disk_and_corruption(tmp_path, monkeypatch):
     assert again.ptx == first.ptx and again.cubin == first.cubin and again.metadata == first.metadata
     assert again.ir("gpu") == first.ir("gpu")
     # Disk hit in a "new process" (fresh cache object).
-    KernelCache._default = None
+    KernelCache._defaults.clear()
     disk = cfg.compile("sm_80")
     assert KernelCache.default().hits["disk"] == 1 and disk.cubin == first.cubin
     # A different option is a different kernel.
@@ -278,10 +279,10 @@ def test_kernel_cache_memory_disk_and_corruption(tmp_path, monkeypatch):
     assert len(list((tmp_path / "c2" / "gpu").glob("*.json"))) == 2
     # Corrupt entry: recompiled and rewritten.
     files[0].write_text(files[0].read_text()[:-40] + "garbage")
-    KernelCache._default = None
+    KernelCache._defaults.clear()
     fixed = cfg.compile("sm_80")
     assert "cache" not in fixed.stage_seconds and fixed.cubin == first.cubin
-    assert json.loads(files[0].read_text())["format"] == 1
+    assert json.loads(files[0].read_text())["format"] == kernel_cache.FORMAT
 
 
 def test_disk_cache_can_be_disabled(tmp_path, monkeypatch):

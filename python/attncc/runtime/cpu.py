@@ -70,16 +70,19 @@ def _external_functions(module: ir.Module) -> list[str]:
     return names
 
 
-def _register_runtime_symbols(engine: ExecutionEngine, module: ir.Module, uses_async: bool) -> None:
+def _runtime_symbols(externals: Sequence[str], uses_async: bool) -> dict[str, int]:
+    """Addresses of the kernel's external functions that MLIR's runtime
+    libraries define; anything else (libc, libm) resolves from the process."""
     libs = ["libmlir_async_runtime.so"] if uses_async else []
     libs.append("libmlir_c_runner_utils.so")
-    for fn in _external_functions(module):
+    found: dict[str, int] = {}
+    for fn in externals:
         for lib in libs:
             addr = getattr(_runtime_library(lib), fn, None)
             if addr is not None:
-                engine.raw_register_runtime(fn, ctypes.c_void_p(ctypes.cast(addr, ctypes.c_void_p).value))
+                found[fn] = ctypes.cast(addr, ctypes.c_void_p).value
                 break
-        # Anything else (libc, libm) resolves from the process.
+    return found
 
 
 class KernelArgumentError(AttnccError, ValueError):
@@ -182,45 +185,95 @@ def _find_kernel(module: ir.Module, name: str) -> tuple[ir.Operation, list[MemRe
     raise CompileError(f"no kernel function {name!r} in the module")
 
 
-def _tune_for_host(module: ir.Module) -> None:
-    """Lets LLVM use full-width vectors: x86 CPUs with AVX-512 default to
-    `prefer-vector-width=256`, which would split every 16 x f32 vector of the
-    kernel in two unless the function asks for 512-bit legal vectors."""
+def _set_function_attributes(module: ir.Module, attrs: dict) -> None:
+    """LLVM function attributes of the ISA class (targets.cpu.llvm_function_attributes)
+    on every defined function: legal and preferred vector width, and for a
+    forced class its target CPU and features."""
+    bits = str(attrs["vector_bits"])
     with module.context:
         for op in module.body.operations:
             op = op.operation
             if op.name != "llvm.func" or len(op.regions[0].blocks) == 0:
                 continue
-            op.attributes["prefer_vector_width"] = ir.StringAttr.get("512")
+            op.attributes["prefer_vector_width"] = ir.StringAttr.get(bits)
+            if "target_cpu" in attrs:
+                op.attributes["target_cpu"] = ir.StringAttr.get(attrs["target_cpu"])
+            if attrs.get("target_features"):
+                feats = ", ".join(f'"{f}"' for f in attrs["target_features"])
+                op.attributes["target_features"] = ir.Attribute.parse(
+                    f"#llvm.target_features<[{feats}]>")
             # Keep what is there (convert-async-to-llvm marks coroutines with
             # "presplitcoroutine", which LLVM's coroutine passes require).
             passthrough = []
             if "passthrough" in op.attributes:
                 passthrough = list(ir.ArrayAttr(op.attributes["passthrough"]))
             passthrough.append(ir.ArrayAttr.get([ir.StringAttr.get("min-legal-vector-width"),
-                                                 ir.StringAttr.get("512")]))
+                                                 ir.StringAttr.get(bits)]))
             op.attributes["passthrough"] = ir.ArrayAttr.get(passthrough)
 
 
+# Kernels loaded from objects (the kernel cache) whose code the async
+# runtime's workers may still be returning through: kept, like _PINNED_ENGINES.
+_PINNED_OBJECTS: list = []
+
 class CpuKernel:
-    """A JIT-compiled kernel of the 'llvm' stage, callable on CPU torch tensors."""
+    """A compiled kernel of the 'llvm' stage, callable on CPU torch tensors.
+
+    Made from the LLVM-dialect module (JIT-compiled by MLIR's ExecutionEngine;
+    `keep_object=True` keeps the object code in `.object` for the kernel
+    cache) or, with `from_object`, from that object code in a later process,
+    linked by the native runtime's ORC loader without compiling anything."""
 
     def __init__(self, module: ir.Module, name: str, *, output: Any = None,
-                 num_threads: Optional[int] = None, opt_level: int = 3) -> None:
+                 num_threads: Optional[int] = None, opt_level: int = 3,
+                 function_attributes: Optional[dict] = None, keep_object: bool = False) -> None:
         self.name = name
         self.num_threads = num_threads
         self._output = output
         op, self.args = _find_kernel(module, name)
+        self.arg_types = [a.type_str for a in self.args]
         self._uses_async = _uses_async(module)
-        _tune_for_host(module)
+        self.externals = _external_functions(module)
+        _set_function_attributes(module, function_attributes or {"vector_bits": 512})
+        self.object: Optional[bytes] = None
         try:
             self._engine = ExecutionEngine(module, opt_level=opt_level)
-            _register_runtime_symbols(self._engine, module, self._uses_async)
+            for fn, addr in _runtime_symbols(self.externals, self._uses_async).items():
+                self._engine.raw_register_runtime(fn, ctypes.c_void_p(addr))
+            self._fn = self._engine.lookup(name)
+            if keep_object:
+                self.object = _dump_object(self._engine)
         except Exception as e:  # the bindings raise RuntimeError with LLVM's message
             raise CompileError(f"JIT compilation of {name!r} failed: {e}") from None
         if self._uses_async:
             _PINNED_ENGINES.append(self._engine)
-        self._fn = self._engine.lookup(name)
+
+    @classmethod
+    def from_object(cls, data: bytes, name: str, arg_types: Sequence[str],
+                    externals: Sequence[str], *, output: Any = None,
+                    num_threads: Optional[int] = None) -> "CpuKernel":
+        """The kernel of object code made by an earlier `CpuKernel(keep_object=True)`."""
+        from .. import _attncc
+
+        self = cls.__new__(cls)
+        self.name, self.num_threads, self._output = name, num_threads, output
+        with ir.Context():
+            self.args = [MemRefSpec.from_type(ir.Type.parse(t)) for t in arg_types]
+        self.arg_types = list(arg_types)
+        self.externals = list(externals)
+        self._uses_async = any(f.startswith("mlirAsyncRuntime") for f in externals)
+        self.object = data
+        symbols = _runtime_symbols(self.externals, self._uses_async)
+        try:
+            loaded = _attncc.LoadedObject(data, list(symbols), list(symbols.values()))
+            addr = loaded.lookup("_mlir__mlir_ciface_" + name)
+        except RuntimeError as e:
+            raise CompileError(f"loading the cached kernel {name!r} failed: {e}") from None
+        self._engine = loaded
+        if self._uses_async:
+            _PINNED_OBJECTS.append(loaded)
+        self._fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr)
+        return self
 
     def run(self, *tensors: torch.Tensor) -> None:
         """Calls the kernel on exactly its arguments (inputs then output)."""
@@ -276,6 +329,16 @@ class CpuKernel:
                 size = src.shape[d]
             shape.append(size)
         return tuple(shape)
+
+
+def _dump_object(engine: ExecutionEngine) -> bytes:
+    """The object code the engine compiled (its object cache, written to a file)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="attncc-") as d:
+        path = os.path.join(d, "kernel.o")
+        engine.dump_to_object_file(path)
+        return Path(path).read_bytes()
 
 
 def _uses_async(module: ir.Module) -> bool:

@@ -1,0 +1,186 @@
+"""CPU ISA classes: what attn-lower-to-cpu's code generation follows.
+
+The host is read from LLVM itself (`llvm::sys::getProcessTriple`,
+`getHostCPUName`, `getHostCPUFeatures`, through the native extension), i.e.
+the facts MLIR's ExecutionEngine uses to pick its target machine, not from
+/proc/cpuinfo. A small table maps it to an ISA class, which fixes the f32
+lanes per vector and the tile_matmul register block:
+
+    class       lanes  registers  block (rows x vectors)  accumulators
+    x86-64-v3     8       16           6 x 2                  12
+    x86-64-v4    16       32           6 x 4                  24
+    aarch64       4       32           6 x 4                  24
+
+(an AVX2 6 x 2 block is the classic 6x16 SGEMM kernel: 12 accumulators, two
+loads of b and one broadcast of a fill 15 of the 16 ymm registers.) The
+`cpu` compile option forces a class ("host" picks one): kernels for any class
+compile on any host and their IR and assembly can be checked; running needs a
+host with the class's features (`check_runnable`).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CompileError
+
+
+@dataclass(frozen=True)
+class CpuIsa:
+    name: str                 # the `cpu` option's value
+    arch: str                 # LLVM triple architecture
+    vector_width: int         # f32 lanes per vector
+    vector_registers: int
+    micro_rows: int           # tile_matmul register block
+    micro_vectors: int
+    llvm_cpu: str             # target-cpu when the class is forced
+    requires: tuple[str, ...]  # LLVM feature names a host needs to run it
+
+    @property
+    def vector_bits(self) -> int:
+        return 32 * self.vector_width
+
+    def as_dict(self) -> dict:
+        return {"isa": self.name, "vector_width": self.vector_width,
+                "vector_registers": self.vector_registers,
+                "micro_kernel": [self.micro_rows, self.micro_vectors]}
+
+
+ISAS: dict[str, CpuIsa] = {
+    "x86-64-v3": CpuIsa("x86-64-v3", "x86_64", 8, 16, 6, 2, "x86-64-v3", ("avx2", "fma", "f16c")),
+    "x86-64-v4": CpuIsa("x86-64-v4", "x86_64", 16, 32, 6, 4, "x86-64-v4",
+                        ("avx512f", "avx512bw", "avx512vl", "avx512dq")),
+    "aarch64": CpuIsa("aarch64", "aarch64", 4, 32, 6, 4, "generic", ("neon",)),
+}
+CPU_CHOICES = ("host",) + tuple(ISAS)
+
+
+@dataclass(frozen=True)
+class HostCpu:
+    triple: str
+    name: str
+    features: frozenset[str]   # enabled LLVM features, without the '+'
+
+    @property
+    def arch(self) -> str:
+        return self.triple.split("-", 1)[0]
+
+    def describe(self) -> str:
+        isa = host_isa(self)
+        interesting = sorted(f for f in self.features if f.startswith(("avx", "amx", "fma", "f16c",
+                                                                      "neon", "sve", "bf16")))
+        return f"{self.name} ({self.triple}; class {isa.name}; {' '.join(interesting)})"
+
+
+@functools.lru_cache(maxsize=1)
+def host_cpu() -> HostCpu:
+    """The host as LLVM's JIT targets it."""
+    from .. import _attncc
+
+    triple, name, feats = _attncc.host_cpu().split(";", 2)
+    return HostCpu(triple, name, frozenset(f[1:] for f in feats.split(",") if f))
+
+
+def host_isa(host: HostCpu | None = None) -> CpuIsa:
+    """The widest class of the table the host can run."""
+    host = host or host_cpu()
+    for name in ("x86-64-v4", "x86-64-v3", "aarch64"):
+        isa = ISAS[name]
+        if isa.arch == host.arch and all(f in host.features for f in isa.requires):
+            return isa
+    raise CompileError(f"the host CPU {host.name} ({host.triple}) has none of the ISA classes "
+                       f"attncc generates code for ({', '.join(ISAS)}; x86 needs AVX2 and FMA)")
+
+
+def resolve(cpu: str) -> CpuIsa:
+    """The ISA class of the `cpu` option."""
+    if cpu == "host":
+        return host_isa()
+    try:
+        return ISAS[cpu]
+    except KeyError:
+        raise CompileError(f"unknown cpu {cpu!r}; expected one of {CPU_CHOICES}") from None
+
+
+def missing_features(isa: CpuIsa, host: HostCpu | None = None) -> list[str]:
+    """What the host lacks to run code of `isa` (the architecture counts as one)."""
+    host = host or host_cpu()
+    if host.arch != isa.arch:
+        return [f"an {isa.arch} CPU (this host is {host.arch})"]
+    return [f for f in isa.requires if f not in host.features]
+
+
+def check_runnable(isa: CpuIsa) -> None:
+    """CompileError, before any JIT, when this host cannot run `isa`'s code."""
+    missing = missing_features(isa)
+    if missing:
+        host = host_cpu()
+        raise CompileError(
+            f"cpu={isa.name!r} kernels need {', '.join(missing)}, which this host "
+            f"({host.name}) lacks; compile with stop_after='llvm' to look at the IR, or "
+            f"attncc.targets.cpu.assembly(...) for its assembly")
+
+
+def llvm_function_attributes(isa: CpuIsa, forced: bool) -> dict[str, object]:
+    """LLVM function attributes for the kernel's functions: the legal and
+    preferred vector width (LLVM's tuning for AVX-512 server parts prefers 256
+    bits and would split 16-lane vectors), and, for a forced class, its target
+    CPU with the wider classes' features turned off, so that a host with
+    AVX-512 really runs AVX2 code for cpu='x86-64-v3'."""
+    attrs: dict[str, object] = {"vector_bits": isa.vector_bits}
+    if forced:
+        attrs["target_cpu"] = isa.llvm_cpu
+        if isa.name == "x86-64-v3":
+            attrs["target_features"] = ["-avx512f"]
+    return attrs
+
+
+# -- assembly of any class, for checks on hosts that cannot run it -----------------------------
+
+_TRIPLES = {"x86_64": "x86_64-unknown-linux-gnu", "aarch64": "aarch64-unknown-linux-gnu"}
+
+
+def _tool(name: str, package: str) -> str:
+    import importlib
+
+    try:
+        mod = importlib.import_module(package)
+        for base in mod.__path__:
+            cand = Path(base) / "bin" / name
+            if cand.is_file():
+                return str(cand)
+    except ImportError:
+        pass
+    found = shutil.which(name)
+    if not found:
+        raise CompileError(f"{name} not found (from the {package} wheel or PATH)")
+    return found
+
+
+def assembly(llvm_module_text: str, isa: CpuIsa) -> str:
+    """Assembly of an LLVM-dialect module (stage 'llvm') for `isa`, through
+    mlir-translate, opt and llc from the wheels (O3), whatever the host."""
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "k.mlir"
+        src.write_text(llvm_module_text)
+        ll = subprocess.run([_tool("mlir-translate", "mlir"), "--mlir-to-llvmir", str(src)],
+                            capture_output=True, text=True)
+        if ll.returncode:
+            raise CompileError(f"mlir-translate failed: {ll.stderr.strip()}")
+        target = [f"-mtriple={_TRIPLES[isa.arch]}", f"-mcpu={isa.llvm_cpu}"]
+        # opt's O3 pipeline first, as the JIT's: it also splits the async
+        # runtime's coroutines, which llc alone cannot lower.
+        opt = subprocess.run([_tool("opt", "llvm"), "-O3", *target, "-S", "-o", "-"],
+                             input=ll.stdout, capture_output=True, text=True)
+        if opt.returncode:
+            raise CompileError(f"opt failed: {opt.stderr.strip()[:2000]}")
+        asm = subprocess.run([_tool("llc", "llvm"), "-O3", *target, "-o", "-"],
+                             input=opt.stdout, capture_output=True, text=True)
+        if asm.returncode:
+            raise CompileError(f"llc failed: {asm.stderr.strip()[:2000]}")
+        return asm.stdout

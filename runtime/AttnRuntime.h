@@ -1,0 +1,47 @@
+//===- AttnRuntime.h - C API of attncc's native runtime --------*- C -*-===//
+//
+// What the Python runtime needs from LLVM itself, as plain C functions (the
+// nanobind extension sees only C APIs):
+//  * the host CPU as the JIT sees it (triple, CPU name, feature flags), so
+//    that code generation follows what LLVM will target;
+//  * loading a kernel's object file (compiled before, kept in the CPU kernel
+//    cache) into an ORC JIT without compiling anything, and looking up its
+//    entry points.
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTNCC_RUNTIME_ATTNRUNTIME_H
+#define ATTNCC_RUNTIME_ATTNRUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The process triple, host CPU name and enabled features ("+avx2,+fma,...",
+/// LLVM's names), as llvm::sys reports them: what MLIR's ExecutionEngine
+/// targets. Returns a malloc'ed "triple;cpu;features" string; free() it.
+char *attnccHostCpu(void);
+
+typedef struct AttnccObject AttnccObject;
+
+/// Links `size` bytes of an ELF/Mach-O relocatable object into a new ORC JIT.
+/// `names[i]` resolves to absolute address `addrs[i]` (runtime functions
+/// loaded by the caller); anything else the object needs resolves from the
+/// process (libc, libm). Returns NULL with a malloc'ed message in `*error`.
+AttnccObject *attnccObjectLoad(const char *data, size_t size, const char *const *names,
+                               const uint64_t *addrs, size_t count, char **error);
+
+/// The address of symbol `name` (unmangled) in a loaded object, or 0 with a
+/// malloc'ed message in `*error`.
+uint64_t attnccObjectLookup(AttnccObject *object, const char *name, char **error);
+
+/// Frees the JIT and the code it holds.
+void attnccObjectFree(AttnccObject *object);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,182 @@
+"""CPU code generation follows the host's ISA class, and any class can be forced.
+
+Every class compiles on every host and its IR and assembly are checked here;
+kernels run only where the host has the class's features (the others are
+skipped for running with the reason). bf16 and f16 kernels need no runtime
+library on any class.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import attncc
+from attncc import Graph
+from attncc.compiler import compile_graph
+from attncc.errors import CompileError
+from attncc.options import CompileOptions, OptionError
+from attncc.targets import cpu as cpu_target
+
+HOST = cpu_target.host_cpu()
+
+
+def _cpuinfo_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _graph(dtype="f32", L=80, S=80, D=64, mask="causal"):
+    g = Graph("attention")
+    q = g.input("q", (1, 2, L, D), dtype)
+    k = g.input("k", (1, 2, S, D), dtype)
+    v = g.input("v", (1, 2, S, D), dtype)
+    g.output(g.attention(q, k, v, mask=mask))
+    return g
+
+
+def _runnable(isa: cpu_target.CpuIsa):
+    missing = cpu_target.missing_features(isa)
+    return pytest.mark.skipif(bool(missing), reason=f"this host ({HOST.name}) cannot run "
+                              f"{isa.name} code: it lacks {', '.join(missing)}")
+
+
+def test_host_is_read_from_llvm_and_agrees_with_the_kernel():
+    # LLVM's view of the host (what the JIT targets) agrees with /proc/cpuinfo
+    # on the features that decide the class.
+    flags = _cpuinfo_flags()
+    if HOST.arch == "x86_64" and flags:
+        for feature, flag in (("avx2", "avx2"), ("fma", "fma"), ("avx512f", "avx512f"),
+                              ("avx512bw", "avx512bw")):
+            assert (feature in HOST.features) == (flag in flags), feature
+    isa = cpu_target.host_isa()
+    assert not cpu_target.missing_features(isa)
+    if "avx512f" in HOST.features and "avx512bw" in HOST.features:
+        assert isa.name == "x86-64-v4"
+    elif "avx2" in HOST.features:
+        assert isa.name == "x86-64-v3"
+
+
+def test_the_table_fits_the_registers():
+    for isa in cpu_target.ISAS.values():
+        # accumulators + one row of b + the broadcast of a stay in registers
+        assert isa.micro_rows * isa.micro_vectors + isa.micro_vectors + 1 <= isa.vector_registers
+
+
+@pytest.mark.parametrize("name", sorted(cpu_target.ISAS))
+def test_every_class_compiles_on_any_host_with_its_width_recorded(name):
+    isa = cpu_target.ISAS[name]
+    c = compile_graph(_graph(), CompileOptions(cpu=name), stop_after="llvm")
+    llvm = c.ir("llvm")
+    attr = re.search(r"attn\.cpu = \{([^}]*)\}", llvm).group(1)
+    assert f'isa = "{name}"' in attr and f"vector_width = {isa.vector_width} : i64" in attr
+    assert f"micro_kernel = array<i64: {isa.micro_rows}, {isa.micro_vectors}>" in attr
+    assert f"vector<{isa.vector_width}xf32>" in c.ir("llvm")
+    # the widest f32 vector of the kernel is the class's
+    widths = {int(w) for w in re.findall(r"vector<(\d+)xf32>", llvm)}
+    assert max(widths) == isa.vector_width
+
+
+@pytest.mark.parametrize("name,pattern,absent", [
+    ("x86-64-v3", r"vfmadd\d+ps\s+%ymm", r"%zmm"),
+    ("x86-64-v4", r"vfmadd\d+ps\s+%zmm", None),
+    ("aarch64", r"fmla\s+v\d+\.4s", None),
+])
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_assembly_of_every_class(name, pattern, absent, dtype):
+    isa = cpu_target.ISAS[name]
+    c = compile_graph(_graph(dtype), CompileOptions(cpu=name), stop_after="llvm")
+    asm = cpu_target.assembly(c.ir("llvm"), isa)
+    assert re.search(pattern, asm), f"no {pattern} in the {name} assembly"
+    if absent:
+        assert not re.search(absent, asm), f"{absent} in the {name} assembly"
+    # no runtime library for the conversions
+    assert "__truncsfbf2" not in asm and "__truncsfhf2" not in asm and "__extendhfsf2" not in asm
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "f16"])
+def test_half_conversions_need_no_library_call(dtype):
+    c = compile_graph(_graph(dtype), CompileOptions(), stop_after="llvm")
+    declared = re.findall(r"llvm\.func @(\w+)\([^)]*\)[^{]*$", c.ir("llvm"), re.M)
+    assert not [d for d in declared if "bf" in d or "hf" in d], declared
+
+
+@pytest.mark.parametrize("name", sorted(cpu_target.ISAS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_forced_classes_run_where_the_host_can(name, dtype, request):
+    isa = cpu_target.ISAS[name]
+    missing = cpu_target.missing_features(isa)
+    if missing:
+        pytest.skip(f"this host ({HOST.name}) cannot run {name} code: it lacks "
+                    f"{', '.join(missing)} (its IR and assembly are checked above)")
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 77, 64, dtype=dtype) for _ in range(3))
+    out = attncc.attention(q, k, v, causal=True, cpu=name)
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=True)
+    tol = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 2e-3}[dtype]
+    assert (out.double() - ref).abs().max().item() < tol
+
+
+def test_a_class_the_host_cannot_run_is_a_clear_error_before_any_jit():
+    foreign = next(i for i in cpu_target.ISAS.values() if cpu_target.missing_features(i))
+    with pytest.raises(CompileError, match=rf"cpu='{foreign.name}' kernels need .* which this "
+                                           r"host .* lacks"):
+        compile_graph(_graph(), CompileOptions(cpu=foreign.name))
+    q = torch.randn(1, 1, 8, 64)
+    with pytest.raises(CompileError, match="lacks"):
+        attncc.attention(q, q, q, cpu=foreign.name)
+
+
+def test_unknown_cpu_option():
+    with pytest.raises(OptionError, match="cpu must be one of"):
+        CompileOptions(cpu="pentium")
+    with pytest.raises(OptionError, match="cpu must be one of"):
+        attncc.attention(torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8),
+                         torch.randn(1, 1, 4, 8), cpu="avx9")
+
+
+def test_metadata_names_the_class_and_host():
+    c = compile_graph(_graph(), CompileOptions())
+    md = c.metadata
+    isa = cpu_target.host_isa()
+    assert md["isa"] == isa.name and md["vector_width"] == isa.vector_width
+    assert md["host_cpu"] == HOST.name and md["num_threads"] >= 1
+
+
+def test_forced_class_code_is_really_that_class():
+    # cpu='x86-64-v3' on any x86 host gets target-cpu x86-64-v3 without AVX-512.
+    if HOST.arch != "x86_64":
+        pytest.skip("x86 only")
+    attrs = cpu_target.llvm_function_attributes(cpu_target.ISAS["x86-64-v3"], forced=True)
+    assert attrs == {"vector_bits": 256, "target_cpu": "x86-64-v3",
+                     "target_features": ["-avx512f"]}
+    assert cpu_target.llvm_function_attributes(cpu_target.host_isa(), forced=False) == {
+        "vector_bits": cpu_target.host_isa().vector_bits}
+
+
+def test_torch_thread_count_is_honoured():
+    # Kernels left to the default use torch's thread count at the time of the
+    # call: one thread means a serial grid (no async runtime), two a split grid.
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 40, 32) for _ in range(3))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = compile_graph(_graph(), CompileOptions())
+        a = attncc.attention(q, k, v)
+        torch.set_num_threads(2)
+        two = compile_graph(_graph(), CompileOptions())
+        b = attncc.attention(q, k, v)
+    finally:
+        torch.set_num_threads(before)
+    assert one.options.num_threads == 1 and "mlirAsyncRuntime" not in one.ir("llvm")
+    assert two.options.num_threads == 2 and "mlirAsyncRuntime" in two.ir("llvm")
+    assert torch.equal(a, b)
