@@ -50,7 +50,7 @@ namespace {
 
 /// Chunk loops over at most this many vectors are unrolled in the IR; longer
 /// rows get an scf.for.
-constexpr int64_t kMaxUnrolledChunks = 16;
+constexpr int64_t kMaxUnrolledChunks = 2;
 
 //===----------------------------------------------------------------------===//
 // Checks (run on every op before anything is rewritten)

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import warnings
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
@@ -69,7 +70,7 @@ def _encode(entry: dict[str, Any]) -> dict[str, Any]:
         if k.startswith("_"):   # in-process only (a loaded kernel)
             continue
         if k == "stages":
-            v = {"zlib": base64.b64encode(zlib.compress(json.dumps(v).encode())).decode()}
+            v = {"zlib": base64.b64encode(zlib.compress(json.dumps(dict(v)).encode())).decode()}
         elif isinstance(v, (bytes, bytearray)):
             v = {"base64": base64.b64encode(v).decode()}
         payload[k] = v
@@ -87,11 +88,35 @@ def _decode(doc: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {}
     for k, v in payload.items():
         if k == "stages":
-            v = json.loads(zlib.decompress(base64.b64decode(v["zlib"])))
+            v = LazyStages(v["zlib"])
         elif isinstance(v, dict) and set(v) == {"base64"}:
             v = base64.b64decode(v["base64"])
         entry[k] = v
     return entry
+
+
+class LazyStages(Mapping):
+    """The IR of every stage of a cached kernel, decompressed on first use:
+    running a cached kernel does not need it (a few ms per new process)."""
+
+    def __init__(self, blob: str) -> None:
+        self._blob: Optional[str] = blob
+        self._stages: dict[str, str] = {}
+
+    def _load(self) -> dict[str, str]:
+        if self._blob is not None:
+            self._stages = json.loads(zlib.decompress(base64.b64decode(self._blob)))
+            self._blob = None
+        return self._stages
+
+    def __getitem__(self, key: str) -> str:
+        return self._load()[key]
+
+    def __iter__(self):
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
 
 
 _WARNED: set[str] = set()
