@@ -98,7 +98,7 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
   });
   Operation *graphLevel = nullptr;
   func.walk([&](Operation *op) {
-    if (!graphLevel && isa<AttnDialect>(op->getDialect()) && !isTileOp(op))
+    if (!graphLevel && isa_and_nonnull<AttnDialect>(op->getDialect()) && !isTileOp(op))
       graphLevel = op;
   });
   if (graphLevel)
@@ -1118,7 +1118,7 @@ LogicalResult Lowering::lowerTileOps() {
   bool bad = false;
   launch.getBody().walk([&](Operation *op) {
     op->removeAttr("attn.prelude");
-    if (isa<AttnDialect>(op->getDialect()) || isa<memref::AllocOp>(op)) {
+    if (isa_and_nonnull<AttnDialect>(op->getDialect()) || isa<memref::AllocOp>(op)) {
       op->emitError("attn-lower-to-gpu: cannot lower this op inside the kernel");
       bad = true;
     }

@@ -104,7 +104,7 @@ void annotate(Operation *op, scf::PipeliningOption::PipelinerPart part, unsigned
                    : part == scf::PipeliningOption::PipelinerPart::Kernel ? "kernel"
                                                                           : "epilogue";
   op->walk([&](Operation *nested) {
-    if (!isa<AttnDialect>(nested->getDialect()))
+    if (!isa_and_nonnull<AttnDialect>(nested->getDialect()))
       return;
     Builder b(nested->getContext());
     nested->setAttr("attn.part", b.getStringAttr(name));

@@ -77,7 +77,7 @@ FailureOr<AttentionFunc> matchAttentionFunc(func::FuncOp func) {
 bool hasGraphLevelOps(func::FuncOp func) {
   bool found = false;
   func.walk([&](Operation *op) {
-    if (isa<AttnDialect>(op->getDialect()) &&
+    if (isa_and_nonnull<AttnDialect>(op->getDialect()) &&
         llvm::any_of(op->getOperandTypes(), llvm::IsaPred<RankedTensorType>))
       found = true;
   });
@@ -228,6 +228,9 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   return success();
 }
 
+/// The largest block size attn-tile accepts (the Python API allows 256).
+constexpr int64_t kMaxBlock = 4096;
+
 struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
   using AttnTileBase::AttnTileBase;
 
@@ -241,6 +244,12 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
            {std::pair<StringRef, int64_t>{"block-m", blockM}, {"block-n", blockN}})
         if (v < 1 || (v & (v - 1)) != 0) {
           func.emitError("attn-tile: ") << name << " must be a power of two, got " << v;
+          return signalPassFailure();
+        } else if (v > kMaxBlock) {
+          // Tile buffers are block-m x block-n x head_dim floats: larger blocks
+          // overflow size computations downstream (and allocate terabytes).
+          func.emitError("attn-tile: ")
+              << name << " must be at most " << kMaxBlock << ", got " << v;
           return signalPassFailure();
         }
       FailureOr<AttentionFunc> m = matchAttentionFunc(func);

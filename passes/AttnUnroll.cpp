@@ -44,7 +44,7 @@ struct AttnUnrollPass : mlir::attn::impl::AttnUnrollBase<AttnUnrollPass> {
                                                 f.getUpperBound());
       f.getUpperBoundMutable().assign(ub);
       auto annotate = [](unsigned copy, Operation *op, OpBuilder b) {
-        if (isa<AttnDialect>(op->getDialect()))
+        if (isa_and_nonnull<AttnDialect>(op->getDialect()))
           op->setAttr("attn.unrolled_copy", b.getI64IntegerAttr(copy));
       };
       if (failed(loopUnrollByFactor(f, factor, annotate))) {

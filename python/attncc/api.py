@@ -37,8 +37,8 @@ import torch
 from . import pipeline
 from .compiler import TARGETS, CompiledAttention, compile_graph
 from .errors import CompileError, InputError, InputTypeError
-from .frontend.capture import (SUPPORTED_FLOATS, Capture, bind, check_tensors, signature_of,
-                                target_device_type)
+from .frontend.capture import (SUPPORTED_FLOATS, Capture, bind, check_no_grad, check_tensors,
+                                signature_of, target_device_type)
 from .frontend.convert import Lowered
 from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, build_bias, classify
 from .graph import Graph
@@ -255,6 +255,7 @@ def _check_qkv(q: Any, k: Any, v: Any, target: str) -> None:
                              "torch.float16 and torch.bfloat16")
         if t.layout != torch.strided:
             raise InputError(f"{name} has layout {t.layout}; only dense tensors are supported")
+    check_no_grad((("q", q), ("k", k), ("v", v)))
     if not q.dtype == k.dtype == v.dtype:
         raise InputError(f"q, k and v must have one dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
     if not q.device == k.device == v.device:
@@ -335,6 +336,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
                 not math.isfinite(scale):
             raise InputError(f"scale must be a finite number, got {scale!r}")
         scale = float(scale)
+    check_no_grad((("attn_mask", attn_mask),))
     cls, bias = _mask_of(attn_mask, causal, q, k)
     B, Hq, L, D = q.shape
     Dv = v.shape[3]

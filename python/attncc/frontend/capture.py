@@ -149,7 +149,21 @@ def check_tensors(bound: Bound, *, allow_meta: bool, target: str = "cpu") -> tor
         if t.layout != torch.strided:
             raise InputError(f"argument '{name}' has layout {t.layout}; only dense "
                              "(strided) tensors are supported")
+    check_no_grad(zip(bound.names, bound.tensors))
     return device
+
+
+def check_no_grad(named_tensors) -> None:
+    """attncc kernels have no backward: a result that silently drops the
+    gradient would be a wrong answer, so inputs that require grad with grad
+    mode on are refused (torch.no_grad() / inference_mode() or .detach())."""
+    if not torch.is_grad_enabled():
+        return
+    for name, t in named_tensors:
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            raise InputError(f"'{name}' requires grad, but attncc has no backward pass; call "
+                             "it under torch.no_grad() or torch.inference_mode(), or pass "
+                             f"{name}.detach()")
 
 
 # -- the fused-stage check -------------------------------------------------------------

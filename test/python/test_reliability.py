@@ -1,0 +1,47 @@
+"""Bad input gets a clear error, never a silent wrong answer (issue: reliability)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import attncc
+from attncc.errors import InputError
+from attncc.options import CompileOptions, OptionError
+
+
+@pytest.mark.parametrize("which", ["q", "k", "v", "attn_mask"])
+def test_inputs_that_require_grad_are_refused_in_grad_mode(which):
+    t = {n: torch.randn(1, 2, 8, 16) for n in "qkv"}
+    t["attn_mask"] = torch.zeros(8, 8)
+    t[which].requires_grad_(True)
+    with pytest.raises(InputError, match=f"'{which}' requires grad, but attncc has no backward"):
+        attncc.attention(t["q"], t["k"], t["v"], attn_mask=t["attn_mask"])
+    with torch.no_grad():
+        out = attncc.attention(t["q"], t["k"], t["v"], attn_mask=t["attn_mask"])
+    assert not out.requires_grad
+    with torch.inference_mode():
+        attncc.attention(t["q"], t["k"], t["v"], attn_mask=t["attn_mask"])
+
+
+def test_compiled_functions_refuse_grad_too():
+    @attncc.compile
+    def attn(q, k, v):
+        return torch.softmax(q @ k.transpose(-2, -1) * 0.25, dim=-1) @ v
+
+    q = torch.randn(1, 2, 8, 16, requires_grad=True)
+    k = v = torch.randn(1, 2, 8, 16)
+    with pytest.raises(InputError, match="'q' requires grad"):
+        attn(q, k, v)
+    with torch.no_grad():
+        ref = torch.softmax(q @ k.transpose(-2, -1) * 0.25, dim=-1) @ v
+        assert torch.allclose(attn(q, k, v), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(unroll=True), dict(unroll=2.0), dict(num_stages=True),
+                                dict(num_stages=2.0), dict(num_threads=True),
+                                dict(num_threads=2.0)])
+def test_bool_and_float_options_are_refused_where_they_enter(kw):
+    with pytest.raises(OptionError, match=next(iter(kw))):
+        CompileOptions(**kw)
+    with pytest.raises(OptionError):
+        attncc.attention(*(torch.randn(1, 1, 4, 8) for _ in range(3)), **kw)
