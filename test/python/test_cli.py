@@ -473,6 +473,8 @@ def test_explain_no_ir_mlir_timing_and_gpu_stages(capsys):
     (["compile", str(INPUTS / "not_attention.py")], 1, "not an attention computation"),
     (["compile", str(INPUTS / "no_inputs.py")], 2, "no example inputs"),
     (["compile", str(INPUTS / "no_inputs.py"), "--shape", "q=1x2xAx4"], 2, "integer sizes"),
+    (["compile", str(INPUTS / "no_inputs.py"), "--shape", "1x2xx64"], 2, "an empty size"),
+    (["compile", str(INPUTS / "no_inputs.py"), "--shape", "q=1x2x8x4x"], 2, "an empty size"),
     (["compile", str(INPUTS / "no_inputs.py"), "--shape", "q=1x2x8x4"], 2, "no shape for argument 'k'"),
     (["compile", str(INPUTS / "no_inputs.py"), "--shape", "x=1x2x8x4"], 2, "has no argument 'x'"),
     (["compile", CAUSAL, "--block-m", "48"], 2, "block_m must be a power of two"),

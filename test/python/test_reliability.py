@@ -45,3 +45,18 @@ def test_bool_and_float_options_are_refused_where_they_enter(kw):
         CompileOptions(**kw)
     with pytest.raises(OptionError):
         attncc.attention(*(torch.randn(1, 1, 4, 8) for _ in range(3)), **kw)
+
+
+@pytest.mark.parametrize("wrap", [lambda o: [o], lambda o: (o,), lambda o: {"out": o},
+                                  lambda o: {"a": [o]}, lambda o: o])
+def test_compiled_functions_keep_the_return_structure(wrap):
+    def attn(q, k, v):
+        return wrap(torch.softmax(q @ k.transpose(-2, -1) * 0.25, dim=-1) @ v)
+
+    q, k, v = (torch.randn(1, 2, 8, 16) for _ in range(3))
+    got, want = attncc.compile(attn)(q, k, v), attn(q, k, v)
+    assert type(got) is type(want)
+    flat_got, spec_got = torch.utils._pytree.tree_flatten(got)
+    flat_want, spec_want = torch.utils._pytree.tree_flatten(want)
+    assert spec_got == spec_want and len(flat_got) == 1
+    assert torch.allclose(flat_got[0], flat_want[0], atol=1e-5)

@@ -198,7 +198,11 @@ def parse_shape(text: str) -> tuple[Optional[str], tuple[int, ...]]:
         name = name.strip()
         if not name.isidentifier():
             raise CliError(f"--shape {text!r}: {name!r} is not an argument name")
-    parts = [p for p in re.split(r"[x,\s]+", dims.strip()) if p]
+    # Every separator stands between two sizes: '1x2xx64' is an error, not (1, 2, 64).
+    parts = [p.strip() for p in re.split(r"[x,]", dims.strip())]
+    if any(not p for p in parts):
+        raise CliError(f"--shape {text!r}: an empty size (two separators in a row, or one at "
+                       "either end); expected NAME=D0xD1x... with integer sizes")
     try:
         shape = tuple(int(p) for p in parts)
     except ValueError:

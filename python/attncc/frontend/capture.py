@@ -309,6 +309,9 @@ class Capture:
             rest = [self._host_arg(a, tensors, out.device, env) for a in node.args[1:]]
             kw = {k: self._host_arg(a, tensors, out.device, env) for k, a in node.kwargs.items()}
             out = A.functional(node.target)(out, *rest, **kw)
+        spec = self.traced.out_spec
+        if spec is not None and not spec.is_leaf():   # fn returned [out], (out,), {"o": out}
+            out = torch.utils._pytree.tree_unflatten([out], spec)
         return out
 
     def _host_arg(self, a: Any, tensors, device, env) -> Any:

@@ -55,6 +55,9 @@ class Traced:
     fn_where: str                        # "file:line" of the function's definition
     fn_name: str
     trace_device: torch.device
+    # How fn's return value nests its one tensor (a bare tensor, a list, a
+    # dict, ...): the compiled function returns the same structure.
+    out_spec: Any = None
 
 
 def function_location(fn: Callable) -> tuple[str, str]:
@@ -166,7 +169,8 @@ def trace(fn: Callable, tensors: Sequence[torch.Tensor],
             raise CaptureError(f"{fn_name} ({fn_where}) has an input of kind {spec.kind.name}; "
                                "attncc captures functions of tensors")
     output = next(n for n in gm.graph.nodes if n.op == "output")
-    return Traced(gm.graph, user_inputs, constants, output, fn_where, fn_name, device)
+    out_spec = ep.module_call_graph[0].signature.out_spec
+    return Traced(gm.graph, user_inputs, constants, output, fn_where, fn_name, device, out_spec)
 
 
 def _short(e: BaseException) -> str:

@@ -1,9 +1,12 @@
 """Runs CPU kernels: the LLVM-dialect module of stage 'llvm', JIT-compiled by
-MLIR's ExecutionEngine, called on torch tensors without copying them.
+MLIR's ExecutionEngine (or its object code from the kernel cache, linked by
+the native runtime's ORC loader), called on torch tensors without copying them.
 
     kernel = CpuKernel(llvm_module, "attention")    # module after stage 'llvm'
     out = kernel(q, k, v)                           # allocates the output
     kernel.run(q, k, v, out)                        # or writes into `out`
+    data = CpuKernel(m, "attention", keep_object=True).object
+    same = CpuKernel.from_object(data, "attention", arg_types, externals)
 
 The kernel function takes memrefs. Its argument types (shapes, layouts and
 element types) are recorded by attn-lower-to-cpu as `attn.arg_types`, since the
@@ -17,7 +20,8 @@ stage) and releases the GIL while the kernel runs.
 Threads: the grid runs on the thread pool of MLIR's async runtime
 (`libmlir_async_runtime.so` from the mlir wheel). That pool is process-wide
 and sized to the CPUs the process may use; the 'llvm' stage's `num_threads`
-decides into how many tasks the grid is split (one thread: no tasks at all).
+(torch's thread count unless given) decides into how many tasks the grid is
+split (one thread: no tasks at all). See docs/cpu-backend.md.
 """
 from __future__ import annotations
 
