@@ -425,6 +425,16 @@ def test_run_real_inputs_with_a_mask_and_a_sweep(capsys):
     assert rc == 2 and "--reference sdpa covers masks none and causal" in err
 
 
+def test_run_says_when_inputs_hold_nan(capsys):
+    # A NaN input row gives a NaN output row (attncc and torch alike): reported
+    # as such, not as a "fully masked" row.
+    rc, out, err = cli(capsys, "run", INPUTS / "nan_inputs.py", "--iters", 1, "--warmup", 0)
+    assert rc == 0, err
+    assert "fully masked" not in out
+    assert re.search(r"the inputs hold non-finite values \(argument 0: 1 NaN, 0 inf\); "
+                     r"attncc's output has 16 non-finite elements, the reference 16", out), out
+
+
 def test_run_on_a_gpu_target_without_a_gpu_is_a_clear_error(capsys):
     import torch
 

@@ -60,3 +60,42 @@ def test_compiled_functions_keep_the_return_structure(wrap):
     flat_want, spec_want = torch.utils._pytree.tree_flatten(want)
     assert spec_got == spec_want and len(flat_got) == 1
     assert torch.allclose(flat_got[0], flat_want[0], atol=1e-5)
+
+
+def _poke(t, index, value):
+    t = t.clone()
+    t[index] = value
+    return t
+
+
+@pytest.mark.parametrize("case", ["overflow", "q nan", "k +inf", "k -inf", "v nan"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_non_finite_values_give_torchs_nan_pattern(case, causal):
+    # docs/numerics.md
+    import torch.nn.functional as F
+
+    torch.manual_seed(3)
+    q, k, v = (torch.randn(1, 2, 24, 16) for _ in range(3))
+    if case == "overflow":
+        q, k = q * 1e20, k * 1e20
+    elif case == "q nan":
+        q = _poke(q, (0, 1, 5, 2), float("nan"))
+    elif case == "k +inf":
+        k = _poke(k, (0, 0, 7, 1), float("inf"))
+    elif case == "k -inf":
+        k = _poke(k, (0, 0, 7, 1), float("-inf"))
+    elif case == "v nan":
+        v = _poke(v, (0, 1, 9, 0), float("nan"))
+    got = attncc.attention(q, k, v, causal=causal)
+    want = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    assert torch.isnan(want).any() and torch.isnan(got).any()
+    if case == "overflow":
+        # q.k sums +inf and -inf products: which scores are NaN rather than
+        # +-inf depends on the summation order, so only "NaN rows, like torch"
+        # is promised; where both are finite they agree.
+        both = torch.isfinite(want) & torch.isfinite(got)
+        assert torch.allclose(got[both], want[both], atol=1e-4, rtol=1e-4)
+        return
+    assert torch.equal(torch.isnan(got), torch.isnan(want))
+    finite = torch.isfinite(want)
+    assert torch.allclose(got[finite], want[finite], atol=1e-4, rtol=1e-4)

@@ -82,6 +82,20 @@ def _to64(ex: Examples) -> Examples:
                     ex.origin)
 
 
+def _nonfinite_inputs(ex_run) -> str:
+    """'q: 3 NaN, 1 inf; ...' for the float tensors of the call that hold NaN/Inf."""
+    import torch
+
+    parts = []
+    named = [(f"argument {i}", a) for i, a in enumerate(ex_run.args)] + list(ex_run.kwargs.items())
+    for name, t in named:
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.device.type != "meta":
+            nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+            if nan or inf:
+                parts.append(f"{name}: {nan} NaN, {inf} inf")
+    return "; ".join(parts)
+
+
 def _max_err(out, ref) -> tuple[float, int]:
     """Largest |out - ref| where ref is finite; the count of non-finite rows skipped."""
     import torch
@@ -221,7 +235,15 @@ def run(args) -> int:
         print("  ".join(h.ljust(w) for h, w in zip(heads, widths)))
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-    if results and any(r["nonfinite_reference_elements"] for r in results):
+    bad_inputs = _nonfinite_inputs(ex_run)
+    if bad_inputs:
+        # NaN/Inf inputs propagate (as in torch's SDPA): those outputs are NaN,
+        # not "fully masked"; say what was and was not compared.
+        print(f"note: the inputs hold non-finite values ({bad_inputs}); attncc's output has "
+              f"{int((~torch.isfinite(out)).sum())} non-finite elements, the reference "
+              f"{results[0]['nonfinite_reference_elements']}; only elements where the reference "
+              "is finite are compared (docs/numerics.md)")
+    elif results and any(r["nonfinite_reference_elements"] for r in results):
         print(f"note: {results[0]['nonfinite_reference_elements']} reference elements are not "
               "finite (fully masked rows: torch gives NaN, attncc zeros); they are not compared")
     if args.json:
