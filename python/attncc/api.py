@@ -40,6 +40,7 @@ from .errors import CompileError, InputError, InputTypeError
 from .frontend.capture import (SUPPORTED_FLOATS, Capture, bind, check_no_grad, check_tensors,
                                 signature_of, target_device_type)
 from .frontend.convert import Lowered
+from .frontend.guards import guard_key
 from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, build_bias, classify
 from .graph import Graph
 from .options import CompileOptions, OptionError
@@ -150,7 +151,9 @@ class CompiledFunction:
         bound = bind(self.fn, args, kwargs, self._signature)
         check_tensors(bound, allow_meta=allow_meta, target=self.target)
         device = bound.tensors[0].device
-        key = bound.key
+        # Values fn reads from its globals and closure are baked into the
+        # capture: they are guarded (frontend/guards.py).
+        key = bound.key + (("guards", guard_key(self.fn)),)
         if isinstance(self.fn, torch.nn.Module):   # dropout etc. depend on the mode
             key = key + (("training", self.fn.training),)
         entry = self._cache.get(key)

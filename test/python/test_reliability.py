@@ -99,3 +99,64 @@ def test_non_finite_values_give_torchs_nan_pattern(case, causal):
     assert torch.equal(torch.isnan(got), torch.isnan(want))
     finite = torch.isfinite(want)
     assert torch.allclose(got[finite], want[finite], atol=1e-4, rtol=1e-4)
+
+
+# -- captured values are guarded, never stale ------------------------------------------------
+
+SCALE = 0.25
+
+
+def _global_scale_attention(q, k, v):
+    return torch.softmax(q @ k.transpose(-2, -1) * SCALE, dim=-1) @ v
+
+
+def _ref(q, k, v, scale, bias=None):
+    s = q @ k.transpose(-2, -1) * scale
+    if bias is not None:
+        s = s + bias
+    return torch.softmax(s, dim=-1) @ v
+
+
+def test_a_changed_global_scale_recompiles():
+    global SCALE
+    q, k, v = (torch.randn(1, 2, 8, 16) for _ in range(3))
+    f = attncc.compile(_global_scale_attention)
+    try:
+        SCALE = 0.25
+        assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.25), atol=1e-5)
+        SCALE = 2.0
+        assert torch.allclose(f(q, k, v), _ref(q, k, v, 2.0), atol=1e-5)
+        SCALE = 0.25
+        assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.25), atol=1e-5)
+    finally:
+        SCALE = 0.25
+
+
+def test_closed_over_values_are_guarded():
+    q, k, v = (torch.randn(1, 2, 8, 16) for _ in range(3))
+    bias = torch.zeros(8, 8)
+    scale = 0.5
+
+    def attn(q, k, v):
+        return torch.softmax(q @ k.transpose(-2, -1) * scale + bias, dim=-1) @ v
+
+    f = attncc.compile(attn)
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.5, bias), atol=1e-5)
+    bias[:, :4] = -1e9                         # modified in place
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.5, bias), atol=1e-5)
+    bias = torch.randn(8, 8)                   # rebound
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.5, bias), atol=1e-5)
+    scale = 0.125
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.125, bias), atol=1e-5)
+
+
+def test_random_ops_inside_the_function_are_refused():
+    from attncc.errors import CaptureError
+
+    def noisy(q, k, v):
+        s = q @ k.transpose(-2, -1) * 0.25 + torch.randn(8, 8) * 0.01
+        return torch.softmax(s, dim=-1) @ v
+
+    q, k, v = (torch.randn(1, 2, 8, 16) for _ in range(3))
+    with pytest.raises(CaptureError, match=r"calls the random op aten::randn: its values would be drawn once and frozen"):
+        attncc.compile(noisy)(q, k, v)

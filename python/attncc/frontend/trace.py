@@ -169,8 +169,35 @@ def trace(fn: Callable, tensors: Sequence[torch.Tensor],
             raise CaptureError(f"{fn_name} ({fn_where}) has an input of kind {spec.kind.name}; "
                                "attncc captures functions of tensors")
     output = next(n for n in gm.graph.nodes if n.op == "output")
+    _refuse_random_ops(gm.graph, fn_name, fn_where)
     out_spec = ep.module_call_graph[0].signature.out_spec
     return Traced(gm.graph, user_inputs, constants, output, fn_where, fn_name, device, out_spec)
+
+
+# Ops whose values differ per call: captured, they would be computed once and
+# frozen into the kernel's inputs. Dropout is handled (refused in training
+# mode) by the converter.
+_RANDOM_OPS = {"rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "randperm",
+               "normal", "uniform", "bernoulli", "multinomial", "poisson", "exponential",
+               "geometric", "cauchy", "log_normal", "random"}
+
+
+def _refuse_random_ops(graph: fx.Graph, fn_name: str, fn_where: str) -> None:
+    for node in graph.nodes:
+        schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
+        if schema is None:
+            continue
+        op = schema.name.split("::")[-1].rstrip("_")
+        if op in _RANDOM_OPS:
+            where = ""
+            trace = node.meta.get("stack_trace") or ""
+            frames = [m for m in _FRAME.finditer(trace) if m.group("file") == fn_where.rsplit(":", 1)[0]]
+            if frames:
+                f = frames[-1]
+                where = f"\n  at {f.group('file')}:{f.group('line')}: {f.group('code').strip()}"
+            raise CaptureError(f"{fn_name} ({fn_where}) calls the random op {schema.name}: its "
+                               "values would be drawn once and frozen into the compiled kernel; "
+                               "draw them outside and pass them as an argument" + where)
 
 
 def _short(e: BaseException) -> str:
