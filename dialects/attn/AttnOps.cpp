@@ -169,6 +169,10 @@ LogicalResult AttentionOp::verify() {
     return emitOpError("kv_group must be at least 1, got ") << group;
   int64_t hq = q.getDimSize(1), hkv = k.getDimSize(1);
   if (!ShapedType::isDynamic(hq) && !ShapedType::isDynamic(hkv)) {
+    if (hkv == 0 && hq != 0) // (hq % 0 would trap: SIGFPE)
+      return emitOpError("query heads (") << hq << ") with no KV heads";
+    if (hkv == 0)
+      return success(); // no heads at all: an empty attention
     if (hq % hkv != 0)
       return emitOpError("query heads (") << hq << ") must be a multiple of KV heads ("
                                           << hkv << ")";

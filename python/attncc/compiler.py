@@ -19,7 +19,7 @@ from .errors import CompileError, GraphError
 from .graph import Graph
 from .kernel_cache import KernelCache, cache_key
 from .options import CompileOptions
-from .runtime.cpu import CpuKernel
+from .runtime.cpu import CpuKernel, EmptyKernel
 from .targets import cpu as cpu_target
 
 TARGETS = ("cpu", "sm_80", "sm_90a", "cuda")  # GPU targets: python/attncc/gpu.py
@@ -146,7 +146,11 @@ def _compile_cpu(graph: Graph, options: CompileOptions, output: OutputSpec,
             if stage.name == last:
                 break
         kernel = None
-        if full:
+        if full and 0 in output.shape:
+            # Nothing to compute (a zero-length query, batch or head dim): the
+            # tile program has no tile ops left and no kernel is needed.
+            kernel = EmptyKernel(output)
+        elif full:
             t0 = time.perf_counter()
             kernel = CpuKernel(module, graph.name, output=output,
                                num_threads=options.num_threads,
@@ -154,7 +158,7 @@ def _compile_cpu(graph: Graph, options: CompileOptions, output: OutputSpec,
                                    isa, forced=options.cpu != "host"),
                                keep_object=cache is not None)
             seconds["jit"] = time.perf_counter() - t0
-    if cache and kernel is not None and kernel.object is not None:
+    if cache and isinstance(kernel, CpuKernel) and kernel.object is not None:
         cache.put(key, {"stages": stages, "metadata": metadata, "object": kernel.object,
                         "arg_types": kernel.arg_types, "externals": kernel.externals,
                         "_kernel": kernel})

@@ -160,3 +160,33 @@ def test_random_ops_inside_the_function_are_refused():
     q, k, v = (torch.randn(1, 2, 8, 16) for _ in range(3))
     with pytest.raises(CaptureError, match=r"calls the random op aten::randn: its values would be drawn once and frozen"):
         attncc.compile(noisy)(q, k, v)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 0, 16), (0, 2, 8, 16), (1, 0, 8, 16)])
+def test_empty_outputs_through_compile(shape):
+    @attncc.compile
+    def attn(q, k, v):
+        return torch.softmax(q @ k.transpose(-2, -1) * 0.25, dim=-1) @ v
+
+    B, H, L, D = shape
+    q = torch.randn(B, H, L, D)
+    k = v = torch.randn(B, H, 8, D)
+    out = attn(q, k, v)
+    assert out.shape == (B, H, L, D) and out.dtype == torch.float32
+
+
+def test_capture_errors_are_not_preceded_by_torch_tracebacks():
+    import subprocess
+    import sys
+
+    code = ("import torch, attncc\n"
+            "def bad(q, k, v):\n"
+            "    return torch.softmax(q @ k * 0.25, dim=-1) @ v\n"
+            "try:\n"
+            "    attncc.compile(bad)(*(torch.randn(1, 2, 4, 16) for _ in range(3)))\n"
+            "except attncc.errors.CaptureError as e:\n"
+            "    print('clean:', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "clean: could not trace bad" in proc.stdout
+    assert "Traceback" not in proc.stderr and "fake_tensor" not in proc.stderr, proc.stderr

@@ -26,6 +26,9 @@ still two graph inputs.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import inspect
 import re
 import traceback
@@ -137,7 +140,8 @@ def trace(fn: Callable, tensors: Sequence[torch.Tensor],
     mode = FakeTensorMode()
     fakes = tuple(fake_like(mode, t, device) for t in tensors)
     try:
-        ep = torch.export.export(_Wrapper(call), fakes, strict=False)
+        with _quiet_fake_tensor_log():
+            ep = torch.export.export(_Wrapper(call), fakes, strict=False)
     except CaptureError:
         raise
     except Exception as e:  # torch raises many kinds; name the user's line
@@ -198,6 +202,20 @@ def _refuse_random_ops(graph: fx.Graph, fn_name: str, fn_where: str) -> None:
             raise CaptureError(f"{fn_name} ({fn_where}) calls the random op {schema.name}: its "
                                "values would be drawn once and frozen into the compiled kernel; "
                                "draw them outside and pass them as an argument" + where)
+
+
+@contextlib.contextmanager
+def _quiet_fake_tensor_log():
+    """torch logs a 25-line traceback at ERROR level for every op whose meta
+    function fails (a shape error in the user's code) before raising; the
+    CaptureError that follows says the same in two lines."""
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _short(e: BaseException) -> str:

@@ -335,6 +335,21 @@ class CpuKernel:
         return tuple(shape)
 
 
+class EmptyKernel:
+    """The kernel of an attention whose output has no elements."""
+
+    def __init__(self, output: Any) -> None:
+        self._output = output
+        self.dtype = _TORCH_DTYPES[output.dtype]
+
+    def __call__(self, *inputs: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if out is not None:
+            return out
+        q = inputs[0]
+        shape = [q.shape[d] if s is None else s for d, s in enumerate(self._output.shape)]
+        return torch.empty(shape, dtype=self.dtype)
+
+
 def _dump_object(engine: ExecutionEngine) -> bytes:
     """The object code the engine compiled (its object cache, written to a file)."""
     import tempfile

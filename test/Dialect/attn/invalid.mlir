@@ -306,3 +306,13 @@ func.func @att_bias_shape(%q: tensor<1x8x128x64xf16>, %k: tensor<1x8x96x64xf16>,
       : tensor<1x8x128x64xf16>, tensor<1x8x96x64xf16>, tensor<1x8x96x64xf16> -> tensor<1x8x128x64xf16>
   return
 }
+
+// -----
+
+// Query heads with zero KV heads (the head check used to divide by zero: SIGFPE).
+func.func @zero_kv_heads(%q: tensor<1x2x8x16xf32>, %k: tensor<1x0x8x16xf32>) -> tensor<1x2x8x16xf32> {
+  // expected-error @+1 {{query heads (2) with no KV heads}}
+  %0 = attn.attention %q, %k, %k scale 1.0 mask none kv_group 1
+      : tensor<1x2x8x16xf32>, tensor<1x0x8x16xf32>, tensor<1x0x8x16xf32> -> tensor<1x2x8x16xf32>
+  return %0 : tensor<1x2x8x16xf32>
+}
