@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "llvm/Support/MathExtras.h"
+
 using namespace mlir;
 using namespace mlir::attn;
 
@@ -16,6 +18,17 @@ using namespace mlir::attn;
 
 namespace {
 /// Two extents agree when equal or when either is dynamic.
+/// Whether the static element count times 8 bytes fits in int64: beyond it
+/// the strides that lowering computes overflow (an assertion in MLIR's
+/// layout code, or a wrong size in release builds).
+bool fitsInMemory(ShapedType t) {
+  int64_t n = 8;
+  for (int64_t d : t.getShape())
+    if (!ShapedType::isDynamic(d) && llvm::MulOverflow(n, d, n))
+      return false;
+  return true;
+}
+
 bool compatible(int64_t a, int64_t b) {
   return a == b || ShapedType::isDynamic(a) || ShapedType::isDynamic(b);
 }
@@ -144,9 +157,14 @@ LogicalResult AttentionOp::verify() {
   auto r = getResult().getType();
   for (auto [name, t] : {std::pair<StringRef, RankedTensorType>{"query", q},
                          {"key", k}, {"value", v}, {"result", r}})
+  {
     if (t.getRank() != 4)
       return emitOpError() << name << " must have rank 4 [batch, heads, seq, head_dim], got rank "
                            << t.getRank();
+    if (!fitsInMemory(t))
+      return emitOpError() << name << " has more elements than a 64-bit byte size can count: "
+                           << t;
+  }
   if (!compatible(q.getDimSize(0), k.getDimSize(0)) ||
       !compatible(q.getDimSize(0), v.getDimSize(0)) ||
       !compatible(q.getDimSize(0), r.getDimSize(0)))

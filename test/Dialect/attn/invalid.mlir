@@ -316,3 +316,14 @@ func.func @zero_kv_heads(%q: tensor<1x2x8x16xf32>, %k: tensor<1x0x8x16xf32>) -> 
       : tensor<1x2x8x16xf32>, tensor<1x0x8x16xf32>, tensor<1x0x8x16xf32> -> tensor<1x2x8x16xf32>
   return %0 : tensor<1x2x8x16xf32>
 }
+
+// -----
+
+// Shapes whose byte size overflows int64 (strides computed while lowering
+// used to hit MLIR's overflow assertion).
+func.func @huge(%q: tensor<1x2x4611686018427387904x64xf16>) -> tensor<1x2x4611686018427387904x64xf16> {
+  // expected-error @+1 {{query has more elements than a 64-bit byte size can count}}
+  %0 = attn.attention %q, %q, %q scale 1.0 mask none kv_group 1
+      : tensor<1x2x4611686018427387904x64xf16>, tensor<1x2x4611686018427387904x64xf16>, tensor<1x2x4611686018427387904x64xf16> -> tensor<1x2x4611686018427387904x64xf16>
+  return %0 : tensor<1x2x4611686018427387904x64xf16>
+}
