@@ -336,7 +336,7 @@ def cli_cases() -> list[Case]:
         ("syntax-error", ["compile", str(inputs / "syntax_error.py")]),
         ("no-function", ["compile", str(inputs / "no_function.py")]),
         ("not-attention", ["run", str(inputs / "not_attention.py")]),
-        ("bad-stage", ["compile", causal, "--stage", "nope"]),
+        ("bad-stage", ["compile", causal, "--emit", "nope"]),
         ("bad-target", ["compile", causal, "--target", "tpu"]),
         ("bad-shape", ["compile", causal, "--shape", "1x2xx64"]),
         ("bad-shape-neg", ["compile", causal, "--shape", "1x2x-4x64"]),
@@ -350,7 +350,7 @@ def cli_cases() -> list[Case]:
         ("output-to-dir", ["compile", causal, "-o", "/"]),
     ]
     cases = [Case(f"cli/{n}", "cli", attncc + a, expect="clean-error") for n, a in bad]
-    cases.append(Case("cli/ok-compile", "cli", attncc + ["compile", causal, "--stage", "tiled"],
+    cases.append(Case("cli/ok-compile", "cli", attncc + ["compile", causal, "--emit", "tiled"],
                       expect="ok", message="attn.kv_loop"))
     cases.append(Case("cli/nan-run", "cli", attncc + ["run", str(inputs / "nan_inputs.py"),
                                                        "--iters", "1", "--warmup", "0"],

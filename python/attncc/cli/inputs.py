@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Optional
 
+from ..targets.cpu import CPU_CHOICES
 from .errors import CliError
 
 TARGETS = ("cpu", "sm_80", "sm_90a")
@@ -35,9 +36,9 @@ DTYPES = {"fp16": "float16", "f16": "float16", "float16": "float16", "half": "fl
 
 # Compile options the command line takes as flags (and in --a/--b specs).
 OPTION_FLAGS = ("block_m", "block_n", "num_stages", "unroll", "num_warps", "num_threads", "mma",
-                "tma")
+                "tma", "cpu")
 # Options whose values are words, with the words they take.
-WORD_OPTIONS = {"mma": ("auto", "wgmma", "mma_sync"), "tma": ("on", "off")}
+WORD_OPTIONS = {"mma": ("auto", "wgmma", "mma_sync"), "tma": ("on", "off"), "cpu": CPU_CHOICES}
 # ... and the option value of each word, where it is not the word itself.
 _WORD_VALUES = {"tma": {"on": True, "off": False}}
 
@@ -393,7 +394,9 @@ def parse_option_spec(text: str) -> dict[str, Any]:
             out[k] = None
             continue
         if k in WORD_OPTIONS:
-            word = v.strip().lower().replace("-", "_")
+            word = v.strip().lower()
+            if k != "cpu":   # ISA class names have dashes: x86-64-v3
+                word = word.replace("-", "_")
             if word not in WORD_OPTIONS[k]:
                 raise CliError(f"option {k}={v!r}: expected one of {', '.join(WORD_OPTIONS[k])}")
             out[k] = option_value(k, word)

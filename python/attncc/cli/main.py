@@ -50,7 +50,9 @@ def _source_args(p: argparse.ArgumentParser, *, target_default: str, many: bool 
                  "num_threads": "CPU threads for the grid",
                  "mma": "GPU tensor-core instructions: wgmma (sm_90a), mma_sync, or auto "
                         "(wgmma on sm_90a with whole warpgroups)",
-                 "tma": "sm_90a wgmma kernel: load tiles with TMA (on, the default) or cp.async (off)"}
+                 "tma": "sm_90a wgmma kernel: load tiles with TMA (on, the default) or cp.async (off)",
+                 "cpu": "CPU ISA class to generate code for: host (default) or a class to force "
+                        "(x86-64-v3 = AVX2, x86-64-v4 = AVX-512, aarch64 = NEON)"}
         if name in WORD_OPTIONS:
             o.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
                            choices=WORD_OPTIONS[name], help=helps[name])
