@@ -82,8 +82,8 @@ MALFORMED_IR = {
     "attention-dynamic": ATT.replace("1x2x64x64", "?x?x?x64"),
     "attention-i32": ATT.replace("xf16", "xi32"),
     "attention-f8": ATT.replace("xf16", "xf8E4M3FN"),
-    "attention-nan-scale": ATT.replace("0.125", "0x7FC00000"),
-    "attention-inf-scale": ATT.replace("0.125", "0x7F800000"),
+    "attention-nan-scale": ATT.replace("0.125", "0x7FF8000000000000"),
+    "attention-inf-scale": ATT.replace("0.125", "0x7FF0000000000000"),
     "attention-neg-group": ATT.replace("kv_group 1", "kv_group -3"),
     "attention-huge-group": ATT.replace("kv_group 1", "kv_group 9223372036854775807"),
     "attention-bad-mask": ATT.replace("mask causal", "mask sideways"),
@@ -99,6 +99,16 @@ MALFORMED_IR = {
     "deep-nesting": "func.func @f() {" + "scf.execute_region {" * 200 + "}" * 201,
     "long-name": ATT.replace("@f", "@" + "f" * 100000),
     "unicode": ATT.replace("@f", '@"\u00e9\u4e2d"'),
+}
+
+# Malformed modules whose diagnostic is known: a clean error with this text.
+IR_ERRORS = {
+    "attention-nan-scale": "scale must be finite",
+    "attention-inf-scale": "scale must be finite",
+    "attention-huge-dims": "more elements than a 64-bit byte size can count",
+    "attention-huge-batch": "more elements than a 64-bit byte size can count",
+    "attention-bad-mask": "error",
+    "attention-neg-group": "kv_group must be at least 1",
 }
 
 PASS_PIPELINES = {
@@ -188,8 +198,10 @@ def opt_cases() -> list[Case]:
     for name, ir in MALFORMED_IR.items():
         for pname, passes in PASS_PIPELINES.items():
             if pname in ("fuse", "tile", "to-cpu", "to-gpu") or name.startswith("attention"):
+                msg = IR_ERRORS.get(name)
                 cases.append(Case(f"opt/ir/{name}/{pname}", "opt", [opt, *passes.split(), "-"],
-                                  stdin=ir, expect="no-crash"))
+                                  stdin=ir, expect="clean-error" if msg else "no-crash",
+                                  message=msg))
     for opt_arg in BAD_OPTIONS:
         cases.append(Case(f"opt/option/{opt_arg.lstrip('-')}", "opt", [opt, opt_arg, "-"],
                           stdin=ATT, expect="no-crash"))
