@@ -217,15 +217,16 @@ def fuzz(examples: int, seed_value: int, *, save: bool = True, deadline_s: float
     def run(c: Config) -> None:
         try:
             check(c)
-        except Mismatch:
+        except Exception:   # a mismatch, or an error attncc should not raise
             failing.append(c)
             raise
 
     try:
         run()
-    except Mismatch as e:
+    except Exception as e:
         if save and failing:
-            path = save_regression(failing[-1], str(e))
+            # hypothesis re-runs the shrunk example last: it is the minimal one
+            path = save_regression(failing[-1], f"{type(e).__name__}: {e}"[:2000])
             print(f"minimal reproducer saved to {path}", file=sys.stderr)
         raise
 
