@@ -58,6 +58,11 @@ struct LoadedObject {
 
 NB_MODULE(_attncc, m) {
   m.doc() = "attncc native extension: attn dialect and passes";
+  // Kernel objects that use the async runtime are kept until the process
+  // ends on purpose (runtime/cpu.py: its worker threads may still return
+  // through their code), so nanobind's report of live instances at exit
+  // would only be noise.
+  nb::set_leak_warnings(false);
   m.def(
       "register_dialect",
       [](nb::object context, bool load) {

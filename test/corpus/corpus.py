@@ -55,7 +55,9 @@ class Case:
 
 
 def _opt() -> str:
-    sys.path.insert(0, str(REPO / "python"))
+    # attncc as installed: putting the source tree on sys.path would make
+    # every subprocess (which inherits sys.path as PYTHONPATH) import the
+    # sources without the built extension.
     from attncc.tools import tool_path
 
     return str(tool_path("attncc-opt"))
