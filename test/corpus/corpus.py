@@ -444,37 +444,49 @@ def cache_cases() -> list[Case]:
         c = compile_graph(graph(), CompileOptions(), target=TARGET)
         assert c.ptx
     """), "f16", "sm_80"))
-    cases.append(Case("cache/cpu/8-concurrent-processes", "cache", [], expect="ok",
-                      custom=_concurrent_processes, timeout=600))
-    cases.append(Case("cache/cpu/sigint-mid-compile", "cache", [], expect="ok",
-                      custom=_sigint_mid_compile, timeout=300))
+    for kind in ("cpu", "gpu"):
+        cases.append(Case(f"cache/{kind}/8-concurrent-processes", "cache", [], expect="ok",
+                          custom=_concurrent_processes, timeout=600, env={"KIND": kind}))
+        cases.append(Case(f"cache/{kind}/sigint-mid-compile", "cache", [], expect="ok",
+                          custom=_sigint_mid_compile, timeout=300, env={"KIND": kind}))
     return cases
 
 
-_COMPILE_AND_CHECK = CACHE_PRELUDE.replace("DT", "'f32'") + textwrap.dedent("""
-    c = compile_graph(graph(48), CompileOptions(num_threads=1))
-    q, k, v = (torch.randn(1, 2, 48, 64) for _ in range(3))
-    want = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=True)
-    assert (c(q, k, v).double() - want).abs().max() < 1e-5
-    print('RESULT ok', 'cache' in c.stage_seconds)
-""")
+_COMPILE_AND_CHECK = {
+    "cpu": CACHE_PRELUDE.replace("DT", "'f32'") + textwrap.dedent("""
+        c = compile_graph(graph(48), CompileOptions(num_threads=1))
+        q, k, v = (torch.randn(1, 2, 48, 64) for _ in range(3))
+        want = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=True)
+        assert (c(q, k, v).double() - want).abs().max() < 1e-5
+        print('RESULT ok', 'cache' in c.stage_seconds)
+    """),
+    # GPU kernels compile (PTX, ptxas) without a GPU; the cached PTX must be
+    # the PTX compiled from scratch.
+    "gpu": CACHE_PRELUDE.replace("DT", "'f16'") + textwrap.dedent("""
+        c = compile_graph(graph(64), CompileOptions(), target='sm_80')
+        assert c.ptx and '.entry' in c.ptx
+        print('RESULT ok', 'cache' in c.stage_seconds)
+    """),
+}
 
 
 def _concurrent_processes(case: Case) -> Optional[str]:
     """Eight processes compile the same kernel into one cache at once; then a
     ninth finds it there."""
     env = dict(os.environ, **case.env)
-    procs = [subprocess.Popen([sys.executable, "-c", _COMPILE_AND_CHECK], env=env,
+    kind = case.env["KIND"]
+    code = _COMPILE_AND_CHECK[kind]
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(8)]
     for p in procs:
         out, err = p.communicate(timeout=case.timeout)
         if p.returncode != 0 or "RESULT ok" not in out or CRASH.search(err):
             return f"a concurrent process failed (rc {p.returncode}): {err[-800:]}"
-    files = list(Path(env["ATTNCC_CACHE_DIR"], "cpu").glob("*"))
+    files = list(Path(env["ATTNCC_CACHE_DIR"], kind).glob("*"))
     if [f for f in files if f.suffix == ".tmp"]:
         return f"temporary files left behind: {files}"
-    out = subprocess.run([sys.executable, "-c", _COMPILE_AND_CHECK], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=case.timeout).stdout
     if "RESULT ok True" not in out:
         return f"the ninth process did not hit the cache: {out[-300:]}"
@@ -485,19 +497,21 @@ def _sigint_mid_compile(case: Case) -> Optional[str]:
     """SIGINT while a kernel compiles: the process stops with KeyboardInterrupt
     (no crash, no half-written entry); the next process compiles and caches."""
     env = dict(os.environ, **case.env)
-    p = subprocess.Popen([sys.executable, "-c", _COMPILE_AND_CHECK], env=env,
+    kind = case.env["KIND"]
+    code = _COMPILE_AND_CHECK[kind]
+    p = subprocess.Popen([sys.executable, "-c", code], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3.0)   # inside the pipeline or the JIT
+    time.sleep(3.0)   # inside the pipeline, the JIT or ptxas
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=case.timeout)
     if CRASH.search(err) or (p.returncode < 0 and p.returncode != -signal.SIGINT):
         return f"crashed on SIGINT (rc {p.returncode}): {err[-800:]}"
     if p.returncode == 0 and "RESULT ok" not in out:
         return "exited 0 without a result"
-    cpu = Path(env["ATTNCC_CACHE_DIR"], "cpu")
-    if cpu.exists() and [f for f in cpu.iterdir() if f.suffix == ".tmp"]:
+    d = Path(env["ATTNCC_CACHE_DIR"], kind)
+    if d.exists() and [f for f in d.iterdir() if f.suffix == ".tmp"]:
         return "a temporary file was left behind"
-    r = subprocess.run([sys.executable, "-c", _COMPILE_AND_CHECK], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                        text=True, timeout=case.timeout)
     if "RESULT ok" not in r.stdout:
         return f"the next process failed: {r.stderr[-800:]}"
