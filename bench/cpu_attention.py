@@ -98,6 +98,16 @@ def cpuinfo_vector_flags() -> str:
     return "?"
 
 
+def measure(kernel, q, k, v, causal: bool, repeats: int) -> tuple[float, float, float]:
+    """(torch ms, attncc ms, attncc's max error vs float64) for one row."""
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    err = (kernel(q, k, v).double() - ref).abs().max().item()
+    t_torch, t_ours = alternating_blocks_ms(
+        [lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+         lambda: kernel(q, k, v)], repeats)
+    return t_torch, t_ours, err
+
+
 def attention_flops(B, H, S, D, causal) -> float:
     """Useful FLOPs: Q.K^T and P.V, 2 * S * S * D each; causal keeps S(S+1)/2 pairs."""
     pairs = S * (S + 1) / 2 if causal else S * S
@@ -188,12 +198,7 @@ def main() -> None:
             if not resolved_printed:
                 print(f"resolved options: {kernel.options.as_dict()}")
                 resolved_printed = True
-            ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(),
-                                                 is_causal=causal)
-            err = (kernel(q, k, v).double() - ref).abs().max().item()
-            t_torch, t_ours = alternating_blocks_ms(
-                [lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
-                 lambda: kernel(q, k, v)], args.repeats)
+            t_torch, t_ours, err = measure(kernel, q, k, v, causal, args.repeats)
             rows.append((B, H, S, D, causal, t_torch, t_ours, err))
             bar.update(note=f"S={S} D={D} causal={causal}")
     gemm = max(gemm, gemm_flops())
@@ -219,12 +224,7 @@ def main() -> None:
             q, k, v = (torch.randn(1, args.heads, 1024, 64, dtype=torch.bfloat16)
                        for _ in range(3))
             kernel = compile_attention(1, args.heads, 1024, 64, causal, options, "bf16")
-            ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(),
-                                                 is_causal=causal)
-            err = (kernel(q, k, v).double() - ref).abs().max().item()
-            t_torch, t_ours = alternating_blocks_ms(
-                [lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
-                 lambda: kernel(q, k, v)], args.repeats)
+            t_torch, t_ours, err = measure(kernel, q, k, v, causal, args.repeats)
             print(f"| {causal} | {t_torch:.2f} | {t_ours:.2f} | {t_torch / t_ours:.2f} "
                   f"| {err:.1e} |", flush=True)
 
