@@ -81,17 +81,17 @@ def test_a_new_process_does_not_recompile(cache_dir):
         ref = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(),
                                                                v.double(), is_causal=True)
         err = (out.double() - ref).abs().max().item()
-        print(json.dumps({"hits": KernelCache.default("cpu").hits, "ms": ms, "err": err}))
+        print(json.dumps({"hits": KernelCache.default("cpu").hits, "misses": KernelCache.default("cpu").misses, "err": err}))
     """)
     env = dict(os.environ, ATTNCC_CACHE_DIR=str(cache_dir.parent))
     runs = [json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True,
                                       capture_output=True, text=True).stdout.splitlines()[-1])
             for _ in range(2)]
-    assert runs[0]["hits"]["disk"] == 0 and runs[1]["hits"]["disk"] == 1
+    assert runs[0]["hits"]["disk"] == 0 and runs[0]["misses"] == 1
+    assert runs[1]["hits"]["disk"] == 1 and runs[1]["misses"] == 0
     assert runs[0]["err"] < 1e-5 and runs[1]["err"] < 1e-5
-    # no compile: far below the cold compile (seconds); the ~50 ms target is
-    # reported by bench/cpu_attention.py, not asserted here
-    assert runs[1]["ms"] < runs[0]["ms"] / 4, runs
+    # The disk hit returns before the pipeline runs: nothing was compiled. How
+    # long that takes is reported by bench/cpu_attention.py, not asserted here.
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage", b"[]", b"null", b"42", b'{"format": 2}',
