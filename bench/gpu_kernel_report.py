@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from attncc import Graph  # noqa: E402
-from attncc import gpu as agpu  # noqa: E402
+from attncc.targets import gpu as agpu  # noqa: E402
 from attncc.compiler import compile_graph  # noqa: E402
 from attncc.options import CompileOptions  # noqa: E402
 

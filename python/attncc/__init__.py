@@ -6,6 +6,7 @@ bindings (one MLIR in the process).
 from . import _devbuild
 
 _devbuild.extend(__path__, "python")  # _attncc*.so of a development build
+_devbuild.add_runtime(__path__)      # attncc.runtime from runtime/ when not installed
 
 from .errors import (AttnccError, CaptureError, CompileError, GraphError, InputError,
                      InputTypeError)
@@ -13,8 +14,8 @@ from .graph import Graph, Value
 from .context import new_context, mlir_context
 from .options import CompileOptions, OptionError
 from .api import CompiledFunction, attention, compile
+from ._version import __version__
 
 __all__ = ["AttnccError", "CaptureError", "CompileError", "GraphError", "InputError",
            "InputTypeError", "OptionError", "Graph", "Value", "new_context", "mlir_context",
            "CompileOptions", "CompiledFunction", "attention", "compile"]
-__version__ = "0.1.0"

@@ -24,3 +24,13 @@ def extend(package_path: list[str], subdir: str) -> None:
     b = build_dir()
     if b is not None and (b / subdir).is_dir():
         package_path.append(str(b / subdir))
+
+
+def add_runtime(package_path: list[str]) -> None:
+    """Running from a source checkout, `attncc.runtime` lives in the top-level
+    runtime/ folder (an installed attncc carries it in its own folder)."""
+    here = Path(package_path[0])
+    src = _REPO / "runtime" / "python" / "attncc"
+    if not (here / "runtime").is_dir() and (src / "runtime").is_dir() \
+            and str(src) not in package_path:
+        package_path.append(str(src))

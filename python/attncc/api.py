@@ -35,7 +35,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from . import pipeline
-from .compiler import TARGETS, CompiledAttention, compile_graph
+from .compiler import CompiledAttention, compile_graph
 from .errors import CompileError, InputError, InputTypeError
 from .frontend.capture import (SUPPORTED_FLOATS, Capture, bind, check_no_grad, check_tensors,
                                 signature_of, target_device_type)
@@ -44,6 +44,7 @@ from .frontend.guards import guard_key
 from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, build_bias, classify
 from .graph import Graph
 from .options import CompileOptions, OptionError
+from .targets import TARGETS
 
 _DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 
@@ -97,8 +98,7 @@ def _compile_options(target: str, options: dict[str, Any]) -> CompileOptions:
 
 
 def _stage_names(target: str) -> tuple[str, ...]:
-    stages_for = getattr(pipeline, "stages_for", None)   # GPU targets have their own tail
-    return tuple(s.name for s in stages_for(target)) if stages_for else pipeline.STAGE_NAMES
+    return pipeline.stage_names(target)
 
 
 def _check_stage(stop_after: Optional[str], target: str) -> None:
@@ -174,7 +174,8 @@ class CompiledFunction:
                 if got is None:
                     lowered = entry.capture.lowered(classes)
                     compiled = compile_graph(lowered.graph, self.options, self.target,
-                                             stop_after=self.stop_after)
+                                             stop_after=self.stop_after,
+                                             fused=entry.capture.fused(classes))
                     got = (lowered, compiled)
                     entry.kernels[key] = got
         return got

@@ -1,28 +1,43 @@
-"""Compiles an attention Graph through the pipeline to a runnable kernel.
+"""The compile driver: one walk over the stage table (attncc.pipeline) for
+every target, used by the API, the CLI and the tests.
 
     kernel = compile_graph(graph, CompileOptions(block_m=64), target="cpu")
     out = kernel(q, k, v)          # torch tensors in, torch tensor out
     kernel.ir("tiled")             # IR at any stage it went through
+
+`run_stages` is the walk itself: it runs each stage's passes (one at a time
+when a per-pass hook is given, as `attncc explain` does), calls the stage's
+hooks for what it produces besides IR (launch metadata, PTX, the cubin), and
+times each stage. `compile_graph` adds what a kernel needs around it: options
+resolved once for the target, the kernel cache, and the runtime kernel.
 """
 from __future__ import annotations
 
+import gc
+import os
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from mlir import ir
+from mlir.passmanager import PassManager
 
 from . import context as _context
 from . import pipeline
+from ._version import __version__
 from .errors import CompileError, GraphError
 from .graph import Graph
-from .kernel_cache import KernelCache, cache_key
-from .options import CompileOptions
+from .options import CompileOptions, OptionError
+from .pipeline import Products, Stage
 from .runtime.cpu import CpuKernel, EmptyKernel
+from .runtime.cuda import CudaKernel
+from .runtime.kernel_cache import KernelCache, cache_key
+from .targets import TARGETS
 from .targets import cpu as cpu_target
-
-TARGETS = ("cpu", "sm_80", "sm_90a", "cuda")  # GPU targets: python/attncc/gpu.py
+from .targets import gpu as gpu_target
+from .targets import kind as target_kind
 
 
 @dataclass
@@ -33,8 +48,8 @@ class OutputSpec:
 
 @dataclass
 class CompiledAttention:
-    """A compiled attention graph: the IR of each stage, timings, and (for the
-    CPU) a callable kernel."""
+    """A compiled attention graph: the IR of each stage, timings, and a
+    callable kernel (CPU: runs here; GPU: runs where CUDA is)."""
 
     name: str
     target: str
@@ -44,7 +59,8 @@ class CompiledAttention:
     output: OutputSpec
     _kernel: Any = field(default=None, repr=False)
     # GPU targets: PTX text, cubin bytes (when ptxas exists) and launch metadata
-    # (kernel name, grid, block, shared memory, registers; see attncc.gpu).
+    # (kernel name, grid, block, shared memory, registers; attncc.targets.gpu).
+    # CPU: the ISA class, host CPU and threads.
     ptx: Optional[str] = field(default=None, repr=False)
     cubin: Optional[bytes] = field(default=None, repr=False)
     metadata: dict = field(default_factory=dict, repr=False)
@@ -74,48 +90,168 @@ def output_spec(graph: Graph) -> OutputSpec:
         str(out_t.element_type))
 
 
+# -- the walk over the stage table ------------------------------------------------------------
+
+@dataclass
+class PassEvent:
+    """One pass (or tool) run by `run_stages` with a per-pass hook."""
+
+    stage: str
+    index: int          # 1-based, over the whole walk
+    pipeline: str       # the pass with its anchor, e.g. func.func(attn-pipeline{num-stages=3})
+    name: str           # the pass argument (e.g. attn-pipeline), or the tool (ptxas)
+    seconds: float
+    module: ir.Module   # after the pass
+    text: Optional[str] = None   # a tool's report
+
+
+@dataclass
+class StageRun:
+    stages: dict[str, str]          # IR (or a tool's report) after each stage
+    seconds: dict[str, float]
+    products: Products
+
+
+def stage_options(options: CompileOptions, target: str) -> dict[str, Any]:
+    """The pass options of resolved `options` for `target` (the GPU chip added)."""
+    opts = options.as_dict()
+    if target_kind(target) == "gpu":
+        opts["chip"] = gpu_target.chip_for_target(target)
+    return opts
+
+
+def _stages(target: str, until: Optional[str]) -> list[Stage]:
+    stages = list(pipeline.stages_for(target))
+    names = [s.name for s in stages]
+    if until is not None and until not in names:
+        raise OptionError(f"unknown stage {until!r} for target {target!r}; expected one of "
+                           f"{names}")
+    return stages[:names.index(until) + 1] if until else stages
+
+
+def run_stages(module: ir.Module, target: str, opts: dict[str, Any], func_name: str, *,
+               until: Optional[str] = None, start_after: Optional[str] = None,
+               keep_ir: bool = True,
+               on_pass: Optional[Callable[[PassEvent], None]] = None) -> StageRun:
+    """Lowers `module` in place through the stages of `target` (after
+    `start_after`, up to `until`), with pass options `opts` (stage_options)."""
+    stages = _stages(target, until)
+    if start_after is not None:
+        stages = stages[[s.name for s in stages].index(start_after) + 1:]
+    run = StageRun({}, {}, Products(func_name))
+    index = 0
+    for stage in stages:
+        t0 = time.perf_counter()
+        if stage.tool is not None:
+            text = stage.tool(module, opts, run.products)
+            index += 1
+            if on_pass:
+                command = stage.tool_command(opts)
+                on_pass(PassEvent(stage.name, index, command, command.split()[0],
+                                  time.perf_counter() - t0, module, text))
+        else:
+            passes = stage.passes(opts)
+            what = f"stage '{stage.name}'"
+            if on_pass is None:
+                pipeline.run_passes(module, passes, what=what)
+            else:
+                for element in pipeline.expand(passes):
+                    index += 1
+                    name = pipeline.pass_name(element)
+                    p0 = time.perf_counter()
+                    pipeline.run_passes(module, element, what=f"pass {name} ({what})")
+                    on_pass(PassEvent(stage.name, index, element, name,
+                                      time.perf_counter() - p0, module))
+            if stage.collect is not None:
+                stage.collect(module, opts, run.products)
+            text = str(module) if keep_ir else ""
+        run.seconds[stage.name] = time.perf_counter() - t0
+        run.stages[stage.name] = text
+    return run
+
+
+def timing_report(module: ir.Module, target: str, opts: dict[str, Any], stage_name: str) -> str:
+    """MLIR's own timing report (PassManager.enable_timing) of one stage's
+    passes, run on `module` (at the stage before it). MLIR prints the report
+    on stderr when the pass manager goes; it is captured here."""
+    stage = next(s for s in pipeline.stages_for(target) if s.name == stage_name)
+    text = stage.passes(opts)
+    if stage.tool is not None or not text:
+        return ""
+    with module.context:
+        pm = PassManager.parse(f"builtin.module({text})")
+        pm.enable_timing()
+        with tempfile.TemporaryFile() as tmp:
+            saved = os.dup(2)
+            os.dup2(tmp.fileno(), 2)
+            try:
+                pm.run(module.operation)
+                del pm
+                gc.collect()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            tmp.seek(0)
+            return tmp.read().decode(errors="replace")
+
+
+# -- kernels ----------------------------------------------------------------------------------
+
 def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
-                  target: str = "cpu", stop_after: Optional[str] = None) -> CompiledAttention:
-    """Runs the pipeline on `graph` (finished with `output`) for `target`."""
-    options = options or CompileOptions()
+                  target: str = "cpu", stop_after: Optional[str] = None, *,
+                  fused: Optional[str] = None) -> CompiledAttention:
+    """Runs the pipeline on `graph` (finished with `output`) for `target`.
+
+    `fused`: the IR of stage 'fused' when the caller has it already (the
+    frontend checks every captured graph at that stage), so it is not made
+    twice. Kernels are made when the pipeline runs to its end."""
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {TARGETS}")
     output = output_spec(graph)
     query_len = output.shape[2] if len(output.shape) == 4 else None
-    options = options.resolved("cpu" if target == "cpu" else "gpu", query_len)
-    if target != "cpu":
-        from .gpu import compile_graph_gpu
-
-        return compile_graph_gpu(graph, options, target, stop_after)
-    return _compile_cpu(graph, options, output, stop_after)
-
-
-def cpu_cache_target(isa: cpu_target.CpuIsa) -> str:
-    """What a CPU kernel is made for, in its cache key: the ISA class and the
-    host as LLVM's JIT sees it (the object code is compiled for that CPU)."""
-    host = cpu_target.host_cpu()
-    return f"{isa.name};{host.triple};{host.name};{','.join(sorted(host.features))}"
+    options = (options or CompileOptions()).resolved(target, query_len)
+    names = pipeline.stage_names(target)
+    last = stop_after or names[-1]
+    if last not in names:
+        raise CompileError(f"unknown stage {last!r} for target {target!r}; expected one of "
+                           f"{list(names)}")
+    full = last == names[-1]
+    opts = stage_options(options, target)
+    if target_kind(target) == "cpu":
+        return _compile_cpu(graph, options, opts, output, last, full, stop_after, fused)
+    return _compile_gpu(graph, options, opts, target, output, last, full, fused)
 
 
-def _compile_cpu(graph: Graph, options: CompileOptions, output: OutputSpec,
-                 stop_after: Optional[str]) -> CompiledAttention:
-    """Kernels are JIT-compiled when the pipeline runs to its end: always
+def _lower(graph: Graph, target: str, opts: dict[str, Any], last: str,
+           fused: Optional[str]) -> tuple[ir.Module, StageRun]:
+    """Parses the graph (or its fused IR) and runs the stages up to `last`;
+    the module is valid inside the caller's mlir_context."""
+    text = str(graph.module)
+    start = None
+    if fused is not None and last != "graph":
+        module, start = ir.Module.parse(fused), "fused"
+    else:
+        module = ir.Module.parse(text)
+    run = run_stages(module, target, opts, graph.name, until=last, start_after=start)
+    if start is not None:
+        run.stages = {"graph": text, "fused": fused, **run.stages}
+    return module, run
+
+
+def _compile_cpu(graph, options, opts, output, last, full, stop_after, fused):
+    """CPU kernels are JIT-compiled when the pipeline runs to its end: always
     without `stop_after` (a class the host cannot run is then an error before
     any JIT), and with stop_after='llvm' where the host can run it (elsewhere
     the IR is the product)."""
     isa = cpu_target.resolve(options.cpu)
-    last = stop_after or pipeline.STAGE_NAMES[-1]
-    full = last == pipeline.STAGE_NAMES[-1]
     if full and stop_after is None:
         cpu_target.check_runnable(isa)   # before any JIT
     elif full and cpu_target.missing_features(isa):
         full = False
-    text = str(graph.module)
-    opts = options.as_dict()
     metadata = dict(isa.as_dict(), host_cpu=cpu_target.host_cpu().name,
                     num_threads=options.num_threads)
     cache = KernelCache.default("cpu") if full else None
-    key = cache_key(text, opts, cpu_cache_target(isa)) if cache else None
+    key = cache_key(str(graph.module), opts, cpu_target.cache_target(isa)) if cache else None
     if cache:
         t0 = time.perf_counter()
         hit = cache.get(key)
@@ -129,22 +265,13 @@ def _compile_cpu(graph: Graph, options: CompileOptions, output: OutputSpec,
                     hit["_kernel"] = kernel
             except (CompileError, KeyError, TypeError) as e:
                 warnings.warn(f"attncc kernel cache: entry {key[:16]} cannot be loaded ({e}); "
-                              "recompiling", RuntimeWarning, stacklevel=3)
+                              "recompiling", RuntimeWarning, stacklevel=4)
             else:
                 return CompiledAttention(graph.name, "cpu", options, hit["stages"],
                                          {"cache": time.perf_counter() - t0}, output, kernel,
                                          metadata=hit.get("metadata", metadata))
     with _context.mlir_context():
-        module = ir.Module.parse(text)
-        stages: dict[str, str] = {}
-        seconds: dict[str, float] = {}
-        for stage in pipeline.STAGES:
-            t0 = time.perf_counter()
-            pipeline.run_passes(module, stage.passes(opts), what=f"stage '{stage.name}'")
-            seconds[stage.name] = time.perf_counter() - t0
-            stages[stage.name] = str(module)
-            if stage.name == last:
-                break
+        module, run = _lower(graph, "cpu", opts, last, fused)
         kernel = None
         if full and 0 in output.shape:
             # Nothing to compute (a zero-length query, batch or head dim): the
@@ -157,10 +284,36 @@ def _compile_cpu(graph: Graph, options: CompileOptions, output: OutputSpec,
                                function_attributes=cpu_target.llvm_function_attributes(
                                    isa, forced=options.cpu != "host"),
                                keep_object=cache is not None)
-            seconds["jit"] = time.perf_counter() - t0
+            run.seconds["jit"] = time.perf_counter() - t0
     if cache and isinstance(kernel, CpuKernel) and kernel.object is not None:
-        cache.put(key, {"stages": stages, "metadata": metadata, "object": kernel.object,
+        cache.put(key, {"stages": run.stages, "metadata": metadata, "object": kernel.object,
                         "arg_types": kernel.arg_types, "externals": kernel.externals,
                         "_kernel": kernel})
-    return CompiledAttention(graph.name, "cpu", options, stages, seconds, output, kernel,
-                             metadata=metadata)
+    return CompiledAttention(graph.name, "cpu", options, run.stages, run.seconds, output,
+                             kernel, metadata=metadata)
+
+
+def _compile_gpu(graph, options, opts, target, output, last, full, fused):
+    chip = opts["chip"]
+    cache = KernelCache.default("gpu") if full else None
+    key = cache_key(str(graph.module), opts, gpu_target.cache_target(chip)) if cache else None
+    if cache:
+        hit = cache.get(key)
+        if hit is not None:
+            return CompiledAttention(graph.name, target, options, hit["stages"], {"cache": 0.0},
+                                     output, CudaKernel(hit["metadata"], hit["ptx"], hit["cubin"]),
+                                     ptx=hit["ptx"], cubin=hit["cubin"], metadata=hit["metadata"])
+    with _context.mlir_context():
+        _, run = _lower(graph, target, opts, last, fused)
+    p = run.products
+    if p.metadata:
+        p.metadata.update(chip=chip, ptx_features=gpu_target.CHIPS[chip].ptx_features,
+                          num_warps=options.num_warps, block_m=options.block_m,
+                          block_n=options.block_n, num_stages=options.num_stages,
+                          output_dtype=output.dtype, compiler=__version__)
+    kernel = CudaKernel(p.metadata, p.ptx, p.cubin) if full else None
+    if cache:
+        cache.put(key, {"stages": run.stages, "metadata": p.metadata, "ptx": p.ptx,
+                        "cubin": p.cubin})
+    return CompiledAttention(graph.name, target, options, run.stages, run.seconds, output,
+                             kernel, ptx=p.ptx, cubin=p.cubin, metadata=p.metadata)

@@ -11,17 +11,17 @@ from typing import Iterator
 from mlir import ir
 from mlir._mlir_libs._mlir import globals as _mlir_globals
 
-from . import _attncc
+from ._attncc import register_dialect, register_passes
 
 _mlir_globals.append_dialect_search_prefix("attncc.dialects")
-_attncc.register_passes()
+register_passes()
 
 
 def new_context() -> ir.Context:
     """A fresh context with the attn dialect loaded (upstream dialects are
     registered by the bindings themselves)."""
     ctx = ir.Context()
-    _attncc.register_dialect(ctx)
+    register_dialect(ctx)
     ctx.allow_unregistered_dialects = False
     return ctx
 

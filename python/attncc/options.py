@@ -7,6 +7,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from .errors import AttnccError
+from .targets import kind as target_kind
 from .targets.cpu import CPU_CHOICES
 
 
@@ -98,26 +99,33 @@ class CompileOptions:
         return cls(**kwargs)
 
     def resolved(self, target: str, query_len: Optional[int]) -> "CompileOptions":
-        """These options with block sizes filled in for `target`.
+        """These options with every default filled in for `target` (a target of
+        attncc.targets.TARGETS, or its kind "cpu" / "gpu"): the one place a
+        default lives; the pipeline's passes read the result.
 
         CPU: 256 query rows per block (each K/V tile copied into a packed
         buffer then serves 256 rows; measured fastest on every row of
         docs/benchmarks.md), fewer for short queries so that decode does not
         compute a 256-row tile; 64 keys per block; threads: torch's intra-op
-        thread count now (`torch.set_num_threads` is honoured). GPU: 16 rows per warp
-        (num_warps given) or 64, and 64 keys."""
+        thread count now (`torch.set_num_threads` is honoured). GPU: 16 rows per
+        warp (num_warps given) or 64, and 64 keys; num_warps = block_m / 16."""
+        kind = target if target in ("cpu", "gpu") else target_kind(target)
         bm, bn = self.block_m, self.block_n
-        threads = self.num_threads
-        if target == "cpu":
+        threads, warps = self.num_threads, self.num_warps
+        if kind == "cpu":
             if threads is None:
                 threads = _torch_threads()
             if bm is None:
                 bm = 256
                 if query_len is not None:
                     bm = min(bm, max(16, 1 << max(0, query_len - 1).bit_length()))
-        elif bm is None:
-            bm = 16 * self.num_warps if self.num_warps else 64
-        return replace(self, block_m=bm, block_n=64 if bn is None else bn, num_threads=threads)
+        else:
+            if bm is None:
+                bm = 16 * warps if warps else 64
+            if warps is None:
+                warps = bm // 16
+        return replace(self, block_m=bm, block_n=64 if bn is None else bn, num_threads=threads,
+                       num_warps=warps)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -413,7 +413,7 @@ def cache_cases() -> list[Case]:
                 if data is None:
                     data = open(path, 'rb').read()[:-100]
                 open(path, 'wb').write(data)
-                from attncc.kernel_cache import KernelCache
+                from attncc.runtime.kernel_cache import KernelCache
                 KernelCache._defaults.clear()
                 again = compile_graph(graph(), opts, target=TARGET)
                 assert 'cache' not in again.stage_seconds, 'a corrupt entry was used'

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import attncc
-from attncc import gpu as agpu
+from attncc.targets import gpu as agpu
 from attncc.cli import main as attncc_main
 from attncc.cli import schedule as sched
 from attncc.reference import triton_attention as ta

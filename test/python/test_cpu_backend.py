@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from attncc import CompileError, pipeline
+from attncc.options import CompileOptions
+from attncc.targets import cpu as cpu_target
 from attncc.context import mlir_context
 from attncc.runtime.cpu import CpuKernel, KernelArgumentError
 from mlir import ir
@@ -212,8 +214,8 @@ class Program:
 def compile_program(p: Program, num_threads: int = 2, vector_width: int = 16) -> CpuKernel:
     with mlir_context():
         module = ir.Module.parse(p.text())
-        passes = pipeline.STAGES[pipeline.STAGE_NAMES.index("llvm")].passes(
-            {"num_threads": num_threads, "vector_width": vector_width})
+        passes = cpu_target.llvm_passes(
+            dict(CompileOptions(num_threads=num_threads).as_dict(), vector_width=vector_width))
         pipeline.run_passes(module, passes, what="stage 'llvm'")
         return CpuKernel(module, "kernel", num_threads=num_threads)
 
@@ -396,8 +398,8 @@ def test_kernels_take_memrefs_only():
     }"""
     with mlir_context():
         module = ir.Module.parse(text)
-        pipeline.run_passes(module, pipeline.STAGES[pipeline.STAGE_NAMES.index("llvm")].passes(
-            {"num_threads": 1}))
+        pipeline.run_passes(module, cpu_target.llvm_passes(
+            CompileOptions(num_threads=1).as_dict()))
         with pytest.raises(CompileError, match="index: CPU kernels take memrefs only"):
             CpuKernel(module, "kernel")
 

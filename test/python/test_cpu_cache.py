@@ -14,9 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attncc import Graph, kernel_cache
+from attncc import Graph
+from attncc.runtime import kernel_cache
 from attncc.compiler import compile_graph
-from attncc.kernel_cache import KernelCache
+from attncc.runtime.kernel_cache import KernelCache
 from attncc.options import CompileOptions
 
 
@@ -72,7 +73,7 @@ def test_a_new_process_does_not_recompile(cache_dir):
     code = textwrap.dedent("""
         import json, torch
         import attncc
-        from attncc.kernel_cache import KernelCache
+        from attncc.runtime.kernel_cache import KernelCache
         torch.manual_seed(0)
         q, k, v = (torch.randn(1, 2, 64, 32) for _ in range(3))
         out = attncc.attention(q, k, v, causal=True, num_threads=2)

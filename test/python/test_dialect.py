@@ -4,6 +4,7 @@ from mlir import ir
 
 import attncc
 from attncc import CompileError, pipeline
+from attncc.compiler import run_stages
 from attncc.dialects import attn as attn_d
 
 from test_graph import build_chain
@@ -22,7 +23,7 @@ def test_dialect_ops_resolve_to_generated_classes():
 def test_attn_fuse_runs_from_python():
     with attncc.mlir_context():
         m = ir.Module.parse(str(build_chain()))
-        stages = pipeline.lower(m, "fused")
+        stages = run_stages(m, "cpu", {}, "chain", until="fused").stages
     assert set(stages) == {"graph", "fused"}
     fused = stages["fused"]
     assert "attn.attention %arg0, %arg1, %arg2 scale 1.250000e-01 mask causal kv_group 1" in fused
@@ -51,4 +52,4 @@ def test_unknown_stage():
     with attncc.mlir_context():
         m = ir.Module.parse("module {}")
         with pytest.raises(ValueError, match="unknown stage 'bogus'"):
-            pipeline.lower(m, "bogus")
+            run_stages(m, "cpu", {}, "f", until="bogus")

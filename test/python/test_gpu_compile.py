@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import attncc
-from attncc import gpu as agpu
+from attncc.targets import gpu as agpu
 from attncc.errors import CompileError
 from attncc.options import CompileOptions, OptionError
 
@@ -240,7 +240,8 @@ def test_dynamic_sequence_length_grid_is_an_expression():
     from attncc.compiler import compile_graph
 
     c = compile_graph(g, CompileOptions(), "sm_80", stop_after="gpu")
-    from attncc.gpu import eval_expr, kernel_metadata
+    from attncc.runtime.grid import eval_expr
+    from attncc.targets.gpu import kernel_metadata
     from attncc import context
     from mlir import ir
 
@@ -256,8 +257,8 @@ def test_dynamic_sequence_length_grid_is_an_expression():
 
 @needs_ptxas
 def test_kernel_cache_memory_disk_and_corruption(tmp_path, monkeypatch):
-    from attncc import kernel_cache
-    from attncc.kernel_cache import KernelCache
+    from attncc.runtime import kernel_cache
+    from attncc.runtime.kernel_cache import KernelCache
 
     monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "c2"))
     cfg = Config(Lq=64, H=1)
@@ -286,7 +287,7 @@ def test_kernel_cache_memory_disk_and_corruption(tmp_path, monkeypatch):
 
 
 def test_disk_cache_can_be_disabled(tmp_path, monkeypatch):
-    from attncc.kernel_cache import KernelCache
+    from attncc.runtime.kernel_cache import KernelCache
 
     monkeypatch.setenv("ATTNCC_CACHE", "0")
     monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "off"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import attncc
-from attncc import gpu as agpu
+from attncc.targets import gpu as agpu
 from attncc.reference import triton_attention as ta
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "tutorial.md"

@@ -148,8 +148,8 @@ def run(args) -> int:
                              sched.render_svg(tl, f"{b.label}: {prog_a.name} on {target}, "
                                                   f"{describe_options(b.options)}")))
     if args.html:
-        from .. import __version__
-        from ..gpu import ptxas_version
+        from .._version import __version__
+        from ..targets.gpu import ptxas_version
         from .stats import find_disassembler
 
         dis = find_disassembler()

@@ -43,14 +43,16 @@ def run(args) -> int:
     copts = graph_c.options  # block sizes resolved for the target and shapes
     from ..context import mlir_context
 
+    from ..compiler import stage_options
+
     known: set[str] = set()
+    stage_opts = stage_options(copts, target)
     with mlir_context():
         for stage in pipeline.stages_for(target):
-            if stage.kind == "ptxas":
-                known.add("ptxas")
-                continue
-            o = dict(copts.as_dict(), chip=target if target != "cpu" else None)
-            known.update(ex_mod.pass_name(p) for p in ex_mod.expand(stage.passes(o)))
+            if stage.tool is not None:
+                known.add(stage.tool_command(stage_opts).split()[0])
+            else:
+                known.update(ex_mod.pass_name(p) for p in ex_mod.expand(stage.passes(stage_opts)))
             if stage.name == args.until:
                 break
     for p in args.passes:
@@ -106,8 +108,7 @@ def run(args) -> int:
             out.write("\n(no IR printed: no pass matched the filters)\n")
     if args.mlir_timing:
         for stage in pipeline.stages_for(target):
-            if stage.kind != "passes" or not stage.passes(dict(copts.as_dict(),
-                                                               chip=target)):
+            if stage.tool is not None or not stage.passes(stage_opts):
                 continue
             rep = ex_mod.mlir_timing_report(graph_ir, target, copts.as_dict(), stage.name)
             out.write(f"\n// MLIR timing report of stage {stage.name}\n{rep}")

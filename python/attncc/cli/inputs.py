@@ -23,11 +23,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Optional
 
+from mlir import ir
+
+from ..targets import TARGETS
 from ..targets.cpu import CPU_CHOICES
+from ..targets.gpu import chip_for_target
 from .errors import CliError
 
-TARGETS = ("cpu", "sm_80", "sm_90a")
-GPU_TARGETS = ("sm_80", "sm_90a")
 
 DTYPES = {"fp16": "float16", "f16": "float16", "float16": "float16", "half": "float16",
           "bf16": "bfloat16", "bfloat16": "bfloat16",
@@ -421,8 +423,6 @@ def options_from_args(args, prog: Program) -> dict[str, Any]:
 def target_from_args(args, prog: Program, default: str = "cpu") -> str:
     t = getattr(args, "target", None) or prog.decorated_target or default
     if t == "cuda":
-        from ..gpu import chip_for_target
-
         t = chip_for_target("cuda")
     if t not in TARGETS:
         raise CliError(f"unknown target {t!r}; expected one of {', '.join(TARGETS)}")
@@ -463,13 +463,6 @@ def lower(prog: Program, ex: Examples, target: str, opts: dict[str, Any],
 
 # ----------------------------------------------------------------------------- facts
 
-_ATTN = re.compile(
-    r"attn\.attention\s+%[\w.#]+,\s*%[\w.#]+,\s*%[\w.#]+"
-    r"(?P<bias>\s+bias\s*\()?.*?\bscale\s+(?P<scale>[-+0-9.eE]+)\s+mask\s+(?P<mask>\w+)"
-    r"(?:\s+window\s+(?P<window>\d+))?\s+kv_group\s+(?P<group>\d+).*?:\s*"
-    r"tensor<(?P<q>[0-9x?]+)x(?P<dt>\w+)>,\s*tensor<(?P<k>[0-9x?]+)x\w+>")
-
-
 @dataclass(frozen=True)
 class AttentionFacts:
     """The fused attn.attention op of a compilation."""
@@ -493,12 +486,33 @@ class AttentionFacts:
 
 
 def attention_facts(fused_ir: str) -> AttentionFacts:
-    m = _ATTN.search(fused_ir)
-    if m is None:
-        raise CliError("no attn.attention in the fused IR", code=1)
+    """The facts of the attn.attention op of stage 'fused', read through the
+    bindings (its attributes and operand types)."""
+    from ..context import mlir_context
 
-    def dims(s):
-        return tuple(None if d == "?" else int(d) for d in s.split("x"))
-    return AttentionFacts(dims(m["q"]), dims(m["k"]), m["dt"], m["mask"], float(m["scale"]),
-                          int(m["group"]), int(m["window"]) if m["window"] else None,
-                          bool(m["bias"]))
+    with mlir_context():
+        module = ir.Module.parse(fused_ir)
+        ops = [op.operation for fn in module.body.operations
+               for op in fn.operation.regions[0].blocks[0].operations
+               if op.operation.name == "attn.attention"]
+        if not ops:
+            raise CliError("no attn.attention in the fused IR", code=1)
+        op = ops[0]
+        attrs = {name: op.attributes[name] for name in op.attributes}
+        q, k = (ir.RankedTensorType(op.operands[i].type) for i in (0, 1))
+
+        def dims(t):
+            return tuple(None if ir.ShapedType.is_dynamic_size(d) else d for d in t.shape)
+
+        window = int(ir.IntegerAttr(attrs["window"]).value) if "window" in attrs else None
+        return AttentionFacts(dims(q), dims(k), str(q.element_type),
+                              _enum_word(attrs["mask"]), float(ir.FloatAttr(attrs["scale"]).value),
+                              int(ir.IntegerAttr(attrs["kv_group"]).value), window or None,
+                              len(op.operands) > 3)
+
+
+def _enum_word(attr) -> str:
+    """The mask kind (an I32 enum attribute) by name, e.g. "causal"."""
+    from ..dialects import attn as attn_d
+
+    return attn_d.MaskKind(ir.IntegerAttr(attr).value).name

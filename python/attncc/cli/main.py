@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="attncc", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    from .. import __version__
+    from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"attncc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -226,7 +226,7 @@ def gpu_stats(ptx: str, cubin: Optional[bytes], metadata: dict[str, Any], chip: 
     """Stats of a GPU kernel. attncc's metadata carries ptxas' numbers; for a
     kernel without them (Triton's) `assemble_if_needed` runs attncc's ptxas on
     the PTX, so both kernels are measured by the same ptxas."""
-    from .. import gpu
+    from ..targets import gpu
 
     st = KernelStats(mix=ptx_mix(ptx), mix_source="PTX")
     md = dict(metadata)

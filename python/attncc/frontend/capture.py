@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from mlir import ir
 
-from .. import pipeline
+from ..compiler import run_stages
 from ..context import mlir_context
 from ..errors import CaptureError, CompileError, InputError, InputTypeError
 from . import aten as A
@@ -168,17 +168,19 @@ def check_no_grad(named_tensors) -> None:
 
 # -- the fused-stage check -------------------------------------------------------------
 
-def check_attention(lowered: Lowered, fn_name: str, fn_where: str) -> None:
+def check_attention(lowered: Lowered, fn_name: str, fn_where: str) -> str:
     """Raises CaptureError unless attn-fuse turns the graph into exactly one
     `attn.attention` with nothing else computing (a scale of the bias input
-    is part of it)."""
+    is part of it). Returns the IR of stage 'fused', which the compiler then
+    starts from (it is the same for every target)."""
     text = str(lowered.graph.module)
     with mlir_context():
         module = ir.Module.parse(text)
         try:
-            pipeline.lower(module, "fused", keep=False)
+            run_stages(module, "cpu", {}, lowered.graph.name, until="fused", keep_ir=False)
         except CompileError as e:
             raise CaptureError(f"{fn_name} ({fn_where}): attn-fuse failed: {e}") from None
+        fused = str(module)
         func = module.body.operations[0]
         ops = [op.operation for op in func.regions[0].blocks[0].operations]
         attention = [op for op in ops if op.name == "attn.attention"]
@@ -192,7 +194,7 @@ def check_attention(lowered: Lowered, fn_name: str, fn_where: str) -> None:
             others.append(op.name)
     graph_has_softmax = "attn.softmax" in text
     if len(attention) == 1 and not others:
-        return
+        return fused
     if not graph_has_softmax:
         why = "it has no softmax"
     elif len(attention) > 1:
@@ -229,10 +231,12 @@ class Capture:
         self.host = HostEvaluator(self.traced)
         self.names = list(bound.names)
         self._lowered: dict[tuple, Lowered] = {}
-        base = self._build({})
+        self._fused: dict[tuple, str] = {}       # IR of stage 'fused' per classification
+        base, fused = self._build({})
         self.slots = base.slots
         self.dynamic = [i for i, s in enumerate(base.slots) if s.dynamic]
         self._lowered[self._key({})] = base
+        self._fused[self._key({})] = fused
 
     @property
     def graph(self):
@@ -246,13 +250,13 @@ class Capture:
     def _key(self, classes: dict[int, MaskClass]) -> tuple:
         return tuple(classes.get(i, BIAS) for i in getattr(self, "dynamic", ()))
 
-    def _build(self, classes: dict[int, MaskClass]) -> Lowered:
+    def _build(self, classes: dict[int, MaskClass]) -> tuple[Lowered, str]:
+        """The graph of one classification, and its IR at stage 'fused'."""
         first = Converter(self.traced, self.host, self.names, classes)
         first.run()
         lowered = Converter(self.traced, self.host, self.names, classes,
                             plan=first.sorted_plan()).run()
-        check_attention(lowered, self.traced.fn_name, self.traced.fn_where)
-        return lowered
+        return lowered, check_attention(lowered, self.traced.fn_name, self.traced.fn_where)
 
     def classify(self, tensors: Sequence[torch.Tensor], env: dict) -> dict[int, MaskClass]:
         """Classes of the input-dependent masks for these tensors."""
@@ -269,8 +273,13 @@ class Capture:
     def lowered(self, classes: dict[int, MaskClass]) -> Lowered:
         key = self._key(classes)
         if key not in self._lowered:
-            self._lowered[key] = self._build(classes)
+            self._lowered[key], self._fused[key] = self._build(classes)
         return self._lowered[key]
+
+    def fused(self, classes: dict[int, MaskClass]) -> str:
+        """The IR of stage 'fused' of `lowered(classes)` (checked when built)."""
+        self.lowered(classes)
+        return self._fused[self._key(classes)]
 
     def lowered_for(self, tensors: Sequence[torch.Tensor]) -> Lowered:
         return self.lowered(self.classify(tensors, {}))

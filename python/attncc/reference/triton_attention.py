@@ -120,7 +120,7 @@ def common_ptx_version(capability: int) -> int:
     _kernels()
     from triton.backends.nvidia import compiler as nv
 
-    from ..gpu import ptxas_version
+    from ..targets.gpu import ptxas_version
 
     version = nv.ptx_get_version(nv.get_ptxas(capability).version)
     parts = ptxas_version().split(".")   # "13.0.88", or "none"

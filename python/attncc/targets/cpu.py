@@ -26,7 +26,9 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
+from .._attncc import host_cpu as _native_host_cpu
 from ..errors import CompileError
 
 
@@ -80,9 +82,7 @@ class HostCpu:
 @functools.lru_cache(maxsize=1)
 def host_cpu() -> HostCpu:
     """The host as LLVM's JIT targets it."""
-    from .. import _attncc
-
-    triple, name, feats = _attncc.host_cpu().split(";", 2)
+    triple, name, feats = _native_host_cpu().split(";", 2)
     return HostCpu(triple, name, frozenset(f[1:] for f in feats.split(",") if f))
 
 
@@ -138,6 +138,46 @@ def llvm_function_attributes(isa: CpuIsa, forced: bool) -> dict[str, object]:
         if isa.name == "x86-64-v3":
             attrs["target_features"] = ["-avx512f"]
     return attrs
+
+
+def cache_target(isa: CpuIsa) -> str:
+    """What a CPU kernel is made for, in its cache key: the ISA class and the
+    host as LLVM's JIT sees it (the object code is compiled for that CPU)."""
+    host = host_cpu()
+    return f"{isa.name};{host.triple};{host.name};{','.join(sorted(host.features))}"
+
+
+def llvm_passes(o: Mapping[str, object]) -> str:
+    """Stage 'llvm': attn-lower-to-cpu for the options' ISA class, then
+    upstream conversions to the LLVM dialect (resolved options: `num_threads`
+    is filled in by CompileOptions.resolved).
+
+    Threads: upstream async-parallel-for splits the grid `scf.parallel` into
+    tasks for the async runtime's thread pool (`num-workers` = num_threads sizes
+    the split; `min-task-size=1` because one grid point is a whole query block,
+    not one element). With one thread the grid stays a serial loop. The kernel
+    gets a C interface (`_mlir_ciface_<name>`) for the runtime."""
+    threads = int(o["num_threads"])
+    isa = resolve(str(o["cpu"]))
+    width = o.get("vector_width") or isa.vector_width
+    parallel = ""
+    if threads > 1:
+        parallel = (f"async-parallel-for{{async-dispatch=true num-workers={threads} "
+                    "min-task-size=1},async-to-async-runtime,async-runtime-ref-counting,"
+                    "async-runtime-ref-counting-opt,arith-expand,convert-async-to-llvm,")
+    # arith-expand{include-bf16}: f32 <-> bf16 conversions as integer code
+    # (round to nearest even, NaN kept), since LLVM lowers `fptrunc to bfloat`
+    # to a call of compiler-rt's __truncsfbf2 on hosts without AVX-512-BF16,
+    # which the JIT cannot resolve. f16 needs nothing: F16C (part of every
+    # class of this table) and NEON convert natively.
+    return (f"attn-lower-to-cpu{{vector-width={int(width)} micro-rows={isa.micro_rows} "
+            f"micro-vectors={isa.micro_vectors} isa={isa.name}}},canonicalize,cse,"
+            "func.func(convert-linalg-to-loops,llvm-request-c-wrappers),"
+            + parallel +
+            "expand-strided-metadata,lower-affine,convert-scf-to-cf,arith-expand{include-bf16=true},"
+            "convert-vector-to-llvm{reassociate-fp-reductions=1},finalize-memref-to-llvm,"
+            "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
+            "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts")
 
 
 # -- assembly of any class, for checks on hosts that cannot run it -----------------------------

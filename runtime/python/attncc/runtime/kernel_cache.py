@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -31,13 +32,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
+from .._version import __version__
+
 FORMAT = 2
 
 
 @functools.lru_cache(maxsize=1)
 def compiler_identity() -> str:
-    from . import __version__
-
     parts = [f"attncc={__version__}"]
     try:
         from importlib.metadata import version
@@ -46,9 +47,7 @@ def compiler_identity() -> str:
     except Exception:  # pragma: no cover
         parts.append("mlir=?")
     try:
-        from . import _attncc
-
-        data = Path(_attncc.__file__).read_bytes()
+        data = Path(importlib.util.find_spec("attncc._attncc").origin).read_bytes()
         parts.append("native=" + hashlib.sha256(data).hexdigest()[:16])
     except Exception:  # pragma: no cover
         parts.append("native=?")

@@ -42,6 +42,7 @@ import threading
 from typing import Any, Optional
 
 from ..errors import AttnccError, InputError
+from .grid import eval_expr
 
 _TORCH_DTYPES = {"f16": "float16", "bf16": "bfloat16", "f32": "float32", "f64": "float64"}
 
@@ -243,8 +244,6 @@ class CudaKernel:
         return out
 
     def launch_config(self, shapes) -> tuple[list[int], list[int], int]:
-        from ..gpu import eval_expr
-
         grid = [eval_expr(e, shapes) for e in self.metadata["grid"]]
         return grid, list(self.metadata["block"]), int(self.metadata["shared_bytes"])
 

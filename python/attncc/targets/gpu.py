@@ -1,43 +1,36 @@
-"""The GPU end of the compiler: targets, the NVVM/PTX stage, ptxas, kernel
-metadata, and the GPU compile driver (with its kernel cache).
+"""The GPU targets (NVVM path): chips, the passes of stages 'gpu' and 'ptx',
+ptxas (stage 'cubin'), and the launch metadata of a compiled kernel, read
+from the IR through the MLIR bindings.
 
-    compiled = compile_graph(graph, CompileOptions(block_m=128, num_stages=3), target="sm_90a")
-    compiled.ptx          # PTX text (stage 'ptx')
-    compiled.cubin        # bytes, when ptxas is installed
-    compiled.metadata     # kernel name, grid/block dims, shared memory, registers, ...
-    out = compiled(q, k, v)   # CUDA tensors (attncc.runtime.cuda)
-
-Targets: "sm_80" (Ampere and newer of major 8: A100, A10, L4, RTX 30/40), "sm_90a"
-(Hopper: wgmma + TMA + mbarriers with whole warpgroups, see docs/gpu.md) and "cuda"
-(the current torch device's architecture, else sm_80).
+Targets (attncc.targets.TARGETS): "sm_80" (Ampere and newer of major 8: A100,
+A10, L4, RTX 30/40), "sm_90a" (Hopper: wgmma + TMA + mbarriers with whole
+warpgroups, see docs/gpu.md) and "cuda" (the current torch device's
+architecture, else sm_80).
 
 Abort hazards guarded here, before MLIR is reached (each kills the process with
 an LLVM fatal error instead of raising): an NVPTX chip without a PTX ISA
 version it supports (sm_80 needs +ptx70 or newer; the pipeline's default is
-+ptx60), sm_90a without +ptx80 or newer (attncc uses +ptx83: the TMA kernel fences its tensor
-maps with fence.proxy.tensormap, PTX ISA 8.3), and unknown chips.
++ptx60), sm_90a without +ptx80 or newer (attncc uses +ptx83: the TMA kernel
+fences its tensor maps with fence.proxy.tensormap, PTX ISA 8.3), and unknown
+chips.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 from mlir import ir
+from mlir.dialects import gpu as gpu_d
 
-from .errors import AttnccError, CompileError
-
-GPU_TARGETS = ("sm_80", "sm_90a", "cuda")
+from ..errors import AttnccError, CompileError
+from ..runtime.grid import eval_expr
+from . import GPU_TARGETS
 
 
 @dataclass(frozen=True)
@@ -89,12 +82,24 @@ def nvvm_pipeline(chip: str) -> str:
             f"cubin-features={info.ptx_features} cubin-format=isa opt-level=3}}")
 
 
+def lowering_passes(o: Mapping[str, Any]) -> str:
+    """Stage 'gpu': attn-lower-to-gpu for the options' chip (resolved options:
+    `chip` and `num_warps` are filled in by CompileOptions.resolved)."""
+    mma = str(o["mma"]).replace("_", "-")
+    tma = "true" if o["tma"] else "false"
+    return (f"attn-lower-to-gpu{{chip={o['chip']} num-warps={int(o['num_warps'])} mma={mma} "
+            f"tma={tma}}},canonicalize,cse")
+
+
+def ptx_passes(o: Mapping[str, Any]) -> str:
+    """Stage 'ptx': upstream's NVVM pipeline for the options' chip."""
+    return nvvm_pipeline(str(o["chip"]))
+
+
 # --------------------------------------------------------------------------- PTX, ptxas
 
 def extract_ptx(module: ir.Module) -> str:
     """The PTX text of the (single) gpu.binary of the 'ptx' stage."""
-    from mlir.dialects import gpu as gpu_d
-
     texts = []
     for op in module.body.operations:
         o = op.operation
@@ -178,18 +183,38 @@ def ptxas_version(ptxas: Optional[str] = None) -> str:
     return m.group(1) if m else out.strip()[-40:]
 
 
+# --------------------------------------------------------------------------- ptxas stage
+
+def cache_target(chip: str) -> str:
+    """What a GPU kernel is made for, in its cache key."""
+    return f"{chip};ptxas={ptxas_version()}"
+
+
+def run_ptxas(ptx: str, chip: str) -> tuple[str, Optional[bytes], dict[str, Any]]:
+    """Stage 'cubin': ptxas' report (or why there is none), the cubin, and the
+    resources it reports for the launch metadata."""
+    try:
+        cubin, report = assemble(ptx, chip)
+    except PtxasNotFound as e:
+        return f"// cubin not produced: {e}", None, {"ptxas": None}
+    return report.log, cubin, {
+        "registers": report.registers, "spill_store_bytes": report.spill_store_bytes,
+        "spill_load_bytes": report.spill_load_bytes,
+        "stack_frame_bytes": report.stack_frame_bytes, "barriers": report.barriers,
+        "ptxas": ptxas_version()}
+
+
 # --------------------------------------------------------------------------- metadata
 
-_DYN = ir.ShapedType.get_dynamic_size()
 _ARITH = {"arith.addi": "add", "arith.subi": "sub", "arith.muli": "mul", "arith.divui": "div",
           "arith.divsi": "div", "arith.floordivsi": "div", "arith.ceildivui": "ceildiv",
           "arith.ceildivsi": "ceildiv", "arith.remui": "rem", "arith.remsi": "rem",
           "arith.minsi": "min", "arith.minui": "min", "arith.maxsi": "max", "arith.maxui": "max"}
 
 
-def _grid_expr(v: ir.Value, func_args: list) -> Any:
-    """A host index value as an int, or an expression over argument shapes:
-    ["dim", arg, axis] or [op, lhs, rhs] (JSON-friendly)."""
+def _grid_expr(v: ir.Value) -> Any:
+    """A host index value as an int, or an expression over argument shapes
+    (attncc.runtime.grid)."""
     if isinstance(v, ir.BlockArgument):
         raise CompileError("a grid size is a function argument; attncc grids depend on shapes only")
     op = v.owner
@@ -200,40 +225,30 @@ def _grid_expr(v: ir.Value, func_args: list) -> Any:
         src, idx = op.operands
         if not isinstance(src, ir.BlockArgument):
             raise CompileError("grid size from the shape of a non-argument buffer")
-        return ["dim", src.arg_number, _grid_expr(idx, func_args)]
+        return ["dim", src.arg_number, _grid_expr(idx)]
     if name in _ARITH:
         a, b = op.operands
-        ea, eb = _grid_expr(a, func_args), _grid_expr(b, func_args)
+        ea, eb = _grid_expr(a), _grid_expr(b)
         if isinstance(ea, int) and isinstance(eb, int):
             return eval_expr([_ARITH[name], ea, eb], [])
         return [_ARITH[name], ea, eb]
     if name == "arith.index_cast":
-        return _grid_expr(op.operands[0], func_args)
+        return _grid_expr(op.operands[0])
     raise CompileError(f"cannot express the grid size computed by {name} for the runtime")
 
 
-def eval_expr(e: Any, shapes: Sequence[Sequence[int]]) -> int:
-    """Evaluates a grid expression of kernel_metadata for argument shapes."""
-    if isinstance(e, int):
-        return e
-    op = e[0]
-    if op == "dim":
-        return int(shapes[e[1]][eval_expr(e[2], shapes)])
-    a, b = eval_expr(e[1], shapes), eval_expr(e[2], shapes)
-    return {"add": a + b, "sub": a - b, "mul": a * b, "div": a // b if b else 0,
-            "ceildiv": -(-a // b) if b else 0, "rem": a % b if b else 0,
-            "min": min(a, b), "max": max(a, b)}[op]
-
-
-_MEMREF = re.compile(r"memref<((?:[0-9?]+x)*)([a-z0-9]+)(,[^>]*)?>")
-
-
-def parse_memref(t: str) -> tuple[list[Optional[int]], str]:
-    m = _MEMREF.fullmatch(t)
-    if not m or m.group(3):
+def memref_arg(t: ir.Type) -> tuple[list[Optional[int]], str]:
+    """Shape (None for dynamic sizes) and element type of an identity-layout
+    memref argument."""
+    try:
+        m = ir.MemRefType(t)
+    except ValueError:
+        raise CompileError(f"kernel argument type {t} is not a memref") from None
+    layout = m.layout
+    if not (isinstance(layout, ir.AffineMapAttr)
+            and layout.value == ir.AffineMap.get_identity(m.rank)) or m.memory_space is not None:
         raise CompileError(f"kernel argument type {t} is not an identity-layout memref")
-    dims = [None if d == "?" else int(d) for d in m.group(1).split("x") if d]
-    return dims, m.group(2)
+    return [None if ir.ShapedType.is_dynamic_size(d) else d for d in m.shape], str(m.element_type)
 
 
 def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
@@ -241,16 +256,14 @@ def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
     (expressions over the argument shapes), block, dynamic shared memory, and
     which host arguments the kernel takes as memref descriptors."""
     host = None
-    launches = []
     for op in module.body.operations:
         o = op.operation
         if o.name == "func.func" and ir.StringAttr(o.attributes["sym_name"]).value == func_name:
             host = o
     if host is None:
         raise CompileError(f"no host function {func_name!r} in the GPU stage")
-    for op in host.regions[0].blocks[0].operations:
-        if op.operation.name == "gpu.launch_func":
-            launches.append(op.operation)
+    launches = [op.operation for op in host.regions[0].blocks[0].operations
+                if op.operation.name == "gpu.launch_func"]
     if len(launches) != 1:
         raise CompileError(f"expected one gpu.launch_func in {func_name!r}, found {len(launches)}")
     lf = launches[0]
@@ -261,20 +274,19 @@ def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
         parts.append(ops[pos:pos + n])
         pos += n
     # asyncDependencies, grid x/y/z, block x/y/z, cluster x/y/z, dynamicSharedMemorySize, args, asyncObject
-    func_args = list(host.regions[0].blocks[0].arguments)
-    grid = [_grid_expr(p[0], func_args) for p in parts[1:4]]
-    block = [_grid_expr(p[0], func_args) for p in parts[4:7]]
+    grid = [_grid_expr(p[0]) for p in parts[1:4]]
+    block = [_grid_expr(p[0]) for p in parts[4:7]]
     if not all(isinstance(b, int) for b in block):
         raise CompileError("the thread block size must be static")
-    smem = _grid_expr(parts[10][0], func_args) if parts[10] else 0
+    smem = _grid_expr(parts[10][0]) if parts[10] else 0
     args = []
     for a in parts[11]:
         if not isinstance(a, ir.BlockArgument):
             args.append(_tensor_map_arg(a))
             continue
-        shape, elt = parse_memref(str(a.type))
+        shape, elt = memref_arg(a.type)
         args.append({"arg": a.arg_number, "shape": shape, "dtype": elt})
-    sym = str(lf.attributes["kernel"]).lstrip("@").split("::@")
+    kernel = ir.SymbolRefAttr(lf.attributes["kernel"])
     roles = {}
     if "attn.gpu_args" in host.attributes:
         d = ir.DictAttr(host.attributes["attn.gpu_args"])
@@ -282,13 +294,16 @@ def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
             if name in d:
                 roles[name] = int(ir.IntegerAttr(d[name]).value)
     host_args = []
-    for a in func_args:
-        shape, elt = parse_memref(str(a.type))
+    for a in host.regions[0].blocks[0].arguments:
+        shape, elt = memref_arg(a.type)
         host_args.append({"shape": shape, "dtype": elt})
-    return {"kernel": sym[-1], "gpu_module": sym[0], "grid": grid, "block": block,
-            "shared_bytes": smem, "kernel_args": args, "host_args": host_args, "roles": roles}
+    return {"kernel": kernel.value[-1], "gpu_module": kernel.value[0], "grid": grid,
+            "block": block, "shared_bytes": smem, "kernel_args": args,
+            "host_args": host_args, "roles": roles}
 
 
+# TensorMapDescriptorType has no accessors in MLIR 22's Python bindings: its
+# fields are read from the printed type (the box also from the op's operands).
 _TENSOR_MAP = re.compile(r"<tensor = memref<([0-9x]+)x(f16|bf16), [^>]*>>, swizzle = (\w+), "
                          r"l2promo = (\w+), oob = (\w+), interleave = (\w+)>")
 
@@ -316,83 +331,3 @@ def _tensor_map_arg(value) -> dict:
     return {"arg": src.arg_number, "tensor_map": {
         "box": [int(d) for d in box.split("x")], "dtype": elt, "swizzle": swizzle,
         "l2promo": l2, "oob": oob, "interleave": interleave}}
-
-
-# --------------------------------------------------------------------------- driver
-
-def compile_graph_gpu(graph, options, target: str, stop_after: Optional[str] = None):
-    """compile_graph for the GPU targets (python/attncc/compiler.py calls this)."""
-    from . import __version__
-    from . import context as _context
-    from . import pipeline
-    from .compiler import CompiledAttention, output_spec
-    from .kernel_cache import KernelCache, cache_key
-
-    chip = chip_for_target(target)
-    output = output_spec(graph)
-    stages = pipeline.stages_for(target)
-    names = [s.name for s in stages]
-    last = stop_after or names[-1]
-    if last not in names:
-        raise CompileError(f"unknown stage {last!r} for target {target!r}; expected one of {names}")
-    opts = dict(options.as_dict(), chip=chip)
-    text = str(graph.module)
-    full = last == names[-1]
-    cache = KernelCache.default() if full else None
-    key = cache_key(text, opts, f"{chip};ptxas={ptxas_version()}") if cache else None
-    if cache:
-        hit = cache.get(key)
-        if hit is not None:
-            return CompiledAttention(graph.name, target, options, hit["stages"], {"cache": 0.0},
-                                     output, _make_kernel(hit["metadata"], hit["ptx"], hit["cubin"]),
-                                     ptx=hit["ptx"], cubin=hit["cubin"], metadata=hit["metadata"])
-    seen: dict[str, str] = {}
-    seconds: dict[str, float] = {}
-    ptx: Optional[str] = None
-    cubin: Optional[bytes] = None
-    metadata: dict[str, Any] = {}
-    with _context.mlir_context():
-        module = ir.Module.parse(text)
-        for stage in stages:
-            t0 = time.perf_counter()
-            if stage.kind == "ptxas":
-                try:
-                    cubin, report = assemble(ptx, chip)
-                except PtxasNotFound as e:
-                    seen[stage.name] = f"// cubin not produced: {e}"
-                    metadata["ptxas"] = None
-                else:
-                    seen[stage.name] = report.log
-                    metadata.update(registers=report.registers,
-                                    spill_store_bytes=report.spill_store_bytes,
-                                    spill_load_bytes=report.spill_load_bytes,
-                                    stack_frame_bytes=report.stack_frame_bytes,
-                                    barriers=report.barriers,
-                                    ptxas=ptxas_version())
-            else:
-                pipeline.run_passes(module, stage.passes(opts), what=f"stage '{stage.name}'")
-                seen[stage.name] = str(module)
-                if stage.name == "gpu":
-                    metadata.update(kernel_metadata(module, graph.name))
-                if stage.name == "ptx":
-                    ptx = extract_ptx(module)
-            seconds[stage.name] = time.perf_counter() - t0
-            if stage.name == last:
-                break
-    if metadata:
-        warps = options.num_warps or options.block_m // 16
-        metadata.update(chip=chip, ptx_features=CHIPS[chip].ptx_features, num_warps=warps,
-                        block_m=options.block_m, block_n=options.block_n,
-                        num_stages=options.num_stages, output_dtype=output.dtype,
-                        compiler=__version__)
-    kernel = _make_kernel(metadata, ptx, cubin) if full else None
-    if cache:
-        cache.put(key, {"stages": seen, "metadata": metadata, "ptx": ptx, "cubin": cubin})
-    return CompiledAttention(graph.name, target, options, seen, seconds, output, kernel,
-                             ptx=ptx, cubin=cubin, metadata=metadata)
-
-
-def _make_kernel(metadata, ptx, cubin):
-    from .runtime.cuda import CudaKernel
-
-    return CudaKernel(metadata, ptx, cubin)

@@ -36,6 +36,7 @@ import torch
 from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
+from .._attncc import LoadedObject
 from ..errors import AttnccError, CompileError
 
 _DYN = ir.ShapedType.get_dynamic_size()
@@ -257,8 +258,6 @@ class CpuKernel:
                     externals: Sequence[str], *, output: Any = None,
                     num_threads: Optional[int] = None) -> "CpuKernel":
         """The kernel of object code made by an earlier `CpuKernel(keep_object=True)`."""
-        from .. import _attncc
-
         self = cls.__new__(cls)
         self.name, self.num_threads, self._output = name, num_threads, output
         with ir.Context():
@@ -269,7 +268,7 @@ class CpuKernel:
         self.object = data
         symbols = _runtime_symbols(self.externals, self._uses_async)
         try:
-            loaded = _attncc.LoadedObject(data, list(symbols), list(symbols.values()))
+            loaded = LoadedObject(data, list(symbols), list(symbols.values()))
             addr = loaded.lookup("_mlir__mlir_ciface_" + name)
         except RuntimeError as e:
             raise CompileError(f"loading the cached kernel {name!r} failed: {e}") from None

@@ -1,0 +1,2 @@
+"""attncc version (imported by every layer, so it lives alone)."""
+__version__ = "0.1.0"

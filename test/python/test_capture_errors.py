@@ -1,0 +1,126 @@
+"""Capture of plain PyTorch code that is not (supported) attention: each case
+is refused with a CaptureError that names the op and the user's line."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attncc import CaptureError
+from attncc.frontend import capture
+
+from test_capture import L, S, SCALE, check, fused, qkv
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+def _line_of(fn, text):
+    import inspect
+    src, start = inspect.getsourcelines(fn)
+    for i, ln in enumerate(src):
+        if text in ln:
+            return start + i
+    raise AssertionError(text)
+
+
+def test_unsupported_op_names_op_and_line():
+    def fn(q, k, v):
+        s = q @ k.mT * SCALE
+        s = torch.tanh(s) * 10.0  # soft-capping: not supported
+        return torch.softmax(s, -1) @ v
+    with pytest.raises(CaptureError) as e:
+        capture(fn, *qkv())
+    msg = str(e.value)
+    assert "aten.tanh" in msg
+    assert f"{__file__}:{_line_of(fn, 'torch.tanh')}" in msg
+    assert "torch.tanh(s)" in msg
+
+
+def test_no_softmax_is_not_attention():
+    def fn(q, k, v):
+        return (q @ k.mT * SCALE) @ v
+    with pytest.raises(CaptureError, match="not an attention computation: it has no softmax"):
+        capture(fn, *qkv())
+
+
+def test_softmax_over_wrong_axis_is_not_attention():
+    def fn(q, k, v):
+        return torch.softmax(q @ k.mT * SCALE, dim=-2) @ v
+    with pytest.raises(CaptureError, match="not an attention computation.*attn.softmax"):
+        capture(fn, *qkv())
+
+
+def test_result_not_depending_on_attention():
+    with pytest.raises(CaptureError, match="not an attention computation"):
+        capture(lambda q, k, v: q * 2.0, *qkv())
+
+
+def test_dropout_in_training_mode():
+    def fn(q, k, v):
+        p = F.dropout(torch.softmax(q @ k.mT, -1), p=0.1, training=True)
+        return p @ v
+    with pytest.raises(CaptureError, match="dropout"):
+        capture(fn, *qkv())
+
+
+def test_dropout_eval_is_identity():
+    def fn(q, k, v):
+        return F.dropout(torch.softmax(q @ k.mT * SCALE, -1), p=0.1, training=False) @ v
+    check(fused(fn, *qkv()))
+
+
+def test_mask_from_scores_rejected_with_line():
+    def fn(q, k, v):
+        s = q @ k.mT
+        s = s.masked_fill(s > 3.0, float("-inf"))
+        return torch.softmax(s, -1) @ v
+    with pytest.raises(CaptureError) as e:
+        capture(fn, *qkv())
+    assert f":{_line_of(fn, 's > 3.0')}" in str(e.value)
+
+
+def test_positive_fill_rejected():
+    def fn(q, k, v):
+        s = (q @ k.mT).masked_fill(torch.ones(L, S, dtype=torch.bool).triu(1), 5.0)
+        return torch.softmax(s, -1) @ v
+    with pytest.raises(CaptureError, match="fill value 5.0"):
+        capture(fn, *qkv())
+
+
+def test_trace_error_names_user_line():
+    def fn(q, k, v):
+        s = q @ k  # wrong: no transpose, shapes do not match
+        return torch.softmax(s, -1) @ v
+    with pytest.raises(CaptureError) as e:
+        capture(fn, *qkv(d=8))
+    assert f"{__file__}:{_line_of(fn, 'q @ k')}" in str(e.value)
+
+
+def test_float64_input_rejected():
+    from attncc import InputError
+    q, k, v = qkv(torch.float64)
+    with pytest.raises(InputError, match="float64"):
+        capture(lambda q, k, v: torch.softmax(q @ k.mT, -1) @ v, q, k, v)
+
+
+def test_einsum_unsupported_equation():
+    def fn(q, k, v):
+        s = torch.einsum("bhqd,bhkd->bhkq", q, k)
+        return torch.softmax(s, -1) @ v
+    with pytest.raises(CaptureError, match="einsum 'bhqd,bhkd->bhkq'"):
+        capture(fn, *qkv())
+
+
+def test_two_outputs_rejected():
+    def fn(q, k, v):
+        p = torch.softmax(q @ k.mT, -1)
+        return p @ v, p
+    with pytest.raises(CaptureError, match="returns 2 tensors"):
+        capture(fn, *qkv())
+
+
+def test_non_tensor_argument_rejected():
+    from attncc import InputTypeError
+
+    def fn(q, k, v, extra):
+        return torch.softmax(q @ k.mT, -1) @ v
+    with pytest.raises(InputTypeError, match="argument 'extra' is a object"):
+        capture(fn, *qkv(), object())
