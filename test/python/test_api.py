@@ -237,7 +237,7 @@ def test_errors_are_attncc_errors():
 
 
 def test_gpu_targets_refuse_cpu_tensors():
-    from attncc.compiler import TARGETS
+    from attncc.targets import TARGETS
     q, k, v = qkv()
     for target in (t for t in TARGETS if t != "cpu"):
         with pytest.raises(InputError, match=f"tensors are on cpu but the target is '{target}'"):

@@ -411,6 +411,15 @@ def test_graph_input_names_follow_parameters():
     assert "func.func @fn(" in str(cap.graph)
 
 
+def _line_of(fn, text):
+    import inspect
+    src, start = inspect.getsourcelines(fn)
+    for i, ln in enumerate(src):
+        if text in ln:
+            return start + i
+    raise AssertionError(text)
+
+
 # -- rank-3 (heads folded into the batch) and rank-2 code ----------------------------------
 
 def test_bmm_rank3():

@@ -7,19 +7,10 @@ import torch.nn.functional as F
 from attncc import CaptureError
 from attncc.frontend import capture
 
-from test_capture import L, S, SCALE, check, fused, qkv
+from test_capture import L, S, SCALE, _line_of, check, fused, qkv
 
 
 # -- errors ------------------------------------------------------------------------------------
-
-def _line_of(fn, text):
-    import inspect
-    src, start = inspect.getsourcelines(fn)
-    for i, ln in enumerate(src):
-        if text in ln:
-            return start + i
-    raise AssertionError(text)
-
 
 def test_unsupported_op_names_op_and_line():
     def fn(q, k, v):

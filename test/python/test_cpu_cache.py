@@ -169,10 +169,9 @@ def test_cache_can_be_disabled(tmp_path, monkeypatch):
 
 
 def test_key_names_the_host_and_class():
-    from attncc.compiler import cpu_cache_target
     from attncc.targets import cpu as cpu_target
 
-    t = cpu_cache_target(cpu_target.host_isa())
+    t = cpu_target.cache_target(cpu_target.host_isa())
     host = cpu_target.host_cpu()
     assert host.name in t and cpu_target.host_isa().name in t and host.triple in t
     a = kernel_cache.cache_key("ir", {"x": 1}, t)

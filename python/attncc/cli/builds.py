@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..options import CompileOptions
 from .errors import CliError
 from .inputs import (AttentionFacts, Examples, Program, attention_facts, describe_options,
                      lower)
@@ -101,12 +102,14 @@ def build_triton(label: str, facts: AttentionFacts, target: str, options: dict[s
     reason) when Triton is missing or the problem is outside what it covers."""
     from ..reference import triton_attention as ta
 
-    opts = {"block_m": options.get("block_m") or 64, "block_n": options.get("block_n") or 64,
-            "num_stages": options.get("num_stages") or 2,
-            "num_warps": options.get("num_warps")}
-    b = Build(label, "triton", target, {k: v for k, v in opts.items() if v is not None})
     if target == "cpu":
         raise CliError("the Triton reference is a GPU kernel: use --target sm_80 or sm_90a")
+    # The same defaults as attncc's GPU kernels (CompileOptions.resolved).
+    r = CompileOptions.from_kwargs({k: v for k, v in options.items() if v is not None}
+                                   ).resolved(target, None)
+    opts = {"block_m": r.block_m, "block_n": r.block_n, "num_stages": r.num_stages,
+            "num_warps": r.num_warps}
+    b = Build(label, "triton", target, opts)
     if not ta.available():
         b.skipped = ("Triton is not installed; install it with `pip install 'attncc[triton]'` "
                      f"(triton=={ta.TRITON_VERSION})")
