@@ -1,5 +1,5 @@
 """Shared helpers of the GPU tests: attention graphs of a config, compilation
-for a GPU target, emulated runs (gpu_sim.py) and the float64 reference."""
+for a GPU target, emulated runs (attncc.gpu_emulator) and the float64 reference."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -12,7 +12,7 @@ import attncc
 from attncc import compiler, context, options
 from mlir import ir
 
-import gpu_sim
+from attncc import gpu_emulator as emu
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,6 @@ def emulate(gpu_stage_ir: str, cfg: Config, ts: list[torch.Tensor]) -> tuple[tor
     out_np = np.zeros((cfg.B, cfg.H, cfg.Lq, cfg.D), np.float16 if cfg.dtype == "f16" else np.float32)
     elts = [cfg.dtype] * 3 + ([cfg.bias_dtype] if cfg.mask == "bias" else []) + [cfg.dtype]
     with context.mlir_context():
-        prog = gpu_sim.Program(ir.Module.parse(gpu_stage_ir))
+        prog = emu.Program(ir.Module.parse(gpu_stage_ir))
         stats = prog.run("attention", *[arr(t) for t in ts], out_np, elts=elts)
     return torch.from_numpy(out_np.astype(np.float32)), stats

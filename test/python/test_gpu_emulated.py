@@ -1,7 +1,7 @@
 """Numerics of the generated GPU kernels without a GPU: the 'gpu' stage (the
 kernel attncc hands to the NVVM pipeline) runs in the SIMT emulator
-(gpu_sim.py: lockstep threads, ldmatrix/mma.sync per the PTX ISA tables,
-cp.async landing only at wait_group, shared-memory race checks) and is
+(attncc.gpu_emulator: lockstep threads, ldmatrix/mma.sync per the PTX ISA
+tables, cp.async landing only at wait_group, shared-memory race checks) and is
 compared with a float64 SDPA reference. The sm_90a kernels (warpgroup MMA:
 wgmma.mma_async with shared-memory descriptors and 128-byte swizzle, inline
 PTX wgmma with A in registers, fence.proxy.async) run the same way, with the
@@ -23,7 +23,7 @@ import pytest
 import torch
 from mlir import ir
 
-import gpu_sim
+from attncc import gpu_emulator as emu
 from attncc import context
 from gpu_testing import Config, emulate
 
@@ -110,7 +110,7 @@ def test_emulator_catches_broken_synchronization(mutation, message):
     else:
         drop = {"drop_war_barrier": war_bar, "drop_wait_barrier": wait_bar, "drop_q_barrier": q_bar}
         del lines[drop[mutation]]
-    with pytest.raises(gpu_sim.SimError, match=message):
+    with pytest.raises(emu.SimError, match=message):
         _run(MUTANT_CFG, lines)
 
 
@@ -162,7 +162,7 @@ def _emulate(gpu_ir: str, cfg: Config, ts, smem_base: int = 0, waive=()):
     out = np.zeros((cfg.B, cfg.H, cfg.Lq, cfg.D), np.float16 if cfg.dtype == "f16" else np.float32)
     elts = [cfg.dtype] * 3 + ([cfg.bias_dtype] if cfg.mask == "bias" else []) + [cfg.dtype]
     with context.mlir_context():
-        prog = gpu_sim.Program(ir.Module.parse(gpu_ir), smem_base=smem_base, waive=waive)
+        prog = emu.Program(ir.Module.parse(gpu_ir), smem_base=smem_base, waive=waive)
         stats = prog.run("attention", *[arr(t) for t in ts], out, elts=elts)
     return torch.from_numpy(out.astype(np.float32)), stats
 
@@ -235,7 +235,7 @@ def test_emulator_catches_broken_wgmma_kernel(mutation, message):
         key = {"drop_proxy_fences": "nvvm.fence.proxy", "drop_wgmma_waits": "wgmma.wait.group",
                "drop_wgmma_fences": "wgmma.fence.aligned"}[mutation]
         lines = [l for l in lines if key not in l]
-    with pytest.raises(gpu_sim.SimError, match=message):
+    with pytest.raises(emu.SimError, match=message):
         _run90(SM90_MUTANT_CFG, lines)
 
 
@@ -352,7 +352,7 @@ def test_emulator_catches_broken_tma_kernel(mutation, message):
     cfg = SM90_TMA_MUTANT_CFG
     lines = _tma_mutate(_sm90_lines(cfg), mutation, cfg.num_stages)
     ts = cfg.inputs()
-    with pytest.raises(gpu_sim.SimError, match=message):
+    with pytest.raises(emu.SimError, match=message):
         _emulate("\n".join(lines), cfg, ts, smem_base=UNALIGNED_SMEM)
 
 
@@ -400,5 +400,5 @@ def test_tma_kernel_fences(check):
         first = next(i for i, l in enumerate(lines) if "nvvm.fence.proxy" in l)
         assert "mbarrier.init" in lines[first - 1]  # the fence right after the inits
         del lines[first]
-    with pytest.raises(gpu_sim.SimError):
+    with pytest.raises(emu.SimError):
         _emulate("\n".join(lines), cfg, cfg.inputs(), waive=others)

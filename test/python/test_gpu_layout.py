@@ -1,13 +1,13 @@
 """The lane / fragment / shared-memory layout arithmetic of attn-lower-to-gpu
 (passes/GpuLayout.h, printed by `attncc-opt -attn-test-gpu-layout`) against
-the PTX ISA tables of ptx_isa.py (encoded from the PTX ISA document, not from
-our C++)."""
+the PTX ISA tables of attncc.gpu_emulator.ptx_isa (encoded from the PTX ISA
+document, not from our C++)."""
 import json
 import subprocess
 
 import pytest
 
-import ptx_isa as isa
+from attncc.gpu_emulator import ptx_isa as isa
 from attncc.tools import tool_path
 
 

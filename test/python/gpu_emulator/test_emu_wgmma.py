@@ -1,20 +1,21 @@
-"""The emulator's sm_90a warpgroup MMA (gpu_sim.py, ptx_isa.py) against the
-PTX ISA ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate"):
+"""The emulator's sm_90a warpgroup MMA (attncc.gpu_emulator: wgmma.py,
+ptx_isa.py) against the PTX ISA ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate"):
 descriptor fields, the canonical shared-memory layouts of the ISA's worked
 examples, the swizzle, the register fragments, and hand-written kernels (one
 wgmma with both operands in shared memory, one with A in registers and an
 N-major B) run by the emulator against numpy, with single edits of those
 kernels that break the wgmma / proxy-fence rules and must be caught.
 
-Needs only the `mlir` bindings and numpy (no attncc build)."""
+The emulator imports only the `mlir` bindings and numpy (nothing else of
+attncc; importing attncc.gpu_emulator still loads the attncc package)."""
 import re
 
 import numpy as np
 import pytest
 from mlir import ir
 
-import gpu_sim
-import ptx_isa as isa
+from attncc import gpu_emulator as emu
+from attncc.gpu_emulator import ptx_isa as isa
 
 
 # --------------------------------------------------------------------------- descriptor
@@ -357,11 +358,11 @@ def run_module(text: str, kind: str, n: int, elt: str, ksteps: int, smem_base: i
     if elt == "f16":
         a, b = a.astype(np.float16), b.astype(np.float16)
     else:
-        a, b = gpu_sim.round_bf16(a), gpu_sim.round_bf16(b)
+        a, b = emu.round_bf16(a), emu.round_bf16(b)
     bt = np.ascontiguousarray(b.T) if kind == "ss" else b
     d = np.zeros((128, n // 2), np.float32)
     with ir.Context(), ir.Location.unknown():
-        prog = gpu_sim.Program(ir.Module.parse(text), smem_base=smem_base)
+        prog = emu.Program(ir.Module.parse(text), smem_base=smem_base)
         stats = prog.run("main", a.copy(), bt.copy(), d, elts=[elt, elt, "f32"])
     ref = a.astype(np.float64) @ b.astype(np.float64)
     # Where the ISA puts D (written out here, not from ptx_isa): thread
@@ -445,18 +446,18 @@ def _mutate(text: str, mutation: str) -> str:
 def test_emulator_catches_broken_wgmma_synchronization(kind, mutation, message):
     n, elt, ksteps = 64, "f16", (4 if kind == "ss" else 2)
     text = _mutate(wgmma_module(kind, n, elt, ksteps), mutation)
-    with pytest.raises(gpu_sim.SimError, match=message):
+    with pytest.raises(emu.SimError, match=message):
         run_module(text, kind, n, elt, ksteps)
 
 
 def test_pending_result_behaves_like_array_once_retired():
-    tok = gpu_sim.WgToken(8)
-    p = gpu_sim.Pending(np.array([1.0, 2.0], np.float32), tok)
-    with pytest.raises(gpu_sim.SimError):
+    tok = emu.WgToken(8)
+    p = emu.Pending(np.array([1.0, 2.0], np.float32), tok)
+    with pytest.raises(emu.SimError):
         np.asarray(p)
-    with pytest.raises(gpu_sim.SimError):
+    with pytest.raises(emu.SimError):
         p * 2.0
-    with pytest.raises(gpu_sim.SimError):
+    with pytest.raises(emu.SimError):
         np.float32(3.0) + p
     tok.retired = True
     np.testing.assert_array_equal(np.maximum(p, 1.5), [1.5, 2.0])

@@ -1,7 +1,7 @@
 """Fragment layouts of the PTX ISA, encoded from the document (PTX ISA 8.x,
 section "Warp-level Matrix Multiply-Accumulate Instructions"), independently
 of attncc's C++ (passes/GpuLayout.h). Used by the layout unit tests and by the
-SIMT emulator (gpu_sim.py) as the meaning of ldmatrix and mma.sync (and,
+SIMT emulator (this package) as the meaning of ldmatrix and mma.sync (and,
 further down, of wgmma's descriptors / fragments and of TMA tensor maps, box
 loads, out-of-bound fill and shared-memory swizzle).
 

@@ -1,20 +1,21 @@
-"""The emulator's sm_90a TMA loads and mbarriers (gpu_sim.py, ptx_isa.py)
-against the CUDA driver's tensor-map rules (cuTensorMapEncodeTiled) and the
-PTX ISA (cp.async.bulk.tensor tile mode, mbarrier phases / tx-count,
-try_wait.parity): tensor-map fields and limits, box coordinates with
-out-of-bound zero fill, the 128-byte swizzle of the destination, all against
-hand-computed values; and hand-written kernels (TMA box loads on one
-mbarrier, with the fences the CUDA Programming Guide asks for, read back)
-run by the emulator, with single edits that break the mbarrier protocol and
-must be caught.
+"""The emulator's sm_90a TMA loads and mbarriers (attncc.gpu_emulator: tma.py,
+mbarrier.py, ptx_isa.py) against the CUDA driver's tensor-map rules
+(cuTensorMapEncodeTiled) and the PTX ISA (cp.async.bulk.tensor tile mode,
+mbarrier phases / tx-count, try_wait.parity): tensor-map fields and limits,
+box coordinates with out-of-bound zero fill, the 128-byte swizzle of the
+destination, all against hand-computed values; and hand-written kernels (TMA
+box loads on one mbarrier, with the fences the CUDA Programming Guide asks
+for, read back) run by the emulator, with single edits that break the
+mbarrier protocol and must be caught.
 
-Needs only the `mlir` bindings and numpy (no attncc build)."""
+The emulator imports only the `mlir` bindings and numpy (nothing else of
+attncc; importing attncc.gpu_emulator still loads the attncc package)."""
 import numpy as np
 import pytest
 from mlir import ir
 
-import gpu_sim
-import ptx_isa as isa
+from attncc import gpu_emulator as emu
+from attncc.gpu_emulator import ptx_isa as isa
 
 
 # --------------------------------------------------------------------------- tensor maps
@@ -218,7 +219,7 @@ def run(text: str, smem_base: int = 0, src=None):
     src = source() if src is None else src
     out = np.full((2, 4096), -1.0, np.float32)
     with ir.Context(), ir.Location.unknown():
-        prog = gpu_sim.Program(ir.Module.parse(text), smem_base=smem_base)
+        prog = emu.Program(ir.Module.parse(text), smem_base=smem_base)
         stats = prog.run("main", src.copy(), out, elts=["f16", "f32"])
     return src, out, stats
 
@@ -290,7 +291,7 @@ def test_leader_wait_then_barrier_publishes_the_data():
     ("drop_tensormap_fence", 1, "without a fence.proxy.tensormap::generic.acquire"),
 ])
 def test_emulator_catches_broken_mbarrier_protocol(mutation, rounds, message):
-    with pytest.raises(gpu_sim.SimError, match=message):
+    with pytest.raises(emu.SimError, match=message):
         run(tma_module(COORDS[:rounds], mutation), 0x230)
 
 
@@ -298,11 +299,11 @@ def test_tensor_map_checks():
     # cuTensorMapEncodeTiled limits: rows of 100 f16 (200 bytes) are not a
     # multiple of 16 bytes apart.
     odd = tma_module([(0, 0)], src_t="memref<1x2x100x100xf16>")
-    with pytest.raises(gpu_sim.SimError,
+    with pytest.raises(emu.SimError,
                        match="cuTensorMapEncodeTiled would fail.*multiples of 16"):
         run(odd, src=np.zeros((1, 2, 100, 100), np.float16))
     # The kernel's descriptor type must be the one the host made.
     text = tma_module([(0, 0)])
     other = text.replace(TMAP, TMAP.replace("l2promo_128b", "none"), 2)
-    with pytest.raises(gpu_sim.SimError, match="does not match the descriptor type"):
+    with pytest.raises(emu.SimError, match="does not match the descriptor type"):
         run(other)
