@@ -26,6 +26,7 @@
 // which survive the LLVM conversion for the runtime's argument checks.
 //
 //===----------------------------------------------------------------------===//
+#include "passes/IRBuild.h"
 #include "passes/Passes.h"
 
 #include <functional>
@@ -133,38 +134,27 @@ LogicalResult check(Operation *op) {
 // Emission helpers
 //===----------------------------------------------------------------------===//
 
-struct Emitter {
-  ImplicitLocOpBuilder &b;
+/// The CPU's vector helpers, on top of the target-neutral IRBuild (scalar
+/// constants, index arithmetic, dims, loops, branches). `ib` is the same
+/// builder as IRBuild::b, at the lowered op's location.
+struct CpuEmitter : IRBuild {
+  ImplicitLocOpBuilder &ib;
   int64_t W;                           // f32 lanes per vector
   int64_t MR, NR;                      // matmul register block: rows x vectors
   SmallVectorImpl<Operation *> &exps;  // math.exp ops to approximate
 
-  Type f32() { return b.getF32Type(); }
-  VectorType vec(int64_t n, Type t = {}) { return VectorType::get({n}, t ? t : f32()); }
+  CpuEmitter(ImplicitLocOpBuilder &ib, int64_t W, int64_t MR, int64_t NR,
+             SmallVectorImpl<Operation *> &exps)
+      : IRBuild{ib, ib.getLoc()}, ib(ib), W(W), MR(MR), NR(NR), exps(exps) {}
 
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
-  Value f32c(double v) { return arith::ConstantOp::create(b, b.getF32FloatAttr(v)); }
+  Type f32Type() { return ib.getF32Type(); }
+  VectorType vec(int64_t n, Type t = {}) { return VectorType::get({n}, t ? t : f32Type()); }
+
   Value splat(double v, int64_t n) {
     return arith::ConstantOp::create(
-        b, DenseElementsAttr::get(vec(n), b.getFloatAttr(f32(), v)));
+        ib, DenseElementsAttr::get(vec(n), ib.getFloatAttr(f32Type(), v)));
   }
-  Value bcast(Value scalar, int64_t n) { return vector::BroadcastOp::create(b, vec(n), scalar); }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
-  Value sub(Value x, Value y) { return arith::SubIOp::create(b, x, y); }
-  Value minI(Value x, Value y) { return arith::MinSIOp::create(b, x, y); }
-  Value maxI(Value x, Value y) { return arith::MaxSIOp::create(b, x, y); }
-  /// clamp(v, 0, hi)
-  Value clamp0(Value v, Value hi) { return minI(maxI(v, idx(0)), hi); }
-
-  Value dim(Value memref, int64_t d) {
-    auto t = cast<MemRefType>(memref.getType());
-    if (!t.isDynamicDim(d))
-      return idx(t.getDimSize(d));
-    return memref::DimOp::create(b, memref, d);
-  }
-  int64_t staticDim(Value memref, int64_t d) {
-    return cast<MemRefType>(memref.getType()).getDimSize(d);
-  }
+  Value bcast(Value scalar, int64_t n) { return vector::BroadcastOp::create(ib, vec(n), scalar); }
 
   /// Converts a float scalar or vector to element type `to` (extf / truncf;
   /// f16 <-> bf16 through f32).
@@ -177,14 +167,14 @@ struct Emitter {
       target = vt.clone(to);
     unsigned wf = cast<FloatType>(from).getWidth(), wt = cast<FloatType>(to).getWidth();
     if (wf < wt)
-      return arith::ExtFOp::create(b, target, v);
+      return arith::ExtFOp::create(ib, target, v);
     if (wf > wt)
-      return arith::TruncFOp::create(b, target, v);
-    return convert(convert(v, f32()), to);
+      return arith::TruncFOp::create(ib, target, v);
+    return convert(convert(v, f32Type()), to);
   }
 
   Value exp(Value v) {
-    auto e = math::ExpOp::create(b, v);
+    auto e = math::ExpOp::create(ib, v);
     exps.push_back(e);
     return e;
   }
@@ -192,64 +182,19 @@ struct Emitter {
   /// Loads `n` elements at `indices` as an f32 vector.
   Value loadF32(Value memref, ValueRange indices, int64_t n) {
     Type et = cast<MemRefType>(memref.getType()).getElementType();
-    Value v = vector::LoadOp::create(b, vec(n, et), memref, indices);
-    return convert(v, f32());
+    Value v = vector::LoadOp::create(ib, vec(n, et), memref, indices);
+    return convert(v, f32Type());
   }
   void storeF32(Value v, Value memref, ValueRange indices) {
     Type et = cast<MemRefType>(memref.getType()).getElementType();
-    vector::StoreOp::create(b, convert(v, et), memref, indices);
+    vector::StoreOp::create(ib, convert(v, et), memref, indices);
   }
   Value loadScalarF32(Value memref, ValueRange indices) {
-    return convert(memref::LoadOp::create(b, memref, indices), f32());
+    return convert(memref::LoadOp::create(ib, memref, indices), f32Type());
   }
   void storeScalarF32(Value v, Value memref, ValueRange indices) {
     Type et = cast<MemRefType>(memref.getType()).getElementType();
-    memref::StoreOp::create(b, convert(v, et), memref, indices);
-  }
-
-  /// scf.for without results; `body(iv)` emits at the end of the body.
-  void loop(Value lb, Value ub, Value step, function_ref<void(Value)> body) {
-    auto f = scf::ForOp::create(b, lb, ub, step);
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPoint(f.getBody()->getTerminator());
-    body(f.getInductionVar());
-  }
-  /// scf.for carrying `init`; `body(iv, carried)` returns the next values.
-  SmallVector<Value> loop(Value lb, Value ub, Value step, ValueRange init,
-                          function_ref<SmallVector<Value>(Value, ValueRange)> body) {
-    if (init.empty()) {
-      loop(lb, ub, step, [&](Value iv) { body(iv, {}); });
-      return {};
-    }
-    auto f = scf::ForOp::create(b, lb, ub, step, init);
-    {
-      OpBuilder::InsertionGuard g(b);
-      b.setInsertionPointToStart(f.getBody());
-      SmallVector<Value> next = body(f.getInductionVar(), f.getRegionIterArgs());
-      scf::YieldOp::create(b, next);
-    }
-    return SmallVector<Value>(f.getResults().begin(), f.getResults().end());
-  }
-
-  /// scf.if / else without results.
-  void ifElse(Value cond, function_ref<void()> thenBody, function_ref<void()> elseBody) {
-    auto ifOp = scf::IfOp::create(b, cond, /*withElseRegion=*/true);
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-    thenBody();
-    b.setInsertionPoint(ifOp.elseBlock()->getTerminator());
-    elseBody();
-  }
-  /// scf.if / else yielding one value of type `t`.
-  Value ifElse(Value cond, Type t, function_ref<Value()> thenBody,
-               function_ref<Value()> elseBody) {
-    auto ifOp = scf::IfOp::create(b, TypeRange{t}, cond, /*withElseRegion=*/true);
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    scf::YieldOp::create(b, thenBody());
-    b.setInsertionPointToStart(ifOp.elseBlock());
-    scf::YieldOp::create(b, elseBody());
-    return ifOp.getResult(0);
+    memref::StoreOp::create(ib, convert(v, et), memref, indices);
   }
 
   /// Visits the columns [0, n) of a row in chunks: full chunks of W lanes
@@ -289,7 +234,7 @@ struct Emitter {
   /// The i32 vector [c0, c0 + 1, ..., c0 + w - 1]: a constant when the chunk
   /// offset is (unrolled chunks), otherwise an iota plus a broadcast.
   Value columnIndices(Value c0, int64_t w) {
-    VectorType vi = vec(w, b.getI32Type());
+    VectorType vi = vec(w, ib.getI32Type());
     int64_t base = 0;
     auto cst = c0.getDefiningOp<arith::ConstantIndexOp>();
     if (cst)
@@ -297,22 +242,22 @@ struct Emitter {
     SmallVector<int32_t> iota;
     for (int64_t t = 0; t < w; ++t)
       iota.push_back(static_cast<int32_t>(base + t));
-    Value j = arith::ConstantOp::create(b, DenseElementsAttr::get(vi, ArrayRef<int32_t>(iota)));
+    Value j = arith::ConstantOp::create(ib, DenseElementsAttr::get(vi, ArrayRef<int32_t>(iota)));
     if (cst)
       return j;
-    Value c32 = arith::IndexCastOp::create(b, b.getI32Type(), c0);
-    return arith::AddIOp::create(b, j, vector::BroadcastOp::create(b, vi, c32));
+    Value c32 = arith::IndexCastOp::create(ib, ib.getI32Type(), c0);
+    return arith::AddIOp::create(ib, j, vector::BroadcastOp::create(ib, vi, c32));
   }
 
   Value reduce(vector::CombiningKind kind, Value v) {
     auto fm = kind == vector::CombiningKind::ADD ? arith::FastMathFlags::reassoc
                                                  : arith::FastMathFlags::nnan;
-    return vector::ReductionOp::create(b, kind, v, fm);
+    return vector::ReductionOp::create(ib, kind, v, fm);
   }
   /// max(x, y) as `x > y ? x : y`: one vmaxps on x86 (arith.maxnumf keeps
   /// its NaN checks in the LLVM lowering even with fastmath<nnan>).
   Value vmax(Value x, Value y) {
-    return arith::SelectOp::create(b, arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, x, y),
+    return arith::SelectOp::create(ib, arith::CmpFOp::create(ib, arith::CmpFPredicate::OGT, x, y),
                                    x, y);
   }
 };
@@ -323,13 +268,13 @@ struct Emitter {
 
 /// One register block: rows [i0, i0 + mr) x `nv` vectors of `w` lanes at
 /// column `col0` of c, accumulated over k in [0, K).
-void emitMatmulBlock(Emitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
+void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
                      int64_t nv, int64_t w, Value K) {
-  ImplicitLocOpBuilder &b = e.b;
+  ImplicitLocOpBuilder &b = e.ib;
   Value a = op.getA(), bm = op.getB(), c = op.getC();
   SmallVector<Value> rows, cols;
   for (int64_t r = 0; r < mr; ++r)
-    rows.push_back(r == 0 ? i0 : e.add(i0, e.idx(r)));
+    rows.push_back(r == 0 ? i0 : e.addi(i0, e.idx(r)));
   for (int64_t j = 0; j < nv; ++j)
     cols.push_back(e.idx(col0 + j * w));
 
@@ -356,7 +301,7 @@ void emitMatmulBlock(Emitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t 
       e.storeF32(res[r * nv + j], c, {rows[r], cols[j]});
 }
 
-void lowerMatmul(Emitter &e, TileMatmulOp op) {
+void lowerMatmul(CpuEmitter &e, TileMatmulOp op) {
   int64_t W = e.W;
   Value c = op.getC();
   int64_t N = e.staticDim(c, 1);
@@ -394,7 +339,7 @@ void lowerMatmul(Emitter &e, TileMatmulOp op) {
       if (m % mr)
         emitMatmulBlock(e, op, mFull, m % mr, g.col, g.nv, g.w, K);
     } else {
-      mFull = arith::MulIOp::create(e.b, arith::DivUIOp::create(e.b, M, e.idx(mr)), e.idx(mr));
+      mFull = arith::MulIOp::create(e.ib, arith::DivUIOp::create(e.ib, M, e.idx(mr)), e.idx(mr));
       e.loop(e.idx(0), mFull, e.idx(mr),
              [&](Value i0) { emitMatmulBlock(e, op, i0, mr, g.col, g.nv, g.w, K); });
       e.loop(mFull, M, e.idx(1),
@@ -434,8 +379,8 @@ Value transposeReduce(ImplicitLocOpBuilder &b, SmallVector<Value> rows,
 
 /// One row at a time: horizontal reductions with vector.reduction and a scalar
 /// exp for alpha. Used for rows that do not fill a group of W.
-void emitSoftmaxRow(Emitter &e, TileSoftmaxOp op, Value i) {
-  ImplicitLocOpBuilder &b = e.b;
+void emitSoftmaxRow(CpuEmitter &e, TileSoftmaxOp op, Value i) {
+  ImplicitLocOpBuilder &b = e.ib;
   int64_t W = e.W;
   Value s = op.getScores(), mx = op.getMax(), sm = op.getSum(), acc = op.getAcc();
   int64_t C = e.staticDim(s, 1), Dv = e.staticDim(acc, 1);
@@ -461,13 +406,13 @@ void emitSoftmaxRow(Emitter &e, TileSoftmaxOp op, Value i) {
 
   // While the max is -inf every score of the row is -inf so far: p = 0,
   // alpha = 1 (subtracting 0 instead of -inf avoids -inf - -inf = NaN).
-  Value dead = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, e.f32c(ninf));
-  Value mUse = arith::SelectOp::create(b, dead, e.f32c(0.0), mNew);
+  Value dead = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, e.f32(ninf));
+  Value mUse = arith::SelectOp::create(b, dead, e.f32(0.0), mNew);
   Value alpha = arith::SelectOp::create(
-      b, dead, e.f32c(1.0), e.exp(arith::SubFOp::create(b, mOld, mUse)));
+      b, dead, e.f32(1.0), e.exp(arith::SubFOp::create(b, mOld, mUse)));
 
   // p = exp(s - m), written back; row sum.
-  Value tailSum = e.f32c(0.0);
+  Value tailSum = e.f32(0.0);
   auto expChunk = [&](Value col, int64_t w) {
     Value p = e.exp(arith::SubFOp::create(b, e.loadF32(s, {i, col}, w), e.bcast(mUse, w)));
     e.storeF32(p, s, {i, col});
@@ -499,8 +444,8 @@ void emitSoftmaxRow(Emitter &e, TileSoftmaxOp op, Value i) {
 /// transposeReduce gives the W row maxima (sums) as one vector, so that the
 /// max/alpha/sum bookkeeping is vector code (one vector exp for W alphas
 /// instead of W scalar ones) and no reduction sits on a row's critical path.
-void emitSoftmaxGroup(Emitter &e, TileSoftmaxOp op, Value r0) {
-  ImplicitLocOpBuilder &b = e.b;
+void emitSoftmaxGroup(CpuEmitter &e, TileSoftmaxOp op, Value r0) {
+  ImplicitLocOpBuilder &b = e.ib;
   int64_t W = e.W;
   Value s = op.getScores(), mx = op.getMax(), sm = op.getSum(), acc = op.getAcc();
   int64_t C = e.staticDim(s, 1), Dv = e.staticDim(acc, 1);
@@ -508,7 +453,7 @@ void emitSoftmaxGroup(Emitter &e, TileSoftmaxOp op, Value r0) {
 
   SmallVector<Value> rows;
   for (int64_t r = 0; r < W; ++r)
-    rows.push_back(r == 0 ? r0 : e.add(r0, e.idx(r)));
+    rows.push_back(r == 0 ? r0 : e.addi(r0, e.idx(r)));
   auto lane = [&](Value v, int64_t r) {
     return vector::ShuffleOp::create(b, v, v, SmallVector<int64_t>(W, r));
   };
@@ -556,7 +501,7 @@ void emitSoftmaxGroup(Emitter &e, TileSoftmaxOp op, Value r0) {
   }
 }
 
-void lowerSoftmax(Emitter &e, TileSoftmaxOp op) {
+void lowerSoftmax(CpuEmitter &e, TileSoftmaxOp op) {
   int64_t W = e.W;
   Value s = op.getScores();
   int64_t C = e.staticDim(s, 1);
@@ -568,7 +513,7 @@ void lowerSoftmax(Emitter &e, TileSoftmaxOp op) {
   if (grouped) {
     rGroups = !sType.isDynamicDim(0)
                   ? e.idx(sType.getDimSize(0) - sType.getDimSize(0) % W)
-                  : arith::MulIOp::create(e.b, arith::DivUIOp::create(e.b, R, e.idx(W)), e.idx(W));
+                  : arith::MulIOp::create(e.ib, arith::DivUIOp::create(e.ib, R, e.idx(W)), e.idx(W));
     e.loop(e.idx(0), rGroups, e.idx(W), [&](Value r0) { emitSoftmaxGroup(e, op, r0); });
   }
   if (!grouped || sType.isDynamicDim(0) || sType.getDimSize(0) % W)
@@ -579,8 +524,8 @@ void lowerSoftmax(Emitter &e, TileSoftmaxOp op) {
 // tile_mask
 //===----------------------------------------------------------------------===//
 
-void lowerMask(Emitter &e, TileMaskOp op) {
-  ImplicitLocOpBuilder &b = e.b;
+void lowerMask(CpuEmitter &e, TileMaskOp op) {
+  ImplicitLocOpBuilder &b = e.ib;
   Value s = op.getScores();
   int64_t C = e.staticDim(s, 1);
   Value cC = e.idx(C);
@@ -596,13 +541,13 @@ void lowerMask(Emitter &e, TileMaskOp op) {
   //   lo = window ? row + i - col - window + 1 : 0
   Value hiValid = e.clamp0(op.getValid(), cC);
   e.loop(e.idx(0), e.dim(s, 0), e.idx(1), [&](Value i) {
-    Value diag = e.sub(e.add(row, i), col); // key offset of the diagonal in this row
+    Value diag = e.subi(e.addi(row, i), col); // key offset of the diagonal in this row
     Value hi = hiValid;
     if (causal)
-      hi = e.clamp0(e.minI(hi, e.add(diag, e.idx(1))), cC);
+      hi = e.clamp0(e.minsi(hi, e.addi(diag, e.idx(1))), cC);
     Value lo = e.idx(0);
     if (window)
-      lo = e.clamp0(e.sub(diag, e.idx(*op.getWindow() - 1)), cC);
+      lo = e.clamp0(e.subi(diag, e.idx(*op.getWindow() - 1)), cC);
     Value lo32 = arith::IndexCastOp::create(b, i32, lo);
     Value hi32 = arith::IndexCastOp::create(b, i32, hi);
     e.chunks(C, [&](Value c0, int64_t w) {
@@ -623,8 +568,8 @@ void lowerMask(Emitter &e, TileMaskOp op) {
 // tile_bias
 //===----------------------------------------------------------------------===//
 
-void lowerBias(Emitter &e, TileBiasOp op) {
-  ImplicitLocOpBuilder &b = e.b;
+void lowerBias(CpuEmitter &e, TileBiasOp op) {
+  ImplicitLocOpBuilder &b = e.ib;
   Value s = op.getScores(), bias = op.getBias();
   auto bt = cast<MemRefType>(bias.getType());
   int64_t rank = bt.getRank();
@@ -647,12 +592,12 @@ void lowerBias(Emitter &e, TileBiasOp op) {
       return v;
     Value k = isa<VectorType>(v.getType())
                   ? e.splat(scale, cast<VectorType>(v.getType()).getNumElements())
-                  : e.f32c(scale);
+                  : e.f32(scale);
     return arith::MulFOp::create(b, v, k);
   };
 
   e.loop(e.idx(0), nRows, e.idx(1), [&](Value i) {
-    Value full[4] = {op.getBatch(), op.getHead(), e.add(op.getRow(), i), Value()};
+    Value full[4] = {op.getBatch(), op.getHead(), e.addi(op.getRow(), i), Value()};
     auto indices = [&](Value key) {
       full[3] = key;
       SmallVector<Value> ind;
@@ -663,8 +608,8 @@ void lowerBias(Emitter &e, TileBiasOp op) {
     if (keyContiguous) {
       // Masked vector loads: lanes at or past nCols read nothing and add 0.
       e.chunks(C, [&](Value c0, int64_t w) {
-        Value n = e.clamp0(e.sub(nCols, c0), e.idx(w));
-        Value at = e.add(op.getCol(), c0);
+        Value n = e.clamp0(e.subi(nCols, c0), e.idx(w));
+        Value at = e.addi(op.getCol(), c0);
         Value bv;
         if (bt.getElementType().getIntOrFloatBitWidth() == 16) {
           // No masked load of 16-bit floats: LLVM legalizes one on hosts
@@ -672,21 +617,17 @@ void lowerBias(Emitter &e, TileBiasOp op) {
           // __truncsfbf2 the JIT cannot resolve (found by the fuzzer). A
           // full chunk is one vector load, the row's tail scalar loads.
           Value whole = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, n, e.idx(w));
-          auto branch = scf::IfOp::create(b, TypeRange{e.vec(w)}, whole, /*withElse=*/true);
-          {
-            OpBuilder::InsertionGuard guard(b);
-            b.setInsertionPointToStart(branch.thenBlock());
-            scf::YieldOp::create(b, e.loadF32(bias, indices(at), w));
-            b.setInsertionPointToStart(branch.elseBlock());
-            SmallVector<Value> tail = e.loop(
-                e.idx(0), n, e.idx(1), {e.splat(0.0, w)},
-                [&](Value t, ValueRange acc) -> SmallVector<Value> {
-                  Value x = e.loadScalarF32(bias, indices(e.add(at, t)));
-                  return {vector::InsertOp::create(b, x, acc[0], OpFoldResult(t))};
-                });
-            scf::YieldOp::create(b, tail[0]);
-          }
-          bv = branch.getResult(0);
+          bv = e.ifElse(
+              whole, e.vec(w), [&] { return e.loadF32(bias, indices(at), w); },
+              [&] {
+                SmallVector<Value> tail = e.loop(
+                    e.idx(0), n, e.idx(1), {e.splat(0.0, w)},
+                    [&](Value t, ValueRange acc) -> SmallVector<Value> {
+                      Value x = e.loadScalarF32(bias, indices(e.addi(at, t)));
+                      return {vector::InsertOp::create(b, x, acc[0], OpFoldResult(t))};
+                    });
+                return tail[0];
+              });
         } else {
           // Masked vector loads: lanes at or past nCols read nothing and add 0.
           Value mask = vector::CreateMaskOp::create(b, e.vec(w, b.getI1Type()), ValueRange{n});
@@ -695,7 +636,7 @@ void lowerBias(Emitter &e, TileBiasOp op) {
                                         b.getFloatAttr(bt.getElementType(), 0.0)));
           bv = e.convert(vector::MaskedLoadOp::create(b, e.vec(w, bt.getElementType()), bias,
                                                       indices(at), mask, pass),
-                         e.f32());
+                         e.f32Type());
         }
         Value sv = e.loadF32(s, {i, c0}, w);
         e.storeF32(arith::AddFOp::create(b, sv, scaled(bv)), s, {i, c0});
@@ -717,7 +658,7 @@ void lowerBias(Emitter &e, TileBiasOp op) {
     } else {
       // Strided keys: scalar loop.
       e.loop(e.idx(0), nCols, e.idx(1), [&](Value j) {
-        Value bv = scaled(e.loadScalarF32(bias, indices(e.add(op.getCol(), j))));
+        Value bv = scaled(e.loadScalarF32(bias, indices(e.addi(op.getCol(), j))));
         Value sv = memref::LoadOp::create(b, s, ValueRange{i, j});
         memref::StoreOp::create(b, arith::AddFOp::create(b, sv, bv), s, ValueRange{i, j});
       });
@@ -729,17 +670,17 @@ void lowerBias(Emitter &e, TileBiasOp op) {
 // tile_store
 //===----------------------------------------------------------------------===//
 
-void lowerStore(Emitter &e, TileStoreOp op) {
-  ImplicitLocOpBuilder &b = e.b;
+void lowerStore(CpuEmitter &e, TileStoreOp op) {
+  ImplicitLocOpBuilder &b = e.ib;
   Value acc = op.getAcc(), sm = op.getSum(), dst = op.getDest();
   int64_t C = e.staticDim(acc, 1);
   Value n = e.clamp0(op.getValid(), e.dim(acc, 0));
   e.loop(e.idx(0), n, e.idx(1), [&](Value i) {
     Value l = memref::LoadOp::create(b, sm, ValueRange{i});
-    Value zero = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, l, e.f32c(0.0));
-    Value inv = arith::SelectOp::create(b, zero, e.f32c(0.0),
-                                        arith::DivFOp::create(b, e.f32c(1.0), l));
-    Value r = e.add(op.getRow(), i);
+    Value zero = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, l, e.f32(0.0));
+    Value inv = arith::SelectOp::create(b, zero, e.f32(0.0),
+                                        arith::DivFOp::create(b, e.f32(1.0), l));
+    Value r = e.addi(op.getRow(), i);
     e.chunks(C, [&](Value c0, int64_t w) {
       Value v = arith::MulFOp::create(b, e.loadF32(acc, {i, c0}, w), e.bcast(inv, w));
       e.storeF32(v, dst, {op.getBatch(), op.getHead(), r, c0});
@@ -775,8 +716,8 @@ SmallVector<Value> transposeSquare(ImplicitLocOpBuilder &b, SmallVector<Value> r
   return rows;
 }
 
-void lowerCopy(Emitter &e, CopyTileOp op) {
-  ImplicitLocOpBuilder &b = e.b;
+void lowerCopy(CpuEmitter &e, CopyTileOp op) {
+  ImplicitLocOpBuilder &b = e.ib;
   int64_t W = e.W;
   Value src = op.getSource(), dst = op.getDest();
   std::optional<double> scale;
@@ -787,7 +728,7 @@ void lowerCopy(Emitter &e, CopyTileOp op) {
       return v;
     Value k = isa<VectorType>(v.getType())
                   ? e.splat(*scale, cast<VectorType>(v.getType()).getNumElements())
-                  : e.f32c(*scale);
+                  : e.f32(*scale);
     return arith::MulFOp::create(b, v, k);
   };
   Value bi = op.getBatch(), hi = op.getHead(), row = op.getRow();
@@ -798,7 +739,7 @@ void lowerCopy(Emitter &e, CopyTileOp op) {
     Value R = e.dim(dst, 0);
     Value n = e.clamp0(op.getValid(), R);
     e.loop(e.idx(0), n, e.idx(1), [&](Value r) {
-      Value sr = e.add(row, r);
+      Value sr = e.addi(row, r);
       e.chunks(D, [&](Value c0, int64_t w) {
         e.storeF32(scaled(e.loadF32(src, {bi, hi, sr, c0}, w)), dst, {r, c0});
       });
@@ -826,17 +767,17 @@ void lowerCopy(Emitter &e, CopyTileOp op) {
         // All W source rows valid: plain loads; otherwise each row is loaded
         // or zero on its own.
         Value allValid = arith::CmpIOp::create(b, arith::CmpIPredicate::sle,
-                                               e.add(r0, e.idx(W)), n);
+                                               e.addi(r0, e.idx(W)), n);
         auto loadRows = [&](bool checked) {
           SmallVector<Value> rows;
           for (int64_t t = 0; t < W; ++t) {
-            Value r = e.add(r0, e.idx(t));
-            Value sr = e.add(row, r);
+            Value r = e.addi(r0, e.idx(t));
+            Value sr = e.addi(row, r);
             if (!checked) {
               rows.push_back(scaled(e.loadF32(src, {bi, hi, sr, d0}, W)));
               continue;
             }
-            Value ok = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, r, n);
+            Value ok = e.lt(r, n);
             Value v = e.ifElse(
                 ok, e.vec(W), [&] { return e.loadF32(src, {bi, hi, sr, d0}, W); },
                 [&] { return e.splat(0.0, W); });
@@ -847,7 +788,7 @@ void lowerCopy(Emitter &e, CopyTileOp op) {
         auto storeRows = [&](SmallVector<Value> rows) {
           SmallVector<Value> cols = transposeSquare(b, std::move(rows));
           for (int64_t t = 0; t < W; ++t)
-            e.storeF32(cols[t], dst, {e.add(d0, e.idx(t)), r0});
+            e.storeF32(cols[t], dst, {e.addi(d0, e.idx(t)), r0});
         };
         e.ifElse(
             allValid, [&] { storeRows(loadRows(false)); }, [&] { storeRows(loadRows(true)); });
@@ -857,12 +798,12 @@ void lowerCopy(Emitter &e, CopyTileOp op) {
   // Edges: rows r >= rBlocks for every d, and d >= dBlocks for r < rBlocks.
   auto scalarCopy = [&](Value rLo, Value rHi, Value dLo, Value dHi) {
     e.loop(rLo, rHi, e.idx(1), [&](Value r) {
-      Value ok = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, r, n);
-      Value sr = e.add(row, r);
+      Value ok = e.lt(r, n);
+      Value sr = e.addi(row, r);
       e.loop(dLo, dHi, e.idx(1), [&](Value d) {
         Value v = e.ifElse(
-            ok, e.f32(), [&] { return e.loadScalarF32(src, {bi, hi, sr, d}); },
-            [&] { return e.f32c(0.0); });
+            ok, e.f32Type(), [&] { return e.loadScalarF32(src, {bi, hi, sr, d}); },
+            [&] { return e.f32(0.0); });
         e.storeScalarF32(scaled(v), dst, {d, r});
       });
     });
@@ -918,7 +859,7 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
     llvm::SetVector<Operation *> funcs;
     for (Operation *op : tileOps) {
       ImplicitLocOpBuilder b(op->getLoc(), op);
-      Emitter e{b, W, mr, nr, exps};
+      CpuEmitter e(b, W, mr, nr, exps);
       if (auto o = dyn_cast<CopyTileOp>(op))
         lowerCopy(e, o);
       else if (auto o = dyn_cast<TileMatmulOp>(op))

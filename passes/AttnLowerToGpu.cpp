@@ -666,42 +666,41 @@ LogicalResult Lowering::placeAsyncGroups() {
 
 SmallVector<Value> Lowering::emitTileCopy(CopyTileOp op, Value dst, int64_t rows,
                                           int64_t cols) {
-  IROps o{b, loc};
+  IRBuild &o = *this;
   SmallVector<Value> tokens;
   int64_t cpr = cols / 8, chunks = rows * cpr, T = threads();
   int64_t perThread = (chunks + T - 1) / T;
   for (int64_t j = 0; j < perThread; ++j) {
-    OpBuilder::InsertionGuard guard(b);
-    if ((j + 1) * T > chunks) {
-      // Some threads have no chunk in this round.
-      Value has = lt(addi(tid, idx(j * T)), idx(chunks));
-      auto ifOp = scf::IfOp::create(b, loc, has, /*withElseRegion=*/false);
-      b.setInsertionPointToStart(ifOp.thenBlock());
-    }
-    auto [r, ch] = gl::copyChunk(o, tid, j, T, cpr);
-    Value inRange = lt(r, op.getValid());
-    Value srcRow = addi(op.getRow(), sel(inRange, r, idx(0)));
-    Value n = sel(inRange, idx(8), idx(0));
-    Value dRow = r, dCol;
-    if (p.wgmma)
-      std::tie(dRow, dCol) = gl::panelSwizzle(o, r, ch, rows);
+    auto copyChunk = [&] {
+      auto [r, ch] = gl::copyChunk(o, tid, j, T, cpr);
+      Value inRange = lt(r, op.getValid());
+      Value srcRow = addi(op.getRow(), sel(inRange, r, idx(0)));
+      Value n = sel(inRange, idx(8), idx(0));
+      Value dRow = r, dCol;
+      if (p.wgmma)
+        std::tie(dRow, dCol) = gl::panelSwizzle(o, r, ch, rows);
+      else
+        dCol = o.muli(gl::swizzleChunk(o, r, ch), 8);
+      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+          b, loc, nvgpu::DeviceAsyncTokenType::get(ctx()), dst, ValueRange{dRow, dCol},
+          op.getSource(), ValueRange{op.getBatch(), op.getHead(), srcRow, o.muli(ch, 8)},
+          b.getIndexAttr(8), n, b.getUnitAttr()));
+    };
+    if ((j + 1) * T > chunks)
+      ifThen(lt(addi(tid, idx(j * T)), idx(chunks)), copyChunk); // some threads have no chunk
     else
-      dCol = o.mul(gl::swizzleChunk(o, r, ch), 8);
-    tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-        b, loc, nvgpu::DeviceAsyncTokenType::get(ctx()), dst, ValueRange{dRow, dCol},
-        op.getSource(), ValueRange{op.getBatch(), op.getHead(), srcRow, o.mul(ch, 8)},
-        b.getIndexAttr(8), n, b.getUnitAttr()));
+      copyChunk();
   }
   return tokens;
 }
 
 /// Q fragment (A operand) of k-step `ks` from shared memory.
 Value Lowering::loadQFragment(int64_t ks) {
-  IROps o{b, loc};
+  IRBuild &o = *this;
   auto [r, c] = gl::ldmatrixRowMajorX4(o, lane);
   Value row = addi(warpRow, r);
-  Value chunk = addi(idx(2 * ks), o.div(c, 8));
-  Value pcol = o.mul(gl::swizzleChunk(o, row, chunk), 8);
+  Value chunk = addi(idx(2 * ks), o.divui(c, 8));
+  Value pcol = o.muli(gl::swizzleChunk(o, row, chunk), 8);
   return nvgpu::LdMatrixOp::create(b, loc, VectorType::get({4, 2}, p.elt), qSmem,
                                    ValueRange{row, pcol}, /*transpose=*/false, /*numTiles=*/4);
 }
@@ -815,10 +814,10 @@ Value Lowering::quadReduce(Value v, bool isMax) {
 }
 
 void Lowering::lowerQK(TileMatmulOp op) {
-  IROps o{b, loc};
+  IRBuild &o = *this;
   Value kTile = op.getB();
   auto [r, c] = gl::ldmatrixNMajorX4(o, lane);
-  Value colChunk = o.div(c, 8);
+  Value colChunk = o.divui(c, 8);
   auto x4Type = VectorType::get({4, 2}, p.elt);
   auto accType = VectorType::get({2, 2}, b.getF32Type());
   Value zero = arith::ConstantOp::create(b, loc, accType, b.getZeroAttr(accType));
@@ -832,7 +831,7 @@ void Lowering::lowerQK(TileMatmulOp op) {
     for (int64_t nb2 = 0; nb2 < p.BN / 16; ++nb2) {
       Value row = addi(r, idx(16 * nb2));
       // (r + 16 nb2) % 8 == r % 8: the swizzled column depends on ks only.
-      Value pcol = o.mul(gl::swizzleChunk(o, r, chunk), 8);
+      Value pcol = o.muli(gl::swizzleChunk(o, r, chunk), 8);
       Value bx4 = nvgpu::LdMatrixOp::create(b, loc, x4Type, kTile, ValueRange{row, pcol},
                                             /*transpose=*/false, /*numTiles=*/4);
       for (int64_t h = 0; h < 2; ++h) {
@@ -852,12 +851,12 @@ void Lowering::lowerQK(TileMatmulOp op) {
 }
 
 void Lowering::lowerPV(TileMatmulOp op) {
-  IROps o{b, loc};
+  IRBuild &o = *this;
   Value vTile = op.getB();
   auto x4Type = VectorType::get({4, 2}, p.elt);
   auto accType = VectorType::get({2, 2}, b.getF32Type());
   auto [r, c] = gl::ldmatrixRowMajorX4(o, lane);
-  Value colChunk = o.div(c, 8);
+  Value colChunk = o.divui(c, 8);
   SmallVector<Value> acc;
   for (int64_t db = 0; db < p.Dv / 8; ++db) {
     SmallVector<Value> e;
@@ -874,7 +873,7 @@ void Lowering::lowerPV(TileMatmulOp op) {
     for (int64_t db2 = 0; db2 < p.Dv / 16; ++db2) {
       Value chunk = addi(colChunk, idx(2 * db2));
       // (r + 16 kk) % 8 == r % 8: the swizzled column depends on db2 only.
-      Value pcol = o.mul(gl::swizzleChunk(o, r, chunk), 8);
+      Value pcol = o.muli(gl::swizzleChunk(o, r, chunk), 8);
       Value bx4 = nvgpu::LdMatrixOp::create(b, loc, x4Type, vTile, ValueRange{row, pcol},
                                             /*transpose=*/true, /*numTiles=*/4);
       for (int64_t h = 0; h < 2; ++h) {
@@ -891,7 +890,7 @@ void Lowering::lowerPV(TileMatmulOp op) {
 }
 
 void Lowering::lowerMask(TileMaskOp op, Value when) {
-  IROps o{b, loc};
+  IRBuild &o = *this;
   MaskKind kind = op.getKind();
   bool causal = kind == MaskKind::causal || kind == MaskKind::sliding_window;
   Value negInf = f32(-std::numeric_limits<double>::infinity());
@@ -902,19 +901,18 @@ void Lowering::lowerMask(TileMaskOp op, Value when) {
   //   causal:         col + colBase + k > row + rowBase + dr  <=>  k > dRow(dr)
   //   window:         kPos + window <= qPos           <=>  k <= dRow(dr) - window
   auto [rowBase, colBase] = gl::accumulatorElement(o, lane, 0);
-  auto sub = [&](Value x, Value y) { return (Value)arith::SubIOp::create(b, loc, x, y); };
   auto cmpConst = [&](arith::CmpIPredicate pred, int64_t k, Value v) {
-    return (Value)arith::CmpIOp::create(b, loc, pred, idx(k), v);
+    return cmpi(pred, idx(k), v);
   };
-  Value validRel = sub(op.getValid(), colBase);
+  Value validRel = subi(op.getValid(), colBase);
   Value qBase = addi(op.getRow(), addi(warpRow, rowBase));
   Value kBase = addi(op.getCol(), colBase);
-  Value dRowBase = sub(qBase, kBase);
+  Value dRowBase = subi(qBase, kBase);
   Value window = op.getWindow() ? idx(*op.getWindow()) : Value();
   for (int64_t i = 0; i < 4; ++i) {
     auto [dr, dc] = gl::accumulatorOffset(i);
     Value dRow = addi(dRowBase, idx(dr));
-    Value dRowWin = window ? sub(dRow, window) : Value();
+    Value dRowWin = window ? subi(dRow, window) : Value();
     for (int64_t nb = 0; nb < p.BN / 8; ++nb) {
       int64_t k = 8 * nb + dc;
       Value masked = cmpConst(arith::CmpIPredicate::sge, k, validRel);
@@ -950,7 +948,7 @@ static scf::IfOp maskOnlyIf(TileMaskOp op) {
 }
 
 void Lowering::lowerBias(TileBiasOp op) {
-  IROps o{b, loc};
+  IRBuild &o = *this;
   auto biasType = cast<MemRefType>(op.getBias().getType());
   int64_t rank = biasType.getRank();
   Value scale = f32(op.getScale().convertToDouble());
@@ -1021,7 +1019,7 @@ void Lowering::lowerSoftmax(TileSoftmaxOp op) {
 }
 
 void Lowering::lowerStore(TileStoreOp op) {
-  IROps o{b, loc};
+  IRBuild &o = *this;
   auto outType = cast<MemRefType>(op.getDest().getType());
   Type outElt = outType.getElementType();
   auto pairType = VectorType::get({2}, b.getF32Type());
@@ -1032,24 +1030,23 @@ void Lowering::lowerStore(TileStoreOp op) {
     Value isZero = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, total, zero);
     Value inv = sel(isZero, zero, arith::DivFOp::create(b, loc, one, total));
     Value invPair = vector::BroadcastOp::create(b, loc, pairType, inv);
-    auto [rr, cc] = gl::accumulatorElement(o, lane, 2 * h);
+    Value rr, cc; // (not a structured binding: the lambda below captures cc)
+    std::tie(rr, cc) = gl::accumulatorElement(o, lane, 2 * h);
     Value row = addi(warpRow, rr);
-    Value ok = lt(row, op.getValid());
-    OpBuilder::InsertionGuard guard(b);
-    auto ifOp = scf::IfOp::create(b, loc, ok, /*withElseRegion=*/false);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    Value outRow = addi(op.getRow(), row);
-    for (int64_t db = 0; db < p.Dv / 8; ++db) {
-      int64_t base = db * 4 + h * 2;
-      Value pair = vector::FromElementsOp::create(
-          b, loc, pairType, ValueRange{load(accFrag, base), load(accFrag, base + 1)});
-      Value scaled = arith::MulFOp::create(b, loc, pair, invPair);
-      Value out = outElt.isF32() ? scaled
-                                 : (Value)arith::TruncFOp::create(b, loc, outPairType, scaled);
-      Value col = addi(cc, idx(8 * db));
-      vector::StoreOp::create(b, loc, out, op.getDest(),
-                              ValueRange{op.getBatch(), op.getHead(), outRow, col});
-    }
+    ifThen(lt(row, op.getValid()), [&] {
+      Value outRow = addi(op.getRow(), row);
+      for (int64_t db = 0; db < p.Dv / 8; ++db) {
+        int64_t base = db * 4 + h * 2;
+        Value pair = vector::FromElementsOp::create(
+            b, loc, pairType, ValueRange{load(accFrag, base), load(accFrag, base + 1)});
+        Value scaled = arith::MulFOp::create(b, loc, pair, invPair);
+        Value out = outElt.isF32() ? scaled
+                                   : (Value)arith::TruncFOp::create(b, loc, outPairType, scaled);
+        Value col = addi(cc, idx(8 * db));
+        vector::StoreOp::create(b, loc, out, op.getDest(),
+                                ValueRange{op.getBatch(), op.getHead(), outRow, col});
+      }
+    });
   }
 }
 
@@ -1227,7 +1224,8 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
         return signalPassFailure();
       if (!plan)
         continue;
-      Lowering lowering(*plan, numWarps);
+      OpBuilder builder(&getContext());
+      Lowering lowering(*plan, numWarps, builder);
       if (failed(lowering.run()))
         return signalPassFailure();
       any = true;

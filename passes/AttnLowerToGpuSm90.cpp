@@ -39,7 +39,7 @@ void Lowering::fenceForWgmma() {
 Value Lowering::sharedAddress(Value tile) {
   Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, tile);
   auto md = memref::ExtractStridedMetadataOp::create(b, loc, tile);
-  return addi(ptr, IROps{b, loc}.mul(md.getOffset(), 2));
+  return addi(ptr, muli(md.getOffset(), 2));
 }
 
 /// The 64-bit wgmma matrix descriptor (PTX ISA "Matrix Descriptor Format")
@@ -90,10 +90,10 @@ static void commitAndWaitWgmma(OpBuilder &b, Location loc) {
 /// S = Q.K^T: one m64nBNk16 wgmma per 16 of the head dim, Q (this
 /// warpgroup's 64 rows) and K both K-major in shared memory.
 void Lowering::lowerQKWgmma(TileMatmulOp op) {
-  IROps o{b, loc};
+  IRBuild &o = *this;
   NVVM::WgmmaFenceAlignedOp::create(b, loc);
-  Value wg = o.div(tid, kWarpgroupThreads);
-  Value qAddr = addi(sharedAddress(qSmem), o.mul(wg, 64 * kSwizzleRowBytes));
+  Value wg = o.divui(tid, kWarpgroupThreads);
+  Value qAddr = addi(sharedAddress(qSmem), o.muli(wg, 64 * kSwizzleRowBytes));
   Value qDesc = wgmmaDescriptor(qAddr, 16, kAtomBytes);
   Value kDesc = wgmmaDescriptor(sharedAddress(op.getB()), 16, kAtomBytes);
   auto wt = p.elt.isBF16() ? NVVM::WGMMATypes::bf16 : NVVM::WGMMATypes::f16;
@@ -248,7 +248,7 @@ LogicalResult Lowering::placeTmaLoads() {
   b.setInsertionPoint(q);
   auto groupType = nvgpu::MBarrierGroupType::get(ctx(), workgroup(), p.S + 1);
   mbarriers = nvgpu::MBarrierCreateOp::create(b, loc, groupType);
-  Value isLeader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
+  Value isLeader = cmpi(arith::CmpIPredicate::eq, tid, idx(0));
   for (int64_t i = 0; i <= p.S; ++i)
     nvgpu::MBarrierInitOp::create(b, loc, mbarriers, idx(1), idx(i), isLeader);
   // The inits (generic proxy) must be visible to the TMA completions (async
@@ -296,13 +296,13 @@ LogicalResult Lowering::placeTmaLoads() {
       bool isK = rootOf(kvCopies[c].getDest()) == kSmem;
       bytes += p.BN * (isK ? p.D : p.Dv) * 2;
     }
-    Value leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
+    Value leader = cmpi(arith::CmpIPredicate::eq, tid, idx(0));
     nvgpu::MBarrierArriveExpectTxOp::create(b, loc, mbarriers, idx(bytes), slot, leader);
     for (size_t c = i; c < j; ++c) {
       CopyTileOp cp = kvCopies[c];
       bool isK = rootOf(cp.getDest()) == kSmem;
       b.setInsertionPoint(cp);
-      Value lead = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
+      Value lead = cmpi(arith::CmpIPredicate::eq, tid, idx(0));
       emitTmaCopy(cp, cp.getDest(), tensorMap(cp.getSource(), p.BN), p.BN, isK ? p.D : p.Dv,
                   slot, lead);
       cp->erase();
@@ -322,11 +322,11 @@ LogicalResult Lowering::placeTmaLoads() {
   nvgpu::MBarrierTryWaitParityOp::create(b, loc, mbarriers, falseBit, ticks, qSlot);
   for (TileMatmulOp mm : qkMatmuls) {
     b.setInsertionPoint(mm);
-    IROps o{b, loc};
+    IRBuild &o = *this;
     Value c = load(reads, 0);
-    Value slot = o.rem(c, p.S);
-    Value phase = o.rem(o.div(c, p.S), 2);
-    Value parity = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, phase, idx(0));
+    Value slot = o.remui(c, p.S);
+    Value phase = o.remui(o.divui(c, p.S), 2);
+    Value parity = cmpi(arith::CmpIPredicate::ne, phase, idx(0));
     nvgpu::MBarrierTryWaitParityOp::create(b, loc, mbarriers, parity, ticks, slot);
     store(addi(c, idx(1)), reads, 0);
   }

@@ -10,6 +10,7 @@
 #define ATTNCC_PASSES_GPULOWERING_H
 
 #include "passes/GpuLayout.h"
+#include "passes/IRBuild.h"
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
@@ -20,19 +21,6 @@ namespace mlir::attn::gpu_lowering {
 constexpr int64_t kWarpSize = 32;
 constexpr int64_t kRowsPerWarp = 16; // m16n8k16
 constexpr int64_t kSmemAlign = 1024;  // wgmma / TMA 128-byte-swizzle atoms
-
-/// Emits the layout functions of GpuLayout.h as arith ops on index values.
-struct IROps {
-  OpBuilder &b;
-  Location loc;
-  using V = Value;
-  V c(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  V add(V x, V y) { return arith::AddIOp::create(b, loc, x, y); }
-  V mul(V x, int64_t k) { return arith::MulIOp::create(b, loc, x, c(k)); }
-  V div(V x, int64_t k) { return arith::DivUIOp::create(b, loc, x, c(k)); }
-  V rem(V x, int64_t k) { return arith::RemUIOp::create(b, loc, x, c(k)); }
-  V xori(V x, V y) { return arith::XOrIOp::create(b, loc, x, y); }
-};
 
 /// Follows a tile buffer back through views, casts and loop-carried values
 /// to the op that allocated it.
@@ -62,12 +50,11 @@ struct Plan {
   int64_t smemBytes = 0, qBytes = 0, kBytes = 0, vBytes = 0;
 };
 
-/// The lowering of one function.
-struct Lowering {
+/// The lowering of one function. It is an IRBuild (IRBuild.h) at the
+/// kernel's current insertion point: `b` and `loc` move along as it lowers.
+struct Lowering : IRBuild {
   Plan &p;
   int64_t numWarps;
-  OpBuilder b;
-  Location loc;
   gpu::LaunchOp launch;
   // Per-thread values.
   Value tid, lane, warpRow;
@@ -80,18 +67,11 @@ struct Lowering {
   double qScale = 1.0;
   Operation *qCommit = nullptr;
 
-  Lowering(Plan &p, int64_t numWarps)
-      : p(p), numWarps(numWarps), b(p.func.getContext()), loc(p.func.getLoc()) {}
+  Lowering(Plan &p, int64_t numWarps, OpBuilder &b)
+      : IRBuild{b, p.func.getLoc()}, p(p), numWarps(numWarps) {}
 
   int64_t threads() const { return numWarps * kWarpSize; }
   MLIRContext *ctx() { return b.getContext(); }
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  Value f32(double v) { return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v)); }
-  Value addi(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value lt(Value x, Value y) { return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y); }
-  Value sel(Value c, Value x, Value y) { return arith::SelectOp::create(b, loc, c, x, y); }
-  Value load(Value m, int64_t i) { return memref::LoadOp::create(b, loc, m, ValueRange{idx(i)}); }
-  void store(Value v, Value m, int64_t i) { memref::StoreOp::create(b, loc, v, m, ValueRange{idx(i)}); }
   Attribute workgroup() { return gpu::AddressSpaceAttr::get(ctx(), gpu::AddressSpace::Workgroup); }
 
   LogicalResult run();
