@@ -285,7 +285,7 @@ def AttnLowerToGpu : Pass<"attn-lower-to-gpu", "ModuleOp"> {
     head dims or block shapes are rejected with a diagnostic. The layout
     arithmetic lives in passes/GpuLayout.h.
 
-    Example (the attn-tile example above after `attn-pipeline{num-stages=2}`,
+    Example (the attn-tile example after `attn-pipeline{num-stages=2}`,
     `attn-lower-to-gpu{num-warps=4}`, canonicalize; heavily elided;
     test/Passes/attn-lower-to-gpu.mlir):
 
