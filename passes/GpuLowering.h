@@ -82,7 +82,7 @@ struct Lowering : IRBuild {
   MLIRContext *ctx() { return b.getContext(); }
   Attribute workgroup() { return gpu::AddressSpaceAttr::get(ctx(), gpu::AddressSpace::Workgroup); }
 
-  // The phases, in the order run() calls them (AttnLowerToGpu.cpp).
+  // AttnLowerToGpu.cpp: the driver, which runs the phases below in order.
   LogicalResult run();
   // GpuLaunch.cpp: the kernel's frame.
   LogicalResult buildLaunch();
