@@ -1,8 +1,9 @@
 //===- GpuLayout.h - lane / fragment / shared-memory layout arithmetic ----===//
 //
 // Every piece of index arithmetic of attn-lower-to-gpu that depends on the
-// lane or thread id, written once as templates over an "Ops" policy:
-//   * IROps (AttnLowerToGpu.cpp) emits arith ops on index values,
+// lane or thread id, written once as templates over an "Ops" policy (idx,
+// addi, muli, divui, remui, xori):
+//   * IRBuild (IRBuild.h) emits arith ops on index values,
 //   * IntOps (below) evaluates on integers; the test pass
 //     attn-test-gpu-layout prints the tables it gives, and
 //     test/python/test_gpu_layout.py checks them against the fragment tables
@@ -30,11 +31,11 @@ namespace mlir::attn::gpu_layout {
 /// Evaluates the layout functions on integers (for the layout test pass).
 struct IntOps {
   using V = int64_t;
-  V c(int64_t v) { return v; }
-  V add(V x, V y) { return x + y; }
-  V mul(V x, int64_t k) { return x * k; }
-  V div(V x, int64_t k) { return x / k; }
-  V rem(V x, int64_t k) { return x % k; }
+  V idx(int64_t v) { return v; }
+  V addi(V x, V y) { return x + y; }
+  V muli(V x, int64_t k) { return x * k; }
+  V divui(V x, int64_t k) { return x / k; }
+  V remui(V x, int64_t k) { return x % k; }
   V xori(V x, V y) { return x ^ y; }
 };
 
@@ -50,8 +51,8 @@ struct IntOps {
 ///    n-block at col 8.
 template <typename Ops>
 std::pair<typename Ops::V, typename Ops::V> ldmatrixRowMajorX4(Ops &o, typename Ops::V lane) {
-  auto row = o.add(o.rem(lane, 8), o.mul(o.rem(o.div(lane, 8), 2), 8));
-  auto col = o.mul(o.div(lane, 16), 8);
+  auto row = o.addi(o.remui(lane, 8), o.muli(o.remui(o.divui(lane, 8), 2), 8));
+  auto col = o.muli(o.divui(lane, 16), 8);
   return {row, col};
 }
 
@@ -62,8 +63,8 @@ std::pair<typename Ops::V, typename Ops::V> ldmatrixRowMajorX4(Ops &o, typename 
 /// (rows 8-15, cols 8-15).
 template <typename Ops>
 std::pair<typename Ops::V, typename Ops::V> ldmatrixNMajorX4(Ops &o, typename Ops::V lane) {
-  auto row = o.add(o.rem(lane, 8), o.mul(o.div(lane, 16), 8));
-  auto col = o.mul(o.rem(o.div(lane, 8), 2), 8);
+  auto row = o.addi(o.remui(lane, 8), o.muli(o.divui(lane, 16), 8));
+  auto col = o.muli(o.remui(o.divui(lane, 8), 2), 8);
   return {row, col};
 }
 
@@ -72,8 +73,8 @@ std::pair<typename Ops::V, typename Ops::V> ldmatrixNMajorX4(Ops &o, typename Op
 template <typename Ops>
 std::pair<typename Ops::V, typename Ops::V> accumulatorElement(Ops &o, typename Ops::V lane,
                                                                int64_t i) {
-  auto row = o.add(o.div(lane, 4), o.c(8 * (i / 2)));
-  auto col = o.add(o.mul(o.rem(lane, 4), 2), o.c(i % 2));
+  auto row = o.addi(o.divui(lane, 4), o.idx(8 * (i / 2)));
+  auto col = o.addi(o.muli(o.remui(lane, 4), 2), o.idx(i % 2));
   return {row, col};
 }
 
@@ -101,7 +102,7 @@ inline std::pair<int64_t, int64_t> probabilityFragmentSource(int64_t r) {
 /// 16-row ldmatrix tile, which tile offsets of multiples of 8 do not change).
 template <typename Ops>
 typename Ops::V swizzleChunk(Ops &o, typename Ops::V row, typename Ops::V chunk) {
-  return o.xori(chunk, o.rem(row, 8));
+  return o.xori(chunk, o.remui(row, 8));
 }
 
 /// The 128-byte-swizzled layout wgmma (and TMA's SWIZZLE_128B) reads on
@@ -115,8 +116,8 @@ typename Ops::V swizzleChunk(Ops &o, typename Ops::V row, typename Ops::V chunk)
 template <typename Ops>
 std::pair<typename Ops::V, typename Ops::V> panelSwizzle(Ops &o, typename Ops::V row,
                                                          typename Ops::V chunk, int64_t rows) {
-  auto prow = o.add(o.mul(o.div(chunk, 8), rows), row);
-  auto pcol = o.mul(o.xori(o.rem(chunk, 8), o.rem(row, 8)), 8);
+  auto prow = o.addi(o.muli(o.divui(chunk, 8), rows), row);
+  auto pcol = o.muli(o.xori(o.remui(chunk, 8), o.remui(row, 8)), 8);
   return {prow, pcol};
 }
 
@@ -129,10 +130,10 @@ template <typename Ops>
 std::pair<typename Ops::V, typename Ops::V> copyChunk(Ops &o, typename Ops::V tid, int64_t j,
                                                       int64_t threads, int64_t chunksPerRow) {
   if (threads % chunksPerRow == 0)
-    return {o.add(o.div(tid, chunksPerRow), o.c(j * (threads / chunksPerRow))),
-            o.rem(tid, chunksPerRow)};
-  auto linear = o.add(tid, o.c(j * threads));
-  return {o.div(linear, chunksPerRow), o.rem(linear, chunksPerRow)};
+    return {o.addi(o.divui(tid, chunksPerRow), o.idx(j * (threads / chunksPerRow))),
+            o.remui(tid, chunksPerRow)};
+  auto linear = o.addi(tid, o.idx(j * threads));
+  return {o.divui(linear, chunksPerRow), o.remui(linear, chunksPerRow)};
 }
 
 } // namespace mlir::attn::gpu_layout

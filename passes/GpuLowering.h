@@ -1,15 +1,15 @@
 //===- GpuLowering.h - attn-lower-to-gpu's per-function lowering state ---===//
 //
-// Shared by the two files of attn-lower-to-gpu: AttnLowerToGpu.cpp (the pass,
-// the analysis, the launch, the sm_80 kernel and everything the targets
-// share) and AttnLowerToGpuSm90.cpp (the sm_90a warpgroup-MMA matmuls and the
-// TMA loads on mbarriers).
+// Shared by the files of attn-lower-to-gpu, one per phase (see the list at
+// the top of AttnLowerToGpu.cpp): the Plan the analysis validates, and the
+// Lowering of one function, whose methods each phase file defines.
 //
 //===----------------------------------------------------------------------===//
 #ifndef ATTNCC_PASSES_GPULOWERING_H
 #define ATTNCC_PASSES_GPULOWERING_H
 
 #include "passes/GpuLayout.h"
+#include "passes/IRBuild.h"
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
@@ -21,18 +21,8 @@ constexpr int64_t kWarpSize = 32;
 constexpr int64_t kRowsPerWarp = 16; // m16n8k16
 constexpr int64_t kSmemAlign = 1024;  // wgmma / TMA 128-byte-swizzle atoms
 
-/// Emits the layout functions of GpuLayout.h as arith ops on index values.
-struct IROps {
-  OpBuilder &b;
-  Location loc;
-  using V = Value;
-  V c(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  V add(V x, V y) { return arith::AddIOp::create(b, loc, x, y); }
-  V mul(V x, int64_t k) { return arith::MulIOp::create(b, loc, x, c(k)); }
-  V div(V x, int64_t k) { return arith::DivUIOp::create(b, loc, x, c(k)); }
-  V rem(V x, int64_t k) { return arith::RemUIOp::create(b, loc, x, c(k)); }
-  V xori(V x, V y) { return arith::XOrIOp::create(b, loc, x, y); }
-};
+/// The tile-level attn ops attn-lower-to-gpu lowers.
+bool isTileOp(Operation *op);
 
 /// Follows a tile buffer back through views, casts and loop-carried values
 /// to the op that allocated it.
@@ -62,12 +52,17 @@ struct Plan {
   int64_t smemBytes = 0, qBytes = 0, kBytes = 0, vBytes = 0;
 };
 
-/// The lowering of one function.
-struct Lowering {
+/// Finds and validates the tile program of `func` (GpuPlan.cpp). Returns
+/// nothing for a function without tile ops, and sets `failed` (after a
+/// diagnostic) for one the GPU kernel cannot run.
+std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip, StringRef mma,
+                            bool useTma, bool &failed);
+
+/// The lowering of one function. It is an IRBuild (IRBuild.h) at the
+/// kernel's current insertion point: `b` and `loc` move along as it lowers.
+struct Lowering : IRBuild {
   Plan &p;
   int64_t numWarps;
-  OpBuilder b;
-  Location loc;
   gpu::LaunchOp launch;
   // Per-thread values.
   Value tid, lane, warpRow;
@@ -80,25 +75,22 @@ struct Lowering {
   double qScale = 1.0;
   Operation *qCommit = nullptr;
 
-  Lowering(Plan &p, int64_t numWarps)
-      : p(p), numWarps(numWarps), b(p.func.getContext()), loc(p.func.getLoc()) {}
+  Lowering(Plan &p, int64_t numWarps, OpBuilder &b)
+      : IRBuild{b, p.func.getLoc()}, p(p), numWarps(numWarps) {}
 
   int64_t threads() const { return numWarps * kWarpSize; }
   MLIRContext *ctx() { return b.getContext(); }
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  Value f32(double v) { return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v)); }
-  Value addi(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value lt(Value x, Value y) { return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y); }
-  Value sel(Value c, Value x, Value y) { return arith::SelectOp::create(b, loc, c, x, y); }
-  Value load(Value m, int64_t i) { return memref::LoadOp::create(b, loc, m, ValueRange{idx(i)}); }
-  void store(Value v, Value m, int64_t i) { memref::StoreOp::create(b, loc, v, m, ValueRange{idx(i)}); }
   Attribute workgroup() { return gpu::AddressSpaceAttr::get(ctx(), gpu::AddressSpace::Workgroup); }
 
+  // AttnLowerToGpu.cpp: the driver, which runs the phases below in order.
   LogicalResult run();
+  // GpuLaunch.cpp: the kernel's frame.
   LogicalResult buildLaunch();
   LogicalResult internalizeValues();
   void buildPrelude();
   LogicalResult retypeSharedTiles(Value oldRoot, Value newBase);
+  LogicalResult outline();
+  // GpuAsyncCopies.cpp: cp.async copies and their groups.
   struct KernelCopies {
     CopyTileOp q;                  // the one Q copy, at the top of the kernel
     SmallVector<CopyTileOp> kv;    // K/V copies in program order
@@ -106,15 +98,16 @@ struct Lowering {
   };
   LogicalResult collectCopies(KernelCopies &copies);
   LogicalResult placeAsyncGroups();
+  SmallVector<Value> emitTileCopy(CopyTileOp op, Value dst, int64_t rows, int64_t cols);
+  // GpuTma.cpp: sm_90a TMA loads on mbarriers.
   LogicalResult placeTmaLoads();
   Value tensorMap(Value source, int64_t rows);
   void emitTmaCopy(CopyTileOp op, Value dst, Value desc, int64_t rows, int64_t cols, Value slot,
                    Value pred);
+  // AttnLowerToGpu.cpp: dispatch of the tile ops to the lowerings below.
   LogicalResult lowerTileOps();
-  LogicalResult outline();
 
-  // Emission helpers.
-  SmallVector<Value> emitTileCopy(CopyTileOp op, Value dst, int64_t rows, int64_t cols);
+  // GpuMmaFragments.cpp: ldmatrix / mma.sync fragments.
   void emitQFragmentLoad();
   Value loadQFragment(int64_t ks);
   Value qFragment(int64_t ks);
@@ -123,12 +116,9 @@ struct Lowering {
   Value stack(ArrayRef<Value> rows);
   SmallVector<Value> probabilityFragment(int64_t kk);
   Value packPair(Value pair);
-  Value quadReduce(Value v, bool isMax);
-  Value exp2(Value x);
-  Value fma(Value a, Value b, Value c);
   void lowerQK(TileMatmulOp op);
   void lowerPV(TileMatmulOp op);
-  // sm_90a warpgroup path.
+  // GpuWgmma.cpp: the sm_90a warpgroup path.
   void fenceForWgmma();
   Value sharedAddress(Value tile);
   Value wgmmaDescriptor(Value address, int64_t lbo, int64_t sbo);
@@ -136,6 +126,10 @@ struct Lowering {
   void storeWgmmaAccumulator(Value acc, Value frag, int64_t n, double scale);
   void lowerQKWgmma(TileMatmulOp op);
   void lowerPVWgmma(TileMatmulOp op);
+  // GpuSoftmax.cpp: register-fragment math.
+  Value quadReduce(Value v, bool isMax);
+  Value exp2(Value x);
+  Value fma(Value a, Value b, Value c);
   void lowerMask(TileMaskOp op, Value when = Value());
   void lowerBias(TileBiasOp op);
   void lowerSoftmax(TileSoftmaxOp op);

@@ -13,6 +13,20 @@ def AttnFuse : Pass<"attn-fuse", "func::FuncOp"> {
     upcast to f32 and cast back, GQA/MQA expressed with a broadcast K/V) and
     replaces it with one `attn.attention`. Graphs that do not match are left
     unchanged.
+
+    Example (test/Passes/attn-fuse.mlir):
+
+    ```mlir
+    // Before
+    %s = attn.matmul %q, %k transpose_rhs : tensor<1x8x128x64xf16>, tensor<1x8x256x64xf16> -> tensor<1x8x128x256xf16>
+    %t = attn.scale %s by 0.125 : tensor<1x8x128x256xf16>
+    %p = attn.softmax %t axis 3 : tensor<1x8x128x256xf16>
+    %o = attn.matmul %p, %v : tensor<1x8x128x256xf16>, tensor<1x8x256x64xf16> -> tensor<1x8x128x64xf16>
+
+    // After
+    %o = attn.attention %q, %k, %v scale 1.250000e-01 mask none kv_group 1
+        : tensor<1x8x128x64xf16>, tensor<1x8x256x64xf16>, tensor<1x8x256x64xf16> -> tensor<1x8x128x64xf16>
+    ```
   }];
   let dependentDialects = ["::mlir::attn::AttnDialect"];
 }
@@ -29,6 +43,43 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
     are never visited, and element masks (`attn.tile_mask`) run only on blocks
     that straddle the diagonal or the end of the keys. Sequence lengths need
     not be multiples of the block sizes, and may be dynamic.
+
+    Example (`block-m=64 block-n=64`, then canonicalize; constants, types
+    and the deallocs elided; test/Passes/attn-tile.mlir):
+
+    ```mlir
+    // Before
+    func.func @attn(%q: tensor<1x8x128x64xf16>, %k: tensor<1x8x128x64xf16>,
+                    %v: tensor<1x8x128x64xf16>) -> tensor<1x8x128x64xf16> {
+      %0 = attn.attention %q, %k, %v scale 0.125 mask causal kv_group 1 : ...
+      return %0 : tensor<1x8x128x64xf16>
+    }
+
+    // After
+    func.func @attn(%q: memref<1x8x128x64xf16>, %k: memref<1x8x128x64xf16>,
+                    %v: memref<1x8x128x64xf16>, %out: memref<1x8x128x64xf16>) {
+      scf.parallel (%h, %mb) = (%c0, %c0) to (%c8, %c2) step (%c1, %c1) {
+        %m0 = arith.muli %mb, %c64 : index
+        %qt = memref.alloc() : memref<64x64xf32>    // also %s, %acc, %max, %sum, %kt, %vt
+        linalg.fill ins(%zero : f32) outs(%acc : memref<64x64xf32>)   // %max: -inf, %sum: 0
+        attn.copy_tile %q[%c0, %h, %m0] to %qt scale 1.250000e-01 valid %vq : ...
+        %end = arith.minsi %m0_plus_64, %c128 : index                // causal: stop at the diagonal
+        scf.for %n0 = %c0 to %end step %c64 {
+          attn.copy_tile %k[%c0, %h, %n0] to %kt transposed valid %vk : ...
+          attn.copy_tile %v[%c0, %h, %n0] to %vt valid %vk : ...
+          attn.tile_matmul %qt, %kt into %s : ...
+          scf.if %boundary {
+            attn.tile_mask %s rows %m0 cols %n0 valid %vk causal : memref<64x64xf32>
+          }
+          attn.tile_softmax %s, %max, %sum, %acc : ...
+          attn.tile_matmul %s, %vt into %acc accumulate : ...
+        } {attn.kv_loop}
+        attn.tile_store %acc, %sum to %out[%c0, %h, %m0] valid %vq : ...
+        scf.reduce
+      }
+      return
+    }
+    ```
   }];
   let options = [
     Option<"blockM", "block-m", "int64_t", "64", "query rows per block">,
@@ -48,6 +99,40 @@ def AttnPipeline : Pass<"attn-pipeline", "func::FuncOp"> {
     iteration as the compute of iteration `i`. Dynamic trip counts (causal
     bounds) and trip counts below the stage count are handled by predicating
     the copies. `num-stages=1` leaves the loop alone.
+
+    Example (`num-stages=2`, simplified: index arithmetic and predicates
+    elided; test/Passes/attn-pipeline.mlir):
+
+    ```mlir
+    // Before
+    %kt = memref.alloc() : memref<64x64xf32>
+    scf.for %n0 = %c0 to %end step %c64 {
+      attn.copy_tile %k[%b, %h, %n0] to %kt transposed valid %vk : ...
+      attn.tile_matmul %qt, %kt into %s : ...
+      ...
+    } {attn.kv_loop}
+
+    // After
+    #map = affine_map<(d0) -> ((d0 floordiv 64) mod 2)>
+    %kt = memref.alloc() : memref<2x64x64xf32>
+    %k0 = memref.subview %kt[%slot0, 0, 0] [1, 64, 64] [1, 1, 1] : ...
+    scf.if %has0 {
+      attn.copy_tile %k[%b, %h, %c0] to %k0 transposed valid %vk0
+          {attn.iteration = 0 : i64, attn.part = "prologue"} : ...
+    }
+    %r:3 = scf.for %n0 = %c0 to %end_minus_64 step %c64 iter_args(%cur = %k0, ...) {
+      %next = memref.subview %kt[%slot_next, 0, 0] [1, 64, 64] [1, 1, 1] : ...
+      attn.copy_tile %k[%b, %h, %n0_plus_64] to %next transposed valid %vk1
+          {attn.iteration = 0 : i64, attn.part = "kernel"} : ...
+      attn.tile_matmul %qt, %cur into %s {attn.iteration = 0 : i64, attn.part = "kernel"} : ...
+      ...
+      scf.yield %next, ...
+    } {attn.kv_loop, attn.num_stages = 2 : i64}
+    scf.if %has_last {
+      attn.tile_matmul %qt, %r#0 into %s {attn.iteration = 0 : i64, attn.part = "epilogue"} : ...
+      ...
+    }
+    ```
   }];
   let options = [
     Option<"numStages", "num-stages", "int64_t", "2", "pipeline depth (K/V buffers in flight)">,
@@ -63,6 +148,23 @@ def AttnUnroll : Pass<"attn-unroll", "func::FuncOp"> {
     loop, i.e. the pipelined steady state when attn-pipeline ran first) by
     `factor`, with upstream `loopUnrollByFactor`, which adds a remainder loop
     for trip counts that are not multiples of the factor.
+
+    Example (`factor=2`, 7 iterations: the one left over is a remainder
+    without a loop; test/Passes/attn-unroll.mlir):
+
+    ```mlir
+    // Before
+    scf.for %i = %c0 to %c7 step %c1 {
+      attn.tile_softmax %s, %m, %l, %a : ...
+    } {attn.kv_loop}
+
+    // After
+    scf.for %i = %c0 to %c6 step %c2 {
+      attn.tile_softmax %s, %m, %l, %a {attn.unrolled_copy = 0 : i64} : ...
+      attn.tile_softmax %s, %m, %l, %a {attn.unrolled_copy = 1 : i64} : ...
+    } {attn.kv_loop}
+    attn.tile_softmax %s, %m, %l, %a : ...
+    ```
   }];
   let options = [
     Option<"factor", "factor", "int64_t", "1", "unroll factor (1 = no unrolling)">,
@@ -80,6 +182,25 @@ def AttnLowerToCpu : Pass<"attn-lower-to-cpu", "ModuleOp"> {
     attn ops and goes through upstream conversions to the LLVM dialect.
     Functions that held tile ops get `attn.arg_types` (their argument types),
     which the runtime reads after the LLVM conversion to check its tensors.
+
+    Example (`vector-width=16 micro-rows=6 micro-vectors=4`, then
+    canonicalize; test/Passes/attn-lower-to-cpu.mlir):
+
+    ```mlir
+    // Before
+    attn.tile_matmul %a, %b into %c : memref<6x64xf32>, memref<64x64xf32>, memref<6x64xf32>
+
+    // After: 6 rows x 4 vectors of c in 24 accumulators through the K loop
+    %r:24 = scf.for %k = %c0 to %c64 step %c1 iter_args(%c00 = %zero, ...) -> (vector<16xf32>, ...) {
+      %b0 = vector.load %b[%k, %c0] : memref<64x64xf32>, vector<16xf32>   // and %c16, %c32, %c48
+      %a0 = memref.load %a[%c0, %k] : memref<6x64xf32>
+      %a0v = vector.broadcast %a0 : f32 to vector<16xf32>
+      %n00 = vector.fma %a0v, %b0, %c00 : vector<16xf32>                  // 24 fmas
+      ...
+      scf.yield %n00, ... : vector<16xf32>, ...
+    }
+    vector.store %r#0, %c[%c0, %c0] : memref<6x64xf32>, vector<16xf32>    // 24 stores
+    ```
 
     The vector width and the micro-kernel's register block follow the target
     ISA (chosen by python/attncc/targets/cpu.py from the host as LLVM sees it,
@@ -163,6 +284,48 @@ def AttnLowerToGpu : Pass<"attn-lower-to-gpu", "ModuleOp"> {
     Inputs must be f16 or bf16 with head dims 64 or 128; other element types,
     head dims or block shapes are rejected with a diagnostic. The layout
     arithmetic lives in passes/GpuLayout.h.
+
+    Example (the attn-tile example after `attn-pipeline{num-stages=2}`,
+    `attn-lower-to-gpu{num-warps=4}`, canonicalize; heavily elided;
+    test/Passes/attn-lower-to-gpu.mlir):
+
+    ```mlir
+    // Before: the tile program in an scf.parallel grid (see attn-tile)
+
+    // After
+    module attributes {gpu.container_module} {
+      func.func @attn(%q: memref<1x8x128x64xf16>, ...)
+          attributes {attn.gpu_args = {k = 1 : i64, out = 3 : i64, q = 0 : i64, v = 2 : i64}} {
+        gpu.launch_func @attn_kernel::@attn_kernel blocks in (%c2, %c8, %c1)
+            threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c40960_i32 args(%q : ..., ...)
+        return
+      }
+      gpu.module @attn_kernel {
+        gpu.func @attn_kernel(%q: memref<1x8x128x64xf16>, ...) kernel attributes {..., nvvm.minctasm = 1 : i32} {
+          %smem = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
+          %qs = memref.view %smem[%c0][] : ... to memref<64x64xf16, #gpu.address_space<workgroup>>
+          %ks = memref.view %smem[%c8192][] : ... to memref<2x64x64xf16, #gpu.address_space<workgroup>>
+          %t0 = nvgpu.device_async_copy %q[%c0, %block_id_y, %row, %col], %qs[%srow, %scol], 8, %n {bypassL1} : ...
+          %g = nvgpu.device_async_create_group %t0, ...
+          nvgpu.device_async_wait %g {numGroups = 1 : i32}
+          gpu.barrier
+          %a = nvgpu.ldmatrix %qs[%r, %c] {numTiles = 4 : i32, transpose = false} : ... -> vector<4x2xf16>
+          scf.for %n0 = %c0 to %end step %c64 iter_args(...) {
+            gpu.barrier
+            %t1 = nvgpu.device_async_copy %k[...], %knext[...], 8, %n {bypassL1} : ...
+            %g1 = nvgpu.device_async_create_group %t1, ...
+            nvgpu.device_async_wait %g {numGroups = 1 : i32}
+            gpu.barrier
+            %bk = nvgpu.ldmatrix %kcur[%r2, %c2] {numTiles = 4 : i32, transpose = false} : ...
+            %s = nvgpu.mma.sync(%a, %bk0, %zero) {mmaShape = [16, 8, 16]} : (vector<4x2xf16>, vector<2x2xf16>, vector<2x2xf32>) -> vector<2x2xf32>
+            ...  // mask selects, row max / sum with gpu.shuffle xor, llvm.nvvm.ex2.approx.ftz.f, P.V mma.sync
+          }
+          ...  // normalized vector.store of the output rows
+          gpu.return
+        }
+      }
+    }
+    ```
   }];
   let options = [
     Option<"chip", "chip", "std::string", "\"sm_80\"", "target GPU: sm_80 or sm_90a">,

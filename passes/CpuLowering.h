@@ -1,0 +1,175 @@
+//===- CpuLowering.h - attn-lower-to-cpu's shared emission helpers --------===//
+//
+// Shared by the files of attn-lower-to-cpu (AttnLowerToCpu.cpp: checks and
+// the pass; CpuMatmul.cpp, CpuSoftmax.cpp, CpuCopies.cpp: the lowering of
+// each tile op): CpuEmitter, the CPU's vector helpers on top of IRBuild, and
+// the lowering entry points.
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTNCC_PASSES_CPULOWERING_H
+#define ATTNCC_PASSES_CPULOWERING_H
+
+#include "passes/IRBuild.h"
+#include "passes/Passes.h"
+
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/IR/TypeUtilities.h"
+#include "llvm/ADT/STLExtras.h"
+
+namespace mlir::attn::cpu_lowering {
+
+/// Chunk loops over at most this many vectors are unrolled in the IR; longer
+/// rows get an scf.for.
+constexpr int64_t kMaxUnrolledChunks = 2;
+
+/// Whether the innermost dimension of `t` has unit stride (rank 0: yes).
+inline bool hasUnitInnerStride(MemRefType t) {
+  if (t.getRank() == 0)
+    return true;
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (failed(t.getStridesAndOffset(strides, offset)))
+    return false;
+  return strides.back() == 1;
+}
+
+/// The CPU's vector helpers, on top of the target-neutral IRBuild (scalar
+/// constants, index arithmetic, dims, loops, branches). `ib` is the same
+/// builder as IRBuild::b, at the lowered op's location.
+struct CpuEmitter : IRBuild {
+  ImplicitLocOpBuilder &ib;
+  int64_t W;                           // f32 lanes per vector
+  int64_t MR, NR;                      // matmul register block: rows x vectors
+  SmallVectorImpl<Operation *> &exps;  // math.exp ops to approximate
+
+  CpuEmitter(ImplicitLocOpBuilder &ib, int64_t W, int64_t MR, int64_t NR,
+             SmallVectorImpl<Operation *> &exps)
+      : IRBuild{ib, ib.getLoc()}, ib(ib), W(W), MR(MR), NR(NR), exps(exps) {}
+
+  Type f32Type() { return ib.getF32Type(); }
+  VectorType vec(int64_t n, Type t = {}) { return VectorType::get({n}, t ? t : f32Type()); }
+
+  Value splat(double v, int64_t n) {
+    return arith::ConstantOp::create(
+        ib, DenseElementsAttr::get(vec(n), ib.getFloatAttr(f32Type(), v)));
+  }
+  Value bcast(Value scalar, int64_t n) { return vector::BroadcastOp::create(ib, vec(n), scalar); }
+
+  /// Converts a float scalar or vector to element type `to` (extf / truncf;
+  /// f16 <-> bf16 through f32).
+  Value convert(Value v, Type to) {
+    Type from = getElementTypeOrSelf(v.getType());
+    if (from == to)
+      return v;
+    Type target = to;
+    if (auto vt = dyn_cast<VectorType>(v.getType()))
+      target = vt.clone(to);
+    unsigned wf = cast<FloatType>(from).getWidth(), wt = cast<FloatType>(to).getWidth();
+    if (wf < wt)
+      return arith::ExtFOp::create(ib, target, v);
+    if (wf > wt)
+      return arith::TruncFOp::create(ib, target, v);
+    return convert(convert(v, f32Type()), to);
+  }
+
+  Value exp(Value v) {
+    auto e = math::ExpOp::create(ib, v);
+    exps.push_back(e);
+    return e;
+  }
+
+  /// Loads `n` elements at `indices` as an f32 vector.
+  Value loadF32(Value memref, ValueRange indices, int64_t n) {
+    Type et = cast<MemRefType>(memref.getType()).getElementType();
+    Value v = vector::LoadOp::create(ib, vec(n, et), memref, indices);
+    return convert(v, f32Type());
+  }
+  void storeF32(Value v, Value memref, ValueRange indices) {
+    Type et = cast<MemRefType>(memref.getType()).getElementType();
+    vector::StoreOp::create(ib, convert(v, et), memref, indices);
+  }
+  Value loadScalarF32(Value memref, ValueRange indices) {
+    return convert(memref::LoadOp::create(ib, memref, indices), f32Type());
+  }
+  void storeScalarF32(Value v, Value memref, ValueRange indices) {
+    Type et = cast<MemRefType>(memref.getType()).getElementType();
+    memref::StoreOp::create(ib, convert(v, et), memref, indices);
+  }
+
+  /// Visits the columns [0, n) of a row in chunks: full chunks of W lanes
+  /// (unrolled in the IR when there are few, an scf.for otherwise) threading
+  /// `init` through `full(col, carried)`, then one tail chunk of n % W lanes
+  /// (`tail(col, width, carried)`, may be null when n % W == 0).
+  SmallVector<Value>
+  chunks(int64_t n, ValueRange init,
+         function_ref<SmallVector<Value>(Value col, ValueRange carried)> full,
+         function_ref<SmallVector<Value>(Value col, int64_t width, ValueRange carried)> tail) {
+    int64_t count = n / W, rem = n % W;
+    SmallVector<Value> carried(init.begin(), init.end());
+    if (count <= kMaxUnrolledChunks) {
+      for (int64_t c = 0; c < count; ++c)
+        carried = full(idx(c * W), carried);
+    } else {
+      carried = loop(idx(0), idx(count * W), idx(W), carried, full);
+    }
+    if (rem)
+      carried = tail(idx(count * W), rem, carried);
+    return carried;
+  }
+  /// Same without carried values: `body(col, width)` for every chunk.
+  void chunks(int64_t n, function_ref<void(Value col, int64_t width)> body) {
+    chunks(
+        n, {},
+        [&](Value col, ValueRange) -> SmallVector<Value> {
+          body(col, W);
+          return {};
+        },
+        [&](Value col, int64_t width, ValueRange) -> SmallVector<Value> {
+          body(col, width);
+          return {};
+        });
+  }
+
+  /// The i32 vector [c0, c0 + 1, ..., c0 + w - 1]: a constant when the chunk
+  /// offset is (unrolled chunks), otherwise an iota plus a broadcast.
+  Value columnIndices(Value c0, int64_t w) {
+    VectorType vi = vec(w, ib.getI32Type());
+    int64_t base = 0;
+    auto cst = c0.getDefiningOp<arith::ConstantIndexOp>();
+    if (cst)
+      base = cst.value();
+    SmallVector<int32_t> iota;
+    for (int64_t t = 0; t < w; ++t)
+      iota.push_back(static_cast<int32_t>(base + t));
+    Value j = arith::ConstantOp::create(ib, DenseElementsAttr::get(vi, ArrayRef<int32_t>(iota)));
+    if (cst)
+      return j;
+    Value c32 = arith::IndexCastOp::create(ib, ib.getI32Type(), c0);
+    return arith::AddIOp::create(ib, j, vector::BroadcastOp::create(ib, vi, c32));
+  }
+
+  Value reduce(vector::CombiningKind kind, Value v) {
+    auto fm = kind == vector::CombiningKind::ADD ? arith::FastMathFlags::reassoc
+                                                 : arith::FastMathFlags::nnan;
+    return vector::ReductionOp::create(ib, kind, v, fm);
+  }
+  /// max(x, y) as `x > y ? x : y`: one vmaxps on x86 (arith.maxnumf keeps
+  /// its NaN checks in the LLVM lowering even with fastmath<nnan>).
+  Value vmax(Value x, Value y) {
+    return arith::SelectOp::create(ib, arith::CmpFOp::create(ib, arith::CmpFPredicate::OGT, x, y),
+                                   x, y);
+  }
+};
+
+// The lowering of each tile op at its position (`e` is at the op); the op
+// itself is erased by the pass.
+void lowerMatmul(CpuEmitter &e, TileMatmulOp op);   // CpuMatmul.cpp
+void lowerSoftmax(CpuEmitter &e, TileSoftmaxOp op); // CpuSoftmax.cpp
+void lowerMask(CpuEmitter &e, TileMaskOp op);       // CpuSoftmax.cpp
+void lowerBias(CpuEmitter &e, TileBiasOp op);       // CpuSoftmax.cpp
+void lowerStore(CpuEmitter &e, TileStoreOp op);     // CpuSoftmax.cpp
+void lowerCopy(CpuEmitter &e, CopyTileOp op);       // CpuCopies.cpp
+
+} // namespace mlir::attn::cpu_lowering
+
+#endif // ATTNCC_PASSES_CPULOWERING_H

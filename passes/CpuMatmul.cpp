@@ -1,0 +1,98 @@
+//===- CpuMatmul.cpp - attn-lower-to-cpu: the tile_matmul micro-kernel ----===//
+//
+// attn.tile_matmul on the CPU: c (+)= a b as register blocks of MR rows x NR
+// vectors of c held in vector accumulators through the K loop, one broadcast
+// of a[i, k] and NR loads of row k of b per step (see AttnLowerToCpu.cpp and
+// the micro-rows / micro-vectors options in Passes.td).
+//
+//===----------------------------------------------------------------------===//
+#include "passes/CpuLowering.h"
+
+using namespace mlir;
+using namespace mlir::attn;
+
+namespace mlir::attn::cpu_lowering {
+
+/// One register block: rows [i0, i0 + mr) x `nv` vectors of `w` lanes at
+/// column `col0` of c, accumulated over k in [0, K).
+static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
+                     int64_t nv, int64_t w, Value K) {
+  ImplicitLocOpBuilder &b = e.ib;
+  Value a = op.getA(), bm = op.getB(), c = op.getC();
+  SmallVector<Value> rows, cols;
+  for (int64_t r = 0; r < mr; ++r)
+    rows.push_back(r == 0 ? i0 : e.addi(i0, e.idx(r)));
+  for (int64_t j = 0; j < nv; ++j)
+    cols.push_back(e.idx(col0 + j * w));
+
+  SmallVector<Value> init;
+  for (int64_t r = 0; r < mr; ++r)
+    for (int64_t j = 0; j < nv; ++j)
+      init.push_back(op.getAccumulate() ? e.loadF32(c, {rows[r], cols[j]}, w) : e.splat(0.0, w));
+
+  SmallVector<Value> res =
+      e.loop(e.idx(0), K, e.idx(1), init, [&](Value k, ValueRange acc) -> SmallVector<Value> {
+        SmallVector<Value> bv;
+        for (int64_t j = 0; j < nv; ++j)
+          bv.push_back(e.loadF32(bm, {k, cols[j]}, w));
+        SmallVector<Value> next(acc.begin(), acc.end());
+        for (int64_t r = 0; r < mr; ++r) {
+          Value av = e.bcast(e.loadScalarF32(a, {rows[r], k}), w);
+          for (int64_t j = 0; j < nv; ++j)
+            next[r * nv + j] = vector::FMAOp::create(b, av, bv[j], next[r * nv + j]);
+        }
+        return next;
+      });
+  for (int64_t r = 0; r < mr; ++r)
+    for (int64_t j = 0; j < nv; ++j)
+      e.storeF32(res[r * nv + j], c, {rows[r], cols[j]});
+}
+
+void lowerMatmul(CpuEmitter &e, TileMatmulOp op) {
+  int64_t W = e.W;
+  Value c = op.getC();
+  int64_t N = e.staticDim(c, 1);
+  Value M = e.dim(c, 0), K = e.dim(op.getA(), 1);
+  auto cType = cast<MemRefType>(c.getType());
+
+  // Column groups: up to NR full vectors each, then the N % W tail.
+  struct Group { int64_t col, nv, w; };
+  SmallVector<Group> groups;
+  int64_t full = N / W;
+  for (int64_t j = 0; j < full;) {
+    int64_t nv = std::min<int64_t>(e.NR, full - j);
+    groups.push_back({j * W, nv, W});
+    j += nv;
+  }
+  if (N % W)
+    groups.push_back({full * W, 1, N % W});
+
+  for (const Group &g : groups) {
+    // Rows per block: as many as the accumulator budget MR x NR allows (on
+    // AVX-512, 6 rows x 4 vectors for 64 columns: 24 accumulators, 10 loads
+    // per 24 FMAs; measured ~5% faster than 4 x 4, 7 or 8 rows spill). A
+    // narrower group gets more rows, at most 8.
+    int64_t mr = std::max<int64_t>(1, std::min<int64_t>(8, e.MR * e.NR / g.nv));
+    if (!cType.isDynamicDim(0))
+      mr = std::min(mr, std::max<int64_t>(1, cType.getDimSize(0)));
+    // Full row blocks, then the remaining rows one block (static M) or one
+    // row at a time (dynamic M).
+    Value mFull;
+    if (!cType.isDynamicDim(0)) {
+      int64_t m = cType.getDimSize(0);
+      mFull = e.idx(m - m % mr);
+      e.loop(e.idx(0), mFull, e.idx(mr),
+             [&](Value i0) { emitMatmulBlock(e, op, i0, mr, g.col, g.nv, g.w, K); });
+      if (m % mr)
+        emitMatmulBlock(e, op, mFull, m % mr, g.col, g.nv, g.w, K);
+    } else {
+      mFull = arith::MulIOp::create(e.ib, arith::DivUIOp::create(e.ib, M, e.idx(mr)), e.idx(mr));
+      e.loop(e.idx(0), mFull, e.idx(mr),
+             [&](Value i0) { emitMatmulBlock(e, op, i0, mr, g.col, g.nv, g.w, K); });
+      e.loop(mFull, M, e.idx(1),
+             [&](Value i) { emitMatmulBlock(e, op, i, 1, g.col, g.nv, g.w, K); });
+    }
+  }
+}
+
+} // namespace mlir::attn::cpu_lowering

@@ -1,0 +1,209 @@
+//===- GpuSoftmax.cpp - attn-lower-to-gpu: mask, bias, softmax, store -----===//
+//
+// The register-fragment math of attn-lower-to-gpu between and after the
+// matmuls, the same for mma.sync and wgmma (their accumulator fragments have
+// one layout per warp): tile_mask as predicated selects, tile_bias, the
+// online softmax with exp2 and shuffle-xor quad reductions, the normalized
+// output store, and linalg.fill of the register tiles.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/GpuLowering.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::attn;
+namespace gl = mlir::attn::gpu_layout;
+
+namespace mlir::attn::gpu_lowering {
+
+/// 2^x with the PTX approximation (`ex2.approx.ftz.f32`, the instruction
+/// CUDA's fast-math exp2f uses). math.exp2 would become a libdevice call,
+/// which needs the CUDA toolkit's libdevice at compile time.
+Value Lowering::exp2(Value x) {
+  return LLVM::CallIntrinsicOp::create(b, loc, b.getF32Type(),
+                                       b.getStringAttr("llvm.nvvm.ex2.approx.ftz.f"),
+                                       ValueRange{x})
+      .getResult(0);
+}
+
+/// a * b + c, contractible into one fma (math.fma would be a libdevice call).
+Value Lowering::fma(Value a, Value bv, Value c) {
+  auto contract = arith::FastMathFlagsAttr::get(ctx(), arith::FastMathFlags::contract);
+  Value m = arith::MulFOp::create(b, loc, a, bv, contract);
+  return arith::AddFOp::create(b, loc, m, c, contract);
+}
+
+/// Reduces over the 4 lanes that share a row of an accumulator fragment.
+Value Lowering::quadReduce(Value v, bool isMax) {
+  Value width = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kWarpSize));
+  for (int32_t off : {1, 2}) {
+    Value o = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(off));
+    Value other = gpu::ShuffleOp::create(b, loc, v, o, width, gpu::ShuffleMode::XOR).getResult(0);
+    v = isMax ? (Value)arith::MaximumFOp::create(b, loc, v, other)
+              : (Value)arith::AddFOp::create(b, loc, v, other);
+  }
+  return v;
+}
+
+void Lowering::lowerMask(TileMaskOp op, Value when) {
+  IRBuild &o = *this;
+  MaskKind kind = op.getKind();
+  bool causal = kind == MaskKind::causal || kind == MaskKind::sliding_window;
+  Value negInf = f32(-std::numeric_limits<double>::infinity());
+  // Element (nb, i) of a lane is at row rowBase + dr(i), column
+  // colBase + 8 nb + dc(i) of the tile; with the column offset
+  // k = 8 nb + dc(i) a constant, every test is "k against one per-lane value":
+  //   past the keys:  colBase + k >= valid            <=>  k >= valid - colBase
+  //   causal:         col + colBase + k > row + rowBase + dr  <=>  k > dRow(dr)
+  //   window:         kPos + window <= qPos           <=>  k <= dRow(dr) - window
+  auto [rowBase, colBase] = gl::accumulatorElement(o, lane, 0);
+  auto cmpConst = [&](arith::CmpIPredicate pred, int64_t k, Value v) {
+    return cmpi(pred, idx(k), v);
+  };
+  Value validRel = subi(op.getValid(), colBase);
+  Value qBase = addi(op.getRow(), addi(warpRow, rowBase));
+  Value kBase = addi(op.getCol(), colBase);
+  Value dRowBase = subi(qBase, kBase);
+  Value window = op.getWindow() ? idx(*op.getWindow()) : Value();
+  for (int64_t i = 0; i < 4; ++i) {
+    auto [dr, dc] = gl::accumulatorOffset(i);
+    Value dRow = addi(dRowBase, idx(dr));
+    Value dRowWin = window ? subi(dRow, window) : Value();
+    for (int64_t nb = 0; nb < p.BN / 8; ++nb) {
+      int64_t k = 8 * nb + dc;
+      Value masked = cmpConst(arith::CmpIPredicate::sge, k, validRel);
+      if (causal) {
+        masked = arith::OrIOp::create(b, loc, masked, cmpConst(arith::CmpIPredicate::sgt, k, dRow));
+        if (kind == MaskKind::sliding_window && window)
+          masked = arith::OrIOp::create(b, loc, masked,
+                                        cmpConst(arith::CmpIPredicate::sle, k, dRowWin));
+      }
+      if (when)
+        masked = arith::AndIOp::create(b, loc, masked, when);
+      int64_t e = nb * 4 + i;
+      store(sel(masked, negInf, load(sFrag, e)), sFrag, e);
+    }
+  }
+}
+
+void Lowering::lowerBias(TileBiasOp op) {
+  IRBuild &o = *this;
+  auto biasType = cast<MemRefType>(op.getBias().getType());
+  int64_t rank = biasType.getRank();
+  Value scale = f32(op.getScale().convertToDouble());
+  Value zero = idx(0);
+  for (int64_t i = 0; i < 4; ++i) {
+    auto [rr, cc] = gl::accumulatorElement(o, lane, i);
+    Value row = addi(warpRow, rr);
+    Value rowOk = lt(row, op.getValidRows());
+    Value rowIdx = addi(op.getRow(), sel(rowOk, row, zero));
+    for (int64_t nb = 0; nb < p.BN / 8; ++nb) {
+      Value col = addi(cc, idx(8 * nb));
+      Value colOk = lt(col, op.getValidCols());
+      Value colIdx = addi(op.getCol(), sel(colOk, col, zero));
+      Value full[4] = {op.getBatch(), op.getHead(), rowIdx, colIdx};
+      SmallVector<Value> indices;
+      for (int64_t d = 0; d < rank; ++d) {
+        Value ix = full[4 - rank + d];
+        indices.push_back(biasType.getDimSize(d) == 1 ? zero : ix);
+      }
+      Value x = memref::LoadOp::create(b, loc, op.getBias(), indices);
+      if (!x.getType().isF32())
+        x = x.getType().getIntOrFloatBitWidth() < 32
+                ? (Value)arith::ExtFOp::create(b, loc, b.getF32Type(), x)
+                : (Value)arith::TruncFOp::create(b, loc, b.getF32Type(), x);
+      int64_t e = nb * 4 + i;
+      Value s = load(sFrag, e);
+      Value ok = arith::AndIOp::create(b, loc, rowOk, colOk);
+      Value added = fma(x, scale, s);
+      store(sel(ok, added, s), sFrag, e);
+    }
+  }
+}
+
+void Lowering::lowerSoftmax(TileSoftmaxOp op) {
+  const double log2e = 1.4426950408889634;
+  Value cLog2e = f32(log2e), zero = f32(0.0);
+  Value negInf = f32(-std::numeric_limits<double>::infinity());
+  for (int64_t h = 0; h < 2; ++h) {
+    Value mOld = load(mxFrag, h);
+    Value bm = negInf;
+    for (int64_t nb = 0; nb < p.BN / 8; ++nb)
+      for (int64_t e = 0; e < 2; ++e)
+        bm = arith::MaximumFOp::create(b, loc, bm, load(sFrag, nb * 4 + h * 2 + e));
+    bm = quadReduce(bm, /*isMax=*/true);
+    Value mNew = arith::MaximumFOp::create(b, loc, mOld, bm);
+    Value isInf = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, mNew, negInf);
+    Value mUse = sel(isInf, zero, mNew);
+    Value mScaled = arith::MulFOp::create(b, loc, mUse, cLog2e);
+    Value negM = arith::NegFOp::create(b, loc, mScaled);
+    Value alpha = exp2(fma(mOld, cLog2e, negM));
+    Value rowSum = zero;
+    for (int64_t nb = 0; nb < p.BN / 8; ++nb)
+      for (int64_t e = 0; e < 2; ++e) {
+        int64_t k = nb * 4 + h * 2 + e;
+        Value pr = exp2(fma(load(sFrag, k), cLog2e, negM));
+        store(pr, sFrag, k);
+        rowSum = arith::AddFOp::create(b, loc, rowSum, pr);
+      }
+    // Per-lane partial sums; tile_store adds the 4 lanes of a row.
+    store(fma(load(sumFrag, h), alpha, rowSum), sumFrag, h);
+    for (int64_t db = 0; db < p.Dv / 8; ++db)
+      for (int64_t e = 0; e < 2; ++e) {
+        int64_t k = db * 4 + h * 2 + e;
+        store(arith::MulFOp::create(b, loc, load(accFrag, k), alpha), accFrag, k);
+      }
+    store(mNew, mxFrag, h);
+  }
+}
+
+void Lowering::lowerStore(TileStoreOp op) {
+  IRBuild &o = *this;
+  auto outType = cast<MemRefType>(op.getDest().getType());
+  Type outElt = outType.getElementType();
+  auto pairType = VectorType::get({2}, b.getF32Type());
+  auto outPairType = VectorType::get({2}, outElt);
+  Value zero = f32(0.0), one = f32(1.0);
+  for (int64_t h = 0; h < 2; ++h) {
+    Value total = quadReduce(load(sumFrag, h), /*isMax=*/false);
+    Value isZero = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, total, zero);
+    Value inv = sel(isZero, zero, arith::DivFOp::create(b, loc, one, total));
+    Value invPair = vector::BroadcastOp::create(b, loc, pairType, inv);
+    Value rr, cc; // (not a structured binding: the lambda below captures cc)
+    std::tie(rr, cc) = gl::accumulatorElement(o, lane, 2 * h);
+    Value row = addi(warpRow, rr);
+    ifThen(lt(row, op.getValid()), [&] {
+      Value outRow = addi(op.getRow(), row);
+      for (int64_t db = 0; db < p.Dv / 8; ++db) {
+        int64_t base = db * 4 + h * 2;
+        Value pair = vector::FromElementsOp::create(
+            b, loc, pairType, ValueRange{load(accFrag, base), load(accFrag, base + 1)});
+        Value scaled = arith::MulFOp::create(b, loc, pair, invPair);
+        Value out = outElt.isF32() ? scaled
+                                   : (Value)arith::TruncFOp::create(b, loc, outPairType, scaled);
+        Value col = addi(cc, idx(8 * db));
+        vector::StoreOp::create(b, loc, out, op.getDest(),
+                                ValueRange{op.getBatch(), op.getHead(), outRow, col});
+      }
+    });
+  }
+}
+
+LogicalResult Lowering::lowerFill(linalg::FillOp op) {
+  Value root = rootOf(op.getOutputs()[0]);
+  Value buf = root == p.acc ? accFrag : root == p.mx ? mxFrag : root == p.sum ? sumFrag
+            : root == p.s   ? sFrag
+                            : Value();
+  if (!buf)
+    return op.emitError("attn-lower-to-gpu: linalg.fill of a buffer that is not a register tile");
+  Value v = op.getInputs()[0];
+  if (!v.getType().isF32())
+    return op.emitError("attn-lower-to-gpu: register tiles are f32");
+  int64_t n = cast<MemRefType>(buf.getType()).getDimSize(0);
+  for (int64_t i = 0; i < n; ++i)
+    store(v, buf, i);
+  return success();
+}
+
+} // namespace mlir::attn::gpu_lowering
