@@ -1,5 +1,6 @@
 """Capture of plain PyTorch code that is not (supported) attention: each case
-is refused with a CaptureError that names the op and the user's line."""
+is refused with a CaptureError that names the op and the user's line. Also how
+often the conversion runs."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -115,3 +116,30 @@ def test_non_tensor_argument_rejected():
         return torch.softmax(q @ k.mT, -1) @ v
     with pytest.raises(InputTypeError, match="argument 'extra' is a object"):
         capture(fn, *qkv(), object())
+
+
+def test_the_converter_runs_once_when_inputs_come_in_order(monkeypatch):
+    """The conversion runs once for a function whose inputs are met in
+    argument order, and twice only when a graph argument has to move."""
+    from attncc.frontend import convert
+
+    runs = []
+    real = convert.Converter.run
+    monkeypatch.setattr(convert.Converter, "run", lambda self: runs.append(1) or real(self))
+
+    def plain(q, k, v):
+        return torch.softmax(q @ k.transpose(-2, -1) * SCALE, -1) @ v
+
+    capture(plain, *qkv())
+    assert len(runs) == 1
+
+    def mask_first(q, k, v, m):
+        s = (q @ k.transpose(-2, -1)).masked_fill(m, float("-inf"))
+        return torch.softmax(s * SCALE, -1) @ v
+
+    runs.clear()
+    m = torch.rand(L, S) > 0.5
+    cap = capture(mask_first, *qkv(), m)
+    assert len(runs) == 2   # the mask is met before v: built again with v first
+    names = [i.name for i in cap.base.inputs]
+    assert names[:3] == ["q", "k", "v"], names

@@ -253,9 +253,13 @@ class Capture:
     def _build(self, classes: dict[int, MaskClass]) -> tuple[Lowered, str]:
         """The graph of one classification, and its IR at stage 'fused'."""
         first = Converter(self.traced, self.host, self.names, classes)
-        first.run()
-        lowered = Converter(self.traced, self.host, self.names, classes,
-                            plan=first.sorted_plan()).run()
+        lowered = first.run()
+        plan = first.sorted_plan()
+        if [p[0] for p in plan] != [p[0] for p in first.plan]:
+            # Graph arguments are fixed when they are created: the inputs
+            # were discovered out of order (e.g. a mask before an argument),
+            # so the graph is built again with them in argument order.
+            lowered = Converter(self.traced, self.host, self.names, classes, plan=plan).run()
         return lowered, check_attention(lowered, self.traced.fn_name, self.traced.fn_where)
 
     def classify(self, tensors: Sequence[torch.Tensor], env: dict) -> dict[int, MaskClass]:
