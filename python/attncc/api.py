@@ -10,10 +10,18 @@
 
     out = attncc.attention(q, k, v, causal=True)      # like F.scaled_dot_product_attention
 
-Compilation is per input signature: shapes, dtypes and devices of the tensors,
-and the values of non-tensor arguments. Each compiled function keeps its own
-cache; `attention` shares one process-wide cache (keyed by signature, mask kind
-and options). Both are bounded LRU caches.
+`attention` compiles per structure, never per batch size or sequence length:
+dtype, heads, head dims, mask class, scale, bias broadcast pattern, options,
+target, threads, and the bucket of the query length (the query block size,
+CompileOptions.query_block); B, L and S are dynamic dims of the kernel, so a
+generate loop compiles one kernel for its prefill and one for its decode
+steps. `compile(fn)` compiles per input signature: shapes, dtypes and devices
+of the tensors, and the values of non-tensor arguments; `compile(fn,
+dynamic=True)` leaves batch and lengths to the call (one kernel per structure
+and query-length bucket; the function is still traced per shape). Each
+compiled function keeps its own cache; `attention` shares one process-wide
+cache. Both are bounded LRU caches. `cache_info()` counts kernels compiled and
+cache hits in this process.
 
 Masks passed as inputs are values, so their structure is looked at on every
 call: a bool mask (True = keep, as in torch) or a 0/-inf float mask that is
