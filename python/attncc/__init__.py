@@ -13,9 +13,10 @@ from .errors import (AttnccError, CaptureError, CompileError, GraphError, InputE
 from .graph import Graph, Value
 from .context import new_context, mlir_context
 from .options import CompileOptions, OptionError
-from .api import CompiledFunction, attention, compile
+from .api import CompiledFunction, attention, cache_info, clear_caches, compile
 from ._version import __version__
 
 __all__ = ["AttnccError", "CaptureError", "CompileError", "GraphError", "InputError",
            "InputTypeError", "OptionError", "Graph", "Value", "new_context", "mlir_context",
-           "CompileOptions", "CompiledFunction", "attention", "compile"]
+           "CompileOptions", "CompiledFunction", "attention", "cache_info", "clear_caches",
+           "compile"]

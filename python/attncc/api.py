@@ -10,10 +10,18 @@
 
     out = attncc.attention(q, k, v, causal=True)      # like F.scaled_dot_product_attention
 
-Compilation is per input signature: shapes, dtypes and devices of the tensors,
-and the values of non-tensor arguments. Each compiled function keeps its own
-cache; `attention` shares one process-wide cache (keyed by signature, mask kind
-and options). Both are bounded LRU caches.
+`attention` compiles per structure, never per batch size or sequence length:
+dtype, heads, head dims, mask class, scale, bias broadcast pattern, options,
+target, threads, and the bucket of the query length (the query block size,
+CompileOptions.query_block); B, L and S are dynamic dims of the kernel, so a
+generate loop compiles one kernel for its prefill and one for its decode
+steps. `compile(fn)` compiles per input signature: shapes, dtypes and devices
+of the tensors, and the values of non-tensor arguments; `compile(fn,
+dynamic=True)` leaves batch and lengths to the call (one kernel per structure
+and query-length bucket; the function is still traced per shape). Each
+compiled function keeps its own cache; `attention` shares one process-wide
+cache. Both are bounded LRU caches. `cache_info()` counts kernels compiled and
+cache hits in this process.
 
 Masks passed as inputs are values, so their structure is looked at on every
 call: a bool mask (True = keep, as in torch) or a 0/-inf float mask that is
@@ -35,11 +43,12 @@ from typing import Any, Callable, Optional
 import torch
 
 from . import pipeline
-from .compiler import CompiledAttention, compile_graph
+from .compiler import CompiledAttention, compile_graph, compile_stats, output_spec
 from .errors import CompileError, InputError, InputTypeError
 from .frontend.capture import (SUPPORTED_FLOATS, Capture, bind, check_no_grad, check_tensors,
                                 signature_of, target_device_type)
 from .frontend.convert import Lowered
+from .frontend.dynamic import bias_shape, dynamic_graph, qkv_shape
 from .frontend.guards import guard_key
 from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, build_bias, classify
 from .graph import Graph
@@ -81,6 +90,15 @@ class _LRU:
 
     def __len__(self) -> int:
         return len(self._d)
+
+
+_API_HITS = {"hits": 0}
+_API_LOCK = threading.Lock()
+
+
+def _api_hit() -> None:
+    with _API_LOCK:
+        _API_HITS["hits"] += 1
 
 
 def _threads_key(target: str, opts: CompileOptions) -> Optional[int]:
@@ -129,7 +147,8 @@ class CompiledFunction:
     (`.graph` is the graph-level IR before fusion)."""
 
     def __init__(self, fn: Callable, target: str, options: CompileOptions,
-                 stop_after: Optional[str] = None, cache_size: int = 64) -> None:
+                 stop_after: Optional[str] = None, cache_size: int = 64,
+                 dynamic: Optional[bool] = False) -> None:
         if not callable(fn):
             raise InputTypeError(f"attncc.compile takes a function, got {type(fn).__name__}")
         if isinstance(fn, CompiledFunction):
@@ -138,6 +157,10 @@ class CompiledFunction:
         self.target = target
         self.options = options
         self.stop_after = stop_after
+        if dynamic not in (True, False, None):
+            raise InputTypeError(f"dynamic must be True, False or None, got {dynamic!r}")
+        self.dynamic = bool(dynamic)
+        self._dynamic_kernels = _LRU(cache_size)   # (graph, bucket, threads) -> kernel
         self._cache = _LRU(cache_size)
         self._lock = threading.Lock()
         self._signature = signature_of(fn)
@@ -168,7 +191,14 @@ class CompiledFunction:
     def _kernel(self, entry: _Entry, classes: dict[int, MaskClass]):
         key = (entry.capture._key(classes), _threads_key(self.target, self.options))
         got = entry.kernels.get(key)
-        if got is None:
+        if got is not None:
+            _api_hit()
+        elif self.dynamic:
+            with entry.lock:
+                got = entry.kernels.get(key)
+                if got is None:
+                    got = entry.kernels[key] = self._dynamic_kernel(entry, classes)
+        else:
             with entry.lock:
                 got = entry.kernels.get(key)
                 if got is None:
@@ -179,6 +209,27 @@ class CompiledFunction:
                     got = (lowered, compiled)
                     entry.kernels[key] = got
         return got
+
+    def _dynamic_kernel(self, entry: _Entry, classes: dict[int, MaskClass]):
+        """dynamic=True: the capture's graph with batch and lengths dynamic
+        (frontend/dynamic.py); signatures that differ only in those sizes
+        share one kernel per query-length bucket."""
+        lowered = entry.capture.lowered(classes)
+        graph = dynamic_graph(entry.capture.fused(classes), lowered.graph.name)
+        text = str(graph.module)
+        out = output_spec(lowered.graph).shape
+        query_len = out[2] if len(out) == 4 else None
+        key = (text, self.options.query_block(self.target, query_len),
+               _threads_key(self.target, self.options))
+        compiled = self._dynamic_kernels.get(key)
+        if compiled is None:
+            compiled = compile_graph(graph, self.options, self.target,
+                                     stop_after=self.stop_after, fused=text,
+                                     query_len=query_len)
+            self._dynamic_kernels.put(key, compiled)
+        else:
+            _api_hit()
+        return lowered, compiled
 
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         bound, entry = self._entry(args, kwargs, allow_meta=False)
@@ -211,7 +262,8 @@ class CompiledFunction:
 
 
 def compile(fn: Optional[Callable] = None, target: str = "cpu", *,
-            stop_after: Optional[str] = None, **options: Any):
+            stop_after: Optional[str] = None, dynamic: Optional[bool] = False,
+            **options: Any):
     """Compiles the attention computed by `fn` (plain PyTorch code) for `target`.
 
     Returns a callable with `fn`'s signature; it compiles once per input
@@ -219,12 +271,20 @@ def compile(fn: Optional[Callable] = None, target: str = "cpu", *,
     the kernel. `options` are `CompileOptions` fields (block_m, block_n,
     num_stages, unroll, num_threads), validated here. `stop_after` (a stage
     name) stops the pipeline early: such a function can be lowered, not run.
-    Usable as a decorator, with or without arguments."""
+    Usable as a decorator, with or without arguments.
+
+    `dynamic` (as torch.compile's): True compiles a kernel per structure,
+    not per shape: the batch size and the sequence lengths are dynamic dims
+    of the kernel (a bias keeps its broadcast dims), so calls that differ only
+    in them share a kernel, one per query-length bucket
+    (CompileOptions.query_block). The function is still traced per input
+    shape (tens of ms; its masks and host ops are shape-specific). False (the
+    default) and None: a kernel per input signature."""
     opts = _compile_options(target, options)
     _check_stage(stop_after, target)
     if fn is None:
-        return lambda f: CompiledFunction(f, target, opts, stop_after)
-    return CompiledFunction(fn, target, opts, stop_after)
+        return lambda f: CompiledFunction(f, target, opts, stop_after, dynamic=dynamic)
+    return CompiledFunction(fn, target, opts, stop_after, dynamic=dynamic)
 
 
 # -- attncc.attention ---------------------------------------------------------------------------
@@ -350,13 +410,19 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         raise InputError("head_dim is 0")
     if k.shape[2] == 0:
         return q.new_zeros((B, Hq, L, Dv))  # no keys: every score masked, rows of zeros
-    key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, q.device.type, cls,
-           None if bias is None else (tuple(bias.shape), bias.dtype), scale, target, opts,
-           _threads_key(target, opts))
+    # The kernel depends on what changes its code, never on B, L or S:
+    # those are dynamic dims (frontend/dynamic.py), the query block size is
+    # chosen per bucket of L (CompileOptions.query_block).
+    S = k.shape[2]
+    bias_key = None if bias is None else (bias_shape(bias.shape, B, Hq, L, S), bias.dtype)
+    key = (Hq, k.shape[1], D, Dv, q.dtype, q.device.type, cls, bias_key, scale, target,
+           opts, _threads_key(target, opts), opts.query_block(target, L))
     compiled = _ATTENTION_CACHE.get(key)
     if compiled is None:
         compiled = _build_attention(q, k, v, bias, cls, scale, target, opts)
         _ATTENTION_CACHE.put(key, compiled)
+    else:
+        _api_hit()
     inputs = (q, k, v) if bias is None else (q, k, v, bias)
     return compiled(*inputs)
 
@@ -365,16 +431,36 @@ def _build_attention(q, k, v, bias, cls: MaskClass, scale, target: str,
                      opts: CompileOptions) -> CompiledAttention:
     g = Graph("attention")
     dt = _DTYPE_NAMES[q.dtype]
-    qv = g.input("q", tuple(q.shape), dt)
-    kv = g.input("k", tuple(k.shape), dt)
-    vv = g.input("v", tuple(v.shape), dt)
-    b = g.input("mask", tuple(bias.shape), _DTYPE_NAMES[bias.dtype]) if bias is not None else None
+    B, Hq, L, _ = q.shape
+    qv = g.input("q", qkv_shape(q.shape), dt)
+    kv = g.input("k", qkv_shape(k.shape), dt)
+    vv = g.input("v", qkv_shape(v.shape), dt)
+    b = None
+    if bias is not None:
+        b = g.input("mask", bias_shape(bias.shape, B, Hq, L, k.shape[2]),
+                    _DTYPE_NAMES[bias.dtype])
     o = g.attention(qv, kv, vv, scale=scale, mask=cls.kind if cls.kind != "bias" else "none",
                     window=cls.window, bias=b)
     g.output(o)
-    return compile_graph(g, opts, target)
+    return compile_graph(g, opts, target, query_len=L)
 
 
 def clear_caches() -> None:
-    """Empties the process-wide `attention` cache."""
+    """Empties the process-wide `attention` cache (cache_info's counters go on)."""
     _ATTENTION_CACHE.clear()
+
+
+def cache_info() -> dict[str, Any]:
+    """Per-process counters (never reset): "compiled", kernels compiled (the
+    pipeline run; "compiled_by_target" splits it); "hits", calls served by
+    the API's in-memory caches (`attention`'s and the compiled functions');
+    "memory_hits" and "disk_hits", kernels the compiler found in the kernel
+    caches (CPU and GPU) instead of compiling; "attention_kernels", kernels
+    `attention` holds now."""
+    stats = compile_stats()
+    with _API_LOCK:
+        hits = _API_HITS["hits"]
+    return {"compiled": sum(stats["compiled"].values()),
+            "compiled_by_target": stats["compiled"], "hits": hits,
+            "memory_hits": stats["memory_hits"], "disk_hits": stats["disk_hits"],
+            "attention_kernels": len(_ATTENTION_CACHE)}

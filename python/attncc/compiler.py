@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -197,18 +198,52 @@ def timing_report(module: ir.Module, target: str, opts: dict[str, Any], stage_na
 
 # -- kernels ----------------------------------------------------------------------------------
 
+_STATS_LOCK = threading.Lock()
+_STATS: dict[str, Any] = {"compiled": {}, "memory_hits": 0, "disk_hits": 0}
+
+
+def _count(what: str, target: Optional[str] = None) -> None:
+    with _STATS_LOCK:
+        if what == "compiled":
+            _STATS["compiled"][target] = _STATS["compiled"].get(target, 0) + 1
+        else:
+            _STATS[what] += 1
+
+
+def compile_stats() -> dict[str, Any]:
+    """Per-process counters of `compile_graph`: pipelines run (kernels
+    compiled, by target; a `stop_after` lowering counts too) and kernels
+    found in the kernel caches instead (in this process's memory, or on
+    disk). Never reset."""
+    with _STATS_LOCK:
+        return {"compiled": dict(_STATS["compiled"]), "memory_hits": _STATS["memory_hits"],
+                "disk_hits": _STATS["disk_hits"]}
+
+
+def _lookup(cache: KernelCache, key: str) -> Optional[dict[str, Any]]:
+    hit, where = cache.lookup(key)
+    if where is not None:
+        _count(f"{where}_hits")
+    return hit
+
 def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
                   target: str = "cpu", stop_after: Optional[str] = None, *,
-                  fused: Optional[str] = None) -> CompiledAttention:
+                  fused: Optional[str] = None,
+                  query_len: Optional[int] = None) -> CompiledAttention:
     """Runs the pipeline on `graph` (finished with `output`) for `target`.
 
     `fused`: the IR of stage 'fused' when the caller has it already (the
     frontend checks every captured graph at that stage), so it is not made
-    twice. Kernels are made when the pipeline runs to its end."""
+    twice. Kernels are made when the pipeline runs to its end.
+
+    `query_len`: when the graph's query length is dynamic, the length the
+    defaults (the query block size: CompileOptions.resolved) are chosen for;
+    the kernel runs for any length, best in that length's bucket."""
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {TARGETS}")
     output = output_spec(graph)
-    query_len = output.shape[2] if len(output.shape) == 4 else None
+    if len(output.shape) == 4 and output.shape[2] is not None:
+        query_len = output.shape[2]
     options = (options or CompileOptions()).resolved(target, query_len)
     names = pipeline.stage_names(target)
     last = stop_after or names[-1]
@@ -254,7 +289,7 @@ def _compile_cpu(graph, options, opts, output, last, full, stop_after, fused):
     key = cache_key(str(graph.module), opts, cpu_target.cache_target(isa)) if cache else None
     if cache:
         t0 = time.perf_counter()
-        hit = cache.get(key)
+        hit = _lookup(cache, key)
         if hit is not None:
             try:
                 kernel = hit.get("_kernel")   # loaded before in this process
@@ -270,6 +305,7 @@ def _compile_cpu(graph, options, opts, output, last, full, stop_after, fused):
                 return CompiledAttention(graph.name, "cpu", options, hit["stages"],
                                          {"cache": time.perf_counter() - t0}, output, kernel,
                                          metadata=hit.get("metadata", metadata))
+    _count("compiled", "cpu")
     with _context.mlir_context():
         module, run = _lower(graph, "cpu", opts, last, fused)
         kernel = None
@@ -298,11 +334,12 @@ def _compile_gpu(graph, options, opts, target, output, last, full, fused):
     cache = KernelCache.default("gpu") if full else None
     key = cache_key(str(graph.module), opts, gpu_target.cache_target(chip)) if cache else None
     if cache:
-        hit = cache.get(key)
+        hit = _lookup(cache, key)
         if hit is not None:
             return CompiledAttention(graph.name, target, options, hit["stages"], {"cache": 0.0},
                                      output, CudaKernel(hit["metadata"], hit["ptx"], hit["cubin"]),
                                      ptx=hit["ptx"], cubin=hit["cubin"], metadata=hit["metadata"])
+    _count("compiled", target)
     with _context.mlir_context():
         _, run = _lower(graph, target, opts, last, fused)
     p = run.products

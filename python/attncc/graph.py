@@ -61,6 +61,23 @@ class Graph:
             self.block = self.func.add_entry_block()
         self._finished = False
 
+    @classmethod
+    def parse(cls, text: str, name: Optional[str] = None) -> "Graph":
+        """A finished graph from IR text (one `func.func` returning its output),
+        e.g. a captured graph at stage 'fused', to be retyped or compiled."""
+        g = cls.__new__(cls)
+        g.context = _context.new_context()
+        g._loc = ir.Location.unknown(g.context)
+        try:
+            g.module = ir.Module.parse(text, g.context)
+        except ir.MLIRError as e:
+            raise GraphError(f"cannot parse the graph: {e}") from None
+        g.func = g.module.body.operations[0]
+        g.name = name or ir.StringAttr(g.func.attributes["sym_name"]).value
+        g.block = g.func.regions[0].blocks[0]
+        g._finished = True
+        return g
+
     # -- plumbing -----------------------------------------------------------
     def _enter(self):
         return _Scope(self)

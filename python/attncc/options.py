@@ -116,16 +116,29 @@ class CompileOptions:
             if threads is None:
                 threads = _torch_threads()
             if bm is None:
-                bm = 256
-                if query_len is not None:
-                    bm = min(bm, max(16, 1 << max(0, query_len - 1).bit_length()))
+                bm = self.query_block(target, query_len)
         else:
             if bm is None:
-                bm = 16 * warps if warps else 64
+                bm = self.query_block(target, query_len)
             if warps is None:
                 warps = bm // 16
         return replace(self, block_m=bm, block_n=64 if bn is None else bn, num_threads=threads,
                        num_warps=warps)
+
+    def query_block(self, target: str, query_len: Optional[int]) -> int:
+        """The query rows per block `resolved` gives for a query of
+        `query_len` rows (None: unknown). It is constant over a bucket of
+        lengths (CPU: the next power of two in [16, 256]; GPU: one bucket), so
+        kernels compiled for a dynamic query length are keyed by it: a decode
+        step (1 row) and a prefill get their own kernel, not one per length."""
+        if self.block_m is not None:
+            return self.block_m
+        kind = target if target in ("cpu", "gpu") else target_kind(target)
+        if kind == "cpu":
+            if query_len is None:
+                return 256
+            return min(256, max(16, 1 << max(0, query_len - 1).bit_length()))
+        return 16 * self.num_warps if self.num_warps else 64
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -155,10 +155,15 @@ class KernelCache:
         return self.directory / f"{key}.json" if self.directory else None
 
     def get(self, key: str) -> Optional[dict[str, Any]]:
+        return self.lookup(key)[0]
+
+    def lookup(self, key: str) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+        """The entry of `key` and where it was found ("memory" or "disk"),
+        or (None, None)."""
         with self.lock:
             if key in self.memory:
                 self.hits["memory"] += 1
-                return self.memory[key]
+                return self.memory[key], "memory"
         p = self.path(key)
         try:
             present = p is not None and p.is_file()
@@ -183,9 +188,9 @@ class KernelCache:
                 with self.lock:
                     self.memory[key] = entry
                     self.hits["disk"] += 1
-                return entry
+                return entry, "disk"
         self.misses += 1
-        return None
+        return None, None
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         with self.lock:
