@@ -410,6 +410,14 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         raise InputError("head_dim is 0")
     if k.shape[2] == 0:
         return q.new_zeros((B, Hq, L, Dv))  # no keys: every score masked, rows of zeros
+    packed = _packed_gqa(q, k, cls, bias)
+    if packed is not None:
+        # Query heads sharing a KV head become the rows of one query block:
+        # each K/V byte is read once per KV head instead of once per query
+        # head (decode is bound by those reads).
+        out = attention(packed, k, v, scale=D ** -0.5 if scale is None else scale,
+                        target=target, **options)
+        return out.reshape(B, Hq, L, Dv)
     # The kernel depends on what changes its code, never on B, L or S:
     # those are dynamic dims (frontend/dynamic.py), the query block size is
     # chosen per bucket of L (CompileOptions.query_block).
@@ -425,6 +433,19 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         _api_hit()
     inputs = (q, k, v) if bias is None else (q, k, v, bias)
     return compiled(*inputs)
+
+
+def _packed_gqa(q: torch.Tensor, k: torch.Tensor, cls: MaskClass,
+                bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """q as [B, Hkv, group * L, D] when the `group` query heads of each KV head
+    can share one query block: GQA/MQA without a mask or bias (rows are then
+    independent of their position). The output comes back as
+    [B, Hkv, group * L, Dv], i.e. [B, Hq, L, Dv] in memory."""
+    B, Hq, L, D = q.shape
+    Hkv = k.shape[1]
+    if Hkv == Hq or cls != NONE or bias is not None:
+        return None
+    return q.reshape(B, Hkv, (Hq // Hkv) * L, D)
 
 
 def _build_attention(q, k, v, bias, cls: MaskClass, scale, target: str,

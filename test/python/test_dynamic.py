@@ -88,6 +88,30 @@ def test_batch_and_lengths_share_a_kernel_per_bucket():
     assert set(after) >= {"compiled", "compiled_by_target", "hits", "memory_hits", "disk_hits"}
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gqa_query_heads_share_one_query_block_without_a_mask(dtype):
+    """GQA without a mask runs as Hkv heads of group * L rows: the kernel of
+    [B, Hq, L, D] x [B, Hkv, S, D] is the one of [B, Hkv, group * L, D], so
+    calling that shape afterwards compiles nothing, and decode (L = 1) gives
+    the float64 reference."""
+    torch.manual_seed(2)
+    B, Hq, Hkv, S, D = 2, 8, 2, 37, 64
+    for L in (1, 3):
+        q = torch.randn(B, Hq, L, D).to(dtype)
+        k, v = torch.randn(B, Hkv, S, D).to(dtype), torch.randn(B, Hkv, S, D).to(dtype)
+        ref = _ref(q, k, v)
+        own = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        assert _err(attncc.attention(q, k, v), ref) <= 2 * _err(own, ref) + TOL[dtype] / 10
+        before = attncc.cache_info()["compiled"]
+        packed = q.reshape(B, Hkv, (Hq // Hkv) * L, D)
+        attncc.attention(packed, k, v, scale=D ** -0.5)
+        assert attncc.cache_info()["compiled"] == before
+    # A causal mask depends on the row's position: no packing, still exact.
+    q = torch.randn(B, Hq, 5, D)
+    k, v = torch.randn(B, Hkv, 5, D), torch.randn(B, Hkv, 5, D)
+    assert _err(attncc.attention(q, k, v, causal=True), _ref(q, k, v, is_causal=True)) < 2e-5
+
+
 def test_bias_lengths_are_dynamic_and_broadcast_dims_stay():
     """A key-padding bias [B, 1, 1, S] and a full [1, 1, L, S] bias: other
     lengths reuse the kernel; numerics at each."""
