@@ -130,9 +130,10 @@ struct FuseAttentionChain : OpRewritePattern<MatmulOp> {
         bias = ScaleOp::create(rewriter, loc, bias, rewriter.getF64FloatAttr(maskScale));
     }
     auto fused = AttentionOp::create(
-        rewriter, loc, pv.getType(), q, k, v, bias, rewriter.getF64FloatAttr(scale),
-        MaskKindAttr::get(rewriter.getContext(), kind), window,
-        rewriter.getI64IntegerAttr(group));
+        rewriter, loc, pv.getType(), q, k, v, bias, /*alibi_slopes=*/Value(), /*sinks=*/Value(),
+        rewriter.getF64FloatAttr(scale), MaskKindAttr::get(rewriter.getContext(), kind),
+        /*align=*/MaskAlignAttr(), window, /*window_sides=*/DenseI64ArrayAttr(),
+        /*softcap=*/FloatAttr(), rewriter.getI64IntegerAttr(group));
     rewriter.replaceOp(pv, fused.getResult());
     return success();
   }
