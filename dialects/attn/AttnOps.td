@@ -99,6 +99,22 @@ def Attn_SoftmaxOp : Attn_Op<"softmax", [Pure, SameOperandsAndResultType]> {
   let hasVerifier = 1;
 }
 
+def Attn_TanhOp : Attn_Op<"tanh", [Pure, SameOperandsAndResultType]> {
+  let summary = "elementwise tanh (the logit soft-cap idiom `c * tanh(s / c)`)";
+  let description = [{
+    `result = tanh(input)`. attn-fuse folds `scale(c) . tanh . scale(1 / c)`
+    on the scores, before the mask, into `attn.attention`'s `softcap c`.
+
+    Example:
+    ```mlir
+    %t = attn.tanh %s : tensor<1x8x128x128xf32>
+    ```
+  }];
+  let arguments = (ins Attn_FloatTensor:$input);
+  let results = (outs Attn_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
 def Attn_CastOp : Attn_Op<"cast", [Pure]> {
   let summary = "converts the element type (e.g. softmax upcast to f32 and back)";
   let description = [{

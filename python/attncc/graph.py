@@ -126,6 +126,11 @@ class Graph:
             lambda t: attn_d.mask(x.value, kind_enum, bias=b, window=window),
             x.shape, x.dtype, "attn.mask")
 
+    def tanh(self, x: Value) -> Value:
+        """Elementwise tanh (soft-capping: `scale(tanh(scale(s, 1 / c)), c)`)."""
+        x = self._check_value(x, "input")
+        return self._emit(lambda t: attn_d.tanh(x.value), x.shape, x.dtype, "attn.tanh")
+
     def softmax(self, x: Value, axis: int = -1) -> Value:
         x = self._check_value(x, "input")
         return self._emit(lambda t: attn_d.softmax(x.value, int(axis)), x.shape, x.dtype,
