@@ -3,7 +3,8 @@
 // Anchors on the final `P @ V` matmul and walks up through the chain users
 // write. Scales may sit on Q, on K, or on the scores, before or after the
 // mask; a bias applied before a scale is scaled with it so that the fused
-// form `softmax(QK^T * scale + bias) V` stays exact.
+// form `softmax(QK^T * scale + bias) V` stays exact. A tanh between scales
+// before the mask (`c * tanh(s / c)`) becomes the `softcap` attribute.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
@@ -11,6 +12,8 @@
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/IR/TypeUtilities.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+#include <cmath>
 
 namespace mlir::attn {
 #define GEN_PASS_DEF_ATTNFUSE
@@ -77,6 +80,9 @@ struct FuseAttentionChain : OpRewritePattern<MatmulOp> {
     double scale = 1.0, above = 1.0;
     MaskOp mask;
     double maskScale = 1.0;
+    // Soft-capping: P * tanh(S * QK) with P the scales above the tanh, S those
+    // below, is softcap P on the scores scaled by S * P (= the final `scale`).
+    std::optional<double> softcap;
     Value s = skipCasts(softmax.getInput());
     while (true) {
       if (auto sc = s.getDefiningOp<ScaleOp>()) {
@@ -89,11 +95,22 @@ struct FuseAttentionChain : OpRewritePattern<MatmulOp> {
       if (auto m = s.getDefiningOp<MaskOp>()) {
         if (mask)
           return rewriter.notifyMatchFailure(pv, "more than one mask");
+        if (softcap)
+          return rewriter.notifyMatchFailure(pv, "a mask before the soft-cap tanh");
         if (m.getKind() != MaskKind::bias && above <= 0.0)
           return rewriter.notifyMatchFailure(pv, "non-positive scale after a structured mask");
         mask = m;
         maskScale = above;
         s = skipCasts(m.getInput());
+        continue;
+      }
+      if (auto th = s.getDefiningOp<TanhOp>()) {
+        if (softcap)
+          return rewriter.notifyMatchFailure(pv, "more than one tanh");
+        if (!(above > 0.0) || !std::isfinite(above))
+          return rewriter.notifyMatchFailure(pv, "the soft-cap tanh is not scaled by a c > 0");
+        softcap = above;
+        s = skipCasts(th.getInput());
         continue;
       }
       break;
@@ -130,8 +147,10 @@ struct FuseAttentionChain : OpRewritePattern<MatmulOp> {
         bias = ScaleOp::create(rewriter, loc, bias, rewriter.getF64FloatAttr(maskScale));
     }
     auto fused = AttentionOp::create(
-        rewriter, loc, pv.getType(), q, k, v, bias, rewriter.getF64FloatAttr(scale),
-        MaskKindAttr::get(rewriter.getContext(), kind), window,
+        rewriter, loc, pv.getType(), q, k, v, bias, /*alibi_slopes=*/Value(), /*sinks=*/Value(),
+        rewriter.getF64FloatAttr(scale), MaskKindAttr::get(rewriter.getContext(), kind),
+        /*align=*/MaskAlignAttr(), window, /*window_sides=*/DenseI64ArrayAttr(),
+        softcap ? rewriter.getF64FloatAttr(*softcap) : FloatAttr(),
         rewriter.getI64IntegerAttr(group));
     rewriter.replaceOp(pv, fused.getResult());
     return success();

@@ -17,6 +17,8 @@
 //  * copy_tile (CpuCopies.cpp): vectorized conversion (f16/bf16/f64 -> f32),
 //    scaling and zero-filling of the rows past `valid`; the transposed layout
 //    moves W x W blocks through registers with a shuffle transpose.
+//  * tile_softcap / tile_alibi (CpuScores.cpp): cap * tanh(s / cap) with an
+//    approximated tanh; -slope * |i + offset - j| per row, vectorized.
 //  * tile_mask / tile_bias / tile_store (CpuSoftmax.cpp): per-row vector
 //    selects, masked loads and normalized, converting stores.
 //
@@ -110,6 +112,10 @@ LogicalResult check(Operation *op) {
   if (auto sm = dyn_cast<TileSoftmaxOp>(op))
     return all({[&] { return checkTile(op, "scores", sm.getScores().getType()); },
                 [&] { return checkTile(op, "acc", sm.getAcc().getType()); }});
+  if (auto sc = dyn_cast<TileSoftcapOp>(op))
+    return checkTile(op, "scores", sc.getScores().getType());
+  if (auto al = dyn_cast<TileAlibiOp>(op))
+    return checkTile(op, "scores", al.getScores().getType());
   if (auto st = dyn_cast<TileStoreOp>(op))
     return all({[&] { return checkTile(op, "acc", st.getAcc().getType()); },
                 [&] { return checkTensor(op, "destination", st.getDest().getType()); }});
@@ -149,7 +155,8 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
     SmallVector<Operation *> tileOps;
     bool ok = true;
     module.walk([&](Operation *op) {
-      if (!isa<CopyTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftmaxOp, TileStoreOp>(op))
+      if (!isa<CopyTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftmaxOp, TileStoreOp,
+               TileSoftcapOp, TileAlibiOp>(op))
         return;
       tileOps.push_back(op);
       ok &= succeeded(check(op));
@@ -174,6 +181,10 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
         lowerSoftmax(e, o);
       else if (auto o = dyn_cast<TileStoreOp>(op))
         lowerStore(e, o);
+      else if (auto o = dyn_cast<TileSoftcapOp>(op))
+        lowerSoftcap(e, o);
+      else if (auto o = dyn_cast<TileAlibiOp>(op))
+        lowerAlibi(e, o);
       if (auto f = op->getParentOfType<FunctionOpInterface>())
         funcs.insert(f);
       op->erase();
@@ -196,11 +207,15 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
       f->setAttr("attn.arg_types", ArrayAttr::get(&getContext(), types));
     }
 
-    // Fast exp: upstream's polynomial approximation (f32, scalar and vector).
+    // Fast exp and tanh (soft-capping): upstream's polynomial approximations
+    // (f32, scalar and vector), so that the JIT never calls libm.
     if (!exps.empty()) {
       RewritePatternSet patterns(&getContext());
       populateMathPolynomialApproximationPatterns(
-          patterns, [](StringRef name) { return name == math::ExpOp::getOperationName(); });
+          patterns, [](StringRef name) {
+            return name == math::ExpOp::getOperationName() ||
+                   name == math::TanhOp::getOperationName();
+          });
       GreedyRewriteConfig config;
       config.setStrictness(GreedyRewriteStrictness::ExistingAndNewOps);
       if (failed(applyOpPatternsGreedily(exps, std::move(patterns), config))) {

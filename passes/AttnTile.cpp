@@ -63,6 +63,9 @@ FailureOr<AttentionFunc> matchAttentionFunc(func::FuncOp func) {
   for (Value v : {m.attention.getQuery(), m.attention.getKey(), m.attention.getValue()})
     if (!isa<BlockArgument>(v))
       return m.attention.emitError("attn-tile: query, key and value must be function arguments");
+  for (Value v : {m.attention.getAlibiSlopes(), m.attention.getSinks()})
+    if (v && !isa<BlockArgument>(v))
+      return m.attention.emitError("attn-tile: alibi_slopes and sinks must be function arguments");
   if (Value b = m.attention.getBias()) {
     if (auto sc = b.getDefiningOp<ScaleOp>()) {
       m.biasScale = sc.getScale().convertToDouble();
@@ -135,6 +138,19 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   int64_t group = att.getKvGroup();
   std::optional<int64_t> window = att.getWindow();
   bool structured = kind == MaskKind::causal || kind == MaskKind::sliding_window;
+  // The structured mask as flash-attn's window_size (left, right), -1 = unbounded.
+  int64_t left = -1, right = -1;
+  if (kind == MaskKind::causal) {
+    right = 0;
+  } else if (kind == MaskKind::sliding_window && window) {
+    left = *window - 1;
+    right = 0;
+  } else if (kind == MaskKind::sliding_window) {
+    left = (*att.getWindowSides())[0];
+    right = (*att.getWindowSides())[1];
+  }
+  bool bottomRight = structured && att.getAlign() == MaskAlign::bottom_right;
+  Value slopes = att.getAlibiSlopes(), sinks = att.getSinks();
 
   OpBuilder builder(att);
   Location loc = att.getLoc();
@@ -142,6 +158,10 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   Value c0 = t.idx(0), c1 = t.idx(1), cBM = t.idx(BM), cBN = t.idx(BN);
   Value B = t.dim(q, 0), Hq = t.dim(q, 1), Lq = t.dim(q, 2), Lk = t.dim(k, 2);
   Value numMBlocks = t.div(t.add(Lq, t.idx(BM - 1)), cBM);
+  // Lk - Lq: the row offset of bottom-right masks and of ALiBi (run time when
+  // the lengths are dynamic).
+  Value lenOffset = (bottomRight || slopes) ? t.sub(Lk, Lq) : Value();
+  Value maskOffset = bottomRight ? lenOffset : Value();
   Value cGroup = t.idx(group);
 
   auto grid = scf::ParallelOp::create(builder, loc, ValueRange{c0, c0, c0},
@@ -157,22 +177,33 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   Value mx = t.alloc({BM}), sm = t.alloc({BM});
   Value kt = t.alloc({D, BN}), vt = t.alloc({BN, Dv});
   t.fill(acc, 0.0);
-  t.fill(mx, -std::numeric_limits<double>::infinity());
-  t.fill(sm, 0.0);
+  if (sinks) {
+    // The sink joins the softmax as a column of logit sinks[h]: the running
+    // max starts at it and the running sum at exp(sink - max) = 1.
+    Value sink = memref::LoadOp::create(builder, loc, sinks, ValueRange{hIdx});
+    linalg::FillOp::create(builder, loc, ValueRange{sink}, ValueRange{mx});
+    t.fill(sm, 1.0);
+  } else {
+    t.fill(mx, -std::numeric_limits<double>::infinity());
+    t.fill(sm, 0.0);
+  }
   auto copyQ = CopyTileOp::create(builder, loc, q, bIdx, hIdx, m0, validM, qt,
                                   /*transposed=*/false, builder.getF64FloatAttr(scale));
   (void)copyQ;
 
-  // KV range: blocks entirely above the diagonal (causal) or entirely left
-  // of the window are never visited.
+  // KV range: blocks entirely right of the window (above the diagonal for
+  // causal) or entirely left of it are never visited. m0a is the block's
+  // first query row after alignment.
+  Value m0a = maskOffset ? t.add(m0, maskOffset) : m0;
   Value lo = c0, hi = Lk;
-  if (structured) {
-    hi = t.minI(Lk, t.add(m0, cBM));
-    if (kind == MaskKind::sliding_window) {
-      Value first = t.maxI(c0, t.sub(m0, t.idx(*window - 1)));
-      lo = t.mul(t.div(first, cBN), cBN);
-    }
+  if (right >= 0)
+    hi = t.minI(Lk, t.add(m0a, right == 0 ? cBM : t.idx(BM + right)));
+  if (left >= 0) {
+    Value first = t.maxI(c0, left == 0 ? m0a : t.sub(m0a, t.idx(left)));
+    lo = t.mul(t.div(first, cBN), cBN);
   }
+  if (bottomRight || att.getWindowSides())
+    hi = t.maxI(hi, lo); // an empty range stays empty (lo <= hi for the pipeliner)
   auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
   kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
   {
@@ -185,6 +216,10 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     CopyTileOp::create(builder, loc, v, bIdx, hKv, n0, validN, vt, /*transposed=*/false,
                        FloatAttr());
     TileMatmulOp::create(builder, loc, qt, kt, s, /*accumulate=*/false);
+    if (auto cap = att.getSoftcapAttr())
+      TileSoftcapOp::create(builder, loc, s, cap);
+    if (slopes)
+      TileAlibiOp::create(builder, loc, s, slopes, hIdx, m0, n0, lenOffset);
     if (m.bias)
       TileBiasOp::create(builder, loc, s, m.bias, bIdx, hIdx, m0, n0, validM, validN,
                          builder.getF64FloatAttr(m.biasScale));
@@ -192,22 +227,24 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     // diagonal, or the window's left edge.
     Value blockEnd = t.add(n0, cBN);
     Value needsMask = t.cmp(arith::CmpIPredicate::sgt, blockEnd, Lk);
-    if (structured) {
-      Value diag = t.cmp(arith::CmpIPredicate::sgt, t.sub(blockEnd, c1), m0);
+    if (right >= 0) {
+      Value diag = t.cmp(arith::CmpIPredicate::sgt, t.sub(blockEnd, c1),
+                         right == 0 ? m0a : t.add(m0a, t.idx(right)));
       needsMask = arith::OrIOp::create(builder, loc, needsMask, diag);
     }
-    if (kind == MaskKind::sliding_window) {
+    if (left >= 0) {
       Value leftEdge = t.cmp(arith::CmpIPredicate::sle, n0,
-                             t.sub(t.add(m0, t.idx(BM - 1)), t.idx(*window)));
+                             t.sub(t.add(m0a, t.idx(BM - 1)), t.idx(left + 1)));
       needsMask = arith::OrIOp::create(builder, loc, needsMask, leftEdge);
     }
     auto ifMask = scf::IfOp::create(builder, loc, needsMask, /*withElseRegion=*/false);
     {
       OpBuilder::InsertionGuard g2(builder);
       builder.setInsertionPointToStart(ifMask.thenBlock());
-      TileMaskOp::create(builder, loc, s, m0, n0, validN,
+      TileMaskOp::create(builder, loc, s, m0, n0, validN, maskOffset,
                          MaskKindAttr::get(ctx, structured ? kind : MaskKind::none),
-                         window ? builder.getI64IntegerAttr(*window) : IntegerAttr());
+                         window ? builder.getI64IntegerAttr(*window) : IntegerAttr(),
+                         att.getWindowSidesAttr());
     }
     TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
     TileMatmulOp::create(builder, loc, s, vt, acc, /*accumulate=*/true);

@@ -40,7 +40,7 @@ struct CpuEmitter : IRBuild {
   ImplicitLocOpBuilder &ib;
   int64_t W;                           // f32 lanes per vector
   int64_t MR, NR;                      // matmul register block: rows x vectors
-  SmallVectorImpl<Operation *> &exps;  // math.exp ops to approximate
+  SmallVectorImpl<Operation *> &exps;  // math.exp / math.tanh ops to approximate
 
   CpuEmitter(ImplicitLocOpBuilder &ib, int64_t W, int64_t MR, int64_t NR,
              SmallVectorImpl<Operation *> &exps)
@@ -169,6 +169,8 @@ void lowerMask(CpuEmitter &e, TileMaskOp op);       // CpuSoftmax.cpp
 void lowerBias(CpuEmitter &e, TileBiasOp op);       // CpuSoftmax.cpp
 void lowerStore(CpuEmitter &e, TileStoreOp op);     // CpuSoftmax.cpp
 void lowerCopy(CpuEmitter &e, CopyTileOp op);       // CpuCopies.cpp
+void lowerSoftcap(CpuEmitter &e, TileSoftcapOp op); // CpuScores.cpp
+void lowerAlibi(CpuEmitter &e, TileAlibiOp op);     // CpuScores.cpp
 
 } // namespace mlir::attn::cpu_lowering
 

@@ -200,23 +200,35 @@ void lowerMask(CpuEmitter &e, TileMaskOp op) {
   Value cC = e.idx(C);
   Value row = op.getRow(), col = op.getCol();
   MaskKind kind = op.getKind();
-  bool causal = kind == MaskKind::causal || kind == MaskKind::sliding_window;
-  bool window = kind == MaskKind::sliding_window;
+  // The mask as window sides (left, right) around the (aligned) diagonal,
+  // -1 = unbounded: causal is (-1, 0), window W is (W - 1, 0).
+  int64_t left = -1, right = -1;
+  if (kind == MaskKind::causal) {
+    right = 0;
+  } else if (kind == MaskKind::sliding_window && op.getWindow()) {
+    left = *op.getWindow() - 1;
+    right = 0;
+  } else if (kind == MaskKind::sliding_window) {
+    left = (*op.getWindowSides())[0];
+    right = (*op.getWindowSides())[1];
+  }
   Type i32 = b.getI32Type();
   const double ninf = -std::numeric_limits<double>::infinity();
 
-  // Row i keeps columns j in [lo, hi):
-  //   hi = min(valid, C, causal ? row + i - col + 1 : C)
-  //   lo = window ? row + i - col - window + 1 : 0
+  // Row i keeps columns j in [lo, hi), with diag = row + i + offset - col:
+  //   hi = min(valid, C, right >= 0 ? diag + right + 1 : C)
+  //   lo = left >= 0 ? diag - left : 0
   Value hiValid = e.clamp0(op.getValid(), cC);
+  Value offset = op.getOffset();
   e.loop(e.idx(0), e.dim(s, 0), e.idx(1), [&](Value i) {
-    Value diag = e.subi(e.addi(row, i), col); // key offset of the diagonal in this row
+    Value aligned = offset ? e.addi(e.addi(row, i), offset) : e.addi(row, i);
+    Value diag = e.subi(aligned, col); // key offset of the diagonal in this row
     Value hi = hiValid;
-    if (causal)
-      hi = e.clamp0(e.minsi(hi, e.addi(diag, e.idx(1))), cC);
+    if (right >= 0)
+      hi = e.clamp0(e.minsi(hi, e.addi(diag, e.idx(right + 1))), cC);
     Value lo = e.idx(0);
-    if (window)
-      lo = e.clamp0(e.subi(diag, e.idx(*op.getWindow() - 1)), cC);
+    if (left >= 0)
+      lo = e.clamp0(left == 0 ? diag : e.subi(diag, e.idx(left)), cC);
     Value lo32 = arith::IndexCastOp::create(b, i32, lo);
     Value hi32 = arith::IndexCastOp::create(b, i32, hi);
     e.chunks(C, [&](Value c0, int64_t w) {

@@ -36,4 +36,15 @@ def Attn_MaskKind : I32EnumAttr<"MaskKind", "attention mask kind", [
   let cppNamespace = "::mlir::attn";
 }
 
+// Where the diagonal of a causal or sliding-window mask sits when Lq != Lk.
+// `top_left`: query i is aligned with key i (torch's is_causal);
+// `bottom_right`: query i is aligned with key i + (Lk - Lq) (KV-cache decoding,
+// flash-attn's convention), so the last query sees the last key.
+def Attn_MaskAlign : I32EnumAttr<"MaskAlign", "alignment of a causal or window mask", [
+    I32EnumAttrCase<"top_left", 0>,
+    I32EnumAttrCase<"bottom_right", 1>
+  ]> {
+  let cppNamespace = "::mlir::attn";
+}
+
 #endif // ATTN_DIALECT_TD

@@ -70,6 +70,53 @@ LogicalResult verifyMaskAttrs(Operation *op, MaskKind kind, bool hasBias,
   }
   return success();
 }
+/// The mask, its alignment and window, soft-capping, ALiBi slopes and sinks
+/// of attn.attention.
+LogicalResult verifyVariants(Operation *op, RankedTensorType q, MaskKind kind, bool hasBias,
+                             std::optional<int64_t> window,
+                             std::optional<ArrayRef<int64_t>> sides, MaskAlign align,
+                             std::optional<APFloat> softcap, Value slopes, Value sinks) {
+  if ((kind == MaskKind::bias) != hasBias)
+    return op->emitOpError(hasBias ? "has a bias operand but mask kind is not 'bias'"
+                                   : "mask kind 'bias' requires a bias operand");
+  if (kind == MaskKind::sliding_window) {
+    if (!window && !sides)
+      return op->emitOpError("mask kind 'sliding_window' requires a window or window_sides");
+    if (window && sides)
+      return op->emitOpError("window and window_sides are exclusive");
+    if (window && *window < 1)
+      return op->emitOpError("window must be at least 1, got ") << *window;
+    if (sides && sides->size() != 2)
+      return op->emitOpError("window_sides must be [left, right], got ")
+             << sides->size() << " values";
+    if (sides && ((*sides)[0] < -1 || (*sides)[1] < -1))
+      return op->emitOpError("window_sides must be >= -1 (-1: unbounded), got [")
+             << (*sides)[0] << ", " << (*sides)[1] << "]";
+  } else if (window || sides) {
+    return op->emitOpError("window is only valid with mask kind 'sliding_window'");
+  }
+  if (align != MaskAlign::top_left && kind != MaskKind::causal &&
+      kind != MaskKind::sliding_window)
+    return op->emitOpError("align is only valid with mask kinds 'causal' and 'sliding_window'");
+  if (softcap) {
+    double c = softcap->convertToDouble();
+    if (!(c > 0) || !std::isfinite(c))
+      return op->emitOpError("softcap must be positive and finite, got ") << c;
+  }
+  for (auto [name, v] : {std::pair<StringRef, Value>{"alibi_slopes", slopes}, {"sinks", sinks}}) {
+    if (!v)
+      continue;
+    auto t = cast<RankedTensorType>(v.getType());
+    if (t.getRank() != 1 || !t.getElementType().isF32())
+      return op->emitOpError() << name << " must be a rank-1 f32 tensor [query heads], got "
+                               << t;
+    int64_t hq = q.getDimSize(1), n = t.getDimSize(0);
+    if (!compatible(hq, n))
+      return op->emitOpError() << name << " has " << n << " elements, expected one per query head ("
+                               << hq << ")";
+  }
+  return success();
+}
 } // namespace
 
 LogicalResult MatmulOp::verify() {
@@ -200,7 +247,8 @@ LogicalResult AttentionOp::verify() {
   }
   if (!std::isfinite(getScale().convertToDouble()))
     return emitOpError("scale must be finite");
-  if (failed(verifyMaskAttrs(*this, getMask(), !!getBias(), getWindow())))
+  if (failed(verifyVariants(*this, q, getMask(), !!getBias(), getWindow(), getWindowSides(),
+                            getAlign(), getSoftcap(), getAlibiSlopes(), getSinks())))
     return failure();
   if (getBias()) {
     SmallVector<int64_t> scores{q.getDimSize(0), q.getDimSize(1), q.getDimSize(2),

@@ -99,6 +99,22 @@ def Attn_SoftmaxOp : Attn_Op<"softmax", [Pure, SameOperandsAndResultType]> {
   let hasVerifier = 1;
 }
 
+def Attn_TanhOp : Attn_Op<"tanh", [Pure, SameOperandsAndResultType]> {
+  let summary = "elementwise tanh (the logit soft-cap idiom `c * tanh(s / c)`)";
+  let description = [{
+    `result = tanh(input)`. attn-fuse folds `scale(c) . tanh . scale(1 / c)`
+    on the scores, before the mask, into `attn.attention`'s `softcap c`.
+
+    Example:
+    ```mlir
+    %t = attn.tanh %s : tensor<1x8x128x128xf32>
+    ```
+  }];
+  let arguments = (ins Attn_FloatTensor:$input);
+  let results = (outs Attn_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
 def Attn_CastOp : Attn_Op<"cast", [Pure]> {
   let summary = "converts the element type (e.g. softmax upcast to f32 and back)";
   let description = [{
@@ -135,34 +151,71 @@ def Attn_RepeatHeadsOp : Attn_Op<"repeat_heads", [Pure]> {
 // Fused
 //===----------------------------------------------------------------------===//
 
-def Attn_AttentionOp : Attn_Op<"attention", [Pure]> {
-  let summary = "fused softmax(Q K^T * scale + mask) V";
+def Attn_AttentionOp : Attn_Op<"attention", [Pure, AttrSizedOperandSegments]> {
+  let summary = "fused softmax(softcap(Q K^T * scale) + alibi + mask) V, with optional sinks";
   let description = [{
     `query: [B, Hq, Lq, D]`, `key: [B, Hkv, Lk, D]`, `value: [B, Hkv, Lk, Dv]`,
     `result: [B, Hq, Lq, Dv]`. Query head `h` reads KV head `h / kv_group`
     (`kv_group = Hq / Hkv`: 1 for multi-head, `Hq` for MQA, otherwise GQA).
     Scores and the softmax are computed in f32; the result has the element
     type of `result`. `mask` is `none`, `causal`, `sliding_window` (with
-    `window`) or `bias` (with a `bias` operand broadcastable to
-    `[B, Hq, Lq, Lk]`). Rows with every score masked give zeros.
+    `window` or `window_sides`) or `bias` (with a `bias` operand broadcastable
+    to `[B, Hq, Lq, Lk]`). Rows with every score masked give zeros.
+
+    The score of query `i` and key `j` (head `h`) is, in this order:
+    1. `s = scale * q_i . k_j`;
+    2. with `softcap c` (c > 0): `s = c * tanh(s / c)` (Gemma 2, flash-attn's
+       `softcap`: applied to the scaled scores);
+    3. with `alibi_slopes` (`tensor<Hq x f32>`): `s += -slope[h] * |i + Lk - Lq - j|`
+       (flash-attn's definition exactly: the bottom-right offset `Lk - Lq`
+       is used whatever the mask and its alignment; for a bottom-right
+       causal mask this is `slope[h] * (j - i - (Lk - Lq))`);
+    4. with a `bias`: `s += bias[b, h, i, j]` (broadcast);
+    5. the structured mask. Let `i' = i` (`align top_left`, the default,
+       like `scaled_dot_product_attention(is_causal=True)`) or
+       `i' = i + Lk - Lq` (`align bottom_right`: KV-cache attention, the
+       last query sees the last key; the offset is computed at run time from
+       the dims when they are dynamic). `causal` keeps `j <= i'`;
+       `sliding_window window W` keeps `i' - W < j <= i'`;
+       `sliding_window window_sides [left, right]` keeps
+       `i' - left <= j <= i' + right` (flash-attn's `window_size`), where
+       `-1` leaves that side unbounded (`[-1, 0]` is causal, `[W - 1, 0]`
+       is `window W`).
+    With `sinks` (`tensor<Hq x f32>`, one logit per head, gpt-oss), the
+    softmax is taken over the row's scores and the sink, and the sink's
+    column is dropped: `p_j = exp(s_j) / (exp(sink[h]) + sum_j exp(s_j))`. A
+    row with every score masked then gives zeros as well. Slopes and sinks
+    are f32 whatever the query's element type.
 
     Example:
     ```mlir
     %o = attn.attention %q, %k, %v scale 0.125 mask causal kv_group 4
         : tensor<1x32x128x64xf16>, tensor<1x8x128x64xf16>, tensor<1x8x128x64xf16>
         -> tensor<1x32x128x64xf16>
+    %w = attn.attention %q, %k, %v sinks(%s : tensor<32xf32>) scale 0.125 softcap 5.0e+01
+        mask sliding_window align bottom_right window_sides [127, 0] kv_group 4
+        : tensor<1x32x1x64xf16>, tensor<1x8x128x64xf16>, tensor<1x8x128x64xf16>
+        -> tensor<1x32x1x64xf16>
     ```
   }];
   let arguments = (ins Attn_FloatTensor:$query, Attn_FloatTensor:$key,
                        Attn_FloatTensor:$value,
                        Optional<Attn_FloatTensor>:$bias,
+                       Optional<Attn_FloatTensor>:$alibi_slopes,
+                       Optional<Attn_FloatTensor>:$sinks,
                        F64Attr:$scale, Attn_MaskKind:$mask,
+                       DefaultValuedAttr<Attn_MaskAlign, "::mlir::attn::MaskAlign::top_left">:$align,
                        OptionalAttr<I64Attr>:$window,
+                       OptionalAttr<DenseI64ArrayAttr>:$window_sides,
+                       OptionalAttr<F64Attr>:$softcap,
                        DefaultValuedAttr<I64Attr, "1">:$kv_group);
   let results = (outs Attn_FloatTensor:$result);
   let assemblyFormat = [{
     $query `,` $key `,` $value (`bias` `(` $bias^ `:` type($bias) `)`)?
-    `scale` $scale `mask` $mask (`window` $window^)? `kv_group` $kv_group attr-dict
+    (`alibi_slopes` `(` $alibi_slopes^ `:` type($alibi_slopes) `)`)?
+    (`sinks` `(` $sinks^ `:` type($sinks) `)`)?
+    `scale` $scale (`softcap` $softcap^)? `mask` $mask (`align` $align^)?
+    (`window` $window^)? (`window_sides` $window_sides^)? `kv_group` $kv_group attr-dict
     `:` type($query) `,` type($key) `,` type($value) `->` type($result)
   }];
   let hasVerifier = 1;

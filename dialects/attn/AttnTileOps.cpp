@@ -40,9 +40,15 @@ LogicalResult TileMatmulOp::verify() {
 
 LogicalResult TileMaskOp::verify() {
   if (getKind() == MaskKind::sliding_window) {
-    if (!getWindow() || *getWindow() < 1)
+    if (auto sides = getWindowSides()) {
+      if (getWindow())
+        return emitOpError("window and window_sides are exclusive");
+      if (sides->size() != 2 || (*sides)[0] < -1 || (*sides)[1] < -1)
+        return emitOpError("window_sides must be [left, right], each >= -1");
+    } else if (!getWindow() || *getWindow() < 1) {
       return emitOpError("sliding_window needs a window of at least 1");
-  } else if (getWindow()) {
+    }
+  } else if (getWindow() || getWindowSides()) {
     return emitOpError("window is only valid with sliding_window");
   }
   if (!getScores().getType().getElementType().isF32())
@@ -82,5 +88,20 @@ LogicalResult TileStoreOp::verify() {
                                         << dst.getDimSize(3) << ")";
   if (!acc.getElementType().isF32())
     return emitOpError("acc must be f32");
+  return success();
+}
+
+LogicalResult TileSoftcapOp::verify() {
+  double c = getCap().convertToDouble();
+  if (!(c > 0) || !std::isfinite(c))
+    return emitOpError("cap must be positive and finite, got ") << c;
+  if (!getScores().getType().getElementType().isF32())
+    return emitOpError("scores must be f32");
+  return success();
+}
+
+LogicalResult TileAlibiOp::verify() {
+  if (!getScores().getType().getElementType().isF32())
+    return emitOpError("scores must be f32");
   return success();
 }

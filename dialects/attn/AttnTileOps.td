@@ -69,23 +69,67 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
 def Attn_TileMaskOp : Attn_Op<"tile_mask"> {
   let summary = "sets masked scores of a tile to -inf";
   let description = [{
-    `scores[i, j]` holds query `row + i` against key `col + j`. It becomes
-    `-inf` when `j >= valid` (past the end of the keys), and, for `causal`,
-    when `col + j > row + i`; for `sliding_window`, also when
-    `col + j <= row + i - window`. `none` and `bias` mask only the tail.
-    attn-tile emits this op only on KV blocks that straddle a boundary.
+    `scores[i, j]` holds query `row + i` against key `col + j`. Let
+    `i' = row + i + offset` (`offset` is 0 when absent; `Lk - Lq` for a
+    bottom-right aligned mask). The score becomes `-inf` when `j >= valid`
+    (past the end of the keys), and, for `causal`, when `col + j > i'`; for
+    `sliding_window window W`, also when `col + j <= i' - W`; for
+    `sliding_window window_sides [left, right]`, when `col + j < i' - left`
+    (left >= 0) or `col + j > i' + right` (right >= 0). `none` and `bias`
+    mask only the tail. attn-tile emits this op only on KV blocks that
+    straddle a boundary.
 
     Example:
     ```mlir
     attn.tile_mask %s rows %m0 cols %n0 valid %n causal : memref<64x64xf32>
+    attn.tile_mask %s rows %m0 cols %n0 valid %n offset %off sliding_window
+        window_sides [15, 0] : memref<64x64xf32>
     ```
   }];
   let arguments = (ins Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$scores, Index:$row,
-                       Index:$col, Index:$valid, Attn_MaskKind:$kind,
-                       OptionalAttr<I64Attr>:$window);
+                       Index:$col, Index:$valid, Optional<Index>:$offset, Attn_MaskKind:$kind,
+                       OptionalAttr<I64Attr>:$window,
+                       OptionalAttr<DenseI64ArrayAttr>:$window_sides);
   let assemblyFormat = [{
-    $scores `rows` $row `cols` $col `valid` $valid $kind (`window` $window^)? attr-dict
-    `:` type($scores)
+    $scores `rows` $row `cols` $col `valid` $valid (`offset` $offset^)? $kind
+    (`window` $window^)? (`window_sides` $window_sides^)? attr-dict `:` type($scores)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileSoftcapOp : Attn_Op<"tile_softcap"> {
+  let summary = "logit soft-capping of a score tile";
+  let description = [{
+    `scores[i, j] = cap * tanh(scores[i, j] / cap)` (scores already scaled).
+
+    Example:
+    ```mlir
+    attn.tile_softcap %s cap 3.0e+01 : memref<64x64xf32>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$scores, F64Attr:$cap);
+  let assemblyFormat = "$scores `cap` $cap attr-dict `:` type($scores)";
+  let hasVerifier = 1;
+}
+
+def Attn_TileAlibiOp : Attn_Op<"tile_alibi"> {
+  let summary = "adds the ALiBi bias of one head to a score tile";
+  let description = [{
+    `scores[i, j] -= slopes[head] * |row + i + offset - (col + j)|`
+    (flash-attn's ALiBi with `offset = Lk - Lq`). `slopes` is rank 1, f32.
+
+    Example:
+    ```mlir
+    attn.tile_alibi %s, %slopes[%h] rows %m0 cols %n0 offset %off
+        : memref<64x64xf32>, memref<8xf32>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$scores,
+                       Arg<MemRefRankOf<[F32], [1]>, "", [MemRead]>:$slopes, Index:$head,
+                       Index:$row, Index:$col, Index:$offset);
+  let assemblyFormat = [{
+    $scores `,` $slopes `[` $head `]` `rows` $row `cols` $col `offset` $offset attr-dict
+    `:` type($scores) `,` type($slopes)
   }];
   let hasVerifier = 1;
 }
@@ -118,7 +162,9 @@ def Attn_TileBiasOp : Attn_Op<"tile_bias"> {
 def Attn_TileSoftmaxOp : Attn_Op<"tile_softmax"> {
   let summary = "online-softmax update of one KV block";
   let description = [{
-    Per row `i` of the score tile (already scaled and masked):
+    Per row `i` of the score tile (already scaled and masked). Attention
+    sinks need no op of their own: attn-tile starts `max` at the head's sink
+    logit and `sum` at 1 (exp(sink - max)), so the sink joins every rescaling.
     ```
     m_new   = max(max[i], max_j scores[i, j])
     alpha   = exp(max[i] - m_new)           (1 while m_new is -inf)

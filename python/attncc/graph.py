@@ -143,6 +143,11 @@ class Graph:
             lambda t: attn_d.mask(x.value, kind_enum, bias=b, window=window),
             x.shape, x.dtype, "attn.mask")
 
+    def tanh(self, x: Value) -> Value:
+        """Elementwise tanh (soft-capping: `scale(tanh(scale(s, 1 / c)), c)`)."""
+        x = self._check_value(x, "input")
+        return self._emit(lambda t: attn_d.tanh(x.value), x.shape, x.dtype, "attn.tanh")
+
     def softmax(self, x: Value, axis: int = -1) -> Value:
         x = self._check_value(x, "input")
         return self._emit(lambda t: attn_d.softmax(x.value, int(axis)), x.shape, x.dtype,
@@ -163,9 +168,20 @@ class Graph:
                           shape, x.dtype, "attn.repeat_heads")
 
     def attention(self, q: Value, k: Value, v: Value, *, scale: Optional[float] = None,
-                  mask: str = "none", window: Optional[int] = None,
-                  bias: Optional[Value] = None, dtype: Any = None) -> Value:
-        """The fused op directly. scale defaults to 1/sqrt(head_dim)."""
+                  mask: str = "none", window: Optional[int | tuple[int, int]] = None,
+                  bias: Optional[Value] = None, dtype: Any = None,
+                  causal_align: str = "top_left", softcap: Optional[float] = None,
+                  alibi_slopes: Optional[Value] = None, sinks: Optional[Value] = None) -> Value:
+        """The fused op directly. scale defaults to 1/sqrt(head_dim).
+
+        window: an int W (mask 'sliding_window': keys i - W < j <= i) or
+        flash-attn's window_size tuple (left, right), -1 = unbounded on that
+        side (implies mask 'sliding_window'; with mask 'causal', right is
+        capped at 0). causal_align: 'top_left' (torch's is_causal) or
+        'bottom_right' (query i aligned with key i + Lk - Lq, KV-cache
+        decoding). softcap: c > 0 for c * tanh(s / c) on the scaled scores.
+        alibi_slopes, sinks: f32 graph Values of shape [Hq] (ALiBi slopes,
+        flash-attn's -slope * |i + Lk - Lq - j|; per-head sink logits)."""
         q, k, v = (self._check_value(x, n) for x, n in ((q, "query"), (k, "key"), (v, "value")))
         if scale is None:
             d = q.shape[-1] if q.rank else None
@@ -173,15 +189,36 @@ class Graph:
                 raise GraphError("scale must be given when head_dim is dynamic or zero")
             scale = d ** -0.5
         kind = "bias" if bias is not None and mask == "none" else mask
+        sides = None
+        if isinstance(window, (tuple, list)):
+            if len(window) != 2:
+                raise GraphError(f"window must be an int or a (left, right) pair, got {window!r}")
+            left, right = (int(x) for x in window)
+            if kind == "causal":
+                right = 0 if right < 0 else min(right, 0)
+            elif kind not in ("none", "sliding_window"):
+                raise GraphError(f"a (left, right) window needs mask 'sliding_window', "
+                                 f"'causal' or 'none', got {mask!r}")
+            kind, sides, window = "sliding_window", [left, right], None
+        if causal_align not in ("top_left", "bottom_right"):
+            raise GraphError(f"causal_align must be 'top_left' or 'bottom_right', "
+                             f"got {causal_align!r}")
         kind_enum = _mask_kind(kind)
         group = 1
         if q.rank == 4 and k.rank == 4 and q.shape[1] and k.shape[1]:
             group = max(1, q.shape[1] // k.shape[1])
         shape = (q.shape[:3] + v.shape[3:]) if q.rank == 4 and v.rank == 4 else q.shape
         b = self._check_value(bias, "bias").value if bias is not None else None
+        sl = self._check_value(alibi_slopes, "alibi_slopes").value \
+            if alibi_slopes is not None else None
+        sk = self._check_value(sinks, "sinks").value if sinks is not None else None
+        align = attn_d.MaskAlign[causal_align] if causal_align != "top_left" else None
+        cap = float(softcap) if softcap is not None else None
         return self._emit(
             lambda t: attn_d.attention(t, q.value, k.value, v.value, float(scale), kind_enum,
-                                       bias=b, window=window, kv_group=group),
+                                       bias=b, alibi_slopes=sl, sinks=sk, align=align,
+                                       window=window, window_sides=sides, softcap=cap,
+                                       kv_group=group),
             shape, dtype_name(dtype) if dtype is not None else q.dtype, "attn.attention")
 
     def output(self, *values: Value) -> None:

@@ -106,3 +106,53 @@ func.func @narrowing_v(%q: tensor<1x2x16x64xf32>, %k: tensor<1x2x16x64xf32>, %v:
   %o = attn.matmul %ph, %vh : tensor<1x2x16x16xf16>, tensor<1x2x16x64xf16> -> tensor<1x2x16x64xf16>
   return %o : tensor<1x2x16x64xf16>
 }
+
+// -----
+
+// Soft-capping written out (Gemma 2): c * tanh(s * scale / c) before the mask
+// becomes softcap c; the fused scale is the product of all scales.
+// CHECK-LABEL: func @softcap
+// CHECK: attn.attention %{{.*}}, %{{.*}}, %{{.*}} scale 1.250000e-01 softcap 3.000000e+01 mask causal kv_group 1
+// CHECK-NOT: attn.tanh
+func.func @softcap(%q: tensor<1x2x16x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x64xf32>) -> tensor<1x2x16x64xf32> {
+  %s = attn.matmul %q, %k transpose_rhs : tensor<1x2x16x64xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x16x16xf32>
+  %a = attn.scale %s by 0.125 : tensor<1x2x16x16xf32>
+  %b = attn.scale %a by 0.033333333333333333 : tensor<1x2x16x16xf32>
+  %t = attn.tanh %b : tensor<1x2x16x16xf32>
+  %c = attn.scale %t by 30.0 : tensor<1x2x16x16xf32>
+  %m = attn.mask %c causal : tensor<1x2x16x16xf32>
+  %p = attn.softmax %m axis -1 : tensor<1x2x16x16xf32>
+  %o = attn.matmul %p, %v : tensor<1x2x16x16xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x16x64xf32>
+  return %o : tensor<1x2x16x64xf32>
+}
+
+// -----
+
+// A mask before the tanh is not a soft-cap (tanh(-inf) = -1 masks nothing):
+// the chain stays unfused.
+// CHECK-LABEL: func @mask_before_tanh
+// CHECK-NOT: attn.attention
+// CHECK: attn.tanh
+func.func @mask_before_tanh(%q: tensor<1x2x16x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x64xf32>) -> tensor<1x2x16x64xf32> {
+  %s = attn.matmul %q, %k transpose_rhs : tensor<1x2x16x64xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x16x16xf32>
+  %m = attn.mask %s causal : tensor<1x2x16x16xf32>
+  %t = attn.tanh %m : tensor<1x2x16x16xf32>
+  %c = attn.scale %t by 30.0 : tensor<1x2x16x16xf32>
+  %p = attn.softmax %c axis -1 : tensor<1x2x16x16xf32>
+  %o = attn.matmul %p, %v : tensor<1x2x16x16xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x16x64xf32>
+  return %o : tensor<1x2x16x64xf32>
+}
+
+// -----
+
+// A negative scale on the tanh is no soft-cap either.
+// CHECK-LABEL: func @negative_cap
+// CHECK-NOT: attn.attention
+func.func @negative_cap(%q: tensor<1x2x16x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x64xf32>) -> tensor<1x2x16x64xf32> {
+  %s = attn.matmul %q, %k transpose_rhs : tensor<1x2x16x64xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x16x16xf32>
+  %t = attn.tanh %s : tensor<1x2x16x16xf32>
+  %c = attn.scale %t by -3.0 : tensor<1x2x16x16xf32>
+  %p = attn.softmax %c axis -1 : tensor<1x2x16x16xf32>
+  %o = attn.matmul %p, %v : tensor<1x2x16x16xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x16x64xf32>
+  return %o : tensor<1x2x16x64xf32>
+}

@@ -25,3 +25,49 @@ func.func @head_dim_32(%q: tensor<1x2x64x32xbf16>, %k: tensor<1x2x64x32xbf16>) -
       : tensor<1x2x64x32xbf16>, tensor<1x2x64x32xbf16>, tensor<1x2x64x32xbf16> -> tensor<1x2x64x32xbf16>
   return %0 : tensor<1x2x64x32xbf16>
 }
+
+// -----
+
+// Score variants the GPU lowering does not implement yet are refused by name.
+func.func @softcap(%q: tensor<1x2x64x64xf16>, %k: tensor<1x2x64x64xf16>) -> tensor<1x2x64x64xf16> {
+  // expected-error @+1 {{attn-lower-to-gpu: softcap is not supported by attn-lower-to-gpu yet}}
+  %0 = attn.attention %q, %k, %k scale 0.125 softcap 30.0 mask none kv_group 1
+      : tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16> -> tensor<1x2x64x64xf16>
+  return %0 : tensor<1x2x64x64xf16>
+}
+
+// -----
+
+func.func @alibi(%q: tensor<1x2x64x64xf16>, %k: tensor<1x2x64x64xf16>, %s: tensor<2xf32>) -> tensor<1x2x64x64xf16> {
+  // expected-error @+1 {{attn-lower-to-gpu: alibi_slopes is not supported by attn-lower-to-gpu yet}}
+  %0 = attn.attention %q, %k, %k alibi_slopes(%s : tensor<2xf32>) scale 0.125 mask none kv_group 1
+      : tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16> -> tensor<1x2x64x64xf16>
+  return %0 : tensor<1x2x64x64xf16>
+}
+
+// -----
+
+func.func @sinks(%q: tensor<1x2x64x64xf16>, %k: tensor<1x2x64x64xf16>, %s: tensor<2xf32>) -> tensor<1x2x64x64xf16> {
+  // expected-error @+1 {{attn-lower-to-gpu: sinks is not supported by attn-lower-to-gpu yet}}
+  %0 = attn.attention %q, %k, %k sinks(%s : tensor<2xf32>) scale 0.125 mask none kv_group 1
+      : tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16> -> tensor<1x2x64x64xf16>
+  return %0 : tensor<1x2x64x64xf16>
+}
+
+// -----
+
+func.func @bottom_right(%q: tensor<1x2x64x64xf16>, %k: tensor<1x2x128x64xf16>) -> tensor<1x2x64x64xf16> {
+  // expected-error @+1 {{attn-lower-to-gpu: a bottom_right aligned mask is not supported by attn-lower-to-gpu yet}}
+  %0 = attn.attention %q, %k, %k scale 0.125 mask causal align bottom_right kv_group 1
+      : tensor<1x2x64x64xf16>, tensor<1x2x128x64xf16>, tensor<1x2x128x64xf16> -> tensor<1x2x64x64xf16>
+  return %0 : tensor<1x2x64x64xf16>
+}
+
+// -----
+
+func.func @window_sides(%q: tensor<1x2x64x64xf16>, %k: tensor<1x2x64x64xf16>) -> tensor<1x2x64x64xf16> {
+  // expected-error @+1 {{attn-lower-to-gpu: window_sides is not supported by attn-lower-to-gpu yet}}
+  %0 = attn.attention %q, %k, %k scale 0.125 mask sliding_window window_sides [16, 16] kv_group 1
+      : tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16>, tensor<1x2x64x64xf16> -> tensor<1x2x64x64xf16>
+  return %0 : tensor<1x2x64x64xf16>
+}
