@@ -51,6 +51,8 @@ from .frontend.convert import Lowered
 from .frontend.dynamic import bias_shape, dynamic_graph, qkv_shape
 from .frontend.guards import guard_key
 from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, build_bias, classify
+from .frontend.variants import (Variants, causal_bias_align, check_causal_bias,
+                                variants_of)
 from .graph import Graph
 from .options import CompileOptions, OptionError
 from .targets import TARGETS
@@ -383,6 +385,8 @@ def _mask_of(attn_mask: Any, causal: bool, q: torch.Tensor, k: torch.Tensor):
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
               scale: Optional[float] = None, attn_mask: Optional[torch.Tensor] = None,
+              window: Optional[tuple[int, int]] = None, softcap: Optional[float] = None,
+              alibi_slopes: Optional[torch.Tensor] = None, sinks: Optional[torch.Tensor] = None,
               target: str = "cpu", **options: Any) -> torch.Tensor:
     """`softmax(q @ k^T * scale + mask) @ v` on [batch, heads, seq, head_dim]
     tensors, like `torch.nn.functional.scaled_dot_product_attention`.
@@ -392,7 +396,13 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     tensor added to the scores, broadcastable to [B, Hq, L, S]; `causal` is
     top-left aligned like torch's `is_causal`. `scale` defaults to
     1/sqrt(head_dim). Rows whose scores are all masked give zeros. `options`
-    are CompileOptions fields; kernels are cached per signature and options."""
+    are CompileOptions fields; kernels are cached per signature and options.
+
+    Variants (in-kernel; attncc.frontend.variants has the exact semantics):
+    torch's `causal_lower_right(L, S)` / `causal_upper_left(L, S)` as
+    `attn_mask`; `window=(left, right)` (flash-attn's window_size,
+    bottom-right aligned, -1 = unbounded); `softcap=c` (c * tanh(s / c));
+    `alibi_slopes` and `sinks`, [Hq] float tensors."""
     opts = _cached_options(target, options)
     _check_qkv(q, k, v, target)
     if scale is not None:
@@ -401,7 +411,20 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
             raise InputError(f"scale must be a finite number, got {scale!r}")
         scale = float(scale)
     check_no_grad((("attn_mask", attn_mask),))
-    cls, bias = _mask_of(attn_mask, causal, q, k)
+    align = causal_bias_align(attn_mask)
+    if align is not None:          # torch's causal_lower_right / causal_upper_left
+        if causal:
+            raise InputError("give either attn_mask or causal=True, not both")
+        check_causal_bias(attn_mask, q.shape[2], k.shape[2])
+        cls, bias = CAUSAL, None
+    else:
+        cls, bias = _mask_of(attn_mask, causal, q, k)
+        align = "top_left"
+    variants, slopes, sink = variants_of(q, causal=cls == CAUSAL, align=align, window=window,
+                                         softcap=softcap, alibi_slopes=alibi_slopes,
+                                         sinks=sinks)
+    if variants.window is not None and cls not in (NONE, CAUSAL):
+        raise InputError("window=(left, right) takes no attn_mask other than a causal one")
     B, Hq, L, D = q.shape
     Dv = v.shape[3]
     if B * Hq * L * Dv == 0:
@@ -410,28 +433,28 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         raise InputError("head_dim is 0")
     if k.shape[2] == 0:
         return q.new_zeros((B, Hq, L, Dv))  # no keys: every score masked, rows of zeros
-    packed = _packed_gqa(q, k, cls, bias)
+    packed = _packed_gqa(q, k, cls, bias) if variants.position_free else None
     if packed is not None:
         # Query heads sharing a KV head become the rows of one query block:
         # each K/V byte is read once per KV head instead of once per query
         # head (decode is bound by those reads).
         out = attention(packed, k, v, scale=D ** -0.5 if scale is None else scale,
-                        target=target, **options)
+                        softcap=softcap, target=target, **options)
         return out.reshape(B, Hq, L, Dv)
     # The kernel depends on what changes its code, never on B, L or S:
     # those are dynamic dims (frontend/dynamic.py), the query block size is
     # chosen per bucket of L (CompileOptions.query_block).
     S = k.shape[2]
     bias_key = None if bias is None else (bias_shape(bias.shape, B, Hq, L, S), bias.dtype)
-    key = (Hq, k.shape[1], D, Dv, q.dtype, q.device.type, cls, bias_key, scale, target,
-           opts, _threads_key(target, opts), opts.query_block(target, L))
+    key = (Hq, k.shape[1], D, Dv, q.dtype, q.device.type, cls, bias_key, scale, variants,
+           target, opts, _threads_key(target, opts), opts.query_block(target, L))
     compiled = _ATTENTION_CACHE.get(key)
     if compiled is None:
-        compiled = _build_attention(q, k, v, bias, cls, scale, target, opts)
+        compiled = _build_attention(q, k, v, bias, cls, scale, target, opts, variants)
         _ATTENTION_CACHE.put(key, compiled)
     else:
         _api_hit()
-    inputs = (q, k, v) if bias is None else (q, k, v, bias)
+    inputs = [q, k, v] + [t for t in (bias, slopes, sink) if t is not None]
     return compiled(*inputs)
 
 
@@ -449,7 +472,7 @@ def _packed_gqa(q: torch.Tensor, k: torch.Tensor, cls: MaskClass,
 
 
 def _build_attention(q, k, v, bias, cls: MaskClass, scale, target: str,
-                     opts: CompileOptions) -> CompiledAttention:
+                     opts: CompileOptions, variants: Variants = Variants()) -> CompiledAttention:
     g = Graph("attention")
     dt = _DTYPE_NAMES[q.dtype]
     B, Hq, L, _ = q.shape
@@ -460,8 +483,16 @@ def _build_attention(q, k, v, bias, cls: MaskClass, scale, target: str,
     if bias is not None:
         b = g.input("mask", bias_shape(bias.shape, B, Hq, L, k.shape[2]),
                     _DTYPE_NAMES[bias.dtype])
-    o = g.attention(qv, kv, vv, scale=scale, mask=cls.kind if cls.kind != "bias" else "none",
-                    window=cls.window, bias=b)
+    Hq = q.shape[1]
+    slopes = g.input("alibi_slopes", (Hq,), "f32") if variants.alibi else None
+    sinks = g.input("sinks", (Hq,), "f32") if variants.sinks else None
+    mask = cls.kind if cls.kind != "bias" else "none"
+    window: Any = cls.window
+    if variants.window is not None:
+        mask, window = "sliding_window", variants.window
+    o = g.attention(qv, kv, vv, scale=scale, mask=mask, window=window, bias=b,
+                    causal_align=variants.align if mask != "none" else "top_left",
+                    softcap=variants.softcap, alibi_slopes=slopes, sinks=sinks)
     g.output(o)
     return compile_graph(g, opts, target, query_len=L)
 
