@@ -4,8 +4,6 @@ softcap, alibi_slopes and sinks, alone and combined, against a float64
 reference written from the definitions (attncc.frontend.variants)."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
@@ -13,42 +11,20 @@ from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 import attncc
 from attncc.errors import InputError, InputTypeError
 
+from test_variants import Case
+from test_variants import reference as variants_reference
+
 TOL = {torch.float32: 3e-5, torch.bfloat16: 3e-2}
 
 
 def reference(q, k, v, *, align="top_left", causal=False, window=None, softcap=None,
               slopes=None, sinks=None):
+    """The float64 reference of test_variants.py (written from the op's
+    definitions), for API-level arguments."""
     B, Hq, L, D = q.shape
-    S = k.shape[2]
-    g = Hq // k.shape[1]
-    kd = k.double().repeat_interleave(g, 1)
-    vd = v.double().repeat_interleave(g, 1)
-    s = q.double() @ kd.transpose(-1, -2) / math.sqrt(D)
-    if softcap is not None:
-        s = softcap * torch.tanh(s / softcap)
-    i = torch.arange(L)[:, None]
-    j = torch.arange(S)[None, :]
-    if slopes is not None:
-        s = s - slopes.double()[None, :, None, None] * (i + S - L - j).abs()
-    ia = i + (S - L if align == "bottom_right" else 0)
-    keep = torch.ones(L, S, dtype=torch.bool)
-    if causal:
-        keep &= j <= ia
-    if window is not None:
-        left, right = window
-        if left >= 0:
-            keep &= j >= ia - left
-        if right >= 0:
-            keep &= j <= ia + right
-    s = s.masked_fill(~keep, -math.inf)
-    if sinks is not None:
-        s = torch.cat([s, sinks.double()[None, :, None, None].expand(B, Hq, L, 1)], -1)
-    m = s.amax(-1, keepdim=True)
-    m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-    p = torch.exp(s - m)
-    denom = p.sum(-1, keepdim=True)
-    out = p[..., :S] @ vd / denom
-    return torch.where(denom > 0, out, torch.zeros_like(out))
+    c = Case(batch=B, kv_heads=k.shape[1], group=Hq // k.shape[1], lq=L, lk=k.shape[2],
+             head_dim=D, causal=causal, align=align, window=window, softcap=softcap)
+    return variants_reference(c, q, k, v, slopes, sinks)
 
 
 def qkv(B, Hq, Hkv, L, S, D, dtype, seed=0):
