@@ -1,0 +1,84 @@
+"""`torch.ops.attncc.attention`: `attncc.attention` as a torch custom operator.
+
+Both integrations call attncc through this operator rather than through
+`attncc.attention` directly: torch.compile (dynamo, AOT autograd, inductor)
+sees one opaque op with a fake (shape-only) implementation and hands it the
+real tensors at run time, instead of tracing into the kernel launcher. Its
+arguments are plain values (a causal alignment string, window sides) because
+custom operators take no Python objects such as torch's `CausalBias`.
+
+`calls()` counts the operator's runs in this process: tests use it to prove
+attncc ran (no integration falls back to another attention silently).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+import torch
+
+from ..api import attention
+
+_CALLS = {"calls": 0}
+_LOCK = threading.Lock()
+CAUSAL_ALIGNS = ("none", "top_left", "bottom_right")
+
+
+def calls() -> int:
+    """How many times the operator ran attncc (never reset)."""
+    with _LOCK:
+        return _CALLS["calls"]
+
+
+def _target(device: torch.device) -> str:
+    return "cpu" if device.type == "cpu" else "cuda"
+
+
+@torch.library.custom_op("attncc::attention", mutates_args=())
+def attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 attn_mask: Optional[torch.Tensor], causal: str, scale: Optional[float],
+                 window_left: int, window_right: int, softcap: Optional[float],
+                 sinks: Optional[torch.Tensor]) -> torch.Tensor:
+    """[B, Hq, L, Dv] = attncc.attention(q, k, v, ...). `causal`: "none",
+    "top_left" (torch's is_causal) or "bottom_right" (torch's
+    causal_lower_right); window sides -1 = unbounded (flash-attn's
+    window_size, bottom-right aligned)."""
+    from ..errors import InputError
+    kwargs: dict = {}
+    if causal == "top_left":
+        kwargs["causal"] = True
+    elif causal == "bottom_right":
+        from torch.nn.attention.bias import causal_lower_right
+        if attn_mask is not None:
+            raise InputError("causal='bottom_right' takes no attn_mask")
+        attn_mask = causal_lower_right(q.shape[2], k.shape[2])
+    elif causal != "none":
+        raise InputError(f"causal must be one of {CAUSAL_ALIGNS}, got {causal!r}")
+    window = None if (window_left, window_right) == (-1, -1) else (window_left, window_right)
+    out = attention(q, k, v, attn_mask=attn_mask, scale=scale, window=window, softcap=softcap,
+                    sinks=sinks, target=_target(q.device), **kwargs)
+    with _LOCK:
+        _CALLS["calls"] += 1
+    return out
+
+
+@attention_op.register_fake
+def _attention_fake(q, k, v, attn_mask, causal, scale, window_left, window_right, softcap,
+                    sinks):
+    return q.new_empty((q.shape[0], q.shape[1], q.shape[2], v.shape[3]))
+
+
+def _no_backward(ctx, grad):
+    from ..errors import InputError
+    raise InputError("attncc has no backward pass: torch.ops.attncc.attention (attncc's "
+                     "attention in transformers / torch.compile) can run forward only; train "
+                     "with another attention implementation")
+
+
+def _setup_context(ctx, inputs, output):
+    pass
+
+
+# Forward passes with grad enabled (a model called outside torch.no_grad())
+# run; a backward through attncc raises instead of dropping the gradient.
+attention_op.register_autograd(_no_backward, setup_context=_setup_context)

@@ -1,0 +1,237 @@
+"""attncc as a transformers attention implementation.
+
+    import attncc.integrations.transformers as attncc_hf
+    attncc_hf.register()            # once per process, before loading models
+    model = AutoModelForCausalLM.from_pretrained(..., attn_implementation="attncc")
+    # or model.set_attn_implementation("attncc")
+
+Registration is explicit, not a side effect of `import attncc`: importing
+transformers takes seconds, and adding a name to another library's global
+registry should be something a program asks for.
+
+Two functions are registered under the name:
+
+* the mask function (`AttentionMaskInterface`) is called once per forward
+  and per mask type (full / sliding layers). Instead of a dense
+  [B, 1, L, S] mask it returns an `AttnccMask`: the structure (no mask,
+  causal with its alignment, sliding window) found by evaluating
+  transformers' mask function on the index grid, plus the key padding of the
+  batch. Masks that are neither (packed sequences, block-wise overlays)
+  become a dense bool mask.
+* the attention function (`AttentionInterface`) turns that into
+  `torch.ops.attncc.attention` arguments: `causal` top-left (prefill) or
+  bottom-right (chunked prefill with a cache), no mask (decode), a
+  `window=(W - 1, 0)` for transformers' `sliding_window=W` (which keeps keys
+  `j > i - W`), softcap, and gpt-oss's sinks (`s_aux`). With padding the
+  structure and the padding become one bool mask, which attncc classifies.
+
+What attncc lacks raises `InputError` naming it: attention weights
+(`output_attentions=True`), attention dropout in training, `head_mask`,
+`position_bias`, masks that are not tensors (flex's `BlockMask`), and,
+through `attncc.attention`, gradients.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from ..errors import InputError
+from .op import attention_op
+
+NAME = "attncc"
+
+
+def _transformers():
+    try:
+        import transformers
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface
+    except ImportError as e:  # transformers missing, or too old for mask interfaces
+        raise ImportError("attncc's transformers integration needs transformers with "
+                          "AttentionInterface and AttentionMaskInterface (>= 4.54): "
+                          "pip install 'attncc[transformers]'") from e
+    return transformers, AttentionInterface, AttentionMaskInterface
+
+
+def register(name: str = NAME) -> str:
+    """Makes `attn_implementation=name` ("attncc") available to transformers
+    models in this process; returns the name. Idempotent."""
+    _, attention_interface, mask_interface = _transformers()
+    attention_interface.register(name, attncc_attention)
+    mask_interface.register(name, attncc_mask)
+    return name
+
+
+# -- the mask function ---------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class AttnccMask:
+    """A layer type's mask for one forward, as structure.
+
+    Query row `i` (0..L-1) may see key `j` (0..S-1) when `j <= i + delta`
+    (causal) and, for a window `W`, `j > i + delta - W`; `structure` is
+    "none", "causal", "sliding" or "dense" (then `dense` is the [B, 1, L, S]
+    bool mask, True = attend, padding included). `padding` is the [B, S]
+    keep-mask of the keys, or None when no key is padding."""
+
+    q_length: int
+    kv_length: int
+    structure: str
+    delta: int = 0
+    window: Optional[int] = None
+    padding: Optional[torch.Tensor] = None
+    dense: Optional[torch.Tensor] = None
+
+
+def _keep(L: int, S: int, delta: int, window: Optional[int], device: Any) -> torch.Tensor:
+    keep = torch.ones(L, S, dtype=torch.bool, device=device).tril(delta)
+    if window is not None:
+        keep &= ~torch.ones(L, S, dtype=torch.bool, device=device).tril(delta - window)
+    return keep
+
+
+def _simplify(structure: str, L: int, S: int, delta: int,
+              window: Optional[int]) -> tuple[str, Optional[int]]:
+    """Drops what masks nothing: a window wider than every row's reach, a
+    causal bound past the last key (decode)."""
+    if structure == "sliding" and L - 1 + delta < window:
+        structure, window = "causal", None
+    if structure == "causal" and delta >= S - 1:
+        structure = "none"
+    return structure, window
+
+
+def _structure(pattern: torch.Tensor, L: int, S: int, delta: int,
+               local_size: Optional[int]) -> tuple[str, Optional[int]]:
+    """Recognizes an evaluated [B, 1, L, S] mask pattern (no padding)."""
+    if bool(pattern.all()):
+        return "none", None
+    first = pattern[0, 0]
+    if not bool((pattern == first).all()):
+        return "dense", None
+    if torch.equal(first, _keep(L, S, delta, None, first.device)):
+        return "causal", None
+    if local_size is not None and torch.equal(first, _keep(L, S, delta, local_size,
+                                                           first.device)):
+        return "sliding", local_size
+    return "dense", None
+
+
+def attncc_mask(batch_size: int, q_length: int, kv_length: int, q_offset: Any = 0,
+                kv_offset: int = 0, mask_function: Any = None,
+                attention_mask: Optional[torch.Tensor] = None, local_size: Optional[int] = None,
+                use_vmap: bool = False, device: Any = "cpu", **kwargs: Any) -> AttnccMask:
+    """transformers' mask interface (the arguments of `sdpa_mask`)."""
+    from transformers.masking_utils import (causal_mask_function, prepare_padding_mask,
+                                            sdpa_mask)
+    if mask_function is None:
+        mask_function = causal_mask_function
+    q_offset, kv_offset = int(q_offset), int(kv_offset)  # static caches pass tensors
+    delta = q_offset - kv_offset
+    padding = prepare_padding_mask(attention_mask, kv_length, kv_offset)
+    if padding is not None:
+        padding = padding[:, kv_offset:kv_offset + kv_length].to(torch.bool)
+        if bool(padding.all()):
+            padding = None
+    if mask_function is causal_mask_function:
+        structure, window, pattern = "causal", None, None
+    else:
+        pattern = sdpa_mask(batch_size, q_length, kv_length, q_offset, kv_offset,
+                            mask_function=mask_function, attention_mask=None,
+                            allow_is_causal_skip=False, allow_is_bidirectional_skip=False,
+                            use_vmap=use_vmap, device=device)
+        structure, window = _structure(pattern, q_length, kv_length, delta, local_size)
+    dense = None
+    if structure == "dense":
+        dense = pattern if padding is None else pattern & padding[:, None, None, :]
+    else:
+        structure, window = _simplify(structure, q_length, kv_length, delta, window)
+    return AttnccMask(q_length, kv_length, structure, delta, window, padding, dense)
+
+
+# -- the attention function ----------------------------------------------------------------------
+
+def _check_supported(module: Any, dropout: float, kwargs: dict) -> None:
+    if dropout:
+        raise InputError(f"attncc has no attention dropout (dropout={dropout} in training "
+                         "mode): call model.eval() or set the config's attention_dropout to 0")
+    for name in ("head_mask", "position_bias"):
+        if kwargs.get(name) is not None:
+            raise InputError(f"attncc does not support {name}")
+    if kwargs.get("output_attentions"):
+        raise InputError("attncc computes no attention weights (output_attentions=True): "
+                         "use attn_implementation='eager' to get them")
+    try:
+        from transformers.utils.output_capturing import _active_collector
+    except ImportError:  # pragma: no cover - transformers without output capturing
+        return
+    collecting = _active_collector.get()
+    if collecting is not None and "attentions" in collecting:
+        raise InputError("attncc computes no attention weights (output_attentions=True): "
+                         "use attn_implementation='eager' to get them")
+
+
+def _args_of_mask(mask: AttnccMask, L: int, S: int, B: int,
+                  device: torch.device) -> tuple[Optional[torch.Tensor], str, tuple[int, int]]:
+    """(attn_mask, causal, window) for torch.ops.attncc.attention."""
+    if (mask.q_length, mask.kv_length) != (L, S):
+        raise InputError(f"the attncc mask was made for (L, S) = ({mask.q_length}, "
+                         f"{mask.kv_length}) but the attention gets ({L}, {S})")
+    if mask.structure == "dense":
+        return mask.dense, "none", (-1, -1)
+    if mask.padding is None:
+        if mask.structure == "none":
+            return None, "none", (-1, -1)
+        if mask.structure == "causal" and mask.delta == 0:
+            return None, "top_left", (-1, -1)
+        if mask.structure == "causal" and mask.delta == S - L:
+            return None, "bottom_right", (-1, -1)
+        if mask.structure == "sliding" and mask.delta == S - L:
+            return None, "none", (mask.window - 1, 0)
+    keep = None
+    if mask.structure != "none":
+        keep = _keep(L, S, mask.delta, mask.window, device)[None, None]
+    if mask.padding is not None:
+        pad = mask.padding[:, None, None, :].to(device)
+        keep = pad if keep is None else keep & pad
+    return keep, "none", (-1, -1)
+
+
+def attncc_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                     value: torch.Tensor, attention_mask: Any, dropout: float = 0.0,
+                     scaling: Optional[float] = None, sliding_window: Optional[int] = None,
+                     softcap: Optional[float] = None, s_aux: Optional[torch.Tensor] = None,
+                     **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """transformers' attention interface: query [B, Hq, L, D], key/value
+    [B, Hkv, S, D] (after the cache update); returns ([B, L, Hq, Dv], None)."""
+    _check_supported(module, dropout, kwargs)
+    B, _, L, _ = query.shape
+    S = key.shape[2]
+    if isinstance(attention_mask, AttnccMask):
+        mask, causal, window = _args_of_mask(attention_mask, L, S, B, query.device)
+    elif attention_mask is None:
+        # No mask function ran (e.g. a model calling the layer directly): the
+        # module says whether it is causal, as for sdpa; the cache's keys
+        # come first, so causal is bottom-right aligned.
+        mask, causal, window = None, "none", (-1, -1)
+        is_causal = kwargs.get("is_causal")
+        if is_causal is None:
+            is_causal = getattr(module, "is_causal", True)
+        if is_causal and sliding_window is not None:
+            window = (int(sliding_window) - 1, 0)
+        elif is_causal and L > 1:
+            causal = "top_left" if L == S else "bottom_right"
+    elif isinstance(attention_mask, torch.Tensor):
+        mask, causal, window = attention_mask, "none", (-1, -1)   # a user's 4D mask
+    else:
+        raise InputError(f"attncc takes attention masks made by its own mask function or "
+                         f"tensors, got {type(attention_mask).__name__}")
+    sinks = None
+    if s_aux is not None:
+        sinks = s_aux.to(torch.float32)
+    out = attention_op(query, key, value, mask, causal, None if scaling is None else
+                       float(scaling), window[0], window[1],
+                       None if softcap is None else float(softcap), sinks)
+    return out.transpose(1, 2).contiguous(), None

@@ -1,0 +1,219 @@
+"""attn_implementation="attncc" in transformers (attncc.integrations.transformers):
+greedy generate() of tiny random models (Llama GQA, Qwen2 and Mistral sliding
+windows, Gemma2 soft-cap + sliding, gpt-oss sinks + sliding) gives eager's
+tokens and logits within 1e-4 (fp32), with the default dynamic cache and left
+padding; attncc's operator provably ran, with the structure (causal / window /
+no mask) passed as such rather than as a dense bias; kernels stay constant
+across decode steps; missing features raise naming themselves."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+transformers = pytest.importorskip(
+    "transformers", reason="transformers is not installed (pip install 'attncc[transformers]')")
+
+import attncc  # noqa: E402
+from attncc.errors import InputError  # noqa: E402
+from attncc.integrations import op  # noqa: E402
+from attncc.integrations import transformers as hf  # noqa: E402
+
+import hf_tiny  # noqa: E402
+
+TOL = 1e-4
+NEW = 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registered():
+    assert hf.register() == "attncc"
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """The structure of each call to attncc's operator: (mask shape or None,
+    causal, window)."""
+    calls = []
+    real = hf.attention_op
+
+    def spy(q, k, v, mask, causal, scale, wl, wr, softcap, sinks):
+        calls.append((None if mask is None else tuple(mask.shape), causal, (wl, wr),
+                      softcap, sinks is not None, q.shape[2], k.shape[2]))
+        return real(q, k, v, mask, causal, scale, wl, wr, softcap, sinks)
+
+    monkeypatch.setattr(hf, "attention_op", spy)
+    return calls
+
+
+# (model, batch, prompt length, left padding of row 1)
+CASES = [("llama", 1, 6, 0), ("llama", 2, 6, 2), ("qwen2", 1, 6, 0), ("mistral", 2, 6, 2),
+         ("gemma2", 1, 6, 0), ("gpt_oss", 1, 6, 0)]
+
+
+@pytest.mark.parametrize("name,batch,length,pad", CASES,
+                         ids=[f"{c[0]}-b{c[1]}-pad{c[3]}" for c in CASES])
+def test_generate_matches_eager(name, batch, length, pad, recorded):
+    if name not in hf_tiny.available():
+        pytest.skip(f"transformers {transformers.__version__} has no {name}")
+    model = hf_tiny.tiny(name)
+    ids, mask = hf_tiny.prompt(batch, length, pad)
+    ref = hf_tiny.generate(model, "eager", ids, mask, NEW)
+    calls0 = op.calls()
+    got = hf_tiny.generate(model, "attncc", ids, mask, NEW)
+    where = json.dumps(dict(model=name, batch=batch, length=length, pad=pad))
+    layers = model.config.num_hidden_layers
+    # Every attention of every forward (prefill + NEW - 1 decode steps) ran attncc.
+    assert op.calls() - calls0 == layers * NEW, where
+    assert len(recorded) == layers * NEW, where
+    assert torch.equal(got.sequences, ref.sequences), where
+    assert hf_tiny.max_logit_diff(got, ref) <= TOL, where
+
+    types = getattr(model.config, "layer_types", None) or ["full_attention"] * layers
+    if name == "mistral":
+        types = ["sliding_attention"] * layers
+    prefill, decode = recorded[:layers], recorded[layers:]
+    for layer, (call, kind) in enumerate(zip(prefill, types)):
+        mask_shape, causal, window, softcap, sinks, L, S = call
+        assert (L, S) == (length, length), where
+        if pad:   # structure and padding in one bool mask, per batch row
+            assert mask_shape == (batch, 1, length, length) and causal == "none", where
+        elif kind == "sliding_attention":   # the window, not a bias
+            assert (mask_shape, causal, window) == (None, "none", (hf_tiny.WINDOW - 1, 0)), where
+        else:                               # causal, not a bias
+            assert (mask_shape, causal, window) == (None, "top_left", (-1, -1)), where
+        assert softcap == (5.0 if name == "gemma2" else None), where
+        assert sinks == (name == "gpt_oss"), where
+    for i, call in enumerate(decode):   # one query row sees every cached key: no mask
+        mask_shape, causal, window, _, _, L, S = call   # but the padding
+        assert L == 1 and causal == "none" and window == (-1, -1), where
+        if types[i % layers] == "full_attention":
+            assert mask_shape == ((batch, 1, 1, S) if pad else None), where
+        else:   # a sliding cache holds window - 1 past keys: the padding leaves it
+            assert S <= hf_tiny.WINDOW and mask_shape in (None, (batch, 1, 1, S)), where
+
+
+def test_kernels_constant_across_decode_steps():
+    model = hf_tiny.tiny("llama")
+    ids, mask = hf_tiny.prompt(1, 6)
+    hf_tiny.generate(model, "attncc", ids, mask, 3)   # prefill + decode kernels
+    compiled, calls = attncc.cache_info()["compiled"], op.calls()
+    out = hf_tiny.generate(model, "attncc", ids, mask, 8)  # longer caches, same kernels
+    assert attncc.cache_info()["compiled"] == compiled
+    assert op.calls() - calls == 2 * 8
+    ref = hf_tiny.generate(model, "eager", ids, mask, 8)
+    assert torch.equal(out.sequences, ref.sequences)
+    assert hf_tiny.max_logit_diff(out, ref) <= TOL
+
+
+# -- the mask function, against transformers' own sdpa masks (no kernels) --------------------
+
+def _keep_of_args(mask, causal, window, B, L, S):
+    """The bool [B, 1, L, S] keep-mask that attncc's operator arguments mean."""
+    keep = torch.ones(B, 1, L, S, dtype=torch.bool)
+    if mask is not None:
+        keep = keep & mask
+    tri = torch.ones(L, S, dtype=torch.bool)
+    if causal == "top_left":
+        keep = keep & tri.tril(0)
+    elif causal == "bottom_right":
+        keep = keep & tri.tril(S - L)
+    if window != (-1, -1):
+        left, right = window
+        keep = keep & tri.tril(S - L + right) & ~tri.tril(S - L - left - 1)
+    return keep
+
+
+@settings(max_examples=60, deadline=None)
+@given(B=st.integers(1, 3), L=st.integers(1, 7), past=st.integers(0, 9),
+       window=st.sampled_from([None, 1, 3, 5]), pad=st.integers(0, 4),
+       kv_cut=st.integers(0, 4))
+def test_mask_function_matches_sdpa_mask(B, L, past, window, pad, kv_cut):
+    """Any cache state (past tokens, a sliding cache that dropped `kv_cut`
+    keys), window and left padding: the operator arguments mean exactly
+    transformers' sdpa mask."""
+    from transformers.masking_utils import (causal_mask_function, sdpa_mask,
+                                            sliding_window_causal_mask_function)
+    where = json.dumps(dict(B=B, L=L, past=past, window=window, pad=pad, kv_cut=kv_cut))
+    kv_offset = min(kv_cut, past)
+    S = past + L - kv_offset
+    fn = causal_mask_function if window is None else sliding_window_causal_mask_function(window)
+    attention = torch.ones(B, past + L, dtype=torch.bool)
+    attention[B - 1, :min(pad, past + L - 1)] = False
+    kw = dict(batch_size=B, q_length=L, kv_length=S, q_offset=past, kv_offset=kv_offset,
+              mask_function=fn, attention_mask=attention, local_size=window)
+    ref = sdpa_mask(**kw, allow_is_causal_skip=False)
+    m = hf.attncc_mask(**kw)
+    mask, causal, win = hf._args_of_mask(m, L, S, B, torch.device("cpu"))
+    got = _keep_of_args(mask, causal, win, B, L, S)
+    assert torch.equal(got, ref.expand(B, 1, L, S)), where
+    if pad == 0 or past + L == 1:
+        assert mask is None or m.structure == "dense", where   # structure, not a bias
+
+
+def test_mask_structures():
+    from transformers.masking_utils import (causal_mask_function,
+                                            sliding_window_causal_mask_function)
+    prefill = hf.attncc_mask(1, 6, 6, 0, 0, causal_mask_function)
+    assert (prefill.structure, prefill.delta, prefill.padding) == ("causal", 0, None)
+    decode = hf.attncc_mask(1, 1, 9, 8, 0, causal_mask_function)
+    assert decode.structure == "none"
+    chunk = hf.attncc_mask(1, 3, 9, 6, 0, causal_mask_function)   # chunked prefill
+    assert hf._args_of_mask(chunk, 3, 9, 1, "cpu") == (None, "bottom_right", (-1, -1))
+    slide = hf.attncc_mask(1, 6, 6, 0, 0, sliding_window_causal_mask_function(4), local_size=4)
+    assert (slide.structure, slide.window) == ("sliding", 4)
+    # A sliding cache in decode keeps window - 1 keys + the new one: all visible.
+    slide_decode = hf.attncc_mask(1, 1, 4, 9, 6, sliding_window_causal_mask_function(4),
+                                  local_size=4)
+    assert slide_decode.structure == "none"
+    # Something else (packed sequences: a block diagonal) stays a dense mask.
+    packed = torch.tensor([[0, 0, 0, 1, 1, 1]])
+    fn = lambda b, h, q, kv: (packed[b, q] == packed[b, kv]) & (kv <= q)  # noqa: E731
+    dense = hf.attncc_mask(1, 6, 6, 0, 0, fn)
+    assert dense.structure == "dense" and dense.dense.shape == (1, 1, 6, 6)
+
+
+# -- what attncc lacks ---------------------------------------------------------------------
+
+def test_output_attentions_raises():
+    model = hf_tiny.tiny("llama", "attncc")
+    ids, _ = hf_tiny.prompt(1, 4)
+    with torch.no_grad(), pytest.raises(InputError, match="output_attentions"):
+        model(ids, output_attentions=True)
+
+
+def test_dropout_in_training_raises():
+    model = hf_tiny.tiny("llama", "attncc")
+    model.config.attention_dropout = 0.1
+    for layer in model.model.layers:
+        layer.self_attn.attention_dropout = 0.1
+    model.train()
+    ids, _ = hf_tiny.prompt(1, 4)
+    with pytest.raises(InputError, match="dropout"):
+        model(ids)
+
+
+def test_backward_raises_forward_with_grad_runs():
+    model = hf_tiny.tiny("llama", "attncc")
+    ids, _ = hf_tiny.prompt(1, 4)
+    out = model(ids).logits          # forward with grad enabled runs attncc
+    with pytest.raises(InputError, match="no backward"):
+        out.sum().backward()
+
+
+def test_unsupported_arguments_raise():
+    q = torch.randn(1, 4, 3, 16)
+    k = v = torch.randn(1, 2, 3, 16)
+    module = torch.nn.Module()
+    with pytest.raises(InputError, match="head_mask"):
+        hf.attncc_attention(module, q, k, v, None, head_mask=torch.ones(4))
+    with pytest.raises(InputError, match="position_bias"):
+        hf.attncc_attention(module, q, k, v, None, position_bias=torch.zeros(1, 4, 3, 3))
+    with pytest.raises(InputError, match="BlockMask|masks made by"):
+        hf.attncc_attention(module, q, k, v, object())
+    m = hf.attncc_mask(1, 5, 5, 0, 0)
+    with pytest.raises(InputError, match=r"\(L, S\)"):
+        hf.attncc_attention(module, q, k, v, m)
