@@ -1,0 +1,150 @@
+"""torch.compile(..., backend="attncc") (attncc.integrations.dynamo): found
+through the `torch_dynamo_backends` entry point declared in pyproject.toml
+without importing attncc, attention calls in the captured graph become
+attncc's operator and the rest goes to inductor; on tiny transformers models
+greedy generate() matches eager, with dynamic=True and no recompilation of
+graphs or kernels in a second, longer generate loop.
+
+Inductor compiles C++ for every graph (minutes for a whole model on a busy
+2-core host), so the models run with the backend's `rest` set to AOT
+autograd's eager executor: the same graph capture, replacement and
+fake-tensor tracing of the operator, without the C++ compile; the inductor
+path itself runs on a small function in a subprocess."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+import attncc
+from attncc.integrations import dynamo, op
+
+REPO = Path(__file__).resolve().parents[2]
+TOL = 1e-4
+
+
+def test_entry_point_declared_and_resolves():
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    target = meta["project"]["entry-points"]["torch_dynamo_backends"]["attncc"]
+    module, attr = target.split(":")
+    assert module == "attncc.integrations.dynamo"
+    assert getattr(__import__(module, fromlist=[attr]), attr) is dynamo.attncc_backend
+
+
+_SUBPROCESS = textwrap.dedent("""
+    import json, sys, torch
+    import torch.nn.functional as F
+    import torch._dynamo.utils as du
+    assert "attncc" not in sys.modules
+    def block(q, k, v, w):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True).relu() @ w
+    fn = torch.compile(block, backend="attncc", dynamic=True)   # no attncc import
+    out = {}
+    w = torch.randn(16, 16)
+    for L in (5, 9, 13):
+        q, k, v = (torch.randn(2, 4, L, 16) for _ in range(3))
+        got = fn(q, k, v, w)
+        ref = block(q.double(), k.double(), v.double(), w.double())
+        out[L] = float((got.double() - ref).abs().max())
+    from attncc.integrations import dynamo, op
+    print(json.dumps(dict(err=out, calls=op.calls(), stats=dynamo.stats(),
+                          graphs=du.counters["stats"]["unique_graphs"],
+                          attncc=sys.modules["attncc"].__file__)))
+""")
+
+
+def test_backend_by_name_through_inductor(tmp_path):
+    """A distribution with the declared entry point on the path (what pip
+    install writes); backend="attncc" finds it; inductor compiles the rest."""
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    eps = meta["project"]["entry-points"]["torch_dynamo_backends"]
+    dist = tmp_path / "attncc_entry_point-0.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: attncc-entry-point\n"
+                                   "Version: 0.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[torch_dynamo_backends]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path)] +
+                                                      [p for p in sys.path if p]))
+    proc = subprocess.run([sys.executable, "-c", _SUBPROCESS], capture_output=True, text=True,
+                          env=env, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["attncc"].startswith(str(REPO)), got
+    assert max(got["err"].values()) < 1e-5, got
+    assert got["calls"] == 3, got                 # each call ran attncc's kernel
+    assert got["stats"]["replaced"] >= 1, got
+    assert got["graphs"] == 1, got                # dynamic=True: L changes recompile nothing
+
+
+def test_refuses_dropout():
+    def f(q, k, v):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
+
+    fn = torch.compile(f, backend=functools.partial(dynamo.attncc_backend,
+                                                    rest=_eager_rest), fullgraph=True)
+    q = torch.randn(1, 2, 4, 16)
+    with pytest.raises(Exception, match="dropout"):
+        fn(q, q, q)
+
+
+def _eager_rest(gm, example_inputs):
+    from torch._dynamo.backends.debugging import aot_eager
+    return aot_eager(gm, example_inputs)
+
+
+# -- tiny transformers models ------------------------------------------------------------------
+
+# Dynamo traces each model for minutes on a busy 2-core host: two cases, the
+# sdpa models' path (GQA, left padding) and attncc's own implementation
+# (softcap + sliding window, with its mask function's graph breaks).
+transformers_cases = [("llama", "sdpa", 2), ("gemma2", "attncc", 0)]
+
+
+@pytest.mark.parametrize("name,impl,pad", transformers_cases,
+                         ids=[f"{n}-{i}-pad{p}" for n, i, p in transformers_cases])
+def test_generate_compiled_matches_eager(name, impl, pad):
+    pytest.importorskip("transformers",
+                        reason="transformers is not installed (pip install 'attncc[transformers]')")
+    import torch._dynamo.utils as du
+
+    import hf_tiny
+    if name not in hf_tiny.available():
+        pytest.skip(f"this transformers has no {name}")
+    if impl == "attncc":   # softcap: sdpa refuses it, attncc's own implementation compiles
+        from attncc.integrations import transformers as hf
+        hf.register()
+    torch._dynamo.reset()
+    model = hf_tiny.tiny(name)
+    ids, mask = hf_tiny.prompt(2, 6, pad)
+    where = json.dumps(dict(model=name, impl=impl, pad=pad))
+    ref = hf_tiny.generate(model, "eager", ids, mask, 6)
+    model.set_attn_implementation(impl)
+    model.forward = torch.compile(model.forward, dynamic=True,
+                                  backend=functools.partial(dynamo.attncc_backend,
+                                                            rest=_eager_rest))
+    results = []
+    for new in (3, 6):    # the second loop: longer caches, nothing compiled
+        before = (du.counters["stats"]["unique_graphs"], attncc.cache_info()["compiled"],
+                  op.calls())
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=mask, max_new_tokens=new,
+                                 min_new_tokens=new, do_sample=False, output_logits=True,
+                                 return_dict_in_generate=True, pad_token_id=0)
+        after = (du.counters["stats"]["unique_graphs"], attncc.cache_info()["compiled"],
+                 op.calls())
+        results.append([a - b for a, b in zip(after, before)])
+    graphs, kernels, calls = results[1]
+    assert graphs == 0 and kernels == 0, (where, results)
+    assert calls == model.config.num_hidden_layers * 6, (where, results)
+    assert results[0][2] == model.config.num_hidden_layers * 3, (where, results)
+    assert torch.equal(out.sequences, ref.sequences), where
+    assert hf_tiny.max_logit_diff(out, ref) <= TOL, where
