@@ -3,8 +3,10 @@ attention, inductor for the rest.
 
 The backend is registered through torch's `torch_dynamo_backends` entry
 point (pyproject.toml), so no import is needed. Dynamo hands it the captured
-FX graph (torch-level ops); each `scaled_dot_product_attention` call in it
-becomes a call of `torch.ops.attncc.attention` (integrations/op.py), and the
+FX graph (torch-level ops); each `scaled_dot_product_attention` call in it,
+and each hand-written attention (matmul, scale, soft-cap, mask, softmax,
+matmul: fx_patterns.py), becomes a call of `torch.ops.attncc.attention`
+(integrations/op.py), and the
 graph goes on to inductor (`compile_fx`), which sees the operator as an
 opaque kernel with a shape-only fake implementation. Calls that already are
 `torch.ops.attncc.attention` (a transformers model with
@@ -28,6 +30,7 @@ from torch import fx
 
 from ..errors import InputError
 from . import op as _op  # noqa: F401  (defines torch.ops.attncc.attention)
+from .fx_patterns import replace_eager_attention
 
 _SDPA = {torch.nn.functional.scaled_dot_product_attention,
          torch._C._nn.scaled_dot_product_attention}
@@ -103,7 +106,7 @@ def attncc_backend(gm: fx.GraphModule, example_inputs: Sequence[Any],
                    rest: Optional[Callable] = None, **kwargs: Any) -> Callable:
     """The dynamo backend: attention to attncc, the rest to `rest`
     (inductor's `compile_fx` by default)."""
-    n = replace_attention(gm)
+    n = replace_attention(gm) + replace_eager_attention(gm)
     with _LOCK:
         _STATS["graphs"] += 1
         _STATS["replaced"] += n

@@ -1,0 +1,193 @@
+"""Hand-written attention in a dynamo FX graph (torch-level ops), as models
+write it (transformers' eager attention):
+
+    s = torch.matmul(q, k.transpose(2, 3)) * scale    # or / d
+    s = torch.tanh(s / cap) * cap                      # optional soft-capping
+    s = s + mask                                       # optional additive mask
+    p = softmax(s, dim=-1[, dtype]).to(dtype)          # casts optional
+    p = dropout(p, p=0.0 or training=False)            # optional, identity
+    o = torch.matmul(p, v)
+
+becomes one `torch.ops.attncc.attention(q, k, v, attn_mask=mask, scale=...,
+softcap=cap)`. A region is replaced only when every intermediate value has
+no other user (returned attention weights keep the region as it is), q, k,
+v are rank 4 and the output has q's dtype; anything else is left to the
+next compiler unchanged, which computes it correctly. Dropout in training
+mode is refused: attncc has none, and leaving it would hide that.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Optional
+
+import torch
+from torch import fx
+
+from ..errors import InputError
+
+_MATMUL = {torch.matmul, operator.matmul}
+_MUL = {operator.mul, torch.mul}
+_DIV = {operator.truediv, torch.div, torch.true_divide}
+_ADD = {operator.add, torch.add}
+_SOFTMAX = {torch.softmax, torch.nn.functional.softmax}
+_CASTS = {"to", "type_as", "float"}
+
+
+def _is(node: Any, functions: set, method: Optional[str] = None) -> bool:
+    if not isinstance(node, fx.Node):
+        return False
+    if node.op == "call_function" and node.target in functions:
+        return True
+    return method is not None and node.op == "call_method" and node.target == method
+
+
+def _value(node: Any) -> Any:
+    return node.meta.get("example_value") if isinstance(node, fx.Node) else node
+
+
+def _is_tensor(node: Any) -> bool:
+    return isinstance(_value(node), torch.Tensor)
+
+
+def _only_user(node: fx.Node) -> Optional[fx.Node]:
+    users = list(node.users)
+    return users[0] if len(users) == 1 else None
+
+
+def _key_of(node: Any) -> Optional[fx.Node]:
+    """k from k.transpose(2, 3) / (-2, -1)."""
+    if not _is(node, {torch.transpose}, "transpose") or len(node.args) != 3:
+        return None
+    dims = tuple(int(d) if isinstance(d, int) else d for d in node.args[1:])
+    if dims in ((2, 3), (3, 2), (-2, -1), (-1, -2)) and _only_user(node) is not None:
+        return node.args[0]
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b or (not isinstance(a, fx.Node) and not isinstance(b, fx.Node) and a == b)
+
+
+def _match(softmax: fx.Node) -> Optional[dict]:
+    """The region ending in the P·V matmul after `softmax`, or None."""
+    dim = softmax.kwargs.get("dim", softmax.args[1] if len(softmax.args) > 1 else None)
+    if dim not in (-1, 3) or len(softmax.args) < 1:
+        return None
+    # Forward: casts and identity dropout up to P·V.
+    node = softmax
+    while True:
+        user = _only_user(node)
+        if user is None:
+            return None
+        if user.op == "call_method" and user.target in _CASTS:
+            node = user
+        elif _is(user, {torch.nn.functional.dropout}):
+            p = user.kwargs.get("p", user.args[1] if len(user.args) > 1 else 0.5)
+            training = user.kwargs.get("training", user.args[2] if len(user.args) > 2 else True)
+            if p and training:
+                raise InputError(f"attention with dropout p={p} in training mode: attncc "
+                                 "has no attention dropout; call model.eval()")
+            node = user
+        elif _is(user, _MATMUL, "matmul") and user.args[0] is node:
+            pv = user
+            break
+        else:
+            return None
+    # Backward: mask, soft-cap, scale, down to Q·Kᵀ.
+    ops: list[tuple[str, Any]] = []
+    node = softmax.args[0]
+    while not _is(node, _MATMUL, "matmul"):
+        if not isinstance(node, fx.Node) or _only_user(node) is None:
+            return None
+        prev = node.args[0] if node.args else None
+        if _is(node, _ADD, "add") and len(node.args) == 2:
+            # `scores + mask`, as models write it
+            if not _is_tensor(node.args[1]):
+                return None
+            ops.append(("add", node.args[1]))
+        elif _is(node, _MUL, "mul") and len(node.args) == 2:
+            a, b = node.args
+            prev, other = (a, b) if _is_tensor(a) and not _is_tensor(b) else (b, a)
+            if _is_tensor(other):
+                return None
+            ops.append(("mul", other))
+        elif _is(node, _DIV, "div") and len(node.args) == 2 and not _is_tensor(node.args[1]):
+            ops.append(("div", node.args[1]))
+        elif _is(node, {torch.tanh}, "tanh"):
+            ops.append(("tanh", None))
+        else:
+            return None
+        node = prev
+    qk = node
+    if _only_user(qk) is None:
+        return None
+    k = _key_of(qk.args[1])
+    if k is None:
+        return None
+    found = _parse(list(reversed(ops)))
+    if found is None:
+        return None
+    q, v = qk.args[0], pv.args[1]
+    values = [_value(x) for x in (q, k, v, pv)]
+    if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in values) or \
+            values[3].dtype != values[0].dtype:
+        return None
+    return dict(q=q, k=k, v=v, out=pv, **found)
+
+
+def _parse(ops: list[tuple[str, Any]]) -> Optional[dict]:
+    """[scale] [softcap] [mask], in the order of the computation."""
+    scale: Any = 1.0
+    scale_div = False
+    cap = mask = None
+    i = 0
+    if i < len(ops) and ops[i][0] in ("mul", "div") and not (
+            i + 1 < len(ops) and ops[i + 1][0] == "tanh"):
+        scale, scale_div = ops[i][1], ops[i][0] == "div"
+        i += 1
+    kinds = [o for o, _ in ops]
+    if kinds[i:i + 3] == ["div", "tanh", "mul"] and _same(ops[i][1], ops[i + 2][1]):
+        cap = ops[i][1]
+        i += 3
+    if i < len(ops) and ops[i][0] == "add":
+        mask = ops[i][1]
+        i += 1
+    if i != len(ops):
+        return None
+    return dict(scale=scale, scale_div=scale_div, softcap=cap, mask=mask)
+
+
+def replace_eager_attention(gm: fx.GraphModule) -> int:
+    """Replaces hand-written attention regions with attncc's operator;
+    returns how many."""
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op == "output" or not (_is(node, _SOFTMAX, "softmax")):
+            continue
+        found = _match(node)
+        if found is None:
+            continue
+        out = found["out"]
+        with gm.graph.inserting_before(out):
+            scale = found["scale"]
+            if found["scale_div"]:
+                scale = (gm.graph.call_function(operator.truediv, (1.0, scale))
+                         if isinstance(scale, fx.Node) else 1.0 / scale)
+            elif not isinstance(scale, fx.Node):
+                scale = float(scale)
+            cap = found["softcap"]
+            if cap is not None and not isinstance(cap, fx.Node):
+                cap = float(cap)
+            new = gm.graph.call_function(
+                torch.ops.attncc.attention.default,
+                (found["q"], found["k"], found["v"], found["mask"], "none", scale, -1, -1, cap,
+                 None))
+        new.meta.update(out.meta)
+        out.replace_all_uses_with(new)
+        gm.graph.erase_node(out)
+        count += 1
+    if count:
+        gm.graph.eliminate_dead_code()   # the region's other nodes
+        gm.graph.lint()
+        gm.recompile()
+    return count
