@@ -109,6 +109,26 @@ def test_kernels_constant_across_decode_steps():
     assert hf_tiny.max_logit_diff(out, ref) <= TOL
 
 
+def test_static_cache_matches_eager():
+    """generate() makes a static cache's masks before the forward (the mask
+    function then gets its own AttnccMask back); the keys are the whole cache,
+    the unwritten slots masked as padding."""
+    model = hf_tiny.tiny("llama")
+    ids, mask = hf_tiny.prompt(2, 6, 2)
+    outs = {}
+    for impl in ("eager", "attncc"):
+        model.set_attn_implementation(impl)
+        calls = op.calls()
+        with torch.no_grad():
+            outs[impl] = model.generate(ids, attention_mask=mask, max_new_tokens=NEW,
+                                        min_new_tokens=NEW, do_sample=False, output_logits=True,
+                                        return_dict_in_generate=True, pad_token_id=0,
+                                        cache_implementation="static")
+    assert op.calls() - calls == 2 * NEW
+    assert torch.equal(outs["attncc"].sequences, outs["eager"].sequences)
+    assert hf_tiny.max_logit_diff(outs["attncc"], outs["eager"]) <= TOL
+
+
 # -- the mask function, against transformers' own sdpa masks (no kernels) --------------------
 
 def _keep_of_args(mask, causal, window, B, L, S):

@@ -76,6 +76,10 @@ class AttnccMask:
     bool mask, True = attend, padding included). `padding` is the [B, S]
     keep-mask of the keys, or None when no key is padding."""
 
+    # transformers asks a prepared mask for `ndim` (4 = prepared, use as is):
+    # generate() makes the masks of static caches before the forward.
+    ndim = 4
+
     q_length: int
     kv_length: int
     structure: str
@@ -126,6 +130,8 @@ def attncc_mask(batch_size: int, q_length: int, kv_length: int, q_offset: Any = 
     """transformers' mask interface (the arguments of `sdpa_mask`)."""
     from transformers.masking_utils import (causal_mask_function, prepare_padding_mask,
                                             sdpa_mask)
+    if isinstance(attention_mask, AttnccMask):   # made by generate() already
+        return attention_mask
     if mask_function is None:
         mask_function = causal_mask_function
     q_offset, kv_offset = int(q_offset), int(kv_offset)  # static caches pass tensors
