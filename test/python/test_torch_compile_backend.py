@@ -132,6 +132,32 @@ def test_handwritten_attention_replaced(cap):
     assert op.calls() - calls == 2
 
 
+def _with_sinks(q, k, v, mask, sinks):
+    """gpt-oss's eager attention."""
+    s = torch.matmul(q, k.transpose(2, 3)) * 0.25 + mask
+    b, _, L, _ = q.shape
+    combined = torch.cat([s, sinks.reshape(1, -1, 1, 1).expand(b, -1, L, -1)], dim=-1)
+    combined = combined - combined.max(dim=-1, keepdim=True).values
+    p = torch.softmax(combined, dim=-1, dtype=combined.dtype)[..., :-1]
+    return torch.matmul(p.to(v.dtype), v)
+
+
+def test_handwritten_sinks_replaced():
+    torch._dynamo.reset()
+    sinks = torch.randn(4)
+    fn = _compiled(lambda q, k, v, m: _with_sinks(q, k, v, m, sinks))
+    before, calls = dynamo.stats(), op.calls()
+    for L in (5, 8):
+        q, k, v = (torch.randn(2, 4, L, 16) for _ in range(3))
+        mask = torch.zeros(L, L).masked_fill(torch.ones(L, L, dtype=torch.bool).triu(1),
+                                             torch.finfo(torch.float32).min)
+        ref = _with_sinks(q.double(), k.double(), v.double(), mask.double(), sinks.double())
+        assert float((fn(q, k, v, mask).double() - ref).abs().max()) < 1e-5, L
+    after = dynamo.stats()
+    assert after["replaced"] - before["replaced"] == after["graphs"] - before["graphs"] >= 1
+    assert op.calls() - calls == 2
+
+
 def test_attention_weights_used_elsewhere_stay():
     """A region whose probabilities are also returned is left as written."""
     torch._dynamo.reset()

@@ -8,8 +8,10 @@ write it (transformers' eager attention):
     p = dropout(p, p=0.0 or training=False)            # optional, identity
     o = torch.matmul(p, v)
 
+gpt-oss's sinks too: `softmax(cat([s, sinks.reshape(1, -1, 1, 1).expand(...)],
+-1) - max)[..., :-1]` (the max subtraction leaves any softmax as it is). That
 becomes one `torch.ops.attncc.attention(q, k, v, attn_mask=mask, scale=...,
-softcap=cap)`. A region is replaced only when every intermediate value has
+softcap=cap, sinks=sinks)`. A region is replaced only when every intermediate value has
 no other user (returned attention weights keep the region as it is), q, k,
 v are rank 4 and the output has q's dtype; anything else is left to the
 next compiler unchanged, which computes it correctly. Dropout in training
@@ -68,13 +70,71 @@ def _same(a: Any, b: Any) -> bool:
     return a is b or (not isinstance(a, fx.Node) and not isinstance(b, fx.Node) and a == b)
 
 
+def _stabilized(node: Any) -> Optional[fx.Node]:
+    """x for `x - x.max(dim=-1, keepdim=True)[0]` (or `.values`, `amax`): a
+    shift that leaves the softmax as it is."""
+    if not _is(node, {operator.sub, torch.sub}, "sub") or len(node.args) != 2:
+        return None
+    x, m = node.args
+    if _is(m, {operator.getitem}) and m.args[1] == 0 or \
+            (m is not None and m.op == "call_function" and m.target is getattr
+             and m.args[1] == "values"):
+        m = m.args[0]
+    if not (_is(m, {torch.max, torch.amax}, "max") or _is(m, set(), "amax")) or \
+            m.args[0] is not x or len(m.users) != 1:
+        return None
+    if set(x.users) != {m, node}:
+        return None
+    return x
+
+
+def _sinks_of(node: Any, heads: int) -> Optional[fx.Node]:
+    """s for gpt-oss's `s.reshape(1, -1, 1, 1).expand(b, -1, L, -1)` ([Hq] logits)."""
+    if not _is(node, set(), "expand") or _only_user(node) is None:
+        return None
+    r = node.args[0]
+    if not _is(r, set(), "reshape") or tuple(r.args[1:]) != (1, -1, 1, 1):
+        return None
+    s = _value(r.args[0])
+    if not isinstance(s, torch.Tensor) or s.dim() != 1 or s.shape[0] != heads:
+        return None
+    return r.args[0]
+
+
+def _sink_split(softmax: fx.Node) -> tuple[Any, Optional[fx.Node]]:
+    """(scores, sinks) of `softmax(cat([scores, sinks], -1) - max)` (gpt-oss),
+    else (the softmax's input, None)."""
+    node = softmax.args[0]
+    inner = _stabilized(node)
+    if inner is not None:
+        node = inner
+    if _is(node, {torch.cat}) and len(node.args) >= 1 and len(node.args[0]) == 2 and \
+            node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0) in (-1, 3):
+        scores, extra = node.args[0]
+        out = _value(softmax)
+        if isinstance(out, torch.Tensor) and out.dim() == 4:
+            sinks = _sinks_of(extra, out.shape[1])
+            if sinks is not None and _only_user(scores) is not None:
+                return scores, sinks
+        return None, None
+    return softmax.args[0], None   # a shift without sinks: left as written
+
+
 def _match(softmax: fx.Node) -> Optional[dict]:
     """The region ending in the P·V matmul after `softmax`, or None."""
     dim = softmax.kwargs.get("dim", softmax.args[1] if len(softmax.args) > 1 else None)
     if dim not in (-1, 3) or len(softmax.args) < 1:
         return None
-    # Forward: casts and identity dropout up to P·V.
+    scores, sinks = _sink_split(softmax)
+    if scores is None:
+        return None
+    # Forward: (the sink column dropped,) casts and identity dropout up to P·V.
     node = softmax
+    if sinks is not None:
+        user = _only_user(node)
+        if not _is(user, {operator.getitem}) or user.args[1] != (Ellipsis, slice(None, -1, None)):
+            return None
+        node = user
     while True:
         user = _only_user(node)
         if user is None:
@@ -95,7 +155,7 @@ def _match(softmax: fx.Node) -> Optional[dict]:
             return None
     # Backward: mask, soft-cap, scale, down to Q·Kᵀ.
     ops: list[tuple[str, Any]] = []
-    node = softmax.args[0]
+    node = scores
     while not _is(node, _MATMUL, "matmul"):
         if not isinstance(node, fx.Node) or _only_user(node) is None:
             return None
@@ -132,7 +192,7 @@ def _match(softmax: fx.Node) -> Optional[dict]:
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in values) or \
             values[3].dtype != values[0].dtype:
         return None
-    return dict(q=q, k=k, v=v, out=pv, **found)
+    return dict(q=q, k=k, v=v, out=pv, sinks=sinks, **found)
 
 
 def _parse(ops: list[tuple[str, Any]]) -> Optional[dict]:
@@ -181,7 +241,7 @@ def replace_eager_attention(gm: fx.GraphModule) -> int:
             new = gm.graph.call_function(
                 torch.ops.attncc.attention.default,
                 (found["q"], found["k"], found["v"], found["mask"], "none", scale, -1, -1, cap,
-                 None))
+                 found["sinks"]))
         new.meta.update(out.meta)
         out.replace_all_uses_with(new)
         gm.graph.erase_node(out)
