@@ -47,10 +47,15 @@ def _transformers():
     try:
         import transformers
         from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface
-    except ImportError as e:  # transformers missing, or too old for mask interfaces
-        raise ImportError("attncc's transformers integration needs transformers with "
-                          "AttentionInterface and AttentionMaskInterface (>= 4.54): "
+        from transformers.masking_utils import (AttentionMaskInterface,  # noqa: F401
+                                                causal_mask_function, prepare_padding_mask,
+                                                sdpa_mask)
+        # output_attentions=True is refused by looking at what transformers collects
+        from transformers.utils.output_capturing import _active_collector  # noqa: F401
+    except ImportError as e:  # transformers missing, or not the 5.x interfaces used here
+        raise ImportError("attncc's transformers integration needs transformers 5 "
+                          "(AttentionInterface, AttentionMaskInterface, masking_utils, "
+                          "output capturing; tested with 5.24): "
                           "pip install 'attncc[transformers]'") from e
     return transformers, AttentionInterface, AttentionMaskInterface
 
@@ -169,10 +174,7 @@ def _check_supported(module: Any, dropout: float, kwargs: dict) -> None:
     if kwargs.get("output_attentions"):
         raise InputError("attncc computes no attention weights (output_attentions=True): "
                          "use attn_implementation='eager' to get them")
-    try:
-        from transformers.utils.output_capturing import _active_collector
-    except ImportError:  # pragma: no cover - transformers without output capturing
-        return
+    from transformers.utils.output_capturing import _active_collector  # checked in register()
     collecting = _active_collector.get()
     if collecting is not None and "attentions" in collecting:
         raise InputError("attncc computes no attention weights (output_attentions=True): "
