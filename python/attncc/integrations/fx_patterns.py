@@ -161,8 +161,11 @@ def _match(softmax: fx.Node) -> Optional[dict]:
             return None
         prev = node.args[0] if node.args else None
         if _is(node, _ADD, "add") and len(node.args) == 2:
-            # `scores + mask`, as models write it
-            if not _is_tensor(node.args[1]):
+            # `scores + mask`, as models write it; a bool or integer tensor added
+            # to the scores is a number, not attncc's keep-mask: left as written
+            mask = _value(node.args[1])
+            if not isinstance(mask, torch.Tensor) or mask.dtype not in (
+                    torch.float32, torch.float16, torch.bfloat16):
                 return None
             ops.append(("add", node.args[1]))
         elif _is(node, _MUL, "mul") and len(node.args) == 2:
