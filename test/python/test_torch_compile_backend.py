@@ -174,6 +174,21 @@ def test_attention_weights_used_elsewhere_stay():
     assert torch.allclose(out, ref_out, atol=1e-6) and torch.allclose(p, ref_p, atol=1e-6)
 
 
+def test_bool_added_to_scores_stays():
+    """`s + bool_mask` adds 0/1: a number, not a keep-mask; left as written."""
+    torch._dynamo.reset()
+
+    def f(q, k, v, m):
+        return torch.softmax(q @ k.transpose(-2, -1) * 0.25 + m, dim=-1) @ v
+
+    q, k, v = (torch.randn(1, 2, 6, 16) for _ in range(3))
+    m = torch.rand(6, 6) > 0.5
+    before = dynamo.stats()["replaced"]
+    out = _compiled(f)(q, k, v, m)
+    assert dynamo.stats()["replaced"] == before
+    assert torch.allclose(out, f(q, k, v, m), atol=1e-6)
+
+
 def test_handwritten_dropout_in_training_refused():
     torch._dynamo.reset()
 

@@ -167,7 +167,7 @@ def test_mask_function_matches_sdpa_mask(B, L, past, window, pad, kv_cut):
               mask_function=fn, attention_mask=attention, local_size=window)
     ref = sdpa_mask(**kw, allow_is_causal_skip=False)
     m = hf.attncc_mask(**kw)
-    mask, causal, win = hf._args_of_mask(m, L, S, B, torch.device("cpu"))
+    mask, causal, win = hf._args_of_mask(m, L, S, torch.device("cpu"))
     got = _keep_of_args(mask, causal, win, B, L, S)
     assert torch.equal(got, ref.expand(B, 1, L, S)), where
     if pad == 0 or past + L == 1:
@@ -182,7 +182,7 @@ def test_mask_structures():
     decode = hf.attncc_mask(1, 1, 9, 8, 0, causal_mask_function)
     assert decode.structure == "none"
     chunk = hf.attncc_mask(1, 3, 9, 6, 0, causal_mask_function)   # chunked prefill
-    assert hf._args_of_mask(chunk, 3, 9, 1, "cpu") == (None, "bottom_right", (-1, -1))
+    assert hf._args_of_mask(chunk, 3, 9, "cpu") == (None, "bottom_right", (-1, -1))
     slide = hf.attncc_mask(1, 6, 6, 0, 0, sliding_window_causal_mask_function(4), local_size=4)
     assert (slide.structure, slide.window) == ("sliding", 4)
     # A sliding cache in decode keeps window - 1 keys + the new one: all visible.

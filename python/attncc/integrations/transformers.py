@@ -181,7 +181,7 @@ def _check_supported(module: Any, dropout: float, kwargs: dict) -> None:
                          "use attn_implementation='eager' to get them")
 
 
-def _args_of_mask(mask: AttnccMask, L: int, S: int, B: int,
+def _args_of_mask(mask: AttnccMask, L: int, S: int,
                   device: torch.device) -> tuple[Optional[torch.Tensor], str, tuple[int, int]]:
     """(attn_mask, causal, window) for torch.ops.attncc.attention."""
     if (mask.q_length, mask.kv_length) != (L, S):
@@ -215,10 +215,9 @@ def attncc_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     """transformers' attention interface: query [B, Hq, L, D], key/value
     [B, Hkv, S, D] (after the cache update); returns ([B, L, Hq, Dv], None)."""
     _check_supported(module, dropout, kwargs)
-    B, _, L, _ = query.shape
-    S = key.shape[2]
+    L, S = query.shape[2], key.shape[2]
     if isinstance(attention_mask, AttnccMask):
-        mask, causal, window = _args_of_mask(attention_mask, L, S, B, query.device)
+        mask, causal, window = _args_of_mask(attention_mask, L, S, query.device)
     elif attention_mask is None:
         # No mask function ran (e.g. a model calling the layer directly): the
         # module says whether it is causal, as for sdpa; the cache's keys
