@@ -419,11 +419,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         cls, bias = CAUSAL, None
     else:
         cls, bias = _mask_of(attn_mask, causal, q, k)
-        align = "top_left"
-    variants, slopes, sink = variants_of(q, causal=cls == CAUSAL, align=align, window=window,
+        align = cls.align            # a bool/float mask recognized as bottom-right causal
+    variants, slopes, sink = variants_of(q, causal=cls.kind == "causal", align=align,
+                                         window=window,
                                          softcap=softcap, alibi_slopes=alibi_slopes,
                                          sinks=sinks)
-    if variants.window is not None and cls not in (NONE, CAUSAL):
+    if variants.window is not None and cls.kind not in ("none", "causal"):
         raise InputError("window=(left, right) takes no attn_mask other than a causal one")
     B, Hq, L, D = q.shape
     Dv = v.shape[3]

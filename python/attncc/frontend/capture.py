@@ -301,6 +301,9 @@ class Capture:
             elif spec.kind == "host_mT":
                 (x,) = self.host.run([spec.node], tensors, device, env)
                 x = x.mT
+            elif spec.kind == "host_sinks":     # [1, H, 1, 1]-like -> f32 [H]
+                (x,) = self.host.run([spec.node], tensors, device, env)
+                x = x.reshape(-1).to(torch.float32)
             else:
                 slot = lowered.slots[spec.slot]
                 values = self.host.run(list(slot.nodes), tensors, device, env)
