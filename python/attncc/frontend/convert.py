@@ -51,12 +51,14 @@ def _graph_name(name: str) -> str:
 
 class Converter(OpHandlers, MaskHandlers, ScoreHandlers):
     """Builds a `Graph` from `traced`; `classes` fixes the class of each
-    input-dependent mask slot (default: bias)."""
+    input-dependent mask slot (default: bias); `bottom_right`: whether constant
+    masks may be recognised as bottom-right aligned (the target has it)."""
 
     def __init__(self, traced: Traced, host: HostEvaluator, param_names: Sequence[str],
                  classes: Optional[dict[int, MaskClass]] = None,
-                 plan: Optional[Sequence[tuple]] = None) -> None:
+                 plan: Optional[Sequence[tuple]] = None, bottom_right: bool = True) -> None:
         self.t = traced
+        self.bottom_right = bottom_right
         self.host = host
         self.names = list(param_names)
         self.classes = dict(classes or {})

@@ -64,7 +64,7 @@ class MaskHandlers:
             cls = self.classes.get(index, BIAS)
         else:
             values = self.host.run(list(nodes), None, torch.device("cpu"))
-            cls = classify(parts, values, L, S)
+            cls = classify(parts, values, L, S, self.bottom_right)
         self.used_classes[index] = cls
         return index
 
@@ -98,7 +98,8 @@ class MaskHandlers:
         if dyn:
             cls = self.classes.get(index, BIAS)
         else:
-            cls = classify([part], self.host.run([mask_node], None, torch.device("cpu")), L, S)
+            cls = classify([part], self.host.run([mask_node], None, torch.device("cpu")), L, S,
+                           self.bottom_right)
         self.used_classes[index] = cls
         if causal and cls.kind != "none":
             raise self.error(node, "attn_mask together with is_causal=True is not supported")

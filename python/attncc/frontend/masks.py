@@ -106,10 +106,10 @@ def combined_keep(parts: Sequence[MaskPart], values: Sequence[torch.Tensor]) -> 
     return keep
 
 
-def classify_keep(keep: torch.Tensor, L: int, S: int) -> MaskClass:
-    """Recognizes causal / sliding-window (top-left or bottom-right) / no mask
-    in a boolean keep matrix broadcastable to [..., L, S]; BIAS when it is
-    something else."""
+def classify_keep(keep: torch.Tensor, L: int, S: int, bottom_right: bool = True) -> MaskClass:
+    """Recognizes causal / sliding-window (top-left, and bottom-right unless
+    `bottom_right` is False: a target without it) / no mask in a boolean keep
+    matrix broadcastable to [..., L, S]; BIAS when it is something else."""
     if keep.dim() < 2 and keep.numel() != 1:
         return BIAS
     if bool(torch.all(keep)):
@@ -127,7 +127,7 @@ def classify_keep(keep: torch.Tensor, L: int, S: int) -> MaskClass:
     # At most four comparisons with cached patterns: causal and the window
     # of the widest row, each top-left and (when S != L) bottom-right.
     for align, off in (("top_left", 0), ("bottom_right", S - L)):
-        if align == "bottom_right" and off == 0:
+        if align == "bottom_right" and (off == 0 or not bottom_right):
             break
         causal = _causal_pattern(L, S, device, off)
         if torch.equal(k2, causal):
@@ -144,7 +144,8 @@ def _causal_pattern(L: int, S: int, device: str, diagonal: int = 0) -> torch.Ten
     return torch.ones(L, S, dtype=torch.bool, device=device).tril(diagonal)
 
 
-def classify(parts: Sequence[MaskPart], values: Sequence[torch.Tensor], L: int, S: int) -> MaskClass:
+def classify(parts: Sequence[MaskPart], values: Sequence[torch.Tensor], L: int, S: int,
+             bottom_right: bool = True) -> MaskClass:
     keep = combined_keep(parts, values)
     if keep is None:
         # additive parts that are all zero are no mask at all
@@ -152,7 +153,7 @@ def classify(parts: Sequence[MaskPart], values: Sequence[torch.Tensor], L: int, 
                 bool(torch.all(v == 0)) for v in values):
             return NONE
         return BIAS
-    return classify_keep(keep, L, S)
+    return classify_keep(keep, L, S, bottom_right)
 
 
 def bias_dtype(parts: Sequence[MaskPart], dtypes: Sequence[torch.dtype]) -> torch.dtype:
