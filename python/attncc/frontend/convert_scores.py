@@ -104,9 +104,10 @@ class ScoreHandlers:
         if t in A.SLICE and isinstance(self.env.get(node.args[0]), SinkProbs):
             return self._drop_sink(node)
         if any(isinstance(s, SYMBOLS + (_Indices,)) for s in syms):
-            raise self.unsupported(node, "attncc recognizes a sink column only as "
-                                         "softmax(cat([scores, sinks], -1) - max)[..., :-1] "
-                                         "followed by the matmul with V")
+            raise self.unsupported(node, "attncc recognizes a row max only as x - x.max(-1, "
+                                         "keepdim=True).values right before a softmax, and a "
+                                         "sink column only as softmax(cat([scores, sinks], "
+                                         "-1))[..., :-1] followed by the matmul with V")
         return None
 
     def sink_softmax(self, node: fx.Node, x: SinkScores) -> SinkProbs:
