@@ -4,7 +4,8 @@
 // write. Scales may sit on Q, on K, or on the scores, before or after the
 // mask; a bias applied before a scale is scaled with it so that the fused
 // form `softmax(QK^T * scale + bias) V` stays exact. A tanh between scales
-// before the mask (`c * tanh(s / c)`) becomes the `softcap` attribute.
+// before the mask (`c * tanh(s / c)`) becomes the `softcap` attribute; the
+// mask's alignment and the softmax's sinks move to the fused op unchanged.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
@@ -139,17 +140,20 @@ struct FuseAttentionChain : OpRewritePattern<MatmulOp> {
     Value bias;
     MaskKind kind = MaskKind::none;
     IntegerAttr window;
+    MaskAlignAttr align;
     if (mask) {
       kind = mask.getKind();
       window = mask.getWindowAttr();
+      if (mask.getAlign() != MaskAlign::top_left)
+        align = mask.getAlignAttr();
       bias = mask.getBias();
       if (bias && maskScale != 1.0)
         bias = ScaleOp::create(rewriter, loc, bias, rewriter.getF64FloatAttr(maskScale));
     }
     auto fused = AttentionOp::create(
-        rewriter, loc, pv.getType(), q, k, v, bias, /*alibi_slopes=*/Value(), /*sinks=*/Value(),
+        rewriter, loc, pv.getType(), q, k, v, bias, /*alibi_slopes=*/Value(), softmax.getSinks(),
         rewriter.getF64FloatAttr(scale), MaskKindAttr::get(rewriter.getContext(), kind),
-        /*align=*/MaskAlignAttr(), window, /*window_sides=*/DenseI64ArrayAttr(),
+        align, window, /*window_sides=*/DenseI64ArrayAttr(),
         softcap ? rewriter.getF64FloatAttr(*softcap) : FloatAttr(),
         rewriter.getI64IntegerAttr(group));
     rewriter.replaceOp(pv, fused.getResult());

@@ -162,6 +162,9 @@ LogicalResult MaskOp::verify() {
     return failure();
   if (getKind() == MaskKind::none)
     return emitOpError("mask kind 'none' is not a mask");
+  if (getAlign() != MaskAlign::top_left && getKind() != MaskKind::causal &&
+      getKind() != MaskKind::sliding_window)
+    return emitOpError("align is only valid with mask kinds 'causal' and 'sliding_window'");
   if (getBias())
     return verifyBroadcastable(*this, getBias().getType(), in);
   return success();
@@ -172,6 +175,16 @@ LogicalResult SoftmaxOp::verify() {
   int64_t axis = getAxis();
   if (axis < -rank || axis >= rank)
     return emitOpError("axis ") << axis << " is out of range for rank " << rank;
+  if (Value sinks = getSinks()) {
+    if (rank != 4 || (axis != -1 && axis != rank - 1))
+      return emitOpError("sinks need scores [batch, heads, Lq, Lk] and the last axis");
+    auto t = cast<RankedTensorType>(sinks.getType());
+    if (t.getRank() != 1 || !t.getElementType().isF32())
+      return emitOpError("sinks must be a rank-1 f32 tensor [heads], got ") << t;
+    int64_t h = getInput().getType().getDimSize(1), n = t.getDimSize(0);
+    if (!compatible(h, n))
+      return emitOpError("sinks has ") << n << " elements, expected one per head (" << h << ")";
+  }
   return success();
 }
 

@@ -62,40 +62,55 @@ def Attn_MaskOp : Attn_Op<"mask", [Pure, AllTypesMatch<["input", "result"]>]> {
     - `sliding_window` with `window = W`: `-inf` unless `i - W < j <= i`;
     - `bias`: adds `bias`, broadcast to the scores' shape (torch rules, aligned
       from the right; `-inf` entries mask).
+    `align bottom_right` (causal and sliding window only) aligns the last query
+    with the last key: row `i` is taken as `i + Lk - Lq` (KV-cache attention,
+    masks built bottom-right by model code), as `attn.attention`'s `align`.
 
     Example:
     ```mlir
     %m = attn.mask %s causal : tensor<1x8x128x128xf32>
     %w = attn.mask %s sliding_window window 64 : tensor<1x8x128x128xf32>
+    %r = attn.mask %s causal align bottom_right : tensor<1x8x16x128xf32>
     %b = attn.mask %s bias(%bias : tensor<1x1x128x128xf32>) : tensor<1x8x128x128xf32>
     ```
   }];
   let arguments = (ins Attn_FloatTensor:$input, Attn_MaskKind:$kind,
                        Optional<Attn_FloatTensor>:$bias,
+                       DefaultValuedAttr<Attn_MaskAlign, "::mlir::attn::MaskAlign::top_left">:$align,
                        OptionalAttr<I64Attr>:$window);
   let results = (outs Attn_FloatTensor:$result);
   let assemblyFormat = [{
-    $input $kind (`window` $window^)? (`(` $bias^ `:` type($bias) `)`)? attr-dict
-    `:` type($result)
+    $input $kind (`align` $align^)? (`window` $window^)? (`(` $bias^ `:` type($bias) `)`)?
+    attr-dict `:` type($result)
   }];
   let hasVerifier = 1;
 }
 
-def Attn_SoftmaxOp : Attn_Op<"softmax", [Pure, SameOperandsAndResultType]> {
+def Attn_SoftmaxOp : Attn_Op<"softmax", [Pure, AllTypesMatch<["input", "result"]>]> {
   let summary = "softmax along one axis";
   let description = [{
     `result = exp(x - max(x)) / sum(exp(x - max(x)))` along `axis`
     (negative axes count from the end). A row that is entirely `-inf` gives
     zeros.
 
+    With `sinks` (`tensor<H x f32>`, scores `[B, H, Lq, Lk]`, the last axis):
+    one extra logit per head joins each row's softmax and its column is
+    dropped, `p_j = exp(x_j) / (exp(sink[h]) + sum_j exp(x_j))`: gpt-oss's
+    `softmax(cat([s, sinks], -1))[..., :-1]`. attn-fuse moves it to
+    `attn.attention`'s `sinks`.
+
     Example:
     ```mlir
     %p = attn.softmax %s axis -1 : tensor<1x8x128x128xf32>
+    %q = attn.softmax %s axis -1 sinks(%k : tensor<8xf32>) : tensor<1x8x128x128xf32>
     ```
   }];
-  let arguments = (ins Attn_FloatTensor:$input, I64Attr:$axis);
+  let arguments = (ins Attn_FloatTensor:$input, I64Attr:$axis,
+                       Optional<Attn_FloatTensor>:$sinks);
   let results = (outs Attn_FloatTensor:$result);
-  let assemblyFormat = "$input `axis` $axis attr-dict `:` type($result)";
+  let assemblyFormat = [{
+    $input `axis` $axis (`sinks` `(` $sinks^ `:` type($sinks) `)`)? attr-dict `:` type($result)
+  }];
   let hasVerifier = 1;
 }
 

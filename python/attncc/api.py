@@ -186,7 +186,9 @@ class CompiledFunction:
             with self._lock:
                 entry = self._cache.get(key, count=False)
                 if entry is None:
-                    entry = _Entry(Capture(self.fn, bound, device))
+                    # the GPU lowering has no bottom-right masks yet: biases there
+                    entry = _Entry(Capture(self.fn, bound, device,
+                                           bottom_right=self.target == "cpu"))
                     self._cache.put(key, entry)
         return bound, entry
 
@@ -346,7 +348,8 @@ def _check_qkv(q: Any, k: Any, v: Any, target: str) -> None:
                          "k and v (GQA/MQA need Hq = n * Hkv)")
 
 
-def _mask_of(attn_mask: Any, causal: bool, q: torch.Tensor, k: torch.Tensor):
+def _mask_of(attn_mask: Any, causal: bool, q: torch.Tensor, k: torch.Tensor,
+             target: str = "cpu"):
     """(MaskClass, bias tensor or None) for SDPA-style mask arguments."""
     if not isinstance(causal, bool):
         raise InputTypeError(f"causal must be a bool, got {type(causal).__name__}")
@@ -378,7 +381,7 @@ def _mask_of(attn_mask: Any, causal: bool, q: torch.Tensor, k: torch.Tensor):
     else:
         raise InputError(f"attn_mask has dtype {attn_mask.dtype}; expected torch.bool (True = "
                          "attend) or a float dtype (added to the scores)")
-    cls = classify([part], [attn_mask], L, S)
+    cls = classify([part], [attn_mask], L, S, bottom_right=target == "cpu")  # GPU: not yet
     bias = build_bias([part], [attn_mask]) if cls == BIAS else None
     return cls, bias
 
@@ -418,12 +421,13 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         check_causal_bias(attn_mask, q.shape[2], k.shape[2])
         cls, bias = CAUSAL, None
     else:
-        cls, bias = _mask_of(attn_mask, causal, q, k)
-        align = "top_left"
-    variants, slopes, sink = variants_of(q, causal=cls == CAUSAL, align=align, window=window,
+        cls, bias = _mask_of(attn_mask, causal, q, k, target)
+        align = cls.align            # a bool/float mask recognized as bottom-right causal
+    variants, slopes, sink = variants_of(q, causal=cls.kind == "causal", align=align,
+                                         window=window,
                                          softcap=softcap, alibi_slopes=alibi_slopes,
                                          sinks=sinks)
-    if variants.window is not None and cls not in (NONE, CAUSAL):
+    if variants.window is not None and cls.kind not in ("none", "causal"):
         raise InputError("window=(left, right) takes no attn_mask other than a causal one")
     B, Hq, L, D = q.shape
     Dv = v.shape[3]

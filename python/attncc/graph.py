@@ -134,13 +134,15 @@ class Graph:
                           "attn.scale")
 
     def mask(self, x: Value, kind: str, *, bias: Optional[Value] = None,
-             window: Optional[int] = None) -> Value:
-        """Masks scores: kind 'causal', 'sliding_window' (with window) or 'bias'."""
+             window: Optional[int] = None, align: str = "top_left") -> Value:
+        """Masks scores: kind 'causal', 'sliding_window' (with window) or 'bias';
+        align 'top_left' or 'bottom_right' (row i taken as i + Lk - Lq)."""
         x = self._check_value(x, "scores")
         kind_enum = _mask_kind(kind)
+        al = _mask_align(align)
         b = self._check_value(bias, "bias").value if bias is not None else None
         return self._emit(
-            lambda t: attn_d.mask(x.value, kind_enum, bias=b, window=window),
+            lambda t: attn_d.mask(x.value, kind_enum, bias=b, window=window, align=al),
             x.shape, x.dtype, "attn.mask")
 
     def tanh(self, x: Value) -> Value:
@@ -148,10 +150,13 @@ class Graph:
         x = self._check_value(x, "input")
         return self._emit(lambda t: attn_d.tanh(x.value), x.shape, x.dtype, "attn.tanh")
 
-    def softmax(self, x: Value, axis: int = -1) -> Value:
+    def softmax(self, x: Value, axis: int = -1, *, sinks: Optional[Value] = None) -> Value:
+        """Softmax along `axis`; with `sinks` (f32 [H] on [B, H, Lq, Lk] scores) one
+        extra logit per head joins each row and its column is dropped."""
         x = self._check_value(x, "input")
-        return self._emit(lambda t: attn_d.softmax(x.value, int(axis)), x.shape, x.dtype,
-                          "attn.softmax")
+        sk = self._check_value(sinks, "sinks").value if sinks is not None else None
+        return self._emit(lambda t: attn_d.softmax(x.value, int(axis), sinks=sk), x.shape,
+                          x.dtype, "attn.softmax")
 
     def cast(self, x: Value, dtype: Any) -> Value:
         x = self._check_value(x, "input")
@@ -200,9 +205,7 @@ class Graph:
                 raise GraphError(f"a (left, right) window needs mask 'sliding_window', "
                                  f"'causal' or 'none', got {mask!r}")
             kind, sides, window = "sliding_window", [left, right], None
-        if causal_align not in ("top_left", "bottom_right"):
-            raise GraphError(f"causal_align must be 'top_left' or 'bottom_right', "
-                             f"got {causal_align!r}")
+        align = _mask_align(causal_align)
         kind_enum = _mask_kind(kind)
         group = 1
         if q.rank == 4 and k.rank == 4 and q.shape[1] and k.shape[1]:
@@ -212,7 +215,6 @@ class Graph:
         sl = self._check_value(alibi_slopes, "alibi_slopes").value \
             if alibi_slopes is not None else None
         sk = self._check_value(sinks, "sinks").value if sinks is not None else None
-        align = attn_d.MaskAlign[causal_align] if causal_align != "top_left" else None
         cap = float(softcap) if softcap is not None else None
         return self._emit(
             lambda t: attn_d.attention(t, q.value, k.value, v.value, float(scale), kind_enum,
@@ -262,6 +264,13 @@ def _mask_kind(kind: Any) -> "attn_d.MaskKind":
     if name not in MASK_KINDS:
         raise GraphError(f"unknown mask kind {kind!r}; expected one of {MASK_KINDS}")
     return attn_d.MaskKind[name]
+
+
+def _mask_align(align: Any) -> Optional["attn_d.MaskAlign"]:
+    """The MaskAlign attribute (None for the default, top_left)."""
+    if align not in ("top_left", "bottom_right"):
+        raise GraphError(f"causal_align must be 'top_left' or 'bottom_right', got {align!r}")
+    return attn_d.MaskAlign[align] if align != "top_left" else None
 
 
 def _verify(op: ir.Operation | ir.OpView, what: str) -> None:

@@ -156,3 +156,39 @@ func.func @negative_cap(%q: tensor<1x2x16x64xf32>, %k: tensor<1x2x16x64xf32>, %v
   %o = attn.matmul %p, %v : tensor<1x2x16x16xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x16x64xf32>
   return %o : tensor<1x2x16x64xf32>
 }
+
+// -----
+
+// A bottom-right causal mask and a softmax with sinks (gpt-oss's sink column,
+// as the frontend captures it) move to the fused op.
+// CHECK-LABEL: func @bottom_right_sinks
+// CHECK-SAME: %[[SK:[a-z0-9]+]]: tensor<2xf32>
+// CHECK-NEXT: %[[O:.*]] = attn.attention %{{.*}}, %{{.*}}, %{{.*}} sinks(%[[SK]] : tensor<2xf32>) scale 1.250000e-01 mask causal align bottom_right kv_group 1
+// CHECK-NEXT: return %[[O]]
+func.func @bottom_right_sinks(%q: tensor<1x2x4x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x64xf32>, %sk: tensor<2xf32>) -> tensor<1x2x4x64xf32> {
+  %s = attn.matmul %q, %k transpose_rhs : tensor<1x2x4x64xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x4x16xf32>
+  %t = attn.scale %s by 0.125 : tensor<1x2x4x16xf32>
+  %m = attn.mask %t causal align bottom_right : tensor<1x2x4x16xf32>
+  %p = attn.softmax %m axis -1 sinks(%sk : tensor<2xf32>) : tensor<1x2x4x16xf32>
+  %o = attn.matmul %p, %v : tensor<1x2x4x16xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x4x64xf32>
+  return %o : tensor<1x2x4x64xf32>
+}
+
+// -----
+
+// A bottom-right sliding window keeps its window and alignment; the tanh
+// soft-cap folds as well.
+// CHECK-LABEL: func @bottom_right_window_softcap
+// CHECK: attn.attention %{{.*}}, %{{.*}}, %{{.*}} scale 1.250000e-01 softcap 3.000000e+01 mask sliding_window align bottom_right window 4 kv_group 1
+// CHECK-NOT: attn.tanh
+func.func @bottom_right_window_softcap(%q: tensor<1x2x4x64xf32>, %k: tensor<1x2x16x64xf32>, %v: tensor<1x2x16x64xf32>) -> tensor<1x2x4x64xf32> {
+  %s = attn.matmul %q, %k transpose_rhs : tensor<1x2x4x64xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x4x16xf32>
+  %a = attn.scale %s by 0.125 : tensor<1x2x4x16xf32>
+  %b = attn.scale %a by 0.033333333333333333 : tensor<1x2x4x16xf32>
+  %t = attn.tanh %b : tensor<1x2x4x16xf32>
+  %c = attn.scale %t by 30.0 : tensor<1x2x4x16xf32>
+  %m = attn.mask %c sliding_window align bottom_right window 4 : tensor<1x2x4x16xf32>
+  %p = attn.softmax %m axis -1 : tensor<1x2x4x16xf32>
+  %o = attn.matmul %p, %v : tensor<1x2x4x16xf32>, tensor<1x2x16x64xf32> -> tensor<1x2x4x64xf32>
+  return %o : tensor<1x2x4x64xf32>
+}

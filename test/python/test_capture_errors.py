@@ -16,14 +16,14 @@ from test_capture import L, S, SCALE, _line_of, check, fused, qkv
 def test_unsupported_op_names_op_and_line():
     def fn(q, k, v):
         s = q @ k.mT * SCALE
-        s = torch.tanh(s) * 10.0  # soft-capping: not supported
+        s = torch.sigmoid(s) * 10.0  # not a score modifier attncc knows
         return torch.softmax(s, -1) @ v
     with pytest.raises(CaptureError) as e:
         capture(fn, *qkv())
     msg = str(e.value)
-    assert "aten.tanh" in msg
-    assert f"{__file__}:{_line_of(fn, 'torch.tanh')}" in msg
-    assert "torch.tanh(s)" in msg
+    assert "aten.sigmoid" in msg
+    assert f"{__file__}:{_line_of(fn, 'torch.sigmoid')}" in msg
+    assert "torch.sigmoid(s)" in msg
 
 
 def test_no_softmax_is_not_attention():

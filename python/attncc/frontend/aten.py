@@ -45,6 +45,12 @@ WHERE = _ops("where.self", "where.ScalarOther", "where.ScalarSelf")
 LIKE = _ops("zeros_like", "ones_like", "full_like", "empty_like", "new_full", "new_zeros",
             "new_ones", "new_empty")
 DROPOUT = _ops("dropout", "dropout_", "feature_dropout", "alpha_dropout")
+TANH = _ops("tanh", "tanh_")
+# gpt-oss's sink column: softmax(cat([s, sinks]) - max) [..., :-1]
+CAT = _ops("cat", "concat", "concatenate")
+ROW_MAX = _ops("max.dim", "amax")
+SUB = _ops("sub.Tensor", "sub_.Tensor")
+SLICE = _ops("slice.Tensor")
 
 # Views and copies that change nothing when the shape stays the same.
 RESHAPES = _ops("view", "reshape", "_unsafe_view", "expand", "flatten.using_ints",

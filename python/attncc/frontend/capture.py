@@ -224,8 +224,11 @@ class Capture:
     are classified per call (see masks.py); each classification gets its own
     graph, built and checked once."""
 
-    def __init__(self, fn: Callable, bound: Bound, device: torch.device) -> None:
+    def __init__(self, fn: Callable, bound: Bound, device: torch.device,
+                 bottom_right: bool = True) -> None:
         self.fn = fn
+        # masks recognised as bottom-right aligned only where the target has them
+        self.bottom_right = bottom_right
         trace_device = torch.device("cpu") if device.type == "meta" else device
         self.traced: Traced = trace(fn, bound.tensors, bound.call, trace_device)
         self.host = HostEvaluator(self.traced)
@@ -252,14 +255,16 @@ class Capture:
 
     def _build(self, classes: dict[int, MaskClass]) -> tuple[Lowered, str]:
         """The graph of one classification, and its IR at stage 'fused'."""
-        first = Converter(self.traced, self.host, self.names, classes)
+        first = Converter(self.traced, self.host, self.names, classes,
+                          bottom_right=self.bottom_right)
         lowered = first.run()
         plan = first.sorted_plan()
         if [p[0] for p in plan] != [p[0] for p in first.plan]:
             # Graph arguments are fixed when they are created: the inputs
             # were discovered out of order (e.g. a mask before an argument),
             # so the graph is built again with them in argument order.
-            lowered = Converter(self.traced, self.host, self.names, classes, plan=plan).run()
+            lowered = Converter(self.traced, self.host, self.names, classes, plan=plan,
+                                bottom_right=self.bottom_right).run()
         return lowered, check_attention(lowered, self.traced.fn_name, self.traced.fn_where)
 
     def classify(self, tensors: Sequence[torch.Tensor], env: dict) -> dict[int, MaskClass]:
@@ -271,7 +276,7 @@ class Capture:
         for i in self.dynamic:
             slot = self.slots[i]
             values = self.host.run(list(slot.nodes), tensors, device, env)
-            out[i] = classify(slot.parts, values, slot.L, slot.S)
+            out[i] = classify(slot.parts, values, slot.L, slot.S, self.bottom_right)
         return out
 
     def lowered(self, classes: dict[int, MaskClass]) -> Lowered:
@@ -301,6 +306,9 @@ class Capture:
             elif spec.kind == "host_mT":
                 (x,) = self.host.run([spec.node], tensors, device, env)
                 x = x.mT
+            elif spec.kind == "host_sinks":     # [1, H, 1, 1]-like -> f32 [H]
+                (x,) = self.host.run([spec.node], tensors, device, env)
+                x = x.reshape(-1).to(torch.float32)
             else:
                 slot = lowered.slots[spec.slot]
                 values = self.host.run(list(slot.nodes), tensors, device, env)

@@ -35,6 +35,7 @@ from ..graph import Graph, Value
 from . import aten as A
 from .convert_masks import MaskHandlers
 from .convert_ops import OpHandlers
+from .convert_scores import ScoreHandlers
 from .host import HostEvaluator
 from .lowered import Host, InputSpec, Lazy, Lowered, Slot
 from .masks import MaskClass
@@ -48,14 +49,16 @@ def _graph_name(name: str) -> str:
     return name if name and not name[0].isdigit() else f"fn_{name}"
 
 
-class Converter(OpHandlers, MaskHandlers):
+class Converter(OpHandlers, MaskHandlers, ScoreHandlers):
     """Builds a `Graph` from `traced`; `classes` fixes the class of each
-    input-dependent mask slot (default: bias)."""
+    input-dependent mask slot (default: bias); `bottom_right`: whether constant
+    masks may be recognised as bottom-right aligned (the target has it)."""
 
     def __init__(self, traced: Traced, host: HostEvaluator, param_names: Sequence[str],
                  classes: Optional[dict[int, MaskClass]] = None,
-                 plan: Optional[Sequence[tuple]] = None) -> None:
+                 plan: Optional[Sequence[tuple]] = None, bottom_right: bool = True) -> None:
         self.t = traced
+        self.bottom_right = bottom_right
         self.host = host
         self.names = list(param_names)
         self.classes = dict(classes or {})
@@ -138,6 +141,9 @@ class Converter(OpHandlers, MaskHandlers):
             return self.sdpa(node)
         if t in A.SOFTMAX:
             return self.softmax(node)
+        sym = self.score_op(node)          # tanh, the sink column (convert_scores.py)
+        if sym is not None:
+            return sym
         lazy = [s for s in syms if isinstance(s, Lazy)]
         if not lazy:
             raise self.unsupported(node)
@@ -371,6 +377,8 @@ class Converter(OpHandlers, MaskHandlers):
             elif op[0] == "cast":
                 dt = op[1]
                 v = self.emit(consumer, lambda: self.g.cast(v, dt))
+            elif op[0] == "tanh":
+                v = self.emit(op[1], lambda: self.g.tanh(v))
             elif i == masks[0]:
                 v = self._apply_mask(v, slot_index, op[3])
         self._materialized[key] = v

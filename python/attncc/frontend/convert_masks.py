@@ -15,7 +15,7 @@ from torch import fx
 from ..graph import Value
 from . import aten as A
 from .lowered import Host, InputSpec, Lazy, Slot
-from .masks import BIAS, MaskPart, bias_dtype, classify
+from .masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, bias_dtype, classify
 
 
 class MaskHandlers:
@@ -44,6 +44,10 @@ class MaskHandlers:
             elif op[0] == "mask":
                 parts.append(replace(op[1], divisor=divisor))
                 nodes.append(op[2])
+            elif op[0] == "tanh" and any(m > i for m in masks):
+                # the masks combine at the first one: not across a tanh
+                raise self.error(op[1], "a tanh between two masks of the scores is not "
+                                        "supported")
         where = lz.ops[first][3]
         shape = tuple(A.val(where).shape)
         L, S = shape[-2], shape[-1]
@@ -60,7 +64,7 @@ class MaskHandlers:
             cls = self.classes.get(index, BIAS)
         else:
             values = self.host.run(list(nodes), None, torch.device("cpu"))
-            cls = classify(parts, values, L, S)
+            cls = classify(parts, values, L, S, self.bottom_right)
         self.used_classes[index] = cls
         return index
 
@@ -71,12 +75,14 @@ class MaskHandlers:
         if cls.kind == "bias":
             b = self.mask_input(slot_index)
             return self.emit(where, lambda: self.g.mask(v, "bias", bias=b))
-        return self.emit(where, lambda: self.g.mask(v, cls.kind, window=cls.window))
+        return self.emit(where, lambda: self.g.mask(v, cls.kind, window=cls.window,
+                                                    align=cls.align))
 
     def slot_class_for_sdpa(self, mask_node: Optional[fx.Node], causal: bool,
-                            node: fx.Node, L: int, S: int) -> tuple[str, Optional[int], Optional[Value]]:
+                            node: fx.Node, L: int, S: int) -> tuple[MaskClass, Optional[Value]]:
+        """The class of SDPA's attn_mask / is_causal, and the bias input if any."""
         if mask_node is None:
-            return ("causal" if causal else "none"), None, None
+            return (CAUSAL if causal else NONE), None
         mv = A.val(mask_node)
         if mv.dtype == torch.bool:
             part = MaskPart("fill", masked_if=False)
@@ -92,15 +98,16 @@ class MaskHandlers:
         if dyn:
             cls = self.classes.get(index, BIAS)
         else:
-            cls = classify([part], self.host.run([mask_node], None, torch.device("cpu")), L, S)
+            cls = classify([part], self.host.run([mask_node], None, torch.device("cpu")), L, S,
+                           self.bottom_right)
         self.used_classes[index] = cls
         if causal and cls.kind != "none":
             raise self.error(node, "attn_mask together with is_causal=True is not supported")
         if cls.kind == "bias":
-            return "bias", None, self.mask_input(index)
+            return cls, self.mask_input(index)
         if cls.kind == "none":
-            return ("causal" if causal else "none"), None, None
-        return cls.kind, cls.window, None
+            return (CAUSAL if causal else NONE), None
+        return cls, None
 
     def _mask_part(self, node: fx.Node, x: Lazy, part: MaskPart, value_node: fx.Node) -> Lazy:
         if x.post:

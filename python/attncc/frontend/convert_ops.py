@@ -10,6 +10,7 @@ from torch import fx
 
 from ..graph import Value
 from . import aten as A
+from .convert_scores import Shifted, SinkScores
 from .lowered import Host, Lazy
 
 
@@ -55,10 +56,18 @@ class OpHandlers:
                       "(e.g. 'bhqd,bhkd->bhqk' or 'bhqk,bhkd->bhqd')")
         return self.matmul(node, self.env[operands[0]], self.env[operands[1]], t)
 
-    def softmax(self, node: fx.Node) -> Lazy:
+    def softmax(self, node: fx.Node) -> Any:
         x = self.env[node.args[0]]
         rank = A.val(node).dim()
         dim = int(node.args[1]) % rank - rank     # negative: graph values may have more dims
+        if isinstance(x, (Shifted, SinkScores)):
+            if dim != -1:
+                raise self.unsupported(node, "a softmax after subtracting the row max or "
+                                             "with the sink column must be over the last axis")
+            if isinstance(x, Shifted):            # softmax(x - max(x)) == softmax(x)
+                x = x.src
+            if isinstance(x, SinkScores):
+                return self.sink_softmax(node, x)
         v = self.value(x, node)
         out_dt = A.val(node).dtype
         if out_dt not in A.FLOAT_DTYPES:
@@ -137,10 +146,11 @@ class OpHandlers:
         s *= qs * ks
         qv, kv, vv = self.input_for(qn), self.input_for(kn), self.input_for(vn)
         L, S = A.val(q).shape[-2], A.val(k).shape[-2]
-        kind, window, bias = self.slot_class_for_sdpa(mask, causal, node, L, S)
+        cls, bias = self.slot_class_for_sdpa(mask, causal, node, L, S)
         out_dt = A.FLOAT_DTYPES.get(A.val(node).dtype)
         return self._lazy(node, self.emit(node, lambda: self.g.attention(
-            qv, kv, vv, scale=s, mask=kind, window=window, bias=bias, dtype=out_dt)))
+            qv, kv, vv, scale=s, mask=cls.kind, window=cls.window, bias=bias, dtype=out_dt,
+            causal_align=cls.align)))
 
     def _sdpa_operand(self, node: fx.Node, scale_ok: bool, repeat_ok: bool):
         """The host node to pass to attn.attention, with the scales and head

@@ -71,7 +71,12 @@ def dynamic_graph(fused: str, name: str) -> Graph:
             for use in arg.uses:
                 owner = use.owner.operation if hasattr(use.owner, "operation") else use.owner
                 if owner.name == "attn.attention":
-                    return "bias" if use.operand_number == 3 else "qkv"
+                    if use.operand_number < 3:
+                        return "qkv"
+                    # operand 3 is the bias when there is one; slopes and sinks
+                    # ([Hq]) keep their shape
+                    has_bias = ir.DenseI32ArrayAttr(owner.attributes["operandSegmentSizes"])[3]
+                    return "bias" if use.operand_number == 3 and has_bias else "heads"
                 if owner.name == "attn.scale":
                     return role(owner.results[0])
             raise CompileError("dynamic=True: a graph argument does not feed the attention")
@@ -80,7 +85,9 @@ def dynamic_graph(fused: str, name: str) -> Graph:
         for arg in block.arguments:
             t = ir.RankedTensorType(arg.type)
             shape = _shape(t)
-            new = qkv_shape(shape) if role(arg) == "qkv" else bias_shape(shape, B, H, L, S)
+            r = role(arg)
+            new = qkv_shape(shape) if r == "qkv" else shape if r == "heads" else \
+                bias_shape(shape, B, H, L, S)
             nt = _tensor(new, t.element_type)
             arg.set_type(nt)
             types.append(nt)

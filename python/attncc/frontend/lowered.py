@@ -21,7 +21,8 @@ class Host:
 class Lazy:
     base: Value
     node: fx.Node                      # the FX node this value stands for
-    ops: tuple = ()                    # ("scale", f) | ("cast", dtype) | ("mask", MaskPart, fx.Node, fx.Node)
+    ops: tuple = ()                    # ("scale", f) | ("cast", dtype) | ("tanh", fx.Node) |
+    #                                    ("mask", MaskPart, fx.Node, fx.Node)
     post: tuple = ()                   # layout nodes to run on the kernel output
 
     def with_op(self, op: tuple, node: fx.Node) -> "Lazy":
@@ -31,8 +32,8 @@ class Lazy:
 @dataclass(frozen=True)
 class InputSpec:
     """Where a graph input comes from at call time: a user tensor ('arg'), a
-    host node ('host'), a host node transposed ('host_mT'), or a mask slot's
-    bias ('mask')."""
+    host node ('host'), a host node transposed ('host_mT'), per-head sinks
+    flattened to f32 [H] ('host_sinks'), or a mask slot's bias ('mask')."""
 
     name: str
     kind: str

@@ -8,12 +8,20 @@ A mask reaches attncc as one or more *parts* applied to the scores:
 
 When every part is boolean-like (a fill of `-inf` or at most
 `finfo(float16).min`, e.g. `finfo(dtype).min` or `-1e9`; an additive tensor of
-only `0` and `-inf`), the kept positions form a boolean matrix; if that matrix is
-the same for every batch and head and is lower-triangular (`j <= i`) it is the
-structured mask `causal`, if it is a band `i - W < j <= i` it is
-`sliding_window` with window `W`, if it keeps everything there is no mask.
-Those become attributes of `attn.attention` (and the kernel skips masked
-blocks). Anything else is an additive `bias` operand.
+only `0` and `-inf`), the kept positions form a boolean matrix. If that matrix
+is the same for every batch and head, has no fully masked row, and is
+
+* `j <= i + off`: the structured mask `causal`,
+* `i + off - W < j <= i + off`: `sliding_window` with window `W`,
+
+with `off = 0` (top-left, torch's `is_causal`) or `off = S - L` (bottom-right:
+the last query sees the last key, as KV-cache decoding and transformers'
+masks with a cache build it), or keeps everything (no mask), it becomes
+attributes of `attn.attention` (and the kernel skips masked blocks). When
+`L == S` both alignments coincide and top-left is reported. Anything else
+(key padding, alone or combined with causal; masks that differ per batch or
+head; other patterns) is an additive `bias` operand: `attn.attention` takes one
+mask, a structure or a bias, so a causal mask with padding stays a bias.
 
 Exactness: a structured mask replaces masked scores by `-inf`; a finite fill
 replaces them by a very negative number. Both give zero probability unless a
@@ -37,13 +45,16 @@ _NEG_LARGE = float(torch.finfo(torch.float16).min)
 @dataclass(frozen=True)
 class MaskClass:
     """What a mask turned out to be: 'none', 'causal', 'sliding_window'
-    (with window) or 'bias'."""
+    (with window) or 'bias'; causal and sliding_window have an alignment,
+    'top_left' or 'bottom_right'."""
 
     kind: str
     window: Optional[int] = None
+    align: str = "top_left"
 
     def __str__(self) -> str:
-        return self.kind if self.window is None else f"{self.kind}(window={self.window})"
+        s = self.kind if self.window is None else f"{self.kind}(window={self.window})"
+        return s if self.align == "top_left" else f"{s}[{self.align}]"
 
 
 NONE = MaskClass("none")
@@ -95,9 +106,10 @@ def combined_keep(parts: Sequence[MaskPart], values: Sequence[torch.Tensor]) -> 
     return keep
 
 
-def classify_keep(keep: torch.Tensor, L: int, S: int) -> MaskClass:
-    """Recognizes causal / sliding-window / no mask in a boolean keep matrix
-    broadcastable to [..., L, S]; BIAS when it is something else."""
+def classify_keep(keep: torch.Tensor, L: int, S: int, bottom_right: bool = True) -> MaskClass:
+    """Recognizes causal / sliding-window (top-left, and bottom-right unless
+    `bottom_right` is False: a target without it) / no mask in a boolean keep
+    matrix broadcastable to [..., L, S]; BIAS when it is something else."""
     if keep.dim() < 2 and keep.numel() != 1:
         return BIAS
     if bool(torch.all(keep)):
@@ -107,26 +119,33 @@ def classify_keep(keep: torch.Tensor, L: int, S: int) -> MaskClass:
     flat = keep.reshape(-1, L, S)
     k2 = flat[0]
     if flat.shape[0] > 1 and not bool(torch.all(flat == k2)):
-        return BIAS
-    causal = _causal_pattern(L, S, str(keep.device))
-    if torch.equal(k2, causal):
-        return CAUSAL
+        return BIAS  # differs per batch or head (padding, per-head masks)
     counts = k2.sum(dim=-1)
     if not bool(torch.all(counts > 0)):
         return BIAS  # a row masked entirely: keep the exact fill semantics
-    w = int(counts.max())
-    if w < L and torch.equal(k2, causal & ~_causal_pattern(L, S, str(keep.device), -w)):
-        return MaskClass("sliding_window", w)
+    device = str(keep.device)
+    # At most four comparisons with cached patterns: causal and the window
+    # of the widest row, each top-left and (when S != L) bottom-right.
+    for align, off in (("top_left", 0), ("bottom_right", S - L)):
+        if align == "bottom_right" and (off == 0 or not bottom_right):
+            break
+        causal = _causal_pattern(L, S, device, off)
+        if torch.equal(k2, causal):
+            return MaskClass("causal", None, align)
+        w = int(counts.max())
+        if torch.equal(k2, causal & ~_causal_pattern(L, S, device, off - w)):
+            return MaskClass("sliding_window", w, align)
     return BIAS
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _causal_pattern(L: int, S: int, device: str, diagonal: int = 0) -> torch.Tensor:
     """`j <= i + diagonal` on [L, S] (cached: masks are checked on every call)."""
     return torch.ones(L, S, dtype=torch.bool, device=device).tril(diagonal)
 
 
-def classify(parts: Sequence[MaskPart], values: Sequence[torch.Tensor], L: int, S: int) -> MaskClass:
+def classify(parts: Sequence[MaskPart], values: Sequence[torch.Tensor], L: int, S: int,
+             bottom_right: bool = True) -> MaskClass:
     keep = combined_keep(parts, values)
     if keep is None:
         # additive parts that are all zero are no mask at all
@@ -134,7 +153,7 @@ def classify(parts: Sequence[MaskPart], values: Sequence[torch.Tensor], L: int, 
                 bool(torch.all(v == 0)) for v in values):
             return NONE
         return BIAS
-    return classify_keep(keep, L, S)
+    return classify_keep(keep, L, S, bottom_right)
 
 
 def bias_dtype(parts: Sequence[MaskPart], dtypes: Sequence[torch.dtype]) -> torch.dtype:

@@ -162,3 +162,35 @@ func.func @tile_mask_sides_causal(%s: memref<8x8xf32>, %i: index) {
   attn.tile_mask %s rows %i cols %i valid %i causal window_sides [1, 0] : memref<8x8xf32>
   return
 }
+
+// -----
+
+func.func @mask_align_bias(%s: tensor<1x2x8x16xf32>, %b: tensor<8x16xf32>) -> tensor<1x2x8x16xf32> {
+  // expected-error @+1 {{align is only valid with mask kinds 'causal' and 'sliding_window'}}
+  %0 = attn.mask %s bias align bottom_right(%b : tensor<8x16xf32>) : tensor<1x2x8x16xf32>
+  return %0 : tensor<1x2x8x16xf32>
+}
+
+// -----
+
+func.func @softmax_sinks_heads(%s: tensor<1x2x8x16xf32>, %k: tensor<3xf32>) -> tensor<1x2x8x16xf32> {
+  // expected-error @+1 {{sinks has 3 elements, expected one per head (2)}}
+  %0 = attn.softmax %s axis -1 sinks(%k : tensor<3xf32>) : tensor<1x2x8x16xf32>
+  return %0 : tensor<1x2x8x16xf32>
+}
+
+// -----
+
+func.func @softmax_sinks_dtype(%s: tensor<1x2x8x16xf32>, %k: tensor<2xf16>) -> tensor<1x2x8x16xf32> {
+  // expected-error @+1 {{sinks must be a rank-1 f32 tensor [heads], got 'tensor<2xf16>'}}
+  %0 = attn.softmax %s axis -1 sinks(%k : tensor<2xf16>) : tensor<1x2x8x16xf32>
+  return %0 : tensor<1x2x8x16xf32>
+}
+
+// -----
+
+func.func @softmax_sinks_axis(%s: tensor<1x2x8x16xf32>, %k: tensor<2xf32>) -> tensor<1x2x8x16xf32> {
+  // expected-error @+1 {{sinks need scores [batch, heads, Lq, Lk] and the last axis}}
+  %0 = attn.softmax %s axis 2 sinks(%k : tensor<2xf32>) : tensor<1x2x8x16xf32>
+  return %0 : tensor<1x2x8x16xf32>
+}

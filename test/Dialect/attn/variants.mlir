@@ -53,3 +53,17 @@ func.func @tile_variants(%s: memref<32x16xf32>, %sl: memref<8xf32>, %i: index) {
   attn.tile_mask %s rows %i cols %i valid %i sliding_window window_sides [3, 2] : memref<32x16xf32>
   return
 }
+
+// The graph-level forms: attn.mask's alignment and attn.softmax's sinks.
+// CHECK-LABEL: func @graph_level_variants
+// CHECK: attn.mask %{{.*}} causal align bottom_right : tensor<1x8x4x32xf32>
+// CHECK: attn.mask %{{.*}} sliding_window align bottom_right window 8 : tensor<1x8x4x32xf32>
+// CHECK: attn.mask %{{.*}} causal : tensor<1x8x4x32xf32>
+// CHECK: attn.softmax %{{.*}} axis -1 sinks(%{{.*}} : tensor<8xf32>) : tensor<1x8x4x32xf32>
+func.func @graph_level_variants(%s: tensor<1x8x4x32xf32>, %sk: tensor<8xf32>) -> tensor<1x8x4x32xf32> {
+  %a = attn.mask %s causal align bottom_right : tensor<1x8x4x32xf32>
+  %b = attn.mask %a sliding_window align bottom_right window 8 : tensor<1x8x4x32xf32>
+  %c = attn.mask %b causal align top_left : tensor<1x8x4x32xf32>
+  %p = attn.softmax %c axis -1 sinks(%sk : tensor<8xf32>) : tensor<1x8x4x32xf32>
+  return %p : tensor<1x8x4x32xf32>
+}
