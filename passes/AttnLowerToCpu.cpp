@@ -100,6 +100,9 @@ LogicalResult check(Operation *op) {
   if (auto copy = dyn_cast<CopyTileOp>(op))
     return all({[&] { return checkTensor(op, "source", copy.getSource().getType()); },
                 [&] { return checkTile(op, "destination tile", copy.getDest().getType()); }});
+  if (auto g = dyn_cast<GatherTileOp>(op))
+    return all({[&] { return checkTensor(op, "source", g.getSource().getType()); },
+                [&] { return checkTile(op, "destination tile", g.getDest().getType()); }});
   if (auto mm = dyn_cast<TileMatmulOp>(op))
     return all({[&] { return checkTile(op, "a", mm.getA().getType()); },
                 [&] { return checkTile(op, "b", mm.getB().getType()); },
@@ -155,7 +158,7 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
     SmallVector<Operation *> tileOps;
     bool ok = true;
     module.walk([&](Operation *op) {
-      if (!isa<CopyTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftmaxOp, TileStoreOp,
+      if (!isa<CopyTileOp, GatherTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftmaxOp, TileStoreOp,
                TileSoftcapOp, TileAlibiOp>(op))
         return;
       tileOps.push_back(op);
@@ -171,6 +174,8 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
       CpuEmitter e(b, W, mr, nr, exps);
       if (auto o = dyn_cast<CopyTileOp>(op))
         lowerCopy(e, o);
+      else if (auto o = dyn_cast<GatherTileOp>(op))
+        lowerGather(e, o);
       else if (auto o = dyn_cast<TileMatmulOp>(op))
         lowerMatmul(e, o);
       else if (auto o = dyn_cast<TileMaskOp>(op))

@@ -163,6 +163,13 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
     for (auto func : llvm::to_vector(module.getOps<func::FuncOp>())) {
       if (func.isExternal())
         continue;
+      // Ragged batches and paged KV caches (issue 12) are CPU-only so far.
+      if (func->hasAttr("attn.ragged") ||
+          func.walk([](GatherTileOp) { return WalkResult::interrupt(); }).wasInterrupted()) {
+        func.emitError("attn-lower-to-gpu: ragged / paged attention (attn.ragged_attention, "
+                       "attn.gather_tile) is not supported by attn-lower-to-gpu yet");
+        return signalPassFailure();
+      }
       bool failedAnalysis = false;
       std::optional<Plan> plan = analyze(func, numWarps, chip, mma, tma, failedAnalysis);
       if (failedAnalysis)

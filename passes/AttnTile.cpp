@@ -10,6 +10,7 @@
 // return", so a full one-shot bufferization would buy nothing.
 //
 //===----------------------------------------------------------------------===//
+#include "passes/AttnTileRagged.h"
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
@@ -289,6 +290,11 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
               << name << " must be at most " << kMaxBlock << ", got " << v;
           return signalPassFailure();
         }
+      if (RaggedAttentionOp ragged = findRaggedAttention(func)) {
+        if (failed(tileRaggedFunction(func, ragged, blockM, blockN)))
+          return signalPassFailure();
+        continue;
+      }
       FailureOr<AttentionFunc> m = matchAttentionFunc(func);
       if (failed(m))
         return signalPassFailure();

@@ -38,12 +38,18 @@ static SmallVector<Value> transposeSquare(ImplicitLocOpBuilder &b, SmallVector<V
 }
 
 void lowerCopy(CpuEmitter &e, CopyTileOp op) {
-  ImplicitLocOpBuilder &b = e.ib;
-  int64_t W = e.W;
-  Value src = op.getSource(), dst = op.getDest();
   std::optional<double> scale;
   if (auto s = op.getScale(); s && s->convertToDouble() != 1.0)
     scale = s->convertToDouble();
+  Value bi = op.getBatch(), hi = op.getHead();
+  copyRows(e, op.getSource(), op.getDest(), op.getRow(), op.getValid(), op.getTransposed(),
+           scale, [&](Value sr) -> SmallVector<Value> { return {bi, hi, sr}; });
+}
+
+void copyRows(CpuEmitter &e, Value src, Value dst, Value row, Value valid, bool transposed,
+              std::optional<double> scale, RowAddress address) {
+  ImplicitLocOpBuilder &b = e.ib;
+  int64_t W = e.W;
   auto scaled = [&](Value v) -> Value {
     if (!scale)
       return v;
@@ -52,17 +58,20 @@ void lowerCopy(CpuEmitter &e, CopyTileOp op) {
                   : e.f32(*scale);
     return arith::MulFOp::create(b, v, k);
   };
-  Value bi = op.getBatch(), hi = op.getHead(), row = op.getRow();
+  auto at = [](SmallVector<Value> lead, Value col) {
+    lead.push_back(col);
+    return lead;
+  };
 
-  if (!op.getTransposed()) {
-    // dest[r, :] = r < valid ? src[b, h, row + r, :] * scale : 0
+  if (!transposed) {
+    // dest[r, :] = r < valid ? src[address(row + r), :] * scale : 0
     int64_t D = e.staticDim(dst, 1);
     Value R = e.dim(dst, 0);
-    Value n = e.clamp0(op.getValid(), R);
+    Value n = e.clamp0(valid, R);
     e.loop(e.idx(0), n, e.idx(1), [&](Value r) {
-      Value sr = e.addi(row, r);
+      SmallVector<Value> lead = address(e.addi(row, r));
       e.chunks(D, [&](Value c0, int64_t w) {
-        e.storeF32(scaled(e.loadF32(src, {bi, hi, sr, c0}, w)), dst, {r, c0});
+        e.storeF32(scaled(e.loadF32(src, at(lead, c0), w)), dst, {r, c0});
       });
     });
     e.loop(n, R, e.idx(1), [&](Value r) {
@@ -71,19 +80,26 @@ void lowerCopy(CpuEmitter &e, CopyTileOp op) {
     return;
   }
 
-  // Transposed: dest[d, r] = r < valid ? src[b, h, row + r, d] * scale : 0.
+  // Transposed: dest[d, r] = r < valid ? src[address(row + r), d] * scale : 0.
   // W x W blocks go through registers (W row loads, a shuffle transpose, W
   // row stores); the edges that do not fill a block are copied one element
-  // at a time.
+  // at a time. Row addresses are computed once per block of W rows, from a
+  // row clamped into the valid ones (an address of a row past `valid` is
+  // never loaded from, but a gathered address reads the block table).
   int64_t R = e.staticDim(dst, 1);
   Value D = e.dim(dst, 0);
-  Value n = e.clamp0(op.getValid(), e.idx(R));
+  Value n = e.clamp0(valid, e.idx(R));
+  Value lastRow = e.maxsi(e.subi(n, e.idx(1)), e.idx(0));
+  auto clampedAddress = [&](Value r) { return address(e.addi(row, e.minsi(r, lastRow))); };
   int64_t rBlocks = R - R % W;
   Value dBlocks = e.staticDim(dst, 0) != ShapedType::kDynamic
                       ? e.idx(e.staticDim(dst, 0) - e.staticDim(dst, 0) % W)
                       : arith::MulIOp::create(b, arith::DivUIOp::create(b, D, e.idx(W)), e.idx(W));
   if (rBlocks > 0) {
     e.loop(e.idx(0), e.idx(rBlocks), e.idx(W), [&](Value r0) {
+      SmallVector<SmallVector<Value>> leads;
+      for (int64_t t = 0; t < W; ++t)
+        leads.push_back(clampedAddress(e.addi(r0, e.idx(t))));
       e.loop(e.idx(0), dBlocks, e.idx(W), [&](Value d0) {
         // All W source rows valid: plain loads; otherwise each row is loaded
         // or zero on its own.
@@ -93,14 +109,13 @@ void lowerCopy(CpuEmitter &e, CopyTileOp op) {
           SmallVector<Value> rows;
           for (int64_t t = 0; t < W; ++t) {
             Value r = e.addi(r0, e.idx(t));
-            Value sr = e.addi(row, r);
             if (!checked) {
-              rows.push_back(scaled(e.loadF32(src, {bi, hi, sr, d0}, W)));
+              rows.push_back(scaled(e.loadF32(src, at(leads[t], d0), W)));
               continue;
             }
             Value ok = e.lt(r, n);
             Value v = e.ifElse(
-                ok, e.vec(W), [&] { return e.loadF32(src, {bi, hi, sr, d0}, W); },
+                ok, e.vec(W), [&] { return e.loadF32(src, at(leads[t], d0), W); },
                 [&] { return e.splat(0.0, W); });
             rows.push_back(scaled(v));
           }
@@ -120,10 +135,10 @@ void lowerCopy(CpuEmitter &e, CopyTileOp op) {
   auto scalarCopy = [&](Value rLo, Value rHi, Value dLo, Value dHi) {
     e.loop(rLo, rHi, e.idx(1), [&](Value r) {
       Value ok = e.lt(r, n);
-      Value sr = e.addi(row, r);
+      SmallVector<Value> lead = clampedAddress(r);
       e.loop(dLo, dHi, e.idx(1), [&](Value d) {
         Value v = e.ifElse(
-            ok, e.f32Type(), [&] { return e.loadScalarF32(src, {bi, hi, sr, d}); },
+            ok, e.f32Type(), [&] { return e.loadScalarF32(src, at(lead, d)); },
             [&] { return e.f32(0.0); });
         e.storeScalarF32(scaled(v), dst, {d, r});
       });

@@ -169,6 +169,13 @@ void lowerMask(CpuEmitter &e, TileMaskOp op);       // CpuSoftmax.cpp
 void lowerBias(CpuEmitter &e, TileBiasOp op);       // CpuSoftmax.cpp
 void lowerStore(CpuEmitter &e, TileStoreOp op);     // CpuSoftmax.cpp
 void lowerCopy(CpuEmitter &e, CopyTileOp op);       // CpuCopies.cpp
+/// The leading (batch, head, row) indices of source row `sr` of a copy.
+using RowAddress = function_ref<SmallVector<Value>(Value sr)>;
+/// copy_tile's row copy with the source rows located by `address`
+/// (CpuCopies.cpp; gather_tile's paged rows use it too).
+void copyRows(CpuEmitter &e, Value src, Value dst, Value row, Value valid, bool transposed,
+              std::optional<double> scale, RowAddress address);
+void lowerGather(CpuEmitter &e, GatherTileOp op);   // CpuGather.cpp
 void lowerSoftcap(CpuEmitter &e, TileSoftcapOp op); // CpuScores.cpp
 void lowerAlibi(CpuEmitter &e, TileAlibiOp op);     // CpuScores.cpp
 

@@ -237,5 +237,6 @@ def Attn_AttentionOp : Attn_Op<"attention", [Pure, AttrSizedOperandSegments]> {
 }
 
 include "dialects/attn/AttnTileOps.td"
+include "dialects/attn/AttnRaggedOps.td"
 
 #endif // ATTN_OPS_TD

@@ -223,6 +223,31 @@ class Graph:
                                        kv_group=group),
             shape, dtype_name(dtype) if dtype is not None else q.dtype, "attn.attention")
 
+    def ragged_attention(self, q: Value, k: Value, v: Value, work: Value, *,
+                         block_table: Optional[Value] = None, scale: float,
+                         window_sides: Optional[tuple[int, int]] = None,
+                         softcap: Optional[float] = None, alibi_slopes: Optional[Value] = None,
+                         sinks: Optional[Value] = None) -> Value:
+        """`attn.ragged_attention` (ragged batches, paged caches): q [Bq, H, Lq, D],
+        k/v [Bk, Hkv, Lk, D] or pages [N, Hkv, P, D] with `block_table`, and
+        the i32 `work` table [blocks, 7]; the op's description in
+        dialects/attn/AttnRaggedOps.td has the semantics (attncc.ragged builds it)."""
+        vals = [self._check_value(x, n) for x, n in ((q, "query"), (k, "key"), (v, "value"),
+                                                    (work, "work"))]
+        q, k, v, work = vals
+        opt = [self._check_value(x, n).value if x is not None else None
+               for x, n in ((block_table, "block_table"), (alibi_slopes, "alibi_slopes"),
+                            (sinks, "sinks"))]
+        group = max(1, q.shape[1] // k.shape[1]) if q.shape[1] and k.shape[1] else 1
+        shape = q.shape[:3] + v.shape[3:]
+        sides = list(window_sides) if window_sides is not None else None
+        return self._emit(
+            lambda t: attn_d.ragged_attention(
+                t, q.value, k.value, v.value, work.value, float(scale), block_table=opt[0],
+                alibi_slopes=opt[1], sinks=opt[2], softcap=softcap, window_sides=sides,
+                kv_group=group),
+            shape, q.dtype, "attn.ragged_attention")
+
     def output(self, *values: Value) -> None:
         """Returns `values` from the function; the graph is complete."""
         vals = [self._check_value(v, "output") for v in values]

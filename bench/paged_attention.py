@@ -1,0 +1,160 @@
+"""Paged and ragged attention on the CPU (issue 12), each beside its peer in
+the same run. Not a test: it asserts nothing.
+
+1. Paged decode beside contiguous decode: B8, Hq32/Hkv8, D128, KV 4k per
+   sequence; attncc.paged_attention over a cache with pages in shuffled order
+   at page sizes 1, 16, 128, beside attncc.attention on the same K/V laid out
+   contiguously (and torch SDPA). ratio = contiguous / paged (1.0: no cost).
+2. A ragged batch (one prefill chunk + 31 decode tokens over caches of
+   random lengths in [1k, 8k]): attncc.varlen_attention on the packed tokens
+   beside torch SDPA on the batch padded to [32, H, max Lq, max Lk]. The
+   padded baseline is run without its padding mask (torch's flash kernel;
+   a mask would force the math path, whose [32, 32, Lq, Lk] scores do not fit
+   in memory), i.e. it is a lower bound on padded SDPA's time.
+
+    python bench/paged_attention.py
+    python bench/paged_attention.py --prefill 2048 --max-kv 8192    # the issue's size
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_attention import alternating_blocks_ms, cpuinfo_vector_flags, read_bandwidth  # noqa: E402
+
+import attncc  # noqa: E402
+from attncc.targets import cpu as cpu_target  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def paged_from(k: torch.Tensor, v: torch.Tensor, P: int, g: torch.Generator):
+    """[B, Hkv, S, D] K/V as an NHD cache [pages, P, Hkv, D] in shuffled page order."""
+    B, H, S, D = k.shape
+    n = (S + P - 1) // P
+    order = torch.randperm(B * n, generator=g)
+    table = order.view(B, n).to(torch.int32)
+    kc = k.new_zeros(B * n, P, H, D)
+    vc = v.new_zeros(B * n, P, H, D)
+    pad = n * P - S
+    kp = F.pad(k, (0, 0, 0, pad)).view(B, H, n, P, D).permute(0, 2, 3, 1, 4).reshape(B * n, P, H, D)
+    vp = F.pad(v, (0, 0, 0, pad)).view(B, H, n, P, D).permute(0, 2, 3, 1, 4).reshape(B * n, P, H, D)
+    kc[order] = kp
+    vc[order] = vp
+    return kc, vc, table
+
+
+def paged_rows(args, dtype, bw: float) -> None:
+    B, Hq, Hkv, D, S = 8, args.heads, args.kv_heads, args.head_dim, args.kv
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(B, Hq, 1, D, generator=g).to(dtype)
+    k = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
+    v = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), enable_gqa=True)
+    lens = torch.full((B,), S, dtype=torch.int32)
+    nbytes = 2 * B * Hkv * S * D * k.element_size()
+    print(f"\npaged decode, {args.dtype}: B{B}, Hq{Hq}/Hkv{Hkv}, D{D}, KV {S} per sequence; "
+          "ms per call (median); ratio = contiguous attncc / paged attncc; bw = K+V bytes / "
+          "time / read bandwidth\n")
+    print("| page size | contiguous ms | paged ms | ratio | torch SDPA ms | paged bw | max err |")
+    print("|---|---|---|---|---|---|---|")
+    for P in args.page_sizes:
+        kc, vc, table = paged_from(k, v, P, g)
+        qp = q[:, :, 0]
+        out = attncc.paged_attention(qp, kc, vc, table, lens)
+        err = (out.double() - ref[:, :, 0]).abs().max().item()
+        attncc.attention(q, k, v)
+        t_contig, t_paged, t_torch = alternating_blocks_ms(
+            [lambda: attncc.attention(q, k, v),
+             lambda: attncc.paged_attention(qp, kc, vc, table, lens),
+             lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)],
+            args.repeats, rounds=2)
+        print(f"| {P} | {t_contig:.2f} | {t_paged:.2f} | {t_contig / t_paged:.2f} | "
+              f"{t_torch:.2f} | {100 * nbytes / (t_paged * 1e-3) / bw:.0f}% | {err:.1e} |",
+              flush=True)
+
+
+def ragged_row(args, dtype) -> None:
+    Hq, Hkv, D = args.heads, args.kv_heads, args.head_dim
+    g = torch.Generator().manual_seed(1)
+    lk = torch.randint(args.min_kv, args.max_kv + 1, (32,), generator=g)
+    lk[0] = max(int(lk[0]), args.prefill)
+    lq = torch.ones(32, dtype=torch.int64)
+    lq[0] = args.prefill
+    cu_q = torch.cat([torch.zeros(1, dtype=torch.int64), lq.cumsum(0)]).to(torch.int32)
+    cu_k = torch.cat([torch.zeros(1, dtype=torch.int64), lk.cumsum(0)]).to(torch.int32)
+    q = torch.randn(int(lq.sum()), Hq, D, generator=g).to(dtype)
+    k = torch.randn(int(lk.sum()), Hkv, D, generator=g).to(dtype)
+    v = torch.randn(int(lk.sum()), Hkv, D, generator=g).to(dtype)
+    Lq, Lk = int(lq.max()), int(lk.max())
+    qp = q.new_zeros(32, Hq, Lq, D)
+    kp = k.new_zeros(32, Hkv, Lk, D)
+    vp = v.new_zeros(32, Hkv, Lk, D)
+    for s in range(32):
+        qp[s, :, :lq[s]] = q[cu_q[s]:cu_q[s + 1]].transpose(0, 1)
+        kp[s, :, :lk[s]] = k[cu_k[s]:cu_k[s + 1]].transpose(0, 1)
+        vp[s, :, :lk[s]] = v[cu_k[s]:cu_k[s + 1]].transpose(0, 1)
+
+    def ours():
+        return attncc.varlen_attention(q, k, v, cu_q, cu_k, Lq, Lk, causal=True)
+
+    # K/V heads repeated beforehand (not timed): enable_gqa can route CPU SDPA
+    # to the math path, whose scores would not fit in memory.
+    kpe, vpe = kp.repeat_interleave(Hq // Hkv, 1), vp.repeat_interleave(Hq // Hkv, 1)
+    del kp, vp
+
+    def padded():
+        return F.scaled_dot_product_attention(qp, kpe, vpe)
+
+    # correctness of the ragged result on the decode rows (the prefill's is in the tests)
+    out = ours()
+    dec = torch.cat([F.scaled_dot_product_attention(
+        q[cu_q[s]:cu_q[s + 1]].transpose(0, 1)[None].double(),
+        k[cu_k[s]:cu_k[s + 1]].transpose(0, 1)[None].double(),
+        v[cu_k[s]:cu_k[s + 1]].transpose(0, 1)[None].double(), enable_gqa=True)[0].transpose(0, 1)
+        for s in range(1, 32)])
+    err = (out[args.prefill:].double() - dec).abs().max().item()
+    t_pad, t_ours = alternating_blocks_ms([padded, ours], args.ragged_repeats, rounds=1)
+    print(f"\nragged batch, {args.dtype}: one {args.prefill}-token prefill chunk (causal, "
+          f"bottom-right) + 31 decode tokens, caches {args.min_kv}..{args.max_kv} "
+          f"(max {Lk}), Hq{Hq}/Hkv{Hkv}, D{D}\n")
+    print("| padded torch SDPA ms (no mask: lower bound) | attncc varlen ms | ratio | "
+          "decode rows max err |")
+    print("|---|---|---|---|")
+    print(f"| {t_pad:.1f} | {t_ours:.1f} | {t_pad / t_ours:.2f} | {err:.1e} |", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dtype", choices=list(DTYPES), default="bf16")
+    ap.add_argument("--heads", type=int, default=32)
+    ap.add_argument("--kv-heads", type=int, default=8)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--kv", type=int, default=4096)
+    ap.add_argument("--page-sizes", type=int, nargs="+", default=[1, 16, 128])
+    ap.add_argument("--prefill", type=int, default=512)
+    ap.add_argument("--min-kv", type=int, default=1024)
+    ap.add_argument("--max-kv", type=int, default=4096)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--ragged-repeats", type=int, default=2)
+    ap.add_argument("--skip", choices=["paged", "ragged"], default=None)
+    args = ap.parse_args()
+    host = cpu_target.host_cpu()
+    print(f"host: {host.describe()}; /proc/cpuinfo: {cpuinfo_vector_flags()}; "
+          f"threads {torch.get_num_threads()}; torch {torch.__version__}")
+    bw = read_bandwidth()
+    print(f"read bandwidth (torch.sum, 512 MiB fp32): {bw / 1e9:.1f} GB/s")
+    dtype = DTYPES[args.dtype]
+    if args.skip != "paged":
+        paged_rows(args, dtype, bw)
+    if args.skip != "ragged":
+        ragged_row(args, dtype)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+//===- AttnTileRagged.cpp - attn-tile: attn.ragged_attention --------------===//
+//
+// The tile program of a ragged batch / paged KV cache: a grid over (work
+// item, head), where a work item is one query block of one sequence read from
+// the `work` table (qb, qr, qn, kb, kr, kn, pos), and the same online-softmax
+// KV loop as attn.attention's. Lengths and offsets are data, so one kernel
+// serves every batch composition; the grid's first extent is the number of
+// work items, i.e. work is split by query blocks (tokens), not by sequences.
+// K/V copies are attn.copy_tile for packed K/V and attn.gather_tile (through
+// the block table) for paged caches. See docs/ragged-paged.md.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/AttnTileRagged.h"
+#include "passes/IRBuild.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::attn;
+
+namespace {
+
+/// q, k, v and the result are strided views (packed [T, H, D] tensors and
+/// NHD caches are permuted views): every stride dynamic but the innermost.
+MemRefType stridedMemRef(Type t) {
+  auto rt = cast<RankedTensorType>(t);
+  int64_t dyn = ShapedType::kDynamic;
+  auto layout = StridedLayoutAttr::get(t.getContext(), 0, {dyn, dyn, dyn, 1});
+  return MemRefType::get(rt.getShape(), rt.getElementType(), layout);
+}
+
+MemRefType plainMemRef(Type t) {
+  auto rt = cast<RankedTensorType>(t);
+  return MemRefType::get(rt.getShape(), rt.getElementType());
+}
+
+} // namespace
+
+RaggedAttentionOp mlir::attn::findRaggedAttention(func::FuncOp func) {
+  RaggedAttentionOp found;
+  func.walk([&](RaggedAttentionOp op) { found = op; });
+  return found;
+}
+
+LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att,
+                                             int64_t BM, int64_t BN) {
+  Block &body = func.getBody().front();
+  for (Operation &op : body.without_terminator())
+    if (&op != att.getOperation())
+      return op.emitError("attn-tile: function '")
+             << func.getSymName() << "' must compute one attn.ragged_attention on its "
+             << "arguments; cannot tile '" << op.getName() << "'";
+  auto ret = cast<func::ReturnOp>(body.getTerminator());
+  if (ret.getNumOperands() != 1 || ret.getOperand(0) != att.getResult())
+    return att.emitError("attn-tile: the function must return the attention result");
+  for (Value v : att->getOperands())
+    if (!isa<BlockArgument>(v))
+      return att.emitError("attn-tile: the operands of attn.ragged_attention must be function "
+                           "arguments");
+
+  MLIRContext *ctx = func.getContext();
+  Value q = att.getQuery(), k = att.getKey(), v = att.getValue(), work = att.getWork();
+  Value table = att.getBlockTable(), slopes = att.getAlibiSlopes(), sinks = att.getSinks();
+  int64_t D = att.getQuery().getType().getDimSize(3);
+  int64_t Dv = att.getValue().getType().getDimSize(3);
+  for (BlockArgument arg : body.getArguments())
+    arg.setType(arg == q || arg == k || arg == v ? stridedMemRef(arg.getType())
+                                                 : plainMemRef(arg.getType()));
+  Value out = body.addArgument(stridedMemRef(att.getType()), func.getLoc());
+  func.setFunctionType(FunctionType::get(ctx, body.getArgumentTypes(), {}));
+  // The GPU lowering refuses these (docs/ragged-paged.md).
+  func->setAttr("attn.ragged", UnitAttr::get(ctx));
+
+  int64_t left = -1, right = -1;
+  bool masked = false;
+  if (auto sides = att.getWindowSides()) {
+    left = (*sides)[0];
+    right = (*sides)[1];
+    masked = left >= 0 || right >= 0;
+  }
+  int64_t group = att.getKvGroup();
+
+  OpBuilder builder(att);
+  IRBuild t{builder, att.getLoc()};
+  Location loc = att.getLoc();
+  Value c0 = t.idx(0), c1 = t.idx(1), cBN = t.idx(BN);
+  Value numWork = t.dim(work, 0), H = t.dim(q, 1);
+  auto grid = scf::ParallelOp::create(builder, loc, ValueRange{c0, c0}, ValueRange{numWork, H},
+                                      ValueRange{c1, c1});
+  grid->setAttr("attn.grid", builder.getUnitAttr());
+  builder.setInsertionPointToStart(grid.getBody());
+  Value w = grid.getInductionVars()[0], h = grid.getInductionVars()[1];
+  auto field = [&](int64_t c) -> Value {
+    Value x = memref::LoadOp::create(builder, loc, work, ValueRange{w, t.idx(c)});
+    return arith::IndexCastOp::create(builder, loc, builder.getIndexType(), x);
+  };
+  Value qb = field(0), qr = field(1), qn = field(2), kb = field(3), kr = field(4),
+        kn = field(5), pos = field(6);
+  Value hKv = arith::DivUIOp::create(builder, loc, h, t.idx(group));
+
+  auto alloc = [&](ArrayRef<int64_t> shape) -> Value {
+    return memref::AllocOp::create(builder, loc, MemRefType::get(shape, builder.getF32Type()));
+  };
+  auto fill = [&](Value buf, Value x) {
+    linalg::FillOp::create(builder, loc, ValueRange{x}, ValueRange{buf});
+  };
+  Value qt = alloc({BM, D}), s = alloc({BM, BN}), acc = alloc({BM, Dv});
+  Value mx = alloc({BM}), sm = alloc({BM});
+  Value kt = alloc({D, BN}), vt = alloc({BN, Dv});
+  fill(acc, t.f32(0.0));
+  if (sinks) {
+    fill(mx, memref::LoadOp::create(builder, loc, sinks, ValueRange{h}));
+    fill(sm, t.f32(1.0));
+  } else {
+    fill(mx, t.f32(-std::numeric_limits<double>::infinity()));
+    fill(sm, t.f32(0.0));
+  }
+  CopyTileOp::create(builder, loc, q, qb, h, qr, qn, qt, /*transposed=*/false,
+                     builder.getF64FloatAttr(att.getScale().convertToDouble()));
+
+  // Only KV blocks the window reaches (query rows pos .. pos + BM - 1).
+  Value lo = c0, hi = kn;
+  if (right >= 0)
+    hi = t.minsi(kn, t.addi(pos, t.idx(BM + right)));
+  if (left >= 0) {
+    Value first = t.maxsi(c0, t.subi(pos, t.idx(left)));
+    lo = t.muli(t.divui(first, BN), BN);
+  }
+  hi = t.maxsi(hi, lo); // an empty range stays empty (lo <= hi for the pipeliner)
+  auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
+  kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
+  {
+    OpBuilder::InsertionGuard guard(builder);
+    builder.setInsertionPointToStart(kvLoop.getBody());
+    Value n0 = kvLoop.getInductionVar();
+    Value validN = t.subi(kn, n0);
+    Value row = t.addi(kr, n0);
+    for (auto [src, dst, transposed] : {std::tuple{k, kt, true}, std::tuple{v, vt, false}}) {
+      if (table)
+        GatherTileOp::create(builder, loc, src, table, kb, hKv, row, validN, dst, transposed);
+      else
+        CopyTileOp::create(builder, loc, src, kb, hKv, row, validN, dst, transposed,
+                           FloatAttr());
+    }
+    TileMatmulOp::create(builder, loc, qt, kt, s, /*accumulate=*/false);
+    if (auto cap = att.getSoftcapAttr())
+      TileSoftcapOp::create(builder, loc, s, cap);
+    if (slopes)
+      TileAlibiOp::create(builder, loc, s, slopes, h, pos, n0, c0);
+    // Element masks only on blocks that straddle the end of the keys or an
+    // edge of the window.
+    Value blockEnd = t.addi(n0, cBN);
+    Value needsMask = t.cmpi(arith::CmpIPredicate::sgt, blockEnd, kn);
+    if (right >= 0) {
+      Value diag = t.cmpi(arith::CmpIPredicate::sgt, t.subi(blockEnd, c1),
+                          t.addi(pos, t.idx(right)));
+      needsMask = arith::OrIOp::create(builder, loc, needsMask, diag);
+    }
+    if (left >= 0) {
+      Value edge = t.cmpi(arith::CmpIPredicate::sle, n0,
+                          t.subi(t.addi(pos, t.idx(BM - 1)), t.idx(left + 1)));
+      needsMask = arith::OrIOp::create(builder, loc, needsMask, edge);
+    }
+    t.ifThen(needsMask, [&] {
+      TileMaskOp::create(builder, loc, s, pos, n0, validN, Value(),
+                         MaskKindAttr::get(ctx, masked ? MaskKind::sliding_window
+                                                       : MaskKind::none),
+                         IntegerAttr(), masked ? att.getWindowSidesAttr() : DenseI64ArrayAttr());
+    });
+    TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
+    TileMatmulOp::create(builder, loc, s, vt, acc, /*accumulate=*/true);
+  }
+  TileStoreOp::create(builder, loc, acc, sm, out, qb, h, qr, qn);
+  for (Value buf : {qt, s, acc, mx, sm, kt, vt})
+    memref::DeallocOp::create(builder, loc, buf);
+
+  builder.setInsertionPoint(ret);
+  func::ReturnOp::create(builder, ret->getLoc());
+  ret->erase();
+  att->erase();
+  return success();
+}

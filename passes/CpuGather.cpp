@@ -1,0 +1,33 @@
+//===- CpuGather.cpp - attn-lower-to-cpu: gather_tile ---------------------===//
+//
+// attn.gather_tile on the CPU: the packing copy of copy_tile (CpuCopies.cpp)
+// with each source row located through the block table: row t of sequence s
+// is cache[table[s, t / P], head, t % P, :], P the cache's page size read at
+// run time (dimension 2), so one kernel serves every page size. The row
+// copy computes each row's address once per row (per block of W rows for
+// the transposed K copy), not once per vector.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/CpuLowering.h"
+
+using namespace mlir;
+using namespace mlir::attn;
+
+namespace mlir::attn::cpu_lowering {
+
+void lowerGather(CpuEmitter &e, GatherTileOp op) {
+  ImplicitLocOpBuilder &b = e.ib;
+  Value src = op.getSource(), table = op.getBlockTable();
+  Value seq = op.getSeq(), head = op.getHead();
+  Value pageSize = e.dim(src, 2);
+  copyRows(e, src, op.getDest(), op.getRow(), op.getValid(), op.getTransposed(), std::nullopt,
+           [&](Value t) -> SmallVector<Value> {
+             Value slotOfTable = arith::DivUIOp::create(b, t, pageSize);
+             Value slot = arith::RemUIOp::create(b, t, pageSize);
+             Value page = memref::LoadOp::create(b, table, ValueRange{seq, slotOfTable});
+             Value pageIdx = arith::IndexCastOp::create(b, b.getIndexType(), page);
+             return {pageIdx, head, slot};
+           });
+}
+
+} // namespace mlir::attn::cpu_lowering

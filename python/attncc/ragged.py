@@ -1,0 +1,401 @@
+"""Ragged (varlen) batches and paged KV caches (issue 12), CPU target.
+
+    out = attncc.varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k,
+                                  max_seqlen_q, max_seqlen_k, causal=True)
+    out = attncc.paged_attention(q, k_cache, v_cache, block_table, seq_lens)
+    attncc.paged_kv_append(k_cache, v_cache, k, v, slot_mapping)
+
+The signatures and semantics are flash-attn's `flash_attn_varlen_func` and
+vLLM / FlashInfer's paged caches (docs/ragged-paged.md). Every call checks
+its index tensors once, vectorised (InputError naming the argument), then
+builds the `work` table of attn.ragged_attention: one row per query block of
+every sequence, so the kernel's grid is balanced by tokens, not sequences,
+and the kernel is independent of the batch's composition (one kernel per
+dtype, heads, head dims, variants and paged or not; any page size).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Optional
+
+import torch
+
+from .compiler import compile_graph
+from .errors import InputError
+from .graph import Graph
+from .options import CompileOptions
+
+_DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+_LOCK = threading.Lock()
+_KERNELS: dict[Any, Any] = {}
+_MAX_KERNELS = 64
+LAYOUTS = ("NHD", "HND")
+
+
+# -- checks (vectorised, once per call) -----------------------------------------------------
+
+def _check_float(name: str, t: Any, rank: int) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != rank:
+        raise InputError(f"{name} must have rank {rank}, got shape {tuple(t.shape)}")
+    if t.dtype not in _DTYPES:
+        raise InputError(f"{name} has dtype {t.dtype}; expected float32, float16 or bfloat16")
+    if t.device.type != "cpu":
+        raise InputError(f"{name} is on {t.device}; ragged/paged attention runs on the CPU "
+                         "target only (the GPU lowering refuses it)")
+    if t.stride(-1) != 1:
+        raise InputError(f"{name} must have a unit-stride last dimension, got strides "
+                         f"{t.stride()}")
+    return t
+
+
+def _check_index(name: str, t: Any, rank: int) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"{name} must be an int32 torch.Tensor, got {type(t).__name__}")
+    if t.dtype != torch.int32:
+        raise InputError(f"{name} must be int32, got {t.dtype}")
+    if t.dim() != rank:
+        raise InputError(f"{name} must have rank {rank}, got shape {tuple(t.shape)}")
+    if t.device.type != "cpu":
+        raise InputError(f"{name} is on {t.device}; expected a CPU tensor")
+    return t
+
+
+def _check_cu(name: str, cu: Any, total: int, num_seqs: Optional[int]) -> torch.Tensor:
+    cu = _check_index(name, cu, 1)
+    if cu.numel() < 1:
+        raise InputError(f"{name} must have batch + 1 >= 1 entries, got none")
+    if num_seqs is not None and cu.numel() != num_seqs + 1:
+        raise InputError(f"{name} has {cu.numel()} entries, expected batch + 1 = {num_seqs + 1}")
+    c = cu.to(torch.int64)
+    if int(c[0]) != 0:
+        raise InputError(f"{name}[0] must be 0, got {int(c[0])}")
+    if cu.numel() > 1 and bool((c[1:] < c[:-1]).any()):
+        raise InputError(f"{name} must be non-decreasing (cumulative sequence lengths)")
+    if int(c[-1]) != total:
+        raise InputError(f"{name}[-1] = {int(c[-1])} must equal the packed token count {total}")
+    return c
+
+
+def _check_max(name: str, given: Any, lengths: torch.Tensor) -> None:
+    if isinstance(given, bool) or not isinstance(given, int) or given < 0:
+        raise InputError(f"{name} must be a non-negative int, got {given!r}")
+    actual = int(lengths.max()) if lengths.numel() else 0
+    if given < actual:
+        raise InputError(f"{name} = {given} is less than the longest sequence ({actual})")
+
+
+def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: Any,
+              alibi_slopes: Any, sinks: Any, return_lse: bool):
+    """(scale, window_sides or None, softcap, slopes, sinks), checked."""
+    if return_lse:
+        raise InputError("return_lse=True is not supported by the ragged/paged path yet")
+    Hq, D = q.shape[1], q.shape[2]
+    if scale is None:
+        scale = D ** -0.5 if D else 1.0
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
+            not math.isfinite(scale):
+        raise InputError(f"scale must be a finite number, got {scale!r}")
+    left, right = -1, -1
+    if window is not None:
+        if not isinstance(window, (tuple, list)) or len(window) != 2 or \
+                not all(isinstance(x, int) and not isinstance(x, bool) and x >= -1
+                        for x in window):
+            raise InputError(f"window must be (left, right) ints >= -1, got {window!r}")
+        left, right = window
+    if causal:
+        right = 0 if right < 0 else min(right, 0)
+    sides = (left, right) if (left >= 0 or right >= 0) else None
+    if softcap is not None:
+        if isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or \
+                not (softcap > 0 and math.isfinite(softcap)):
+            raise InputError(f"softcap must be a positive finite number, got {softcap!r}")
+        softcap = float(softcap)
+    extra = []
+    for name, t in (("alibi_slopes", alibi_slopes), ("sinks", sinks)):
+        if t is not None:
+            if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != Hq or \
+                    not t.is_floating_point():
+                raise InputError(f"{name} must be a float tensor of shape [{Hq}] (one per "
+                                 f"query head), got {getattr(t, 'shape', t)!r}")
+            t = t.to(torch.float32).contiguous()
+        extra.append(t)
+    return float(scale), sides, softcap, extra[0], extra[1]
+
+
+# -- the kernel ------------------------------------------------------------------------------
+
+def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, paged: bool,
+            scale: float, sides, softcap, alibi: bool, sinks: bool, query_len: int,
+            opts: CompileOptions):
+    threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
+    bm = opts.query_block("cpu", query_len)
+    key = (dtype, heads, kv_heads, D, Dv, paged, scale, sides, softcap, alibi, sinks, bm,
+           opts, threads)
+    with _LOCK:
+        hit = _KERNELS.get(key)
+    if hit is not None:
+        return hit, bm
+    dt = _DTYPES[dtype]
+    g = Graph("ragged_attention")
+    qv = g.input("q", (None, heads, None, D), dt)
+    kv = g.input("k", (None, kv_heads, None, D), dt)
+    vv = g.input("v", (None, kv_heads, None, Dv), dt)
+    work = g.input("work", (None, 7), "i32")
+    table = g.input("block_table", (None, None), "i32") if paged else None
+    sl = g.input("alibi_slopes", (heads,), "f32") if alibi else None
+    sk = g.input("sinks", (heads,), "f32") if sinks else None
+    g.output(g.ragged_attention(qv, kv, vv, work, block_table=table, scale=scale,
+                                window_sides=sides, softcap=softcap, alibi_slopes=sl,
+                                sinks=sk))
+    compiled = compile_graph(g, opts, "cpu", query_len=bm)
+    with _LOCK:
+        if len(_KERNELS) >= _MAX_KERNELS:
+            _KERNELS.pop(next(iter(_KERNELS)))
+        _KERNELS[key] = compiled
+    return compiled, bm
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _KERNELS.clear()
+
+
+def kernels_cached() -> int:
+    with _LOCK:
+        return len(_KERNELS)
+
+
+def _work_table(bm: int, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor,
+                k_start: torch.Tensor, lk: torch.Tensor, packed_rows: int = 0) -> torch.Tensor:
+    """The [blocks, 7] int32 table (qb, qr, qn, kb, kr, kn, pos) of every
+    query block, longest KV ranges first (the grid's tasks are split in
+    order: long blocks first balance the threads' loads). `packed_rows` > 0:
+    decode with the GQA group as the query rows (q seen as [T, Hkv, G, D])."""
+    if packed_rows:
+        seq = torch.nonzero(lq > 0).flatten()
+        n = seq.numel()
+        cols = [q_start[seq], torch.zeros(n, dtype=torch.int64),
+                torch.full((n,), packed_rows, dtype=torch.int64), kb[seq], k_start[seq],
+                lk[seq], torch.zeros(n, dtype=torch.int64)]
+    else:
+        nb = (lq + bm - 1) // bm
+        seq = torch.repeat_interleave(torch.arange(lq.numel()), nb)
+        first = torch.cumsum(nb, 0) - nb
+        m0 = (torch.arange(seq.numel()) - first[seq]) * bm
+        qn = torch.clamp(lq[seq] - m0, max=bm)
+        cols = [torch.zeros_like(seq), q_start[seq] + m0, qn, kb[seq], k_start[seq], lk[seq],
+                m0 + lk[seq] - lq[seq]]
+    work = torch.stack(cols, 1)
+    if work.shape[0] > 1:
+        work = work[torch.argsort(work[:, 5], descending=True, stable=True)]
+    return work.to(torch.int32).contiguous()
+
+
+def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
+         sink, max_q: int, options: dict[str, Any]) -> torch.Tensor:
+    """q [T, Hq, D]; k4/v4 as the kernel sees them ([Bk, Hkv, L, D] views)."""
+    opts = CompileOptions.from_kwargs(options)
+    T, Hq, D = q.shape
+    Hkv, Dv = k4.shape[1], v4.shape[3]
+    out = q.new_empty((T, Hq, Dv))
+    if T == 0 or Hq == 0 or Dv == 0:
+        return out
+    G = Hq // Hkv
+    # Decode (one query row per sequence) without per-head terms: the G query
+    # heads of a KV head are the rows of one block, so each K/V tile is packed
+    # once per KV head. A window then only trims the key range (every row of a
+    # sequence sits at the last key), and causal masks nothing.
+    packed = max_q <= 1 and G > 1 and slopes is None and sink is None
+    if packed:
+        if sides is not None:
+            left = sides[0]
+            if left >= 0:
+                trim = torch.clamp(lk - 1 - left, min=0)
+                k_start, lk = k_start + trim, lk - trim
+        work = _work_table(0, q_start, lq, kb, k_start, lk, packed_rows=G)
+        compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, table is not None, scale, None,
+                              softcap, False, False, G, opts)
+        q4, o4 = q.reshape(T, Hkv, G, D), out.view(T, Hkv, G, Dv)
+    else:
+        compiled, bm = _kernel(q.dtype, Hq, Hkv, D, Dv, table is not None, scale, sides,
+                               softcap, slopes is not None, sink is not None, max(max_q, 1),
+                               opts)
+        work = _work_table(bm, q_start, lq, kb, k_start, lk)
+        q4, o4 = q.permute(1, 0, 2).unsqueeze(0), out.permute(1, 0, 2).unsqueeze(0)
+    # Every query token belongs to one work item (the cumulative lengths
+    # cover [0, T)), so every output row is stored.
+    inputs = [q4, k4, v4, work] + [t for t in (table, slopes, sink) if t is not None]
+    compiled._kernel(*inputs, out=o4)
+    return out
+
+
+# -- public API ------------------------------------------------------------------------------
+
+def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor,
+                     max_seqlen_q: int, max_seqlen_k: int, *, causal: bool = False,
+                     scale: Optional[float] = None, window: Optional[tuple[int, int]] = None,
+                     softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
+                     sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
+                     target: str = "cpu", **options: Any) -> torch.Tensor:
+    """flash-attn's `flash_attn_varlen_func` on packed tensors: q [total_q, Hq, D],
+    k [total_k, Hkv, D], v [total_k, Hkv, Dv]; sequence s has queries
+    cu_seqlens_q[s]:cu_seqlens_q[s+1] and keys cu_seqlens_k[s]:cu_seqlens_k[s+1]
+    (int32). Masks and ALiBi are bottom-right aligned per sequence (the last
+    query sees the last key); `window=(left, right)` is flash-attn's
+    window_size. Returns [total_q, Hq, Dv]; rows that see no key are zeros."""
+    _check_target(target)
+    q, k, v = (_check_float(n, t, 3) for n, t in (("q", q), ("k", k), ("v", v)))
+    _same_dtype(q, k, v)
+    if k.shape[:2] != v.shape[:2]:
+        raise InputError(f"k {tuple(k.shape)} and v {tuple(v.shape)} must have the same tokens "
+                         "and heads")
+    _check_heads(q.shape[1], k.shape[1], q.shape[2], k.shape[2], "k")
+    cq = _check_cu("cu_seqlens_q", cu_seqlens_q, q.shape[0], None)
+    ck = _check_cu("cu_seqlens_k", cu_seqlens_k, k.shape[0], cq.numel() - 1)
+    lq, lk = cq[1:] - cq[:-1], ck[1:] - ck[:-1]
+    _check_max("max_seqlen_q", max_seqlen_q, lq)
+    _check_max("max_seqlen_k", max_seqlen_k, lk)
+    scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
+                                                    alibi_slopes, sinks, return_lse)
+    k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
+    zeros = torch.zeros_like(lq)
+    return _run(q, k4, v4, cq[:-1], lq, zeros, ck[:-1], lk, None, scale, sides, softcap,
+                slopes, sink, int(lq.max()) if lq.numel() else 0, options)
+
+
+def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                    block_table: torch.Tensor, seq_lens: torch.Tensor, *,
+                    cu_seqlens_q: Optional[torch.Tensor] = None,
+                    max_seqlen_q: Optional[int] = None, causal: bool = False,
+                    scale: Optional[float] = None, window: Optional[tuple[int, int]] = None,
+                    softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
+                    sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
+                    layout: str = "NHD", target: str = "cpu", **options: Any) -> torch.Tensor:
+    """Attention against a paged KV cache. k_cache/v_cache: [num_pages, page_size,
+    Hkv, D] (layout "NHD", vLLM/FlashInfer) or [num_pages, Hkv, page_size, D]
+    ("HND"); block_table [batch, max_pages] int32 (page of each sequence's
+    keys page_size * i ...); seq_lens [batch] int32: the keys of each sequence
+    (including the new tokens'). q: [batch, Hq, D] (decode: one token per
+    sequence) or, with cu_seqlens_q (int32 [batch + 1]) and max_seqlen_q,
+    packed [total_q, Hq, D] (chunked prefill); queries are the last keys of
+    their sequence (bottom-right alignment). Returns q's shape with Dv."""
+    _check_target(target)
+    if layout not in LAYOUTS:
+        raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    q = _check_float("q", q, 3)
+    k_cache, v_cache = (_check_float(n, t, 4) for n, t in (("k_cache", k_cache),
+                                                           ("v_cache", v_cache)))
+    _same_dtype(q, k_cache, v_cache)
+    if k_cache.shape[:3] != v_cache.shape[:3]:
+        raise InputError(f"k_cache {tuple(k_cache.shape)} and v_cache {tuple(v_cache.shape)} "
+                         "must have the same pages, page size and heads")
+    if layout == "NHD":
+        k4, v4 = k_cache.permute(0, 2, 1, 3), v_cache.permute(0, 2, 1, 3)
+    else:
+        k4, v4 = k_cache, v_cache
+    num_pages, Hkv, P = k4.shape[:3]
+    _check_heads(q.shape[1], Hkv, q.shape[2], k4.shape[3], f"k_cache (layout {layout!r})")
+    table = _check_index("block_table", block_table, 2)
+    lens = _check_index("seq_lens", seq_lens, 1).to(torch.int64)
+    S = table.shape[0]
+    if lens.numel() != S:
+        raise InputError(f"seq_lens has {lens.numel()} entries, block_table {S} rows")
+    if cu_seqlens_q is None:
+        if q.shape[0] != S:
+            raise InputError(f"q has {q.shape[0]} tokens; without cu_seqlens_q it needs one "
+                             f"per sequence ({S})")
+        cq = torch.arange(S + 1, dtype=torch.int64)
+        if max_seqlen_q not in (None, 1) and S:
+            _check_max("max_seqlen_q", max_seqlen_q, torch.ones(1))
+    else:
+        cq = _check_cu("cu_seqlens_q", cu_seqlens_q, q.shape[0], S)
+    lq = cq[1:] - cq[:-1]
+    if cu_seqlens_q is not None and max_seqlen_q is not None:
+        _check_max("max_seqlen_q", max_seqlen_q, lq)
+    if bool((lens < 0).any()):
+        raise InputError("seq_lens must be non-negative")
+    if bool((lens < lq).any()):
+        raise InputError("seq_lens must count each sequence's new tokens too (seq_lens >= "
+                         "query tokens per sequence)")
+    if P == 0:
+        raise InputError("the cache's page_size is 0")
+    pages_needed = (lens + P - 1) // P
+    if bool((pages_needed > table.shape[1]).any()):
+        s = int(torch.nonzero(pages_needed > table.shape[1])[0])
+        raise InputError(f"seq_lens[{s}] = {int(lens[s])} needs {int(pages_needed[s])} pages of "
+                         f"{P}, block_table has {table.shape[1]} per sequence")
+    used = torch.arange(table.shape[1])[None, :] < pages_needed[:, None]
+    bad = used & ((table < 0) | (table >= num_pages))
+    if bool(bad.any()):
+        s, i = (int(x) for x in torch.nonzero(bad)[0])
+        raise InputError(f"block_table[{s}, {i}] = {int(table[s, i])} is not a page of the "
+                         f"cache (0 <= page < {num_pages})")
+    scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
+                                                    alibi_slopes, sinks, return_lse)
+    if table.shape[1] == 0:      # no pages at all: a one-column table the kernel never reads
+        table = torch.zeros((S, 1), dtype=torch.int32)
+    table = table.contiguous()
+    zeros = torch.zeros_like(lens)
+    return _run(q, k4, v4, cq[:-1], lq, torch.arange(S), zeros, lens, table, scale, sides,
+                softcap, slopes, sink, int(lq.max()) if lq.numel() else 0, options)
+
+
+def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,
+                    v: torch.Tensor, slot_mapping: torch.Tensor, *,
+                    layout: str = "NHD") -> None:
+    """Writes token t's k[t], v[t] ([T, Hkv, D]) to cache slot slot_mapping[t]
+    (int32; slot = page * page_size + offset; -1 skips the token, vLLM's
+    padding), in place."""
+    if layout not in LAYOUTS:
+        raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    k_cache, v_cache = (_check_float(n, t, 4) for n, t in (("k_cache", k_cache),
+                                                           ("v_cache", v_cache)))
+    k, v = (_check_float(n, t, 3) for n, t in (("k", k), ("v", v)))
+    _same_dtype(k_cache, v_cache, k, v)
+    slots = _check_index("slot_mapping", slot_mapping, 1).to(torch.int64)
+    if slots.numel() != k.shape[0] or v.shape[0] != k.shape[0]:
+        raise InputError(f"slot_mapping ({slots.numel()}), k ({k.shape[0]}) and v "
+                         f"({v.shape[0]}) must have one entry per token")
+    if layout == "NHD":
+        N, P, H = k_cache.shape[:3]
+    else:
+        N, H, P = k_cache.shape[:3]
+    for name, cache, t in (("k", k_cache, k), ("v", v_cache, v)):
+        if t.shape[1] != H or t.shape[2] != cache.shape[3]:
+            raise InputError(f"{name} {tuple(t.shape)} does not fit the cache "
+                             f"{tuple(cache.shape)} (layout {layout!r})")
+    if bool(((slots < -1) | (slots >= N * P)).any()):
+        raise InputError(f"slot_mapping entries must be -1 or in [0, {N * P}) (pages x "
+                         "page_size)")
+    keep = slots >= 0
+    if not bool(keep.all()):
+        slots, k, v = slots[keep], k[keep], v[keep]
+    page, off = slots // P, slots % P
+    if layout == "NHD":
+        k_cache[page, off] = k
+        v_cache[page, off] = v
+    else:
+        k_cache[page, :, off] = k
+        v_cache[page, :, off] = v
+
+
+def _check_target(target: Any) -> None:
+    if target != "cpu":
+        raise InputError(f"ragged / paged attention runs on target 'cpu' only, got {target!r} "
+                         "(the GPU lowering refuses attn.ragged_attention)")
+
+
+def _same_dtype(*ts: torch.Tensor) -> None:
+    if len({t.dtype for t in ts}) != 1:
+        raise InputError(f"dtypes differ: {[str(t.dtype) for t in ts]}")
+
+
+def _check_heads(Hq: int, Hkv: int, Dq: int, Dk: int, what: str) -> None:
+    if Hkv == 0 or Hq % Hkv:
+        raise InputError(f"query heads ({Hq}) must be a multiple of {what}'s heads ({Hkv})")
+    if Dq != Dk:
+        raise InputError(f"q head_dim {Dq} != {what} head_dim {Dk}")
