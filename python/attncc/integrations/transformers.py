@@ -55,7 +55,7 @@ def _transformers():
     except ImportError as e:  # transformers missing, or not the 5.x interfaces used here
         raise ImportError("attncc's transformers integration needs transformers 5 "
                           "(AttentionInterface, AttentionMaskInterface, masking_utils, "
-                          "output capturing; tested with 5.24): "
+                          "output capturing; tested with 5.19 and 5.24): "
                           "pip install 'attncc[transformers]'") from e
     return transformers, AttentionInterface, AttentionMaskInterface
 
@@ -92,6 +92,10 @@ class AttnccMask:
     window: Optional[int] = None
     padding: Optional[torch.Tensor] = None
     dense: Optional[torch.Tensor] = None
+
+    def contiguous(self) -> "AttnccMask":
+        """transformers 5.16-5.19 call `.contiguous()` on prepared static-cache masks."""
+        return self
 
 
 def _keep(L: int, S: int, delta: int, window: Optional[int], device: Any) -> torch.Tensor:
