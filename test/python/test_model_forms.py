@@ -86,7 +86,7 @@ def test_property_mask_recognition(capsys):
         print(f"\ntest_model_forms mask property: seed {MASK_SEED}")
 
     @seed(MASK_SEED)
-    @settings(max_examples=300, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=200, deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(mask_cases)
     def run(c):
