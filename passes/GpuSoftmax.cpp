@@ -71,20 +71,27 @@ void Lowering::lowerMask(TileMaskOp op, Value when) {
   //   right side:     key > i' + right       <=>  k > dRow + right
   //   left side:      key < i' - left        <=>  k < dRow - left
   auto [rowBase, colBase] = gl::accumulatorElement(o, lane, 0);
-  auto cmpConst = [&](arith::CmpIPredicate pred, int64_t k, Value v) {
-    return cmpi(pred, idx(k), v);
+  // In i32: one register per per-lane bound instead of two (the D = 128
+  // kernels are at the 255-register limit; lengths are < 2^31).
+  Type i32 = b.getI32Type();
+  auto to32 = [&](Value v) { return arith::IndexCastOp::create(b, loc, i32, v).getResult(); };
+  auto c32 = [&](int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v)).getResult();
   };
-  Value validRel = subi(op.getValid(), colBase);
+  auto cmpConst = [&](arith::CmpIPredicate pred, int64_t k, Value v) {
+    return cmpi(pred, c32(k), v);
+  };
+  Value validRel = to32(subi(op.getValid(), colBase));
   Value qBase = addi(op.getRow(), addi(warpRow, rowBase));
   if (Value off = op.getOffset()) // bottom-right alignment: i' = i + Lk - Lq
     qBase = addi(qBase, off);
   Value kBase = addi(op.getCol(), colBase);
-  Value dRowBase = subi(qBase, kBase);
+  Value dRowBase = to32(subi(qBase, kBase));
   for (int64_t i = 0; i < 4; ++i) {
     auto [dr, dc] = gl::accumulatorOffset(i);
-    Value dRow = addi(dRowBase, idx(dr));
-    Value hiRel = right > 0 ? addi(dRow, idx(right)) : dRow;
-    Value loRel = left > 0 ? subi(dRow, idx(left)) : dRow;
+    Value dRow = dr ? arith::AddIOp::create(b, loc, dRowBase, c32(dr)).getResult() : dRowBase;
+    Value hiRel = right > 0 ? arith::AddIOp::create(b, loc, dRow, c32(right)).getResult() : dRow;
+    Value loRel = left > 0 ? arith::SubIOp::create(b, loc, dRow, c32(left)).getResult() : dRow;
     for (int64_t nb = 0; nb < p.BN / 8; ++nb) {
       int64_t k = 8 * nb + dc;
       Value masked = cmpConst(arith::CmpIPredicate::sge, k, validRel);
