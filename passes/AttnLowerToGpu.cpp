@@ -15,6 +15,8 @@
 //                                             LLVM promotes them to registers)
 //   attn.copy_tile                         -> cp.async (16 B, zero-filled tails)
 //   attn.tile_matmul                       -> ldmatrix + mma.sync m16n8k16
+//   attn.tile_softcap / tile_alibi /
+//     tile_mask / tile_bias                -> per-element fragment math
 //   attn.tile_softmax / tile_store         -> fragment math + shuffle-xor quad reductions
 //
 // This file holds the pass and Lowering::run, which runs the phases in
@@ -26,6 +28,7 @@
 //   GpuMmaFragments.cpp  ldmatrix / mma.sync fragments: Q.K^T and P.V
 //   GpuWgmma.cpp         sm_90a: Q.K^T and P.V as warpgroup MMAs
 //   GpuSoftmax.cpp       register-fragment math: mask, bias, softmax, store, fill
+//   GpuScores.cpp        register-fragment score variants: soft-capping, ALiBi
 // and the tile-op dispatch below (lowerTileOps). Layout arithmetic:
 // passes/GpuLayout.h (tested against the PTX ISA tables); op building:
 // passes/IRBuild.h.
@@ -84,6 +87,10 @@ LogicalResult Lowering::lowerTileOps() {
       lowerMask(mk);
     } else if (auto bi = dyn_cast<TileBiasOp>(op)) {
       lowerBias(bi);
+    } else if (auto sc = dyn_cast<TileSoftcapOp>(op)) {
+      lowerSoftcap(sc);
+    } else if (auto al = dyn_cast<TileAlibiOp>(op)) {
+      lowerAlibi(al);
     } else if (auto sm = dyn_cast<TileSoftmaxOp>(op)) {
       lowerSoftmax(sm);
     } else if (auto st = dyn_cast<TileStoreOp>(op)) {

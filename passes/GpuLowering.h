@@ -37,6 +37,10 @@ Operation *anchorOf(Operation *op);
 /// attn.unrolled_copy. Returns the end of the group that starts at `i`.
 size_t endOfCopyGroup(ArrayRef<CopyTileOp> copies, size_t i);
 
+/// GpuScores.cpp: validates a tile_softcap / tile_alibi (`op`; success for
+/// any other op) against the score tile `scores`, with a diagnostic on `op`.
+LogicalResult checkScoreVariant(Operation *op, Value scores);
+
 /// What attn-lower-to-gpu found in one function, validated.
 struct Plan {
   func::FuncOp func;
@@ -135,6 +139,10 @@ struct Lowering : IRBuild {
   void lowerSoftmax(TileSoftmaxOp op);
   void lowerStore(TileStoreOp op);
   LogicalResult lowerFill(linalg::FillOp op);
+  // GpuScores.cpp: score variants on fragments (soft-capping, ALiBi).
+  Value rcp(Value x);
+  void lowerSoftcap(TileSoftcapOp op);
+  void lowerAlibi(TileAlibiOp op);
 };
 
 } // namespace mlir::attn::gpu_lowering

@@ -46,7 +46,8 @@ Value rootOf(Value v) {
 }
 
 bool isTileOp(Operation *op) {
-  return isa<CopyTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftmaxOp, TileStoreOp>(op);
+  return isa<CopyTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftcapOp, TileAlibiOp,
+             TileSoftmaxOp, TileStoreOp>(op);
 }
 
 static int64_t smemLimit(StringRef chip) {
@@ -66,29 +67,6 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
     if (isTileOp(op))
       tileOps.push_back(op);
   });
-  // Score variants the GPU kernel does not implement yet: refused by name,
-  // never lowered to a kernel that ignores them.
-  Operation *variant = nullptr;
-  std::string what;
-  func.walk([&](Operation *op) {
-    if (variant)
-      return;
-    if (isa<TileSoftcapOp>(op))
-      what = "softcap";
-    else if (isa<TileAlibiOp>(op))
-      what = "alibi_slopes";
-    else if (auto mk = dyn_cast<TileMaskOp>(op); mk && mk.getOffset())
-      what = "a bottom_right aligned mask";
-    else if (auto mk = dyn_cast<TileMaskOp>(op); mk && mk.getWindowSides())
-      what = "window_sides";
-    else if (auto fill = dyn_cast<linalg::FillOp>(op);
-             fill && !matchPattern(fill.getInputs()[0], m_Constant()))
-      what = "sinks";
-    if (!what.empty())
-      variant = op;
-  });
-  if (variant)
-    return fail(variant, what + " is not supported by attn-lower-to-gpu yet");
   Operation *graphLevel = nullptr;
   func.walk([&](Operation *op) {
     if (!graphLevel && isa_and_nonnull<AttnDialect>(op->getDialect()) && !isTileOp(op))
@@ -197,6 +175,9 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
     } else if (auto bi = dyn_cast<TileBiasOp>(op)) {
       if (rootOf(bi.getScores()) != p.s)
         return fail(op, "tile_bias must add to the score tile");
+    } else if (checkScoreVariant(op, p.s).failed()) { // GpuScores.cpp
+      failed = true;
+      return std::nullopt;
     }
   }
   if (!qSrc || !kSrc || !vSrc)

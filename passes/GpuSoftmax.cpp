@@ -49,36 +49,56 @@ Value Lowering::quadReduce(Value v, bool isMax) {
 void Lowering::lowerMask(TileMaskOp op, Value when) {
   IRBuild &o = *this;
   MaskKind kind = op.getKind();
-  bool causal = kind == MaskKind::causal || kind == MaskKind::sliding_window;
+  // The structured mask as window sides (left, right) around the aligned
+  // diagonal, -1 = unbounded (as attn-tile and the CPU lowering): causal is
+  // (-1, 0), window W is (W - 1, 0).
+  int64_t left = -1, right = -1;
+  if (kind == MaskKind::causal) {
+    right = 0;
+  } else if (kind == MaskKind::sliding_window && op.getWindow()) {
+    left = *op.getWindow() - 1;
+    right = 0;
+  } else if (kind == MaskKind::sliding_window && op.getWindowSides()) {
+    left = (*op.getWindowSides())[0];
+    right = (*op.getWindowSides())[1];
+  }
   Value negInf = f32(-std::numeric_limits<double>::infinity());
   // Element (nb, i) of a lane is at row rowBase + dr(i), column
   // colBase + 8 nb + dc(i) of the tile; with the column offset
-  // k = 8 nb + dc(i) a constant, every test is "k against one per-lane value":
-  //   past the keys:  colBase + k >= valid            <=>  k >= valid - colBase
-  //   causal:         col + colBase + k > row + rowBase + dr  <=>  k > dRow(dr)
-  //   window:         kPos + window <= qPos           <=>  k <= dRow(dr) - window
+  // k = 8 nb + dc(i) a constant, every test is "k against one per-lane value".
+  // With dRow = (aligned query position) - (key of column k = 0):
+  //   past the keys:  colBase + k >= valid   <=>  k >= valid - colBase
+  //   right side:     key > i' + right       <=>  k > dRow + right
+  //   left side:      key < i' - left        <=>  k < dRow - left
   auto [rowBase, colBase] = gl::accumulatorElement(o, lane, 0);
-  auto cmpConst = [&](arith::CmpIPredicate pred, int64_t k, Value v) {
-    return cmpi(pred, idx(k), v);
+  // In i32: one register per per-lane bound instead of two (the D = 128
+  // kernels are at the 255-register limit; lengths are < 2^31).
+  Type i32 = b.getI32Type();
+  auto to32 = [&](Value v) { return arith::IndexCastOp::create(b, loc, i32, v).getResult(); };
+  auto c32 = [&](int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v)).getResult();
   };
-  Value validRel = subi(op.getValid(), colBase);
+  auto cmpConst = [&](arith::CmpIPredicate pred, int64_t k, Value v) {
+    return cmpi(pred, c32(k), v);
+  };
+  Value validRel = to32(subi(op.getValid(), colBase));
   Value qBase = addi(op.getRow(), addi(warpRow, rowBase));
+  if (Value off = op.getOffset()) // bottom-right alignment: i' = i + Lk - Lq
+    qBase = addi(qBase, off);
   Value kBase = addi(op.getCol(), colBase);
-  Value dRowBase = subi(qBase, kBase);
-  Value window = op.getWindow() ? idx(*op.getWindow()) : Value();
+  Value dRowBase = to32(subi(qBase, kBase));
   for (int64_t i = 0; i < 4; ++i) {
     auto [dr, dc] = gl::accumulatorOffset(i);
-    Value dRow = addi(dRowBase, idx(dr));
-    Value dRowWin = window ? subi(dRow, window) : Value();
+    Value dRow = dr ? arith::AddIOp::create(b, loc, dRowBase, c32(dr)).getResult() : dRowBase;
+    Value hiRel = right > 0 ? arith::AddIOp::create(b, loc, dRow, c32(right)).getResult() : dRow;
+    Value loRel = left > 0 ? arith::SubIOp::create(b, loc, dRow, c32(left)).getResult() : dRow;
     for (int64_t nb = 0; nb < p.BN / 8; ++nb) {
       int64_t k = 8 * nb + dc;
       Value masked = cmpConst(arith::CmpIPredicate::sge, k, validRel);
-      if (causal) {
-        masked = arith::OrIOp::create(b, loc, masked, cmpConst(arith::CmpIPredicate::sgt, k, dRow));
-        if (kind == MaskKind::sliding_window && window)
-          masked = arith::OrIOp::create(b, loc, masked,
-                                        cmpConst(arith::CmpIPredicate::sle, k, dRowWin));
-      }
+      if (right >= 0)
+        masked = arith::OrIOp::create(b, loc, masked, cmpConst(arith::CmpIPredicate::sgt, k, hiRel));
+      if (left >= 0)
+        masked = arith::OrIOp::create(b, loc, masked, cmpConst(arith::CmpIPredicate::slt, k, loRel));
       if (when)
         masked = arith::AndIOp::create(b, loc, masked, when);
       int64_t e = nb * 4 + i;
@@ -200,6 +220,11 @@ LogicalResult Lowering::lowerFill(linalg::FillOp op) {
   Value v = op.getInputs()[0];
   if (!v.getType().isF32())
     return op.emitError("attn-lower-to-gpu: register tiles are f32");
+  // The row sums are per-lane partial sums that tile_store adds over the 4
+  // lanes of a row: a nonzero initial sum (1 with sinks: the sink's exp(0))
+  // goes to the first lane of each quad only.
+  if (buf == sumFrag && !matchPattern(v, m_AnyZeroFloat()))
+    v = sel(cmpi(arith::CmpIPredicate::eq, remui(lane, 4), idx(0)), v, f32(0.0));
   int64_t n = cast<MemRefType>(buf.getType()).getDimSize(0);
   for (int64_t i = 0; i < n; ++i)
     store(v, buf, i);

@@ -104,12 +104,20 @@ class Config:
 
 def emulate(gpu_stage_ir: str, cfg: Config, ts: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
     """Runs the 'gpu' stage IR in the SIMT emulator on CPU tensors."""
+    elts = [cfg.dtype] * 3 + ([cfg.bias_dtype] if cfg.mask == "bias" else []) + [cfg.dtype]
+    return emulate_tensors(gpu_stage_ir, ts, elts[:-1], (cfg.B, cfg.H, cfg.Lq, cfg.D), cfg.dtype)
+
+
+def emulate_tensors(gpu_stage_ir: str, ts: list[torch.Tensor], elts: list[str], out_shape: tuple,
+                    out_elt: str, smem_base: int = 0) -> tuple[torch.Tensor, dict]:
+    """Runs the host function 'attention' of a 'gpu' stage in the emulator on
+    CPU tensors `ts` (element types `elts`: f16, bf16, f32) and a zeroed output
+    of `out_shape` / `out_elt`; returns the output (f32) and the run's stats."""
     def arr(t):
         return t.float().numpy().copy() if t.dtype == torch.bfloat16 else t.numpy().copy()
 
-    out_np = np.zeros((cfg.B, cfg.H, cfg.Lq, cfg.D), np.float16 if cfg.dtype == "f16" else np.float32)
-    elts = [cfg.dtype] * 3 + ([cfg.bias_dtype] if cfg.mask == "bias" else []) + [cfg.dtype]
+    out_np = np.zeros(out_shape, np.float16 if out_elt == "f16" else np.float32)
     with context.mlir_context():
-        prog = emu.Program(ir.Module.parse(gpu_stage_ir))
-        stats = prog.run("attention", *[arr(t) for t in ts], out_np, elts=elts)
+        prog = emu.Program(ir.Module.parse(gpu_stage_ir), smem_base=smem_base)
+        stats = prog.run("attention", *[arr(t) for t in ts], out_np, elts=list(elts) + [out_elt])
     return torch.from_numpy(out_np.astype(np.float32)), stats

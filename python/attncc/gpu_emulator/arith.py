@@ -158,6 +158,16 @@ class ArithOps:
 
     op_arith_index_castui = op_arith_index_cast
 
+    def op_arith_sitofp(self, o):
+        (a,), out = self.ins(o), self.slots_out1(o)
+        ty = parse_type(str(o.results[0].type))
+        if ty.shape or ty.kind != "f32":
+            raise SimError(f"arith.sitofp to {o.results[0].type}: only scalar f32 is modeled")
+
+        def run(st):
+            st.env[out] = np.asarray(st.env[a]).astype(np.float32)  # round to nearest
+        return run
+
     def _shift(self, o, f):
         a, b = self.ins(o)
         out = self.slots_out1(o)

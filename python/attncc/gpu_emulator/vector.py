@@ -1,5 +1,5 @@
 """Vector values and the llvm-dialect value ops (structs of registers,
-constants, undef / poison, the ex2 intrinsic)."""
+constants, undef / poison, the ex2 and rcp intrinsics)."""
 from __future__ import annotations
 
 import numpy as np
@@ -94,15 +94,25 @@ class VectorOps:
         return run
 
     # ---- llvm / nvvm
+    # The PTX approximations, modeled as the correctly rounded f32 result:
+    # ex2.approx.ftz (max relative error 2^-22 on hardware) and rcp.approx.ftz
+    # (max 1 ulp). Subnormal inputs and results are not flushed here.
+    _INTRINSICS = {
+        "llvm.nvvm.ex2.approx.ftz.f": np.exp2,
+        "llvm.nvvm.ex2.approx.f": np.exp2,
+        "llvm.nvvm.rcp.approx.ftz.f": lambda x: np.float32(1.0) / x,
+    }
+
     def op_llvm_call_intrinsic(self, o):
         name = ir.StringAttr(o.attributes["intrin"]).value
         ins, out = self.ins(o), self.slots_out1(o)
-        if name not in ("llvm.nvvm.ex2.approx.ftz.f", "llvm.nvvm.ex2.approx.f"):
+        f = self._INTRINSICS.get(name)
+        if f is None:
             raise SimError(f"intrinsic {name}")
 
         def run(st):
-            with np.errstate(over="ignore"):
-                st.env[out] = np.exp2(st.env[ins[0]].astype(np.float32)).astype(np.float32)
+            with np.errstate(over="ignore", divide="ignore"):
+                st.env[out] = f(st.env[ins[0]].astype(np.float32)).astype(np.float32)
         return run
 
     def op_llvm_extractvalue(self, o):
