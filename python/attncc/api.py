@@ -186,9 +186,7 @@ class CompiledFunction:
             with self._lock:
                 entry = self._cache.get(key, count=False)
                 if entry is None:
-                    # the GPU lowering has no bottom-right masks yet: biases there
-                    entry = _Entry(Capture(self.fn, bound, device,
-                                           bottom_right=self.target == "cpu"))
+                    entry = _Entry(Capture(self.fn, bound, device))
                     self._cache.put(key, entry)
         return bound, entry
 
@@ -381,7 +379,7 @@ def _mask_of(attn_mask: Any, causal: bool, q: torch.Tensor, k: torch.Tensor,
     else:
         raise InputError(f"attn_mask has dtype {attn_mask.dtype}; expected torch.bool (True = "
                          "attend) or a float dtype (added to the scores)")
-    cls = classify([part], [attn_mask], L, S, bottom_right=target == "cpu")  # GPU: not yet
+    cls = classify([part], [attn_mask], L, S)
     bias = build_bias([part], [attn_mask]) if cls == BIAS else None
     return cls, bias
 

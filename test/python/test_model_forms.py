@@ -395,18 +395,21 @@ def test_tanh_between_masks_is_an_error():
         attncc.compile(fn).lower(q, k, v, keep_matrix(4, 8))
 
 
-def test_gpu_targets_keep_bottom_right_masks_as_biases():
-    """attn-lower-to-gpu has no bottom-right masks yet: for a GPU target the same
-    constant mask stays a bias (it ran that way before) instead of being refused."""
+def test_gpu_targets_lower_recognised_bottom_right_masks():
+    """attn-lower-to-gpu lowers bottom-right masks (docs/gpu.md): a GPU target gets
+    the same structure as the CPU, and the kernel lowers for sm_80 and sm_90a."""
     def fn(q, k, v):
         L, S = q.shape[-2], k.shape[-2]
         m = torch.ones(L, S, dtype=torch.bool).tril(S - L)
         s = q @ k.transpose(-2, -1) * 0.125
         return torch.softmax(s.masked_fill(~m, float("-inf")), -1) @ v
-    meta = [t.to("meta") for t in qkv(B=1, L=4, S=12)]
+    meta = [t.to("meta").half() for t in qkv(B=1, L=4, S=12)]
     cpu = attncc.compile(fn, stop_after="fused").lower(*meta).ir("fused")
-    gpu = attncc.compile(fn, target="sm_90a", stop_after="fused").lower(*meta).ir("fused")
     assert "mask causal align bottom_right" in cpu, cpu
-    assert "mask bias" in gpu and "align" not in gpu, gpu
+    for chip in ("sm_80", "sm_90a"):
+        gpu = attncc.compile(fn, target=chip, stop_after="gpu").lower(*meta)
+        assert "mask causal align bottom_right" in gpu.ir("fused"), gpu.ir("fused")
+        assert "gpu.launch_func" in gpu.ir("gpu")
+    # a target without bottom-right masks would keep the bias (classify's switch)
     part = MaskPart("fill", masked_if=False)
     assert str(classify([part], [keep_matrix(4, 12)], 4, 12, bottom_right=False)) == "bias"
