@@ -32,7 +32,7 @@ Value Lowering::loadQFragment(int64_t ks) {
 /// reloads each k-step's fragment from shared memory instead (one more
 /// ldmatrix per k-step and warp, the way FlashAttention-2 trades registers for
 /// shared-memory traffic).
-bool Lowering::qInRegisters() const { return !p.wgmma && p.D <= 64; }
+bool Lowering::qInRegisters() const { return !p.wgmma && !p.tf32 && p.D <= 64; }
 
 void Lowering::emitQFragmentLoad() {
   if (!qInRegisters())
