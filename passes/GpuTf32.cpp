@@ -78,12 +78,16 @@ SmallVector<Value> Lowering::tf32Product(ArrayRef<SmallVector<Value>> a,
   return mmaTf32(a[0], bFrag[0], c);
 }
 
-/// Column of logical element `col + off` of `row` in a swizzled f32 tile
-/// (16-byte chunks of 4 elements XORed with row % 8; `off` a multiple of 8).
+/// Column of logical element `col + off` (col < 8, `off` a multiple of 8) of
+/// `row` in a swizzled f32 tile: 16-byte chunks of 4 elements XORed with
+/// row % 8. The XOR only touches the low 3 bits of the chunk, so the chunks
+/// past 8 are added as a constant (fewer lane-dependent values to hoist).
 Value Lowering::tf32Column(Value row, Value col, int64_t off) {
   IRBuild &o = *this;
-  Value chunk = addi(o.divui(col, 4), idx(off / 4));
-  return addi(o.muli(gl::swizzleChunk(o, row, chunk), 4), o.remui(col, 4));
+  int64_t chunk = off / 4;
+  Value low = addi(o.divui(col, 4), idx(chunk % 8));
+  Value c = addi(o.muli(gl::swizzleChunk(o, row, low), 4), o.remui(col, 4));
+  return chunk >= 8 ? addi(c, idx(4 * 8 * (chunk / 8))) : c;
 }
 
 void Lowering::lowerQKTf32(TileMatmulOp op) {

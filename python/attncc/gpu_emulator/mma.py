@@ -124,7 +124,8 @@ class MmaOps:
     @staticmethod
     def _tf32_operand(st: State, x) -> np.ndarray:
         """A .b32 register read as a TF32 operand: only the upper 19 bits
-        count (the low 13 are dropped); operands that had any of them set
+        count (the PTX ISA expects TF32-format operands; the low 13 bits are
+        dropped here); operands that had any of them set
         (not produced by cvt.rna.tf32.f32) are counted in stats, since
         rounding is then truncation, not round-to-nearest."""
         bits = np.asarray(x, np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
