@@ -166,10 +166,10 @@ def test_hopper_kernel_report_config():
 
 # --------------------------------------------------------------------------- errors
 
-def test_f64_inputs_are_rejected_with_a_clear_message():
-    # (f32 runs as TF32: test_gpu_tf32.py.)
-    with pytest.raises(CompileError, match="element type 'f64' is not supported on the GPU: "
-                                           "tensor cores take f16, bf16 or f32"):
+def test_f64_attention_is_rejected_with_a_clear_message():
+    # (f32 runs as TF32: test_gpu_tf32.py; f64 inputs with an f32 output get
+    # "element type 'f64' is not supported": attn-lower-to-gpu-invalid.mlir.)
+    with pytest.raises(CompileError, match="the output must be f16, bf16 or f32"):
         Config(dtype="f64").compile("sm_80", stop_after="gpu")
 
 

