@@ -154,3 +154,18 @@ def test_wgmma_refuses_f32_inputs():
     opts = CompileOptions(block_m=64, block_n=64, mma="wgmma")
     with pytest.raises(CompileError, match="mma=wgmma does not take f32 inputs"):
         compiler.compile_graph(cfg.graph(), opts, "sm_90a", stop_after="gpu")
+
+
+def test_triton_reference_gets_the_same_input_precision():
+    # `attncc compare --b triton` passes input_precision to the reference's
+    # tl.dot: 3xTF32 there too is three tf32 MMAs per product.
+    from attncc.reference import triton_attention as ta
+    if not ta.available():
+        pytest.skip("Triton is not installed")
+    counts = {}
+    for p in ("tf32", "tf32x3"):
+        spec = ta.AttentionSpec(batch=1, heads=1, seq=128, head_dim=64, dtype="f32", causal=False,
+                                input_precision=p)
+        k = ta.compile_attention(spec, "sm_80", block_m=64, block_n=32, num_stages=2)
+        counts[p] = k.ptx.count("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32")
+    assert counts["tf32"] > 0 and counts["tf32x3"] == 3 * counts["tf32"], counts
