@@ -26,6 +26,7 @@
 //   GpuAsyncCopies.cpp   cp.async copies, groups, waits and barriers
 //   GpuTma.cpp           sm_90a: TMA boxes on mbarriers instead of cp.async
 //   GpuMmaFragments.cpp  ldmatrix / mma.sync fragments: Q.K^T and P.V
+//   GpuTf32.cpp          f32 inputs: mma.sync m16n8k8 .tf32 (and 3xTF32)
 //   GpuWgmma.cpp         sm_90a: Q.K^T and P.V as warpgroup MMAs
 //   GpuSoftmax.cpp       register-fragment math: mask, bias, softmax, store, fill
 //   GpuScores.cpp        register-fragment score variants: soft-capping, ALiBi
@@ -74,9 +75,9 @@ LogicalResult Lowering::lowerTileOps() {
     loc = op->getLoc();
     if (auto mm = dyn_cast<TileMatmulOp>(op)) {
       if (mm.getAccumulate())
-        p.wgmma ? lowerPVWgmma(mm) : lowerPV(mm);
+        p.tf32 ? lowerPVTf32(mm) : p.wgmma ? lowerPVWgmma(mm) : lowerPV(mm);
       else
-        p.wgmma ? lowerQKWgmma(mm) : lowerQK(mm);
+        p.tf32 ? lowerQKTf32(mm) : p.wgmma ? lowerQKWgmma(mm) : lowerQK(mm);
     } else if (auto mk = dyn_cast<TileMaskOp>(op)) {
       if (scf::IfOp ifOp = maskOnlyIf(mk)) {
         b.setInsertionPoint(ifOp);
@@ -161,6 +162,11 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
                                                              << "' (expected sm_80 or sm_90a)";
       return signalPassFailure();
     }
+    if (inputPrecision != "tf32" && inputPrecision != "tf32x3") {
+      module.emitError("attn-lower-to-gpu: unknown input-precision '")
+          << inputPrecision << "' (expected tf32 or tf32x3)";
+      return signalPassFailure();
+    }
     if (mma != "auto" && mma != "mma-sync" && mma != "wgmma") {
       module.emitError("attn-lower-to-gpu: unknown mma '") << mma
                                                            << "' (expected auto, mma-sync or wgmma)";
@@ -183,6 +189,7 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
         return signalPassFailure();
       if (!plan)
         continue;
+      plan->tf32x3 = plan->tf32 && inputPrecision == "tf32x3";
       OpBuilder builder(&getContext());
       Lowering lowering(*plan, numWarps, builder);
       if (failed(lowering.run()))

@@ -57,6 +57,30 @@ struct AttnTestGpuLayoutPass
       auto [nb, row] = gl::probabilityFragmentSource(r);
       os << (r ? ", " : "") << "[" << nb << ", " << row << "]";
     }
+    os << "], \"tf32_a\": [";
+    for (int64_t lane = 0; lane < 32; ++lane) {
+      os << (lane ? ", " : "") << "[";
+      for (int64_t i = 0; i < 4; ++i) {
+        auto [r, c] = gl::tf32AElement(o, lane, i);
+        os << (i ? ", " : "") << "[" << r << ", " << c << "]";
+      }
+      os << "]";
+    }
+    os << "], \"tf32_b\": [";
+    for (int64_t lane = 0; lane < 32; ++lane) {
+      os << (lane ? ", " : "") << "[";
+      for (int64_t i = 0; i < 2; ++i) {
+        auto [k, n] = gl::tf32BElement(o, lane, i);
+        os << (i ? ", " : "") << "[" << k << ", " << n << "]";
+      }
+      os << "]";
+    }
+    os << "], \"tf32_key_of_column\": [";
+    for (int64_t k = 0; k < 8; ++k)
+      os << (k ? ", " : "") << gl::tf32KeyOfColumn(o, k);
+    os << "], \"tf32_probability_source\": [";
+    for (int64_t i = 0; i < 4; ++i)
+      os << (i ? ", " : "") << gl::tf32ProbabilitySource(i);
     os << "], \"swizzle\": [";
     for (int64_t row = 0; row < 16; ++row) {
       os << (row ? ", " : "") << "[";

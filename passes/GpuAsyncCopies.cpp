@@ -151,23 +151,25 @@ SmallVector<Value> Lowering::emitTileCopy(CopyTileOp op, Value dst, int64_t rows
                                           int64_t cols) {
   IRBuild &o = *this;
   SmallVector<Value> tokens;
-  int64_t cpr = cols / 8, chunks = rows * cpr, T = threads();
+  // 16-byte chunks: 8 f16/bf16 or 4 f32 elements.
+  int64_t perChunk = 16 / p.eltBytes;
+  int64_t cpr = cols / perChunk, chunks = rows * cpr, T = threads();
   int64_t perThread = (chunks + T - 1) / T;
   for (int64_t j = 0; j < perThread; ++j) {
     auto copyChunk = [&] {
       auto [r, ch] = gl::copyChunk(o, tid, j, T, cpr);
       Value inRange = lt(r, op.getValid());
       Value srcRow = addi(op.getRow(), sel(inRange, r, idx(0)));
-      Value n = sel(inRange, idx(8), idx(0));
+      Value n = sel(inRange, idx(perChunk), idx(0));
       Value dRow = r, dCol;
       if (p.wgmma)
         std::tie(dRow, dCol) = gl::panelSwizzle(o, r, ch, rows);
       else
-        dCol = o.muli(gl::swizzleChunk(o, r, ch), 8);
+        dCol = o.muli(gl::swizzleChunk(o, r, ch), perChunk);
       tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
           b, loc, nvgpu::DeviceAsyncTokenType::get(ctx()), dst, ValueRange{dRow, dCol},
-          op.getSource(), ValueRange{op.getBatch(), op.getHead(), srcRow, o.muli(ch, 8)},
-          b.getIndexAttr(8), n, b.getUnitAttr()));
+          op.getSource(), ValueRange{op.getBatch(), op.getHead(), srcRow, o.muli(ch, perChunk)},
+          b.getIndexAttr(perChunk), n, b.getUnitAttr()));
     };
     if ((j + 1) * T > chunks)
       ifThen(lt(addi(tid, idx(j * T)), idx(chunks)), copyChunk); // some threads have no chunk

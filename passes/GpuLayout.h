@@ -93,6 +93,37 @@ inline std::pair<int64_t, int64_t> probabilityFragmentSource(int64_t r) {
   return {r / 2, r % 2};
 }
 
+/// tf32 mma.m16n8k8 (PTX ISA, "Matrix Fragments for mma.m16n8k8", .tf32):
+///   A (16x8, row): a_i at row groupID + 8 * (i % 2), col threadID_in_group + 4 * (i / 2).
+///   B (8x8, col):  b_i at k threadID_in_group + 4 * i, n groupID.
+///   C: as for m16n8k16.
+/// ldmatrix moves b16 elements, so these 32-bit fragments are plain shared
+/// loads, one element each.
+template <typename Ops>
+std::pair<typename Ops::V, typename Ops::V> tf32AElement(Ops &o, typename Ops::V lane, int64_t i) {
+  auto row = o.addi(o.divui(lane, 4), o.idx(8 * (i % 2)));
+  auto col = o.addi(o.remui(lane, 4), o.idx(4 * (i / 2)));
+  return {row, col};
+}
+
+/// (lane, i) -> (k, n) of b_i of a tf32 m16n8k8 B fragment.
+template <typename Ops>
+std::pair<typename Ops::V, typename Ops::V> tf32BElement(Ops &o, typename Ops::V lane, int64_t i) {
+  return {o.addi(o.remui(lane, 4), o.idx(4 * i)), o.divui(lane, 4)};
+}
+
+/// P.V on tf32 tensor cores without moving P: the score accumulators of an
+/// 8-key n-block hold keys (2t, 2t + 1) of the lane's two rows, the A
+/// fragment wants k = (t, t + 4). The sum over keys does not care about
+/// their order, so A column k stands for key tf32KeyOfColumn(k) = 2 (k % 4)
+/// + k / 4, and the B rows (V) are read with the same permutation. Then A
+/// register i is accumulator element tf32ProbabilitySource(i) of the n-block.
+template <typename Ops>
+typename Ops::V tf32KeyOfColumn(Ops &o, typename Ops::V k) {
+  return o.addi(o.muli(o.remui(k, 4), 2), o.divui(k, 4));
+}
+inline int64_t tf32ProbabilitySource(int64_t i) { return 2 * (i % 2) + i / 2; }
+
 /// Shared-memory swizzle of a row-major tile of f16/bf16 rows with 8-element
 /// (16-byte) chunks: the chunk of a row is XORed with the row's index mod 8,
 /// so the 8 rows an ldmatrix phase (or a cp.async phase) touches at the same

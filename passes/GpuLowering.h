@@ -48,7 +48,10 @@ struct Plan {
   // Root allocations of the tile buffers.
   Value q, s, acc, mx, sum, k, v;
   int64_t BM = 0, BN = 0, D = 0, Dv = 0, S = 1;
-  Type elt; // f16 or bf16
+  Type elt; // f16, bf16 or f32 (TF32 tensor cores)
+  int64_t eltBytes = 2;
+  bool tf32 = false;   // f32 inputs: mma.sync m16n8k8 .tf32 (GpuTf32.cpp)
+  bool tf32x3 = false; // and 3xTF32 (big + small parts, three MMAs)
   bool wgmma = false; // sm_90a warpgroup path (else mma.sync)
   bool tma = false;   // TMA loads on mbarriers (wgmma only; else cp.async)
   // Host function arguments by role (-1: absent), recorded as attn.gpu_args.
@@ -122,6 +125,14 @@ struct Lowering : IRBuild {
   Value packPair(Value pair);
   void lowerQK(TileMatmulOp op);
   void lowerPV(TileMatmulOp op);
+  // GpuTf32.cpp: f32 inputs on TF32 tensor cores.
+  SmallVector<SmallVector<Value>> tf32Split(ArrayRef<Value> xs);
+  SmallVector<Value> mmaTf32(ArrayRef<Value> a, ArrayRef<Value> bFrag, ArrayRef<Value> c);
+  SmallVector<Value> tf32Product(ArrayRef<SmallVector<Value>> a, ArrayRef<SmallVector<Value>> bFrag,
+                                 SmallVector<Value> c);
+  Value tf32Column(Value row, Value col, int64_t off);
+  void lowerQKTf32(TileMatmulOp op);
+  void lowerPVTf32(TileMatmulOp op);
   // GpuWgmma.cpp: the sm_90a warpgroup path.
   void fenceForWgmma();
   Value sharedAddress(Value tile);

@@ -15,13 +15,23 @@ namespace gl = mlir::attn::gpu_layout;
 
 namespace mlir::attn::gpu_lowering {
 
+/// Swizzled column of 16-byte chunk `chunk + 2 * step` (chunk < 2) of a row
+/// with `row % 8`: the XOR only touches the chunk's low 3 bits, so steps 4..7
+/// are steps 0..3 plus 8 chunks. Written that way, the lane-dependent part
+/// takes 4 values per operand instead of 8 (LLVM hoists them out of the KV
+/// loop as 64-bit registers: 24 fewer for the head-dim-128 kernel).
+static Value swizzledColumn(IRBuild &o, Value row, Value chunk, int64_t step) {
+  Value low = o.addi(chunk, o.idx(2 * (step % 4)));
+  Value col = o.muli(gl::swizzleChunk(o, row, low), 8);
+  return step >= 4 ? o.addi(col, o.idx(64 * (step / 4))) : col;
+}
+
 /// Q fragment (A operand) of k-step `ks` from shared memory.
 Value Lowering::loadQFragment(int64_t ks) {
   IRBuild &o = *this;
   auto [r, c] = gl::ldmatrixRowMajorX4(o, lane);
   Value row = addi(warpRow, r);
-  Value chunk = addi(idx(2 * ks), o.divui(c, 8));
-  Value pcol = o.muli(gl::swizzleChunk(o, row, chunk), 8);
+  Value pcol = swizzledColumn(o, row, o.divui(c, 8), ks);
   return nvgpu::LdMatrixOp::create(b, loc, VectorType::get({4, 2}, p.elt), qSmem,
                                    ValueRange{row, pcol}, /*transpose=*/false, /*numTiles=*/4);
 }
@@ -32,7 +42,7 @@ Value Lowering::loadQFragment(int64_t ks) {
 /// reloads each k-step's fragment from shared memory instead (one more
 /// ldmatrix per k-step and warp, the way FlashAttention-2 trades registers for
 /// shared-memory traffic).
-bool Lowering::qInRegisters() const { return !p.wgmma && p.D <= 64; }
+bool Lowering::qInRegisters() const { return !p.wgmma && !p.tf32 && p.D <= 64; }
 
 void Lowering::emitQFragmentLoad() {
   if (!qInRegisters())
@@ -119,11 +129,10 @@ void Lowering::lowerQK(TileMatmulOp op) {
   SmallVector<Value> acc(p.BN / 8, zero);
   for (int64_t ks = 0; ks < p.D / 16; ++ks) {
     Value a = qFragment(ks);
-    Value chunk = addi(colChunk, idx(2 * ks));
     for (int64_t nb2 = 0; nb2 < p.BN / 16; ++nb2) {
       Value row = addi(r, idx(16 * nb2));
       // (r + 16 nb2) % 8 == r % 8: the swizzled column depends on ks only.
-      Value pcol = o.muli(gl::swizzleChunk(o, r, chunk), 8);
+      Value pcol = swizzledColumn(o, r, colChunk, ks);
       Value bx4 = nvgpu::LdMatrixOp::create(b, loc, x4Type, kTile, ValueRange{row, pcol},
                                             /*transpose=*/false, /*numTiles=*/4);
       for (int64_t h = 0; h < 2; ++h) {
@@ -163,9 +172,8 @@ void Lowering::lowerPV(TileMatmulOp op) {
     Value a = stack(probabilityFragment(kk));
     Value row = addi(r, idx(16 * kk));
     for (int64_t db2 = 0; db2 < p.Dv / 16; ++db2) {
-      Value chunk = addi(colChunk, idx(2 * db2));
       // (r + 16 kk) % 8 == r % 8: the swizzled column depends on db2 only.
-      Value pcol = o.muli(gl::swizzleChunk(o, r, chunk), 8);
+      Value pcol = swizzledColumn(o, r, colChunk, db2);
       Value bx4 = nvgpu::LdMatrixOp::create(b, loc, x4Type, vTile, ValueRange{row, pcol},
                                             /*transpose=*/true, /*numTiles=*/4);
       for (int64_t h = 0; h < 2; ++h) {

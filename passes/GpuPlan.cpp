@@ -199,13 +199,16 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
     return fail(where, "the tile program must store its output into a function argument");
   auto srcType = [](Value v) { return cast<MemRefType>(v.getType()); };
   p.elt = srcType(qSrc).getElementType();
-  if (!p.elt.isF16() && !p.elt.isBF16()) {
+  if (!p.elt.isF16() && !p.elt.isBF16() && !p.elt.isF32()) {
     where->emitError("attn-lower-to-gpu: element type ")
-        << p.elt << " is not supported on the GPU: tensor cores (mma.sync m16n8k16) take f16 "
-        << "or bf16 inputs";
+        << p.elt << " is not supported on the GPU: tensor cores take f16, bf16 or f32 (as TF32) "
+        << "inputs";
     failed = true;
     return std::nullopt;
   }
+  // f32: TF32 tensor cores (GpuTf32.cpp); the precision comes from the pass.
+  p.tf32 = p.elt.isF32();
+  p.eltBytes = p.tf32 ? 4 : 2;
   if (srcType(kSrc).getElementType() != p.elt || srcType(vSrc).getElementType() != p.elt)
     return fail(where, "Q, K and V must have the same element type");
 
@@ -249,11 +252,15 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
   if (mma == "wgmma" && !wgmmaFits)
     return fail(where, "mma=wgmma needs chip=sm_90a and num-warps a multiple of 4 (got " + chip +
                           ", " + Twine(numWarps) + " warps)");
-  p.wgmma = wgmmaFits && mma != "mma-sync";
+  // wgmma .tf32 takes B K-major only; V ([keys, d]) is MN-major for P.V.
+  if (mma == "wgmma" && p.tf32)
+    return fail(where, "mma=wgmma does not take f32 inputs (wgmma .tf32 needs a K-major V); "
+                       "use mma=auto or mma-sync");
+  p.wgmma = wgmmaFits && mma != "mma-sync" && !p.tf32;
   // TMA writes the 128-byte-swizzled panels that only the wgmma kernel reads.
   p.tma = p.wgmma && useTma;
 
-  int64_t eltBytes = 2;
+  int64_t eltBytes = p.eltBytes;
   int64_t barrierBytes = p.tma ? 8 * (p.S + 1) : 0; // static shared memory
   p.qBytes = p.BM * p.D * eltBytes;
   p.kBytes = p.S * p.BN * p.D * eltBytes;

@@ -67,42 +67,53 @@ void Lowering::lowerMask(TileMaskOp op, Value when) {
   // colBase + 8 nb + dc(i) of the tile; with the column offset
   // k = 8 nb + dc(i) a constant, every test is "k against one per-lane value".
   // With dRow = (aligned query position) - (key of column k = 0):
-  //   past the keys:  colBase + k >= valid   <=>  k >= valid - colBase
+  //   past the keys:  colBase + k >= valid   <=>  k > valid - colBase - 1
   //   right side:     key > i' + right       <=>  k > dRow + right
-  //   left side:      key < i' - left        <=>  k < dRow - left
+  //   left side:      key < i' - left        <=>  k <= dRow - left - 1
+  // so per row half (dr = 0, 8) the lane keeps two limits, hi and lo, and an
+  // element is masked iff k > hi or k <= lo. The limits are clamped to
+  // [-1, block-n] and compared as i32: one 32-bit compare and a select per
+  // element, and nothing per element that ptxas could hoist above the Q.K^T
+  // MMAs (64-bit compares with an or/and chain per element did that to the
+  // causal 128 x 64, 3-stage, head-dim-128 kernel: 255 registers, spills).
   auto [rowBase, colBase] = gl::accumulatorElement(o, lane, 0);
-  // In i32: one register per per-lane bound instead of two (the D = 128
-  // kernels are at the 255-register limit; lengths are < 2^31).
-  Type i32 = b.getI32Type();
-  auto to32 = [&](Value v) { return arith::IndexCastOp::create(b, loc, i32, v).getResult(); };
-  auto c32 = [&](int64_t v) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v)).getResult();
-  };
-  auto cmpConst = [&](arith::CmpIPredicate pred, int64_t k, Value v) {
-    return cmpi(pred, c32(k), v);
-  };
-  Value validRel = to32(subi(op.getValid(), colBase));
+  Value validRel = subi(op.getValid(), colBase);
   Value qBase = addi(op.getRow(), addi(warpRow, rowBase));
   if (Value off = op.getOffset()) // bottom-right alignment: i' = i + Lk - Lq
     qBase = addi(qBase, off);
   Value kBase = addi(op.getCol(), colBase);
-  Value dRowBase = to32(subi(qBase, kBase));
-  for (int64_t i = 0; i < 4; ++i) {
-    auto [dr, dc] = gl::accumulatorOffset(i);
-    Value dRow = dr ? arith::AddIOp::create(b, loc, dRowBase, c32(dr)).getResult() : dRowBase;
-    Value hiRel = right > 0 ? arith::AddIOp::create(b, loc, dRow, c32(right)).getResult() : dRow;
-    Value loRel = left > 0 ? arith::SubIOp::create(b, loc, dRow, c32(left)).getResult() : dRow;
-    for (int64_t nb = 0; nb < p.BN / 8; ++nb) {
-      int64_t k = 8 * nb + dc;
-      Value masked = cmpConst(arith::CmpIPredicate::sge, k, validRel);
-      if (right >= 0)
-        masked = arith::OrIOp::create(b, loc, masked, cmpConst(arith::CmpIPredicate::sgt, k, hiRel));
-      if (left >= 0)
-        masked = arith::OrIOp::create(b, loc, masked, cmpConst(arith::CmpIPredicate::slt, k, loRel));
-      if (when)
-        masked = arith::AndIOp::create(b, loc, masked, when);
-      int64_t e = nb * 4 + i;
-      store(sel(masked, negInf, load(sFrag, e)), sFrag, e);
+  Value dRowBase = subi(qBase, kBase);
+  Type i32 = b.getI32Type();
+  auto narrow = [&](Value v) {
+    return arith::IndexCastOp::create(b, loc, i32, clamp0(addi(v, idx(1)), idx(p.BN + 1)))
+        .getResult();
+  };
+  auto cst = [&](int64_t v) { return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v)); };
+  for (int64_t half = 0; half < 2; ++half) {
+    Value dRow = addi(dRowBase, idx(8 * half));
+    Value hi = subi(validRel, idx(1));
+    if (right >= 0)
+      hi = minsi(hi, right ? addi(dRow, idx(right)) : dRow);
+    Value lo = left >= 0 ? subi(dRow, idx(left + 1)) : Value();
+    // (v + 1) clamped to [0, BN + 1], as i32: v clamped to [-1, BN], plus 1.
+    Value hi1 = narrow(hi), lo1 = lo ? narrow(lo) : Value();
+    if (when) {
+      hi1 = sel(when, hi1, cst(p.BN + 1)); // k + 1 > BN + 1 never holds
+      if (lo1)
+        lo1 = sel(when, lo1, cst(0)); // k + 1 <= 0 never holds
+    }
+    for (int64_t e = 0; e < 2; ++e) {
+      int64_t i = 2 * half + e;
+      auto [dr, dc] = gl::accumulatorOffset(i);
+      (void)dr;
+      for (int64_t nb = 0; nb < p.BN / 8; ++nb) {
+        Value k1 = cst(8 * nb + dc + 1);
+        Value masked = cmpi(arith::CmpIPredicate::sgt, k1, hi1);
+        if (lo1)
+          masked = arith::OrIOp::create(b, loc, masked, cmpi(arith::CmpIPredicate::sle, k1, lo1));
+        int64_t el = nb * 4 + i;
+        store(sel(masked, negInf, load(sFrag, el)), sFrag, el);
+      }
     }
   }
 }

@@ -281,8 +281,14 @@ def AttnLowerToGpu : Pass<"attn-lower-to-gpu", "ModuleOp"> {
         before the Q.K^T that reads the slot; `tma=false` keeps cp.async;
       * the accumulator fragment of wgmma per warp equals that of mma.sync,
         so masks, softmax and stores are shared with the sm_80 kernel.
-    Inputs must be f16 or bf16 with head dims 64 or 128; other element types,
-    head dims or block shapes are rejected with a diagnostic. The layout
+    f32 inputs run on tensor cores as TF32 (mma.sync m16n8k8 .tf32 on
+    operands rounded with cvt.rna.tf32.f32; fragments by plain shared loads,
+    ldmatrix being b16 only), on sm_90a too (wgmma's .tf32 needs a K-major V,
+    which the [keys, d] tile is not: mma=wgmma with f32 is an error);
+    `input-precision=tf32x3` splits each operand into two TF32 parts and runs
+    three MMAs per product (about fp32 accuracy). Inputs must be f16, bf16
+    or f32 with head dims 64 or 128; other element types, head dims or block
+    shapes are rejected with a diagnostic. The layout
     arithmetic lives in passes/GpuLayout.h.
 
     Example (the attn-tile example after `attn-pipeline{num-stages=2}`,
@@ -334,6 +340,8 @@ def AttnLowerToGpu : Pass<"attn-lower-to-gpu", "ModuleOp"> {
     Option<"tma", "tma", "bool", "true",
            "with wgmma, load Q/K/V tiles with TMA on mbarriers (false: cp.async)">,
     Option<"numWarps", "num-warps", "int64_t", "4", "warps per thread block (block-m = 16 * num-warps)">,
+    Option<"inputPrecision", "input-precision", "std::string", "\"tf32\"",
+           "f32 inputs: tf32 (one TF32 MMA per product) or tf32x3 (3xTF32 split, about fp32 accuracy); ignored for f16/bf16">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::vector::VectorDialect",

@@ -15,6 +15,10 @@ class OptionError(AttnccError, ValueError):
     """A compile option is out of range or unknown."""
 
 
+# Triton's names (tl.dot's input_precision).
+INPUT_PRECISIONS = ("tf32", "tf32x3", "ieee")
+
+
 def _torch_threads() -> int:
     return max(1, torch.get_num_threads())
 
@@ -44,6 +48,15 @@ class CompileOptions:
         "mma_sync". Ignored on the CPU.
     tma: with wgmma, load the Q/K/V tiles with TMA on mbarriers (True) or
         with cp.async (False). Ignored elsewhere.
+    input_precision: how f32 inputs are multiplied (Triton's `input_precision`;
+        f16/bf16 inputs ignore it). GPU: "tf32" (the default: tensor cores
+        with operands rounded to TF32, 10 mantissa bits) or "tf32x3" (each
+        operand split into two TF32 parts, three MMAs per product: about
+        fp32 accuracy for 3x the tensor-core work); "ieee" (exact fp32 FMA)
+        is not implemented on the GPU and is refused there. CPU: every value
+        is accepted and the CPU computes in fp32 (FMA) regardless, i.e. at
+        least as accurately as asked; `resolved` records "ieee". None: the
+        target's default.
     cpu: the CPU ISA class code is generated for: "host" (the class of the
         CPU LLVM's JIT targets), or one of attncc.targets.cpu.ISAS
         ("x86-64-v3": AVX2/FMA, "x86-64-v4": AVX-512, "aarch64": NEON) to
@@ -60,6 +73,7 @@ class CompileOptions:
     mma: str = "auto"
     tma: bool = True
     cpu: str = "host"
+    input_precision: Optional[str] = None
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n"):
@@ -87,6 +101,9 @@ class CompileOptions:
             raise OptionError(f"mma must be 'auto', 'wgmma' or 'mma_sync', got {self.mma!r}")
         if not isinstance(self.tma, bool):
             raise OptionError(f"tma must be True or False, got {self.tma!r}")
+        if self.input_precision is not None and self.input_precision not in INPUT_PRECISIONS:
+            raise OptionError(f"input_precision must be one of {INPUT_PRECISIONS} (or None), "
+                              f"got {self.input_precision!r}")
         if self.cpu not in CPU_CHOICES:
             raise OptionError(f"cpu must be one of {CPU_CHOICES}, got {self.cpu!r}")
 
@@ -107,23 +124,33 @@ class CompileOptions:
         buffer then serves 256 rows; measured fastest on every row of
         docs/benchmarks.md), fewer for short queries so that decode does not
         compute a 256-row tile; 64 keys per block; threads: torch's intra-op
-        thread count now (`torch.set_num_threads` is honoured). GPU: 16 rows per
-        warp (num_warps given) or 64, and 64 keys; num_warps = block_m / 16."""
+        thread count now (`torch.set_num_threads` is honoured); input_precision
+        "ieee" (what the CPU computes whatever was asked). GPU: 16 rows per
+        warp (num_warps given) or 64, and 64 keys; num_warps = block_m / 16;
+        input_precision "tf32" (Triton's default; "ieee" is refused)."""
         kind = target if target in ("cpu", "gpu") else target_kind(target)
         bm, bn = self.block_m, self.block_n
         threads, warps = self.num_threads, self.num_warps
+        precision = self.input_precision
         if kind == "cpu":
             if threads is None:
                 threads = _torch_threads()
             if bm is None:
                 bm = self.query_block(target, query_len)
+            precision = "ieee"
         else:
             if bm is None:
                 bm = self.query_block(target, query_len)
             if warps is None:
                 warps = bm // 16
+            if precision == "ieee":
+                raise OptionError("input_precision='ieee' (exact fp32 FMA) is not implemented on "
+                                  "the GPU targets; use 'tf32x3' (3xTF32 on tensor cores, about "
+                                  "fp32 accuracy) or 'tf32'")
+            if precision is None:
+                precision = "tf32"
         return replace(self, block_m=bm, block_n=64 if bn is None else bn, num_threads=threads,
-                       num_warps=warps)
+                       num_warps=warps, input_precision=precision)
 
     def query_block(self, target: str, query_len: Optional[int]) -> int:
         """The query rows per block `resolved` gives for a query of

@@ -34,6 +34,7 @@ class Config:
     bias_shape: Optional[tuple] = None   # default (1, H, Lq, Lk); broadcast dims allowed
     bias_dtype: str = "f32"
     dynamic: bool = False         # sequence lengths as '?' in the graph
+    input_precision: Optional[str] = None  # f32 inputs: tf32 | tf32x3 (None: the default)
 
     def with_(self, **kw) -> "Config":
         return replace(self, **kw)
@@ -49,7 +50,7 @@ class Config:
     def options(self) -> options.CompileOptions:
         return options.CompileOptions(block_m=self.block_m, block_n=self.block_n,
                                       num_stages=self.num_stages, unroll=self.unroll,
-                                      tma=self.tma)
+                                      tma=self.tma, input_precision=self.input_precision)
 
     def graph(self) -> attncc.Graph:
         g = attncc.Graph()
@@ -73,7 +74,7 @@ class Config:
 
     def inputs(self, seed: int = 0) -> list[torch.Tensor]:
         gen = torch.Generator().manual_seed(seed)
-        tdt = torch.float16 if self.dtype == "f16" else torch.bfloat16
+        tdt = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32}[self.dtype]
         q = torch.randn(self.B, self.H, self.Lq, self.D, generator=gen).to(tdt)
         k = torch.randn(self.B, self.hkv, self.lk, self.D, generator=gen).to(tdt)
         v = torch.randn(self.B, self.hkv, self.lk, self.D, generator=gen).to(tdt)
@@ -99,6 +100,10 @@ class Config:
         return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     def tolerance(self) -> float:
+        if self.dtype == "f32":
+            # TF32 keeps 10 mantissa bits, as f16 does (with f32's range);
+            # 3xTF32 is fp32-level (see docs/numerics.md).
+            return 2e-5 if self.input_precision == "tf32x3" else 4e-3
         return 2e-2 if self.dtype == "bf16" else 4e-3
 
 

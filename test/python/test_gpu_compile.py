@@ -166,9 +166,11 @@ def test_hopper_kernel_report_config():
 
 # --------------------------------------------------------------------------- errors
 
-def test_f32_inputs_are_rejected_with_a_clear_message():
-    with pytest.raises(CompileError, match="element type 'f32' is not supported on the GPU"):
-        Config(dtype="f32").compile("sm_80")
+def test_f64_attention_is_rejected_with_a_clear_message():
+    # (f32 runs as TF32: test_gpu_tf32.py; f64 inputs with an f32 output get
+    # "element type 'f64' is not supported": attn-lower-to-gpu-invalid.mlir.)
+    with pytest.raises(CompileError, match="the output must be f16, bf16 or f32"):
+        Config(dtype="f64").compile("sm_80", stop_after="gpu")
 
 
 def test_unsupported_head_dim_is_rejected():

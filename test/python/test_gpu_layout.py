@@ -97,6 +97,40 @@ def test_probabilities_reuse_score_accumulators_as_a_fragments(layout):
                 assert (row, 8 * nb + col) == isa.mma_a(lane, 2 * r + e), (lane, r, e)
 
 
+def test_tf32_fragments_are_the_m16n8k8_tables(layout):
+    for lane in range(32):
+        for i in range(4):
+            assert tuple(layout["tf32_a"][lane][i]) == isa.mma_tf32_a(lane, i)
+        for i in range(2):
+            assert tuple(layout["tf32_b"][lane][i]) == isa.mma_tf32_b(lane, i)
+
+
+def test_tf32_probabilities_with_permuted_keys_give_p_times_v(layout):
+    # P.V on tf32 reads A register i from score accumulator element
+    # tf32_probability_source[i] and V row tf32_key_of_column[k] for B's k:
+    # with random P (16 rows x 8 keys) and V (8 keys x 8 cols), the m16n8k8
+    # product of those fragments must be P @ V.
+    import numpy as np
+
+    perm = layout["tf32_key_of_column"]
+    assert sorted(perm) == list(range(8))
+    rng = np.random.default_rng(0)
+    P, V = rng.standard_normal((16, 8)), rng.standard_normal((8, 8))
+    A, B = np.zeros((16, 8)), np.zeros((8, 8))
+    for lane in range(32):
+        for i in range(4):
+            src = layout["tf32_probability_source"][i]
+            r, c = isa.mma_tf32_a(lane, i)          # where the MMA puts this register
+            pr, pc = isa.mma_c(lane, src)           # the score element it is taken from
+            assert pr == r
+            A[r, c] = P[pr, pc]
+            assert perm[c] == pc                    # A column c stands for key pc
+        for i in range(2):
+            k, n = isa.mma_tf32_b(lane, i)
+            B[k, n] = V[perm[k], n]
+    assert np.allclose(A @ B, P @ V)
+
+
 def test_swizzle_is_a_permutation_of_each_row(layout):
     sw = layout["swizzle"]
     for row in range(16):

@@ -91,8 +91,8 @@ def triton_unsupported_reason(f: AttentionFacts) -> Optional[str]:
     if f.q_shape[2] != f.k_shape[2]:
         return (f"the Triton reference needs as many queries as keys (here {f.q_shape[2]} "
                 f"and {f.k_shape[2]})")
-    if f.dtype not in ("f16", "bf16"):
-        return f"the Triton reference takes f16 or bf16, not {f.dtype}"
+    if f.dtype not in ("f16", "bf16", "f32"):
+        return f"the Triton reference takes f16, bf16 or f32, not {f.dtype}"
     return None
 
 
@@ -120,7 +120,7 @@ def build_triton(label: str, facts: AttentionFacts, target: str, options: dict[s
         return b
     B, H, L, D = facts.q_shape
     spec = ta.AttentionSpec(batch=B, heads=H, seq=L, head_dim=D, dtype=facts.dtype,
-                            causal=facts.mask == "causal")
+                            causal=facts.mask == "causal", input_precision=r.input_precision)
     t0 = time.perf_counter()
     try:
         k = ta.compile_attention(spec, target, block_m=opts["block_m"], block_n=opts["block_n"],

@@ -27,6 +27,7 @@ from mlir import ir
 
 from ..targets import TARGETS
 from ..targets.cpu import CPU_CHOICES
+from ..options import INPUT_PRECISIONS
 from ..targets.gpu import chip_for_target
 from .errors import CliError
 
@@ -38,9 +39,10 @@ DTYPES = {"fp16": "float16", "f16": "float16", "float16": "float16", "half": "fl
 
 # Compile options the command line takes as flags (and in --a/--b specs).
 OPTION_FLAGS = ("block_m", "block_n", "num_stages", "unroll", "num_warps", "num_threads", "mma",
-                "tma", "cpu")
+                "tma", "cpu", "input_precision")
 # Options whose values are words, with the words they take.
-WORD_OPTIONS = {"mma": ("auto", "wgmma", "mma_sync"), "tma": ("on", "off"), "cpu": CPU_CHOICES}
+WORD_OPTIONS = {"mma": ("auto", "wgmma", "mma_sync"), "tma": ("on", "off"), "cpu": CPU_CHOICES,
+                "input_precision": INPUT_PRECISIONS}
 # ... and the option value of each word, where it is not the word itself.
 _WORD_VALUES = {"tma": {"on": True, "off": False}}
 

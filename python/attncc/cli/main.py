@@ -52,7 +52,10 @@ def _source_args(p: argparse.ArgumentParser, *, target_default: str, many: bool 
                         "(wgmma on sm_90a with whole warpgroups)",
                  "tma": "sm_90a wgmma kernel: load tiles with TMA (on, the default) or cp.async (off)",
                  "cpu": "CPU ISA class to generate code for: host (default) or a class to force "
-                        "(x86-64-v3 = AVX2, x86-64-v4 = AVX-512, aarch64 = NEON)"}
+                        "(x86-64-v3 = AVX2, x86-64-v4 = AVX-512, aarch64 = NEON)",
+                 "input_precision": "f32 inputs: tf32 (GPU default), tf32x3 (3xTF32, about fp32 "
+                                    "accuracy) or ieee (CPU; the CPU computes fp32 whatever is "
+                                    "asked); also passed to Triton in comparisons"}
         if name in WORD_OPTIONS:
             o.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
                            choices=WORD_OPTIONS[name], help=helps[name])

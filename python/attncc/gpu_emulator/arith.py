@@ -142,6 +142,20 @@ class ArithOps:
             st.env[out] = x.astype(np.float16) if kind == "f16" else round_bf16(x) if kind == "bf16" else x
         return run
 
+    def op_arith_bitcast(self, o):
+        (a,), out = self.ins(o), self.slots_out1(o)
+        src, dst = str(o.operands[0].type), str(o.results[0].type)
+        if (src, dst) not in (("i32", "f32"), ("f32", "i32")):
+            raise SimError(f"only i32 <-> f32 bitcasts are modeled, got {src} -> {dst}")
+
+        def run(st):
+            x = np.asarray(st.env[a])
+            if src == "i32":
+                st.env[out] = (x.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+            else:
+                st.env[out] = x.astype(np.float32).view(np.uint32).astype(np.int64)
+        return run
+
     def op_arith_extf(self, o):
         (a,), out = self.ins(o), self.slots_out1(o)
 

@@ -40,7 +40,7 @@ class CpAsyncOps:
             sh = st.shared
             t = np.nonzero(st.mask)[0]
             e = np.arange(ndst)
-            d = dl[t][:, None] + e                      # [threads, ndst]
+            d = dl[t][:, None] + e * dm.unit            # [threads, ndst] (2-byte units)
             has = e[None, :] < n[t][:, None]
             src_idx = np.where(has, sl[t][:, None] + e, 0)
             vals = np.where(has, sm.buf[src_idx], 0).astype(np.float32)

@@ -4,7 +4,8 @@ per-thread buffers) and the per-block execution state.
 
 Values are numpy arrays with one row per thread of the block (`State.T`);
 bf16 is held as float32 rounded to bf16. Shared memory is modeled in 2-byte
-units (f16 / bf16 tiles).
+units (f16 / bf16 tiles); an f32 element takes two units and lives in the
+first (f32 views have their strides and offsets in units: `MemRef.unit`).
 """
 from __future__ import annotations
 
@@ -111,6 +112,7 @@ class MemRef:
     strides: list[int]
     ptr_elems: int = 0       # part of `offset` held by the aligned pointer (memref.view's shift)
     stamps: Any = None       # private memrefs: def time of each element (wgmma fence checks)
+    unit: int = 1            # shared memrefs: 2-byte units per element (2 for f32)
 
     def linear(self, idx: list[np.ndarray]) -> np.ndarray:
         lin = np.int64(self.offset)

@@ -39,17 +39,19 @@ class MemrefOps:
         out = self.slots_out1(o)
         t = str(o.results[0].type)
         shape, elt = memref_shape(t), memref_elt(t)
-        if elt not in ("f16", "bf16"):
-            raise SimError("only f16/bf16 views of shared memory are modeled")
+        if elt not in ("f16", "bf16", "f32"):
+            raise SimError("only f16/bf16/f32 views of shared memory are modeled")
+        unit = 2 if elt == "f32" else 1   # 2-byte units per element
 
         def run(st):
             m = st.env[src]
             b = uniform(st.env[shift], st, "view byte shift")
-            if b % 2:
+            if b % (2 * unit):
                 raise SimError("misaligned view")
             # The shift lives in the aligned pointer (the result's layout offset is 0).
-            st.env[out] = MemRef(m.buf, m.space, elt, b // 2, list(shape), identity_strides(shape),
-                                 ptr_elems=m.ptr_elems + b // 2)
+            st.env[out] = MemRef(m.buf, m.space, elt, b // 2, list(shape),
+                                 [s * unit for s in identity_strides(shape)],
+                                 ptr_elems=m.ptr_elems + b // 2, unit=unit)
         return run
 
     def op_memref_alloca(self, o):
@@ -93,7 +95,8 @@ class MemrefOps:
                         keep.remove(i)
                         break
             st.env[out] = MemRef(m.buf, m.space, m.elt, offset, [s_[i] for i in keep],
-                                 [nstr[i] for i in keep], ptr_elems=m.ptr_elems, stamps=m.stamps)
+                                 [nstr[i] for i in keep], ptr_elems=m.ptr_elems, stamps=m.stamps,
+                                 unit=m.unit)
         return run
 
     def op_memref_cast(self, o):
@@ -124,12 +127,13 @@ class MemrefOps:
             if len(m.sizes) != rank:
                 raise SimError("extract_strided_metadata: rank mismatch")
             st.env[outs[0]] = MemRef(m.buf, m.space, m.elt, m.ptr_elems, [], [], ptr_elems=m.ptr_elems,
-                                     stamps=m.stamps)
-            # Elements past the aligned pointer (hardware: the layout offset).
-            st.env[outs[1]] = np.full(st.T, m.offset - m.ptr_elems, np.int64)
+                                     stamps=m.stamps, unit=m.unit)
+            # Elements past the aligned pointer (hardware: the layout offset);
+            # offsets and strides in elements, not 2-byte units.
+            st.env[outs[1]] = np.full(st.T, (m.offset - m.ptr_elems) // m.unit, np.int64)
             for i in range(rank):
                 st.env[outs[2 + i]] = np.full(st.T, m.sizes[i], np.int64)
-                st.env[outs[2 + rank + i]] = np.full(st.T, m.strides[i], np.int64)
+                st.env[outs[2 + rank + i]] = np.full(st.T, m.strides[i] // m.unit, np.int64)
         return run
 
     def op_memref_dim(self, o):
@@ -208,7 +212,7 @@ class MemrefOps:
                 sizes += [oshape[d] for d in dims]
                 strides += list(reversed(ss))
             st.env[out] = MemRef(m.buf, m.space, m.elt, m.offset, sizes, strides,
-                                 ptr_elems=m.ptr_elems, stamps=m.stamps)
+                                 ptr_elems=m.ptr_elems, stamps=m.stamps, unit=m.unit)
         return run
     def _generic_read(self, st: State, flat, reader, what: str):
         """Race checks of a generic-proxy read of shared elements `flat` by

@@ -27,6 +27,24 @@ mma.m16n8k16 with .f16/.bf16 multiplicands and .f32 accumulators
           groupID + 8    for ci where i >= 2
     col = (threadID_in_group * 2) + (i & 0x1)
 
+mma.m16n8k8 with .tf32 multiplicands ("Matrix Fragments for mma.m16n8k8",
+.tf32), one element per .b32 register; C/D as for m16n8k16:
+
+  A (16x8, .row), registers a0..a3:
+    row = groupID        for a0 and a2
+          groupID + 8    for a1 and a3
+    col = threadID_in_group        for a0 and a1
+          threadID_in_group + 4    for a2 and a3
+
+  B (8x8, .col), registers b0, b1:
+    row = threadID_in_group        for b0
+          threadID_in_group + 4    for b1
+    col = groupID
+
+TF32 ("Alternate floating data formats"): 1 sign, 8 exponent and 10 mantissa
+bits, held in the upper 19 bits of a .b32 register; cvt.rna.tf32.f32 rounds
+an f32 to it to nearest, ties away from zero (the low 13 bits become 0).
+
 ldmatrix.sync.aligned.m8n8.x{1,2,4}{,.trans}.shared.b16
 ("Warp-level matrix load instruction: ldmatrix"):
   threads 0-7 supply the row addresses of the first 8x8 matrix, 8-15 of the
@@ -69,6 +87,30 @@ def mma_c(lane: int, i: int) -> tuple[int, int]:
     g, t = group_id(lane), thread_in_group(lane)
     row = g if i < 2 else g + 8
     return row, t * 2 + (i & 1)
+
+
+def mma_tf32_a(lane: int, i: int) -> tuple[int, int]:
+    """(row, col) of a_i (i in 0..3) of mma.m16n8k8 .tf32 held by `lane`."""
+    g, t = group_id(lane), thread_in_group(lane)
+    return (g if i in (0, 2) else g + 8), (t if i in (0, 1) else t + 4)
+
+
+def mma_tf32_b(lane: int, i: int) -> tuple[int, int]:
+    """(row = k, col = n) of b_i (i in 0, 1) of mma.m16n8k8 .tf32 held by `lane`."""
+    g, t = group_id(lane), thread_in_group(lane)
+    return (t if i == 0 else t + 4), g
+
+
+def cvt_rna_tf32(bits: np.ndarray) -> np.ndarray:
+    """cvt.rna.tf32.f32 on f32 bit patterns (uint32): round to nearest, ties
+    away from zero, to 10 mantissa bits; NaN stays NaN (canonical), Inf Inf,
+    and finite values past the largest TF32 round to Inf as in IEEE."""
+    b = np.asarray(bits, np.uint64) & np.uint64(0xFFFFFFFF)
+    nan = (b & np.uint64(0x7F800000)) == np.uint64(0x7F800000)
+    nan &= (b & np.uint64(0x007FFFFF)) != 0
+    # On the magnitude (sign-magnitude format): + half an ulp, then truncate.
+    r = (b + np.uint64(0x1000)) & np.uint64(0xFFFFE000)
+    return np.where(nan, np.uint64(0x7FFFFFFF), r).astype(np.uint32)
 
 
 def ldmatrix_element(lane: int, e: int, trans: bool) -> tuple[int, int]:

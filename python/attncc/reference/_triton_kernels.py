@@ -5,6 +5,8 @@ One program per (query block, batch x head), Q kept in registers, an online
 softmax in base 2, and for causal attention two passes over the keys
 (off-diagonal blocks without masks, then the diagonal block with the mask).
 Tensors are contiguous [batch, heads, seq, head_dim] with one sequence length.
+INPUT_PRECISION is tl.dot's (fp32 inputs: "tf32", "tf32x3" or "ieee"; None:
+Triton's default), so that a comparison runs both compilers at one precision.
 
 This module imports triton at its top (attncc imports it only when Triton is
 used) and defines the kernels at module level, so that Triton's interpreter
@@ -17,7 +19,7 @@ import triton.language as tl
 @triton.jit
 def _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale, lo, hi, N_CTX,
                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                MASKED: tl.constexpr):
+                MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     for start_n in range(lo, hi, BLOCK_N):
@@ -25,7 +27,7 @@ def _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale, lo, h
         cols = start_n + tl.arange(0, BLOCK_N)
         k = tl.load(K + base + cols[None, :] * stride_m + offs_d[:, None],
                     mask=cols[None, :] < N_CTX, other=0.0)
-        qk = tl.dot(q, k)
+        qk = tl.dot(q, k, input_precision=INPUT_PRECISION)
         if MASKED:
             keep = (offs_m[:, None] >= cols[None, :]) & (cols[None, :] < N_CTX)
             qk = qk * qk_scale + tl.where(keep, 0.0, float("-inf"))
@@ -40,7 +42,7 @@ def _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale, lo, h
         acc = acc * alpha[:, None]
         v = tl.load(V + base + cols[:, None] * stride_m + offs_d[None, :],
                     mask=cols[:, None] < N_CTX, other=0.0)
-        acc = tl.dot(p.to(v.dtype), v, acc)
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=INPUT_PRECISION)
         m_i = m_new
     return acc, l_i, m_i
 
@@ -48,7 +50,7 @@ def _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale, lo, h
 @triton.jit
 def attn_fwd(Q, K, V, Out, sm_scale, stride_h, stride_m, N_CTX,
              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-             CAUSAL: tl.constexpr):
+             CAUSAL: tl.constexpr, INPUT_PRECISION: tl.constexpr = None):
     start_m = tl.program_id(0)
     base = tl.program_id(1).to(tl.int64) * stride_h
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -62,13 +64,16 @@ def attn_fwd(Q, K, V, Out, sm_scale, stride_h, stride_m, N_CTX,
     if CAUSAL:
         # Blocks left of the diagonal need no mask; the diagonal block does.
         acc, l_i, m_i = _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale,
-                                    0, start_m * BLOCK_M, N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, False)
+                                    0, start_m * BLOCK_M, N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, False,
+                                    INPUT_PRECISION)
         acc, l_i, m_i = _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale,
                                     start_m * BLOCK_M, tl.minimum((start_m + 1) * BLOCK_M, N_CTX),
-                                    N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, True)
+                                    N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, True,
+                                    INPUT_PRECISION)
     else:
         acc, l_i, m_i = _attn_block(acc, l_i, m_i, q, K, V, base, stride_m, start_m, qk_scale,
-                                    0, N_CTX, N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, False)
+                                    0, N_CTX, N_CTX, HEAD_DIM, BLOCK_M, BLOCK_N, False,
+                                    INPUT_PRECISION)
     acc = acc / l_i[:, None]
     tl.store(Out + base + offs_m[:, None] * stride_m + offs_d[None, :], acc.to(Out.dtype.element_ty),
              mask=offs_m[:, None] < N_CTX)

@@ -28,7 +28,7 @@ TRITON_VERSION = "3.9.0"     # the version this module was written and tested ag
 
 # attncc chip -> Triton CUDA compute capability.
 CAPABILITY = {"sm_80": 80, "sm_90a": 90}
-_TT_DTYPE = {"f16": "fp16", "bf16": "bf16"}
+_TT_DTYPE = {"f16": "fp16", "bf16": "bf16", "f32": "fp32"}
 
 
 class TritonUnavailable(AttnccError, ImportError):
@@ -72,7 +72,7 @@ def _kernels():
 
 def compile_aot(arch: int = 90, head_dim: int = 128, causal: bool = True, dtype: str = "fp16",
                 block_m: int = 128, block_n: int = 64, num_warps: int = 8, num_stages: int = 3,
-                ptx_version: Optional[int] = 90):
+                ptx_version: Optional[int] = 90, input_precision: Optional[str] = None):
     """triton.compile for GPUTarget("cuda", arch, 32) without a GPU; returns
     Triton's CompiledKernel (`.asm["ptx"]`, `.metadata.shared`). Pointers and
     strides carry divisibility-by-16 hints (what the JIT would infer for
@@ -86,8 +86,9 @@ def compile_aot(arch: int = 90, head_dim: int = 128, causal: bool = True, dtype:
     signature = {"Q": ptr, "K": ptr, "V": ptr, "Out": ptr, "sm_scale": "fp32",
                  "stride_h": "i32", "stride_m": "i32", "N_CTX": "i32",
                  "HEAD_DIM": "constexpr", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr",
-                 "CAUSAL": "constexpr"}
-    constexprs = {"HEAD_DIM": head_dim, "BLOCK_M": block_m, "BLOCK_N": block_n, "CAUSAL": causal}
+                 "CAUSAL": "constexpr", "INPUT_PRECISION": "constexpr"}
+    constexprs = {"HEAD_DIM": head_dim, "BLOCK_M": block_m, "BLOCK_N": block_n, "CAUSAL": causal,
+                  "INPUT_PRECISION": input_precision if dtype == "fp32" else None}
     div16 = [["tt.divisibility", 16]]
     attrs = {(i,): div16 for i in (0, 1, 2, 3, 5, 6, 7)}
     src = ASTSource(fn=attn_fwd, signature=signature, constexprs=constexprs, attrs=attrs)
@@ -99,7 +100,7 @@ def compile_aot(arch: int = 90, head_dim: int = 128, causal: bool = True, dtype:
 
 
 def launch(q, k, v, causal: bool, block_m: int = 128, block_n: int = 64, num_warps: int = 8,
-           num_stages: int = 3):
+           num_stages: int = 3, input_precision: Optional[str] = None):
     """Runs the kernel (JIT) on CUDA tensors [B, H, N, D] (or on CPU tensors
     in Triton's interpreter, TRITON_INTERPRET=1 set before Triton is imported)."""
     import torch
@@ -110,7 +111,9 @@ def launch(q, k, v, causal: bool, block_m: int = 128, block_n: int = 64, num_war
     out = torch.empty_like(q)
     grid = (triton.cdiv(N, block_m), B * H)
     attn_fwd[grid](q, k, v, out, D ** -0.5, N * D, D, N, HEAD_DIM=D, BLOCK_M=block_m,
-                   BLOCK_N=block_n, CAUSAL=causal, num_warps=num_warps, num_stages=num_stages)
+                   BLOCK_N=block_n, CAUSAL=causal,
+                   INPUT_PRECISION=input_precision if q.dtype == torch.float32 else None,
+                   num_warps=num_warps, num_stages=num_stages)
     return out
 
 
@@ -139,8 +142,9 @@ class AttentionSpec:
     heads: int
     seq: int
     head_dim: int
-    dtype: str = "f16"          # f16 | bf16
+    dtype: str = "f16"          # f16 | bf16 | f32
     causal: bool = False
+    input_precision: Optional[str] = None   # f32: tl.dot's input_precision (None: Triton's default)
 
 
 @dataclass
@@ -166,7 +170,7 @@ def check_spec(spec: AttentionSpec, block_m: int, block_n: int) -> None:
     off-diagonal pass must end on a KV block boundary: block_m a multiple of
     block_n."""
     if spec.dtype not in _TT_DTYPE:
-        raise TritonUnsupported(f"the Triton reference takes f16 or bf16 inputs, not {spec.dtype}")
+        raise TritonUnsupported(f"the Triton reference takes f16, bf16 or f32 inputs, not {spec.dtype}")
     if spec.head_dim not in (16, 32, 64, 128, 256):
         raise TritonUnsupported("the Triton reference needs a head dim of 16, 32, 64, 128 or 256, "
                                 f"got {spec.head_dim}")
@@ -189,7 +193,8 @@ def compile_attention(spec: AttentionSpec, chip: str = "sm_90a", *, block_m: int
     try:
         compiled = compile_aot(arch=CAPABILITY[chip], head_dim=spec.head_dim, causal=spec.causal,
                                dtype=_TT_DTYPE[spec.dtype], block_m=block_m, block_n=block_n,
-                               num_warps=warps, num_stages=num_stages, ptx_version=None)
+                               num_warps=warps, num_stages=num_stages, ptx_version=None,
+                               input_precision=spec.input_precision)
     except TritonUnavailable:
         raise
     except Exception as e:  # Triton's errors are plain exceptions with long messages

@@ -87,8 +87,9 @@ def lowering_passes(o: Mapping[str, Any]) -> str:
     `chip` and `num_warps` are filled in by CompileOptions.resolved)."""
     mma = str(o["mma"]).replace("_", "-")
     tma = "true" if o["tma"] else "false"
+    precision = o.get("input_precision") or "tf32"
     return (f"attn-lower-to-gpu{{chip={o['chip']} num-warps={int(o['num_warps'])} mma={mma} "
-            f"tma={tma}}},canonicalize,cse")
+            f"tma={tma} input-precision={precision}}},canonicalize,cse")
 
 
 def ptx_passes(o: Mapping[str, Any]) -> str:
