@@ -194,9 +194,24 @@ def _work_table(bm: int, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tens
     return work.to(torch.int32).contiguous()
 
 
+def _query_blocks(lq: torch.Tensor, opts: CompileOptions) -> torch.Tensor:
+    """CompileOptions.query_block of every sequence's query length, vectorised
+    (the next power of two in [16, 256] unless block_m is given)."""
+    if opts.block_m is not None:
+        return torch.full_like(lq, opts.block_m)
+    p2 = torch.exp2(torch.ceil(torch.log2(lq.clamp(min=1).to(torch.float64))))
+    return p2.clamp(16, 256).to(torch.int64)
+
+
 def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
-         sink, max_q: int, options: dict[str, Any]) -> torch.Tensor:
-    """q [T, Hq, D]; k4/v4 as the kernel sees them ([Bk, Hkv, L, D] views)."""
+         sink, options: dict[str, Any]) -> torch.Tensor:
+    """q [T, Hq, D]; k4/v4 as the kernel sees them ([Bk, Hkv, L, D] views).
+
+    The sequences are run in groups, one kernel launch each: decode tokens
+    (packed, below) and, for the others, one group per query block size, so
+    that a decode token or a short chunk batched with a long prefill does not
+    compute a 256-row block for its one row (a 2k-prefill + 31-decode batch
+    ran 100x slower that way). Within a launch, work is split by query blocks."""
     opts = CompileOptions.from_kwargs(options)
     T, Hq, D = q.shape
     Hkv, Dv = k4.shape[1], v4.shape[3]
@@ -204,31 +219,38 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     if T == 0 or Hq == 0 or Dv == 0:
         return out
     G = Hq // Hkv
-    # Decode (one query row per sequence) without per-head terms: the G query
-    # heads of a KV head are the rows of one block, so each K/V tile is packed
-    # once per KV head. A window then only trims the key range (every row of a
-    # sequence sits at the last key), and causal masks nothing.
-    packed = max_q <= 1 and G > 1 and slopes is None and sink is None
-    if packed:
-        if sides is not None:
-            left = sides[0]
-            if left >= 0:
-                trim = torch.clamp(lk - 1 - left, min=0)
-                k_start, lk = k_start + trim, lk - trim
-        work = _work_table(0, q_start, lq, kb, k_start, lk, packed_rows=G)
-        compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, table is not None, scale, None,
-                              softcap, False, False, G, opts)
-        q4, o4 = q.reshape(T, Hkv, G, D), out.view(T, Hkv, G, Dv)
-    else:
-        compiled, bm = _kernel(q.dtype, Hq, Hkv, D, Dv, table is not None, scale, sides,
-                               softcap, slopes is not None, sink is not None, max(max_q, 1),
-                               opts)
-        work = _work_table(bm, q_start, lq, kb, k_start, lk)
-        q4, o4 = q.permute(1, 0, 2).unsqueeze(0), out.permute(1, 0, 2).unsqueeze(0)
-    # Every query token belongs to one work item (the cumulative lengths
-    # cover [0, T)), so every output row is stored.
-    inputs = [q4, k4, v4, work] + [t for t in (table, slopes, sink) if t is not None]
-    compiled._kernel(*inputs, out=o4)
+    paged = table is not None
+    extra = [t for t in (table, slopes, sink) if t is not None]
+    rest = lq > 0
+    # Decode (one query row) without per-head terms: the G query heads of a KV
+    # head are the rows of one block, so each K/V tile is packed once per KV
+    # head. A window then only trims the key range (every row of a sequence
+    # sits at the last key), and causal masks nothing.
+    if G > 1 and slopes is None and sink is None:
+        dec = lq == 1
+        if bool(dec.any()):
+            rest = rest & ~dec
+            ks, kn = k_start[dec], lk[dec]
+            if sides is not None and sides[0] >= 0:
+                trim = torch.clamp(kn - 1 - sides[0], min=0)
+                ks, kn = ks + trim, kn - trim
+            work = _work_table(0, q_start[dec], lq[dec], kb[dec], ks, kn, packed_rows=G)
+            compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
+                                  False, False, G, opts)
+            compiled._kernel(q.reshape(T, Hkv, G, D), k4, v4, work, *extra[:1],
+                             out=out.view(T, Hkv, G, Dv))
+    if not bool(rest.any()):
+        return out
+    blocks = _query_blocks(lq, opts)
+    q4, o4 = q.permute(1, 0, 2).unsqueeze(0), out.permute(1, 0, 2).unsqueeze(0)
+    for bm in torch.unique(blocks[rest]).tolist():
+        sel = rest & (blocks == bm)
+        compiled, got = _kernel(q.dtype, Hq, Hkv, D, Dv, paged, scale, sides, softcap,
+                                slopes is not None, sink is not None, int(bm), opts)
+        work = _work_table(got, q_start[sel], lq[sel], kb[sel], k_start[sel], lk[sel])
+        compiled._kernel(q4, k4, v4, work, *extra, out=o4)
+    # Every query token is in one work item of one launch (the cumulative
+    # lengths cover [0, T)), so every output row is stored.
     return out
 
 
@@ -264,7 +286,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
     zeros = torch.zeros_like(lq)
     return _run(q, k4, v4, cq[:-1], lq, zeros, ck[:-1], lk, None, scale, sides, softcap,
-                slopes, sink, int(lq.max()) if lq.numel() else 0, options)
+                slopes, sink, options)
 
 
 def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -341,7 +363,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     table = table.contiguous()
     zeros = torch.zeros_like(lens)
     return _run(q, k4, v4, cq[:-1], lq, torch.arange(S), zeros, lens, table, scale, sides,
-                softcap, slopes, sink, int(lq.max()) if lq.numel() else 0, options)
+                softcap, slopes, sink, options)
 
 
 def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,
