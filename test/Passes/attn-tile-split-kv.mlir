@@ -7,7 +7,7 @@
 // split's loop over its chunk of ceil(blocks / P) KV blocks; partial output
 // and LSE stored at batch s * B + b; then the combine grid.
 // CHECK-LABEL: func @decode_gqa
-// CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<?x2x?x128xbf16>, %[[LSE:[a-z0-9]+]]: memref<?x2x?xf32>,
+// CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<?x2x?x128xbf16>, %[[LSEOUT:[a-z0-9]+]]: memref<?x2x?xf32>,
 // CHECK-SAME: %[[PART:[a-z0-9]+]]: memref<?x2x?x128xf32>, %[[PLSE:[a-z0-9]+]]: memref<?x2x?xf32>)
 // CHECK: %[[B:.*]] = memref.dim %{{.*}}, %c0
 // CHECK: %[[ROWS:.*]] = memref.dim %[[PART]], %c0
@@ -31,21 +31,21 @@
 // CHECK: attn.tile_lse %{{.*}}, %{{.*}} to %[[PLSE]][%[[PB]], %[[HI]], %{{.*}}]
 // CHECK: } {attn.grid}
 // CHECK: scf.parallel
-// CHECK: attn.tile_combine %[[PART]], %[[PLSE]] splits %[[P]] to %[[OUT]], %[[LSE]]
+// CHECK: attn.tile_combine %[[PART]], %[[PLSE]] splits %[[P]] to %[[OUT]], %[[LSEOUT]]
 // CHECK: } {attn.combine}
 
 // LSE-LABEL: func @decode_gqa
-// LSE-SAME: %[[OUT:[a-z0-9]+]]: memref<?x2x?x128xbf16>, %[[LSE:[a-z0-9]+]]: memref<?x2x?xf32>)
+// LSE-SAME: %[[OUT:[a-z0-9]+]]: memref<?x2x?x128xbf16>, %[[LSEOUT:[a-z0-9]+]]: memref<?x2x?xf32>)
 // LSE: scf.parallel (%{{.*}}, %{{.*}}, %{{.*}}) =
 // LSE: attn.tile_store %{{.*}}, %{{.*}} to %[[OUT]]
-// LSE: attn.tile_lse %{{.*}}, %{{.*}} to %[[LSE]]
+// LSE: attn.tile_lse %{{.*}}, %{{.*}} to %[[LSEOUT]]
 // LSE-NOT: attn.tile_combine
 
 // CPU-LABEL: func @decode_gqa
+// CPU-SAME: attn.arg_types = [{{.*}}memref<?x2x?x128xbf16>, memref<?x2x?xf32>, memref<?x2x?x128xf32>, memref<?x2x?xf32>]
 // CPU-NOT: attn.tile_
 // CPU-NOT: math.log
 // CPU: vector.fma
-// CPU: attn.arg_types = [{{.*}}memref<?x2x?x128xbf16>, memref<?x2x?xf32>, memref<?x2x?x128xf32>, memref<?x2x?xf32>]
 func.func @decode_gqa(%q: tensor<?x2x?x128xbf16>, %k: tensor<?x1x?x128xbf16>) -> tensor<?x2x?x128xbf16> {
   %0 = attn.attention %q, %k, %k scale 0.088 mask none kv_group 2
       : tensor<?x2x?x128xbf16>, tensor<?x1x?x128xbf16>, tensor<?x1x?x128xbf16> -> tensor<?x2x?x128xbf16>

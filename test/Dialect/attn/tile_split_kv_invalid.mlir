@@ -48,7 +48,7 @@ func.func @combine_heads(%p: memref<?x4x8x16xf32>, %pl: memref<?x2x8xf32>, %o: m
 
 func.func @combine_sinks_rank(%p: memref<?x2x8x16xf32>, %pl: memref<?x2x8xf32>, %s: memref<2x1xf32>,
                               %o: memref<1x2x8x16xf16>, %lse: memref<1x2x8xf32>, %i: index) {
-  // expected-error @+1 {{operand #2 must be variadic of 1D memref of 32-bit float values}}
+  // expected-error @+1 {{operand #2 must be 1D memref of 32-bit float values}}
   attn.tile_combine %p, %pl sinks %s : memref<2x1xf32> splits %i to %o, %lse[%i, %i, %i] valid %i
       : memref<?x2x8x16xf32>, memref<?x2x8xf32>, memref<1x2x8x16xf16>, memref<1x2x8xf32>
   return
