@@ -167,7 +167,8 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
       // forms) have no GPU lowering yet: refused by name, before analysis.
       Operation *cpuOnly = nullptr;
       func.walk([&](Operation *op) {
-        if (!cpuOnly && isa<TileLseOp, TileCombineOp>(op))
+        // The combine names the split form (whose splits also write LSEs).
+        if (isa<TileCombineOp>(op) || (!cpuOnly && isa<TileLseOp>(op)))
           cpuOnly = op;
       });
       if (cpuOnly) {

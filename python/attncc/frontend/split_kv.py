@@ -8,9 +8,10 @@ combine grid in the same kernel merges them (passes/AttnTileSplit.cpp,
 `attn.tile_combine`). `P` is a run-time value (the workspace's size), so a
 decode loop over a growing KV cache compiles one kernel.
 
-The kernel *form* (plain, plain + LSE, split) is chosen from what does not
-change along a decode loop: the grid (B, Hkv, query blocks) against the
-threads; the split count also looks at S (see `plan`).
+The kernel *form* (plain, plain + LSE, split) is chosen from what the kernel
+is keyed on anyway (the query-length bucket), never from B, L or S, so calls
+that differ in those share a kernel; the split count, a run-time value, looks
+at the grid, the threads and S (see `plan`).
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ MAX_SPLITS = 256
 MIN_BLOCKS_PER_SPLIT = 4
 # Grid points per thread the heuristic aims at (load balance across threads).
 TASKS_PER_THREAD = 4
+# Kernels whose query block has at most this many rows (the CPU's decode
+# bucket, CompileOptions.query_block) get the split form by default.
+DECODE_BLOCK_M = 16
 
 
 def check_args(return_lse: Any, num_splits: Any) -> None:
@@ -53,18 +57,20 @@ def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: in
 
     Forced (`num_splits` given): 1 is the plain kernel, P > 1 the split one.
     Otherwise (CPU only; the GPU lowering has no split-KV yet): the split
-    form when the grid B * H * ceil(L / block_m) has fewer than
-    TASKS_PER_THREAD points per thread (a property of the decode loop, not of
-    S, so the loop keeps one kernel), and then P = enough splits to reach that
-    many grid points, at most one per MIN_BLOCKS_PER_SPLIT KV blocks (at least 1)."""
+    form for the decode bucket (block_m <= DECODE_BLOCK_M; B, L and S do not
+    choose the form, so a decode loop, or calls of other batch sizes, keep one
+    kernel), and P = 1 (the combine then only copies) unless the grid
+    B * H * ceil(L / block_m) has fewer than TASKS_PER_THREAD points per
+    thread: then enough splits to reach that many grid points, at most one
+    per MIN_BLOCKS_PER_SPLIT KV blocks."""
     if num_splits is not None:
         return Plan(num_splits > 1, num_splits)
-    if kind != "cpu":
+    if kind != "cpu" or block_m > DECODE_BLOCK_M:
         return Plan(False, 1)
     grid = B * H * -(-L // block_m)
     want = TASKS_PER_THREAD * threads
     if grid == 0 or grid >= want:
-        return Plan(False, 1)
+        return Plan(True, 1)
     by_threads = -(-want // grid)
     by_length = max(1, -(-S // block_n) // MIN_BLOCKS_PER_SPLIT)
     return Plan(True, max(1, min(by_threads, by_length, MAX_SPLITS)))
