@@ -5,7 +5,10 @@ machine's read bandwidth measured in that run.
 Rows: B in {1, 8}, Hq32/Hkv8 (GQA 4), D128, KV in {1k, 4k, 32k}, fp32 and
 bf16. Decode reads every K/V byte once, so its limit is memory bandwidth:
 "bw" is (K + V bytes) / time / the measured read bandwidth (torch.sum over
-512 MiB). Not a test: it asserts nothing.
+512 MiB). "P" is the split count attncc chose (split-KV, flash decoding;
+attncc.frontend.split_kv.plan); "P=1 ms" the same kernel family without
+splitting (num_splits=1), for the effect of splitting. Not a test: it asserts
+nothing.
 
     python bench/decode_attention.py
     python bench/decode_attention.py --kv 4096 --batch 1 --dtype fp32
@@ -23,28 +26,48 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_attention import alternating_blocks_ms, cpuinfo_vector_flags, read_bandwidth  # noqa: E402
 
 import attncc  # noqa: E402
+from attncc.frontend import split_kv  # noqa: E402
+from attncc.options import CompileOptions  # noqa: E402
 from attncc.targets import cpu as cpu_target  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+def reference0(q, k, v) -> torch.Tensor:
+    """float64 attention of batch 0, one KV head at a time (a GQA-expanded
+    float64 SDPA of the 32k rows would need gigabytes)."""
+    Hq, Hkv, D = q.shape[1], k.shape[1], q.shape[3]
+    g = Hq // Hkv
+    out = []
+    for h in range(Hkv):
+        kh, vh = k[0, h].double(), v[0, h].double()
+        s = q[0, h * g:(h + 1) * g].double() @ kh.T / D ** 0.5
+        out.append(torch.softmax(s, -1) @ vh)
+    return torch.cat(out)
+
+
 def row(B: int, S: int, dtype: torch.dtype, Hq: int, Hkv: int, D: int, bw: float,
-        repeats: int) -> str:
+        repeats: int, num_splits) -> str:
     g = torch.Generator().manual_seed(0)
     q = torch.randn(B, Hq, 1, D, generator=g).to(dtype)
     k = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
     v = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
-    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), enable_gqa=True)
-    ours = attncc.attention(q, k, v)          # compiles (or loads) the kernel
-    err = (ours.double() - ref).abs().max().item()
-    t_torch, t_ours = alternating_blocks_ms(
+    ours = attncc.attention(q, k, v, num_splits=num_splits)   # compiles (or loads) the kernel
+    attncc.attention(q, k, v, num_splits=1)
+    err = (ours[0].double() - reference0(q, k, v)).abs().max().item()
+    t_torch, t_ours, t_one = alternating_blocks_ms(
         [lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
-         lambda: attncc.attention(q, k, v)], repeats, rounds=2)
+         lambda: attncc.attention(q, k, v, num_splits=num_splits),
+         lambda: attncc.attention(q, k, v, num_splits=1)], repeats, rounds=2)
     nbytes = 2 * B * Hkv * S * D * k.element_size()
     name = {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
-    return (f"| {B} | {S} | {name} | {t_torch:.3f} | {t_ours:.3f} | {t_torch / t_ours:.2f} | "
-            f"{100 * nbytes / (t_torch * 1e-3) / bw:.0f}% | {100 * nbytes / (t_ours * 1e-3) / bw:.0f}% "
-            f"| {err:.1e} |")
+    # The split count attention() chose (GQA packing: Hkv heads of Hq / Hkv rows).
+    opts = CompileOptions().resolved("cpu", Hq // Hkv)
+    P = num_splits or split_kv.plan("cpu", "cpu", opts.num_threads, opts.block_m, opts.block_n,
+                                    B, Hkv, Hq // Hkv, S, None).splits
+    return (f"| {B} | {S} | {name} | {P} | {t_torch:.3f} | {t_ours:.3f} | {t_one:.3f} | "
+            f"{t_torch / t_ours:.2f} | {100 * nbytes / (t_torch * 1e-3) / bw:.0f}% | "
+            f"{100 * nbytes / (t_ours * 1e-3) / bw:.0f}% | {err:.1e} |")
 
 
 def main() -> None:
@@ -56,22 +79,29 @@ def main() -> None:
     ap.add_argument("--kv-heads", type=int, default=8)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--num-splits", type=int, default=None,
+                    help="force attncc's split count (default: its heuristic)")
     args = ap.parse_args()
     host = cpu_target.host_cpu()
     print(f"host: {host.describe()}; /proc/cpuinfo: {cpuinfo_vector_flags()}; "
           f"threads {torch.get_num_threads()}; torch {torch.__version__}")
     bw = read_bandwidth()
-    print(f"read bandwidth (torch.sum, 512 MiB fp32): {bw / 1e9:.1f} GB/s\n")
+    print(f"read bandwidth (torch.sum, 512 MiB fp32): {bw / 1e9:.1f} GB/s; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
     print(f"decode: Lq=1, Hq{args.heads}/Hkv{args.kv_heads}, D{args.head_dim}; ms per call "
           "(median); ratio = torch / attncc (> 1: attncc faster); bw = K+V bytes / time / "
           "read bandwidth\n")
-    print("| B | KV | dtype | torch ms | attncc ms | ratio | torch bw | attncc bw | max err |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| B | KV | dtype | P | torch ms | attncc ms | attncc P=1 ms | ratio | torch bw | "
+          "attncc bw | max err |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for dt in args.dtype:
         for B in args.batch:
             for S in args.kv:
                 print(row(B, S, DTYPES[dt], args.heads, args.kv_heads, args.head_dim, bw,
-                          args.repeats), flush=True)
+                          args.repeats, args.num_splits), flush=True)
+    bw2 = read_bandwidth()
+    print(f"\nread bandwidth after the table: {bw2 / 1e9:.1f} GB/s; load average "
+          f"{os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

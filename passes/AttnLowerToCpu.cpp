@@ -21,6 +21,8 @@
 //    approximated tanh; -slope * |i + offset - j| per row, vectorized.
 //  * tile_mask / tile_bias / tile_store (CpuSoftmax.cpp): per-row vector
 //    selects, masked loads and normalized, converting stores.
+//  * tile_lse / tile_combine (CpuSplitKv.cpp): log-sum-exp rows and the
+//    split-KV combine (LSE-weighted sum of the partial outputs).
 //
 // Tile buffers may be strided subviews (attn-pipeline's multi-buffers) as
 // long as their innermost dimension is static with unit stride. Unsupported
@@ -122,6 +124,9 @@ LogicalResult check(Operation *op) {
   if (auto st = dyn_cast<TileStoreOp>(op))
     return all({[&] { return checkTile(op, "acc", st.getAcc().getType()); },
                 [&] { return checkTensor(op, "destination", st.getDest().getType()); }});
+  if (auto cb = dyn_cast<TileCombineOp>(op))
+    return all({[&] { return checkTile(op, "part", cb.getPart().getType()); },
+                [&] { return checkTensor(op, "destination", cb.getDest().getType()); }});
   return success();
 }
 
@@ -158,8 +163,8 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
     SmallVector<Operation *> tileOps;
     bool ok = true;
     module.walk([&](Operation *op) {
-      if (!isa<CopyTileOp, GatherTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftmaxOp, TileStoreOp,
-               TileSoftcapOp, TileAlibiOp>(op))
+      if (!isa<CopyTileOp, GatherTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftmaxOp,
+               TileStoreOp, TileSoftcapOp, TileAlibiOp, TileLseOp, TileCombineOp>(op))
         return;
       tileOps.push_back(op);
       ok &= succeeded(check(op));
@@ -190,6 +195,10 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
         lowerSoftcap(e, o);
       else if (auto o = dyn_cast<TileAlibiOp>(op))
         lowerAlibi(e, o);
+      else if (auto o = dyn_cast<TileLseOp>(op))
+        lowerLse(e, o);
+      else if (auto o = dyn_cast<TileCombineOp>(op))
+        lowerCombine(e, o);
       if (auto f = op->getParentOfType<FunctionOpInterface>())
         funcs.insert(f);
       op->erase();
@@ -219,7 +228,8 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
       populateMathPolynomialApproximationPatterns(
           patterns, [](StringRef name) {
             return name == math::ExpOp::getOperationName() ||
-                   name == math::TanhOp::getOperationName();
+                   name == math::TanhOp::getOperationName() ||
+                   name == math::LogOp::getOperationName();
           });
       GreedyRewriteConfig config;
       config.setStrictness(GreedyRewriteStrictness::ExistingAndNewOps);

@@ -183,6 +183,21 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
                        "attn.gather_tile) is not supported by attn-lower-to-gpu yet");
         return signalPassFailure();
       }
+      // Split-KV and the log-sum-exp output (attn-tile's split-kv / lse
+      // forms) have no GPU lowering yet: refused by name, before analysis.
+      Operation *cpuOnly = nullptr;
+      func.walk([&](Operation *op) {
+        // The combine names the split form (whose splits also write LSEs).
+        if (isa<TileCombineOp>(op) || (!cpuOnly && isa<TileLseOp>(op)))
+          cpuOnly = op;
+      });
+      if (cpuOnly) {
+        cpuOnly->emitError("attn-lower-to-gpu: ")
+            << (isa<TileCombineOp>(cpuOnly) ? "split-KV (num_splits > 1, attn.tile_combine)"
+                                            : "the log-sum-exp output (return_lse, attn.tile_lse)")
+            << " is not supported by attn-lower-to-gpu yet";
+        return signalPassFailure();
+      }
       bool failedAnalysis = false;
       std::optional<Plan> plan = analyze(func, numWarps, chip, mma, tma, failedAnalysis);
       if (failedAnalysis)

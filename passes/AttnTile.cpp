@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/AttnTileRagged.h"
+#include "passes/AttnTileSplit.h"
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
@@ -117,7 +118,7 @@ struct TileBuilder {
 };
 
 LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM,
-                           int64_t BN) {
+                           int64_t BN, bool withLse, bool splitKv) {
   AttentionOp att = m.attention;
   Block &body = func.getBody().front();
   MLIRContext *ctx = func.getContext();
@@ -131,6 +132,8 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     arg.setType(toMemRef(arg.getType()));
   MemRefType outType = toMemRef(att.getType());
   Value out = body.addArgument(outType, func.getLoc());
+  tile_split::FormArgs form =
+      tile_split::addFormArguments(body, outType, withLse, splitKv, func.getLoc());
   func.setFunctionType(FunctionType::get(ctx, body.getArgumentTypes(), {}));
 
   Value q = att.getQuery(), k = att.getKey(), v = att.getValue();
@@ -165,8 +168,15 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   Value maskOffset = bottomRight ? lenOffset : Value();
   Value cGroup = t.idx(group);
 
-  auto grid = scf::ParallelOp::create(builder, loc, ValueRange{c0, c0, c0},
-                                      ValueRange{B, Hq, numMBlocks}, ValueRange{c1, c1, c1});
+  // Split-KV: a fourth grid dimension over the P splits of the KV range.
+  Value numSplits = splitKv ? tile_split::splitCount(builder, loc, form.part, B) : Value();
+  SmallVector<Value> lbs{c0, c0, c0}, ubs{B, Hq, numMBlocks}, steps{c1, c1, c1};
+  if (splitKv) {
+    lbs.push_back(c0);
+    ubs.push_back(numSplits);
+    steps.push_back(c1);
+  }
+  auto grid = scf::ParallelOp::create(builder, loc, lbs, ubs, steps);
   grid->setAttr("attn.grid", builder.getUnitAttr());
   builder.setInsertionPointToStart(grid.getBody());
   Value bIdx = grid.getInductionVars()[0], hIdx = grid.getInductionVars()[1];
@@ -178,7 +188,7 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   Value mx = t.alloc({BM}), sm = t.alloc({BM});
   Value kt = t.alloc({D, BN}), vt = t.alloc({BN, Dv});
   t.fill(acc, 0.0);
-  if (sinks) {
+  if (sinks && !splitKv) {
     // The sink joins the softmax as a column of logit sinks[h]: the running
     // max starts at it and the running sum at exp(sink - max) = 1.
     Value sink = memref::LoadOp::create(builder, loc, sinks, ValueRange{hIdx});
@@ -203,8 +213,11 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     Value first = t.maxI(c0, left == 0 ? m0a : t.sub(m0a, t.idx(left)));
     lo = t.mul(t.div(first, cBN), cBN);
   }
-  if (bottomRight || att.getWindowSides())
+  if (bottomRight || att.getWindowSides() || splitKv)
     hi = t.maxI(hi, lo); // an empty range stays empty (lo <= hi for the pipeliner)
+  if (splitKv)
+    std::tie(lo, hi) = tile_split::splitRange(builder, loc, lo, hi, grid.getInductionVars()[3],
+                                              numSplits, BN);
   auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
   kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
   {
@@ -250,9 +263,22 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
     TileMatmulOp::create(builder, loc, s, vt, acc, /*accumulate=*/true);
   }
-  TileStoreOp::create(builder, loc, acc, sm, out, bIdx, hIdx, m0, validM);
+  if (splitKv) {
+    // This split's normalized partial output and LSE, at batch s * B + b.
+    Value pb = t.add(t.mul(grid.getInductionVars()[3], B), bIdx);
+    TileStoreOp::create(builder, loc, acc, sm, form.part, pb, hIdx, m0, validM);
+    TileLseOp::create(builder, loc, mx, sm, form.partLse, pb, hIdx, m0, validM);
+  } else {
+    TileStoreOp::create(builder, loc, acc, sm, out, bIdx, hIdx, m0, validM);
+    if (form.lse)
+      TileLseOp::create(builder, loc, mx, sm, form.lse, bIdx, hIdx, m0, validM);
+  }
   for (Value buf : {qt, s, acc, mx, sm, kt, vt})
     memref::DeallocOp::create(builder, loc, buf);
+  if (splitKv) {
+    builder.setInsertionPointAfter(grid);
+    tile_split::emitCombine(builder, loc, form, out, sinks, B, Hq, Lq, numSplits, BM);
+  }
 
   // Drop the graph-level ops and return nothing.
   Operation *ret = body.getTerminator();
@@ -298,7 +324,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
       FailureOr<AttentionFunc> m = matchAttentionFunc(func);
       if (failed(m))
         return signalPassFailure();
-      if (failed(tileFunction(func, *m, blockM, blockN)))
+      if (failed(tileFunction(func, *m, blockM, blockN, lse || splitKv, splitKv)))
         return signalPassFailure();
     }
   }

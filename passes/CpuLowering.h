@@ -40,7 +40,7 @@ struct CpuEmitter : IRBuild {
   ImplicitLocOpBuilder &ib;
   int64_t W;                           // f32 lanes per vector
   int64_t MR, NR;                      // matmul register block: rows x vectors
-  SmallVectorImpl<Operation *> &exps;  // math.exp / math.tanh ops to approximate
+  SmallVectorImpl<Operation *> &exps;  // math.exp / tanh / log ops to approximate
 
   CpuEmitter(ImplicitLocOpBuilder &ib, int64_t W, int64_t MR, int64_t NR,
              SmallVectorImpl<Operation *> &exps)
@@ -178,6 +178,8 @@ void copyRows(CpuEmitter &e, Value src, Value dst, Value row, Value valid, bool 
 void lowerGather(CpuEmitter &e, GatherTileOp op);   // CpuGather.cpp
 void lowerSoftcap(CpuEmitter &e, TileSoftcapOp op); // CpuScores.cpp
 void lowerAlibi(CpuEmitter &e, TileAlibiOp op);     // CpuScores.cpp
+void lowerLse(CpuEmitter &e, TileLseOp op);         // CpuSplitKv.cpp
+void lowerCombine(CpuEmitter &e, TileCombineOp op); // CpuSplitKv.cpp
 
 } // namespace mlir::attn::cpu_lowering
 

@@ -44,6 +44,17 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
     that straddle the diagonal or the end of the keys. Sequence lengths need
     not be multiples of the block sizes, and may be dynamic.
 
+    `lse` adds a trailing `lse: memref<B x H x L x f32>` argument written by
+    `attn.tile_lse` (each row's log-sum-exp). `split-kv` (flash decoding)
+    adds `lse` and two f32 workspace arguments, `part: [P * B, H, L, Dv]` and
+    `part_lse: [P * B, H, L]`; the split count `P = dim(part, 0) / B` is read
+    at run time, so one kernel serves every split count and length. The grid
+    gets a fourth dimension over splits: split `s` runs the KV loop over its
+    chunk of `ceil(blocks / P)` KV blocks of the row block's range and stores
+    its normalized partial output and LSE at batch `s * B + b`; a second grid
+    (`attn.combine`) merges them with `attn.tile_combine`. Sinks join only
+    the combine's denominator (test/Passes/attn-tile-split-kv.mlir).
+
     Example (`block-m=64 block-n=64`, then canonicalize; constants, types
     and the deallocs elided; test/Passes/attn-tile.mlir):
 
@@ -84,6 +95,11 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
   let options = [
     Option<"blockM", "block-m", "int64_t", "64", "query rows per block">,
     Option<"blockN", "block-n", "int64_t", "64", "keys per KV block">,
+    Option<"lse", "lse", "bool", "false",
+           "also write each row's log-sum-exp to a trailing `lse: memref<BxHxLxf32>` argument">,
+    Option<"splitKv", "split-kv", "bool", "false",
+           "split the KV range (flash decoding): a grid dimension over splits writing partial "
+           "outputs and LSEs into workspace arguments, then a combine grid (implies lse)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::linalg::LinalgDialect"];

@@ -105,3 +105,24 @@ LogicalResult TileAlibiOp::verify() {
     return emitOpError("scores must be f32");
   return success();
 }
+
+LogicalResult TileLseOp::verify() {
+  if (!compatible(getMax().getType().getDimSize(0), getSum().getType().getDimSize(0)))
+    return emitOpError("max and sum row counts differ");
+  return success();
+}
+
+LogicalResult TileCombineOp::verify() {
+  auto part = getPart().getType(), dst = getDest().getType();
+  if (!part.getElementType().isF32())
+    return emitOpError("part must be f32, got ") << part.getElementType();
+  if (!compatible(part.getDimSize(3), dst.getDimSize(3)))
+    return emitOpError("part head_dim (")
+           << part.getDimSize(3) << ") must equal the destination head_dim ("
+           << dst.getDimSize(3) << ")";
+  if (!compatible(part.getDimSize(1), dst.getDimSize(1)) ||
+      !compatible(getPartLse().getType().getDimSize(1), dst.getDimSize(1)) ||
+      !compatible(getLse().getType().getDimSize(1), dst.getDimSize(1)))
+    return emitOpError("part, part_lse, dest and lse must have the same heads");
+  return success();
+}

@@ -215,4 +215,73 @@ def Attn_TileStoreOp : Attn_Op<"tile_store"> {
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// Split-KV (flash decoding) and the log-sum-exp output
+//===----------------------------------------------------------------------===//
+
+def Attn_Lse3D : MemRefRankOf<[F32], [3]>;
+
+def Attn_TileLseOp : Attn_Op<"tile_lse"> {
+  let summary = "stores the rows' log-sum-exp";
+  let description = [{
+    For `i < valid`: `dest[batch, head, row + i] = sum[i] == 0 ? -inf : max[i] + log(sum[i])`,
+    the natural log of the softmax denominator of the row (flash-attn's LSE;
+    with sinks, the sink's term is in `sum`). `max` and `sum` are the online
+    softmax's running state after the last KV block. attn-tile emits it for
+    the `lse` output and, with `split-kv`, for each split's partial LSE.
+
+    Example:
+    ```mlir
+    attn.tile_lse %m, %l to %lse[%b, %h, %m0] valid %vm
+        : memref<64xf32>, memref<64xf32>, memref<?x?x?xf32>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tile1D, "", [MemRead]>:$max, Arg<Attn_Tile1D, "", [MemRead]>:$sum,
+                       Arg<Attn_Lse3D, "", [MemWrite]>:$dest, Index:$batch, Index:$head,
+                       Index:$row, Index:$valid);
+  let assemblyFormat = [{
+    $max `,` $sum `to` $dest `[` $batch `,` $head `,` $row `]` `valid` $valid attr-dict
+    `:` type($max) `,` type($sum) `,` type($dest)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileCombineOp : Attn_Op<"tile_combine"> {
+  let summary = "merges the partial outputs of KV splits with their log-sum-exps";
+  let description = [{
+    The combine step of split-KV attention (flash decoding). Split `s` of
+    batch `b` left its normalized partial output in `part[s * B + b]` and its
+    log-sum-exp in `part_lse[s * B + b]`, `B` being `dest`'s batch size. For
+    `i < valid`, row `r = row + i`, with `l_s = part_lse[s * B + batch, head, r]`
+    for `s < splits` and, given `sinks`, the head's sink logit
+    `l_sink = sinks[head]` (the sink joins the denominator once, here):
+    ```
+    M = max(l_0, ..., l_{splits-1}, l_sink);   w_s = exp(l_s - M)
+    W = sum_s w_s + exp(l_sink - M)
+    dest[batch, head, r, :] = M == -inf ? 0 : sum_s w_s * part[s * B + batch, head, r, :] / W
+    lse[batch, head, r]     = M == -inf ? -inf : M + log(W)
+    ```
+    Splits that saw no key (`l_s = -inf`) weigh 0; rows no key reaches give
+    zeros and `-inf`, never NaN.
+
+    Example:
+    ```mlir
+    attn.tile_combine %part, %plse splits %ns to %out, %lse[%b, %h, %m0] valid %vm
+        : memref<?x8x?x64xf32>, memref<?x8x?xf32>, memref<?x8x?x64xbf16>, memref<?x8x?xf32>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tensor4D, "", [MemRead]>:$part,
+                       Arg<Attn_Lse3D, "", [MemRead]>:$part_lse,
+                       Arg<Optional<MemRefRankOf<[F32], [1]>>, "", [MemRead]>:$sinks,
+                       Arg<Attn_Tensor4D, "", [MemWrite]>:$dest,
+                       Arg<Attn_Lse3D, "", [MemWrite]>:$lse, Index:$splits, Index:$batch,
+                       Index:$head, Index:$row, Index:$valid);
+  let assemblyFormat = [{
+    $part `,` $part_lse (`sinks` $sinks^ `:` type($sinks))? `splits` $splits `to` $dest `,` $lse
+    `[` $batch `,` $head `,` $row `]` `valid` $valid attr-dict
+    `:` type($part) `,` type($part_lse) `,` type($dest) `,` type($lse)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // ATTN_TILE_OPS_TD

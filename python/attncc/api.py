@@ -34,6 +34,7 @@ masks are compiled as biases.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
@@ -51,6 +52,7 @@ from .frontend.convert import Lowered
 from .frontend.dynamic import bias_shape, dynamic_graph, qkv_shape
 from .frontend.guards import guard_key
 from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, build_bias, classify
+from .frontend import split_kv
 from .frontend.variants import (Variants, causal_bias_align, check_causal_bias,
                                 variants_of)
 from .graph import Graph
@@ -388,7 +390,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
               scale: Optional[float] = None, attn_mask: Optional[torch.Tensor] = None,
               window: Optional[tuple[int, int]] = None, softcap: Optional[float] = None,
               alibi_slopes: Optional[torch.Tensor] = None, sinks: Optional[torch.Tensor] = None,
-              target: str = "cpu", **options: Any) -> torch.Tensor:
+              return_lse: bool = False, num_splits: Optional[int] = None,
+              target: str = "cpu", **options: Any) -> Any:
     """`softmax(q @ k^T * scale + mask) @ v` on [batch, heads, seq, head_dim]
     tensors, like `torch.nn.functional.scaled_dot_product_attention`.
 
@@ -403,8 +406,16 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     torch's `causal_lower_right(L, S)` / `causal_upper_left(L, S)` as
     `attn_mask`; `window=(left, right)` (flash-attn's window_size,
     bottom-right aligned, -1 = unbounded); `softcap=c` (c * tanh(s / c));
-    `alibi_slopes` and `sinks`, [Hq] float tensors."""
+    `alibi_slopes` and `sinks`, [Hq] float tensors.
+
+    `return_lse=True` returns `(out, lse)`, lse the [B, Hq, L] float32
+    log-sum-exp of each row's scaled, masked scores (natural log, as
+    flash-attn's; sinks included; -inf for rows no key reaches).
+    `num_splits`: the KV range split across workers (flash decoding; CPU):
+    None chooses from the shapes and threads (frontend/split_kv.py), 1 never
+    splits, P in [2, 256] forces P splits."""
     opts = _cached_options(target, options)
+    split_kv.check_args(return_lse, num_splits)
     _check_qkv(q, k, v, target)
     if scale is not None:
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
@@ -427,37 +438,59 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
                                          sinks=sinks)
     if variants.window is not None and cls.kind not in ("none", "causal"):
         raise InputError("window=(left, right) takes no attn_mask other than a causal one")
+    if cls == CAUSAL and q.shape[2] == 1 and variants.align == "bottom_right" \
+            and variants.position_free and k.shape[1] != q.shape[1]:
+        # A GQA decode step: one query row aligned with the last key sees
+        # every key, so no mask, and the heads of a KV head share a query block.
+        cls, variants = NONE, dataclasses.replace(variants, align="top_left")
     B, Hq, L, D = q.shape
     Dv = v.shape[3]
+    def no_lse():   # rows no key reaches
+        return torch.full((B, Hq, L), float("-inf"))
     if B * Hq * L * Dv == 0:
-        return q.new_empty((B, Hq, L, Dv))
+        if return_lse and Dv == 0 and B * Hq * L:
+            raise InputError("return_lse needs a value head_dim above 0")
+        out = q.new_empty((B, Hq, L, Dv))
+        return (out, no_lse()) if return_lse else out
     if D == 0:
         raise InputError("head_dim is 0")
     if k.shape[2] == 0:
-        return q.new_zeros((B, Hq, L, Dv))  # no keys: every score masked, rows of zeros
+        out = q.new_zeros((B, Hq, L, Dv))  # no keys: every score masked, rows of zeros
+        return (out, no_lse()) if return_lse else out
     packed = _packed_gqa(q, k, cls, bias) if variants.position_free else None
     if packed is not None:
         # Query heads sharing a KV head become the rows of one query block:
         # each K/V byte is read once per KV head instead of once per query
         # head (decode is bound by those reads).
-        out = attention(packed, k, v, scale=D ** -0.5 if scale is None else scale,
-                        softcap=softcap, target=target, **options)
-        return out.reshape(B, Hq, L, Dv)
+        got = attention(packed, k, v, scale=D ** -0.5 if scale is None else scale,
+                        softcap=softcap, return_lse=return_lse, num_splits=num_splits,
+                        target=target, **options)
+        if return_lse:
+            return got[0].reshape(B, Hq, L, Dv), got[1].reshape(B, Hq, L)
+        return got.reshape(B, Hq, L, Dv)
     # The kernel depends on what changes its code, never on B, L or S:
     # those are dynamic dims (frontend/dynamic.py), the query block size is
     # chosen per bucket of L (CompileOptions.query_block).
     S = k.shape[2]
     bias_key = None if bias is None else (bias_shape(bias.shape, B, Hq, L, S), bias.dtype)
+    resolved = opts.resolved(target, L)
+    plan = split_kv.plan(target, target_device_type(target), resolved.num_threads or 1,
+                         resolved.block_m, resolved.block_n, B, Hq, L, S, num_splits)
+    form = (plan.split_kernel, return_lse or plan.split_kernel)
     key = (Hq, k.shape[1], D, Dv, q.dtype, q.device.type, cls, bias_key, scale, variants,
-           target, opts, _threads_key(target, opts), opts.query_block(target, L))
+           target, opts, _threads_key(target, opts), opts.query_block(target, L), form)
     compiled = _ATTENTION_CACHE.get(key)
     if compiled is None:
-        compiled = _build_attention(q, k, v, bias, cls, scale, target, opts, variants)
+        compiled = _build_attention(q, k, v, bias, cls, scale, target, opts, variants, form)
         _ATTENTION_CACHE.put(key, compiled)
     else:
         _api_hit()
     inputs = [q, k, v] + [t for t in (bias, slopes, sink) if t is not None]
-    return compiled(*inputs)
+    if not form[1]:
+        return compiled(*inputs)
+    extra = split_kv.workspaces(q, Dv, plan.splits, plan.split_kernel)
+    out = compiled(*inputs, extra=extra)
+    return (out, extra[0]) if return_lse else out
 
 
 def _packed_gqa(q: torch.Tensor, k: torch.Tensor, cls: MaskClass,
@@ -474,7 +507,8 @@ def _packed_gqa(q: torch.Tensor, k: torch.Tensor, cls: MaskClass,
 
 
 def _build_attention(q, k, v, bias, cls: MaskClass, scale, target: str,
-                     opts: CompileOptions, variants: Variants = Variants()) -> CompiledAttention:
+                     opts: CompileOptions, variants: Variants = Variants(),
+                     form: tuple[bool, bool] = (False, False)) -> CompiledAttention:
     g = Graph("attention")
     dt = _DTYPE_NAMES[q.dtype]
     B, Hq, L, _ = q.shape
@@ -496,7 +530,7 @@ def _build_attention(q, k, v, bias, cls: MaskClass, scale, target: str,
                     causal_align=variants.align if mask != "none" else "top_left",
                     softcap=variants.softcap, alibi_slopes=slopes, sinks=sinks)
     g.output(o)
-    return compile_graph(g, opts, target, query_len=L)
+    return compile_graph(g, opts, target, query_len=L, split_kv=form[0], lse=form[1])
 
 
 def clear_caches() -> None:

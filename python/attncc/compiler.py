@@ -72,10 +72,10 @@ class CompiledAttention:
                              f"{list(self.stages)}")
         return self.stages[stage]
 
-    def __call__(self, *tensors):
+    def __call__(self, *tensors, **kwargs):
         if self._kernel is None:
             raise CompileError(f"target {self.target!r} kernels cannot run in this process")
-        return self._kernel(*tensors)
+        return self._kernel(*tensors, **kwargs)
 
 
 def output_spec(graph: Graph) -> OutputSpec:
@@ -229,7 +229,8 @@ def _lookup(cache: KernelCache, key: str) -> Optional[dict[str, Any]]:
 def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
                   target: str = "cpu", stop_after: Optional[str] = None, *,
                   fused: Optional[str] = None,
-                  query_len: Optional[int] = None) -> CompiledAttention:
+                  query_len: Optional[int] = None, split_kv: bool = False,
+                  lse: bool = False) -> CompiledAttention:
     """Runs the pipeline on `graph` (finished with `output`) for `target`.
 
     `fused`: the IR of stage 'fused' when the caller has it already (the
@@ -238,7 +239,13 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
 
     `query_len`: when the graph's query length is dynamic, the length the
     defaults (the query block size: CompileOptions.resolved) are chosen for;
-    the kernel runs for any length, best in that length's bucket."""
+    the kernel runs for any length, best in that length's bucket.
+
+    `lse`, `split_kv`: attn-tile's kernel forms (attncc.attention's
+    return_lse and num_splits): the kernel takes, after `out`, an f32 `lse`
+    [B, H, L] and, with split_kv, the workspaces `part` [P * B, H, L, Dv] and
+    `part_lse` [P * B, H, L] (P, the split count, is their leading size / B),
+    passed with `kernel(*inputs, extra=(lse, part, part_lse))`."""
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {TARGETS}")
     output = output_spec(graph)
@@ -252,6 +259,8 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
                            f"{list(names)}")
     full = last == names[-1]
     opts = stage_options(options, target)
+    if split_kv or lse:   # only then: the keys of the plain kernels stay as they were
+        opts.update(split_kv=bool(split_kv), lse=bool(lse))
     if target_kind(target) == "cpu":
         return _compile_cpu(graph, options, opts, output, last, full, stop_after, fused)
     return _compile_gpu(graph, options, opts, target, output, last, full, fused)

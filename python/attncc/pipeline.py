@@ -49,7 +49,10 @@ class Stage:
 
 
 def _tile_passes(o: Options) -> str:
-    return f"attn-tile{{block-m={o['block_m']} block-n={o['block_n']}}},canonicalize,cse"
+    # The kernel forms of attncc.attention (compile_graph's split_kv / lse).
+    form = "".join(f" {flag}=true" for key, flag in (("lse", "lse"), ("split_kv", "split-kv"))
+                   if o.get(key))
+    return f"attn-tile{{block-m={o['block_m']} block-n={o['block_n']}{form}}},canonicalize,cse"
 
 
 def _pipeline_passes(o: Options) -> str:

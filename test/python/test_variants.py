@@ -62,8 +62,19 @@ def make_inputs(c: Case):
 def reference(c: Case, q, k, v, slopes, sinks, dtype=torch.float64) -> torch.Tensor:
     """softmax over [softcap(q k^T * scale) + alibi, masked; sink] @ v, in `dtype`;
     written from the formulas of the op description (flash-attn's conventions)."""
-    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-    k, v = k.repeat_interleave(c.group, 1), v.repeat_interleave(c.group, 1)
+    s = masked_scores(c, q, k, slopes, dtype)
+    v = v.to(dtype).repeat_interleave(c.group, 1)
+    if sinks is not None:
+        col = sinks.to(dtype)[None, :, None, None].expand(*s.shape[:3], 1)
+        p = torch.softmax(torch.cat([s, col], -1), -1)[..., :-1]
+    else:
+        p = torch.softmax(s, -1).nan_to_num(0.0)      # fully masked rows: 0
+    return p @ v
+
+
+def masked_scores(c: Case, q, k, slopes, dtype=torch.float64) -> torch.Tensor:
+    """softcap(q k^T * scale) + alibi, masked with -inf, in `dtype` (reference's scores)."""
+    q, k = q.to(dtype), k.to(dtype).repeat_interleave(c.group, 1)
     scale = 1 / math.sqrt(c.head_dim)
     s = q @ k.mT * scale
     if c.softcap is not None:
@@ -83,13 +94,7 @@ def reference(c: Case, q, k, v, slopes, sinks, dtype=torch.float64) -> torch.Ten
         keep &= j <= ia + right
     if left >= 0:
         keep &= j >= ia - left
-    s = s.masked_fill(~keep, float("-inf"))
-    if sinks is not None:
-        col = sinks.to(dtype)[None, :, None, None].expand(*s.shape[:3], 1)
-        p = torch.softmax(torch.cat([s, col], -1), -1)[..., :-1]
-    else:
-        p = torch.softmax(s, -1).nan_to_num(0.0)      # fully masked rows: 0
-    return p @ v
+    return s.masked_fill(~keep, float("-inf"))
 
 
 _KERNELS: dict = {}

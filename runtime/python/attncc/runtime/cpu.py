@@ -302,14 +302,17 @@ class CpuKernel:
         packed = (ctypes.c_void_p * len(ptrs))(*[ctypes.addressof(p) for p in ptrs])
         self._fn(packed)
 
-    def __call__(self, *inputs: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(self, *inputs: torch.Tensor, out: Optional[torch.Tensor] = None,
+                 extra: Sequence[torch.Tensor] = ()) -> torch.Tensor:
         """Runs on `inputs` (q, k, v[, bias]) and returns the output tensor
         (allocated unless `out` is given). Inputs whose layout differs from the
         kernel's (e.g. a transposed view) are made contiguous first; everything
-        else is passed in place."""
-        if len(inputs) != len(self.args) - 1:
-            raise KernelArgumentError(f"{self.name} takes {len(self.args) - 1} inputs "
-                                      f"({', '.join(a.type_str for a in self.args[:-1])}), "
+        else is passed in place. `extra`: the arguments after `out` of the
+        lse / split-KV kernel forms (compiler.compile_graph), passed as given."""
+        n_in = len(self.args) - 1 - len(extra)
+        if len(inputs) != n_in:
+            raise KernelArgumentError(f"{self.name} takes {n_in} inputs "
+                                      f"({', '.join(a.type_str for a in self.args[:n_in])}), "
                                       f"got {len(inputs)}")
         fixed = []
         for spec, t in zip(self.args, inputs):
@@ -318,15 +321,15 @@ class CpuKernel:
                 t = t.contiguous()
             fixed.append(t)
         if out is None:
-            out = torch.empty(self._output_shape(fixed), dtype=self.args[-1].dtype)
-        self.run(*fixed, out)
+            out = torch.empty(self._output_shape(fixed), dtype=self.args[n_in].dtype)
+        self.run(*fixed, out, *extra)
         return out
 
     def _output_shape(self, inputs: Sequence[torch.Tensor]) -> tuple[int, ...]:
         """Static sizes of the output memref; dynamic ones follow SDPA: [B, H, Lq]
         of the query (first input), Dv of the value (third input)."""
         shape = []
-        for d, size in enumerate(self.args[-1].shape):
+        for d, size in enumerate(self.args[len(inputs)].shape):
             if size is None:
                 src = inputs[2] if d == 3 and len(inputs) > 2 else inputs[0]
                 size = src.shape[d]

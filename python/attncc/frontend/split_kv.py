@@ -1,0 +1,89 @@
+"""Split-KV (flash decoding) and the log-sum-exp output of `attncc.attention`.
+
+When batch x heads x query blocks cannot keep the CPU's threads busy (a
+decode step has one query block per KV head), the KV range of each query
+block is cut into `P` splits that run as separate grid points; each leaves a
+normalized partial output and its log-sum-exp in f32 workspaces, and a
+combine grid in the same kernel merges them (passes/AttnTileSplit.cpp,
+`attn.tile_combine`). `P` is a run-time value (the workspace's size), so a
+decode loop over a growing KV cache compiles one kernel.
+
+The kernel *form* (plain, plain + LSE, split) is chosen from what the kernel
+is keyed on anyway (the query-length bucket), never from B, L or S, so calls
+that differ in those share a kernel; the split count, a run-time value, looks
+at the grid, the threads and S (see `plan`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from ..errors import InputTypeError
+from ..options import OptionError
+
+MAX_SPLITS = 256
+# Fewest KV blocks a split gets from the heuristic: a split's fixed costs
+# (Q copy, partial store, its share of the combine) stay small next to them.
+MIN_BLOCKS_PER_SPLIT = 4
+# Grid points per thread the heuristic aims at (load balance across threads).
+TASKS_PER_THREAD = 4
+# Kernels whose query block has at most this many rows (the CPU's decode
+# bucket, CompileOptions.query_block) get the split form by default.
+DECODE_BLOCK_M = 16
+
+
+def check_args(return_lse: Any, num_splits: Any) -> None:
+    if not isinstance(return_lse, bool):
+        raise InputTypeError(f"return_lse must be a bool, got {type(return_lse).__name__}")
+    if num_splits is None:
+        return
+    if isinstance(num_splits, bool) or not isinstance(num_splits, int) or \
+            not 1 <= num_splits <= MAX_SPLITS:
+        raise OptionError(f"num_splits must be None (chosen from the shapes) or an integer in "
+                          f"[1, {MAX_SPLITS}], got {num_splits!r}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    split_kernel: bool   # the split-KV kernel form (else the plain one)
+    splits: int          # P, the run-time split count (1 with the plain form)
+
+
+def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: int, H: int,
+         L: int, S: int, num_splits: Optional[int]) -> Plan:
+    """The kernel form and split count of one call.
+
+    Forced (`num_splits` given): 1 is the plain kernel, P > 1 the split one.
+    Otherwise (CPU only; the GPU lowering has no split-KV yet): the split
+    form for the decode bucket (block_m <= DECODE_BLOCK_M; B, L and S do not
+    choose the form, so a decode loop, or calls of other batch sizes, keep one
+    kernel), and P = 1 (the combine then only copies) unless the grid
+    B * H * ceil(L / block_m) has fewer than TASKS_PER_THREAD points per
+    thread: then enough splits to reach that many grid points, at most one
+    per MIN_BLOCKS_PER_SPLIT KV blocks."""
+    if num_splits is not None:
+        return Plan(num_splits > 1, num_splits)
+    if kind != "cpu" or block_m > DECODE_BLOCK_M:
+        return Plan(False, 1)
+    grid = B * H * -(-L // block_m)
+    want = TASKS_PER_THREAD * threads
+    if grid == 0 or grid >= want:
+        return Plan(True, 1)
+    by_threads = -(-want // grid)
+    by_length = max(1, -(-S // block_n) // MIN_BLOCKS_PER_SPLIT)
+    return Plan(True, max(1, min(by_threads, by_length, MAX_SPLITS)))
+
+
+def workspaces(q: torch.Tensor, Dv: int, splits: int, split_kernel: bool,
+               ) -> tuple[torch.Tensor, ...]:
+    """The arguments after `out` of the lse / split kernel forms: lse [B, H, L]
+    and, for the split form, part [P * B, H, L, Dv] and part_lse [P * B, H, L]
+    (all f32; every element is written by the kernel)."""
+    B, H, L = q.shape[:3]
+    lse = torch.empty((B, H, L), dtype=torch.float32)
+    if not split_kernel:
+        return (lse,)
+    return (lse, torch.empty((splits * B, H, L, Dv), dtype=torch.float32),
+            torch.empty((splits * B, H, L), dtype=torch.float32))
