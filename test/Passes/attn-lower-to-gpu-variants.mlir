@@ -64,29 +64,37 @@ func.func @variants(%q: tensor<1x2x?x64xf16>, %k: tensor<1x1x?x64xf16>, %v: tens
 // CHECK-NEXT: memref.store %[[A0]], %[[SF]][%c0] : memref<32xf32>
 // CHECK-NEXT: %[[D8:.*]] = arith.subf %[[POS]], %{{.*}} : f32
 // Mask, predicated by the straddle test: past the keys, right of i' + 8, left
-// of i' - 40, with i' the query row shifted by Lk - Lq; the per-lane bounds
-// in i32, compared with the element's constant column offset.
+// of i' - 40, with i' the query row shifted by Lk - Lq. Per row half the lane
+// keeps two limits, hi = min(valid - 1, dRow + 8) and lo = dRow - 41, as
+// (limit + 1) clamped to [0, 65] in i32; an element at constant column k is
+// masked iff k + 1 > hi + 1 or k + 1 <= lo + 1.
 // CHECK: arith.cmpi sle, %{{.*}}, %{{.*}} : index
 // CHECK-NEXT: %[[STRADDLE:.*]] = arith.ori %{{.*}}, %{{.*}} : i1
 // CHECK-NEXT: %[[VALIDX:.*]] = arith.subi %{{.*}}, %{{.*}} : index
-// CHECK-NEXT: %[[VALID:.*]] = arith.index_cast %[[VALIDX]] : index to i32
 // CHECK-NEXT: arith.addi %{{.*}}, %{{.*}} : index
 // CHECK-NEXT: %[[QPOS:.*]] = arith.addi %{{.*}}, %[[OFF]] : index
-// CHECK-NEXT: %[[DROWX:.*]] = arith.subi %[[QPOS]], %{{.*}} : index
-// CHECK-NEXT: %[[DROW:.*]] = arith.index_cast %[[DROWX]] : index to i32
-// CHECK-NEXT: %[[HI:.*]] = arith.addi %[[DROW]], %c8_i32 : i32
-// CHECK-NEXT: %[[LO:.*]] = arith.subi %[[DROW]], %c40_i32 : i32
-// CHECK-NEXT: %[[TAIL:.*]] = arith.cmpi sle, %[[VALID]], %c0_i32 : i32
-// CHECK-NEXT: %[[RIGHT:.*]] = arith.cmpi slt, %[[HI]], %c0_i32 : i32
-// CHECK-NEXT: %[[M1:.*]] = arith.ori %[[TAIL]], %[[RIGHT]] : i1
-// CHECK-NEXT: %[[LEFT:.*]] = arith.cmpi sgt, %[[LO]], %c0_i32 : i32
-// CHECK-NEXT: %[[M2:.*]] = arith.ori %[[M1]], %[[LEFT]] : i1
-// CHECK-NEXT: %[[M3:.*]] = arith.andi %[[M2]], %[[STRADDLE]] : i1
+// CHECK-NEXT: %[[DROW:.*]] = arith.subi %[[QPOS]], %{{.*}} : index
+// CHECK-NEXT: %[[TAIL:.*]] = arith.subi %[[VALIDX]], %c1 : index
+// CHECK-NEXT: %[[RIGHT:.*]] = arith.addi %[[DROW]], %c8 : index
+// CHECK-NEXT: %[[HI:.*]] = arith.minsi %[[TAIL]], %[[RIGHT]] : index
+// CHECK-NEXT: %[[HI1:.*]] = arith.addi %[[HI]], %c1 : index
+// CHECK-NEXT: %[[HI2:.*]] = arith.maxsi %[[HI1]], %c0 : index
+// CHECK-NEXT: %[[HI3:.*]] = arith.minsi %[[HI2]], %c65 : index
+// CHECK-NEXT: %[[HI32:.*]] = arith.index_cast %[[HI3]] : index to i32
+// CHECK-NEXT: %[[LO1:.*]] = arith.addi %[[DROW]], %c-40 : index
+// CHECK-NEXT: %[[LO2:.*]] = arith.maxsi %[[LO1]], %c0 : index
+// CHECK-NEXT: %[[LO3:.*]] = arith.minsi %[[LO2]], %c65 : index
+// CHECK-NEXT: %[[LO32:.*]] = arith.index_cast %[[LO3]] : index to i32
+// CHECK-NEXT: %[[HIW:.*]] = arith.select %[[STRADDLE]], %[[HI32]], %c65_i32 : i32
+// CHECK-NEXT: %[[LOW:.*]] = arith.select %[[STRADDLE]], %[[LO32]], %c0_i32 : i32
+// CHECK-NEXT: %[[M1:.*]] = arith.cmpi slt, %[[HIW]], %c1_i32 : i32
+// CHECK-NEXT: %[[M2:.*]] = arith.cmpi sge, %[[LOW]], %c1_i32 : i32
+// CHECK-NEXT: %[[M3:.*]] = arith.ori %[[M1]], %[[M2]] : i1
 // CHECK-NEXT: %[[S1:.*]] = memref.load %[[SF]][%c0] : memref<32xf32>
 // CHECK-NEXT: arith.select %[[M3]], %[[NEGINF]], %[[S1]] : f32
-// Column offset 8 (n-block 1): the same per-lane bounds.
-// CHECK: arith.cmpi sle, %[[VALID]], %c8_i32 : i32
-// CHECK-NEXT: arith.cmpi slt, %[[HI]], %c8_i32 : i32
+// Column offset 8 (n-block 1): the same per-lane limits.
+// CHECK: arith.cmpi slt, %[[HIW]], %c9_i32 : i32
+// CHECK-NEXT: arith.cmpi sge, %[[LOW]], %c9_i32 : i32
 // Then the online softmax (exp2, quad shuffles) and P.V.
 // CHECK: gpu.shuffle xor
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
