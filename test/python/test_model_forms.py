@@ -403,7 +403,7 @@ def test_gpu_targets_lower_recognised_bottom_right_masks():
         m = torch.ones(L, S, dtype=torch.bool).tril(S - L)
         s = q @ k.transpose(-2, -1) * 0.125
         return torch.softmax(s.masked_fill(~m, float("-inf")), -1) @ v
-    meta = [t.to("meta").half() for t in qkv(B=1, L=4, S=12)]
+    meta = [t.to("meta").half() for t in qkv(B=1, L=4, S=12, D=64)]  # GPU head dims: 64, 128
     cpu = attncc.compile(fn, stop_after="fused").lower(*meta).ir("fused")
     assert "mask causal align bottom_right" in cpu, cpu
     for chip in ("sm_80", "sm_90a"):
