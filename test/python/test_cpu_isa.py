@@ -203,3 +203,39 @@ def test_half_bias_rows_need_no_library_call(name, dtype):
         llvm = str(m)
     asm = cpu_target.assembly(llvm, cpu_target.ISAS[name])
     assert "__truncsfbf2" not in asm and "__truncsfhf2" not in asm and "__extendhfsf2" not in asm
+
+
+def _ragged_graph(paged: bool):
+    g = Graph("ragged_attention")
+    q = g.input("q", (None, 4, None, 64), "bf16")
+    k = g.input("k", (None, 2, None, 64), "bf16")
+    v = g.input("v", (None, 2, None, 64), "bf16")
+    work = g.input("work", (None, 7), "i32")
+    table = g.input("block_table", (None, None), "i32") if paged else None
+    g.output(g.ragged_attention(q, k, v, work, block_table=table, scale=0.125))
+    return g
+
+
+@pytest.mark.parametrize("name,pattern,absent", [
+    ("x86-64-v3", r"vfmadd\d+ps\s+%ymm", r"%zmm"),
+    ("x86-64-v4", r"vfmadd\d+ps\s+%zmm", None),
+    ("aarch64", r"fmla\s+v\d+\.4s", None),
+])
+@pytest.mark.parametrize("form", ["split_kv", "paged"])
+def test_inference_forms_compile_for_every_class(name, pattern, absent, form):
+    """The split-KV combine and the paged gather (added for decode and serving)
+    follow the ISA class like the rest of the kernel, whichever host compiles them."""
+    isa = cpu_target.ISAS[name]
+    if form == "split_kv":
+        c = compile_graph(_graph("bf16"), CompileOptions(cpu=name), stop_after="llvm",
+                          split_kv=True)
+        assert "attn.tile_combine" in c.ir("tiled")
+    else:
+        c = compile_graph(_ragged_graph(paged=True), CompileOptions(cpu=name),
+                          stop_after="llvm")
+        assert "attn.gather_tile" in c.ir("tiled")
+    asm = cpu_target.assembly(c.ir("llvm"), isa)
+    assert re.search(pattern, asm), f"no {pattern} in the {name} assembly"
+    if absent:
+        assert not re.search(absent, asm), f"{absent} in the {name} assembly"
+    assert "__truncsfbf2" not in asm and "__extendhfsf2" not in asm
