@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/CpuLowering.h"
+#include "passes/MaskSides.h"
 
 #include <limits>
 
@@ -199,19 +200,8 @@ void lowerMask(CpuEmitter &e, TileMaskOp op) {
   int64_t C = e.staticDim(s, 1);
   Value cC = e.idx(C);
   Value row = op.getRow(), col = op.getCol();
-  MaskKind kind = op.getKind();
-  // The mask as window sides (left, right) around the (aligned) diagonal,
-  // -1 = unbounded: causal is (-1, 0), window W is (W - 1, 0).
-  int64_t left = -1, right = -1;
-  if (kind == MaskKind::causal) {
-    right = 0;
-  } else if (kind == MaskKind::sliding_window && op.getWindow()) {
-    left = *op.getWindow() - 1;
-    right = 0;
-  } else if (kind == MaskKind::sliding_window) {
-    left = (*op.getWindowSides())[0];
-    right = (*op.getWindowSides())[1];
-  }
+  int64_t left, right; // -1 = unbounded (MaskSides.h)
+  std::tie(left, right) = maskSides(op);
   Type i32 = b.getI32Type();
   const double ninf = -std::numeric_limits<double>::infinity();
 

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/GpuLowering.h"
+#include "passes/MaskSides.h"
 
 #include <limits>
 
@@ -48,20 +49,8 @@ Value Lowering::quadReduce(Value v, bool isMax) {
 
 void Lowering::lowerMask(TileMaskOp op, Value when) {
   IRBuild &o = *this;
-  MaskKind kind = op.getKind();
-  // The structured mask as window sides (left, right) around the aligned
-  // diagonal, -1 = unbounded (as attn-tile and the CPU lowering): causal is
-  // (-1, 0), window W is (W - 1, 0).
-  int64_t left = -1, right = -1;
-  if (kind == MaskKind::causal) {
-    right = 0;
-  } else if (kind == MaskKind::sliding_window && op.getWindow()) {
-    left = *op.getWindow() - 1;
-    right = 0;
-  } else if (kind == MaskKind::sliding_window && op.getWindowSides()) {
-    left = (*op.getWindowSides())[0];
-    right = (*op.getWindowSides())[1];
-  }
+  int64_t left, right; // -1 = unbounded (MaskSides.h)
+  std::tie(left, right) = maskSides(op);
   Value negInf = f32(-std::numeric_limits<double>::infinity());
   // Element (nb, i) of a lane is at row rowBase + dr(i), column
   // colBase + 8 nb + dc(i) of the tile; with the column offset
