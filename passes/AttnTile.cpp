@@ -117,8 +117,77 @@ struct TileBuilder {
   }
 };
 
+/// The rows [n0, n0 + rows) of head `h` of batch `b` of a [B, H, L, D] memref
+/// as a 2-D [?, D] view (kv-in-place).
+Value rowsView(OpBuilder &b, Location loc, Value src, Value bIdx, Value h, Value n0, Value rows) {
+  auto st = cast<MemRefType>(src.getType());
+  int64_t D = st.getDimSize(3);
+  SmallVector<OpFoldResult> offsets{bIdx, h, n0, b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), b.getIndexAttr(1), rows, b.getIndexAttr(D)};
+  SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
+  auto type = memref::SubViewOp::inferRankReducedResultType({ShapedType::kDynamic, D}, st,
+                                                            offsets, sizes, strides);
+  return memref::SubViewOp::create(b, loc, cast<MemRefType>(type), src, offsets, sizes, strides);
+}
+
+/// The grid as one scf.parallel point per (batch, head, query block[, split]);
+/// the builder is left in its body, `ivs` are its induction variables.
+Operation *emitGrid(OpBuilder &b, Location loc, ValueRange lbs, ValueRange ubs, ValueRange steps,
+                    SmallVectorImpl<Value> &ivs) {
+  auto grid = scf::ParallelOp::create(b, loc, lbs, ubs, steps);
+  grid->setAttr("attn.grid", b.getUnitAttr());
+  b.setInsertionPointToStart(grid.getBody());
+  ivs.assign(grid.getInductionVars().begin(), grid.getInductionVars().end());
+  return grid;
+}
+
+/// The K/V work of the whole grid in "K elements read" units: points x keys
+/// per point x head_dim, times BM / 4 for query blocks of more rows (their
+/// compute per key grows with the rows; a 4-row decode block costs about
+/// what its loads do).
+Value taskWork(TileBuilder &t, Value Lk, Value numSplits, int64_t BM, int64_t D) {
+  Value keys = numSplits ? arith::CeilDivUIOp::create(t.b, t.loc, Lk, numSplits).getResult() : Lk;
+  return t.mul(keys, t.idx(D * std::max<int64_t>(1, BM / 4)));
+}
+
+/// The grid as T tasks (cpu-tasks): an scf.parallel over T, each task an
+/// scf.for over its share of the grid points in row-major order, the point
+/// delinearized into (batch, head, query block[, split]). T is chosen at run
+/// time: ceil(points x work per point / min-task-work), at least 1, at most
+/// `maxTasks` and the point count. With T = 1 upstream async-parallel-for
+/// calls the body inline, so a small call (a short decode step) never wakes
+/// the thread pool.
+Operation *emitTaskGrid(OpBuilder &b, Location loc, ValueRange ubs, Value workPerPoint,
+                        int64_t maxTasks, int64_t minTaskWork, SmallVectorImpl<Value> &ivs) {
+  TileBuilder t{b, loc};
+  Value c0 = t.idx(0), c1 = t.idx(1);
+  Value points = ubs[0];
+  for (Value u : ubs.drop_front())
+    points = t.mul(points, u);
+  Value wanted = arith::CeilDivUIOp::create(b, loc, t.mul(points, workPerPoint),
+                                            t.idx(std::max<int64_t>(1, minTaskWork)));
+  Value T = t.minI(t.minI(t.maxI(wanted, c1), t.idx(maxTasks)), points);
+  auto grid = scf::ParallelOp::create(b, loc, ValueRange{c0}, ValueRange{T}, ValueRange{c1});
+  grid->setAttr("attn.grid", b.getUnitAttr());
+  b.setInsertionPointToStart(grid.getBody());
+  Value per = arith::CeilDivUIOp::create(b, loc, points, T);
+  Value lo = t.mul(grid.getInductionVars()[0], per);
+  Value hi = t.minI(t.add(lo, per), points);
+  auto loop = scf::ForOp::create(b, loc, lo, hi, c1);
+  b.setInsertionPointToStart(loop.getBody());
+  ivs.assign(ubs.size(), Value());
+  Value rest = loop.getInductionVar();
+  for (int64_t d = static_cast<int64_t>(ubs.size()) - 1; d >= 0; --d) {
+    ivs[d] = d == 0 ? rest : arith::RemUIOp::create(b, loc, rest, ubs[d]).getResult();
+    if (d > 0)
+      rest = t.div(rest, ubs[d]);
+  }
+  return grid;
+}
+
 LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM,
-                           int64_t BN, bool withLse, bool splitKv) {
+                           int64_t BN, bool withLse, bool splitKv, bool kvInPlace,
+                           int64_t tasks, int64_t minTaskWork) {
   AttentionOp att = m.attention;
   Block &body = func.getBody().front();
   MLIRContext *ctx = func.getContext();
@@ -176,24 +245,38 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     ubs.push_back(numSplits);
     steps.push_back(c1);
   }
-  auto grid = scf::ParallelOp::create(builder, loc, lbs, ubs, steps);
-  grid->setAttr("attn.grid", builder.getUnitAttr());
-  builder.setInsertionPointToStart(grid.getBody());
-  Value bIdx = grid.getInductionVars()[0], hIdx = grid.getInductionVars()[1];
+  SmallVector<Value> ivs;
+  Operation *grid = tasks > 0 ? emitTaskGrid(builder, loc, ubs, taskWork(t, Lk, numSplits, BM, D),
+                                             tasks, minTaskWork, ivs)
+                              : emitGrid(builder, loc, lbs, ubs, steps, ivs);
+  Value bIdx = ivs[0], hIdx = ivs[1];
   Value hKv = t.div(hIdx, cGroup);
-  Value m0 = t.mul(grid.getInductionVars()[2], cBM);
+  Value m0 = t.mul(ivs[2], cBM);
   Value validM = t.sub(Lq, m0);
 
   Value qt = t.alloc({BM, D}), s = t.alloc({BM, BN}), acc = t.alloc({BM, Dv});
   Value mx = t.alloc({BM}), sm = t.alloc({BM});
-  Value kt = t.alloc({D, BN}), vt = t.alloc({BN, Dv});
+  // kv-in-place: no K/V tile buffers; the matmuls read views of K and V.
+  Value kt = kvInPlace ? Value() : t.alloc({D, BN});
+  Value vt = kvInPlace ? Value() : t.alloc({BN, Dv});
   t.fill(acc, 0.0);
-  if (sinks && !splitKv) {
+  // Split-KV with P = 1 at run time: the one split writes the output (and
+  // LSE) itself and the combine grid is skipped (a decode loop keeps the
+  // split kernel at every length; at short lengths P is 1).
+  Value oneSplit = splitKv ? t.cmp(arith::CmpIPredicate::eq, numSplits, c1) : Value();
+  if (sinks) {
     // The sink joins the softmax as a column of logit sinks[h]: the running
-    // max starts at it and the running sum at exp(sink - max) = 1.
+    // max starts at it and the running sum at exp(sink - max) = 1. Split
+    // partials leave it to the combine.
     Value sink = memref::LoadOp::create(builder, loc, sinks, ValueRange{hIdx});
+    Value sum = t.f32(1.0);
+    if (splitKv) {
+      sink = arith::SelectOp::create(builder, loc, oneSplit, sink,
+                                     t.f32(-std::numeric_limits<double>::infinity()));
+      sum = arith::SelectOp::create(builder, loc, oneSplit, sum, t.f32(0.0));
+    }
     linalg::FillOp::create(builder, loc, ValueRange{sink}, ValueRange{mx});
-    t.fill(sm, 1.0);
+    linalg::FillOp::create(builder, loc, ValueRange{sum}, ValueRange{sm});
   } else {
     t.fill(mx, -std::numeric_limits<double>::infinity());
     t.fill(sm, 0.0);
@@ -216,7 +299,7 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   if (bottomRight || att.getWindowSides() || splitKv)
     hi = t.maxI(hi, lo); // an empty range stays empty (lo <= hi for the pipeliner)
   if (splitKv)
-    std::tie(lo, hi) = tile_split::splitRange(builder, loc, lo, hi, grid.getInductionVars()[3],
+    std::tie(lo, hi) = tile_split::splitRange(builder, loc, lo, hi, ivs[3],
                                               numSplits, BN);
   auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
   kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
@@ -225,11 +308,19 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     builder.setInsertionPointToStart(kvLoop.getBody());
     Value n0 = kvLoop.getInductionVar();
     Value validN = t.sub(Lk, n0);
-    CopyTileOp::create(builder, loc, k, bIdx, hKv, n0, validN, kt, /*transposed=*/true,
-                       FloatAttr());
-    CopyTileOp::create(builder, loc, v, bIdx, hKv, n0, validN, vt, /*transposed=*/false,
-                       FloatAttr());
-    TileMatmulOp::create(builder, loc, qt, kt, s, /*accumulate=*/false);
+    Value kOperand = kt, vOperand = vt;
+    if (kvInPlace) {
+      Value rows = t.minI(validN, cBN);
+      kOperand = rowsView(builder, loc, k, bIdx, hKv, n0, rows);
+      vOperand = rowsView(builder, loc, v, bIdx, hKv, n0, rows);
+    } else {
+      CopyTileOp::create(builder, loc, k, bIdx, hKv, n0, validN, kt, /*transposed=*/true,
+                         FloatAttr());
+      CopyTileOp::create(builder, loc, v, bIdx, hKv, n0, validN, vt, /*transposed=*/false,
+                         FloatAttr());
+    }
+    TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
+                         /*transposed=*/kvInPlace);
     if (auto cap = att.getSoftcapAttr())
       TileSoftcapOp::create(builder, loc, s, cap);
     if (slopes)
@@ -261,22 +352,35 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
                          att.getWindowSidesAttr());
     }
     TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
-    TileMatmulOp::create(builder, loc, s, vt, acc, /*accumulate=*/true);
+    TileMatmulOp::create(builder, loc, s, vOperand, acc, /*accumulate=*/true,
+                         /*transposed=*/false);
   }
-  if (splitKv) {
-    // This split's normalized partial output and LSE, at batch s * B + b.
-    Value pb = t.add(t.mul(grid.getInductionVars()[3], B), bIdx);
-    TileStoreOp::create(builder, loc, acc, sm, form.part, pb, hIdx, m0, validM);
-    TileLseOp::create(builder, loc, mx, sm, form.partLse, pb, hIdx, m0, validM);
-  } else {
+  auto storeFinal = [&] {
     TileStoreOp::create(builder, loc, acc, sm, out, bIdx, hIdx, m0, validM);
     if (form.lse)
       TileLseOp::create(builder, loc, mx, sm, form.lse, bIdx, hIdx, m0, validM);
+  };
+  if (splitKv) {
+    auto ifOne = scf::IfOp::create(builder, loc, oneSplit, /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard g(builder);
+    builder.setInsertionPointToStart(ifOne.thenBlock());
+    storeFinal();
+    // Otherwise this split's normalized partial output and LSE, at batch s * B + b.
+    builder.setInsertionPointToStart(ifOne.elseBlock());
+    Value pb = t.add(t.mul(ivs[3], B), bIdx);
+    TileStoreOp::create(builder, loc, acc, sm, form.part, pb, hIdx, m0, validM);
+    TileLseOp::create(builder, loc, mx, sm, form.partLse, pb, hIdx, m0, validM);
+  } else {
+    storeFinal();
   }
   for (Value buf : {qt, s, acc, mx, sm, kt, vt})
-    memref::DeallocOp::create(builder, loc, buf);
+    if (buf)
+      memref::DeallocOp::create(builder, loc, buf);
   if (splitKv) {
     builder.setInsertionPointAfter(grid);
+    auto ifMany = scf::IfOp::create(builder, loc, t.cmp(arith::CmpIPredicate::ugt, numSplits, c1),
+                                    /*withElseRegion=*/false);
+    builder.setInsertionPointToStart(ifMany.thenBlock());
     tile_split::emitCombine(builder, loc, form, out, sinks, B, Hq, Lq, numSplits, BM);
   }
 
@@ -324,7 +428,13 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
       FailureOr<AttentionFunc> m = matchAttentionFunc(func);
       if (failed(m))
         return signalPassFailure();
-      if (failed(tileFunction(func, *m, blockM, blockN, lse || splitKv, splitKv)))
+      if (cpuTasks < 0 || minTaskWork < 1) {
+        func.emitError("attn-tile: cpu-tasks must be >= 0 and min-task-work >= 1, got ")
+            << static_cast<int64_t>(cpuTasks) << " and " << static_cast<int64_t>(minTaskWork);
+        return signalPassFailure();
+      }
+      if (failed(tileFunction(func, *m, blockM, blockN, lse || splitKv, splitKv, kvInPlace,
+                              cpuTasks, minTaskWork)))
         return signalPassFailure();
     }
   }

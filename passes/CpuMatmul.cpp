@@ -5,6 +5,10 @@
 // of a[i, k] and NR loads of row k of b per step (see AttnLowerToCpu.cpp and
 // the micro-rows / micro-vectors options in Passes.td).
 //
+// The transposed form (c = a b^T, b read row by row as K is stored: the
+// kv-in-place decode form) is a block of dot products: MR' rows x NJ rows of b
+// as W-lane partial sums over K, reduced across lanes at the end.
+//
 //===----------------------------------------------------------------------===//
 #include "passes/CpuLowering.h"
 
@@ -48,19 +52,105 @@ static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
       e.storeF32(res[r * nv + j], c, {rows[r], cols[j]});
 }
 
+/// One block of the transposed form: rows [i0, i0 + mr) of a against rows
+/// [j0, j0 + nj) of b: c[i, j] (+)= sum_k a[i, k] b[j, k]. K is static.
+static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, Value j0,
+                         int64_t nj, int64_t K) {
+  ImplicitLocOpBuilder &b = e.ib;
+  int64_t W = std::min(e.W, K);
+  Value a = op.getA(), bm = op.getB(), c = op.getC();
+  SmallVector<Value> rows, cols;
+  for (int64_t r = 0; r < mr; ++r)
+    rows.push_back(r == 0 ? i0 : e.addi(i0, e.idx(r)));
+  for (int64_t j = 0; j < nj; ++j)
+    cols.push_back(j == 0 ? j0 : e.addi(j0, e.idx(j)));
+  // Partial sums over the full W-lane chunks of K, then the K % W tail as a
+  // narrower vector of its own.
+  auto step = [&](Value k, int64_t w, ValueRange acc) {
+    SmallVector<Value> bv;
+    for (int64_t j = 0; j < nj; ++j)
+      bv.push_back(e.loadF32(bm, {cols[j], k}, w));
+    SmallVector<Value> next(acc.begin(), acc.end());
+    for (int64_t r = 0; r < mr; ++r) {
+      Value av = e.loadF32(a, {rows[r], k}, w);
+      for (int64_t j = 0; j < nj; ++j)
+        next[r * nj + j] = vector::FMAOp::create(b, av, bv[j], next[r * nj + j]);
+    }
+    return next;
+  };
+  int64_t full = K - K % W;
+  SmallVector<Value> init(mr * nj, e.splat(0.0, W));
+  SmallVector<Value> acc =
+      e.loop(e.idx(0), e.idx(full), e.idx(W), init,
+             [&](Value k, ValueRange carried) { return step(k, W, carried); });
+  SmallVector<Value> sums;
+  for (Value v : acc)
+    sums.push_back(e.reduce(vector::CombiningKind::ADD, v));
+  if (K % W) {
+    SmallVector<Value> tailInit(mr * nj, e.splat(0.0, K % W));
+    SmallVector<Value> tail = step(e.idx(full), K % W, tailInit);
+    for (auto [s, t] : llvm::zip(sums, tail))
+      s = arith::AddFOp::create(b, s, e.reduce(vector::CombiningKind::ADD, t));
+  }
+  for (int64_t r = 0; r < mr; ++r)
+    for (int64_t j = 0; j < nj; ++j) {
+      Value v = sums[r * nj + j];
+      if (op.getAccumulate())
+        v = arith::AddFOp::create(b, v, e.loadScalarF32(c, {rows[r], cols[j]}));
+      e.storeScalarF32(v, c, {rows[r], cols[j]});
+    }
+}
+
+/// c (+)= a b^T: for each block of NJ rows of b (each K row is read from
+/// memory once), every block of rows of a. The rows of b may be fewer than
+/// c's columns (a view of the keys that exist): only those columns are written.
+static void lowerMatmulTransposed(CpuEmitter &e, TileMatmulOp op) {
+  Value c = op.getC(), bm = op.getB();
+  int64_t K = e.staticDim(op.getA(), 1);
+  auto cType = cast<MemRefType>(c.getType());
+  Value M = e.dim(c, 0), N = e.dim(bm, 0);
+  // Accumulators: the matmul budget MR x NR vectors, as mr rows x nj keys.
+  int64_t budget = e.MR * e.NR;
+  int64_t mr = std::min<int64_t>(4, budget);
+  if (!cType.isDynamicDim(0))
+    mr = std::max<int64_t>(1, std::min(mr, cType.getDimSize(0)));
+  int64_t nj = std::max<int64_t>(1, std::min<int64_t>(8, budget / mr));
+  auto rowBlocks = [&](Value j0, int64_t width) {
+    Value mFull = arith::MulIOp::create(e.ib, arith::DivUIOp::create(e.ib, M, e.idx(mr)),
+                                        e.idx(mr));
+    e.loop(e.idx(0), mFull, e.idx(mr),
+           [&](Value i0) { emitDotBlock(e, op, i0, mr, j0, width, K); });
+    if (mr > 1)
+      e.loop(mFull, M, e.idx(1), [&](Value i) { emitDotBlock(e, op, i, 1, j0, width, K); });
+  };
+  Value nFull = arith::MulIOp::create(e.ib, arith::DivUIOp::create(e.ib, N, e.idx(nj)),
+                                      e.idx(nj));
+  e.loop(e.idx(0), nFull, e.idx(nj), [&](Value j0) { rowBlocks(j0, nj); });
+  e.loop(nFull, N, e.idx(1), [&](Value j) { rowBlocks(j, 1); });
+}
+
 void lowerMatmul(CpuEmitter &e, TileMatmulOp op) {
+  if (op.getTransposed())
+    return lowerMatmulTransposed(e, op);
   int64_t W = e.W;
   Value c = op.getC();
   int64_t N = e.staticDim(c, 1);
-  Value M = e.dim(c, 0), K = e.dim(op.getA(), 1);
+  // The contraction runs over b's rows: with kv-in-place they are the keys
+  // that exist, possibly fewer than a's columns.
+  Value M = e.dim(c, 0), K = e.dim(op.getB(), 0);
   auto cType = cast<MemRefType>(c.getType());
 
   // Column groups: up to NR full vectors each, then the N % W tail.
   struct Group { int64_t col, nv, w; };
   SmallVector<Group> groups;
   int64_t full = N / W;
+  // Fewer static rows than MR (decode: the GQA group, or 1): wider groups
+  // keep the accumulator budget, so b (V) is swept fewer times.
+  int64_t groupWidth = e.NR;
+  if (!cType.isDynamicDim(0) && cType.getDimSize(0) < e.MR)
+    groupWidth = std::max<int64_t>(e.NR, e.MR * e.NR / std::max<int64_t>(1, cType.getDimSize(0)));
   for (int64_t j = 0; j < full;) {
-    int64_t nv = std::min<int64_t>(e.NR, full - j);
+    int64_t nv = std::min<int64_t>(groupWidth, full - j);
     groups.push_back({j * W, nv, W});
     j += nv;
   }

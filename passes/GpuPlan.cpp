@@ -124,6 +124,9 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
           rootOf(sm.getSum()) != p.sum || rootOf(sm.getAcc()) != p.acc)
         return fail(op, "all tile_softmax ops must update the same buffers");
     } else if (auto mm = dyn_cast<TileMatmulOp>(op)) {
+      if (mm.getTransposed())
+        return fail(op, "a transposed tile_matmul (attn-tile's kv-in-place form) is a CPU "
+                        "form; tile without kv-in-place for the GPU");
       Value a = rootOf(mm.getA()), b = rootOf(mm.getB()), c = rootOf(mm.getC());
       if (!mm.getAccumulate()) {
         if (c != p.s)

@@ -100,6 +100,17 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
     Option<"splitKv", "split-kv", "bool", "false",
            "split the KV range (flash decoding): a grid dimension over splits writing partial "
            "outputs and LSEs into workspace arguments, then a combine grid (implies lse)">,
+    Option<"kvInPlace", "kv-in-place", "bool", "false",
+           "read K and V where they are stored instead of copying them into tile buffers: "
+           "Q.K^T as a transposed tile_matmul on a view of K's rows, P.V on a view of V's "
+           "(the CPU's decode form; attn.attention only)">,
+    Option<"cpuTasks", "cpu-tasks", "int64_t", "0",
+           "run the grid as at most this many tasks of consecutive grid points, the count "
+           "chosen at run time from the K/V work so that a small call is one task (run inline "
+           "by async-parallel-for, no thread-pool wake-up); 0: one scf.parallel point per "
+           "grid point (attn.attention only)">,
+    Option<"minTaskWork", "min-task-work", "int64_t", "1048576",
+           "with cpu-tasks: the work of one task, in K elements read (x block-m / 4)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::linalg::LinalgDialect"];

@@ -2,6 +2,7 @@
 #include "dialects/attn/AttnOps.h"
 
 #include <cmath>
+#include <string>
 
 using namespace mlir;
 using namespace mlir::attn;
@@ -10,6 +11,8 @@ namespace {
 bool compatible(int64_t a, int64_t b) {
   return a == b || ShapedType::isDynamic(a) || ShapedType::isDynamic(b);
 }
+/// A shape extent as the IR writes it ("?" when dynamic).
+std::string ext(int64_t d) { return ShapedType::isDynamic(d) ? "?" : std::to_string(d); }
 } // namespace
 
 LogicalResult CopyTileOp::verify() {
@@ -26,15 +29,19 @@ LogicalResult CopyTileOp::verify() {
 
 LogicalResult TileMatmulOp::verify() {
   auto a = getA().getType(), b = getB().getType(), c = getC().getType();
-  if (!compatible(a.getDimSize(1), b.getDimSize(0)))
+  // b's contraction and column extents (b is [N, K] when transposed).
+  int64_t bK = b.getDimSize(getTransposed() ? 1 : 0), bN = b.getDimSize(getTransposed() ? 0 : 1);
+  if (!compatible(a.getDimSize(1), bK))
     return emitOpError("contraction extents differ: a is ")
-           << a.getDimSize(0) << "x" << a.getDimSize(1) << ", b is " << b.getDimSize(0)
-           << "x" << b.getDimSize(1);
-  if (!compatible(a.getDimSize(0), c.getDimSize(0)) ||
-      !compatible(b.getDimSize(1), c.getDimSize(1)))
-    return emitOpError("c must be ") << a.getDimSize(0) << "x" << b.getDimSize(1);
+           << ext(a.getDimSize(0)) << "x" << ext(a.getDimSize(1)) << ", b is "
+           << ext(b.getDimSize(0)) << "x" << ext(b.getDimSize(1))
+           << (getTransposed() ? " (transposed)" : "");
+  if (!compatible(a.getDimSize(0), c.getDimSize(0)) || !compatible(bN, c.getDimSize(1)))
+    return emitOpError("c must be ") << ext(a.getDimSize(0)) << "x" << ext(bN);
   if (!c.getElementType().isF32())
     return emitOpError("c must be f32");
+  if (!a.getElementType().isF32())
+    return emitOpError("a must be f32 (a tile buffer)");
   return success();
 }
 

@@ -52,15 +52,29 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
     the product is added to `c`. Q K^T is `tile_matmul %q, %kT`, with K copied
     transposed; P V is `tile_matmul %p, %v into %acc accumulate`.
 
+    With `transposed`, `b` is `[N, K]` and `c = a * b^T`: Q K^T on K rows as
+    they are stored (dot products over the head dimension).
+
+    `b` may be a view of the K/V tensor itself instead of a tile buffer
+    (attn-tile's `kv-in-place` form: any float element type, loads convert
+    to f32). Its key extent (`K` of P V, `N` of a transposed Q K^T) may then
+    be dynamic and smaller at run time than the tile's: the view holds only
+    the keys that exist. P V sums over the view's rows only; a transposed
+    Q K^T writes only the view's columns of `c` (the others are left as they
+    are; tile_mask sets them to -inf).
+
     Example:
     ```mlir
     attn.tile_matmul %q, %kt into %s : memref<64x64xf32>, memref<64x32xf32>, memref<64x32xf32>
+    attn.tile_matmul %q, %kview transposed into %s
+        : memref<4x128xf32>, memref<?x128xbf16, strided<[1024, 1], offset: ?>>, memref<4x64xf32>
     ```
   }];
   let arguments = (ins Arg<Attn_Tile2D, "", [MemRead]>:$a, Arg<Attn_Tile2D, "", [MemRead]>:$b,
-                       Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$c, UnitAttr:$accumulate);
+                       Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$c, UnitAttr:$accumulate,
+                       UnitAttr:$transposed);
   let assemblyFormat = [{
-    $a `,` $b `into` $c (`accumulate` $accumulate^)? attr-dict
+    $a `,` $b (`transposed` $transposed^)? `into` $c (`accumulate` $accumulate^)? attr-dict
     `:` type($a) `,` type($b) `,` type($c)
   }];
   let hasVerifier = 1;

@@ -19,6 +19,11 @@ class OptionError(AttnccError, ValueError):
 INPUT_PRECISIONS = ("tf32", "tf32x3", "ieee")
 
 
+# The largest CPU query block that reads K/V in place by default (kv_in_place):
+# below it a packed K/V block serves too few query rows to pay for its copy.
+KV_IN_PLACE_MAX_ROWS = 16
+
+
 def _torch_threads() -> int:
     return max(1, torch.get_num_threads())
 
@@ -35,8 +40,8 @@ def _power_of_two(x: int) -> bool:
 class CompileOptions:
     """Options of the tiled, pipelined program.
 
-    block_m: query rows per block (power of two, 16..256; None: the target's
-        default, see `resolved`).
+    block_m: query rows per block (power of two; CPU 1..256, GPU 16..256;
+        None: the target's default, see `resolved`).
     block_n: keys per KV block (power of two, 16..256; None: the target's default).
     num_stages: K/V buffers in flight in the software pipeline (1..4; 1 = no pipelining).
     unroll: unroll factor of the KV loop (1, 2, 4 or 8).
@@ -57,6 +62,12 @@ class CompileOptions:
         is accepted and the CPU computes in fp32 (FMA) regardless, i.e. at
         least as accurately as asked; `resolved` records "ieee". None: the
         target's default.
+    kv_in_place: read K and V where they are stored (Q.K^T as dot products
+        over K's rows, P.V on V's rows) instead of copying each KV block
+        into packed f32 tile buffers (attn-tile's kv-in-place form). CPU
+        only; None: on when the query block has at most
+        KV_IN_PLACE_MAX_ROWS rows (decode, where a packed K/V block would
+        serve only a few query rows), off otherwise.
     cpu: the CPU ISA class code is generated for: "host" (the class of the
         CPU LLVM's JIT targets), or one of attncc.targets.cpu.ISAS
         ("x86-64-v3": AVX2/FMA, "x86-64-v4": AVX-512, "aarch64": NEON) to
@@ -74,14 +85,16 @@ class CompileOptions:
     tma: bool = True
     cpu: str = "host"
     input_precision: Optional[str] = None
+    kv_in_place: Optional[bool] = None
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n"):
             v = getattr(self, name)
             if v is None:
                 continue
-            if not isinstance(v, int) or isinstance(v, bool) or not _power_of_two(v) or not 16 <= v <= 256:
-                raise OptionError(f"{name} must be a power of two in [16, 256], got {v!r}")
+            lo = 1 if name == "block_m" else 16
+            if not isinstance(v, int) or isinstance(v, bool) or not _power_of_two(v) or not lo <= v <= 256:
+                raise OptionError(f"{name} must be a power of two in [{lo}, 256], got {v!r}")
         if not _is_int(self.num_stages) or not 1 <= self.num_stages <= 4:
             raise OptionError(f"num_stages must be an integer in [1, 4], got {self.num_stages!r}")
         if not _is_int(self.unroll) or self.unroll not in (1, 2, 4, 8):
@@ -104,6 +117,8 @@ class CompileOptions:
         if self.input_precision is not None and self.input_precision not in INPUT_PRECISIONS:
             raise OptionError(f"input_precision must be one of {INPUT_PRECISIONS} (or None), "
                               f"got {self.input_precision!r}")
+        if self.kv_in_place is not None and not isinstance(self.kv_in_place, bool):
+            raise OptionError(f"kv_in_place must be True, False or None, got {self.kv_in_place!r}")
         if self.cpu not in CPU_CHOICES:
             raise OptionError(f"cpu must be one of {CPU_CHOICES}, got {self.cpu!r}")
 
@@ -132,15 +147,25 @@ class CompileOptions:
         bm, bn = self.block_m, self.block_n
         threads, warps = self.num_threads, self.num_warps
         precision = self.input_precision
+        in_place = self.kv_in_place
         if kind == "cpu":
             if threads is None:
                 threads = _torch_threads()
             if bm is None:
                 bm = self.query_block(target, query_len)
             precision = "ieee"
+            if in_place is None:
+                in_place = bm <= KV_IN_PLACE_MAX_ROWS
         else:
             if bm is None:
                 bm = self.query_block(target, query_len)
+            if bm < 16:
+                raise OptionError(f"block_m must be at least 16 on the GPU targets (each warp "
+                                  f"owns 16 query rows), got {bm}")
+            if in_place:
+                raise OptionError("kv_in_place=True is a CPU form (K/V read in place by the "
+                                  "vector code); the GPU targets copy K/V tiles to shared memory")
+            in_place = False
             if warps is None:
                 warps = bm // 16
             if precision == "ieee":
@@ -150,12 +175,12 @@ class CompileOptions:
             if precision is None:
                 precision = "tf32"
         return replace(self, block_m=bm, block_n=64 if bn is None else bn, num_threads=threads,
-                       num_warps=warps, input_precision=precision)
+                       num_warps=warps, input_precision=precision, kv_in_place=in_place)
 
     def query_block(self, target: str, query_len: Optional[int]) -> int:
         """The query rows per block `resolved` gives for a query of
         `query_len` rows (None: unknown). It is constant over a bucket of
-        lengths (CPU: the next power of two in [16, 256]; GPU: one bucket), so
+        lengths (CPU: the next power of two in [1, 256]; GPU: one bucket), so
         kernels compiled for a dynamic query length are keyed by it: a decode
         step (1 row) and a prefill get their own kernel, not one per length."""
         if self.block_m is not None:
@@ -164,7 +189,7 @@ class CompileOptions:
         if kind == "cpu":
             if query_len is None:
                 return 256
-            return min(256, max(16, 1 << max(0, query_len - 1).bit_length()))
+            return min(256, 1 << max(0, query_len - 1).bit_length())
         return 16 * self.num_warps if self.num_warps else 64
 
     def as_dict(self) -> dict[str, Any]:

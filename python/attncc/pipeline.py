@@ -50,8 +50,11 @@ class Stage:
 
 def _tile_passes(o: Options) -> str:
     # The kernel forms of attncc.attention (compile_graph's split_kv / lse).
-    form = "".join(f" {flag}=true" for key, flag in (("lse", "lse"), ("split_kv", "split-kv"))
+    form = "".join(f" {flag}=true" for key, flag in (("lse", "lse"), ("split_kv", "split-kv"),
+                                                      ("kv_in_place", "kv-in-place"))
                    if o.get(key))
+    if o.get("cpu_tasks"):
+        form += f" cpu-tasks={int(o['cpu_tasks'])}"
     return f"attn-tile{{block-m={o['block_m']} block-n={o['block_n']}{form}}},canonicalize,cse"
 
 

@@ -5,7 +5,9 @@
 // Split-KV: lse and the two workspaces follow `out`; the split count is
 // dim(part, 0) / B at run time; a fourth grid dimension over the splits, each
 // split's loop over its chunk of ceil(blocks / P) KV blocks; partial output
-// and LSE stored at batch s * B + b; then the combine grid.
+// and LSE stored at batch s * B + b; then the combine grid. When P is 1 at
+// run time the one split stores the output and LSE itself and the combine
+// grid is skipped.
 // CHECK-LABEL: func @decode_gqa
 // CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<?x2x?x128xbf16>, %[[LSEOUT:[a-z0-9]+]]: memref<?x2x?xf32>,
 // CHECK-SAME: %[[PART:[a-z0-9]+]]: memref<?x2x?x128xf32>, %[[PLSE:[a-z0-9]+]]: memref<?x2x?xf32>)
@@ -14,6 +16,7 @@
 // CHECK: %[[BB:.*]] = arith.maxsi %[[B]], %c1
 // CHECK: %[[P:.*]] = arith.divui %[[ROWS]], %[[BB]]
 // CHECK: scf.parallel (%[[BI:.*]], %[[HI:.*]], %{{.*}}, %[[S:.*]]) = {{.*}} to (%[[B]], %{{.*}}, %{{.*}}, %[[P]])
+// CHECK: %[[ONE:.*]] = arith.cmpi eq, %[[P]], %c1
 // CHECK-NOT: linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : memref<16xf32>){{.*}}sinks
 // CHECK: %[[BLOCKS:.*]] = arith.ceildivui %{{.*}}, %c64
 // CHECK: %[[PER:.*]] = arith.ceildivui %[[BLOCKS]], %[[P]]
@@ -25,11 +28,17 @@
 // CHECK: %[[HIS:.*]] = arith.minsi %[[END]], %[[HI_ALL]]
 // CHECK: scf.for %{{.*}} = %[[LO]] to %[[HIS]] step %c64
 // CHECK: } {attn.kv_loop}
+// CHECK: scf.if %[[ONE]] {
+// CHECK: attn.tile_store %{{.*}}, %{{.*}} to %[[OUT]][%[[BI]], %[[HI]], %{{.*}}]
+// CHECK: attn.tile_lse %{{.*}}, %{{.*}} to %[[LSEOUT]][%[[BI]], %[[HI]], %{{.*}}]
+// CHECK: } else {
 // CHECK: %[[SB:.*]] = arith.muli %[[S]], %[[B]]
 // CHECK: %[[PB:.*]] = arith.addi %[[SB]], %[[BI]]
 // CHECK: attn.tile_store %{{.*}}, %{{.*}} to %[[PART]][%[[PB]], %[[HI]], %{{.*}}]
 // CHECK: attn.tile_lse %{{.*}}, %{{.*}} to %[[PLSE]][%[[PB]], %[[HI]], %{{.*}}]
 // CHECK: } {attn.grid}
+// CHECK: %[[MANY:.*]] = arith.cmpi ugt, %[[P]], %c1
+// CHECK: scf.if %[[MANY]] {
 // CHECK: scf.parallel
 // CHECK: attn.tile_combine %[[PART]], %[[PLSE]] splits %[[P]] to %[[OUT]], %[[LSEOUT]]
 // CHECK: } {attn.combine}
@@ -55,11 +64,17 @@ func.func @decode_gqa(%q: tensor<?x2x?x128xbf16>, %k: tensor<?x1x?x128xbf16>) ->
 // -----
 
 // Sinks with split-KV: each split starts from -inf / 0 (no sink), the
-// combine adds the sink once.
+// combine adds the sink once; when P is 1 (no combine) the one split starts
+// from the sink.
 // CHECK-LABEL: func @sinks
 // CHECK-SAME: %[[SINKS:[a-z0-9]+]]: memref<2xf32>
 // CHECK: scf.parallel
-// CHECK-NOT: memref.load %[[SINKS]]
+// CHECK: %[[ONE:.*]] = arith.cmpi eq
+// CHECK: %[[SINK:.*]] = memref.load %[[SINKS]]
+// CHECK: %[[M0:.*]] = arith.select %[[ONE]], %[[SINK]], %{{.*}} : f32
+// CHECK: %[[S0:.*]] = arith.select %[[ONE]], %{{.*}}, %{{.*}} : f32
+// CHECK: linalg.fill ins(%[[M0]] : f32)
+// CHECK: linalg.fill ins(%[[S0]] : f32)
 // CHECK: } {attn.grid}
 // CHECK: attn.tile_combine %{{.*}}, %{{.*}} sinks %[[SINKS]] : memref<2xf32> splits
 

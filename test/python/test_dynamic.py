@@ -38,8 +38,8 @@ def test_dynamic_shapes_keep_heads_head_dims_and_broadcast_dims():
 
 def test_query_block_is_a_bucket_of_the_query_length():
     o = CompileOptions()
-    assert [o.query_block("cpu", n) for n in (1, 16, 17, 100, 256, 5000)] == \
-        [16, 16, 32, 128, 256, 256]
+    assert [o.query_block("cpu", n) for n in (1, 3, 4, 16, 17, 100, 256, 5000)] == \
+        [1, 4, 4, 16, 32, 128, 256, 256]
     assert o.query_block("cpu", None) == 256
     assert o.query_block("sm_80", 1) == o.query_block("sm_80", 4096) == 64
     assert CompileOptions(block_m=32).query_block("cpu", 1000) == 32

@@ -44,7 +44,7 @@ def test_one_stage_means_no_pipelining():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(block_m=48), "block_m must be a power of two in \\[16, 256\\], got 48"),
+    (dict(block_m=48), "block_m must be a power of two in \\[1, 256\\], got 48"),
     (dict(block_n=8), "block_n must be a power of two in \\[16, 256\\], got 8"),
     (dict(num_stages=0), "num_stages must be an integer in \\[1, 4\\], got 0"),
     (dict(num_stages=5), "num_stages must be an integer in \\[1, 4\\], got 5"),
@@ -71,7 +71,7 @@ def test_unfinished_graph():
 @pytest.mark.parametrize("target, query_len, num_warps, expected", [
     ("cpu", 1000, None, (256, 64)),   # long queries: 256-row blocks on the CPU
     ("cpu", 17, None, (32, 64)),      # short queries: the next power of two
-    ("cpu", 1, None, (16, 64)),       # decode: the smallest block
+    ("cpu", 1, None, (1, 64)),        # decode: one row (GQA packs the group: 4 rows for 4)
     ("cpu", None, None, (256, 64)),   # dynamic length
     ("gpu", 1000, None, (64, 64)),    # GPU: 4 warps of 16 rows
     ("gpu", 1000, 8, (128, 64)),      # GPU: 16 rows per warp

@@ -109,3 +109,27 @@ func.func @store_rows(%a: memref<8x16xf32>, %l: memref<4xf32>, %o: memref<1x1x8x
   attn.tile_store %a, %l to %o[%i, %i, %i] valid %i : memref<8x16xf32>, memref<4xf32>, memref<1x1x8x16xf16>
   return
 }
+
+// -----
+
+func.func @matmul_transposed_k(%a: memref<4x128xf32>, %b: memref<?x64xbf16>, %c: memref<4x64xf32>) {
+  // expected-error @+1 {{contraction extents differ: a is 4x128, b is ?x64 (transposed)}}
+  attn.tile_matmul %a, %b transposed into %c : memref<4x128xf32>, memref<?x64xbf16>, memref<4x64xf32>
+  return
+}
+
+// -----
+
+func.func @matmul_transposed_c(%a: memref<4x128xf32>, %b: memref<32x128xbf16>, %c: memref<4x64xf32>) {
+  // expected-error @+1 {{c must be 4x32}}
+  attn.tile_matmul %a, %b transposed into %c : memref<4x128xf32>, memref<32x128xbf16>, memref<4x64xf32>
+  return
+}
+
+// -----
+
+func.func @matmul_a_type(%a: memref<4x128xbf16>, %b: memref<128x64xf32>, %c: memref<4x64xf32>) {
+  // expected-error @+1 {{a must be f32 (a tile buffer)}}
+  attn.tile_matmul %a, %b into %c : memref<4x128xbf16>, memref<128x64xf32>, memref<4x64xf32>
+  return
+}

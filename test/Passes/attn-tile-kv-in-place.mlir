@@ -1,0 +1,59 @@
+// RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=64 kv-in-place=true" -canonicalize -cse | FileCheck %s
+// RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=64 kv-in-place=true" -canonicalize -cse -attn-lower-to-cpu="vector-width=8 micro-rows=6 micro-vectors=2" | FileCheck %s --check-prefix=CPU
+// RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=64 kv-in-place=true" -canonicalize -cse -attn-pipeline="num-stages=2" | FileCheck %s --check-prefix=PIPE
+
+// kv-in-place (the CPU's decode form): only Q is copied into a tile buffer;
+// each KV block is a [rows, D] view of K and of V, rows = min(Lk - n0, 64),
+// Q.K^T is a transposed tile_matmul on the K view and P.V reads the V view.
+// CHECK-LABEL: func @decode_gqa
+// CHECK-SAME: (%[[Q:[^:]*]]: memref<?x2x?x128xbf16>, %[[K:[^:]*]]: memref<?x1x?x128xbf16>, %[[V:[^:]*]]: memref<?x1x?x128xbf16>
+// CHECK: scf.parallel
+// CHECK-COUNT-5: memref.alloc()
+// CHECK-NOT: memref.alloc()
+// CHECK: attn.copy_tile %[[Q]]
+// CHECK-NOT: attn.copy_tile
+// CHECK: scf.for %[[N0:.*]] = %c0 to %[[LK:.*]] step %c64
+// CHECK: %[[LEFT:.*]] = arith.subi %[[LK]], %[[N0]]
+// CHECK: %[[ROWS:.*]] = arith.minsi %[[LEFT]], %c64
+// CHECK: %[[KV:.*]] = memref.subview %[[K]][%{{.*}}, %{{.*}}, %[[N0]], 0] [1, 1, %[[ROWS]], 128] [1, 1, 1, 1] : memref<?x1x?x128xbf16> to memref<?x128xbf16, strided<[128, 1], offset: ?>>
+// CHECK: %[[VV:.*]] = memref.subview %[[V]][%{{.*}}, %{{.*}}, %[[N0]], 0] [1, 1, %[[ROWS]], 128]
+// CHECK: attn.tile_matmul %{{.*}}, %[[KV]] transposed into %[[S:.*]] : memref<4x128xf32>, memref<?x128xbf16, strided<[128, 1], offset: ?>>, memref<4x64xf32>
+// CHECK: attn.tile_mask %[[S]]
+// CHECK: attn.tile_softmax %[[S]]
+// CHECK: attn.tile_matmul %[[S]], %[[VV]] into %{{.*}} accumulate
+// CHECK: } {attn.kv_loop}
+
+// Lowered for the CPU, dot products over D (bf16 rows widened to f32 in registers,
+// partial sums reduced across lanes), no transposing copy of K.
+// CPU-LABEL: func @decode_gqa
+// CPU-NOT: attn.tile_
+// CPU-NOT: vector.shuffle
+// CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[128, 1], offset: ?>>, vector<8xbf16>
+// CPU: vector.fma {{.*}} : vector<8xf32>
+// CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+// CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[128, 1], offset: ?>>, vector<8xbf16>
+
+// Nothing to multi-buffer: attn-pipeline leaves the loop as it is.
+// PIPE-LABEL: func @decode_gqa
+// PIPE: scf.for
+// PIPE-NOT: attn.part
+// PIPE: } {attn.kv_loop}
+func.func @decode_gqa(%q: tensor<?x2x?x128xbf16>, %k: tensor<?x1x?x128xbf16>, %v: tensor<?x1x?x128xbf16>) -> tensor<?x2x?x128xbf16> {
+  %0 = attn.attention %q, %k, %v scale 0.088 mask none kv_group 2
+      : tensor<?x2x?x128xbf16>, tensor<?x1x?x128xbf16>, tensor<?x1x?x128xbf16> -> tensor<?x2x?x128xbf16>
+  return %0 : tensor<?x2x?x128xbf16>
+}
+
+// -----
+
+// A head dim that is not a multiple of the vector width (36 on 8 lanes: four
+// full chunks and a 4-lane tail, reduced on its own).
+// CPU-LABEL: func @tail
+// CPU: vector.fma {{.*}} : vector<8xf32>
+// CPU: vector.fma {{.*}} : vector<4xf32>
+// CPU: vector.reduction <add>, {{.*}} : vector<4xf32> into f32
+func.func @tail(%q: tensor<1x2x?x36xf32>, %k: tensor<1x2x?x36xf32>) -> tensor<1x2x?x36xf32> {
+  %0 = attn.attention %q, %k, %k scale 0.125 mask causal align bottom_right kv_group 1
+      : tensor<1x2x?x36xf32>, tensor<1x2x?x36xf32>, tensor<1x2x?x36xf32> -> tensor<1x2x?x36xf32>
+  return %0 : tensor<1x2x?x36xf32>
+}

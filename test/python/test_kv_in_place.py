@@ -1,0 +1,158 @@
+"""attn-tile's kv-in-place form on the CPU (the decode form): K and V are read
+where they are stored, Q.K^T as dot products over K's rows and P.V on V's
+rows, instead of copying each KV block into packed f32 tile buffers.
+
+Both forms are checked against test_variants' float64 reference with
+flash-attn's criterion (error <= 2x the same reference computed in the
+inputs' dtype, plus a floor), over the structures of test_split_kv (GQA,
+MQA + window + softcap + sinks, ALiBi, causal) and head dims with a vector
+tail; the default picks the form from the query block (decode: in place)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from torch.nn.attention.bias import causal_lower_right
+
+import attncc
+from attncc.compiler import compile_graph
+from attncc.graph import Graph
+from attncc.options import KV_IN_PLACE_MAX_ROWS, CompileOptions, OptionError
+
+from test_split_kv import STRUCTURES, Structure, case_of
+from test_variants import FLOOR, reference
+
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+FLOORS = {**FLOOR, "f16": 1e-3}
+CASES = {
+    **STRUCTURES,
+    # A head dim that leaves a vector tail on every ISA (36 = 4 x 8 + 4), f16.
+    "gqa_d36_f16": Structure(kv_heads=2, group=3, head_dim=36, dtype="f16"),
+    # GQA 8 (a 8-row packed decode block), bf16, head dim 96.
+    "gqa8_d96_bf16": Structure(kv_heads=1, group=8, head_dim=96, dtype="bf16"),
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    structure: str
+    batch: int
+    lq: int
+    lk: int
+    in_place: bool
+    block_n: int = 16
+    seed: int = 0
+
+    def describe(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def inputs(s: Structure, batch: int, lq: int, lk: int, seed_: int):
+    g = torch.Generator().manual_seed(seed_)
+    dt = DTYPES[s.dtype]
+    hq = s.kv_heads * s.group
+    q = torch.randn(batch, hq, lq, s.head_dim, generator=g).to(dt)
+    k = torch.randn(batch, s.kv_heads, lk, s.head_dim, generator=g).to(dt)
+    v = torch.randn(batch, s.kv_heads, lk, s.head_dim, generator=g).to(dt)
+    slopes = torch.rand(hq, generator=g) * 0.5 if s.alibi else None
+    sinks = torch.randn(hq, generator=g) * 2 if s.sinks else None
+    return q, k, v, slopes, sinks
+
+
+def check(call: Call) -> None:
+    s = CASES[call.structure]
+    q, k, v, slopes, sinks = inputs(s, call.batch, call.lq, call.lk, call.seed)
+    mask = causal_lower_right(call.lq, call.lk) if s.causal_bottom_right else None
+    out = attncc.attention(q, k, v, attn_mask=mask, causal=s.causal, window=s.window,
+                           softcap=s.softcap, alibi_slopes=slopes, sinks=sinks,
+                           kv_in_place=call.in_place, block_n=call.block_n, num_threads=1,
+                           num_splits=1)
+    c = replace(case_of(s, call.batch, call.lq, call.lk), dtype="f32")  # reference only
+    ref = reference(c, q, k, v, slopes, sinks)
+    assert out.shape == ref.shape and out.dtype == q.dtype, call.describe()
+    assert torch.isfinite(out).all(), f"non-finite output: {call.describe()}"
+    err = (out.double() - ref).abs().max().item()
+    same = reference(c, q, k, v, slopes, sinks, dtype=DTYPES[s.dtype])
+    torch_err = (same.double() - ref).abs().max().item()
+    bound = 2 * torch_err + FLOORS[s.dtype]
+    assert err <= bound, f"error {err:.3g} > 2 x {torch_err:.3g} + {FLOORS[s.dtype]:g}: " \
+                         f"{call.describe()}"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("in_place", [True, False])
+def test_forms_match_reference(name, in_place):
+    # Decode (Lq = 1), a short chunk against a longer cache, one key, and
+    # lengths that are not multiples of the 16-key blocks (the last block's
+    # view is shorter than the tile).
+    check(Call(name, batch=2, lq=1, lk=75, in_place=in_place))
+    check(Call(name, batch=1, lq=5, lk=40, in_place=in_place, seed=1))
+    check(Call(name, batch=1, lq=1, lk=1, in_place=in_place, seed=2))
+
+
+def test_in_place_is_the_decode_default():
+    def tiled(query_len, **kw):
+        g = Graph("attention")
+        q = g.input("q", (None, 8, None, 64), "bf16")
+        k = g.input("k", (None, 2, None, 64), "bf16")
+        g.output(g.attention(q, k, k))
+        opts = CompileOptions(num_threads=1, **kw)
+        return compile_graph(g, opts, "cpu", stop_after="tiled", query_len=query_len).ir("tiled")
+
+    decode = tiled(1)
+    assert "transposed into" in decode and "attn.copy_tile %arg1" not in decode
+    assert CompileOptions().resolved("cpu", 1).block_m == 1
+    assert CompileOptions().resolved("cpu", 4).block_m == 4
+    prefill = tiled(1024)
+    assert "transposed into" not in prefill and "attn.copy_tile %arg1" in prefill
+    assert CompileOptions().resolved("cpu", KV_IN_PLACE_MAX_ROWS).kv_in_place is True
+    assert CompileOptions().resolved("cpu", 2 * KV_IN_PLACE_MAX_ROWS).kv_in_place is False
+    # Forced either way.
+    assert "transposed into" not in tiled(1, kv_in_place=False)
+    assert "transposed into" in tiled(1024, kv_in_place=True)
+
+
+def test_bad_kv_in_place_options():
+    with pytest.raises(OptionError, match="kv_in_place must be True, False or None, got 'yes'"):
+        CompileOptions(kv_in_place="yes")
+    with pytest.raises(OptionError, match="kv_in_place=True is a CPU form"):
+        CompileOptions(kv_in_place=True).resolved("gpu", 64)
+    with pytest.raises(OptionError, match="block_m must be at least 16 on the GPU targets"):
+        CompileOptions(block_m=4).resolved("gpu", 64)
+    with pytest.raises(OptionError, match="block_m must be a power of two in \\[1, 256\\], got 3"):
+        CompileOptions(block_m=3)
+
+
+calls = st.builds(
+    Call,
+    structure=st.sampled_from(list(CASES)),
+    batch=st.integers(1, 3),
+    lq=st.sampled_from([1, 2, 3, 4]),
+    lk=st.integers(1, 150),
+    in_place=st.just(True),
+    block_n=st.sampled_from([16, 64]),
+    seed=st.integers(0, 2 ** 16),
+)
+
+PROPERTY_SEED = 20261201
+
+
+def test_property_kv_in_place(capsys):
+    with capsys.disabled():
+        print(f"\ntest_kv_in_place property: seed {PROPERTY_SEED}")
+
+    @seed(PROPERTY_SEED)
+    @settings(max_examples=25, deadline=None, database=None, print_blob=True,
+              suppress_health_check=list(HealthCheck))
+    @given(calls)
+    def prop(call: Call) -> None:
+        try:
+            check(call)
+        except Exception as e:
+            raise AssertionError(f"failing configuration: {call.describe()}: {e}") from e
+
+    prop()
