@@ -461,24 +461,52 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     if packed is not None:
         # Query heads sharing a KV head become the rows of one query block:
         # each K/V byte is read once per KV head instead of once per query
-        # head (decode is bound by those reads).
-        got = attention(packed, k, v, scale=D ** -0.5 if scale is None else scale,
-                        softcap=softcap, return_lse=return_lse, num_splits=num_splits,
-                        target=target, **options)
+        # head (decode is bound by those reads). The packed call is the
+        # unpacked one's kernel part: its inputs are checked already.
+        packed_variants, _, _ = variants_of(packed, causal=False, align=NONE.align, window=None,
+                                            softcap=softcap, alibi_slopes=None, sinks=None)
+        got = _run_kernel(packed, k, v, None, None, None, NONE, packed_variants,
+                          D ** -0.5 if scale is None else scale, target, opts, return_lse,
+                          num_splits)
         if return_lse:
             return got[0].reshape(B, Hq, L, Dv), got[1].reshape(B, Hq, L)
         return got.reshape(B, Hq, L, Dv)
+    return _run_kernel(q, k, v, bias, slopes, sink, cls, variants, scale, target, opts,
+                       return_lse, num_splits)
+
+
+# CompileOptions.resolved per (options, target, query block, torch threads):
+# a decode loop resolves the same options every step.
+_RESOLVED: dict = {}
+
+
+def _resolved(opts: CompileOptions, target: str, L: int) -> CompileOptions:
+    key = (opts, target, opts.query_block(target, L), torch.get_num_threads())
+    got = _RESOLVED.get(key)
+    if got is None:
+        got = opts.resolved(target, L)
+        if len(_RESOLVED) < 256:
+            _RESOLVED[key] = got
+    return got
+
+
+def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants, scale,
+                target: str, opts: CompileOptions, return_lse: bool, num_splits):
+    """The kernel part of `attention` on checked inputs: the cached kernel for
+    this configuration (compiled on a miss), its split plan and workspaces."""
+    B, Hq, L, _ = q.shape
+    Dv = v.shape[3]
     # The kernel depends on what changes its code, never on B, L or S:
     # those are dynamic dims (frontend/dynamic.py), the query block size is
     # chosen per bucket of L (CompileOptions.query_block).
     S = k.shape[2]
     bias_key = None if bias is None else (bias_shape(bias.shape, B, Hq, L, S), bias.dtype)
-    resolved = opts.resolved(target, L)
+    resolved = _resolved(opts, target, L)
     plan = split_kv.plan(target, target_device_type(target), resolved.num_threads or 1,
                          resolved.block_m, resolved.block_n, B, Hq, L, S, num_splits)
     form = (plan.split_kernel, return_lse or plan.split_kernel)
-    key = (Hq, k.shape[1], D, Dv, q.dtype, q.device.type, cls, bias_key, scale, variants,
-           target, opts, _threads_key(target, opts), opts.query_block(target, L), form)
+    key = (Hq, k.shape[1], q.shape[3], Dv, q.dtype, q.device.type, cls, bias_key, scale,
+           variants, target, opts, _threads_key(target, opts), resolved.block_m, form)
     compiled = _ATTENTION_CACHE.get(key)
     if compiled is None:
         compiled = _build_attention(q, k, v, bias, cls, scale, target, opts, variants, form)

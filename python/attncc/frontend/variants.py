@@ -17,6 +17,7 @@ Semantics follow flash-attn where torch has none:
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -48,10 +49,13 @@ class Variants:
 
 def causal_bias_align(attn_mask: Any) -> Optional[str]:
     """"top_left" / "bottom_right" for torch's CausalBias objects, else None."""
-    try:
-        from torch.nn.attention.bias import CausalBias, CausalVariant
-    except ImportError:  # pragma: no cover - torch without the module
+    # A CausalBias exists only once its module is imported: looked up there,
+    # never imported here (importing it imports torch._dynamo, seconds that
+    # a first call of a cached kernel must not pay).
+    bias_module = sys.modules.get("torch.nn.attention.bias")
+    if attn_mask is None or bias_module is None:
         return None
+    CausalBias, CausalVariant = bias_module.CausalBias, bias_module.CausalVariant
     if not isinstance(attn_mask, CausalBias):
         return None
     return "bottom_right" if attn_mask.variant == CausalVariant.LOWER_RIGHT else "top_left"
