@@ -258,3 +258,20 @@ def test_compiling_a_compiled_function_recompiles_the_original():
     assert again.fn is attn_fn.fn
     q = torch.randn(1, 2, 16, 8)
     assert "attn.attention" in again.lower(q, q, q).ir("fused")
+
+
+def test_a_call_without_a_causal_bias_does_not_import_dynamo():
+    # torch.nn.attention.bias imports torch._dynamo (seconds): attncc looks
+    # CausalBias up only once the user's code has imported it, so the first
+    # call of a kernel from the disk cache stays in milliseconds.
+    import subprocess
+    import sys
+    code = ("import sys, torch, attncc\n"
+            "q = torch.randn(1, 4, 3, 16); k = torch.randn(1, 2, 5, 16)\n"
+            "attncc.attention(q, k, k)\n"
+            "attncc.attention(q, k, k, attn_mask=torch.ones(3, 5, dtype=torch.bool))\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
