@@ -94,6 +94,13 @@ def test_forms_match_reference(name, in_place):
     check(Call(name, batch=1, lq=1, lk=1, in_place=in_place, seed=2))
 
 
+@pytest.mark.parametrize("name", ["causal_bottom_right_alibi", "mqa_window_softcap_sinks_bf16"])
+def test_in_place_forced_on_prefill_blocks(name):
+    # kv_in_place=True on a 128-row query block (the dot products of several
+    # 4-row groups per K row block) and a chunk shorter than the cache.
+    check(Call(name, batch=1, lq=70, lk=90, in_place=True, block_n=64, seed=3))
+
+
 def test_in_place_is_the_decode_default():
     def tiled(query_len, **kw):
         g = Graph("attention")
