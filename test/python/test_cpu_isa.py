@@ -221,15 +221,22 @@ def _ragged_graph(paged: bool):
     ("x86-64-v4", r"vfmadd\d+ps\s+%zmm", None),
     ("aarch64", r"fmla\s+v\d+\.4s", None),
 ])
-@pytest.mark.parametrize("form", ["split_kv", "paged"])
+@pytest.mark.parametrize("form", ["split_kv", "paged", "kv_in_place"])
 def test_inference_forms_compile_for_every_class(name, pattern, absent, form):
-    """The split-KV combine and the paged gather (added for decode and serving)
-    follow the ISA class like the rest of the kernel, whichever host compiles them."""
+    """The split-KV combine, the paged gather and the in-place decode form's
+    dot products (added for decode and serving) follow the ISA class like the
+    rest of the kernel, whichever host compiles them."""
     isa = cpu_target.ISAS[name]
     if form == "split_kv":
         c = compile_graph(_graph("bf16"), CompileOptions(cpu=name), stop_after="llvm",
                           split_kv=True)
         assert "attn.tile_combine" in c.ir("tiled")
+    elif form == "kv_in_place":
+        c = compile_graph(_graph("bf16"), CompileOptions(cpu=name, block_m=4, kv_in_place=True),
+                          stop_after="llvm")
+        assert "transposed into" in c.ir("tiled")
+        assert "vector.reduction <add>" in c.ir("llvm") or "llvm.intr.vector.reduce.fadd" in \
+            c.ir("llvm")
     else:
         c = compile_graph(_ragged_graph(paged=True), CompileOptions(cpu=name),
                           stop_after="llvm")

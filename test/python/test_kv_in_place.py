@@ -23,10 +23,9 @@ from attncc.compiler import compile_graph
 from attncc.graph import Graph
 from attncc.options import KV_IN_PLACE_MAX_ROWS, CompileOptions, OptionError
 
-from test_split_kv import STRUCTURES, Structure, case_of
+from test_split_kv import DTYPES, STRUCTURES, Structure, case_of, inputs
 from test_variants import FLOOR, reference
 
-DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 FLOORS = {**FLOOR, "f16": 1e-3}
 CASES = {
     **STRUCTURES,
@@ -49,18 +48,6 @@ class Call:
 
     def describe(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
-
-
-def inputs(s: Structure, batch: int, lq: int, lk: int, seed_: int):
-    g = torch.Generator().manual_seed(seed_)
-    dt = DTYPES[s.dtype]
-    hq = s.kv_heads * s.group
-    q = torch.randn(batch, hq, lq, s.head_dim, generator=g).to(dt)
-    k = torch.randn(batch, s.kv_heads, lk, s.head_dim, generator=g).to(dt)
-    v = torch.randn(batch, s.kv_heads, lk, s.head_dim, generator=g).to(dt)
-    slopes = torch.rand(hq, generator=g) * 0.5 if s.alibi else None
-    sinks = torch.randn(hq, generator=g) * 2 if s.sinks else None
-    return q, k, v, slopes, sinks
 
 
 def check(call: Call) -> None:

@@ -26,7 +26,7 @@ from attncc.options import OptionError
 
 from test_variants import FLOOR, Case, masked_scores, reference
 
-DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 # Small blocks so that short test lengths still give several query blocks and
 # KV blocks to split; one thread: the kernels compile fastest serial.
 OPTS = dict(block_m=16, block_n=16, num_threads=1)
