@@ -25,6 +25,10 @@ Two functions are registered under the name:
   `j > i - W`), softcap, and gpt-oss's sinks (`s_aux`). With padding the
   structure and the padding become one bool mask, which attncc classifies.
 
+Continuous batching (`generate_batch`): `enable_continuous_batching(model)`
+selects `CB_NAME`, whose function runs each ragged step with
+`attncc.varlen_attention` (see docs/integrations.md).
+
 What attncc lacks raises `InputError` naming it: attention weights
 (`output_attentions=True`), attention dropout in training, `head_mask`,
 `position_bias`, masks that are not tensors (flex's `BlockMask`), and,
@@ -41,6 +45,10 @@ from ..errors import InputError
 from .op import attention_op
 
 NAME = "attncc"
+# transformers' continuous batching admits "sdpa", "paged|eager" and names that
+# contain "flash" (the implementations taking ragged batches); see
+# enable_continuous_batching.
+CB_NAME = "attncc_flash"
 
 
 def _transformers():
@@ -62,10 +70,13 @@ def _transformers():
 
 def register(name: str = NAME) -> str:
     """Makes `attn_implementation=name` ("attncc") available to transformers
-    models in this process; returns the name. Idempotent."""
+    models in this process, and `CB_NAME` ("attncc_flash") for continuous
+    batching (`enable_continuous_batching`); returns the name. Idempotent."""
     _, attention_interface, mask_interface = _transformers()
     attention_interface.register(name, attncc_attention)
     mask_interface.register(name, attncc_mask)
+    attention_interface.register(CB_NAME, attncc_cb_attention)
+    mask_interface.register(CB_NAME, attncc_mask)
     return name
 
 
@@ -246,3 +257,83 @@ def attncc_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
                        float(scaling), window[0], window[1],
                        None if softcap is None else float(softcap), sinks)
     return out.transpose(1, 2).contiguous(), None
+
+
+# -- continuous batching (generate_batch) ---------------------------------------------------------
+
+_CB_CALLS = {"calls": 0}
+
+
+def cb_calls() -> int:
+    """Ragged batches run by attncc's continuous-batching function in this
+    process (tests use it to prove attncc ran)."""
+    return _CB_CALLS["calls"]
+
+
+def enable_continuous_batching(model: torch.nn.Module) -> str:
+    """Points `model` (and its sub-models) at `CB_NAME`, the implementation
+    transformers' continuous batching (`generate_batch`, `init_continuous_batching`)
+    accepts, and returns it. Ragged steps run `attncc.varlen_attention`; calls
+    without ragged arguments (`generate()`) run as under "attncc".
+
+    The config field is set directly: transformers' `set_attn_implementation`
+    and `from_pretrained` try to import any name containing "flash" as a
+    flash-attn package or a hub kernel, while continuous batching admits only
+    such names (besides sdpa and eager)."""
+    register()
+    model.config._attn_implementation = CB_NAME   # transformers sets sub-configs too
+    return CB_NAME
+
+
+def attncc_cb_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                        value: torch.Tensor, attention_mask: Any, dropout: float = 0.0,
+                        scaling: Optional[float] = None, sliding_window: Optional[int] = None,
+                        softcap: Optional[float] = None, s_aux: Optional[torch.Tensor] = None,
+                        **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """The attention function under `CB_NAME`. A continuous-batching step packs
+    its requests (prefill chunks and decode tokens) into one sequence: query
+    [1, Hq, Tq, D], key/value [1, Hkv, Tk, D] read from the paged cache, with
+    `cu_seq_lens_q/k` and `max_length_q/k`; each request is causal with its
+    new tokens last (bottom-right), as flash-attn's varlen function."""
+    cache = kwargs.get("cache")
+    if cache is not None:
+        # transformers <= 5.19 passes the paged cache to the attention function,
+        # which writes the step's keys and reads the batch's (later versions do
+        # it in the layer); like flash-attn's wrapper, update it here
+        from transformers.generation.continuous_batching import PagedAttentionCache
+        if isinstance(cache, PagedAttentionCache):
+            key, value = cache.update(key_states=key, value_states=value,
+                                      layer_idx=module.layer_idx, kwargs=kwargs)
+    cu_q, cu_k = kwargs.get("cu_seq_lens_q"), kwargs.get("cu_seq_lens_k")
+    if kwargs.get("block_table") is not None:
+        raise InputError("attncc does not take transformers' block-table decode path "
+                         "(flash_attn_with_kvcache); it reads the batch's keys as a ragged batch")
+    if cu_q is None or cu_k is None:
+        return attncc_attention(module, query, key, value, attention_mask, dropout, scaling,
+                                sliding_window, softcap, s_aux, **kwargs)
+    _check_supported(module, dropout, kwargs)
+    if query.shape[0] != 1 or key.shape[0] != 1:
+        raise InputError(f"a ragged batch is packed into batch 1, got query "
+                         f"{tuple(query.shape)} and key {tuple(key.shape)}")
+    from ..ragged import varlen_attention
+    cu_q, cu_k = cu_q.to(torch.int32), cu_k.to(torch.int32)
+    tq, tk = int(cu_q[-1]), int(cu_k[-1])     # rows past these are padding
+    q, k, v = (t[0, :, :n].transpose(0, 1) for t, n in ((query, tq), (key, tk), (value, tk)))
+    is_causal = kwargs.get("is_causal")
+    if is_causal is None:
+        is_causal = getattr(module, "is_causal", True)
+    window = None
+    if sliding_window is not None:     # keys j > i - W, as flash-attn's window_size
+        w = int(sliding_window) - 1
+        window = (w, 0 if is_causal else w)
+    out = varlen_attention(q, k, v, cu_q, cu_k, int(kwargs["max_length_q"]),
+                           int(kwargs["max_length_k"]), causal=bool(is_causal),
+                           scale=None if scaling is None else float(scaling), window=window,
+                           softcap=None if softcap is None else float(softcap),
+                           sinks=None if s_aux is None else s_aux.to(torch.float32))
+    _CB_CALLS["calls"] += 1
+    if tq == query.shape[2]:
+        return out.unsqueeze(0), None
+    full = out.new_zeros(1, query.shape[2], *out.shape[1:])
+    full[0, :tq] = out
+    return full, None
