@@ -33,20 +33,24 @@ from attncc.targets import cpu as cpu_target  # noqa: E402
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def paged_from(k: torch.Tensor, v: torch.Tensor, P: int, g: torch.Generator):
-    """[B, Hkv, S, D] K/V as an NHD cache [pages, P, Hkv, D] in shuffled page order."""
+def paged_from(k: torch.Tensor, v: torch.Tensor, P: int, g: torch.Generator,
+               layout: str = "NHD"):
+    """[B, Hkv, S, D] K/V as a cache in shuffled page order: NHD [pages, P, Hkv, D]
+    or HND [pages, Hkv, P, D]."""
     B, H, S, D = k.shape
     n = (S + P - 1) // P
     order = torch.randperm(B * n, generator=g)
     table = order.view(B, n).to(torch.int32)
-    kc = k.new_zeros(B * n, P, H, D)
-    vc = v.new_zeros(B * n, P, H, D)
     pad = n * P - S
-    kp = F.pad(k, (0, 0, 0, pad)).view(B, H, n, P, D).permute(0, 2, 3, 1, 4).reshape(B * n, P, H, D)
-    vp = F.pad(v, (0, 0, 0, pad)).view(B, H, n, P, D).permute(0, 2, 3, 1, 4).reshape(B * n, P, H, D)
-    kc[order] = kp
-    vc[order] = vp
-    return kc, vc, table
+    perm = (0, 2, 3, 1, 4) if layout == "NHD" else (0, 2, 1, 3, 4)
+
+    def pages(t):
+        t = F.pad(t, (0, 0, 0, pad)).view(B, H, n, P, D).permute(*perm)
+        out = t.new_zeros(B * n, *t.shape[2:])
+        out[order] = t.reshape(B * n, *t.shape[2:])
+        return out
+
+    return pages(k), pages(v), table
 
 
 def paged_rows(args, dtype, bw: float) -> None:
@@ -61,22 +65,24 @@ def paged_rows(args, dtype, bw: float) -> None:
     print(f"\npaged decode, {args.dtype}: B{B}, Hq{Hq}/Hkv{Hkv}, D{D}, KV {S} per sequence; "
           "ms per call (median); ratio = contiguous attncc / paged attncc; bw = K+V bytes / "
           "time / read bandwidth\n")
-    print("| page size | contiguous ms | paged ms | ratio | torch SDPA ms | paged bw | max err |")
-    print("|---|---|---|---|---|---|---|")
-    for P in args.page_sizes:
-        kc, vc, table = paged_from(k, v, P, g)
-        qp = q[:, :, 0]
-        out = attncc.paged_attention(qp, kc, vc, table, lens)
-        err = (out.double() - ref[:, :, 0]).abs().max().item()
-        attncc.attention(q, k, v)
-        t_contig, t_paged, t_torch = alternating_blocks_ms(
-            [lambda: attncc.attention(q, k, v),
-             lambda: attncc.paged_attention(qp, kc, vc, table, lens),
-             lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)],
-            args.repeats, rounds=2)
-        print(f"| {P} | {t_contig:.2f} | {t_paged:.2f} | {t_contig / t_paged:.2f} | "
-              f"{t_torch:.2f} | {100 * nbytes / (t_paged * 1e-3) / bw:.0f}% | {err:.1e} |",
-              flush=True)
+    print("| layout | page size | contiguous ms | paged ms | ratio | torch SDPA ms | paged bw "
+          "| max err |")
+    print("|---|---|---|---|---|---|---|---|")
+    for layout in args.layouts:
+        for P in args.page_sizes:
+            kc, vc, table = paged_from(k, v, P, g, layout)
+            qp = q[:, :, 0]
+            out = attncc.paged_attention(qp, kc, vc, table, lens, layout=layout)
+            err = (out.double() - ref[:, :, 0]).abs().max().item()
+            attncc.attention(q, k, v)
+            t_contig, t_paged, t_torch = alternating_blocks_ms(
+                [lambda: attncc.attention(q, k, v),
+                 lambda: attncc.paged_attention(qp, kc, vc, table, lens, layout=layout),
+                 lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)],
+                args.repeats, rounds=2)
+            print(f"| {layout} | {P} | {t_contig:.2f} | {t_paged:.2f} | "
+                  f"{t_contig / t_paged:.2f} | {t_torch:.2f} | "
+                  f"{100 * nbytes / (t_paged * 1e-3) / bw:.0f}% | {err:.1e} |", flush=True)
 
 
 def ragged_row(args, dtype) -> None:
@@ -137,6 +143,7 @@ def main() -> None:
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--kv", type=int, default=4096)
     ap.add_argument("--page-sizes", type=int, nargs="+", default=[1, 16, 128])
+    ap.add_argument("--layouts", nargs="+", choices=["NHD", "HND"], default=["NHD", "HND"])
     ap.add_argument("--prefill", type=int, default=512)
     ap.add_argument("--min-kv", type=int, default=1024)
     ap.add_argument("--max-kv", type=int, default=4096)

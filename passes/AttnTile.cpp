@@ -27,6 +27,20 @@ namespace mlir::attn {
 using namespace mlir;
 using namespace mlir::attn;
 
+/// The rows [n0, n0 + rows) of head `h` of batch `b` of a [B, H, L, D] memref
+/// as a 2-D [?, D] view (kv-in-place).
+Value mlir::attn::kvRowsView(OpBuilder &b, Location loc, Value src, Value bIdx, Value h,
+                             Value n0, Value rows) {
+  auto st = cast<MemRefType>(src.getType());
+  int64_t D = st.getDimSize(3);
+  SmallVector<OpFoldResult> offsets{bIdx, h, n0, b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), b.getIndexAttr(1), rows, b.getIndexAttr(D)};
+  SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
+  auto type = memref::SubViewOp::inferRankReducedResultType({ShapedType::kDynamic, D}, st,
+                                                            offsets, sizes, strides);
+  return memref::SubViewOp::create(b, loc, cast<MemRefType>(type), src, offsets, sizes, strides);
+}
+
 namespace {
 
 /// The pieces of a function that attn-tile can lower.
@@ -116,19 +130,6 @@ struct TileBuilder {
     linalg::FillOp::create(b, loc, ValueRange{f32(v)}, ValueRange{buf});
   }
 };
-
-/// The rows [n0, n0 + rows) of head `h` of batch `b` of a [B, H, L, D] memref
-/// as a 2-D [?, D] view (kv-in-place).
-Value rowsView(OpBuilder &b, Location loc, Value src, Value bIdx, Value h, Value n0, Value rows) {
-  auto st = cast<MemRefType>(src.getType());
-  int64_t D = st.getDimSize(3);
-  SmallVector<OpFoldResult> offsets{bIdx, h, n0, b.getIndexAttr(0)};
-  SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), b.getIndexAttr(1), rows, b.getIndexAttr(D)};
-  SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
-  auto type = memref::SubViewOp::inferRankReducedResultType({ShapedType::kDynamic, D}, st,
-                                                            offsets, sizes, strides);
-  return memref::SubViewOp::create(b, loc, cast<MemRefType>(type), src, offsets, sizes, strides);
-}
 
 /// The grid as one scf.parallel point per (batch, head, query block[, split]);
 /// the builder is left in its body, `ivs` are its induction variables.
@@ -311,8 +312,8 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     Value kOperand = kt, vOperand = vt;
     if (kvInPlace) {
       Value rows = t.minI(validN, cBN);
-      kOperand = rowsView(builder, loc, k, bIdx, hKv, n0, rows);
-      vOperand = rowsView(builder, loc, v, bIdx, hKv, n0, rows);
+      kOperand = kvRowsView(builder, loc, k, bIdx, hKv, n0, rows);
+      vOperand = kvRowsView(builder, loc, v, bIdx, hKv, n0, rows);
     } else {
       CopyTileOp::create(builder, loc, k, bIdx, hKv, n0, validN, kt, /*transposed=*/true,
                          FloatAttr());
@@ -421,7 +422,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
           return signalPassFailure();
         }
       if (RaggedAttentionOp ragged = findRaggedAttention(func)) {
-        if (failed(tileRaggedFunction(func, ragged, blockM, blockN)))
+        if (failed(tileRaggedFunction(func, ragged, blockM, blockN, kvInPlace)))
           return signalPassFailure();
         continue;
       }

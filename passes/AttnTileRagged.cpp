@@ -7,7 +7,10 @@
 // serves every batch composition; the grid's first extent is the number of
 // work items, i.e. work is split by query blocks (tokens), not by sequences.
 // K/V copies are attn.copy_tile for packed K/V and attn.gather_tile (through
-// the block table) for paged caches. See docs/ragged-paged.md.
+// the block table) for paged caches. With kv-in-place (small query blocks:
+// decode) Q.K^T runs as dot products over K rows: packed K/V are read through
+// views, a paged cache's K rows are gathered untransposed. See
+// docs/ragged-paged.md.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/AttnTileRagged.h"
@@ -46,7 +49,7 @@ RaggedAttentionOp mlir::attn::findRaggedAttention(func::FuncOp func) {
 }
 
 LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att,
-                                             int64_t BM, int64_t BN) {
+                                             int64_t BM, int64_t BN, bool kvInPlace) {
   Block &body = func.getBody().front();
   for (Operation &op : body.without_terminator())
     if (&op != att.getOperation())
@@ -83,6 +86,17 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   }
   int64_t group = att.getKvGroup();
 
+  // kv-in-place: packed K/V are read through views. So are a paged cache's
+  // pages when their size P is static and a power of two: KV blocks of
+  // min(BN, P) keys from page-aligned starts (the op's contract) each lie in
+  // one page. With any other page size, K rows are gathered untransposed (a
+  // row copy each, no transpose) for the dot-product form of Q.K^T.
+  int64_t P = cast<ShapedType>(k.getType()).getDimSize(2);
+  bool pageViews =
+      kvInPlace && table && !ShapedType::isDynamic(P) && P > 0 && (P & (P - 1)) == 0;
+  if (pageViews)
+    BN = std::min(BN, P);
+
   OpBuilder builder(att);
   IRBuild t{builder, att.getLoc()};
   Location loc = att.getLoc();
@@ -109,7 +123,9 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   };
   Value qt = alloc({BM, D}), s = alloc({BM, BN}), acc = alloc({BM, Dv});
   Value mx = alloc({BM}), sm = alloc({BM});
-  Value kt = alloc({D, BN}), vt = alloc({BN, Dv});
+  bool views = kvInPlace && (!table || pageViews);
+  Value kt = views ? Value() : kvInPlace ? alloc({BN, D}) : alloc({D, BN});
+  Value vt = views ? Value() : alloc({BN, Dv});
   fill(acc, t.f32(0.0));
   if (sinks) {
     fill(mx, memref::LoadOp::create(builder, loc, sinks, ValueRange{h}));
@@ -138,14 +154,32 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     Value n0 = kvLoop.getInductionVar();
     Value validN = t.subi(kn, n0);
     Value row = t.addi(kr, n0);
-    for (auto [src, dst, transposed] : {std::tuple{k, kt, true}, std::tuple{v, vt, false}}) {
-      if (table)
-        GatherTileOp::create(builder, loc, src, table, kb, hKv, row, validN, dst, transposed);
-      else
-        CopyTileOp::create(builder, loc, src, kb, hKv, row, validN, dst, transposed,
-                           FloatAttr());
+    Value kOperand = kt, vOperand = vt;
+    if (views) {
+      Value rows = t.minsi(validN, cBN);
+      Value seqOrPage = kb, first = row;
+      if (pageViews) {
+        Value cP = t.idx(P);
+        Value page = memref::LoadOp::create(builder, loc, table,
+                                            ValueRange{kb, t.divui(row, P)});
+        seqOrPage = arith::IndexCastOp::create(builder, loc, builder.getIndexType(), page);
+        first = arith::RemUIOp::create(builder, loc, row, cP);
+        rows = t.minsi(rows, t.subi(cP, first)); // never past the page
+      }
+      kOperand = kvRowsView(builder, loc, k, seqOrPage, hKv, first, rows);
+      vOperand = kvRowsView(builder, loc, v, seqOrPage, hKv, first, rows);
+    } else {
+      for (auto [src, dst, transposed] :
+           {std::tuple{k, kt, !kvInPlace}, std::tuple{v, vt, false}}) {
+        if (table)
+          GatherTileOp::create(builder, loc, src, table, kb, hKv, row, validN, dst, transposed);
+        else
+          CopyTileOp::create(builder, loc, src, kb, hKv, row, validN, dst, transposed,
+                             FloatAttr());
+      }
     }
-    TileMatmulOp::create(builder, loc, qt, kt, s, /*accumulate=*/false);
+    TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
+                         /*transposed=*/kvInPlace);
     if (auto cap = att.getSoftcapAttr())
       TileSoftcapOp::create(builder, loc, s, cap);
     if (slopes)
@@ -171,11 +205,12 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
                          IntegerAttr(), masked ? att.getWindowSidesAttr() : DenseI64ArrayAttr());
     });
     TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
-    TileMatmulOp::create(builder, loc, s, vt, acc, /*accumulate=*/true);
+    TileMatmulOp::create(builder, loc, s, vOperand, acc, /*accumulate=*/true);
   }
   TileStoreOp::create(builder, loc, acc, sm, out, qb, h, qr, qn);
   for (Value buf : {qt, s, acc, mx, sm, kt, vt})
-    memref::DeallocOp::create(builder, loc, buf);
+    if (buf)
+      memref::DeallocOp::create(builder, loc, buf);
 
   builder.setInsertionPoint(ret);
   func::ReturnOp::create(builder, ret->getLoc());

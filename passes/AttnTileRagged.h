@@ -8,8 +8,14 @@ namespace mlir::attn {
 /// The function's one attn.ragged_attention, or null when it has none.
 RaggedAttentionOp findRaggedAttention(func::FuncOp func);
 /// Tiles a function "args -> attn.ragged_attention -> return" (AttnTileRagged.cpp).
+/// kvInPlace: Q.K^T as dot products over K rows (transposed tile_matmul), on
+/// views of packed K/V or on K rows gathered untransposed from a paged cache.
 LogicalResult tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att, int64_t blockM,
-                                 int64_t blockN);
+                                 int64_t blockN, bool kvInPlace);
+/// The rows [n0, n0 + rows) of head `h` of batch `b` of a [B, H, L, D] memref
+/// as a 2-D [?, D] view (the kv-in-place form; AttnTile.cpp).
+Value kvRowsView(OpBuilder &b, Location loc, Value src, Value bIdx, Value h, Value n0,
+                 Value rows);
 } // namespace mlir::attn
 
 #endif

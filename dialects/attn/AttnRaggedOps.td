@@ -39,6 +39,10 @@ def Attn_RaggedAttentionOp : Attn_Op<"ragged_attention", [Pure, AttrSizedOperand
     every score masked (or no keys) give zeros. Work items must not overlap
     in the result; the kernel trusts the table (attncc.ragged checks the
     user's cumulative lengths, block tables and lengths before building it).
+    When the caches' page size is static and a power of two, paged work items
+    must start at page-aligned keys (`kr % page_size == 0`): attn-tile's
+    kv-in-place form then reads each KV block inside one page, in place (an
+    unaligned start would miss keys, never read outside its page).
 
     Example:
     ```mlir

@@ -127,13 +127,26 @@ def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: A
 
 # -- the kernel ------------------------------------------------------------------------------
 
+def _static_page(opts: CompileOptions, query_len: int, page_size: int,
+                 k_start: torch.Tensor) -> Optional[int]:
+    """The page size to compile into a paged kernel, or None (any page size).
+    A static power-of-two page size lets the in-place form (small query
+    blocks: decode) read K/V pages where they are; its work items must start
+    at page-aligned keys (attn.ragged_attention's contract)."""
+    if page_size < 16 or page_size & (page_size - 1):
+        return None
+    if not opts.resolved("cpu", query_len).kv_in_place:
+        return None
+    return page_size if bool((k_start % page_size == 0).all()) else None
+
+
 def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, paged: bool,
             scale: float, sides, softcap, alibi: bool, sinks: bool, query_len: int,
-            opts: CompileOptions):
+            opts: CompileOptions, page: Optional[int] = None):
     threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
     bm = opts.query_block("cpu", query_len)
     key = (dtype, heads, kv_heads, D, Dv, paged, scale, sides, softcap, alibi, sinks, bm,
-           opts, threads)
+           opts, threads, page)
     with _LOCK:
         hit = _KERNELS.get(key)
     if hit is not None:
@@ -141,8 +154,8 @@ def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, page
     dt = _DTYPES[dtype]
     g = Graph("ragged_attention")
     qv = g.input("q", (None, heads, None, D), dt)
-    kv = g.input("k", (None, kv_heads, None, D), dt)
-    vv = g.input("v", (None, kv_heads, None, Dv), dt)
+    kv = g.input("k", (None, kv_heads, page, D), dt)
+    vv = g.input("v", (None, kv_heads, page, Dv), dt)
     work = g.input("work", (None, 7), "i32")
     table = g.input("block_table", (None, None), "i32") if paged else None
     sl = g.input("alibi_slopes", (heads,), "f32") if alibi else None
@@ -235,8 +248,9 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
                 trim = torch.clamp(kn - 1 - sides[0], min=0)
                 ks, kn = ks + trim, kn - trim
             work = _work_table(0, q_start[dec], lq[dec], kb[dec], ks, kn, packed_rows=G)
+            page = _static_page(opts, G, k4.shape[2], ks) if paged else None
             compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
-                                  False, False, G, opts)
+                                  False, False, G, opts, page)
             compiled._kernel(q.reshape(T, Hkv, G, D), k4, v4, work, *extra[:1],
                              out=out.view(T, Hkv, G, Dv))
     if not bool(rest.any()):
@@ -245,8 +259,9 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     q4, o4 = q.permute(1, 0, 2).unsqueeze(0), out.permute(1, 0, 2).unsqueeze(0)
     for bm in torch.unique(blocks[rest]).tolist():
         sel = rest & (blocks == bm)
+        page = _static_page(opts, int(bm), k4.shape[2], k_start[sel]) if paged else None
         compiled, got = _kernel(q.dtype, Hq, Hkv, D, Dv, paged, scale, sides, softcap,
-                                slopes is not None, sink is not None, int(bm), opts)
+                                slopes is not None, sink is not None, int(bm), opts, page)
         work = _work_table(got, q_start[sel], lq[sel], kb[sel], k_start[sel], lk[sel])
         compiled._kernel(q4, k4, v4, work, *extra, out=o4)
     # Every query token is in one work item of one launch (the cumulative

@@ -58,15 +58,20 @@ def test_paged_chunked_prefill_variants(name):
 @pytest.mark.parametrize("layout", ["NHD", "HND"])
 def test_paged_decode_every_page_size(layout):
     """One token per sequence (q [batch, Hq, D], no cu_seqlens_q), GQA 4:
-    the same kernel for page sizes 1, 3, 16, 100 and 256."""
-    before = None
-    for i, P in enumerate((1, 3, 16, 100, 256)):
+    one kernel for page sizes 1, 3 and 100 (K rows gathered through the block
+    table); power-of-two pages of at least 16 each get the kernel that reads
+    pages in place (16 and 256 here: one kernel each, then reused)."""
+    from attncc import ragged
+    ragged.clear_cache()
+
+    def decode(i, P):
         b = Batch(((1, 1), (1, 33), (1, 300), (1, 17), (1, 256)), kv_heads=2, group=4,
                   causal=True, page_size=P, layout=layout, seed=i)
         run(b, chunked=False)
-        if before is None:
-            before = attncc.cache_info()["compiled"]
-    assert attncc.cache_info()["compiled"] == before
+        return ragged.kernels_cached()
+
+    assert [decode(i, P) for i, P in enumerate((1, 3, 100, 16, 256, 16, 256))] == \
+        [1, 1, 1, 2, 3, 3, 3]
 
 
 PROPERTY_SEED = 20261202
@@ -174,3 +179,17 @@ def test_bad_append_inputs(mutate, match):
                 slot_mapping=torch.tensor([0, 5], dtype=torch.int32))
     with pytest.raises(InputError, match=match):
         attncc.paged_kv_append(**mutate(args))
+
+
+@pytest.mark.parametrize("kv_in_place", [False, True])
+@pytest.mark.parametrize("layout", ["NHD", "HND"])
+def test_paged_decode_both_forms(layout, kv_in_place):
+    """The decode form (K rows gathered untransposed, Q.K^T as dot products)
+    and the packing form agree with the reference: f16 with a head dim off the
+    vector width (36), bf16 GQA 8 with sinks (one row per block), pages of 5."""
+    for i, (dtype, D, group, sinks) in enumerate((("f16", 36, 4, False),
+                                                 ("bf16", 96, 8, True))):
+        b = Batch(((1, 1), (1, 41), (1, 300), (1, 7), (1, 5)), kv_heads=2, group=group,
+                  head_dim=D, dtype=dtype, causal=True, sinks=sinks, page_size=5,
+                  layout=layout, seed=10 + i, options={"kv_in_place": kv_in_place})
+        run(b, chunked=False)

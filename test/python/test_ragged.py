@@ -146,3 +146,16 @@ def test_gpu_lowering_refuses_ragged_attention():
     with pytest.raises(CompileError, match="ragged"):
         compile_graph(g, None, "sm_80", stop_after="gpu")
 
+
+
+@pytest.mark.parametrize("kv_in_place", [False, True])
+def test_varlen_both_forms(kv_in_place):
+    """Packed K/V read through views (kv_in_place, decode and 16-row blocks)
+    or copied into tile buffers: both agree with the reference, with a
+    window, soft-capping and ALiBi, in f32 and bf16 (D 40: a vector tail)."""
+    for i, dtype in enumerate(("f32", "bf16")):
+        b = Batch(((1, 1), (1, 50), (9, 40), (0, 3), (16, 16), (3, 200)), kv_heads=2, group=3,
+                  head_dim=40, dtype=dtype, causal=True, window=(30, 0), softcap=20.0,
+                  alibi=i == 1, seed=20 + i,
+                  options={"block_m": 16, "kv_in_place": kv_in_place})
+        run(b)

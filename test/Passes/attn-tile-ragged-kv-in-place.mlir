@@ -1,0 +1,107 @@
+// RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=16 kv-in-place=true" | FileCheck %s
+// RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=16 kv-in-place=true" -canonicalize -cse -attn-pipeline="num-stages=2" -attn-lower-to-cpu="vector-width=8 micro-rows=6 micro-vectors=2" | FileCheck %s --check-prefix=CPU
+
+// kv-in-place on a paged cache (decode: the GQA group is the block's rows):
+// K rows are gathered untransposed into a [block-n, D] buffer (a row copy
+// each through the block table) and Q.K^T is the transposed tile_matmul.
+// CHECK-LABEL: func @paged
+// CHECK-SAME: %[[K:[^:]*]]: memref<?x2x?x32xf16, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<?x2x?x32xf16, strided<[?, ?, ?, 1]>>
+// CHECK: %[[KT:.*]] = memref.alloc() : memref<16x32xf32>
+// CHECK: %[[VT:.*]] = memref.alloc() : memref<16x32xf32>
+// CHECK: scf.for
+// CHECK:   attn.gather_tile %[[K]][%{{.*}}] to %[[KT]] valid
+// CHECK:   attn.gather_tile %[[V]][%{{.*}}] to %[[VT]] valid
+// CHECK:   attn.tile_matmul %{{.*}}, %[[KT]] transposed into %[[S:.*]] : memref<4x32xf32>, memref<16x32xf32>, memref<4x16xf32>
+// CHECK:   attn.tile_softmax %[[S]]
+// CHECK:   attn.tile_matmul %[[S]], %[[VT]] into %{{.*}} accumulate
+// CHECK: } {attn.kv_loop}
+
+// Lowered for the CPU, no shuffle transpose of K; dot products reduced across lanes.
+// CPU-LABEL: func @paged
+// CPU-NOT: attn.gather_tile
+// CPU-NOT: vector.shuffle
+// CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+func.func @paged(%q: tensor<1x4x?x32xf16>, %k: tensor<?x2x?x32xf16>, %v: tensor<?x2x?x32xf16>,
+                 %w: tensor<?x7xi32>, %bt: tensor<?x?xi32>) -> tensor<1x4x?x32xf16> {
+  %o = attn.ragged_attention %q, %k, %v work(%w : tensor<?x7xi32>) pages(%bt : tensor<?x?xi32>)
+      scale 0.125 kv_group 2
+      : tensor<1x4x?x32xf16>, tensor<?x2x?x32xf16>, tensor<?x2x?x32xf16> -> tensor<1x4x?x32xf16>
+  return %o : tensor<1x4x?x32xf16>
+}
+
+// -----
+
+// kv-in-place on packed K/V (varlen): no K/V buffers; each KV block is a view
+// of the item's key rows (row = kr + n0, min(kn - n0, 16) of them).
+// CHECK-LABEL: func @varlen
+// CHECK-SAME: (%{{[^:]*}}: memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>, %[[K:[^:]*]]: memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
+// CHECK: arith.index_cast
+// CHECK: arith.index_cast
+// CHECK: arith.index_cast
+// CHECK: %[[KB:.*]] = arith.index_cast
+// CHECK: %[[KR:.*]] = arith.index_cast
+// CHECK: %[[KN:.*]] = arith.index_cast
+// CHECK-COUNT-5: memref.alloc()
+// CHECK-NOT: memref.alloc()
+// CHECK: scf.for %[[N0:.*]] =
+// CHECK:   %[[VALID:.*]] = arith.subi %[[KN]], %[[N0]]
+// CHECK:   %[[ROW:.*]] = arith.addi %[[KR]], %[[N0]]
+// CHECK:   %[[ROWS:.*]] = arith.minsi %[[VALID]], %{{.*}}
+// CHECK:   %[[KV:.*]] = memref.subview %[[K]][%[[KB]], %{{.*}}, %[[ROW]], 0] [1, 1, %[[ROWS]], 32] [1, 1, 1, 1]
+// CHECK:   %[[VV:.*]] = memref.subview %[[V]][%[[KB]], %{{.*}}, %[[ROW]], 0] [1, 1, %[[ROWS]], 32] [1, 1, 1, 1]
+// CHECK:   attn.tile_matmul %{{.*}}, %[[KV]] transposed into
+// CHECK:   attn.tile_matmul %{{.*}}, %[[VV]] into %{{.*}} accumulate
+// CHECK: } {attn.kv_loop}
+// CHECK-NOT: attn.copy_tile %[[K]]
+
+// CPU-LABEL: func @varlen
+// CPU-NOT: attn.copy_tile
+// CPU-NOT: vector.shuffle
+// CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor<1x4x?x32xf32>,
+                  %w: tensor<?x7xi32>) -> tensor<1x4x?x32xf32> {
+  %o = attn.ragged_attention %q, %k, %v work(%w : tensor<?x7xi32>) scale 0.125
+      window_sides [-1, 0] kv_group 1
+      : tensor<1x4x?x32xf32>, tensor<1x4x?x32xf32>, tensor<1x4x?x32xf32> -> tensor<1x4x?x32xf32>
+  return %o : tensor<1x4x?x32xf32>
+}
+
+// -----
+
+// kv-in-place on a paged cache of static page size 8 (a power of two): KV
+// blocks of min(block-n, 8) = 8 keys, each a view of one page found through
+// the block table (page = table[kb, row / 8], first row = row % 8), bounded
+// by the page's end; no K/V buffers, no gather.
+// CHECK-LABEL: func @paged_static
+// CHECK-SAME: %[[K:[^:]*]]: memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>, %{{[^:]*}}: memref<?x7xi32>, %[[BT:[^:]*]]: memref<?x?xi32>
+// CHECK: %[[C8:.*]] = arith.constant 8 : index
+// CHECK: memref.alloc() : memref<4x8xf32>
+// CHECK-NOT: memref.alloc() : memref<8x32xf32>
+// CHECK: scf.for %[[N0:.*]] = %{{.*}} to %{{.*}} step %[[C8]]
+// CHECK:   %[[ROW:.*]] = arith.addi %{{.*}}, %[[N0]]
+// CHECK:   %[[ROWS:.*]] = arith.minsi
+// CHECK:   %[[SLOT:.*]] = arith.divui %[[ROW]], %{{.*}}
+// CHECK:   %[[PG:.*]] = memref.load %[[BT]][%{{.*}}, %[[SLOT]]]
+// CHECK:   %[[PAGE:.*]] = arith.index_cast %[[PG]]
+// CHECK:   %[[FIRST:.*]] = arith.remui %[[ROW]], %{{.*}}
+// CHECK:   %[[LEFT:.*]] = arith.subi %{{.*}}, %[[FIRST]]
+// CHECK:   %[[N:.*]] = arith.minsi %[[ROWS]], %[[LEFT]]
+// CHECK:   %[[KV:.*]] = memref.subview %[[K]][%[[PAGE]], %{{.*}}, %[[FIRST]], 0] [1, 1, %[[N]], 32] [1, 1, 1, 1]
+// CHECK:   %[[VV:.*]] = memref.subview %[[V]][%[[PAGE]], %{{.*}}, %[[FIRST]], 0] [1, 1, %[[N]], 32] [1, 1, 1, 1]
+// CHECK:   attn.tile_matmul %{{.*}}, %[[KV]] transposed into
+// CHECK:   attn.tile_matmul %{{.*}}, %[[VV]] into %{{.*}} accumulate
+// CHECK: } {attn.kv_loop}
+// CHECK-NOT: attn.gather_tile
+
+// CPU-LABEL: func @paged_static
+// CPU-NOT: attn.gather_tile
+// CPU-NOT: attn.tile_
+// CPU-NOT: vector.shuffle
+// CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+func.func @paged_static(%q: tensor<1x4x?x32xbf16>, %k: tensor<?x2x8x32xbf16>, %v: tensor<?x2x8x32xbf16>,
+                        %w: tensor<?x7xi32>, %bt: tensor<?x?xi32>) -> tensor<1x4x?x32xbf16> {
+  %o = attn.ragged_attention %q, %k, %v work(%w : tensor<?x7xi32>) pages(%bt : tensor<?x?xi32>)
+      scale 0.125 kv_group 2
+      : tensor<1x4x?x32xbf16>, tensor<?x2x8x32xbf16>, tensor<?x2x8x32xbf16> -> tensor<1x4x?x32xbf16>
+  return %o : tensor<1x4x?x32xbf16>
+}
