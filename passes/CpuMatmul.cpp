@@ -17,6 +17,32 @@ using namespace mlir::attn;
 
 namespace mlir::attn::cpu_lowering {
 
+/// Software prefetch of columns [col0, col0 + n) of row `row` of `m`, one
+/// per 64-byte line. Only for views of K/V whose rows are not consecutive
+/// (a dynamic or wider row stride: ragged / paged kv-in-place): rows of one
+/// head in a [tokens, heads, D] or NHD cache are `heads * D` elements apart,
+/// a stride the hardware prefetchers do not follow. Packed tile buffers and
+/// [B, H, L, D] rows are streamed by the hardware already.
+static bool isStoredView(Value m) {
+  auto layout = dyn_cast<StridedLayoutAttr>(cast<MemRefType>(m.getType()).getLayout());
+  if (!layout)
+    return false;
+  int64_t rowStride = layout.getStrides()[0];
+  return ShapedType::isDynamic(rowStride) ||
+         rowStride != cast<MemRefType>(m.getType()).getDimSize(1);
+}
+
+static void prefetchRow(CpuEmitter &e, Value m, Value row, int64_t col0, int64_t n) {
+  auto type = cast<MemRefType>(m.getType());
+  int64_t perLine = std::max<int64_t>(1, 64 / (type.getElementTypeBitWidth() / 8));
+  for (int64_t c = col0; c < col0 + n; c += perLine)
+    memref::PrefetchOp::create(e.ib, m, ValueRange{row, e.idx(c)}, /*isWrite=*/false,
+                               /*localityHint=*/3, /*isDataCache=*/true);
+}
+
+/// How far ahead (in rows of b) the stored-view rows are prefetched.
+constexpr int64_t kPrefetchRows = 16;
+
 /// One register block: rows [i0, i0 + mr) x `nv` vectors of `w` lanes at
 /// column `col0` of c, accumulated over k in [0, K).
 static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
@@ -36,6 +62,9 @@ static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
 
   SmallVector<Value> res =
       e.loop(e.idx(0), K, e.idx(1), init, [&](Value k, ValueRange acc) -> SmallVector<Value> {
+        if (isStoredView(bm)) // the row kPrefetchRows ahead, clamped into b
+          prefetchRow(e, bm, e.minsi(e.addi(k, e.idx(kPrefetchRows)),
+                                     e.subi(K, e.idx(1))), col0, nv * w);
         SmallVector<Value> bv;
         for (int64_t j = 0; j < nv; ++j)
           bv.push_back(e.loadF32(bm, {k, cols[j]}, w));
@@ -125,7 +154,14 @@ static void lowerMatmulTransposed(CpuEmitter &e, TileMatmulOp op) {
   };
   Value nFull = arith::MulIOp::create(e.ib, arith::DivUIOp::create(e.ib, N, e.idx(nj)),
                                       e.idx(nj));
-  e.loop(e.idx(0), nFull, e.idx(nj), [&](Value j0) { rowBlocks(j0, nj); });
+  e.loop(e.idx(0), nFull, e.idx(nj), [&](Value j0) {
+    if (isStoredView(bm)) { // the rows kPrefetchRows ahead, clamped into b
+      Value last = e.subi(N, e.idx(1));
+      for (int64_t t = 0; t < nj; ++t)
+        prefetchRow(e, bm, e.minsi(e.addi(j0, e.idx(kPrefetchRows + t)), last), 0, K);
+    }
+    rowBlocks(j0, nj);
+  });
   e.loop(nFull, N, e.idx(1), [&](Value j) { rowBlocks(j, 1); });
 }
 

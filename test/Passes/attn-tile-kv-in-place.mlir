@@ -28,6 +28,7 @@
 // CPU-LABEL: func @decode_gqa
 // CPU-NOT: attn.tile_
 // CPU-NOT: vector.shuffle
+// CPU-NOT: memref.prefetch
 // CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[128, 1], offset: ?>>, vector<8xbf16>
 // CPU: vector.fma {{.*}} : vector<8xf32>
 // CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32

@@ -54,9 +54,13 @@ func.func @paged(%q: tensor<1x4x?x32xf16>, %k: tensor<?x2x?x32xf16>, %v: tensor<
 // CHECK: } {attn.kv_loop}
 // CHECK-NOT: attn.copy_tile %[[K]]
 
+// Lowered for the CPU, the dot products prefetch the key rows 16 ahead (rows
+// of one head are a dynamic stride apart), one prefetch per 64-byte line.
 // CPU-LABEL: func @varlen
 // CPU-NOT: attn.copy_tile
 // CPU-NOT: vector.shuffle
+// CPU: memref.prefetch %{{.*}}[%{{.*}}, %c0{{.*}}], read, locality<3>, data : memref<?x32xf32, strided<[?, 1], offset: ?>>
+// CPU: memref.prefetch %{{.*}}[%{{.*}}, %c16{{.*}}], read, locality<3>, data : memref<?x32xf32, strided<[?, 1], offset: ?>>
 // CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
 func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor<1x4x?x32xf32>,
                   %w: tensor<?x7xi32>) -> tensor<1x4x?x32xf32> {
@@ -86,6 +90,11 @@ func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor
 // CHECK:   %[[FIRST:.*]] = arith.remui %[[ROW]], %{{.*}}
 // CHECK:   %[[LEFT:.*]] = arith.subi %{{.*}}, %[[FIRST]]
 // CHECK:   %[[N:.*]] = arith.minsi %[[ROWS]], %[[LEFT]]
+// The next block's page is prefetched (a row of 32 bf16 is one 64-byte line).
+// CHECK:   scf.for
+// CHECK:     memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<3>, data
+// CHECK:     memref.prefetch %[[V]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<3>, data
+// CHECK:   }
 // CHECK:   %[[KV:.*]] = memref.subview %[[K]][%[[PAGE]], %{{.*}}, %[[FIRST]], 0] [1, 1, %[[N]], 32] [1, 1, 1, 1]
 // CHECK:   %[[VV:.*]] = memref.subview %[[V]][%[[PAGE]], %{{.*}}, %[[FIRST]], 0] [1, 1, %[[N]], 32] [1, 1, 1, 1]
 // CHECK:   attn.tile_matmul %{{.*}}, %[[KV]] transposed into
