@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_attention import cpuinfo_vector_flags  # noqa: E402
-from hf_generate import build  # noqa: E402
+from hf_generate import add_model_args, build  # noqa: E402
 
 import attncc.integrations.transformers as attncc_hf  # noqa: E402
 from transformers import GenerationConfig  # noqa: E402
@@ -48,10 +48,7 @@ def main() -> None:
     ap.add_argument("--max-prompt", type=int, default=1024)
     ap.add_argument("--new", type=int, default=32)
     ap.add_argument("--page-size", type=int, default=64)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--heads", type=int, default=8)
-    ap.add_argument("--kv-heads", type=int, default=2)
-    ap.add_argument("--head-dim", type=int, default=64)
+    add_model_args(ap)
     args = ap.parse_args()
     print(f"host ISA: {cpuinfo_vector_flags()}; threads {torch.get_num_threads()}; "
           f"torch {torch.__version__}")

@@ -49,15 +49,21 @@ def generate(model, impl: str, ids: torch.Tensor, new: int) -> tuple[torch.Tenso
         return out, time.perf_counter() - start
 
 
+def add_model_args(ap: argparse.ArgumentParser) -> None:
+    """The model's shape options (`build`'s arguments), shared with
+    bench/hf_continuous_batching.py."""
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=8)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--head-dim", type=int, default=64)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", nargs="+", default=["1024x1", "1024x8", "8192x1"],
                     help="PROMPTxBATCH per row")
     ap.add_argument("--new", type=int, default=64)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--heads", type=int, default=8)
-    ap.add_argument("--kv-heads", type=int, default=2)
-    ap.add_argument("--head-dim", type=int, default=64)
+    add_model_args(ap)
     args = ap.parse_args()
     attncc_hf.register()
     rows = [tuple(int(x) for x in r.split("x")) for r in args.rows]

@@ -40,29 +40,24 @@ MemRefType plainMemRef(Type t) {
   return MemRefType::get(rt.getShape(), rt.getElementType());
 }
 
-/// Software prefetch of the next KV block's K and V rows (one memref.prefetch
-/// per 64-byte line), issued before this block's matmuls: a block read in
-/// place is one page, and the next page is elsewhere, so neither the
-/// hardware prefetchers nor the lowering's prefetch within a block (rows of
-/// the same view) reach it. `last` is the sequence's last key row.
+/// Software prefetch of the next KV block's K and V rows, issued before this
+/// block's matmuls: a block read in place is one page, and the next page is
+/// elsewhere, so neither the hardware prefetchers nor the lowering's prefetch
+/// within a block (rows of the same view) reach it. `last` is the sequence's
+/// last key row; rows stay inside their page.
 void prefetchNextBlock(OpBuilder &b, Location loc, Value k, Value v, Value table, Value seq,
                        Value head, Value row, Value last, int64_t BN, int64_t P) {
   IRBuild t{b, loc};
   Value next = t.minsi(t.addi(row, t.idx(BN)), last);
   Value page = memref::LoadOp::create(b, loc, table, ValueRange{seq, t.divui(next, P)});
   Value pageIdx = arith::IndexCastOp::create(b, loc, b.getIndexType(), page);
-  Value first = arith::RemUIOp::create(b, loc, next, t.idx(P));
-  auto loop = scf::ForOp::create(b, loc, t.idx(0), t.idx(BN), t.idx(1));
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(loop.getBody());
-  Value slot = t.addi(first, loop.getInductionVar());
-  for (Value m : {k, v}) {
-    auto type = cast<MemRefType>(m.getType());
-    int64_t perLine = std::max<int64_t>(1, 512 / type.getElementTypeBitWidth());
-    for (int64_t c = 0; c < type.getDimSize(3); c += perLine)
-      memref::PrefetchOp::create(b, loc, m, ValueRange{pageIdx, head, slot, t.idx(c)},
-                                 /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
-  }
+  Value first = t.remui(next, P);
+  t.loop(t.idx(0), t.idx(BN), t.idx(1), [&](Value r) {
+    Value slot = t.minsi(t.addi(first, r), t.idx(P - 1));
+    for (Value m : {k, v})
+      t.prefetchLines(m, ValueRange{pageIdx, head, slot}, 0,
+                      cast<MemRefType>(m.getType()).getDimSize(3));
+  });
 }
 
 } // namespace

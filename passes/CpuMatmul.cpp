@@ -17,12 +17,12 @@ using namespace mlir::attn;
 
 namespace mlir::attn::cpu_lowering {
 
-/// Software prefetch of columns [col0, col0 + n) of row `row` of `m`, one
-/// per 64-byte line. Only for views of K/V whose rows are not consecutive
-/// (a dynamic or wider row stride: ragged / paged kv-in-place): rows of one
-/// head in a [tokens, heads, D] or NHD cache are `heads * D` elements apart,
-/// a stride the hardware prefetchers do not follow. Packed tile buffers and
-/// [B, H, L, D] rows are streamed by the hardware already.
+/// Software prefetch of rows of b (IRBuild::prefetchLines) only for views of
+/// K/V whose rows are not consecutive (a dynamic or wider row stride: ragged /
+/// paged kv-in-place): rows of one head in a [tokens, heads, D] or NHD cache
+/// are `heads * D` elements apart, a stride the hardware prefetchers do not
+/// follow. Packed tile buffers and [B, H, L, D] rows are streamed by the
+/// hardware already.
 static bool isStoredView(Value m) {
   auto layout = dyn_cast<StridedLayoutAttr>(cast<MemRefType>(m.getType()).getLayout());
   if (!layout)
@@ -30,14 +30,6 @@ static bool isStoredView(Value m) {
   int64_t rowStride = layout.getStrides()[0];
   return ShapedType::isDynamic(rowStride) ||
          rowStride != cast<MemRefType>(m.getType()).getDimSize(1);
-}
-
-static void prefetchRow(CpuEmitter &e, Value m, Value row, int64_t col0, int64_t n) {
-  auto type = cast<MemRefType>(m.getType());
-  int64_t perLine = std::max<int64_t>(1, 64 / (type.getElementTypeBitWidth() / 8));
-  for (int64_t c = col0; c < col0 + n; c += perLine)
-    memref::PrefetchOp::create(e.ib, m, ValueRange{row, e.idx(c)}, /*isWrite=*/false,
-                               /*localityHint=*/3, /*isDataCache=*/true);
 }
 
 /// How far ahead (in rows of b) the stored-view rows are prefetched.
@@ -63,8 +55,8 @@ static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
   SmallVector<Value> res =
       e.loop(e.idx(0), K, e.idx(1), init, [&](Value k, ValueRange acc) -> SmallVector<Value> {
         if (isStoredView(bm)) // the row kPrefetchRows ahead, clamped into b
-          prefetchRow(e, bm, e.minsi(e.addi(k, e.idx(kPrefetchRows)),
-                                     e.subi(K, e.idx(1))), col0, nv * w);
+          e.prefetchLines(bm, e.minsi(e.addi(k, e.idx(kPrefetchRows)), e.subi(K, e.idx(1))),
+                          col0, nv * w);
         SmallVector<Value> bv;
         for (int64_t j = 0; j < nv; ++j)
           bv.push_back(e.loadF32(bm, {k, cols[j]}, w));
@@ -158,7 +150,7 @@ static void lowerMatmulTransposed(CpuEmitter &e, TileMatmulOp op) {
     if (isStoredView(bm)) { // the rows kPrefetchRows ahead, clamped into b
       Value last = e.subi(N, e.idx(1));
       for (int64_t t = 0; t < nj; ++t)
-        prefetchRow(e, bm, e.minsi(e.addi(j0, e.idx(kPrefetchRows + t)), last), 0, K);
+        e.prefetchLines(bm, e.minsi(e.addi(j0, e.idx(kPrefetchRows + t)), last), 0, K);
     }
     rowBlocks(j0, nj);
   });

@@ -75,6 +75,21 @@ struct IRBuild {
     memref::StoreOp::create(b, loc, v, memref, ValueRange{idx(i)});
   }
 
+  /// Software prefetch (read, keep in all cache levels) of the elements
+  /// [col0, col0 + n) of the innermost dimension of `memref` at the outer
+  /// indices `lead`: one memref.prefetch per 64-byte line.
+  void prefetchLines(Value memref, ValueRange lead, int64_t col0, int64_t n) {
+    auto t = cast<MemRefType>(memref.getType());
+    int64_t perLine = std::max<int64_t>(1, 512 / t.getElementTypeBitWidth());
+    SmallVector<Value> at(lead.begin(), lead.end());
+    at.push_back(Value());
+    for (int64_t c = col0; c < col0 + n; c += perLine) {
+      at.back() = idx(c);
+      memref::PrefetchOp::create(b, loc, memref, at, /*isWrite=*/false, /*localityHint=*/3,
+                                 /*isDataCache=*/true);
+    }
+  }
+
   //===-- Control flow ------------------------------------------------------===//
   /// scf.for without results; `body(iv)` emits at the end of the body.
   void loop(Value lb, Value ub, Value step, function_ref<void(Value)> body) {

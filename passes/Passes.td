@@ -103,8 +103,9 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
     Option<"kvInPlace", "kv-in-place", "bool", "false",
            "read K and V where they are stored instead of copying them into tile buffers: "
            "Q.K^T as a transposed tile_matmul on a view of K's rows, P.V on a view of V's "
-           "(the CPU's decode form); for attn.ragged_attention on a paged cache, K rows are "
-           "gathered untransposed for that form">,
+           "(the CPU's decode form); for attn.ragged_attention, views of packed K/V and of "
+           "pages of a static power-of-two size, K rows gathered untransposed from other "
+           "pages">,
     Option<"cpuTasks", "cpu-tasks", "int64_t", "0",
            "run the grid as at most this many tasks of consecutive grid points, the count "
            "chosen at run time from the K/V work so that a small call is one task (run inline "

@@ -205,11 +205,11 @@ def test_half_bias_rows_need_no_library_call(name, dtype):
     assert "__truncsfbf2" not in asm and "__truncsfhf2" not in asm and "__extendhfsf2" not in asm
 
 
-def _ragged_graph(paged: bool):
+def _ragged_graph(paged: bool, page=None):
     g = Graph("ragged_attention")
     q = g.input("q", (None, 4, None, 64), "bf16")
-    k = g.input("k", (None, 2, None, 64), "bf16")
-    v = g.input("v", (None, 2, None, 64), "bf16")
+    k = g.input("k", (None, 2, page, 64), "bf16")
+    v = g.input("v", (None, 2, page, 64), "bf16")
     work = g.input("work", (None, 7), "i32")
     table = g.input("block_table", (None, None), "i32") if paged else None
     g.output(g.ragged_attention(q, k, v, work, block_table=table, scale=0.125))
@@ -221,11 +221,12 @@ def _ragged_graph(paged: bool):
     ("x86-64-v4", r"vfmadd\d+ps\s+%zmm", None),
     ("aarch64", r"fmla\s+v\d+\.4s", None),
 ])
-@pytest.mark.parametrize("form", ["split_kv", "paged", "kv_in_place"])
+@pytest.mark.parametrize("form", ["split_kv", "paged", "kv_in_place", "paged_in_place"])
 def test_inference_forms_compile_for_every_class(name, pattern, absent, form):
     """The split-KV combine, the paged gather and the in-place decode form's
-    dot products (added for decode and serving) follow the ISA class like the
-    rest of the kernel, whichever host compiles them."""
+    dot products (contiguous, and on pages read in place with prefetches;
+    added for decode and serving) follow the ISA class like the rest of the
+    kernel, whichever host compiles them."""
     isa = cpu_target.ISAS[name]
     if form == "split_kv":
         c = compile_graph(_graph("bf16"), CompileOptions(cpu=name), stop_after="llvm",
@@ -237,6 +238,11 @@ def test_inference_forms_compile_for_every_class(name, pattern, absent, form):
         assert "transposed into" in c.ir("tiled")
         assert "vector.reduction <add>" in c.ir("llvm") or "llvm.intr.vector.reduce.fadd" in \
             c.ir("llvm")
+    elif form == "paged_in_place":   # decode on pages of 16, read in place, prefetched
+        c = compile_graph(_ragged_graph(paged=True, page=16),
+                          CompileOptions(cpu=name, block_m=4, kv_in_place=True), stop_after="llvm")
+        assert "transposed into" in c.ir("tiled") and "attn.gather_tile" not in c.ir("tiled")
+        assert "memref.prefetch" in c.ir("tiled")
     else:
         c = compile_graph(_ragged_graph(paged=True), CompileOptions(cpu=name),
                           stop_after="llvm")

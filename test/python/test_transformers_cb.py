@@ -152,6 +152,10 @@ def test_padded_rows_are_zero_and_batch_must_be_packed():
         s = (qs @ ks.transpose(-1, -2) * 0.25).masked_fill(~keep, float("-inf"))
         ref = (s.softmax(-1) @ vs).transpose(1, 2)[0]
         torch.testing.assert_close(out[0, q0:q1].double(), ref, atol=2e-6, rtol=2e-6)
+    # without max_length_q/k (other callers), they are derived from cu_seq_lens
+    again, _ = hf.attncc_cb_attention(_module(), q, k, v, None, scaling=0.25, is_causal=True,
+                                      cu_seq_lens_q=cu_q, cu_seq_lens_k=cu_k)
+    assert torch.equal(again, out)
     with pytest.raises(InputError, match="packed into batch 1"):
         hf.attncc_cb_attention(_module(), q.expand(2, -1, -1, -1), k.expand(2, -1, -1, -1),
                                v.expand(2, -1, -1, -1), None, cu_seq_lens_q=cu_q,

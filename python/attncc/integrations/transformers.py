@@ -326,8 +326,12 @@ def attncc_cb_attention(module: torch.nn.Module, query: torch.Tensor, key: torch
     if sliding_window is not None:     # keys j > i - W, as flash-attn's window_size
         w = int(sliding_window) - 1
         window = (w, 0 if is_causal else w)
-    out = varlen_attention(q, k, v, cu_q, cu_k, int(kwargs["max_length_q"]),
-                           int(kwargs["max_length_k"]), causal=bool(is_causal),
+    max_q, max_k = (kwargs.get(n) for n in ("max_length_q", "max_length_k"))
+    if max_q is None:
+        max_q = int((cu_q[1:] - cu_q[:-1]).max()) if cu_q.numel() > 1 else 0
+    if max_k is None:
+        max_k = int((cu_k[1:] - cu_k[:-1]).max()) if cu_k.numel() > 1 else 0
+    out = varlen_attention(q, k, v, cu_q, cu_k, int(max_q), int(max_k), causal=bool(is_causal),
                            scale=None if scaling is None else float(scaling), window=window,
                            softcap=None if softcap is None else float(softcap),
                            sinks=None if s_aux is None else s_aux.to(torch.float32))
