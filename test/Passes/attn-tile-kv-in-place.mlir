@@ -24,14 +24,30 @@
 // CHECK: } {attn.kv_loop}
 
 // Lowered for the CPU, dot products over D (bf16 rows widened to f32 in registers,
-// partial sums reduced across lanes), no transposing copy of K.
+// partial sums reduced across lanes), no transposing copy of K. Each K row 16
+// ahead is prefetched in K itself (the view's source), its row index clamped to
+// Lk - 1 rather than to the block: near a block's end the prefetch reaches into
+// the next block. One prefetch per 64-byte line (32 bf16).
 // CPU-LABEL: func @decode_gqa
+// CPU-SAME: %[[K:[^:]*]]: memref<?x1x?x128xbf16>, %[[V:[^:]*]]: memref<?x1x?x128xbf16>
 // CPU-NOT: attn.tile_
 // CPU-NOT: vector.shuffle
-// CPU-NOT: memref.prefetch
+// CPU: scf.for %{{.*}} = %c0{{.*}} to %{{.*}} step %c3
+// CPU: %[[LK:.*]] = memref.dim %[[K]], %c2{{.*}} : memref<?x1x?x128xbf16>
+// CPU-NEXT: %[[LAST:.*]] = arith.subi %[[LK]], %c1
+// CPU: %[[AHEAD:.*]] = arith.addi %{{.*}}, %c16
+// CPU: %[[ROW:.*]] = arith.addi %{{.*}}, %[[AHEAD]]
+// CPU: %[[CLAMPED:.*]] = arith.minsi %[[ROW]], %[[LAST]]
+// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c0{{.*}}], read, locality<3>, data : memref<?x1x?x128xbf16>
+// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c32{{.*}}]
+// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c64{{.*}}]
+// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c96{{.*}}]
+// CPU-NOT: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c128
 // CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[128, 1], offset: ?>>, vector<8xbf16>
 // CPU: vector.fma {{.*}} : vector<8xf32>
 // CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+// P.V prefetches V's rows the same way.
+// CPU: memref.prefetch %[[V]][{{.*}}], read, locality<3>, data : memref<?x1x?x128xbf16>
 // CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[128, 1], offset: ?>>, vector<8xbf16>
 
 // Nothing to multi-buffer: attn-pipeline leaves the loop as it is.

@@ -55,12 +55,14 @@ func.func @paged(%q: tensor<1x4x?x32xf16>, %k: tensor<?x2x?x32xf16>, %v: tensor<
 // CHECK-NOT: attn.copy_tile %[[K]]
 
 // Lowered for the CPU, the dot products prefetch the key rows 16 ahead (rows
-// of one head are a dynamic stride apart), one prefetch per 64-byte line.
+// of one head are a dynamic stride apart) in K itself, the row clamped into K
+// (not into the block), one prefetch per 64-byte line.
 // CPU-LABEL: func @varlen
+// CPU-SAME: (%{{[^:]*}}: memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>, %[[K:[^:]*]]: memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
 // CPU-NOT: attn.copy_tile
 // CPU-NOT: vector.shuffle
-// CPU: memref.prefetch %{{.*}}[%{{.*}}, %c0{{.*}}], read, locality<3>, data : memref<?x32xf32, strided<[?, 1], offset: ?>>
-// CPU: memref.prefetch %{{.*}}[%{{.*}}, %c16{{.*}}], read, locality<3>, data : memref<?x32xf32, strided<[?, 1], offset: ?>>
+// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %c0{{.*}}], read, locality<3>, data : memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
+// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %c16{{.*}}], read, locality<3>, data : memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
 // CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
 func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor<1x4x?x32xf32>,
                   %w: tensor<?x7xi32>) -> tensor<1x4x?x32xf32> {
