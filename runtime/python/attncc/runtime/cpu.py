@@ -324,14 +324,35 @@ class CpuKernel:
     def _invoke(self, tensors: Sequence[torch.Tensor]) -> None:
         """The call itself, on checked arguments. The C interface takes each
         descriptor by pointer; the packed wrapper takes a pointer to each
-        argument."""
-        descs = [memref_descriptor(t) for t in tensors]
-        n = len(descs)
-        # slots[i] holds descriptor i's address; packed[i] points at slots[i].
-        slots = (ctypes.c_void_p * n)(*[ctypes.addressof(d) for d in descs])
-        base, size = ctypes.addressof(slots), ctypes.sizeof(ctypes.c_void_p)
-        packed = (ctypes.c_void_p * n)(*[base + i * size for i in range(n)])
-        self._fn(packed)
+        argument. Everything the call passes lives in one int64 buffer made
+        per call (thread-safe: the GIL is released while the kernel runs):
+        the descriptors (allocated, aligned, offset, sizes, strides), then
+        the descriptors' addresses, then the addresses of those."""
+        n = len(tensors)
+        layout = self._call_layout
+        buf = (ctypes.c_int64 * layout[-1])()
+        base = ctypes.addressof(buf)
+        flat: list[int] = []
+        for t in tensors:
+            ptr = t.data_ptr()
+            flat += (ptr, ptr, 0)
+            flat += t.shape
+            flat += t.stride()
+        slots = len(flat)
+        flat += [base + 8 * off for off in layout[:n]]
+        flat += range(base + 8 * slots, base + 8 * (slots + n), 8)
+        buf[:] = flat
+        self._fn(base + 8 * (slots + n))
+
+    @functools.cached_property
+    def _call_layout(self) -> tuple[int, ...]:
+        """Offsets (in int64s) of each argument's descriptor in `_invoke`'s
+        buffer, then the buffer's size."""
+        offs, at = [], 0
+        for spec in self.args:
+            offs.append(at)
+            at += 3 + 2 * spec.rank
+        return (*offs, at + 2 * len(self.args))
 
     def __call__(self, *inputs: torch.Tensor, out: Optional[torch.Tensor] = None,
                  extra: Sequence[torch.Tensor] = ()) -> torch.Tensor:
