@@ -259,6 +259,49 @@ def AttnLowerToCpu : Pass<"attn-lower-to-cpu", "ModuleOp"> {
                            "::mlir::math::MathDialect"];
 }
 
+def AttnParallelToOmp : Pass<"attn-parallel-to-omp", "ModuleOp"> {
+  let summary = "Run a CPU kernel's grids on the OpenMP team that calls it (torch's own pool)";
+  let description = [{
+    For CPU kernels run on several threads. Every `scf.parallel` that is not
+    nested in another becomes a loop over its (linearized) points taken
+    round-robin by the calling thread: point `tid`, `tid + nt`, ... where
+    `tid` and `nt` are two `index` arguments appended to the function (the
+    thread's number in its team and the team's size). The runtime calls the
+    kernel once from every thread of an OpenMP parallel region of the OpenMP
+    runtime torch already loaded (`GOMP_parallel`; docs/cpu-backend.md,
+    "Threads"), so the kernel runs on torch's own threads: no second pool,
+    no wake-up of sleeping workers. A grid after another first waits for the
+    whole team (`func.call @GOMP_barrier()`), so the combine of split-KV reads
+    what every thread wrote. Grids must sit in control flow that every thread
+    takes alike (bounds and conditions from sizes, as attn-tile emits them).
+    Functions with `attn.arg_types` get `index, index` appended to it.
+
+    Example (test/Passes/attn-parallel-to-omp.mlir):
+
+    ```mlir
+    // Before
+    func.func @k(%a: memref<?xf32>) {
+      scf.parallel (%i, %j) = (%c0, %c0) to (%n, %c8) step (%c1, %c1) { ... }
+      scf.parallel (%i) = (%c0) to (%n) step (%c1) { ... }
+    }
+
+    // After
+    func.func @k(%a: memref<?xf32>, %tid: index, %nt: index) {
+      %points = arith.muli %n, %c8 : index
+      scf.for %p = %tid to %points step %nt {
+        %j = arith.remui %p, %c8 : index
+        %i = arith.divui %p, %c8 : index
+        ...
+      }
+      func.call @GOMP_barrier() : () -> ()
+      scf.for %p = %tid to %n step %nt { ... }
+    }
+    ```
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 def AttnLowerToGpu : Pass<"attn-lower-to-gpu", "ModuleOp"> {
   let summary = "Map the pipelined tile program onto a GPU kernel (mma.sync, ldmatrix, cp.async)";
   let description = [{

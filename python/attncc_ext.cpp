@@ -82,6 +82,21 @@ NB_MODULE(_attncc, m) {
   m.def(
       "host_cpu", [] { return take(attnccHostCpu()); },
       "'triple;cpu;+feature,...' of the host as LLVM's JIT targets it.");
+  m.def(
+      "run_on_team",
+      [](uint64_t fn, uint64_t args, size_t nargs, unsigned threads, uint64_t parallel,
+         uint64_t threadNum, uint64_t numThreads) {
+        AttnccOmp omp{
+            reinterpret_cast<void (*)(void (*)(void *), void *, unsigned, unsigned)>(parallel),
+            reinterpret_cast<int (*)()>(threadNum), reinterpret_cast<int (*)()>(numThreads)};
+        attnccRunOnTeam(reinterpret_cast<void (*)(void **)>(fn),
+                        reinterpret_cast<void *const *>(args), nargs, threads, &omp);
+      },
+      nb::arg("fn"), nb::arg("args"), nb::arg("nargs"), nb::arg("threads"),
+      nb::arg("parallel"), nb::arg("thread_num"), nb::arg("num_threads"),
+      nb::call_guard<nb::gil_scoped_release>(),
+      "Calls the packed kernel entry `fn` from every thread of an OpenMP team of "
+      "`threads` (GOMP_parallel at address `parallel`), the GIL released.");
   nb::class_<LoadedObject>(m, "LoadedObject",
                            "A kernel object file linked into its own ORC JIT.")
       .def(nb::init<nb::bytes, const std::vector<std::string> &, const std::vector<uint64_t> &>(),

@@ -40,6 +40,21 @@ uint64_t attnccObjectLookup(AttnccObject *object, const char *name, char **error
 /// Frees the JIT and the code it holds.
 void attnccObjectFree(AttnccObject *object);
 
+/// The OpenMP entry points a team run needs, from the OpenMP runtime torch
+/// loaded (libgomp, or libomp / libiomp5 through their GOMP_* layer).
+typedef struct AttnccOmp {
+  void (*parallel)(void (*fn)(void *), void *data, unsigned numThreads, unsigned flags);
+  int (*threadNum)(void);
+  int (*numThreads)(void);
+} AttnccOmp;
+
+/// Runs a kernel made by attn-parallel-to-omp on a team of `numThreads`
+/// threads of `omp` (GOMP_parallel; the caller is thread 0): every thread
+/// calls the packed entry point `fn` with the `nargs` argument pointers of
+/// `args` followed by pointers to its thread number and to the team's size.
+void attnccRunOnTeam(void (*fn)(void **), void *const *args, size_t nargs,
+                     unsigned numThreads, const AttnccOmp *omp);
+
 #ifdef __cplusplus
 }
 #endif

@@ -514,10 +514,14 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
     else:
         _api_hit()
     inputs = [q, k, v] + [t for t in (bias, slopes, sink) if t is not None]
+    threads = {}
+    if target == "cpu" and (resolved.num_threads or 1) > 1:
+        threads["threads"] = split_kv.team_size(resolved.num_threads, resolved.block_m, B, Hq,
+                                                L, S, q.shape[3], plan.splits)
     if not form[1]:
-        return compiled(*inputs)
+        return compiled(*inputs, **threads)
     extra = split_kv.workspaces(q, Dv, plan.splits, plan.split_kernel)
-    out = compiled(*inputs, extra=extra)
+    out = compiled(*inputs, extra=extra, **threads)
     return (out, extra[0]) if return_lse else out
 
 

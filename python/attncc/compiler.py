@@ -30,10 +30,11 @@ from . import pipeline
 from ._version import __version__
 from .errors import CompileError, GraphError
 from .graph import Graph
-from .options import CompileOptions, OptionError
+from .options import CPU_MIN_TASK_WORK, CompileOptions, OptionError
 from .pipeline import Products, Stage
 from .runtime.cpu import CpuKernel, EmptyKernel
 from .runtime.cuda import CudaKernel
+from .runtime import openmp
 from .runtime.kernel_cache import KernelCache, cache_key
 from .targets import TARGETS
 from .targets import cpu as cpu_target
@@ -122,6 +123,10 @@ def stage_options(options: CompileOptions, target: str) -> dict[str, Any]:
         # The grid as at most num_threads tasks, their count chosen at run
         # time from the work (attn-tile cpu-tasks): a short call runs inline.
         opts["cpu_tasks"] = options.num_threads
+        opts["min_task_work"] = CPU_MIN_TASK_WORK
+        # Run on torch's OpenMP threads where its runtime is found, else on
+        # the async runtime's pool (targets/cpu.py llvm_passes).
+        opts["cpu_threading"] = "omp" if openmp.runtime() is not None else "async"
     return opts
 
 

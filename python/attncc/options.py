@@ -23,6 +23,12 @@ INPUT_PRECISIONS = ("tf32", "tf32x3", "ieee")
 # below it a packed K/V block serves too few query rows to pay for its copy.
 KV_IN_PLACE_MAX_ROWS = 16
 
+# CPU: the K/V work (K elements read x max(1, block_m / 4), attn-tile's
+# taskWork) below which a call runs on one thread, and the work of one task
+# above it: attn-tile min-task-work, and the team size the runtime asks of
+# torch's OpenMP pool (frontend/split_kv.team_size).
+CPU_MIN_TASK_WORK = 1 << 17
+
 
 def _torch_threads() -> int:
     return max(1, torch.get_num_threads())

@@ -55,6 +55,8 @@ def _tile_passes(o: Options) -> str:
                    if o.get(key))
     if o.get("cpu_tasks"):
         form += f" cpu-tasks={int(o['cpu_tasks'])}"
+        if o.get("min_task_work"):
+            form += f" min-task-work={int(o['min_task_work'])}"
     return f"attn-tile{{block-m={o['block_m']} block-n={o['block_n']}{form}}},canonicalize,cse"
 
 

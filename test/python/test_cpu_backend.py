@@ -400,6 +400,18 @@ def test_kernels_take_memrefs_only():
         module = ir.Module.parse(text)
         pipeline.run_passes(module, cpu_target.llvm_passes(
             CompileOptions(num_threads=1).as_dict()))
+        # One trailing index is neither a memref nor the two team arguments
+        # (thread number, team size) of attn-parallel-to-omp.
+        with pytest.raises(CompileError, match=r"'index'\]: expected memrefs, then none or "
+                                               "two index arguments"):
+            CpuKernel(module, "kernel")
+    middle = text.replace("%o: memref<1x1x8x16xf32>,\n                      %n: index",
+                          "%n: index, %o: memref<1x1x8x16xf32>")
+    assert middle != text
+    with mlir_context():
+        module = ir.Module.parse(middle)
+        pipeline.run_passes(module, cpu_target.llvm_passes(
+            CompileOptions(num_threads=1).as_dict()))
         with pytest.raises(CompileError, match="index: CPU kernels take memrefs only"):
             CpuKernel(module, "kernel")
 

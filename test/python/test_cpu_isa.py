@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import attncc
+from attncc.runtime import openmp
 from attncc import Graph
 from attncc.compiler import compile_graph
 from attncc.errors import CompileError
@@ -164,7 +165,9 @@ def test_forced_class_code_is_really_that_class():
 
 def test_torch_thread_count_is_honoured():
     # Kernels left to the default use torch's thread count at the time of the
-    # call: one thread means a serial grid (no async runtime), two a split grid.
+    # call: one thread means a serial grid (no thread runtime), two a grid split
+    # over a team of torch's OpenMP threads (the async runtime where torch has
+    # no OpenMP runtime).
     torch.manual_seed(0)
     q, k, v = (torch.randn(1, 2, 40, 32) for _ in range(3))
     before = torch.get_num_threads()
@@ -178,7 +181,12 @@ def test_torch_thread_count_is_honoured():
     finally:
         torch.set_num_threads(before)
     assert one.options.num_threads == 1 and "mlirAsyncRuntime" not in one.ir("llvm")
-    assert two.options.num_threads == 2 and "mlirAsyncRuntime" in two.ir("llvm")
+    assert one._kernel.team_args == 0
+    assert two.options.num_threads == 2
+    if openmp.runtime() is not None:
+        assert two._kernel.team_args == 2 and "mlirAsyncRuntime" not in two.ir("llvm")
+    else:
+        assert "mlirAsyncRuntime" in two.ir("llvm")
     assert torch.equal(a, b)
 
 

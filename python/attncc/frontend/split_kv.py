@@ -21,7 +21,7 @@ from typing import Any, Optional
 import torch
 
 from ..errors import InputTypeError
-from ..options import OptionError
+from ..options import CPU_MIN_TASK_WORK, OptionError
 
 MAX_SPLITS = 256
 # Fewest KV blocks a split gets from the heuristic: a split's fixed costs
@@ -74,6 +74,18 @@ def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: in
     by_threads = -(-want // grid)
     by_length = max(1, -(-S // block_n) // MIN_BLOCKS_PER_SPLIT)
     return Plan(True, max(1, min(by_threads, by_length, MAX_SPLITS)))
+
+
+def team_size(threads: int, block_m: int, B: int, H: int, L: int, S: int, D: int,
+              splits: int) -> int:
+    """How many of torch's OpenMP threads a CPU call asks for: the grid's
+    K/V work (as attn-tile's taskWork: points x keys per point x D x
+    max(1, block_m / 4)) in tasks of CPU_MIN_TASK_WORK, at least 1, at most
+    `threads` and the grid points. A short decode step runs on the calling
+    thread alone; the kernel is correct on a team of any size."""
+    points = B * H * -(-L // block_m) * splits
+    work = points * -(-S // splits) * D * max(1, block_m // 4)
+    return max(1, min(threads, -(-work // CPU_MIN_TASK_WORK), points))
 
 
 def workspaces(q: torch.Tensor, Dv: int, splits: int, split_kernel: bool,

@@ -152,16 +152,22 @@ def llvm_passes(o: Mapping[str, object]) -> str:
     upstream conversions to the LLVM dialect (resolved options: `num_threads`
     is filled in by CompileOptions.resolved).
 
-    Threads: upstream async-parallel-for splits the grid `scf.parallel` into
-    tasks for the async runtime's thread pool (`num-workers` = num_threads sizes
-    the split; `min-task-size=1` because one grid point is a whole query block,
-    not one element). With one thread the grid stays a serial loop. The kernel
-    gets a C interface (`_mlir_ciface_<name>`) for the runtime."""
+    Threads (`cpu_threading`, set by compiler.stage_options): "omp" runs the
+    grids on an OpenMP team of torch's own threads (attn-parallel-to-omp: the
+    grid points split by two trailing thread arguments, the runtime calls
+    the kernel from each thread of a GOMP_parallel region); "async" (no
+    OpenMP runtime in the process) keeps upstream async-parallel-for, whose
+    tasks run on the async runtime's pool (`num-workers` = num_threads sizes
+    the split; `min-task-size=1` because one grid point is a whole query
+    block). With one thread the grid stays a serial loop. The kernel gets a C
+    interface (`_mlir_ciface_<name>`) for the runtime."""
     threads = int(o["num_threads"])
     isa = resolve(str(o["cpu"]))
     width = o.get("vector_width") or isa.vector_width
     parallel = ""
-    if threads > 1:
+    if threads > 1 and o.get("cpu_threading") == "omp":
+        parallel = "attn-parallel-to-omp,"
+    elif threads > 1:
         parallel = (f"async-parallel-for{{async-dispatch=true num-workers={threads} "
                     "min-task-size=1},async-to-async-runtime,async-runtime-ref-counting,"
                     "async-runtime-ref-counting-opt,arith-expand,convert-async-to-llvm,")

@@ -17,11 +17,12 @@ numpy is involved). The call goes through the C interface
 (`_mlir_ciface_<name>`, requested by `llvm-request-c-wrappers` in the 'llvm'
 stage) and releases the GIL while the kernel runs.
 
-Threads: the grid runs on the thread pool of MLIR's async runtime
-(`libmlir_async_runtime.so` from the mlir wheel). That pool is process-wide
-and sized to the CPUs the process may use; the 'llvm' stage's `num_threads`
-(torch's thread count unless given) decides into how many tasks the grid is
-split (one thread: no tasks at all). See docs/cpu-backend.md.
+Threads: a kernel compiled for several threads (attn-parallel-to-omp) runs on
+a team of torch's own OpenMP threads (`run_on_team`, entry points from
+runtime/openmp.py), each thread taking its share of the grid points; where no
+OpenMP runtime is loaded, on the thread pool of MLIR's async runtime
+(`libmlir_async_runtime.so` from the mlir wheel) instead. One thread: a serial
+grid, no runtime at all. See docs/cpu-backend.md.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ import torch
 from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
-from .._attncc import LoadedObject
+from .._attncc import LoadedObject, run_on_team
+from . import openmp
 from ..errors import AttnccError, CompileError
 
 _DYN = ir.ShapedType.get_dynamic_size()
@@ -77,11 +79,19 @@ def _external_functions(module: ir.Module) -> list[str]:
 
 def _runtime_symbols(externals: Sequence[str], uses_async: bool) -> dict[str, int]:
     """Addresses of the kernel's external functions that MLIR's runtime
-    libraries define; anything else (libc, libm) resolves from the process."""
+    libraries define, and GOMP_barrier (attn-parallel-to-omp) from torch's
+    OpenMP runtime; anything else (libc, libm) resolves from the process."""
     libs = ["libmlir_async_runtime.so"] if uses_async else []
     libs.append("libmlir_c_runner_utils.so")
     found: dict[str, int] = {}
     for fn in externals:
+        if fn == "GOMP_barrier":
+            omp = openmp.runtime()
+            if omp is None:
+                raise CompileError("the kernel runs on an OpenMP team but no OpenMP runtime "
+                                   "is loaded in this process")
+            found[fn] = omp.barrier
+            continue
         for lib in libs:
             addr = getattr(_runtime_library(lib), fn, None)
             if addr is not None:
@@ -198,8 +208,21 @@ def _find_kernel(module: ir.Module, name: str) -> tuple[ir.Operation, list[MemRe
             raise CompileError(f"function {name!r} has no attn.arg_types: was it lowered by "
                                "attn-lower-to-cpu (stage 'llvm')?")
         types = ir.ArrayAttr(op.attributes["attn.arg_types"])
-        return op, [MemRefSpec.from_type(ir.TypeAttr(a).value) for a in types]
+        return op, [ir.TypeAttr(a).value for a in types]
     raise CompileError(f"no kernel function {name!r} in the module")
+
+
+def _arguments(types: Sequence[ir.Type]) -> tuple[list[MemRefSpec], int]:
+    """The memref arguments, then the count of trailing `index` arguments:
+    2 (thread number, team size) for a kernel made by attn-parallel-to-omp."""
+    n = len(types)
+    while n and str(types[n - 1]) == "index":
+        n -= 1
+    team = len(types) - n
+    if team not in (0, 2):
+        raise CompileError(f"kernel arguments {[str(t) for t in types]}: expected memrefs, "
+                           "then none or two index arguments (thread number, team size)")
+    return [MemRefSpec.from_type(t) for t in types[:n]], team
 
 
 def _set_function_attributes(module: ir.Module, attrs: dict) -> None:
@@ -247,8 +270,9 @@ class CpuKernel:
         self.name = name
         self.num_threads = num_threads
         self._output = output
-        op, self.args = _find_kernel(module, name)
-        self.arg_types = [a.type_str for a in self.args]
+        op, types = _find_kernel(module, name)
+        self.args, self.team_args = _arguments(types)
+        self.arg_types = [str(t) for t in types]
         self._uses_async = _uses_async(module)
         self.externals = _external_functions(module)
         _set_function_attributes(module, function_attributes or {"vector_bits": 512})
@@ -258,6 +282,7 @@ class CpuKernel:
             for fn, addr in _runtime_symbols(self.externals, self._uses_async).items():
                 self._engine.raw_register_runtime(fn, ctypes.c_void_p(addr))
             self._fn = self._engine.lookup(name)
+            self._fn_addr = ctypes.cast(self._fn, ctypes.c_void_p).value
             if keep_object:
                 self.object = _dump_object(self._engine)
         except Exception as e:  # the bindings raise RuntimeError with LLVM's message
@@ -273,7 +298,7 @@ class CpuKernel:
         self = cls.__new__(cls)
         self.name, self.num_threads, self._output = name, num_threads, output
         with ir.Context():
-            self.args = [MemRefSpec.from_type(ir.Type.parse(t)) for t in arg_types]
+            self.args, self.team_args = _arguments([ir.Type.parse(t) for t in arg_types])
         self.arg_types = list(arg_types)
         self.externals = list(externals)
         self._uses_async = any(f.startswith("mlirAsyncRuntime") for f in externals)
@@ -288,6 +313,7 @@ class CpuKernel:
         if self._uses_async:
             _PINNED_OBJECTS.append(loaded)
         self._fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr)
+        self._fn_addr = addr
         return self
 
     def run(self, *tensors: torch.Tensor) -> None:
@@ -321,13 +347,18 @@ class CpuKernel:
             checked.append(t)
         return checked
 
-    def _invoke(self, tensors: Sequence[torch.Tensor]) -> None:
+    def _invoke(self, tensors: Sequence[torch.Tensor], threads: Optional[int] = None) -> None:
         """The call itself, on checked arguments. The C interface takes each
         descriptor by pointer; the packed wrapper takes a pointer to each
         argument. Everything the call passes lives in one int64 buffer made
         per call (thread-safe: the GIL is released while the kernel runs):
         the descriptors (allocated, aligned, offset, sizes, strides), then
-        the descriptors' addresses, then the addresses of those."""
+        the descriptors' addresses, then the addresses of those. A kernel
+        with team arguments runs on an OpenMP team of `num_threads` threads
+        (native run_on_team adds each thread's number and the team's size);
+        with one thread it is called here as thread 0 of a team of 1.
+        `threads` (at most num_threads) asks for a smaller team: a kernel
+        made for a team is correct on a team of any size."""
         n = len(tensors)
         layout = self._call_layout
         buf = (ctypes.c_int64 * layout[-1])()
@@ -338,11 +369,23 @@ class CpuKernel:
             flat += (ptr, ptr, 0)
             flat += t.shape
             flat += t.stride()
+        size = min(threads or self.num_threads or 1, self.num_threads or 1)
+        team = self.team_args and size > 1
+        if self.team_args:
+            flat += (0, 1)            # thread 0 of a team of 1 (serial call)
         slots = len(flat)
         flat += [base + 8 * off for off in layout[:n]]
+        packed = len(flat)
         flat += range(base + 8 * slots, base + 8 * (slots + n), 8)
+        if self.team_args:
+            flat += (base + 8 * (slots - 2), base + 8 * (slots - 1))
         buf[:] = flat
-        self._fn(base + 8 * (slots + n))
+        if team:
+            omp = openmp.runtime()
+            run_on_team(self._fn_addr, base + 8 * packed, n, size, omp.parallel,
+                        omp.thread_num, omp.num_threads)
+        else:
+            self._fn(base + 8 * packed)
 
     @functools.cached_property
     def _call_layout(self) -> tuple[int, ...]:
@@ -352,10 +395,11 @@ class CpuKernel:
         for spec in self.args:
             offs.append(at)
             at += 3 + 2 * spec.rank
-        return (*offs, at + 2 * len(self.args))
+        return (*offs, at + 2 * self.team_args + 2 * len(self.args))
 
     def __call__(self, *inputs: torch.Tensor, out: Optional[torch.Tensor] = None,
-                 extra: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+                 extra: Sequence[torch.Tensor] = (), threads: Optional[int] = None
+                 ) -> torch.Tensor:
         """Runs on `inputs` (q, k, v[, bias]) and returns the output tensor
         (allocated unless `out` is given). Inputs whose layout differs from the
         kernel's (e.g. a transposed view) are made contiguous first; everything
@@ -372,7 +416,7 @@ class CpuKernel:
             out = torch.empty(self._output_shape(fixed), dtype=self.args[n_in].dtype)
         else:
             self._checked(n_in, [out])
-        self._invoke([*fixed, out, *self._checked(n_in + 1, extra)])
+        self._invoke([*fixed, out, *self._checked(n_in + 1, extra)], threads)
         return out
 
     def _output_shape(self, inputs: Sequence[torch.Tensor]) -> tuple[int, ...]:
