@@ -77,6 +77,9 @@ def _external_functions(module: ir.Module) -> list[str]:
     return names
 
 
+_PROCESS = ctypes.CDLL(None)   # the symbols global in this process (libc, libm)
+
+
 def _runtime_symbols(externals: Sequence[str], uses_async: bool) -> dict[str, int]:
     """Addresses of the kernel's external functions that MLIR's runtime
     libraries define, and GOMP_barrier (attn-parallel-to-omp) from torch's
@@ -85,6 +88,11 @@ def _runtime_symbols(externals: Sequence[str], uses_async: bool) -> dict[str, in
     libs.append("libmlir_c_runner_utils.so")
     found: dict[str, int] = {}
     for fn in externals:
+        if hasattr(_PROCESS, fn):
+            # libc / libm (malloc, free, ...): the JIT resolves them from the
+            # process; looking them up in a runtime library would load it for
+            # nothing (libmlir_c_runner_utils.so: ~40 ms on a first call).
+            continue
         if fn == "GOMP_barrier":
             omp = openmp.runtime()
             if omp is None:
