@@ -73,10 +73,11 @@ class _LRU:
 
     def get(self, key: Any, count: bool = True) -> Any:
         with self._lock:
-            if key in self._d:
+            got = self._d.get(key)
+            if got is not None:
                 self._d.move_to_end(key)
                 self.hits += count
-                return self._d[key]
+                return got
             self.misses += count
             return None
 
@@ -521,7 +522,7 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
     if not form[1]:
         return compiled(*inputs, **threads)
     extra = split_kv.workspaces(q, Dv, plan.splits, plan.split_kernel)
-    out = compiled(*inputs, extra=extra, **threads)
+    out = compiled(*inputs, extra=extra, trusted_extra=True, **threads)
     return (out, extra[0]) if return_lse else out
 
 

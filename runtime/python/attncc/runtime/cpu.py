@@ -406,13 +406,15 @@ class CpuKernel:
         return (*offs, at + 2 * self.team_args + 2 * len(self.args))
 
     def __call__(self, *inputs: torch.Tensor, out: Optional[torch.Tensor] = None,
-                 extra: Sequence[torch.Tensor] = (), threads: Optional[int] = None
-                 ) -> torch.Tensor:
+                 extra: Sequence[torch.Tensor] = (), threads: Optional[int] = None,
+                 trusted_extra: bool = False) -> torch.Tensor:
         """Runs on `inputs` (q, k, v[, bias]) and returns the output tensor
         (allocated unless `out` is given). Inputs whose layout differs from the
         kernel's (e.g. a transposed view) are made contiguous first; everything
         else is passed in place. `extra`: the arguments after `out` of the
-        lse / split-KV kernel forms (compiler.compile_graph), passed as given."""
+        lse / split-KV kernel forms (compiler.compile_graph), checked unless
+        `trusted_extra` (the API's own workspaces, made to the kernel's
+        types). `threads`: the team size asked for (see `_invoke`)."""
         n_in = len(self.args) - 1 - len(extra)
         if len(inputs) != n_in:
             raise KernelArgumentError(f"{self.name} takes {n_in} inputs "
@@ -424,7 +426,9 @@ class CpuKernel:
             out = torch.empty(self._output_shape(fixed), dtype=self.args[n_in].dtype)
         else:
             self._checked(n_in, [out])
-        self._invoke([*fixed, out, *self._checked(n_in + 1, extra)], threads)
+        if not trusted_extra:   # the API's own workspaces are made to the kernel's types
+            extra = self._checked(n_in + 1, extra)
+        self._invoke([*fixed, out, *extra], threads)
         return out
 
     def _output_shape(self, inputs: Sequence[torch.Tensor]) -> tuple[int, ...]:
