@@ -51,6 +51,11 @@ static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, int64_t col0, int
   if (kept.size() != 2 || kept[1] != rank - 1 || getConstantIntValue(offsets[rank - 1]) != 0 ||
       getConstantIntValue(strides[kept[0]]) != 1 || getConstantIntValue(strides[rank - 1]) != 1)
     return;
+  // A source of at most kPrefetchRows rows (a page of a static size): the row
+  // ahead is always clamped to its last row, so nothing is gained.
+  int64_t srcRows = srcType.getDimSize(kept[0]);
+  if (!ShapedType::isDynamic(srcRows) && srcRows <= kPrefetchRows)
+    return;
   SmallVector<Value> lead;
   for (int64_t d = 0; d + 1 < rank; ++d) {
     Value off = getValueOrCreateConstantIndexOp(e.ib, e.loc, offsets[d]);

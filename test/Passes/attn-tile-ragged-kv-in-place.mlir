@@ -104,11 +104,18 @@ func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor
 // CHECK: } {attn.kv_loop}
 // CHECK-NOT: attn.gather_tile
 
+// Lowered for the CPU: the next page's prefetch of the tile program only; the
+// matmuls add none (a page of 8 rows has no row 16 ahead to reach).
 // CPU-LABEL: func @paged_static
 // CPU-NOT: attn.gather_tile
 // CPU-NOT: attn.tile_
 // CPU-NOT: vector.shuffle
+// CPU: memref.prefetch %{{.*}} : memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>
+// CPU: memref.prefetch %{{.*}} : memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>
+// CPU-NOT: memref.prefetch
 // CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+// CPU-NOT: memref.prefetch
+// CPU: return
 func.func @paged_static(%q: tensor<1x4x?x32xbf16>, %k: tensor<?x2x8x32xbf16>, %v: tensor<?x2x8x32xbf16>,
                         %w: tensor<?x7xi32>, %bt: tensor<?x?xi32>) -> tensor<1x4x?x32xbf16> {
   %o = attn.ragged_attention %q, %k, %v work(%w : tensor<?x7xi32>) pages(%bt : tensor<?x?xi32>)
