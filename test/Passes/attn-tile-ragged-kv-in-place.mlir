@@ -104,7 +104,7 @@ func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor
 // CHECK: } {attn.kv_loop}
 // CHECK-NOT: attn.gather_tile
 
-// Lowered for the CPU: the next page's prefetch of the tile program only; the
+// Lowered for the CPU, only the tile program's prefetch of the next page; the
 // matmuls add none (a page of 8 rows has no row 16 ahead to reach).
 // CPU-LABEL: func @paged_static
 // CPU-NOT: attn.gather_tile
