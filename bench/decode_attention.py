@@ -64,7 +64,7 @@ def row(B: int, S: int, dtype: torch.dtype, Hq: int, Hkv: int, D: int, bw: float
     # The split count attention() chose (GQA packing: Hkv heads of Hq / Hkv rows).
     opts = CompileOptions().resolved("cpu", Hq // Hkv)
     P = num_splits or split_kv.plan("cpu", "cpu", opts.num_threads, opts.block_m, opts.block_n,
-                                    B, Hkv, Hq // Hkv, S, None).splits
+                                    B, Hkv, Hq // Hkv, S, D, None).splits
     return (f"| {B} | {S} | {name} | {P} | {t_torch:.3f} | {t_ours:.3f} | {t_one:.3f} | "
             f"{t_torch / t_ours:.2f} | {100 * nbytes / (t_torch * 1e-3) / bw:.0f}% | "
             f"{100 * nbytes / (t_ours * 1e-3) / bw:.0f}% | {err:.1e} |")

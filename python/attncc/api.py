@@ -504,7 +504,8 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
     bias_key = None if bias is None else (bias_shape(bias.shape, B, Hq, L, S), bias.dtype)
     resolved = _resolved(opts, target, L)
     plan = split_kv.plan(target, target_device_type(target), resolved.num_threads or 1,
-                         resolved.block_m, resolved.block_n, B, Hq, L, S, num_splits)
+                         resolved.block_m, resolved.block_n, B, Hq, L, S, q.shape[3],
+                         num_splits)
     form = (plan.split_kernel, return_lse or plan.split_kernel)
     key = (Hq, k.shape[1], q.shape[3], Dv, q.dtype, q.device.type, cls, bias_key, scale,
            variants, target, opts, _threads_key(target, opts), resolved.block_m, form)
@@ -517,11 +518,10 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
     inputs = [q, k, v] + [t for t in (bias, slopes, sink) if t is not None]
     threads = {}
     if target == "cpu" and (resolved.num_threads or 1) > 1:
-        threads["threads"] = split_kv.team_size(resolved.num_threads, resolved.block_m, B, Hq,
-                                                L, S, q.shape[3], plan.splits)
+        threads["threads"] = plan.team
     if not form[1]:
         return compiled(*inputs, **threads)
-    extra = split_kv.workspaces(q, Dv, plan.splits, plan.split_kernel)
+    extra = split_kv.workspaces(q, Dv, plan.splits, plan.split_kernel, reuse=not return_lse)
     out = compiled(*inputs, extra=extra, trusted_extra=True, **threads)
     return (out, extra[0]) if return_lse else out
 

@@ -221,17 +221,17 @@ def test_property_split_kv(capsys):
 # -- the decode loop: one kernel ------------------------------------------------------
 
 def test_decode_loop_compiles_once_while_the_split_count_changes():
-    """A decode loop over a growing KV cache (B=1, 8 query heads on 2 KV heads,
+    """A decode loop over a growing KV cache (B=1, 8 query heads on 1 KV head,
     two threads: the heuristic picks the split form, its split count grows
     with S) compiles its kernel at the first step and nothing after."""
-    B, Hq, Hkv, D = 1, 8, 2, 64
+    B, Hq, Hkv, D = 1, 8, 1, 64
     g = torch.Generator().manual_seed(7)
     k_all = torch.randn(B, Hkv, 1200, D, generator=g)
     v_all = torch.randn(B, Hkv, 1200, D, generator=g)
     lengths = [5, 64, 300, 700, 1200]
-    # After GQA packing (a 1-row bottom-right causal mask hides nothing): 2
-    # heads of 4 rows, 16-row query blocks, 64-key blocks.
-    splits = {split_kv.plan("cpu", "cpu", 2, 16, 64, B, Hkv, Hq // Hkv, S, None).splits
+    # After GQA packing (a 1-row bottom-right causal mask hides nothing): 1
+    # head of 8 rows, 16-row query blocks, 64-key blocks.
+    splits = {split_kv.plan("cpu", "cpu", 2, 16, 64, B, Hkv, Hq // Hkv, S, D, None).splits
               for S in lengths}
     assert len(splits) > 1, splits      # the run-time split count does change
     compiled = None
@@ -273,3 +273,42 @@ def test_gpu_lowering_refuses_split_kv_and_lse_by_name():
     for form, what in ((dict(split_kv=True), "split-KV"), (dict(lse=True), "log-sum-exp")):
         with pytest.raises(CompileError, match=f"{what}.*not supported by attn-lower-to-gpu"):
             compile_graph(g, CompileOptions(), "sm_80", stop_after="gpu", **form)
+
+
+def test_split_heuristic_fills_the_threads_and_no_more():
+    """P from the shapes (CPU decode bucket: 16-row query blocks, 64-key
+    blocks, D 128): no split where the grid already deals out evenly over the
+    threads or the work is one thread's; otherwise the fewest splits that
+    make it even, bounded by the KV length."""
+    def splits(threads, B, H, S):
+        p = split_kv.plan("cpu", "cpu", threads, 16, 64, B, H, 4, S, 128, None)
+        assert p.split_kernel and 1 <= p.team <= threads
+        return p.splits, p.team
+    assert splits(2, 1, 2, 4096) == (1, 2)     # 2 KV heads on 2 threads
+    assert splits(2, 1, 8, 4096) == (1, 2)
+    assert splits(2, 1, 1, 4096) == (2, 2)     # MQA: one head, split in two
+    assert splits(2, 1, 3, 4096) == (2, 2)     # 3 points -> 6
+    assert splits(16, 1, 8, 1 << 16) == (2, 16)
+    assert splits(2, 1, 1, 64) == (1, 1)       # one KV block: nothing to split
+    assert splits(2, 1, 1, 300)[0] == 1        # by length: 5 blocks < 2 * 4
+    assert splits(1, 1, 1, 1 << 16) == (1, 1)  # one thread
+    # Forced counts are kept whatever the heuristic would say.
+    assert split_kv.plan("cpu", "cpu", 2, 16, 64, 1, 2, 4, 4096, 128, 3).splits == 3
+
+
+def test_workspaces_reused_only_where_the_caller_keeps_none():
+    q = torch.randn(1, 2, 4, 32)
+    a = split_kv.workspaces(q, 32, 2, True, reuse=True)
+    b = split_kv.workspaces(q, 32, 2, True, reuse=True)
+    assert all(x is y for x, y in zip(a, b))            # the thread's pool
+    c = split_kv.workspaces(q, 32, 2, True)
+    assert not any(x is y for x, y in zip(a, c))        # fresh: the caller keeps lse
+    # A returned lse is never a pooled buffer a later call overwrites.
+    g = torch.Generator().manual_seed(5)
+    qq, kk, vv = (torch.randn(1, 8, 1, 64, generator=g), torch.randn(1, 2, 300, 64, generator=g),
+                  torch.randn(1, 2, 300, 64, generator=g))
+    _, lse1 = attncc.attention(qq, kk, vv, return_lse=True)
+    keep = lse1.clone()
+    attncc.attention(qq * 2, kk, vv)
+    attncc.attention(qq * 3, kk, vv, return_lse=True)
+    assert torch.equal(lse1, keep)

@@ -15,6 +15,7 @@ at the grid, the threads and S (see `plan`).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -49,31 +50,45 @@ def check_args(return_lse: Any, num_splits: Any) -> None:
 class Plan:
     split_kernel: bool   # the split-KV kernel form (else the plain one)
     splits: int          # P, the run-time split count (1 with the plain form)
+    team: int = 1        # CPU threads the call asks for (team_size)
 
 
 def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: int, H: int,
-         L: int, S: int, num_splits: Optional[int]) -> Plan:
-    """The kernel form and split count of one call.
+         L: int, S: int, D: int, num_splits: Optional[int]) -> Plan:
+    """The kernel form, split count and team size of one call.
 
     Forced (`num_splits` given): 1 is the plain kernel, P > 1 the split one.
     Otherwise (CPU only; the GPU lowering has no split-KV yet): the split
     form for the decode bucket (block_m <= DECODE_BLOCK_M; B, L and S do not
     choose the form, so a decode loop, or calls of other batch sizes, keep one
     kernel), and P = 1 (the combine then only copies) unless the grid
-    B * H * ceil(L / block_m) has fewer than TASKS_PER_THREAD points per
-    thread: then enough splits to reach that many grid points, at most one
-    per MIN_BLOCKS_PER_SPLIT KV blocks."""
+    B * H * ceil(L / block_m) leaves threads idle: fewer than TASKS_PER_THREAD
+    points per thread and not a multiple of the threads (decode's grid
+    points are equal work, and the team deals them out evenly). Then the
+    fewest splits that make the points a multiple of the threads or reach
+    TASKS_PER_THREAD per thread, at most one per MIN_BLOCKS_PER_SPLIT KV
+    blocks. Splits only spread work over threads: each costs a Q copy, a
+    partial output and its share of the combine (measured: 2 KV heads on 2
+    threads, KV 1k-4k, are 10-15% slower at P=2 or 4 than at P=1), and
+    where the call's work is too small for more than one thread
+    (`team_size`), P is 1."""
     if num_splits is not None:
-        return Plan(num_splits > 1, num_splits)
+        return Plan(num_splits > 1, num_splits,
+                    team_size(threads, block_m, B, H, L, S, D, num_splits))
     if kind != "cpu" or block_m > DECODE_BLOCK_M:
-        return Plan(False, 1)
+        return Plan(False, 1, team_size(threads, block_m, B, H, L, S, D, 1))
     grid = B * H * -(-L // block_m)
     want = TASKS_PER_THREAD * threads
-    if grid == 0 or grid >= want:
-        return Plan(True, 1)
-    by_threads = -(-want // grid)
+    if grid == 0 or grid >= want or grid % threads == 0 or threads <= 1:
+        return Plan(True, 1, team_size(threads, block_m, B, H, L, S, D, 1))
+    by_threads = next(p for p in range(2, want + 1)
+                      if (grid * p) % threads == 0 or grid * p >= want)
     by_length = max(1, -(-S // block_n) // MIN_BLOCKS_PER_SPLIT)
-    return Plan(True, max(1, min(by_threads, by_length, MAX_SPLITS)))
+    splits = max(1, min(by_threads, by_length, MAX_SPLITS))
+    team = team_size(threads, block_m, B, H, L, S, D, splits)
+    if team == 1:
+        return Plan(True, 1, 1)
+    return Plan(True, splits, team)
 
 
 def team_size(threads: int, block_m: int, B: int, H: int, L: int, S: int, D: int,
@@ -89,13 +104,39 @@ def team_size(threads: int, block_m: int, B: int, H: int, L: int, S: int, D: int
 
 
 def workspaces(q: torch.Tensor, Dv: int, splits: int, split_kernel: bool,
-               ) -> tuple[torch.Tensor, ...]:
+               reuse: bool = False) -> tuple[torch.Tensor, ...]:
     """The arguments after `out` of the lse / split kernel forms: lse [B, H, L]
     and, for the split form, part [P * B, H, L, Dv] and part_lse [P * B, H, L]
-    (all f32; every element is written by the kernel)."""
+    (all f32; every element is written by the kernel). `reuse`: the caller
+    does not keep them (no lse returned), so the calling thread's previous
+    workspaces of these shapes serve again (a decode loop allocates nothing
+    per step; thread-local, as two threads may run kernels at once)."""
     B, H, L = q.shape[:3]
+    key = (B, H, L, Dv, splits, split_kernel)
+    if reuse:
+        pool = _pool()
+        got = pool.get(key)
+        if got is not None:
+            return got
     lse = torch.empty((B, H, L), dtype=torch.float32)
-    if not split_kernel:
-        return (lse,)
-    return (lse, torch.empty((splits * B, H, L, Dv), dtype=torch.float32),
-            torch.empty((splits * B, H, L), dtype=torch.float32))
+    made: tuple[torch.Tensor, ...] = (lse,)
+    if split_kernel:
+        made = (lse, torch.empty((splits * B, H, L, Dv), dtype=torch.float32),
+                torch.empty((splits * B, H, L), dtype=torch.float32))
+    if reuse:
+        if len(pool) >= _POOL_SIZE:
+            pool.pop(next(iter(pool)))
+        pool[key] = made
+    return made
+
+
+# Workspaces kept per thread: a few shapes (a model's layers share theirs).
+_POOL_SIZE = 8
+_LOCAL = threading.local()
+
+
+def _pool() -> dict:
+    pool = getattr(_LOCAL, "pool", None)
+    if pool is None:
+        pool = _LOCAL.pool = {}
+    return pool
