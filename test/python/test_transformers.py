@@ -38,14 +38,14 @@ def recorded(monkeypatch):
     """The structure of each call to attncc's operator: (mask shape or None,
     causal, window)."""
     calls = []
-    real = hf.attention_op
+    real = hf.attention_call
 
     def spy(q, k, v, mask, causal, scale, wl, wr, softcap, sinks):
         calls.append((None if mask is None else tuple(mask.shape), causal, (wl, wr),
                       softcap, sinks is not None, q.shape[2], k.shape[2]))
         return real(q, k, v, mask, causal, scale, wl, wr, softcap, sinks)
 
-    monkeypatch.setattr(hf, "attention_op", spy)
+    monkeypatch.setattr(hf, "attention_call", spy)
     return calls
 
 

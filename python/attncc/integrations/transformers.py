@@ -42,7 +42,7 @@ from typing import Any, Optional
 import torch
 
 from ..errors import InputError
-from .op import attention_op
+from .op import attention_call
 
 NAME = "attncc"
 # transformers' continuous batching admits "sdpa", "paged|eager" and names that
@@ -253,9 +253,9 @@ def attncc_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     sinks = None
     if s_aux is not None:
         sinks = s_aux.to(torch.float32)
-    out = attention_op(query, key, value, mask, causal, None if scaling is None else
-                       float(scaling), window[0], window[1],
-                       None if softcap is None else float(softcap), sinks)
+    out = attention_call(query, key, value, mask, causal, None if scaling is None else
+                         float(scaling), window[0], window[1],
+                         None if softcap is None else float(softcap), sinks)
     return out.transpose(1, 2).contiguous(), None
 
 
