@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -63,6 +64,8 @@ def main() -> None:
     ap.add_argument("--rows", nargs="+", default=["1024x1", "1024x8", "8192x1"],
                     help="PROMPTxBATCH per row")
     ap.add_argument("--new", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="timed generations per implementation, alternating; the median counts")
     add_model_args(ap)
     args = ap.parse_args()
     attncc_hf.register()
@@ -83,8 +86,13 @@ def main() -> None:
         generate(model, "attncc", ids, args.new)            # warm-up (compiles)
         compiles = attncc.cache_info()["compiled"] - before
         generate(model, "sdpa", ids, args.new)
-        ref, t_sdpa = generate(model, "sdpa", ids, args.new)
-        out, t_ours = generate(model, "attncc", ids, args.new)
+        t_sdpa, t_ours = [], []
+        for _ in range(args.rounds):     # alternating: drifts of a shared host hit both
+            ref, t = generate(model, "sdpa", ids, args.new)
+            t_sdpa.append(t)
+            out, t = generate(model, "attncc", ids, args.new)
+            t_ours.append(t)
+        t_sdpa, t_ours = statistics.median(t_sdpa), statistics.median(t_ours)
         tokens = batch * args.new
         same = torch.equal(out, ref)
         print(f"| {prompt} | {batch} | {tokens / t_sdpa:.1f} | {tokens / t_ours:.1f} | "
