@@ -51,8 +51,8 @@ from .frontend.capture import (SUPPORTED_FLOATS, Capture, bind, check_no_grad, c
 from .frontend.convert import Lowered
 from .frontend.dynamic import bias_shape, dynamic_graph, qkv_shape
 from .frontend.guards import guard_key
-from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, MaskPart, build_bias, classify
-from .frontend import split_kv
+from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, sdpa_mask_class
+from .frontend import fast_path, split_kv
 from .frontend.variants import (Variants, causal_bias_align, check_causal_bias,
                                 variants_of)
 from .graph import Graph
@@ -349,44 +349,6 @@ def _check_qkv(q: Any, k: Any, v: Any, target: str) -> None:
                          "k and v (GQA/MQA need Hq = n * Hkv)")
 
 
-def _mask_of(attn_mask: Any, causal: bool, q: torch.Tensor, k: torch.Tensor,
-             target: str = "cpu"):
-    """(MaskClass, bias tensor or None) for SDPA-style mask arguments."""
-    if not isinstance(causal, bool):
-        raise InputTypeError(f"causal must be a bool, got {type(causal).__name__}")
-    if attn_mask is None:
-        return (CAUSAL if causal else NONE), None
-    if causal:
-        raise InputError("give either attn_mask or causal=True, not both "
-                         "(as torch's scaled_dot_product_attention)")
-    if not isinstance(attn_mask, torch.Tensor):
-        raise InputTypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
-    if attn_mask.device != q.device:
-        raise InputError(f"attn_mask is on {attn_mask.device}, q on {q.device}")
-    B, H, L = q.shape[:3]
-    S = k.shape[2]
-    if attn_mask.dim() > 4:
-        raise InputError(f"attn_mask has rank {attn_mask.dim()}; it must broadcast to "
-                         f"[batch, heads, L, S] = {(B, H, L, S)}")
-    try:
-        shape = torch.broadcast_shapes(tuple(attn_mask.shape), (B, H, L, S))
-    except RuntimeError:
-        shape = None
-    if shape != (B, H, L, S):
-        raise InputError(f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to "
-                         f"[batch, heads, L, S] = {(B, H, L, S)}")
-    if attn_mask.dtype == torch.bool:
-        part = MaskPart("fill", masked_if=False)
-    elif attn_mask.dtype in SUPPORTED_FLOATS:
-        part = MaskPart("add")
-    else:
-        raise InputError(f"attn_mask has dtype {attn_mask.dtype}; expected torch.bool (True = "
-                         "attend) or a float dtype (added to the scores)")
-    cls = classify([part], [attn_mask], L, S)
-    bias = build_bias([part], [attn_mask]) if cls == BIAS else None
-    return cls, bias
-
-
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
               scale: Optional[float] = None, attn_mask: Optional[torch.Tensor] = None,
               window: Optional[tuple[int, int]] = None, softcap: Optional[float] = None,
@@ -415,6 +377,16 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     `num_splits`: the KV range split across workers (flash decoding; CPU):
     None chooses from the shapes and threads (frontend/split_kv.py), 1 never
     splits, P in [2, 256] forces P splits."""
+    sig = None
+    if not options and attn_mask is None and alibi_slopes is None and sinks is None and \
+            return_lse is False and num_splits is None and target == "cpu":
+        sig = fast_path.key(q, k, v, causal, scale, window, softcap)
+        recipe = fast_path.lookup(sig)
+        if recipe is not None:
+            out = fast_path.run(recipe, q, k, v)
+            if out is not None:
+                _api_hit()
+                return out
     opts = _cached_options(target, options)
     split_kv.check_args(return_lse, num_splits)
     _check_qkv(q, k, v, target)
@@ -431,7 +403,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         check_causal_bias(attn_mask, q.shape[2], k.shape[2])
         cls, bias = CAUSAL, None
     else:
-        cls, bias = _mask_of(attn_mask, causal, q, k, target)
+        cls, bias = sdpa_mask_class(attn_mask, causal, q, k)
         align = cls.align            # a bool/float mask recognized as bottom-right causal
     variants, slopes, sink = variants_of(q, causal=cls.kind == "causal", align=align,
                                          window=window,
@@ -468,12 +440,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
                                             softcap=softcap, alibi_slopes=None, sinks=None)
         got = _run_kernel(packed, k, v, None, None, None, NONE, packed_variants,
                           D ** -0.5 if scale is None else scale, target, opts, return_lse,
-                          num_splits)
+                          num_splits, sig, (B, Hq, L, Dv))
         if return_lse:
             return got[0].reshape(B, Hq, L, Dv), got[1].reshape(B, Hq, L)
         return got.reshape(B, Hq, L, Dv)
     return _run_kernel(q, k, v, bias, slopes, sink, cls, variants, scale, target, opts,
-                       return_lse, num_splits)
+                       return_lse, num_splits, sig)
 
 
 # CompileOptions.resolved per (options, target, query block, torch threads):
@@ -492,9 +464,12 @@ def _resolved(opts: CompileOptions, target: str, L: int) -> CompileOptions:
 
 
 def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants, scale,
-                target: str, opts: CompileOptions, return_lse: bool, num_splits):
+                target: str, opts: CompileOptions, return_lse: bool, num_splits,
+                sig: Optional[tuple] = None, unpacked: Optional[tuple] = None):
     """The kernel part of `attention` on checked inputs: the cached kernel for
-    this configuration (compiled on a miss), its split plan and workspaces."""
+    this configuration (compiled on a miss), its split plan and workspaces.
+    `sig`: the fast path's key of a plain call, which gets this call's recipe
+    (`unpacked`: the output's shape when q is GQA-packed)."""
     B, Hq, L, _ = q.shape
     Dv = v.shape[3]
     # The kernel depends on what changes its code, never on B, L or S:
@@ -520,9 +495,15 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
     if target == "cpu" and (resolved.num_threads or 1) > 1:
         threads["threads"] = plan.team
     if not form[1]:
-        return compiled(*inputs, **threads)
-    extra = split_kv.workspaces(q, Dv, plan.splits, plan.split_kernel, reuse=not return_lse)
-    out = compiled(*inputs, extra=extra, trusted_extra=True, **threads)
+        out = compiled(*inputs, **threads)
+    else:
+        extra = split_kv.workspaces(q, Dv, plan.splits, plan.split_kernel, reuse=not return_lse)
+        out = compiled(*inputs, extra=extra, trusted_extra=True, **threads)
+    if sig is not None and target == "cpu":
+        fast_path.record(sig, fast_path.Recipe(
+            compiled, None if unpacked is None else tuple(q.shape), unpacked,
+            plan.split_kernel, form[1], resolved.num_threads or 1, resolved.block_m,
+            resolved.block_n))
     return (out, extra[0]) if return_lse else out
 
 
@@ -569,6 +550,7 @@ def _build_attention(q, k, v, bias, cls: MaskClass, scale, target: str,
 def clear_caches() -> None:
     """Empties the process-wide `attention` cache (cache_info's counters go on)."""
     _ATTENTION_CACHE.clear()
+    fast_path.clear()
 
 
 def cache_info() -> dict[str, Any]:

@@ -38,6 +38,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..errors import InputError, InputTypeError
+
 # Fills at or below this count as -inf for recognizing structure.
 _NEG_LARGE = float(torch.finfo(torch.float16).min)
 
@@ -189,3 +191,41 @@ def bool_mask_bias(mask: torch.Tensor) -> torch.Tensor:
     """SDPA's bool `attn_mask` (True = take part in attention) as an additive
     float32 bias of 0 / -inf."""
     return build_bias([MaskPart("fill", masked_if=False)], [mask])
+
+
+def sdpa_mask_class(attn_mask: object, causal: bool, q: torch.Tensor, k: torch.Tensor):
+    """(MaskClass, bias tensor or None) for `attncc.attention`'s SDPA-style mask
+    arguments: `attn_mask` (bool: True = attend, or float: added) or `causal`."""
+    if not isinstance(causal, bool):
+        raise InputTypeError(f"causal must be a bool, got {type(causal).__name__}")
+    if attn_mask is None:
+        return (CAUSAL if causal else NONE), None
+    if causal:
+        raise InputError("give either attn_mask or causal=True, not both "
+                         "(as torch's scaled_dot_product_attention)")
+    if not isinstance(attn_mask, torch.Tensor):
+        raise InputTypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
+    if attn_mask.device != q.device:
+        raise InputError(f"attn_mask is on {attn_mask.device}, q on {q.device}")
+    B, H, L = q.shape[:3]
+    S = k.shape[2]
+    if attn_mask.dim() > 4:
+        raise InputError(f"attn_mask has rank {attn_mask.dim()}; it must broadcast to "
+                         f"[batch, heads, L, S] = {(B, H, L, S)}")
+    try:
+        shape = torch.broadcast_shapes(tuple(attn_mask.shape), (B, H, L, S))
+    except RuntimeError:
+        shape = None
+    if shape != (B, H, L, S):
+        raise InputError(f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to "
+                         f"[batch, heads, L, S] = {(B, H, L, S)}")
+    if attn_mask.dtype == torch.bool:
+        part = MaskPart("fill", masked_if=False)
+    elif attn_mask.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        part = MaskPart("add")
+    else:
+        raise InputError(f"attn_mask has dtype {attn_mask.dtype}; expected torch.bool (True = "
+                         "attend) or a float dtype (added to the scores)")
+    cls = classify([part], [attn_mask], L, S)
+    bias = build_bias([part], [attn_mask]) if cls == BIAS else None
+    return cls, bias
