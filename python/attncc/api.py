@@ -500,10 +500,10 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
         extra = split_kv.workspaces(q, Dv, plan.splits, plan.split_kernel, reuse=not return_lse)
         out = compiled(*inputs, extra=extra, trusted_extra=True, **threads)
     if sig is not None and target == "cpu":
+        kernel = compiled if compiled._kernel is None else compiled._kernel
         fast_path.record(sig, fast_path.Recipe(
-            compiled, None if unpacked is None else tuple(q.shape), unpacked,
-            plan.split_kernel, form[1], resolved.num_threads or 1, resolved.block_m,
-            resolved.block_n))
+            kernel, None if unpacked is None else tuple(q.shape), unpacked, plan.split_kernel,
+            form[1], resolved.num_threads or 1, resolved.block_m, resolved.block_n))
     return (out, extra[0]) if return_lse else out
 
 

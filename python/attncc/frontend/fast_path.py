@@ -35,7 +35,7 @@ _LIMIT = 256
 
 @dataclass(frozen=True)
 class Recipe:
-    compiled: Any                          # the kernel (compiler.CompiledAttention)
+    compiled: Any                          # what runs: the CompiledAttention's kernel
     packed: Optional[tuple[int, ...]]      # q's GQA-packed shape, or None
     out_shape: Optional[tuple[int, ...]]   # [B, Hq, L, Dv] when packed
     split_kernel: bool                     # the split-KV form (its workspaces follow)

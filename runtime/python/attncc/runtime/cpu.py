@@ -341,7 +341,7 @@ class CpuKernel:
             spec = self.args[i]
             if not isinstance(t, torch.Tensor):
                 raise KernelArgumentError(f"argument {i} is a {type(t).__name__}, not a tensor")
-            if t.device.type != "cpu":
+            if not t.is_cpu:
                 raise KernelArgumentError(f"argument {i} is on {t.device}; CPU kernels take "
                                           "CPU tensors")
             why = spec.mismatch(t)
