@@ -20,6 +20,7 @@
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Interfaces/LoopLikeInterface.h"
 
 namespace mlir::attn {
 #define GEN_PASS_DEF_ATTNPARALLELTOOMP
@@ -104,6 +105,13 @@ struct AttnParallelToOmpPass : mlir::attn::impl::AttnParallelToOmpBase<AttnParal
       if (par.getNumResults() != 0) {
         par.emitOpError("attn-parallel-to-omp: a grid with reductions cannot be split "
                         "across threads by points");
+        bad = true;
+      }
+      // A grid run repeatedly would need a barrier between its runs, which
+      // the pass only puts between grids in program order: refuse it.
+      if (par->getParentOfType<LoopLikeOpInterface>()) {
+        par.emitOpError("attn-parallel-to-omp: a grid inside a loop is not supported (its "
+                        "runs would not wait for each other)");
         bad = true;
       }
       grids.push_back(par);

@@ -97,3 +97,19 @@ func.func @reduction(%n: index) -> f32 {
   }
   return %r : f32
 }
+
+// -----
+
+func.func @grid_in_loop(%a: memref<?xf32>, %n: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %t = %c0 to %n step %c1 {
+    // expected-error @+1 {{attn-parallel-to-omp: a grid inside a loop is not supported (its runs would not wait for each other)}}
+    scf.parallel (%i) = (%c0) to (%n) step (%c1) {
+      memref.store %f, %a[%i] : memref<?xf32>
+      scf.reduce
+    }
+  }
+  return
+}
