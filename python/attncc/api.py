@@ -491,14 +491,9 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
     else:
         _api_hit()
     inputs = [q, k, v] + [t for t in (bias, slopes, sink) if t is not None]
-    threads = {}
-    if target == "cpu" and (resolved.num_threads or 1) > 1:
-        threads["threads"] = plan.team
-    if not form[1]:
-        out = compiled(*inputs, **threads)
-    else:
-        extra = split_kv.workspaces(q, Dv, plan.splits, plan.split_kernel, reuse=not return_lse)
-        out = compiled(*inputs, extra=extra, trusted_extra=True, **threads)
+    threads = (resolved.num_threads or 1) if target == "cpu" else 1
+    out, extra = split_kv.launch(compiled, inputs, Dv, plan, form[1], threads,
+                                 reuse=not return_lse)
     if sig is not None and target == "cpu":
         kernel = compiled if compiled._kernel is None else compiled._kernel
         fast_path.record(sig, fast_path.Recipe(

@@ -93,10 +93,6 @@ def run(recipe: Recipe, q: torch.Tensor, k: torch.Tensor,
                          L, S, D, None)
     if plan.split_kernel != recipe.split_kernel:
         return None
-    kw = {"threads": plan.team} if recipe.threads > 1 else {}
-    if recipe.lse_form:
-        extra = split_kv.workspaces(qq, v.shape[3], plan.splits, plan.split_kernel, reuse=True)
-        out = recipe.compiled(qq, k, v, extra=extra, trusted_extra=True, **kw)
-    else:
-        out = recipe.compiled(qq, k, v, **kw)
+    out, _ = split_kv.launch(recipe.compiled, [qq, k, v], v.shape[3], plan, recipe.lse_form,
+                             recipe.threads, reuse=True)
     return out.reshape(recipe.out_shape) if recipe.packed is not None else out

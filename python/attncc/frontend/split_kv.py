@@ -103,6 +103,19 @@ def team_size(threads: int, block_m: int, B: int, H: int, L: int, S: int, D: int
     return max(1, min(threads, -(-work // CPU_MIN_TASK_WORK), points))
 
 
+def launch(kernel: Any, inputs: list, Dv: int, plan: Plan, lse_form: bool, threads: int,
+           reuse: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Runs `kernel` (plain, lse or split form; `lse_form`: it takes the
+    workspaces) on `inputs` (q first) as `plan` says: on a team of
+    `plan.team` threads where `threads` > 1, with the form's workspaces
+    (`reuse`: see `workspaces`). Returns the output and the workspaces."""
+    kw = {"threads": plan.team} if threads > 1 else {}
+    if not lse_form:
+        return kernel(*inputs, **kw), ()
+    extra = workspaces(inputs[0], Dv, plan.splits, plan.split_kernel, reuse=reuse)
+    return kernel(*inputs, extra=extra, trusted_extra=True, **kw), extra
+
+
 def workspaces(q: torch.Tensor, Dv: int, splits: int, split_kernel: bool,
                reuse: bool = False) -> tuple[torch.Tensor, ...]:
     """The arguments after `out` of the lse / split kernel forms: lse [B, H, L]
