@@ -422,7 +422,13 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
           return signalPassFailure();
         }
       if (RaggedAttentionOp ragged = findRaggedAttention(func)) {
-        if (failed(tileRaggedFunction(func, ragged, blockM, blockN, kvInPlace)))
+        if (splitKv) {
+          // Work items are query blocks with their own KV ranges; splitting
+          // them needs a per-item split count (docs/ragged-paged.md).
+          ragged.emitError("attn-tile: split-kv is not supported for attn.ragged_attention");
+          return signalPassFailure();
+        }
+        if (failed(tileRaggedFunction(func, ragged, blockM, blockN, kvInPlace, lse)))
           return signalPassFailure();
         continue;
       }

@@ -9,7 +9,9 @@
 // K/V copies are attn.copy_tile for packed K/V and attn.gather_tile (through
 // the block table) for paged caches. With kv-in-place (small query blocks:
 // decode) Q.K^T runs as dot products over K rows: packed K/V are read through
-// views, a paged cache's K rows are gathered untransposed. See
+// views, a paged cache's K rows are gathered untransposed. With `lse`, each
+// query row's log-sum-exp goes to a trailing strided argument (the API passes
+// views of one [H, total_q] tensor, flash-attn varlen's layout). See
 // docs/ragged-paged.md.
 //
 //===----------------------------------------------------------------------===//
@@ -69,7 +71,8 @@ RaggedAttentionOp mlir::attn::findRaggedAttention(func::FuncOp func) {
 }
 
 LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att,
-                                             int64_t BM, int64_t BN, bool kvInPlace) {
+                                             int64_t BM, int64_t BN, bool kvInPlace,
+                                             bool withLse) {
   Block &body = func.getBody().front();
   for (Operation &op : body.without_terminator())
     if (&op != att.getOperation())
@@ -93,6 +96,15 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     arg.setType(arg == q || arg == k || arg == v ? stridedMemRef(arg.getType())
                                                  : plainMemRef(arg.getType()));
   Value out = body.addArgument(stridedMemRef(att.getType()), func.getLoc());
+  Value lse;
+  if (withLse) {
+    auto outType = cast<RankedTensorType>(att.getType());
+    int64_t dyn = ShapedType::kDynamic;
+    auto layout = StridedLayoutAttr::get(ctx, 0, {dyn, dyn, dyn});
+    lse = body.addArgument(MemRefType::get(outType.getShape().drop_back(),
+                                           Float32Type::get(ctx), layout),
+                           func.getLoc());
+  }
   func.setFunctionType(FunctionType::get(ctx, body.getArgumentTypes(), {}));
   // The GPU lowering refuses these (docs/ragged-paged.md).
   func->setAttr("attn.ragged", UnitAttr::get(ctx));
@@ -230,6 +242,8 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     TileMatmulOp::create(builder, loc, s, vOperand, acc, /*accumulate=*/true);
   }
   TileStoreOp::create(builder, loc, acc, sm, out, qb, h, qr, qn);
+  if (lse)
+    TileLseOp::create(builder, loc, mx, sm, lse, qb, h, qr, qn);
   for (Value buf : {qt, s, acc, mx, sm, kt, vt})
     if (buf)
       memref::DeallocOp::create(builder, loc, buf);

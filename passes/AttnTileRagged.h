@@ -10,8 +10,10 @@ RaggedAttentionOp findRaggedAttention(func::FuncOp func);
 /// Tiles a function "args -> attn.ragged_attention -> return" (AttnTileRagged.cpp).
 /// kvInPlace: Q.K^T as dot products over K rows (transposed tile_matmul), on
 /// views of packed K/V or on K rows gathered untransposed from a paged cache.
+/// withLse: a trailing `lse` argument (q's [Bq, H, Lq] without head_dim, any
+/// strides) gets each query row's log-sum-exp.
 LogicalResult tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att, int64_t blockM,
-                                 int64_t blockN, bool kvInPlace);
+                                 int64_t blockN, bool kvInPlace, bool withLse);
 /// The rows [n0, n0 + rows) of head `h` of batch `b` of a [B, H, L, D] memref
 /// as a 2-D [?, D] view (the kv-in-place form; AttnTile.cpp).
 Value kvRowsView(OpBuilder &b, Location loc, Value src, Value bIdx, Value h, Value n0,

@@ -90,8 +90,8 @@ def _check_max(name: str, given: Any, lengths: torch.Tensor) -> None:
 def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: Any,
               alibi_slopes: Any, sinks: Any, return_lse: bool):
     """(scale, window_sides or None, softcap, slopes, sinks), checked."""
-    if return_lse:
-        raise InputError("return_lse=True is not supported by the ragged/paged path yet")
+    if not isinstance(return_lse, bool):
+        raise InputError(f"return_lse must be True or False, got {return_lse!r}")
     Hq, D = q.shape[1], q.shape[2]
     if scale is None:
         scale = D ** -0.5 if D else 1.0
@@ -142,11 +142,14 @@ def _static_page(opts: CompileOptions, query_len: int, page_size: int,
 
 def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, paged: bool,
             scale: float, sides, softcap, alibi: bool, sinks: bool, query_len: int,
-            opts: CompileOptions, page: Optional[int] = None):
+            opts: CompileOptions, page: Optional[int] = None, lse: bool = False):
+    """The compiled kernel and its query block size. `lse`: the kernel also
+    writes each query row's log-sum-exp to a trailing f32 argument shaped like
+    the output without head_dim (attn-tile's lse form; any strides)."""
     threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
     bm = opts.query_block("cpu", query_len)
     key = (dtype, heads, kv_heads, D, Dv, paged, scale, sides, softcap, alibi, sinks, bm,
-           opts, threads, page)
+           opts, threads, page, lse)
     with _LOCK:
         hit = _KERNELS.get(key)
     if hit is not None:
@@ -163,7 +166,7 @@ def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, page
     g.output(g.ragged_attention(qv, kv, vv, work, block_table=table, scale=scale,
                                 window_sides=sides, softcap=softcap, alibi_slopes=sl,
                                 sinks=sk))
-    compiled = compile_graph(g, opts, "cpu", query_len=bm)
+    compiled = compile_graph(g, opts, "cpu", query_len=bm, lse=lse)
     with _LOCK:
         if len(_KERNELS) >= _MAX_KERNELS:
             _KERNELS.pop(next(iter(_KERNELS)))
@@ -217,8 +220,10 @@ def _query_blocks(lq: torch.Tensor, opts: CompileOptions) -> torch.Tensor:
 
 
 def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
-         sink, options: dict[str, Any]) -> torch.Tensor:
+         sink, options: dict[str, Any], return_lse: bool = False):
     """q [T, Hq, D]; k4/v4 as the kernel sees them ([Bk, Hkv, L, D] views).
+    Returns the output [T, Hq, Dv], and with `return_lse` (out, lse) where lse
+    is [Hq, T] f32 (flash-attn varlen's softmax_lse, vLLM's merge layout).
 
     The sequences are run in groups, one kernel launch each: decode tokens
     (packed, below) and, for the others, one group per query block size, so
@@ -229,8 +234,11 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     T, Hq, D = q.shape
     Hkv, Dv = k4.shape[1], v4.shape[3]
     out = q.new_empty((T, Hq, Dv))
+    lse = torch.empty((Hq, T), dtype=torch.float32) if return_lse else None
+    if return_lse and Dv == 0 and T and Hq:
+        raise InputError("return_lse=True needs values with head_dim > 0")
     if T == 0 or Hq == 0 or Dv == 0:
-        return out
+        return (out, lse) if return_lse else out
     G = Hq // Hkv
     paged = table is not None
     extra = [t for t in (table, slopes, sink) if t is not None]
@@ -250,23 +258,27 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
             work = _work_table(0, q_start[dec], lq[dec], kb[dec], ks, kn, packed_rows=G)
             page = _static_page(opts, G, k4.shape[2], ks) if paged else None
             compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
-                                  False, False, G, opts, page)
+                                  False, False, G, opts, page, return_lse)
+            # lse [Hq, T] seen as the kernel's [T, Hkv, G] (a strided view).
             compiled._kernel(q.reshape(T, Hkv, G, D), k4, v4, work, *extra[:1],
-                             out=out.view(T, Hkv, G, Dv))
+                             out=out.view(T, Hkv, G, Dv),
+                             extra=(lse.t().view(T, Hkv, G),) if return_lse else ())
     if not bool(rest.any()):
-        return out
+        return (out, lse) if return_lse else out
     blocks = _query_blocks(lq, opts)
     q4, o4 = q.permute(1, 0, 2).unsqueeze(0), out.permute(1, 0, 2).unsqueeze(0)
     for bm in torch.unique(blocks[rest]).tolist():
         sel = rest & (blocks == bm)
         page = _static_page(opts, int(bm), k4.shape[2], k_start[sel]) if paged else None
         compiled, got = _kernel(q.dtype, Hq, Hkv, D, Dv, paged, scale, sides, softcap,
-                                slopes is not None, sink is not None, int(bm), opts, page)
+                                slopes is not None, sink is not None, int(bm), opts, page,
+                                return_lse)
         work = _work_table(got, q_start[sel], lq[sel], kb[sel], k_start[sel], lk[sel])
-        compiled._kernel(q4, k4, v4, work, *extra, out=o4)
+        compiled._kernel(q4, k4, v4, work, *extra, out=o4,
+                         extra=(lse.unsqueeze(0),) if return_lse else ())
     # Every query token is in one work item of one launch (the cumulative
-    # lengths cover [0, T)), so every output row is stored.
-    return out
+    # lengths cover [0, T)), so every output row (and LSE) is stored.
+    return (out, lse) if return_lse else out
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -277,13 +289,17 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      scale: Optional[float] = None, window: Optional[tuple[int, int]] = None,
                      softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
                      sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
-                     target: str = "cpu", **options: Any) -> torch.Tensor:
+                     target: str = "cpu",
+                     **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """flash-attn's `flash_attn_varlen_func` on packed tensors: q [total_q, Hq, D],
     k [total_k, Hkv, D], v [total_k, Hkv, Dv]; sequence s has queries
     cu_seqlens_q[s]:cu_seqlens_q[s+1] and keys cu_seqlens_k[s]:cu_seqlens_k[s+1]
     (int32). Masks and ALiBi are bottom-right aligned per sequence (the last
     query sees the last key); `window=(left, right)` is flash-attn's
-    window_size. Returns [total_q, Hq, Dv]; rows that see no key are zeros."""
+    window_size. Returns [total_q, Hq, Dv]; rows that see no key are zeros.
+    With return_lse=True, (out, lse): lse [Hq, total_q] float32, the natural
+    log of each row's softmax denominator (the sink's term included; -inf
+    where a row sees no key), flash-attn varlen's softmax_lse layout."""
     _check_target(target)
     q, k, v = (_check_float(n, t, 3) for n, t in (("q", q), ("k", k), ("v", v)))
     _same_dtype(q, k, v)
@@ -301,7 +317,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
     zeros = torch.zeros_like(lq)
     return _run(q, k4, v4, cq[:-1], lq, zeros, ck[:-1], lk, None, scale, sides, softcap,
-                slopes, sink, options)
+                slopes, sink, options, return_lse)
 
 
 def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -311,7 +327,8 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
                     scale: Optional[float] = None, window: Optional[tuple[int, int]] = None,
                     softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
                     sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
-                    layout: str = "NHD", target: str = "cpu", **options: Any) -> torch.Tensor:
+                    layout: str = "NHD", target: str = "cpu",
+                    **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention against a paged KV cache. k_cache/v_cache: [num_pages, page_size,
     Hkv, D] (layout "NHD", vLLM/FlashInfer) or [num_pages, Hkv, page_size, D]
     ("HND"); block_table [batch, max_pages] int32 (page of each sequence's
@@ -319,7 +336,9 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     (including the new tokens'). q: [batch, Hq, D] (decode: one token per
     sequence) or, with cu_seqlens_q (int32 [batch + 1]) and max_seqlen_q,
     packed [total_q, Hq, D] (chunked prefill); queries are the last keys of
-    their sequence (bottom-right alignment). Returns q's shape with Dv."""
+    their sequence (bottom-right alignment). Returns q's shape with Dv; with
+    return_lse=True, (out, lse) with lse [Hq, q tokens] float32 (as
+    varlen_attention's)."""
     _check_target(target)
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -378,7 +397,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     table = table.contiguous()
     zeros = torch.zeros_like(lens)
     return _run(q, k4, v4, cq[:-1], lq, torch.arange(S), zeros, lens, table, scale, sides,
-                softcap, slopes, sink, options)
+                softcap, slopes, sink, options, return_lse)
 
 
 def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,

@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from test_variants import Case
+from test_variants import Case, masked_scores
 from test_variants import reference as variants_reference
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
@@ -33,6 +33,7 @@ class Batch:
     sinks: bool = False
     page_size: int = 16
     layout: str = "NHD"
+    return_lse: bool = False            # also check the LSE ([Hq, total_q])
     seed: int = 0
     options: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -87,12 +88,30 @@ def paged_cache(b: Batch, k: torch.Tensor, v: torch.Tensor, cu_k: torch.Tensor,
     return kc, vc, table, torch.tensor(lens, dtype=torch.int32)
 
 
+def _case(b: Batch, lq: int, lk: int) -> Case:
+    return Case(batch=1, kv_heads=b.kv_heads, group=b.group, lq=lq, lk=lk,
+                head_dim=b.head_dim, causal=b.causal, align="bottom_right", window=b.window,
+                softcap=b.softcap, alibi=b.alibi, sinks=b.sinks)
+
+
+def lse_reference(b: Batch, q, k, cu_q, cu_k, slopes, sinks) -> torch.Tensor:
+    """[Hq, total_q] float64: logsumexp of each row's masked scores (the sink's
+    logit joining the row), -inf where a row sees no key."""
+    lse = torch.full((q.shape[1], q.shape[0]), float("-inf"), dtype=torch.float64)
+    for s, (lq, lk) in enumerate(b.lengths):
+        qs = q[int(cu_q[s]):int(cu_q[s + 1])].transpose(0, 1)[None]
+        ks = k[int(cu_k[s]):int(cu_k[s + 1])].transpose(0, 1)[None]
+        sc = masked_scores(_case(b, lq, lk), qs, ks, slopes)
+        if sinks is not None:
+            sc = torch.cat([sc, sinks.double()[None, :, None, None].expand(*sc.shape[:3], 1)], -1)
+        lse[:, int(cu_q[s]):int(cu_q[s + 1])] = torch.logsumexp(sc, -1)[0]
+    return lse
+
+
 def reference(b: Batch, q, k, v, cu_q, cu_k, slopes, sinks, dtype=torch.float64):
     out = torch.zeros(q.shape[0], q.shape[1], v.shape[2], dtype=dtype)
     for s, (lq, lk) in enumerate(b.lengths):
-        c = Case(batch=1, kv_heads=b.kv_heads, group=b.group, lq=lq, lk=lk,
-                 head_dim=b.head_dim, causal=b.causal, align="bottom_right", window=b.window,
-                 softcap=b.softcap, alibi=b.alibi, sinks=b.sinks)
+        c = _case(b, lq, lk)
         qs = q[int(cu_q[s]):int(cu_q[s + 1])].transpose(0, 1)[None]
         ks = k[int(cu_k[s]):int(cu_k[s + 1])].transpose(0, 1)[None]
         vs = v[int(cu_k[s]):int(cu_k[s + 1])].transpose(0, 1)[None]
@@ -101,7 +120,18 @@ def reference(b: Batch, q, k, v, cu_q, cu_k, slopes, sinks, dtype=torch.float64)
     return out
 
 
-def check(b: Batch, out, q, k, v, cu_q, cu_k, slopes, sinks) -> None:
+def check(b: Batch, out, q, k, v, cu_q, cu_k, slopes, sinks, lse=None) -> None:
+    """`out` against the float64 reference (flash-attn's criterion) and, when
+    given, `lse` against lse_reference (f32 accuracy: scores are f32)."""
+    if lse is not None:
+        lref = lse_reference(b, q, k, cu_q, cu_k, slopes, sinks)
+        assert lse.shape == lref.shape and lse.dtype == torch.float32, b.describe()
+        assert torch.equal(torch.isneginf(lse), torch.isneginf(lref)), \
+            f"-inf rows differ: {b.describe()}"
+        fin = torch.isfinite(lref)
+        lerr = (lse.double()[fin] - lref[fin]).abs()
+        tol = 2e-4 + 1e-5 * lref[fin].abs()
+        assert (lerr <= tol).all(), f"lse error {lerr.max().item():.3g}: {b.describe()}"
     ref = reference(b, q, k, v, cu_q, cu_k, slopes, sinks)
     assert out.shape == ref.shape and out.dtype == q.dtype, b.describe()
     assert torch.isfinite(out).all(), f"non-finite output: {b.describe()}"

@@ -24,14 +24,15 @@ def run(b: Batch, chunked: bool = True):
     q, k, v, cu_q, cu_k, slopes, sinks = make(b)
     kc, vc, table, lens = paged_cache(b, k, v, cu_k)
     kw = dict(causal=b.causal, window=b.window, softcap=b.softcap, alibi_slopes=slopes,
-              sinks=sinks, layout=b.layout, **b.options)
+              sinks=sinks, layout=b.layout, return_lse=b.return_lse, **b.options)
     if chunked:
         max_q = max((lq for lq, _ in b.lengths), default=0)
         out = attncc.paged_attention(q, kc, vc, table, lens, cu_seqlens_q=cu_q,
                                      max_seqlen_q=max_q, **kw)
     else:
         out = attncc.paged_attention(q, kc, vc, table, lens, **kw)
-    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks)
+    out, lse = out if b.return_lse else (out, None)
+    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
     return out
 
 
@@ -47,6 +48,8 @@ VARIANTS = {
                                     page_size=1, options=B16),
     "causal_alibi_sinks_f32_p128": Batch(PREFILL, causal=True, alibi=True, sinks=True,
                                          page_size=128, options=B16),
+    "lse_causal_sinks_f16_p5": Batch(PREFILL, dtype="f16", causal=True, sinks=True,
+                                     page_size=5, return_lse=True, options=B16),
 }
 
 
@@ -87,10 +90,11 @@ def test_property_paged(capsys):
     @settings(max_examples=15, deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(lengths=lengths, page=st.integers(1, 256), layout=st.sampled_from(["NHD", "HND"]),
-           window=st.sampled_from([None, (20, 0), (-1, -1)]), seed_=st.integers(0, 2 ** 16))
-    def prop(lengths, page, layout, window, seed_):
+           window=st.sampled_from([None, (20, 0), (-1, -1)]), seed_=st.integers(0, 2 ** 16),
+           return_lse=st.booleans())
+    def prop(lengths, page, layout, window, seed_, return_lse):
         b = Batch(tuple(lengths), causal=True, window=window, page_size=page, layout=layout,
-                  seed=seed_, options={"block_m": 16, "block_n": 16})
+                  seed=seed_, return_lse=return_lse, options={"block_m": 16, "block_n": 16})
         try:
             run(b)
         except Exception as e:
@@ -186,10 +190,12 @@ def test_bad_append_inputs(mutate, match):
 def test_paged_decode_both_forms(layout, kv_in_place):
     """The decode form (K rows gathered untransposed, Q.K^T as dot products)
     and the packing form agree with the reference: f16 with a head dim off the
-    vector width (36), bf16 GQA 8 with sinks (one row per block), pages of 5."""
+    vector width (36), bf16 GQA 8 with sinks (one row per block), pages of 5;
+    with the LSE (the GQA-packed launch writes it through a strided view)."""
     for i, (dtype, D, group, sinks) in enumerate((("f16", 36, 4, False),
                                                  ("bf16", 96, 8, True))):
         b = Batch(((1, 1), (1, 41), (1, 300), (1, 7), (1, 5)), kv_heads=2, group=group,
                   head_dim=D, dtype=dtype, causal=True, sinks=sinks, page_size=5,
-                  layout=layout, seed=10 + i, options={"kv_in_place": kv_in_place})
+                  layout=layout, return_lse=True, seed=10 + i,
+                  options={"kv_in_place": kv_in_place})
         run(b, chunked=False)

@@ -31,8 +31,9 @@ def run(b: Batch):
     max_k = max((lk for _, lk in b.lengths), default=0)
     out = attncc.varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k, causal=b.causal,
                                   window=b.window, softcap=b.softcap, alibi_slopes=slopes,
-                                  sinks=sinks, **b.options)
-    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks)
+                                  sinks=sinks, return_lse=b.return_lse, **b.options)
+    out, lse = out if b.return_lse else (out, None)
+    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
     return out
 
 
@@ -46,6 +47,12 @@ VARIANTS = {
     "window_softcap_bf16": Batch(LENGTHS, dtype="bf16", window=(7, 2), softcap=20.0,
                                  options=B16),
     "causal_alibi_sinks_f32": Batch(LENGTHS, causal=True, alibi=True, sinks=True, options=B16),
+    # return_lse: rows that see no key (-inf), sinks (their term joins the LSE),
+    # decode tokens (the GQA-packed launch writes a strided view of the LSE).
+    "lse_causal_sinks_bf16": Batch(LENGTHS, dtype="bf16", causal=True, sinks=True,
+                                   return_lse=True, options=B16),
+    "lse_window_gqa_f32": Batch(LENGTHS, group=3, window=(7, 0), softcap=20.0,
+                                return_lse=True),
 }
 
 
@@ -91,10 +98,11 @@ def test_property_varlen(capsys):
     @settings(max_examples=15, deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(lengths=lengths, seed_=st.integers(0, 2 ** 16),
-           window=st.sampled_from([None, (4, 0), (-1, 3), (10, 10)]))
-    def prop(lengths, seed_, window):
+           window=st.sampled_from([None, (4, 0), (-1, 3), (10, 10)]),
+           return_lse=st.booleans())
+    def prop(lengths, seed_, window, return_lse):
         b = Batch(tuple(lengths), causal=True, window=window, seed=seed_,
-                  options={"block_m": 16, "block_n": 16})
+                  return_lse=return_lse, options={"block_m": 16, "block_n": 16})
         try:
             run(b)
         except Exception as e:
@@ -121,7 +129,7 @@ def _inputs():
     (lambda a: {**a, "q": a["q"].double()}, "dtype"),
     (lambda a: {**a, "k": a["k"].half()}, "dtypes differ"),
     (lambda a: {**a, "q": a["q"][:, :3]}, "multiple"),
-    (lambda a: {**a, "return_lse": True}, "return_lse"),
+    (lambda a: {**a, "return_lse": 1}, "return_lse"),
     (lambda a: {**a, "window": (-2, 0)}, "window"),
     (lambda a: {**a, "softcap": 0.0}, "softcap"),
     (lambda a: {**a, "alibi_slopes": torch.ones(3)}, "alibi_slopes"),
