@@ -23,6 +23,8 @@
 //    selects, masked loads and normalized, converting stores.
 //  * tile_lse / tile_combine (CpuSplitKv.cpp): log-sum-exp rows and the
 //    split-KV combine (LSE-weighted sum of the partial outputs).
+//  * `pairs` tile_matmul and tile_convert (CpuAmx.cpp): bf16 matmuls on AMX
+//    tiles (option `amx`), P rounded to bf16; `pairs` copy_tile (CpuCopies.cpp).
 //
 // Tile buffers may be strided subviews (attn-pipeline's multi-buffers) as
 // long as their innermost dimension is static with unit stride. Unsupported
@@ -91,7 +93,7 @@ LogicalResult checkTensor(Operation *op, StringRef what, MemRefType t) {
   return success();
 }
 
-LogicalResult check(Operation *op) {
+LogicalResult check(Operation *op, int64_t W, bool amx) {
   // Each op's operands, checked in order; the first failure has emitted.
   auto all = [](std::initializer_list<std::function<LogicalResult()>> checks) {
     for (auto &c : checks)
@@ -101,14 +103,26 @@ LogicalResult check(Operation *op) {
   };
   if (auto copy = dyn_cast<CopyTileOp>(op))
     return all({[&] { return checkTensor(op, "source", copy.getSource().getType()); },
-                [&] { return checkTile(op, "destination tile", copy.getDest().getType()); }});
+                [&] { return checkTile(op, "destination tile", copy.getDest().getType()); },
+                [&] { return copy.getPairs() ? checkPairsCopy(copy, W) : success(); }});
   if (auto g = dyn_cast<GatherTileOp>(op))
     return all({[&] { return checkTensor(op, "source", g.getSource().getType()); },
                 [&] { return checkTile(op, "destination tile", g.getDest().getType()); }});
   if (auto mm = dyn_cast<TileMatmulOp>(op))
     return all({[&] { return checkTile(op, "a", mm.getA().getType()); },
                 [&] { return checkTile(op, "b", mm.getB().getType()); },
-                [&] { return checkTile(op, "c", mm.getC().getType()); }});
+                [&] { return checkTile(op, "c", mm.getC().getType()); },
+                [&]() -> LogicalResult {
+                  if (!mm.getPairs())
+                    return success();
+                  if (!amx)
+                    return op->emitOpError("attn-lower-to-cpu: a pairs tile_matmul needs "
+                                           "the amx option (a target with AMX bf16)");
+                  return checkAmxMatmul(mm);
+                }});
+  if (auto cv = dyn_cast<TileConvertOp>(op))
+    return all({[&] { return checkTile(op, "source", cv.getSource().getType()); },
+                [&] { return checkTile(op, "destination", cv.getDest().getType()); }});
   if (auto mask = dyn_cast<TileMaskOp>(op))
     return checkTile(op, "scores", mask.getScores().getType());
   if (auto bias = dyn_cast<TileBiasOp>(op))
@@ -158,23 +172,34 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
                              builder.getDenseI64ArrayAttr({mr, nr}))};
     if (!isaName.empty())
       cpu.push_back(builder.getNamedAttr("isa", builder.getStringAttr(isaName)));
+    if (amx)
+      cpu.push_back(builder.getNamedAttr("amx", builder.getUnitAttr()));
 
     // Check everything first, so that a failure leaves the IR untouched.
     SmallVector<Operation *> tileOps;
     bool ok = true;
     module.walk([&](Operation *op) {
       if (!isa<CopyTileOp, GatherTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftmaxOp,
-               TileStoreOp, TileSoftcapOp, TileAlibiOp, TileLseOp, TileCombineOp>(op))
+               TileStoreOp, TileSoftcapOp, TileAlibiOp, TileLseOp, TileCombineOp,
+               TileConvertOp>(op))
         return;
       tileOps.push_back(op);
-      ok &= succeeded(check(op));
+      ok &= succeeded(check(op, W, amx));
     });
     if (!ok)
       return signalPassFailure();
 
     SmallVector<Operation *> exps;
     llvm::SetVector<Operation *> funcs;
+    // A tile_convert right after the softmax of its source (the bf16 P of
+    // the pairs form) is fused into it: p is rounded as it is stored, and
+    // the f32 p is never written.
+    llvm::SmallPtrSet<Operation *, 8> fused;
     for (Operation *op : tileOps) {
+      if (fused.contains(op)) {
+        op->erase();
+        continue;
+      }
       ImplicitLocOpBuilder b(op->getLoc(), op);
       CpuEmitter e(b, W, mr, nr, exps);
       if (auto o = dyn_cast<CopyTileOp>(op))
@@ -182,13 +207,22 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
       else if (auto o = dyn_cast<GatherTileOp>(op))
         lowerGather(e, o);
       else if (auto o = dyn_cast<TileMatmulOp>(op))
-        lowerMatmul(e, o);
+        o.getPairs() ? lowerMatmulAmx(e, o) : lowerMatmul(e, o);
+      else if (auto o = dyn_cast<TileConvertOp>(op))
+        lowerConvert(e, o);
       else if (auto o = dyn_cast<TileMaskOp>(op))
         lowerMask(e, o);
       else if (auto o = dyn_cast<TileBiasOp>(op))
         lowerBias(e, o);
-      else if (auto o = dyn_cast<TileSoftmaxOp>(op))
-        lowerSoftmax(e, o);
+      else if (auto o = dyn_cast<TileSoftmaxOp>(op)) {
+        auto cv = dyn_cast_or_null<TileConvertOp>(op->getNextNode());
+        if (cv && cv.getSource() == o.getScores()) {
+          fused.insert(cv);
+          lowerSoftmax(e, o, cv.getDest());
+        } else {
+          lowerSoftmax(e, o);
+        }
+      }
       else if (auto o = dyn_cast<TileStoreOp>(op))
         lowerStore(e, o);
       else if (auto o = dyn_cast<TileSoftcapOp>(op))

@@ -191,6 +191,21 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
         if (isa<TileCombineOp>(op) || (!cpuOnly && isa<TileLseOp>(op)))
           cpuOnly = op;
       });
+      // attn-tile's bf16-pairs form is the CPU's AMX layout; the GPU's
+      // tensor cores take bf16 tiles as they are (mma.sync fragments).
+      Operation *pairs = nullptr;
+      func.walk([&](Operation *op) {
+        auto copy = dyn_cast<CopyTileOp>(op);
+        auto mm = dyn_cast<TileMatmulOp>(op);
+        if (!pairs && (isa<TileConvertOp>(op) || (copy && copy.getPairs()) ||
+                       (mm && mm.getPairs())))
+          pairs = op;
+      });
+      if (pairs) {
+        pairs->emitError("attn-lower-to-gpu: the CPU's bf16 pairs form (attn-tile bf16-pairs) "
+                         "is not supported by attn-lower-to-gpu");
+        return signalPassFailure();
+      }
       if (cpuOnly) {
         cpuOnly->emitError("attn-lower-to-gpu: ")
             << (isa<TileCombineOp>(cpuOnly) ? "split-KV (num_splits > 1, attn.tile_combine)"

@@ -186,9 +186,22 @@ Operation *emitTaskGrid(OpBuilder &b, Location loc, ValueRange ubs, Value workPe
   return grid;
 }
 
+/// Whether attention `att` gets bf16 pair-packed tiles under `bf16-pairs`:
+/// bf16 Q/K/V and shapes that fill whole AMX tiles (16 rows; 32 bf16 of
+/// contraction per tile row; 16 f32 columns of c).
+static bool usePairs(AttentionOp att, int64_t BM, int64_t BN, bool kvInPlace) {
+  int64_t D = att.getQuery().getType().getDimSize(3);
+  int64_t Dv = att.getValue().getType().getDimSize(3);
+  for (Value v : {att.getQuery(), att.getKey(), att.getValue()})
+    if (!cast<ShapedType>(v.getType()).getElementType().isBF16())
+      return false;
+  return !kvInPlace && D % 32 == 0 && Dv % 16 == 0 && D > 0 && Dv > 0 && BM % 16 == 0 &&
+         BN % 32 == 0;
+}
+
 LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM,
                            int64_t BN, bool withLse, bool splitKv, bool kvInPlace,
-                           int64_t tasks, int64_t minTaskWork) {
+                           int64_t tasks, int64_t minTaskWork, bool bf16Pairs) {
   AttentionOp att = m.attention;
   Block &body = func.getBody().front();
   MLIRContext *ctx = func.getContext();
@@ -255,11 +268,19 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   Value m0 = t.mul(ivs[2], cBM);
   Value validM = t.sub(Lq, m0);
 
-  Value qt = t.alloc({BM, D}), s = t.alloc({BM, BN}), acc = t.alloc({BM, Dv});
+  bool pairs = bf16Pairs && usePairs(att, BM, BN, kvInPlace);
+  Type bf16 = builder.getBF16Type();
+  auto allocBf16 = [&](ArrayRef<int64_t> shape) -> Value {
+    return memref::AllocOp::create(builder, loc, MemRefType::get(shape, bf16));
+  };
+  Value qt = pairs ? allocBf16({BM, D}) : t.alloc({BM, D});
+  Value s = t.alloc({BM, BN}), acc = t.alloc({BM, Dv});
   Value mx = t.alloc({BM}), sm = t.alloc({BM});
   // kv-in-place: no K/V tile buffers; the matmuls read views of K and V.
-  Value kt = kvInPlace ? Value() : t.alloc({D, BN});
-  Value vt = kvInPlace ? Value() : t.alloc({BN, Dv});
+  // Pairs: K^T as [D / 2, 2 BN], V as [BN / 2, 2 Dv], P rounded into %p.
+  Value kt = kvInPlace ? Value() : pairs ? allocBf16({D / 2, 2 * BN}) : t.alloc({D, BN});
+  Value vt = kvInPlace ? Value() : pairs ? allocBf16({BN / 2, 2 * Dv}) : t.alloc({BN, Dv});
+  Value p = pairs ? allocBf16({BM, BN}) : Value();
   t.fill(acc, 0.0);
   // Split-KV with P = 1 at run time: the one split writes the output (and
   // LSE) itself and the combine grid is skipped (a decode loop keeps the
@@ -316,12 +337,12 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
       vOperand = kvRowsView(builder, loc, v, bIdx, hKv, n0, rows);
     } else {
       CopyTileOp::create(builder, loc, k, bIdx, hKv, n0, validN, kt, /*transposed=*/true,
-                         FloatAttr());
+                         FloatAttr(), pairs);
       CopyTileOp::create(builder, loc, v, bIdx, hKv, n0, validN, vt, /*transposed=*/false,
-                         FloatAttr());
+                         FloatAttr(), pairs);
     }
     TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
-                         /*transposed=*/kvInPlace);
+                         /*transposed=*/kvInPlace, pairs);
     if (auto cap = att.getSoftcapAttr())
       TileSoftcapOp::create(builder, loc, s, cap);
     if (slopes)
@@ -353,8 +374,10 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
                          att.getWindowSidesAttr());
     }
     TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
-    TileMatmulOp::create(builder, loc, s, vOperand, acc, /*accumulate=*/true,
-                         /*transposed=*/false);
+    if (pairs)
+      TileConvertOp::create(builder, loc, s, p);
+    TileMatmulOp::create(builder, loc, pairs ? p : s, vOperand, acc, /*accumulate=*/true,
+                         /*transposed=*/false, pairs);
   }
   auto storeFinal = [&] {
     TileStoreOp::create(builder, loc, acc, sm, out, bIdx, hIdx, m0, validM);
@@ -374,7 +397,7 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   } else {
     storeFinal();
   }
-  for (Value buf : {qt, s, acc, mx, sm, kt, vt})
+  for (Value buf : {qt, s, acc, mx, sm, kt, vt, p})
     if (buf)
       memref::DeallocOp::create(builder, loc, buf);
   if (splitKv) {
@@ -441,7 +464,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
         return signalPassFailure();
       }
       if (failed(tileFunction(func, *m, blockM, blockN, lse || splitKv, splitKv, kvInPlace,
-                              cpuTasks, minTaskWork)))
+                              cpuTasks, minTaskWork, bf16Pairs)))
         return signalPassFailure();
     }
   }

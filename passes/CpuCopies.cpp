@@ -37,7 +37,89 @@ static SmallVector<Value> transposeSquare(ImplicitLocOpBuilder &b, SmallVector<V
   return rows;
 }
 
+/// copy_tile `pairs` (CopyTileOp's description): bf16 rows into the
+/// pair-packed layout, moved as they are (no conversion). V (not transposed):
+/// rows 2t and 2t + 1 interleaved (vector.interleave) per W columns. K
+/// (transposed): K's rows seen as 32-bit words (pairs of head-dim columns),
+/// transposed W x W through registers like the f32 transposed copy. Rows at
+/// or past `valid` are zero (a row load under an scf.if each: rows past the
+/// end of K/V are never read). attn-lower-to-cpu checks the shapes (whole
+/// blocks of W) first.
+static void copyPairs(CpuEmitter &e, Value src, Value dst, Value row, Value valid,
+                      bool transposed, RowAddress address) {
+  ImplicitLocOpBuilder &b = e.ib;
+  int64_t W = e.W;
+  Type bf16 = b.getBF16Type(), i32 = b.getI32Type();
+  auto zeros = [&](int64_t n) -> Value {
+    auto t = e.vec(n, bf16);
+    return arith::ConstantOp::create(b, DenseElementsAttr::get(t, b.getFloatAttr(bf16, 0.0)));
+  };
+  auto at = [](SmallVector<Value> lead, Value col) {
+    lead.push_back(col);
+    return lead;
+  };
+  // Row r of the source (W bf16 from column c0), or zeros past `valid`.
+  auto loadRow = [&](Value r, Value n, Value c0, int64_t w) -> Value {
+    Value rr = e.minsi(r, e.maxsi(e.subi(n, e.idx(1)), e.idx(0)));
+    return e.ifElse(
+        e.lt(r, n), e.vec(w, bf16),
+        [&] { return vector::LoadOp::create(b, e.vec(w, bf16), src, at(address(e.addi(row, rr)), c0)).getResult(); },
+        [&] { return zeros(w); });
+  };
+  if (!transposed) {
+    // dst [R / 2, 2 D]: dst[t, 2 d + s] = src row 2 t + s, column d.
+    int64_t D = e.staticDim(dst, 1) / 2;
+    Value half = e.dim(dst, 0);
+    Value n = e.clamp0(valid, e.muli(half, 2));
+    e.loop(e.idx(0), half, e.idx(1), [&](Value t) {
+      Value r0 = e.muli(t, 2), r1 = e.addi(r0, e.idx(1));
+      for (int64_t d0 = 0; d0 < D; d0 += W) {
+        Value c0 = e.idx(d0);
+        Value v0 = loadRow(r0, n, c0, W), v1 = loadRow(r1, n, c0, W);
+        Value both = vector::InterleaveOp::create(b, v0, v1);
+        vector::StoreOp::create(b, both, dst, ValueRange{t, e.idx(2 * d0)});
+      }
+    });
+    return;
+  }
+  // dst [D / 2, 2 R]: dst[t, 2 r + s] = src row r, column 2 t + s. Blocks of
+  // W keys x W words: W row loads of 2W bf16 (W words), a shuffle transpose,
+  // W stores of 2W bf16.
+  int64_t R = e.staticDim(dst, 1) / 2, words = e.staticDim(dst, 0);
+  Value n = e.clamp0(valid, e.idx(R));
+  e.loop(e.idx(0), e.idx(R), e.idx(W), [&](Value r0) {
+    e.loop(e.idx(0), e.idx(words), e.idx(W), [&](Value t0) {
+      SmallVector<Value> rows;
+      for (int64_t i = 0; i < W; ++i) {
+        Value v = loadRow(e.addi(r0, e.idx(i)), n, e.muli(t0, 2), 2 * W);
+        rows.push_back(vector::BitCastOp::create(b, e.vec(W, i32), v));
+      }
+      SmallVector<Value> cols = transposeSquare(b, std::move(rows));
+      for (int64_t i = 0; i < W; ++i)
+        vector::StoreOp::create(b, vector::BitCastOp::create(b, e.vec(2 * W, bf16), cols[i]),
+                                dst, ValueRange{e.addi(t0, e.idx(i)), e.muli(r0, 2)});
+    });
+  });
+}
+
+LogicalResult checkPairsCopy(CopyTileOp op, int64_t W) {
+  auto dst = cast<MemRefType>(op.getDest().getType());
+  int64_t rows = dst.getDimSize(0), cols = dst.getDimSize(1);
+  bool ok = op.getTransposed() ? !ShapedType::isDynamic(rows) && rows % W == 0 && (cols / 2) % W == 0
+                               : (cols / 2) % W == 0;
+  if (!ok)
+    return op.emitOpError("attn-lower-to-cpu: a pairs copy needs whole blocks of ")
+           << W << " lanes (head_dim and, transposed, the tile's keys), got " << dst;
+  return success();
+}
+
 void lowerCopy(CpuEmitter &e, CopyTileOp op) {
+  if (op.getPairs()) {
+    Value bi = op.getBatch(), hi = op.getHead();
+    copyPairs(e, op.getSource(), op.getDest(), op.getRow(), op.getValid(), op.getTransposed(),
+              [&](Value sr) -> SmallVector<Value> { return {bi, hi, sr}; });
+    return;
+  }
   std::optional<double> scale;
   if (auto s = op.getScale(); s && s->convertToDouble() != 1.0)
     scale = s->convertToDouble();

@@ -164,7 +164,9 @@ struct CpuEmitter : IRBuild {
 // The lowering of each tile op at its position (`e` is at the op); the op
 // itself is erased by the pass.
 void lowerMatmul(CpuEmitter &e, TileMatmulOp op);   // CpuMatmul.cpp
-void lowerSoftmax(CpuEmitter &e, TileSoftmaxOp op); // CpuSoftmax.cpp
+/// `pOut`: where p = exp(s - m) goes instead of back into the scores (a
+/// tile_convert's destination fused into the softmax), converted on store.
+void lowerSoftmax(CpuEmitter &e, TileSoftmaxOp op, Value pOut = {}); // CpuSoftmax.cpp
 void lowerMask(CpuEmitter &e, TileMaskOp op);       // CpuSoftmax.cpp
 void lowerBias(CpuEmitter &e, TileBiasOp op);       // CpuSoftmax.cpp
 void lowerStore(CpuEmitter &e, TileStoreOp op);     // CpuSoftmax.cpp
@@ -180,6 +182,12 @@ void lowerSoftcap(CpuEmitter &e, TileSoftcapOp op); // CpuScores.cpp
 void lowerAlibi(CpuEmitter &e, TileAlibiOp op);     // CpuScores.cpp
 void lowerLse(CpuEmitter &e, TileLseOp op);         // CpuSplitKv.cpp
 void lowerCombine(CpuEmitter &e, TileCombineOp op); // CpuSplitKv.cpp
+/// copy_tile `pairs`: whole blocks of W lanes (CpuCopies.cpp).
+LogicalResult checkPairsCopy(CopyTileOp op, int64_t W);
+/// tile_matmul `pairs` on AMX tiles, and its shape check (CpuAmx.cpp).
+LogicalResult checkAmxMatmul(TileMatmulOp op);
+void lowerMatmulAmx(CpuEmitter &e, TileMatmulOp op);
+void lowerConvert(CpuEmitter &e, TileConvertOp op); // CpuAmx.cpp
 
 } // namespace mlir::attn::cpu_lowering
 

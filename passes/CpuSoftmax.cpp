@@ -49,7 +49,7 @@ static Value transposeReduce(ImplicitLocOpBuilder &b, SmallVector<Value> rows,
 
 /// One row at a time: horizontal reductions with vector.reduction and a scalar
 /// exp for alpha. Used for rows that do not fill a group of W.
-static void emitSoftmaxRow(CpuEmitter &e, TileSoftmaxOp op, Value i) {
+static void emitSoftmaxRow(CpuEmitter &e, TileSoftmaxOp op, Value i, Value pDst) {
   ImplicitLocOpBuilder &b = e.ib;
   int64_t W = e.W;
   Value s = op.getScores(), mx = op.getMax(), sm = op.getSum(), acc = op.getAcc();
@@ -85,7 +85,7 @@ static void emitSoftmaxRow(CpuEmitter &e, TileSoftmaxOp op, Value i) {
   Value tailSum = e.f32(0.0);
   auto expChunk = [&](Value col, int64_t w) {
     Value p = e.exp(arith::SubFOp::create(b, e.loadF32(s, {i, col}, w), e.bcast(mUse, w)));
-    e.storeF32(p, s, {i, col});
+    e.storeF32(p, pDst, {i, col});
     return p;
   };
   SmallVector<Value> runSum = e.chunks(
@@ -114,7 +114,7 @@ static void emitSoftmaxRow(CpuEmitter &e, TileSoftmaxOp op, Value i) {
 /// transposeReduce gives the W row maxima (sums) as one vector, so that the
 /// max/alpha/sum bookkeeping is vector code (one vector exp for W alphas
 /// instead of W scalar ones) and no reduction sits on a row's critical path.
-static void emitSoftmaxGroup(CpuEmitter &e, TileSoftmaxOp op, Value r0) {
+static void emitSoftmaxGroup(CpuEmitter &e, TileSoftmaxOp op, Value r0, Value pDst) {
   ImplicitLocOpBuilder &b = e.ib;
   int64_t W = e.W;
   Value s = op.getScores(), mx = op.getMax(), sm = op.getSum(), acc = op.getAcc();
@@ -142,8 +142,16 @@ static void emitSoftmaxGroup(CpuEmitter &e, TileSoftmaxOp op, Value r0) {
   Value mNew = e.vmax(mOld, transposeReduce(b, rowMax, vmaxOp));
   Value dead = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, e.splat(ninf, W));
   Value mUse = arith::SelectOp::create(b, dead, e.splat(0.0, W), mNew);
-  Value alpha = arith::SelectOp::create(b, dead, e.splat(1.0, W),
+  // alpha = 1 exactly where the max did not move (the approximated exp(0)
+  // need not be), so that a group whose maxima all stayed skips the
+  // rescale of its acc rows below: after the first KV blocks most do.
+  Value same = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mOld, mUse);
+  Value keep = arith::OrIOp::create(b, dead, same);
+  Value alpha = arith::SelectOp::create(b, keep, e.splat(1.0, W),
                                         e.exp(arith::SubFOp::create(b, mOld, mUse)));
+  Value moved = vector::ReductionOp::create(
+      b, vector::CombiningKind::OR,
+      arith::CmpFOp::create(b, arith::CmpFPredicate::UNE, alpha, e.splat(1.0, W)));
   e.storeF32(mNew, mx, {r0});
 
   SmallVector<Value> rowSum;
@@ -153,7 +161,7 @@ static void emitSoftmaxGroup(CpuEmitter &e, TileSoftmaxOp op, Value r0) {
         C, {e.splat(0.0, W)},
         [&](Value col, ValueRange sum) -> SmallVector<Value> {
           Value p = e.exp(arith::SubFOp::create(b, e.loadF32(s, {rows[r], col}, W), m));
-          e.storeF32(p, s, {rows[r], col});
+          e.storeF32(p, pDst, {rows[r], col});
           return {arith::AddFOp::create(b, sum[0], p)};
         },
         nullptr)[0]);
@@ -161,19 +169,22 @@ static void emitSoftmaxGroup(CpuEmitter &e, TileSoftmaxOp op, Value r0) {
   Value lNew = math::FmaOp::create(b, lOld, alpha, transposeReduce(b, rowSum, addOp));
   e.storeF32(lNew, sm, {r0});
 
-  for (int64_t r = 0; r < W; ++r) {
-    Value a = lane(alpha, r);
-    e.chunks(Dv, [&](Value col, int64_t w) {
-      Value ab = w == W ? a : vector::ShuffleOp::create(b, a, a, SmallVector<int64_t>(w, 0));
-      Value v = arith::MulFOp::create(b, e.loadF32(acc, {rows[r], col}, w), ab);
-      e.storeF32(v, acc, {rows[r], col});
-    });
-  }
+  e.ifThen(moved, [&] {
+    for (int64_t r = 0; r < W; ++r) {
+      Value a = lane(alpha, r);
+      e.chunks(Dv, [&](Value col, int64_t w) {
+        Value ab = w == W ? a : vector::ShuffleOp::create(b, a, a, SmallVector<int64_t>(w, 0));
+        Value v = arith::MulFOp::create(b, e.loadF32(acc, {rows[r], col}, w), ab);
+        e.storeF32(v, acc, {rows[r], col});
+      });
+    }
+  });
 }
 
-void lowerSoftmax(CpuEmitter &e, TileSoftmaxOp op) {
+void lowerSoftmax(CpuEmitter &e, TileSoftmaxOp op, Value pOut) {
   int64_t W = e.W;
   Value s = op.getScores();
+  Value pDst = pOut ? pOut : s;
   int64_t C = e.staticDim(s, 1);
   auto unit = [](Value v) { return hasUnitInnerStride(cast<MemRefType>(v.getType())); };
   // Groups need whole vectors per row and vector access to max/sum.
@@ -184,10 +195,10 @@ void lowerSoftmax(CpuEmitter &e, TileSoftmaxOp op) {
     rGroups = !sType.isDynamicDim(0)
                   ? e.idx(sType.getDimSize(0) - sType.getDimSize(0) % W)
                   : arith::MulIOp::create(e.ib, arith::DivUIOp::create(e.ib, R, e.idx(W)), e.idx(W));
-    e.loop(e.idx(0), rGroups, e.idx(W), [&](Value r0) { emitSoftmaxGroup(e, op, r0); });
+    e.loop(e.idx(0), rGroups, e.idx(W), [&](Value r0) { emitSoftmaxGroup(e, op, r0, pDst); });
   }
   if (!grouped || sType.isDynamicDim(0) || sType.getDimSize(0) % W)
-    e.loop(rGroups, R, e.idx(1), [&](Value i) { emitSoftmaxRow(e, op, i); });
+    e.loop(rGroups, R, e.idx(1), [&](Value i) { emitSoftmaxRow(e, op, i, pDst); });
 }
 
 //===----------------------------------------------------------------------===//

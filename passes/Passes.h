@@ -3,6 +3,7 @@
 #define ATTNCC_PASSES_PASSES_H
 
 #include "dialects/attn/AttnOps.h"
+#include "mlir/Dialect/AMX/AMXDialect.h"
 #include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"

@@ -44,6 +44,12 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
     that straddle the diagonal or the end of the keys. Sequence lengths need
     not be multiples of the block sizes, and may be dynamic.
 
+    `bf16-pairs` (the CPU's AMX class) keeps bf16 inputs in bf16 tiles:
+    `%qt` bf16 `[BM, D]` (scaled, rounded), K copied `transposed pairs` into
+    `[D / 2, 2 BN]`, V `pairs` into `[BN / 2, 2 Dv]`, both matmuls `pairs`,
+    and the probabilities rounded into a bf16 `%p` by `attn.tile_convert`
+    after the softmax (test/Passes/attn-tile-bf16-pairs.mlir).
+
     `lse` adds a trailing `lse: memref<B x H x L x f32>` argument written by
     `attn.tile_lse` (each row's log-sum-exp). `split-kv` (flash decoding)
     adds `lse` and two f32 workspace arguments, `part: [P * B, H, L, Dv]` and
@@ -113,6 +119,12 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
            "grid point (attn.attention only)">,
     Option<"minTaskWork", "min-task-work", "int64_t", "1048576",
            "with cpu-tasks: the work of one task, in K elements read (x block-m / 4)">,
+    Option<"bf16Pairs", "bf16-pairs", "bool", "false",
+           "bf16 Q/K/V: bf16 tile buffers, K and V copied pair-packed and both matmuls "
+           "`pairs` (bf16 dot products, AMX on the CPU), P rounded to bf16 by "
+           "attn.tile_convert; only where the shapes fit the AMX tiles (head dims multiples "
+           "of 32, block-m a multiple of 16, block-n of 32, not kv-in-place); otherwise the "
+           "f32 tiles (attn.attention only)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::linalg::LinalgDialect"];
@@ -253,10 +265,13 @@ def AttnLowerToCpu : Pass<"attn-lower-to-cpu", "ModuleOp"> {
     Option<"isaName", "isa", "std::string", "\"\"",
            "name of the ISA class the options were chosen for (x86-64-v3, "
            "x86-64-v4, aarch64); recorded in the module's `attn.cpu` attribute">,
+    Option<"amx", "amx", "bool", "false",
+           "the target has AMX (amx-tile, amx-bf16): `pairs` tile_matmuls become amx "
+           "tile ops (without it they are refused)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::vector::VectorDialect",
-                           "::mlir::math::MathDialect"];
+                           "::mlir::math::MathDialect", "::mlir::amx::AMXDialect"];
 }
 
 def AttnParallelToOmp : Pass<"attn-parallel-to-omp", "ModuleOp"> {

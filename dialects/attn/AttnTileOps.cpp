@@ -18,6 +18,21 @@ std::string ext(int64_t d) { return ShapedType::isDynamic(d) ? "?" : std::to_str
 LogicalResult CopyTileOp::verify() {
   auto src = getSource().getType(), dst = getDest().getType();
   int64_t d = src.getDimSize(3);
+  if (getPairs()) {
+    if (!src.getElementType().isBF16() || !dst.getElementType().isBF16())
+      return emitOpError("pairs copies bf16 into a bf16 tile, got ")
+             << src.getElementType() << " into " << dst.getElementType();
+    if (getScale())
+      return emitOpError("pairs copies take no scale");
+    // [D / 2, 2 R] (transposed) or [R / 2, 2 D].
+    int64_t cols = dst.getDimSize(1);
+    if (ShapedType::isDynamic(cols) || cols % 2)
+      return emitOpError("a pairs tile needs a static, even column count, got ") << ext(cols);
+    if (getTransposed() ? !compatible(d, 2 * dst.getDimSize(0)) : !compatible(d, cols / 2))
+      return emitOpError("pairs tile ") << ext(dst.getDimSize(0)) << "x" << ext(cols)
+                                        << " does not hold rows of head_dim " << ext(d);
+    return success();
+  }
   int64_t cols = getTransposed() ? dst.getDimSize(0) : dst.getDimSize(1);
   if (!compatible(d, cols))
     return emitOpError("tile ") << (getTransposed() ? "rows" : "columns") << " ("
@@ -29,6 +44,29 @@ LogicalResult CopyTileOp::verify() {
 
 LogicalResult TileMatmulOp::verify() {
   auto a = getA().getType(), b = getB().getType(), c = getC().getType();
+  if (getPairs()) {
+    if (getTransposed())
+      return emitOpError("pairs and transposed are exclusive");
+    if (!a.getElementType().isBF16() || !b.getElementType().isBF16())
+      return emitOpError("pairs needs bf16 a and b, got ")
+             << a.getElementType() << " and " << b.getElementType();
+    if (!c.getElementType().isF32())
+      return emitOpError("c must be f32");
+    // a [M, K], b [K / 2, 2 N], c [M, N].
+    int64_t K = a.getDimSize(1);
+    if (ShapedType::isDynamic(K) || K % 2 || ShapedType::isDynamic(b.getDimSize(1)) ||
+        b.getDimSize(1) % 2)
+      return emitOpError("pairs needs a static even contraction extent and b columns, got a ")
+             << ext(a.getDimSize(0)) << "x" << ext(K) << ", b " << ext(b.getDimSize(0)) << "x"
+             << ext(b.getDimSize(1));
+    if (!compatible(b.getDimSize(0), K / 2) || !compatible(a.getDimSize(0), c.getDimSize(0)) ||
+        !compatible(b.getDimSize(1) / 2, c.getDimSize(1)))
+      return emitOpError("pairs shapes do not fit: a ")
+             << ext(a.getDimSize(0)) << "x" << ext(K) << ", b " << ext(b.getDimSize(0)) << "x"
+             << ext(b.getDimSize(1)) << " (expected " << K / 2 << "x2N), c "
+             << ext(c.getDimSize(0)) << "x" << ext(c.getDimSize(1));
+    return success();
+  }
   // b's contraction and column extents (b is [N, K] when transposed).
   int64_t bK = b.getDimSize(getTransposed() ? 1 : 0), bN = b.getDimSize(getTransposed() ? 0 : 1);
   if (!compatible(a.getDimSize(1), bK))
@@ -42,6 +80,16 @@ LogicalResult TileMatmulOp::verify() {
     return emitOpError("c must be f32");
   if (!a.getElementType().isF32())
     return emitOpError("a must be f32 (a tile buffer)");
+  return success();
+}
+
+LogicalResult TileConvertOp::verify() {
+  auto src = getSource().getType(), dst = getDest().getType();
+  if (!compatible(src.getDimSize(0), dst.getDimSize(0)) ||
+      !compatible(src.getDimSize(1), dst.getDimSize(1)))
+    return emitOpError("source ") << ext(src.getDimSize(0)) << "x" << ext(src.getDimSize(1))
+                                  << " and destination " << ext(dst.getDimSize(0)) << "x"
+                                  << ext(dst.getDimSize(1)) << " differ in shape";
   return success();
 }
 

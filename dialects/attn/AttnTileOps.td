@@ -29,18 +29,30 @@ def Attn_CopyTileOp : Attn_Op<"copy_tile"> {
     attn-pipeline schedules early (the "async load"): on the GPU it becomes
     cp.async or TMA into shared memory, on the CPU a packing copy.
 
+    With `pairs` (bf16 source and buffer, no scale), the buffer holds the
+    rows in the pair-packed ("VNNI") layout that bf16 dot-product
+    instructions (AMX `tdpbf16ps`) take as their `b` operand, two consecutive
+    contraction indices side by side: without `transposed` (V for P V) the
+    buffer is `[R / 2, 2 D]` and `dest[t, 2 d + e] = src row 2 t + e, column
+    d`; with `transposed` (K for Q K^T) it is `[D / 2, 2 R]` and
+    `dest[t, 2 r + e] = src row r, column 2 t + e` (K's rows as 32-bit words,
+    transposed).
+
     Example:
     ```mlir
     attn.copy_tile %k[%b, %h, %n0] to %kbuf transposed valid %n
         : memref<1x8x1000x64xf16>, memref<64x64xf32>
+    attn.copy_tile %v[%b, %h, %n0] to %vbuf pairs valid %n
+        : memref<1x8x1000x64xbf16>, memref<32x128xbf16>
     ```
   }];
   let arguments = (ins Arg<Attn_Tensor4D, "", [MemRead]>:$source, Index:$batch, Index:$head,
                        Index:$row, Index:$valid, Arg<Attn_Tile2D, "", [MemWrite]>:$dest,
-                       UnitAttr:$transposed, OptionalAttr<F64Attr>:$scale);
+                       UnitAttr:$transposed, OptionalAttr<F64Attr>:$scale, UnitAttr:$pairs);
   let assemblyFormat = [{
     $source `[` $batch `,` $head `,` $row `]` `to` $dest (`transposed` $transposed^)?
-    (`scale` $scale^)? `valid` $valid attr-dict `:` type($source) `,` type($dest)
+    (`pairs` $pairs^)? (`scale` $scale^)? `valid` $valid attr-dict `:` type($source) `,`
+    type($dest)
   }];
   let hasVerifier = 1;
 }
@@ -63,19 +75,46 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
     Q K^T writes only the view's columns of `c` (the others are left as they
     are; tile_mask sets them to -inf).
 
+    With `pairs`, `a` is bf16 `[M, K]` and `b` bf16 in copy_tile's
+    pair-packed layout `[K / 2, 2 N]` (`b[k, n]` at `[k / 2, 2 n + k % 2]`),
+    K even: the products of bf16 values summed in f32 (AMX `tdpbf16ps` on
+    the CPU).
+
     Example:
     ```mlir
     attn.tile_matmul %q, %kt into %s : memref<64x64xf32>, memref<64x32xf32>, memref<64x32xf32>
     attn.tile_matmul %q, %kview transposed into %s
         : memref<4x128xf32>, memref<?x128xbf16, strided<[1024, 1], offset: ?>>, memref<4x64xf32>
+    attn.tile_matmul %p, %vt pairs into %acc accumulate
+        : memref<64x64xbf16>, memref<32x256xbf16>, memref<64x128xf32>
     ```
   }];
   let arguments = (ins Arg<Attn_Tile2D, "", [MemRead]>:$a, Arg<Attn_Tile2D, "", [MemRead]>:$b,
                        Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$c, UnitAttr:$accumulate,
-                       UnitAttr:$transposed);
+                       UnitAttr:$transposed, UnitAttr:$pairs);
   let assemblyFormat = [{
-    $a `,` $b (`transposed` $transposed^)? `into` $c (`accumulate` $accumulate^)? attr-dict
-    `:` type($a) `,` type($b) `,` type($c)
+    $a `,` $b (`transposed` $transposed^)? (`pairs` $pairs^)? `into` $c
+    (`accumulate` $accumulate^)? attr-dict `:` type($a) `,` type($b) `,` type($c)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileConvertOp : Attn_Op<"tile_convert"> {
+  let summary = "converts a tile buffer into another of the same shape";
+  let description = [{
+    `dest[i, j] = source[i, j]` in `dest`'s element type (round to nearest
+    even): the softmax's f32 probabilities P rounded to bf16 for a `pairs`
+    P V, as flash-attn rounds P to the input type before its second matmul.
+
+    Example:
+    ```mlir
+    attn.tile_convert %s to %p : memref<64x64xf32>, memref<64x64xbf16>
+    ```
+  }];
+  let arguments = (ins Arg<Attn_Tile2D, "", [MemRead]>:$source,
+                       Arg<Attn_Tile2D, "", [MemWrite]>:$dest);
+  let assemblyFormat = [{
+    $source `to` $dest attr-dict `:` type($source) `,` type($dest)
   }];
   let hasVerifier = 1;
 }

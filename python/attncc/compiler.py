@@ -119,7 +119,11 @@ def stage_options(options: CompileOptions, target: str) -> dict[str, Any]:
     opts = options.as_dict()
     if target_kind(target) == "gpu":
         opts["chip"] = gpu_target.chip_for_target(target)
-    elif (options.num_threads or 1) > 1:
+        return opts
+    if cpu_target.resolve(options.cpu).amx:
+        # bf16 tiles and AMX matmuls where the shapes fit (attn-tile bf16-pairs).
+        opts["bf16_pairs"] = True
+    if (options.num_threads or 1) > 1:
         # The grid as at most num_threads tasks, their count chosen at run
         # time from the work (attn-tile cpu-tasks): a short call runs inline.
         opts["cpu_tasks"] = options.num_threads

@@ -60,7 +60,10 @@ def test_host_is_read_from_llvm_and_agrees_with_the_kernel():
             assert (feature in HOST.features) == (flag in flags), feature
     isa = cpu_target.host_isa()
     assert not cpu_target.missing_features(isa)
-    if "avx512f" in HOST.features and "avx512bw" in HOST.features:
+    amx = cpu_target.ISAS["x86-64-v4-amx"]
+    if not cpu_target.missing_features(amx):
+        assert isa.name == "x86-64-v4-amx"    # AMX features and the OS's permission
+    elif "avx512f" in HOST.features and "avx512bw" in HOST.features:
         assert isa.name == "x86-64-v4"
     elif "avx2" in HOST.features:
         assert isa.name == "x86-64-v3"

@@ -42,6 +42,7 @@ class Case:
     block_m: int = 16
     block_n: int = 16
     seed: int = 0
+    cpu: str = "host"                   # CompileOptions.cpu (the ISA class)
 
     def describe(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -102,7 +103,7 @@ _KERNELS: dict = {}
 
 def kernel(c: Case):
     key = (c.batch, c.kv_heads, c.group, c.lq, c.lk, c.head_dim, c.dtype, c.causal, c.align,
-           c.window, c.softcap, c.alibi, c.sinks, c.dynamic, c.block_m, c.block_n)
+           c.window, c.softcap, c.alibi, c.sinks, c.dynamic, c.block_m, c.block_n, c.cpu)
     if key not in _KERNELS:
         hq = c.kv_heads * c.group
         lq, lk = (None, None) if c.dynamic else (c.lq, c.lk)
@@ -115,7 +116,7 @@ def kernel(c: Case):
         mask = "causal" if c.causal else "none"
         g.output(g.attention(q, k, v, mask=mask, window=c.window, causal_align=c.align,
                              softcap=c.softcap, alibi_slopes=sl, sinks=sk))
-        opts = CompileOptions(block_m=c.block_m, block_n=c.block_n, num_threads=1)
+        opts = CompileOptions(block_m=c.block_m, block_n=c.block_n, num_threads=1, cpu=c.cpu)
         _KERNELS[key] = compile_graph(g, opts, "cpu")
     return _KERNELS[key]
 

@@ -6,13 +6,19 @@ the facts MLIR's ExecutionEngine uses to pick its target machine, not from
 /proc/cpuinfo. A small table maps it to an ISA class, which fixes the f32
 lanes per vector and the tile_matmul register block:
 
-    class       lanes  registers  block (rows x vectors)  accumulators
-    x86-64-v3     8       16           6 x 2                  12
-    x86-64-v4    16       32           6 x 4                  24
-    aarch64       4       32           6 x 4                  24
+    class          lanes  registers  block (rows x vectors)  accumulators
+    x86-64-v3        8       16           6 x 2                  12
+    x86-64-v4       16       32           6 x 4                  24
+    x86-64-v4-amx   16       32           6 x 4                  24   + AMX bf16 tiles
+    aarch64          4       32           6 x 4                  24
 
 (an AVX2 6 x 2 block is the classic 6x16 SGEMM kernel: 12 accumulators, two
-loads of b and one broadcast of a fill 15 of the 16 ymm registers.) The
+loads of b and one broadcast of a fill 15 of the 16 ymm registers.)
+x86-64-v4-amx (Sapphire Rapids and later) is x86-64-v4 plus AMX: bf16
+prefill keeps bf16 tiles and runs both matmuls on AMX tiles (attn-tile
+`bf16-pairs`, attn-lower-to-cpu `amx`; docs/cpu-backend.md); f32 code is
+x86-64-v4's. Running it also needs the OS's permission for AMX tile data
+(runtime/amx.py). The
 `cpu` compile option forces a class ("host" picks one): kernels for any class
 compile on any host and their IR and assembly can be checked; running needs a
 host with the class's features (`check_runnable`).
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .._attncc import host_cpu as _native_host_cpu
+from ..runtime import amx
 from ..errors import CompileError
 
 
@@ -42,6 +49,7 @@ class CpuIsa:
     micro_vectors: int
     llvm_cpu: str             # target-cpu when the class is forced
     requires: tuple[str, ...]  # LLVM feature names a host needs to run it
+    amx: bool = False         # bf16 matmuls on AMX tiles
 
     @property
     def vector_bits(self) -> int:
@@ -50,13 +58,17 @@ class CpuIsa:
     def as_dict(self) -> dict:
         return {"isa": self.name, "vector_width": self.vector_width,
                 "vector_registers": self.vector_registers,
-                "micro_kernel": [self.micro_rows, self.micro_vectors]}
+                "micro_kernel": [self.micro_rows, self.micro_vectors],
+                "bf16_matmul": "amx" if self.amx else "f32 fma"}
 
 
 ISAS: dict[str, CpuIsa] = {
     "x86-64-v3": CpuIsa("x86-64-v3", "x86_64", 8, 16, 6, 2, "x86-64-v3", ("avx2", "fma", "f16c")),
     "x86-64-v4": CpuIsa("x86-64-v4", "x86_64", 16, 32, 6, 4, "x86-64-v4",
                         ("avx512f", "avx512bw", "avx512vl", "avx512dq")),
+    "x86-64-v4-amx": CpuIsa("x86-64-v4-amx", "x86_64", 16, 32, 6, 4, "sapphirerapids",
+                            ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512bf16",
+                             "amx-tile", "amx-bf16"), amx=True),
     "aarch64": CpuIsa("aarch64", "aarch64", 4, 32, 6, 4, "generic", ("neon",)),
 }
 CPU_CHOICES = ("host",) + tuple(ISAS)
@@ -89,9 +101,9 @@ def host_cpu() -> HostCpu:
 def host_isa(host: HostCpu | None = None) -> CpuIsa:
     """The widest class of the table the host can run."""
     host = host or host_cpu()
-    for name in ("x86-64-v4", "x86-64-v3", "aarch64"):
+    for name in ("x86-64-v4-amx", "x86-64-v4", "x86-64-v3", "aarch64"):
         isa = ISAS[name]
-        if isa.arch == host.arch and all(f in host.features for f in isa.requires):
+        if not missing_features(isa, host):
             return isa
     raise CompileError(f"the host CPU {host.name} ({host.triple}) has none of the ISA classes "
                        f"attncc generates code for ({', '.join(ISAS)}; x86 needs AVX2 and FMA)")
@@ -112,7 +124,12 @@ def missing_features(isa: CpuIsa, host: HostCpu | None = None) -> list[str]:
     host = host or host_cpu()
     if host.arch != isa.arch:
         return [f"an {isa.arch} CPU (this host is {host.arch})"]
-    return [f for f in isa.requires if f not in host.features]
+    missing = [f for f in isa.requires if f not in host.features]
+    if isa.amx and not missing and host == host_cpu():
+        why = amx.tile_permission()   # asked for once per process
+        if why:
+            missing.append(f"AMX tile data ({why})")
+    return missing
 
 
 def check_runnable(isa: CpuIsa) -> None:
@@ -175,13 +192,17 @@ def llvm_passes(o: Mapping[str, object]) -> str:
     # (round to nearest even, NaN kept), since LLVM lowers `fptrunc to bfloat`
     # to a call of compiler-rt's __truncsfbf2 on hosts without AVX-512-BF16,
     # which the JIT cannot resolve. f16 needs nothing: F16C (part of every
-    # class of this table) and NEON convert natively.
+    # class of this table) and NEON convert natively. The AMX class has
+    # AVX-512-BF16: native vcvtneps2bf16 (P is rounded per KV block there).
+    amx_lowering = " amx=true" if isa.amx else ""
     return (f"attn-lower-to-cpu{{vector-width={int(width)} micro-rows={isa.micro_rows} "
-            f"micro-vectors={isa.micro_vectors} isa={isa.name}}},canonicalize,cse,"
+            f"micro-vectors={isa.micro_vectors} isa={isa.name}{amx_lowering}}},canonicalize,cse,"
             "func.func(convert-linalg-to-loops,llvm-request-c-wrappers),"
             + parallel +
-            "expand-strided-metadata,lower-affine,convert-scf-to-cf,arith-expand{include-bf16=true},"
-            "convert-vector-to-llvm{reassociate-fp-reductions=1},finalize-memref-to-llvm,"
+            "expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+            f"arith-expand{{include-bf16={'false' if isa.amx else 'true'}}},"
+            f"convert-vector-to-llvm{{reassociate-fp-reductions=1{' enable-amx' if isa.amx else ''}}},"
+            "finalize-memref-to-llvm,"
             "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
             "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts")
 

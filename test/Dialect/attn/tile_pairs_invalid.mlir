@@ -1,0 +1,55 @@
+// RUN: attncc-opt %s -split-input-file -verify-diagnostics
+
+func.func @pairs_f16(%k: memref<1x1x64x64xf16>, %kt: memref<32x128xbf16>, %i: index) {
+  // expected-error @+1 {{pairs copies bf16 into a bf16 tile, got 'f16' into 'bf16'}}
+  attn.copy_tile %k[%i, %i, %i] to %kt transposed pairs valid %i : memref<1x1x64x64xf16>, memref<32x128xbf16>
+  return
+}
+
+// -----
+
+func.func @pairs_scale(%q: memref<1x1x64x64xbf16>, %qt: memref<32x128xbf16>, %i: index) {
+  // expected-error @+1 {{pairs copies take no scale}}
+  attn.copy_tile %q[%i, %i, %i] to %qt pairs scale 2.0 valid %i : memref<1x1x64x64xbf16>, memref<32x128xbf16>
+  return
+}
+
+// -----
+
+func.func @pairs_copy_shape(%k: memref<1x1x64x64xbf16>, %kt: memref<64x64xbf16>, %i: index) {
+  // expected-error @+1 {{pairs tile 64x64 does not hold rows of head_dim 64}}
+  attn.copy_tile %k[%i, %i, %i] to %kt transposed pairs valid %i : memref<1x1x64x64xbf16>, memref<64x64xbf16>
+  return
+}
+
+// -----
+
+func.func @pairs_f32_a(%a: memref<32x64xf32>, %b: memref<32x128xbf16>, %c: memref<32x64xf32>) {
+  // expected-error @+1 {{pairs needs bf16 a and b, got 'f32' and 'bf16'}}
+  attn.tile_matmul %a, %b pairs into %c : memref<32x64xf32>, memref<32x128xbf16>, memref<32x64xf32>
+  return
+}
+
+// -----
+
+func.func @pairs_shapes(%a: memref<32x64xbf16>, %b: memref<64x128xbf16>, %c: memref<32x64xf32>) {
+  // expected-error @+1 {{pairs shapes do not fit: a 32x64, b 64x128 (expected 32x2N), c 32x64}}
+  attn.tile_matmul %a, %b pairs into %c : memref<32x64xbf16>, memref<64x128xbf16>, memref<32x64xf32>
+  return
+}
+
+// -----
+
+func.func @pairs_transposed(%a: memref<32x64xbf16>, %b: memref<32x128xbf16>, %c: memref<32x64xf32>) {
+  // expected-error @+1 {{pairs and transposed are exclusive}}
+  attn.tile_matmul %a, %b transposed pairs into %c : memref<32x64xbf16>, memref<32x128xbf16>, memref<32x64xf32>
+  return
+}
+
+// -----
+
+func.func @convert_shape(%s: memref<32x64xf32>, %p: memref<32x32xbf16>) {
+  // expected-error @+1 {{source 32x64 and destination 32x32 differ in shape}}
+  attn.tile_convert %s to %p : memref<32x64xf32>, memref<32x32xbf16>
+  return
+}

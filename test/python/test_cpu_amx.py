@@ -1,0 +1,143 @@
+"""bf16 prefill on AMX tiles (ISA class x86-64-v4-amx, issue 9): attn-tile's
+bf16-pairs form (bf16 tiles, K/V pair-packed, P rounded to bf16) lowered to
+upstream's `amx` dialect. Its IR and assembly are checked on any host; the
+numerics (every score variant, GQA, lengths off the block sizes, against a
+float64 reference with flash-attn's criterion) run where the host has AMX and
+the OS grants it (runtime/amx.py)."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from attncc.compiler import compile_graph
+from attncc.errors import CompileError
+from attncc.graph import Graph
+from attncc.options import CompileOptions
+from attncc.targets import cpu as cpu_target
+from test_variants import Case, check
+
+AMX = cpu_target.ISAS["x86-64-v4-amx"]
+MISSING = cpu_target.missing_features(AMX)
+needs_amx = pytest.mark.skipif(bool(MISSING), reason="this host cannot run x86-64-v4-amx code: "
+                               f"it lacks {', '.join(MISSING)} (IR and assembly checked above)")
+
+
+def _graph(dtype: str, D: int = 64, mask: str = "causal") -> Graph:
+    g = Graph("attention")
+    q = g.input("q", (1, 2, None, D), dtype)
+    k = g.input("k", (1, 2, None, D), dtype)
+    v = g.input("v", (1, 2, None, D), dtype)
+    g.output(g.attention(q, k, v, mask=mask))
+    return g
+
+
+def _compile(dtype: str, D: int = 64, cpu: str = "x86-64-v4-amx", **opts):
+    return compile_graph(_graph(dtype, D), CompileOptions(cpu=cpu, **opts), "cpu",
+                         stop_after="llvm", query_len=256)
+
+
+def test_bf16_prefill_is_pairs_on_amx_on_any_host():
+    c = _compile("bf16")
+    tiled = c.ir("tiled")
+    assert "transposed pairs" in tiled and "attn.tile_convert" in tiled
+    assert len(re.findall(r"attn\.tile_matmul .* pairs into", tiled)) == 2
+    llvm = c.ir("llvm")
+    assert "llvm.x86.tdpbf16ps.internal" in llvm and "llvm.x86.tileloadd64.internal" in llvm
+    assert re.search(r'attn\.cpu = \{amx, isa = "x86-64-v4-amx"', llvm)
+    asm = cpu_target.assembly(llvm, AMX)
+    assert re.search(r"\btdpbf16ps\b", asm) and re.search(r"\bldtilecfg\b", asm)
+    assert "__truncsfbf2" not in asm
+
+
+@pytest.mark.parametrize("dtype, D, cpu", [
+    ("f32", 64, "x86-64-v4-amx"),     # f32 stays on FMAs
+    ("f16", 64, "x86-64-v4-amx"),     # AMX-FP16 is not in the class
+    ("bf16", 40, "x86-64-v4-amx"),    # a head dim off the 32-wide tiles
+    ("bf16", 64, "x86-64-v4"),        # the class without AMX
+])
+def test_other_inputs_and_classes_keep_f32_tiles(dtype, D, cpu):
+    c = _compile(dtype, D, cpu)
+    assert "pairs" not in c.ir("tiled") and "tdpbf16ps" not in c.ir("llvm")
+
+
+def test_refused_permission_drops_the_class(monkeypatch):
+    """Where the OS refuses AMX tile data (arch_prctl), the host is not given
+    the AMX class, and forcing it is a clear error before any JIT."""
+    if AMX.arch != cpu_target.host_cpu().arch or \
+            any(f not in cpu_target.host_cpu().features for f in AMX.requires):
+        pytest.skip("the host has no AMX features: nothing to refuse")
+    monkeypatch.setattr(cpu_target.amx, "tile_permission", lambda: "refused for the test")
+    assert cpu_target.host_isa().name == "x86-64-v4"
+    with pytest.raises(CompileError, match="AMX tile data \\(refused for the test\\)"):
+        compile_graph(_graph("bf16"), CompileOptions(cpu="x86-64-v4-amx"), "cpu",
+                      query_len=256)
+
+
+EXAMPLES = {
+    "causal_d64": Case(lq=77, lk=77, head_dim=64, dtype="bf16", causal=True, block_m=32,
+                       block_n=64),
+    "gqa_window_softcap_d128": Case(kv_heads=2, group=4, lq=40, lk=150, head_dim=128,
+                                    dtype="bf16", causal=True, align="bottom_right",
+                                    window=(50, 0), softcap=30.0, block_m=16, block_n=32),
+    "alibi_sinks_d32": Case(lq=65, lk=130, head_dim=32, dtype="bf16", alibi=True, sinks=True,
+                            block_m=64, block_n=64, dynamic=True),
+}
+
+
+@needs_amx
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_amx_examples(name):
+    check(Case(**{**asdict(EXAMPLES[name]), "cpu": "x86-64-v4-amx"}))
+
+
+PROPERTY_SEED = 20261201
+
+cases = st.builds(
+    Case,
+    batch=st.sampled_from([1, 2]),
+    kv_heads=st.sampled_from([1, 2]),
+    group=st.sampled_from([1, 2, 4]),
+    lq=st.sampled_from([1, 16, 31, 70]),
+    lk=st.sampled_from([1, 33, 64, 100, 160]),
+    head_dim=st.sampled_from([32, 64, 128]),
+    dtype=st.just("bf16"),
+    causal=st.booleans(),
+    align=st.sampled_from(["top_left", "bottom_right"]),
+    window=st.one_of(st.none(), st.tuples(st.sampled_from([-1, 0, 10, 40]),
+                                          st.sampled_from([-1, 0, 5]))),
+    softcap=st.one_of(st.none(), st.just(20.0)),
+    alibi=st.booleans(),
+    sinks=st.booleans(),
+    dynamic=st.sampled_from([False, True]),
+    block_m=st.sampled_from([16, 32, 64]),
+    block_n=st.sampled_from([32, 64]),
+    seed=st.integers(0, 2 ** 16),
+    cpu=st.just("x86-64-v4-amx"),
+)
+
+
+@needs_amx
+def test_property_amx(capsys):
+    with capsys.disabled():
+        print(f"\ntest_cpu_amx property: seed {PROPERTY_SEED}")
+
+    @seed(PROPERTY_SEED)
+    @settings(max_examples=20, deadline=None, database=None, print_blob=True,
+              suppress_health_check=list(HealthCheck))
+    @given(cases)
+    def run(c: Case) -> None:
+        if c.lq > c.lk:
+            c = Case(**{**asdict(c), "lq": c.lk})
+        if c.align == "bottom_right" and not (c.causal or c.window is not None):
+            c = Case(**{**asdict(c), "align": "top_left"})
+        try:
+            check(c)
+        except Exception as e:
+            raise AssertionError(f"failing configuration: {c.describe()}: {e}") from e
+
+    run()
