@@ -79,12 +79,13 @@ static void emitSoftmaxRow(CpuEmitter &e, TileSoftmaxOp op, Value i, Value pDst)
   Value dead = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, e.f32(ninf));
   Value mUse = arith::SelectOp::create(b, dead, e.f32(0.0), mNew);
   Value alpha = arith::SelectOp::create(
-      b, dead, e.f32(1.0), e.exp(arith::SubFOp::create(b, mOld, mUse)));
+      b, dead, e.f32(1.0), e.expNonPositive(arith::SubFOp::create(b, mOld, mUse)));
 
   // p = exp(s - m), written back; row sum.
   Value tailSum = e.f32(0.0);
   auto expChunk = [&](Value col, int64_t w) {
-    Value p = e.exp(arith::SubFOp::create(b, e.loadF32(s, {i, col}, w), e.bcast(mUse, w)));
+    Value p = e.expNonPositive(
+        arith::SubFOp::create(b, e.loadF32(s, {i, col}, w), e.bcast(mUse, w)));
     e.storeF32(p, pDst, {i, col});
     return p;
   };
@@ -148,7 +149,7 @@ static void emitSoftmaxGroup(CpuEmitter &e, TileSoftmaxOp op, Value r0, Value pD
   Value same = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mOld, mUse);
   Value keep = arith::OrIOp::create(b, dead, same);
   Value alpha = arith::SelectOp::create(b, keep, e.splat(1.0, W),
-                                        e.exp(arith::SubFOp::create(b, mOld, mUse)));
+                                        e.expNonPositive(arith::SubFOp::create(b, mOld, mUse)));
   Value moved = vector::ReductionOp::create(
       b, vector::CombiningKind::OR,
       arith::CmpFOp::create(b, arith::CmpFPredicate::UNE, alpha, e.splat(1.0, W)));
@@ -160,7 +161,8 @@ static void emitSoftmaxGroup(CpuEmitter &e, TileSoftmaxOp op, Value r0, Value pD
     rowSum.push_back(e.chunks(
         C, {e.splat(0.0, W)},
         [&](Value col, ValueRange sum) -> SmallVector<Value> {
-          Value p = e.exp(arith::SubFOp::create(b, e.loadF32(s, {rows[r], col}, W), m));
+          Value p = e.expNonPositive(
+              arith::SubFOp::create(b, e.loadF32(s, {rows[r], col}, W), m));
           e.storeF32(p, pDst, {rows[r], col});
           return {arith::AddFOp::create(b, sum[0], p)};
         },

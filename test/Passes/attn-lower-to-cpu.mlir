@@ -64,8 +64,9 @@ func.func @matmul_dynamic_rows(%a: memref<?x16xf32>, %b: memref<16x32xf32>, %c: 
 
 // Online softmax, rows that do not fill a group of 16 (here 4 rows of 40 =
 // 2 x 16 + 8 lanes): per row a vector max and a vector sum reduced with
-// vector.reduction, exp by polynomial approximation (no math.exp left), and
-// the -inf guard (select on m_new == -inf).
+// vector.reduction, exp of the non-positive s - m as 2^n * poly(f) (n =
+// roundeven(x log2 e), 2^n in the exponent bits; no math.exp left), and the
+// -inf guard (select on m_new == -inf).
 // CHECK-LABEL: func.func @softmax
 // CHECK: scf.for %[[I:.*]] = %{{.*}} to %{{.*}} step
 // CHECK: %[[MOLD:.*]] = memref.load %arg1[%[[I]]]
@@ -75,7 +76,8 @@ func.func @matmul_dynamic_rows(%a: memref<?x16xf32>, %b: memref<16x32xf32>, %c: 
 // CHECK: vector.reduction <maxnumf>, %{{.*}} fastmath<nnan> : vector<16xf32> into f32
 // CHECK: %[[DEAD:.*]] = arith.cmpf oeq, %[[MNEW:.*]], %cst
 // CHECK: arith.select %[[DEAD]]
-// CHECK: math.floor {{.*}} : vector<16xf32>
+// CHECK: math.roundeven {{.*}} : vector<16xf32>
+// CHECK: arith.shli {{.*}} : vector<16xi32>
 // CHECK: vector.store {{.*}} %arg0
 // CHECK: vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<8xf32> into f32
 // CHECK: vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<16xf32> into f32
