@@ -104,10 +104,19 @@ LogicalResult check(Operation *op, int64_t W, bool amx) {
   if (auto copy = dyn_cast<CopyTileOp>(op))
     return all({[&] { return checkTensor(op, "source", copy.getSource().getType()); },
                 [&] { return checkTile(op, "destination tile", copy.getDest().getType()); },
-                [&] { return copy.getPairs() ? checkPairsCopy(copy, W) : success(); }});
+                [&] {
+                  return copy.getPairs() ? checkPairsCopy(op, copy.getDest().getType(),
+                                                          copy.getTransposed(), W)
+                                         : success();
+                }});
   if (auto g = dyn_cast<GatherTileOp>(op))
     return all({[&] { return checkTensor(op, "source", g.getSource().getType()); },
-                [&] { return checkTile(op, "destination tile", g.getDest().getType()); }});
+                [&] { return checkTile(op, "destination tile", g.getDest().getType()); },
+                [&] {
+                  return g.getPairs() ? checkPairsCopy(op, g.getDest().getType(),
+                                                       g.getTransposed(), W)
+                                      : success();
+                }});
   if (auto mm = dyn_cast<TileMatmulOp>(op))
     return all({[&] { return checkTile(op, "a", mm.getA().getType()); },
                 [&] { return checkTile(op, "b", mm.getB().getType()); },

@@ -41,6 +41,16 @@ Value mlir::attn::kvRowsView(OpBuilder &b, Location loc, Value src, Value bIdx, 
   return memref::SubViewOp::create(b, loc, cast<MemRefType>(type), src, offsets, sizes, strides);
 }
 
+bool mlir::attn::usePairs(Value q, Value k, Value v, int64_t BM, int64_t BN, bool kvInPlace) {
+  int64_t D = cast<ShapedType>(q.getType()).getDimSize(3);
+  int64_t Dv = cast<ShapedType>(v.getType()).getDimSize(3);
+  for (Value x : {q, k, v})
+    if (!cast<ShapedType>(x.getType()).getElementType().isBF16())
+      return false;
+  return !kvInPlace && D % 32 == 0 && Dv % 16 == 0 && D > 0 && Dv > 0 && BM % 16 == 0 &&
+         BN % 32 == 0;
+}
+
 namespace {
 
 /// The pieces of a function that attn-tile can lower.
@@ -186,19 +196,6 @@ Operation *emitTaskGrid(OpBuilder &b, Location loc, ValueRange ubs, Value workPe
   return grid;
 }
 
-/// Whether attention `att` gets bf16 pair-packed tiles under `bf16-pairs`:
-/// bf16 Q/K/V and shapes that fill whole AMX tiles (16 rows; 32 bf16 of
-/// contraction per tile row; 16 f32 columns of c).
-static bool usePairs(AttentionOp att, int64_t BM, int64_t BN, bool kvInPlace) {
-  int64_t D = att.getQuery().getType().getDimSize(3);
-  int64_t Dv = att.getValue().getType().getDimSize(3);
-  for (Value v : {att.getQuery(), att.getKey(), att.getValue()})
-    if (!cast<ShapedType>(v.getType()).getElementType().isBF16())
-      return false;
-  return !kvInPlace && D % 32 == 0 && Dv % 16 == 0 && D > 0 && Dv > 0 && BM % 16 == 0 &&
-         BN % 32 == 0;
-}
-
 LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM,
                            int64_t BN, bool withLse, bool splitKv, bool kvInPlace,
                            int64_t tasks, int64_t minTaskWork, bool bf16Pairs) {
@@ -268,7 +265,7 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   Value m0 = t.mul(ivs[2], cBM);
   Value validM = t.sub(Lq, m0);
 
-  bool pairs = bf16Pairs && usePairs(att, BM, BN, kvInPlace);
+  bool pairs = bf16Pairs && usePairs(q, k, v, BM, BN, kvInPlace);
   Type bf16 = builder.getBF16Type();
   auto allocBf16 = [&](ArrayRef<int64_t> shape) -> Value {
     return memref::AllocOp::create(builder, loc, MemRefType::get(shape, bf16));
@@ -303,8 +300,11 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     t.fill(mx, -std::numeric_limits<double>::infinity());
     t.fill(sm, 0.0);
   }
+  // Pairs: Q copied as it is (bf16, exact), the scale applied to the f32
+  // scores by the Q K^T matmul.
+  FloatAttr scaleAttr = builder.getF64FloatAttr(scale);
   auto copyQ = CopyTileOp::create(builder, loc, q, bIdx, hIdx, m0, validM, qt,
-                                  /*transposed=*/false, builder.getF64FloatAttr(scale));
+                                  /*transposed=*/false, pairs ? FloatAttr() : scaleAttr);
   (void)copyQ;
 
   // KV range: blocks entirely right of the window (above the diagonal for
@@ -342,7 +342,7 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
                          FloatAttr(), pairs);
     }
     TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
-                         /*transposed=*/kvInPlace, pairs);
+                         /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr());
     if (auto cap = att.getSoftcapAttr())
       TileSoftcapOp::create(builder, loc, s, cap);
     if (slopes)
@@ -377,7 +377,7 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     if (pairs)
       TileConvertOp::create(builder, loc, s, p);
     TileMatmulOp::create(builder, loc, pairs ? p : s, vOperand, acc, /*accumulate=*/true,
-                         /*transposed=*/false, pairs);
+                         /*transposed=*/false, pairs, FloatAttr());
   }
   auto storeFinal = [&] {
     TileStoreOp::create(builder, loc, acc, sm, out, bIdx, hIdx, m0, validM);
@@ -451,7 +451,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
           ragged.emitError("attn-tile: split-kv is not supported for attn.ragged_attention");
           return signalPassFailure();
         }
-        if (failed(tileRaggedFunction(func, ragged, blockM, blockN, kvInPlace, lse)))
+        if (failed(tileRaggedFunction(func, ragged, blockM, blockN, kvInPlace, lse, bf16Pairs)))
           return signalPassFailure();
         continue;
       }

@@ -72,7 +72,7 @@ RaggedAttentionOp mlir::attn::findRaggedAttention(func::FuncOp func) {
 
 LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att,
                                              int64_t BM, int64_t BN, bool kvInPlace,
-                                             bool withLse) {
+                                             bool withLse, bool bf16Pairs) {
   Block &body = func.getBody().front();
   for (Operation &op : body.without_terminator())
     if (&op != att.getOperation())
@@ -153,11 +153,21 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   auto fill = [&](Value buf, Value x) {
     linalg::FillOp::create(builder, loc, ValueRange{x}, ValueRange{buf});
   };
-  Value qt = alloc({BM, D}), s = alloc({BM, BN}), acc = alloc({BM, Dv});
+  // bf16-pairs (AttnTile.cpp): bf16 tiles, K/V copied or gathered pair-packed.
+  bool pairs = bf16Pairs && usePairs(q, k, v, BM, BN, kvInPlace);
+  auto allocBf16 = [&](ArrayRef<int64_t> shape) -> Value {
+    return memref::AllocOp::create(builder, loc, MemRefType::get(shape, builder.getBF16Type()));
+  };
+  Value qt = pairs ? allocBf16({BM, D}) : alloc({BM, D});
+  Value s = alloc({BM, BN}), acc = alloc({BM, Dv});
   Value mx = alloc({BM}), sm = alloc({BM});
   bool views = kvInPlace && (!table || pageViews);
-  Value kt = views ? Value() : kvInPlace ? alloc({BN, D}) : alloc({D, BN});
-  Value vt = views ? Value() : alloc({BN, Dv});
+  Value kt = views        ? Value()
+             : pairs      ? allocBf16({D / 2, 2 * BN})
+             : kvInPlace  ? alloc({BN, D})
+                          : alloc({D, BN});
+  Value vt = views ? Value() : pairs ? allocBf16({BN / 2, 2 * Dv}) : alloc({BN, Dv});
+  Value p = pairs ? allocBf16({BM, BN}) : Value();
   fill(acc, t.f32(0.0));
   if (sinks) {
     fill(mx, memref::LoadOp::create(builder, loc, sinks, ValueRange{h}));
@@ -166,8 +176,10 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     fill(mx, t.f32(-std::numeric_limits<double>::infinity()));
     fill(sm, t.f32(0.0));
   }
+  // Pairs: Q as it is, the scale on the f32 scores (AttnTile.cpp).
+  FloatAttr scaleAttr = builder.getF64FloatAttr(att.getScale().convertToDouble());
   CopyTileOp::create(builder, loc, q, qb, h, qr, qn, qt, /*transposed=*/false,
-                     builder.getF64FloatAttr(att.getScale().convertToDouble()));
+                     pairs ? FloatAttr() : scaleAttr);
 
   // Only KV blocks the window reaches (query rows pos .. pos + BM - 1).
   Value lo = c0, hi = kn;
@@ -206,14 +218,15 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
       for (auto [src, dst, transposed] :
            {std::tuple{k, kt, !kvInPlace}, std::tuple{v, vt, false}}) {
         if (table)
-          GatherTileOp::create(builder, loc, src, table, kb, hKv, row, validN, dst, transposed);
+          GatherTileOp::create(builder, loc, src, table, kb, hKv, row, validN, dst, transposed,
+                               pairs);
         else
           CopyTileOp::create(builder, loc, src, kb, hKv, row, validN, dst, transposed,
-                             FloatAttr());
+                             FloatAttr(), pairs);
       }
     }
     TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
-                         /*transposed=*/kvInPlace);
+                         /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr());
     if (auto cap = att.getSoftcapAttr())
       TileSoftcapOp::create(builder, loc, s, cap);
     if (slopes)
@@ -239,12 +252,15 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
                          IntegerAttr(), masked ? att.getWindowSidesAttr() : DenseI64ArrayAttr());
     });
     TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
-    TileMatmulOp::create(builder, loc, s, vOperand, acc, /*accumulate=*/true);
+    if (pairs)
+      TileConvertOp::create(builder, loc, s, p);
+    TileMatmulOp::create(builder, loc, pairs ? p : s, vOperand, acc, /*accumulate=*/true,
+                         /*transposed=*/false, pairs, FloatAttr());
   }
   TileStoreOp::create(builder, loc, acc, sm, out, qb, h, qr, qn);
   if (lse)
     TileLseOp::create(builder, loc, mx, sm, lse, qb, h, qr, qn);
-  for (Value buf : {qt, s, acc, mx, sm, kt, vt})
+  for (Value buf : {qt, s, acc, mx, sm, kt, vt, p})
     if (buf)
       memref::DeallocOp::create(builder, loc, buf);
 

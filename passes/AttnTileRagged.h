@@ -11,9 +11,14 @@ RaggedAttentionOp findRaggedAttention(func::FuncOp func);
 /// kvInPlace: Q.K^T as dot products over K rows (transposed tile_matmul), on
 /// views of packed K/V or on K rows gathered untransposed from a paged cache.
 /// withLse: a trailing `lse` argument (q's [Bq, H, Lq] without head_dim, any
-/// strides) gets each query row's log-sum-exp.
+/// strides) gets each query row's log-sum-exp. bf16Pairs: attn-tile's
+/// bf16-pairs form where it applies (the K/V copies and gathers `pairs`).
 LogicalResult tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att, int64_t blockM,
-                                 int64_t blockN, bool kvInPlace, bool withLse);
+                                 int64_t blockN, bool kvInPlace, bool withLse, bool bf16Pairs);
+/// Whether attn-tile's bf16-pairs form applies to q/k/v (the attention's
+/// operands): bf16, not kv-in-place, and shapes that fill whole AMX tiles
+/// (16 rows; 32 bf16 of contraction per tile row; 16 f32 columns of c).
+bool usePairs(Value q, Value k, Value v, int64_t blockM, int64_t blockN, bool kvInPlace);
 /// The rows [n0, n0 + rows) of head `h` of batch `b` of a [B, H, L, D] memref
 /// as a 2-D [?, D] view (the kv-in-place form; AttnTile.cpp).
 Value kvRowsView(OpBuilder &b, Location loc, Value src, Value bIdx, Value h, Value n0,

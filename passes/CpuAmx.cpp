@@ -5,7 +5,8 @@
 // blocks of up to 2 x 2 16 x 16 f32 tiles of c, loaded (accumulate) or
 // zeroed, then for every 32 contraction indices the 16 x 32 bf16 tiles of a
 // and the matching 16 x (16 pairs) tiles of b of the block, and one
-// `amx.tile_mulf` (tdpbf16ps, 8192 multiply-adds) per tile of c, then stored. The K steps are unrolled in the IR so that no
+// `amx.tile_mulf` (tdpbf16ps, 8192 multiply-adds) per tile of c, then stored
+// (and, with `scale`, multiplied by it in vector code). The K steps are unrolled in the IR so that no
 // tile value crosses a loop's iterations (LLVM's AMX lowering allocates the
 // 8 tile registers and emits the tile configuration per function).
 //
@@ -74,6 +75,18 @@ void lowerMatmulAmx(CpuEmitter &e, TileMatmulOp op) {
       for (int64_t r = 0; r < tr; ++r)
         for (int64_t t = 0; t < tc; ++t)
           amx::TileStoreOp::create(b, c, ValueRange{rows[r], cols[t]}, acc[r * tc + t]);
+      // `scale`: the block's f32 results times the softmax scale, in vectors
+      // of 16 while they are in L1.
+      if (auto s = op.getScale(); s && s->convertToDouble() != 1.0) {
+        Value k = e.splat(s->convertToDouble(), kTileRows);
+        e.loop(i0, e.addi(i0, e.idx(tr * kTileRows)), e.idx(1), [&](Value i) {
+          for (int64_t t = 0; t < tc; ++t) {
+            Value v = vector::LoadOp::create(b, e.vec(kTileRows), c, ValueRange{i, cols[t]});
+            vector::StoreOp::create(b, arith::MulFOp::create(b, v, k), c,
+                                    ValueRange{i, cols[t]});
+          }
+        });
+      }
     });
   });
 }

@@ -45,8 +45,8 @@ static SmallVector<Value> transposeSquare(ImplicitLocOpBuilder &b, SmallVector<V
 /// or past `valid` are zero (a row load under an scf.if each: rows past the
 /// end of K/V are never read). attn-lower-to-cpu checks the shapes (whole
 /// blocks of W) first.
-static void copyPairs(CpuEmitter &e, Value src, Value dst, Value row, Value valid,
-                      bool transposed, RowAddress address) {
+void copyPairs(CpuEmitter &e, Value src, Value dst, Value row, Value valid, bool transposed,
+               RowAddress address) {
   ImplicitLocOpBuilder &b = e.ib;
   int64_t W = e.W;
   Type bf16 = b.getBF16Type(), i32 = b.getI32Type();
@@ -102,13 +102,12 @@ static void copyPairs(CpuEmitter &e, Value src, Value dst, Value row, Value vali
   });
 }
 
-LogicalResult checkPairsCopy(CopyTileOp op, int64_t W) {
-  auto dst = cast<MemRefType>(op.getDest().getType());
+LogicalResult checkPairsCopy(Operation *op, MemRefType dst, bool transposed, int64_t W) {
   int64_t rows = dst.getDimSize(0), cols = dst.getDimSize(1);
-  bool ok = op.getTransposed() ? !ShapedType::isDynamic(rows) && rows % W == 0 && (cols / 2) % W == 0
-                               : (cols / 2) % W == 0;
+  bool ok = transposed ? !ShapedType::isDynamic(rows) && rows % W == 0 && (cols / 2) % W == 0
+                       : (cols / 2) % W == 0;
   if (!ok)
-    return op.emitOpError("attn-lower-to-cpu: a pairs copy needs whole blocks of ")
+    return op->emitOpError("attn-lower-to-cpu: a pairs copy needs whole blocks of ")
            << W << " lanes (head_dim and, transposed, the tile's keys), got " << dst;
   return success();
 }

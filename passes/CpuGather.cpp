@@ -5,7 +5,8 @@
 // is cache[table[s, t / P], head, t % P, :], P the cache's page size read at
 // run time (dimension 2), so one kernel serves every page size. The row
 // copy computes each row's address once per row (per block of W rows for
-// the transposed K copy), not once per vector.
+// the transposed K copy), not once per vector. `pairs` (bf16 on AMX) uses
+// the pair-packed copy of CpuCopies.cpp with the same row addresses.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/CpuLowering.h"
@@ -20,14 +21,18 @@ void lowerGather(CpuEmitter &e, GatherTileOp op) {
   Value src = op.getSource(), table = op.getBlockTable();
   Value seq = op.getSeq(), head = op.getHead();
   Value pageSize = e.dim(src, 2);
-  copyRows(e, src, op.getDest(), op.getRow(), op.getValid(), op.getTransposed(), std::nullopt,
-           [&](Value t) -> SmallVector<Value> {
-             Value slotOfTable = arith::DivUIOp::create(b, t, pageSize);
-             Value slot = arith::RemUIOp::create(b, t, pageSize);
-             Value page = memref::LoadOp::create(b, table, ValueRange{seq, slotOfTable});
-             Value pageIdx = arith::IndexCastOp::create(b, b.getIndexType(), page);
-             return {pageIdx, head, slot};
-           });
+  auto address = [&](Value t) -> SmallVector<Value> {
+    Value slotOfTable = arith::DivUIOp::create(b, t, pageSize);
+    Value slot = arith::RemUIOp::create(b, t, pageSize);
+    Value page = memref::LoadOp::create(b, table, ValueRange{seq, slotOfTable});
+    Value pageIdx = arith::IndexCastOp::create(b, b.getIndexType(), page);
+    return {pageIdx, head, slot};
+  };
+  if (op.getPairs())
+    copyPairs(e, src, op.getDest(), op.getRow(), op.getValid(), op.getTransposed(), address);
+  else
+    copyRows(e, src, op.getDest(), op.getRow(), op.getValid(), op.getTransposed(), std::nullopt,
+             address);
 }
 
 } // namespace mlir::attn::cpu_lowering

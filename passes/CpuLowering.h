@@ -228,8 +228,11 @@ void lowerSoftcap(CpuEmitter &e, TileSoftcapOp op); // CpuScores.cpp
 void lowerAlibi(CpuEmitter &e, TileAlibiOp op);     // CpuScores.cpp
 void lowerLse(CpuEmitter &e, TileLseOp op);         // CpuSplitKv.cpp
 void lowerCombine(CpuEmitter &e, TileCombineOp op); // CpuSplitKv.cpp
-/// copy_tile `pairs`: whole blocks of W lanes (CpuCopies.cpp).
-LogicalResult checkPairsCopy(CopyTileOp op, int64_t W);
+/// copy_tile / gather_tile `pairs`: whole blocks of W lanes, and the copy
+/// itself with source rows located by `address` (CpuCopies.cpp).
+LogicalResult checkPairsCopy(Operation *op, MemRefType dst, bool transposed, int64_t W);
+void copyPairs(CpuEmitter &e, Value src, Value dst, Value row, Value valid, bool transposed,
+               RowAddress address);
 /// tile_matmul `pairs` on AMX tiles, and its shape check (CpuAmx.cpp).
 LogicalResult checkAmxMatmul(TileMatmulOp op);
 void lowerMatmulAmx(CpuEmitter &e, TileMatmulOp op);

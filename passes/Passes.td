@@ -45,10 +45,11 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
     not be multiples of the block sizes, and may be dynamic.
 
     `bf16-pairs` (the CPU's AMX class) keeps bf16 inputs in bf16 tiles:
-    `%qt` bf16 `[BM, D]` (scaled, rounded), K copied `transposed pairs` into
-    `[D / 2, 2 BN]`, V `pairs` into `[BN / 2, 2 Dv]`, both matmuls `pairs`,
-    and the probabilities rounded into a bf16 `%p` by `attn.tile_convert`
-    after the softmax (test/Passes/attn-tile-bf16-pairs.mlir).
+    `%qt` bf16 `[BM, D]` (unscaled; Q K^T's `scale` scales the f32 scores), K
+    copied (or, paged, gathered) `transposed pairs` into `[D / 2, 2 BN]`, V
+    `pairs` into `[BN / 2, 2 Dv]`, both matmuls `pairs`, and the
+    probabilities rounded into a bf16 `%p` by `attn.tile_convert` after the
+    softmax (test/Passes/attn-tile-bf16-pairs.mlir).
 
     `lse` adds a trailing `lse: memref<B x H x L x f32>` argument written by
     `attn.tile_lse` (each row's log-sum-exp). `split-kv` (flash decoding)
@@ -124,7 +125,7 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
            "`pairs` (bf16 dot products, AMX on the CPU), P rounded to bf16 by "
            "attn.tile_convert; only where the shapes fit the AMX tiles (head dims multiples "
            "of 32, block-m a multiple of 16, block-n of 32, not kv-in-place); otherwise the "
-           "f32 tiles (attn.attention only)">,
+           "f32 tiles">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::linalg::LinalgDialect"];

@@ -15,4 +15,10 @@
 #define GET_OP_CLASSES
 #include "dialects/attn/AttnOps.h.inc"
 
+namespace mlir::attn {
+/// The checks of a `pairs` copy (copy_tile, gather_tile): bf16 into a bf16
+/// tile of [D / 2, 2 R] (transposed) or [R / 2, 2 D] (AttnTileOps.cpp).
+LogicalResult verifyPairsTile(Operation *op, MemRefType src, MemRefType dst, bool transposed);
+} // namespace mlir::attn
+
 #endif

@@ -68,6 +68,8 @@ LogicalResult RaggedAttentionOp::verify() {
 
 LogicalResult GatherTileOp::verify() {
   auto src = getSource().getType(), dst = getDest().getType();
+  if (getPairs())
+    return verifyPairsTile(*this, src, dst, getTransposed());
   int64_t d = src.getDimSize(3);
   int64_t cols = getTransposed() ? dst.getDimSize(0) : dst.getDimSize(1);
   if (!compatible(d, cols))

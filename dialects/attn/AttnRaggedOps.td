@@ -81,8 +81,9 @@ def Attn_GatherTileOp : Attn_Op<"gather_tile"> {
     `dest[r, :] = r < valid ? source[block_table[seq, t / page_size], head, t % page_size, :] : 0`
     converted to the buffer's element type (`page_size` is `source`'s
     dimension 2, read at run time: one kernel serves every page size). With
-    `transposed` the buffer is `[D, R]`, as for `attn.copy_tile`. Rows at or
-    past `valid` read neither the table nor the cache.
+    `transposed` the buffer is `[D, R]`, as for `attn.copy_tile`; with
+    `pairs` (bf16), copy_tile's pair-packed layouts. Rows at or past `valid`
+    read neither the table nor the cache.
 
     Example:
     ```mlir
@@ -93,10 +94,11 @@ def Attn_GatherTileOp : Attn_Op<"gather_tile"> {
   let arguments = (ins Arg<Attn_Tensor4D, "", [MemRead]>:$source,
                        Arg<MemRefRankOf<[I32], [2]>, "", [MemRead]>:$block_table,
                        Index:$seq, Index:$head, Index:$row, Index:$valid,
-                       Arg<Attn_Tile2D, "", [MemWrite]>:$dest, UnitAttr:$transposed);
+                       Arg<Attn_Tile2D, "", [MemWrite]>:$dest, UnitAttr:$transposed,
+                       UnitAttr:$pairs);
   let assemblyFormat = [{
     $source `[` $block_table `[` $seq `]` `,` $head `,` $row `]` `to` $dest
-    (`transposed` $transposed^)? `valid` $valid attr-dict
+    (`transposed` $transposed^)? (`pairs` $pairs^)? `valid` $valid attr-dict
     `:` type($source) `,` type($block_table) `,` type($dest)
   }];
   let hasVerifier = 1;

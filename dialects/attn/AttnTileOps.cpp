@@ -15,23 +15,28 @@ bool compatible(int64_t a, int64_t b) {
 std::string ext(int64_t d) { return ShapedType::isDynamic(d) ? "?" : std::to_string(d); }
 } // namespace
 
+LogicalResult mlir::attn::verifyPairsTile(Operation *op, MemRefType src, MemRefType dst,
+                                          bool transposed) {
+  if (!src.getElementType().isBF16() || !dst.getElementType().isBF16())
+    return op->emitOpError("pairs copies bf16 into a bf16 tile, got ")
+           << src.getElementType() << " into " << dst.getElementType();
+  // [D / 2, 2 R] (transposed) or [R / 2, 2 D].
+  int64_t d = src.getDimSize(3), cols = dst.getDimSize(1);
+  if (ShapedType::isDynamic(cols) || cols % 2)
+    return op->emitOpError("a pairs tile needs a static, even column count, got ") << ext(cols);
+  if (transposed ? !compatible(d, 2 * dst.getDimSize(0)) : !compatible(d, cols / 2))
+    return op->emitOpError("pairs tile ") << ext(dst.getDimSize(0)) << "x" << ext(cols)
+                                          << " does not hold rows of head_dim " << ext(d);
+  return success();
+}
+
 LogicalResult CopyTileOp::verify() {
   auto src = getSource().getType(), dst = getDest().getType();
   int64_t d = src.getDimSize(3);
   if (getPairs()) {
-    if (!src.getElementType().isBF16() || !dst.getElementType().isBF16())
-      return emitOpError("pairs copies bf16 into a bf16 tile, got ")
-             << src.getElementType() << " into " << dst.getElementType();
     if (getScale())
       return emitOpError("pairs copies take no scale");
-    // [D / 2, 2 R] (transposed) or [R / 2, 2 D].
-    int64_t cols = dst.getDimSize(1);
-    if (ShapedType::isDynamic(cols) || cols % 2)
-      return emitOpError("a pairs tile needs a static, even column count, got ") << ext(cols);
-    if (getTransposed() ? !compatible(d, 2 * dst.getDimSize(0)) : !compatible(d, cols / 2))
-      return emitOpError("pairs tile ") << ext(dst.getDimSize(0)) << "x" << ext(cols)
-                                        << " does not hold rows of head_dim " << ext(d);
-    return success();
+    return verifyPairsTile(*this, src, dst, getTransposed());
   }
   int64_t cols = getTransposed() ? dst.getDimSize(0) : dst.getDimSize(1);
   if (!compatible(d, cols))
@@ -44,6 +49,12 @@ LogicalResult CopyTileOp::verify() {
 
 LogicalResult TileMatmulOp::verify() {
   auto a = getA().getType(), b = getB().getType(), c = getC().getType();
+  if (auto s = getScale()) {
+    if (!getPairs() || getAccumulate())
+      return emitOpError("scale is only for a pairs product that does not accumulate");
+    if (!std::isfinite(s->convertToDouble()))
+      return emitOpError("scale must be finite");
+  }
   if (getPairs()) {
     if (getTransposed())
       return emitOpError("pairs and transposed are exclusive");

@@ -78,7 +78,9 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
     With `pairs`, `a` is bf16 `[M, K]` and `b` bf16 in copy_tile's
     pair-packed layout `[K / 2, 2 N]` (`b[k, n]` at `[k / 2, 2 n + k % 2]`),
     K even: the products of bf16 values summed in f32 (AMX `tdpbf16ps` on
-    the CPU).
+    the CPU). `scale` (pairs only) multiplies the f32 result: the softmax
+    scale of Q K^T applied to the scores, so that Q is not rounded to bf16
+    after scaling (torch's bf16 attention scales the f32 scores too).
 
     Example:
     ```mlir
@@ -91,9 +93,9 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
   }];
   let arguments = (ins Arg<Attn_Tile2D, "", [MemRead]>:$a, Arg<Attn_Tile2D, "", [MemRead]>:$b,
                        Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$c, UnitAttr:$accumulate,
-                       UnitAttr:$transposed, UnitAttr:$pairs);
+                       UnitAttr:$transposed, UnitAttr:$pairs, OptionalAttr<F64Attr>:$scale);
   let assemblyFormat = [{
-    $a `,` $b (`transposed` $transposed^)? (`pairs` $pairs^)? `into` $c
+    $a `,` $b (`transposed` $transposed^)? (`pairs` $pairs^)? (`scale` $scale^)? `into` $c
     (`accumulate` $accumulate^)? attr-dict `:` type($a) `,` type($b) `,` type($c)
   }];
   let hasVerifier = 1;

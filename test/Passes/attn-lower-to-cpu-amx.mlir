@@ -29,10 +29,14 @@
 // CHECK:   amx.tile_store %arg2[%c0, %[[J1]]]
 // CHECK:   amx.tile_store %arg2[%c16, %[[J]]]
 // CHECK:   amx.tile_store %arg2[%c16, %[[J1]]]
+// `scale`: the block's 32 rows x 2 vectors of c multiplied after the stores.
+// CHECK:   scf.for %[[R:.*]] = %c0 to %c32 step %c1
+// CHECK:     %[[V:.*]] = vector.load %arg2[%[[R]], %[[J]]] : memref<32x64xf32>, vector<16xf32>
+// CHECK:     arith.mulf %[[V]], %cst : vector<16xf32>
 // LLVM-LABEL: llvm.func @qk
 // LLVM: llvm.call_intrinsic "llvm.x86.tdpbf16ps.internal"
 func.func @qk(%a: memref<32x64xbf16>, %b: memref<32x128xbf16>, %c: memref<32x64xf32>) {
-  attn.tile_matmul %a, %b pairs into %c : memref<32x64xbf16>, memref<32x128xbf16>, memref<32x64xf32>
+  attn.tile_matmul %a, %b pairs scale 0.125 into %c : memref<32x64xbf16>, memref<32x128xbf16>, memref<32x64xf32>
   return
 }
 

@@ -2,20 +2,22 @@
 // RUN: attncc-opt %s -split-input-file -attn-tile="block-m=32 block-n=64" | FileCheck %s --check-prefix=OFF
 // RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=64 bf16-pairs=true kv-in-place=true" | FileCheck %s --check-prefix=INPLACE
 
-// bf16 inputs, head dim 64: bf16 tiles; Q scaled into a bf16 [BM, D] tile,
-// K copied transposed pairs into [D / 2, 2 BN], V pairs into [BN / 2, 2 Dv],
-// the probabilities rounded into %p after the softmax, both matmuls pairs.
+// bf16 inputs, head dim 64: bf16 tiles; Q copied as it is into a bf16
+// [BM, D] tile (no rounding after scaling: Q K^T applies the scale to the f32
+// scores), K copied transposed pairs into [D / 2, 2 BN], V pairs into
+// [BN / 2, 2 Dv], the probabilities rounded into %p after the softmax, both
+// matmuls pairs.
 // CHECK-LABEL: func @bf16_d64
 // CHECK-DAG: %[[QT:.*]] = memref.alloc() : memref<32x64xbf16>
 // CHECK-DAG: %[[S:.*]] = memref.alloc() : memref<32x64xf32>
 // CHECK-DAG: %[[KT:.*]] = memref.alloc() : memref<32x128xbf16>
 // CHECK-DAG: %[[VT:.*]] = memref.alloc() : memref<32x128xbf16>
 // CHECK-DAG: %[[P:.*]] = memref.alloc() : memref<32x64xbf16>
-// CHECK: attn.copy_tile %{{.*}} to %[[QT]] scale 1.250000e-01 valid
+// CHECK: attn.copy_tile %{{.*}} to %[[QT]] valid
 // CHECK: scf.for
 // CHECK:   attn.copy_tile %{{.*}} to %[[KT]] transposed pairs valid
 // CHECK:   attn.copy_tile %{{.*}} to %[[VT]] pairs valid
-// CHECK:   attn.tile_matmul %[[QT]], %[[KT]] pairs into %[[S]]
+// CHECK:   attn.tile_matmul %[[QT]], %[[KT]] pairs scale 1.250000e-01 into %[[S]]
 // CHECK:   attn.tile_mask %[[S]]
 // CHECK:   attn.tile_softmax %[[S]]
 // CHECK:   attn.tile_convert %[[S]] to %[[P]]

@@ -45,7 +45,8 @@ def test_bf16_prefill_is_pairs_on_amx_on_any_host():
     c = _compile("bf16")
     tiled = c.ir("tiled")
     assert "transposed pairs" in tiled and "attn.tile_convert" in tiled
-    assert len(re.findall(r"attn\.tile_matmul .* pairs into", tiled)) == 2
+    assert len(re.findall(r"attn\.tile_matmul .* pairs (scale \S+ )?into", tiled)) == 2
+    assert "pairs scale 1.250000e-01 into" in tiled     # the scale on the f32 scores
     llvm = c.ir("llvm")
     assert "llvm.x86.tdpbf16ps.internal" in llvm and "llvm.x86.tileloadd64.internal" in llvm
     assert re.search(r'attn\.cpu = \{amx, isa = "x86-64-v4-amx"', llvm)

@@ -53,3 +53,11 @@ func.func @convert_shape(%s: memref<32x64xf32>, %p: memref<32x32xbf16>) {
   attn.tile_convert %s to %p : memref<32x64xf32>, memref<32x32xbf16>
   return
 }
+
+// -----
+
+func.func @scale_without_pairs(%a: memref<32x64xf32>, %b: memref<64x64xf32>, %c: memref<32x64xf32>) {
+  // expected-error @+1 {{scale is only for a pairs product that does not accumulate}}
+  attn.tile_matmul %a, %b scale 0.5 into %c : memref<32x64xf32>, memref<64x64xf32>, memref<32x64xf32>
+  return
+}
