@@ -11,7 +11,6 @@ from dataclasses import asdict
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from attncc.compiler import compile_graph
@@ -19,7 +18,7 @@ from attncc.errors import CompileError
 from attncc.graph import Graph
 from attncc.options import CompileOptions
 from attncc.targets import cpu as cpu_target
-from test_variants import Case, check, check_drawn
+from test_variants import Case, check, run_property
 
 AMX = cpu_target.ISAS["x86-64-v4-amx"]
 MISSING = cpu_target.missing_features(AMX)
@@ -124,14 +123,4 @@ cases = st.builds(
 
 @needs_amx
 def test_property_amx(capsys):
-    with capsys.disabled():
-        print(f"\ntest_cpu_amx property: seed {PROPERTY_SEED}")
-
-    @seed(PROPERTY_SEED)
-    @settings(max_examples=20, deadline=None, database=None, print_blob=True,
-              suppress_health_check=list(HealthCheck))
-    @given(cases)
-    def run(c: Case) -> None:
-        check_drawn(c)
-
-    run()
+    run_property(cases, PROPERTY_SEED, "test_cpu_amx", capsys)

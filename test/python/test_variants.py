@@ -238,13 +238,19 @@ PROPERTY_SEED = 20261130
 
 
 def test_property_variants(capsys):
-    with capsys.disabled():
-        print(f"\ntest_variants property: seed {PROPERTY_SEED}")
+    run_property(cases, PROPERTY_SEED, "test_variants", capsys)
 
-    @seed(PROPERTY_SEED)
-    @settings(max_examples=20, deadline=None, database=None, print_blob=True,
+
+def run_property(strategy, seed_value: int, name: str, capsys, examples: int = 20) -> None:
+    """check_drawn on `examples` cases drawn from `strategy` with a fixed,
+    printed seed (shared by the variant property tests)."""
+    with capsys.disabled():
+        print(f"\n{name} property: seed {seed_value}")
+
+    @seed(seed_value)
+    @settings(max_examples=examples, deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
-    @given(cases)
+    @given(strategy)
     def run(c: Case) -> None:
         check_drawn(c)
 
