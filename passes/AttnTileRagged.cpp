@@ -45,20 +45,35 @@ MemRefType plainMemRef(Type t) {
 /// Software prefetch of the next KV block's K and V rows, issued before this
 /// block's matmuls: a block read in place is one page, and the next page is
 /// elsewhere, so neither the hardware prefetchers nor the lowering's prefetch
-/// within a block (rows of the same view) reach it. `last` is the sequence's
-/// last key row; rows stay inside their page.
+/// within a block (rows of the same view) reach it. Gathered rows (any page
+/// size, P dynamic: each row its own page lookup) are as scattered, and their
+/// loads stall the gather copies without it. `last` is the sequence's last
+/// key row; rows stay inside their sequence.
 void prefetchNextBlock(OpBuilder &b, Location loc, Value k, Value v, Value table, Value seq,
                        Value head, Value row, Value last, int64_t BN, int64_t P) {
   IRBuild t{b, loc};
   Value next = t.minsi(t.addi(row, t.idx(BN)), last);
-  Value page = memref::LoadOp::create(b, loc, table, ValueRange{seq, t.divui(next, P)});
-  Value pageIdx = arith::IndexCastOp::create(b, loc, b.getIndexType(), page);
-  Value first = t.remui(next, P);
+  int64_t D = cast<MemRefType>(k.getType()).getDimSize(3);
+  int64_t Dv = cast<MemRefType>(v.getType()).getDimSize(3);
+  auto lines = [&](Value page, Value slot) {
+    Value pageIdx = arith::IndexCastOp::create(b, loc, b.getIndexType(), page);
+    t.prefetchLines(k, ValueRange{pageIdx, head, slot}, 0, D, /*locality=*/1);
+    t.prefetchLines(v, ValueRange{pageIdx, head, slot}, 0, Dv, /*locality=*/1);
+  };
+  if (!ShapedType::isDynamic(P)) {
+    Value page = memref::LoadOp::create(b, loc, table, ValueRange{seq, t.divui(next, P)});
+    Value first = t.remui(next, P);
+    t.loop(t.idx(0), t.idx(BN), t.idx(1), [&](Value r) {
+      lines(page, t.minsi(t.addi(first, r), t.idx(P - 1)));
+    });
+    return;
+  }
+  Value pageSize = t.dim(k, 2);
   t.loop(t.idx(0), t.idx(BN), t.idx(1), [&](Value r) {
-    Value slot = t.minsi(t.addi(first, r), t.idx(P - 1));
-    for (Value m : {k, v})
-      t.prefetchLines(m, ValueRange{pageIdx, head, slot}, 0,
-                      cast<MemRefType>(m.getType()).getDimSize(3));
+    Value at = t.minsi(t.addi(next, r), last);
+    Value page = memref::LoadOp::create(b, loc, table,
+                                        ValueRange{seq, arith::DivUIOp::create(b, loc, at, pageSize)});
+    lines(page, arith::RemUIOp::create(b, loc, at, pageSize));
   });
 }
 
@@ -162,11 +177,21 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   Value s = alloc({BM, BN}), acc = alloc({BM, Dv});
   Value mx = alloc({BM}), sm = alloc({BM});
   bool views = kvInPlace && (!table || pageViews);
+  // Rows gathered for the in-place form keep the cache's element type: the
+  // copy is then a plain move of the rows (half the bytes of f32 for 16-bit
+  // caches) and the dot products read them as they read a page in place.
+  Type kvType = cast<MemRefType>(k.getType()).getElementType();
+  auto allocKv = [&](ArrayRef<int64_t> shape) -> Value {
+    return memref::AllocOp::create(builder, loc, MemRefType::get(shape, kvType));
+  };
   Value kt = views        ? Value()
              : pairs      ? allocBf16({D / 2, 2 * BN})
-             : kvInPlace  ? alloc({BN, D})
+             : kvInPlace  ? allocKv({BN, D})
                           : alloc({D, BN});
-  Value vt = views ? Value() : pairs ? allocBf16({BN / 2, 2 * Dv}) : alloc({BN, Dv});
+  Value vt = views       ? Value()
+             : pairs     ? allocBf16({BN / 2, 2 * Dv})
+             : kvInPlace ? allocKv({BN, Dv})
+                         : alloc({BN, Dv});
   Value p = pairs ? allocBf16({BM, BN}) : Value();
   fill(acc, t.f32(0.0));
   if (sinks) {
@@ -215,6 +240,9 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
       kOperand = kvRowsView(builder, loc, k, seqOrPage, hKv, first, rows);
       vOperand = kvRowsView(builder, loc, v, seqOrPage, hKv, first, rows);
     } else {
+      if (table && kvInPlace) // decode: rows gathered one by one (any page size)
+        prefetchNextBlock(builder, loc, k, v, table, kb, hKv, row, t.addi(kr, t.subi(kn, c1)),
+                          BN, ShapedType::kDynamic);
       for (auto [src, dst, transposed] :
            {std::tuple{k, kt, !kvInPlace}, std::tuple{v, vt, false}}) {
         if (table)

@@ -149,10 +149,19 @@ void copyRows(CpuEmitter &e, Value src, Value dst, Value row, Value valid, bool 
     int64_t D = e.staticDim(dst, 1);
     Value R = e.dim(dst, 0);
     Value n = e.clamp0(valid, R);
+    // Same element type and no scale (rows gathered for the in-place form):
+    // the rows move as they are, no conversion either way.
+    Type et = cast<MemRefType>(dst.getType()).getElementType();
+    bool raw = !scale && et == cast<MemRefType>(src.getType()).getElementType();
     e.loop(e.idx(0), n, e.idx(1), [&](Value r) {
       SmallVector<Value> lead = address(e.addi(row, r));
       e.chunks(D, [&](Value c0, int64_t w) {
-        e.storeF32(scaled(e.loadF32(src, at(lead, c0), w)), dst, {r, c0});
+        if (raw)
+          vector::StoreOp::create(
+              b, vector::LoadOp::create(b, e.vec(w, et), src, at(lead, c0)), dst,
+              ValueRange{r, c0});
+        else
+          e.storeF32(scaled(e.loadF32(src, at(lead, c0), w)), dst, {r, c0});
       });
     });
     e.loop(n, R, e.idx(1), [&](Value r) {

@@ -75,17 +75,20 @@ struct IRBuild {
     memref::StoreOp::create(b, loc, v, memref, ValueRange{idx(i)});
   }
 
-  /// Software prefetch (read, keep in all cache levels) of the elements
+  /// Software prefetch (read) of the elements
   /// [col0, col0 + n) of the innermost dimension of `memref` at the outer
   /// indices `lead`: one memref.prefetch per 64-byte line.
-  void prefetchLines(Value memref, ValueRange lead, int64_t col0, int64_t n) {
+  /// `locality`: memref.prefetch's hint (3: into L1, prefetcht0; 1: into L2,
+  /// prefetcht2, for lines needed a whole block later).
+  void prefetchLines(Value memref, ValueRange lead, int64_t col0, int64_t n,
+                     uint32_t locality = 3) {
     auto t = cast<MemRefType>(memref.getType());
     int64_t perLine = std::max<int64_t>(1, 512 / t.getElementTypeBitWidth());
     SmallVector<Value> at(lead.begin(), lead.end());
     at.push_back(Value());
     for (int64_t c = col0; c < col0 + n; c += perLine) {
       at.back() = idx(c);
-      memref::PrefetchOp::create(b, loc, memref, at, /*isWrite=*/false, /*localityHint=*/3,
+      memref::PrefetchOp::create(b, loc, memref, at, /*isWrite=*/false, /*localityHint=*/locality,
                                  /*isDataCache=*/true);
     }
   }

@@ -2,16 +2,25 @@
 // RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=16 kv-in-place=true" -canonicalize -cse -attn-pipeline="num-stages=2" -attn-lower-to-cpu="vector-width=8 micro-rows=6 micro-vectors=2" | FileCheck %s --check-prefix=CPU
 
 // kv-in-place on a paged cache (decode: the GQA group is the block's rows):
-// K rows are gathered untransposed into a [block-n, D] buffer (a row copy
-// each through the block table) and Q.K^T is the transposed tile_matmul.
+// K rows are gathered untransposed into a [block-n, D] buffer of the cache's
+// element type (a row copy each through the block table, no conversion) and
+// Q.K^T is the transposed tile_matmul. The next block's rows are prefetched
+// first (into L2: locality 1), each through its own block-table lookup.
 // CHECK-LABEL: func @paged
-// CHECK-SAME: %[[K:[^:]*]]: memref<?x2x?x32xf16, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<?x2x?x32xf16, strided<[?, ?, ?, 1]>>
-// CHECK: %[[KT:.*]] = memref.alloc() : memref<16x32xf32>
-// CHECK: %[[VT:.*]] = memref.alloc() : memref<16x32xf32>
+// CHECK-SAME: %[[K:[^:]*]]: memref<?x2x?x32xf16, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<?x2x?x32xf16, strided<[?, ?, ?, 1]>>, %{{[^:]*}}: memref<?x7xi32>, %[[BT:[^:]*]]: memref<?x?xi32>
+// CHECK: %[[KT:.*]] = memref.alloc() : memref<16x32xf16>
+// CHECK: %[[VT:.*]] = memref.alloc() : memref<16x32xf16>
 // CHECK: scf.for
+// CHECK:   scf.for
+// CHECK:     arith.divui
+// CHECK:     memref.load %[[BT]]
+// CHECK:     arith.remui
+// CHECK:     memref.prefetch %[[K]][%{{.*}}], read, locality<1>, data
+// CHECK:     memref.prefetch %[[V]][%{{.*}}], read, locality<1>, data
+// CHECK:   }
 // CHECK:   attn.gather_tile %[[K]][%{{.*}}] to %[[KT]] valid
 // CHECK:   attn.gather_tile %[[V]][%{{.*}}] to %[[VT]] valid
-// CHECK:   attn.tile_matmul %{{.*}}, %[[KT]] transposed into %[[S:.*]] : memref<4x32xf32>, memref<16x32xf32>, memref<4x16xf32>
+// CHECK:   attn.tile_matmul %{{.*}}, %[[KT]] transposed into %[[S:.*]] : memref<4x32xf32>, memref<16x32xf16>, memref<4x16xf32>
 // CHECK:   attn.tile_softmax %[[S]]
 // CHECK:   attn.tile_matmul %[[S]], %[[VT]] into %{{.*}} accumulate
 // CHECK: } {attn.kv_loop}
@@ -94,8 +103,8 @@ func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor
 // CHECK:   %[[N:.*]] = arith.minsi %[[ROWS]], %[[LEFT]]
 // The next block's page is prefetched (a row of 32 bf16 is one 64-byte line).
 // CHECK:   scf.for
-// CHECK:     memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<3>, data
-// CHECK:     memref.prefetch %[[V]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<3>, data
+// CHECK:     memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<1>, data
+// CHECK:     memref.prefetch %[[V]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<1>, data
 // CHECK:   }
 // CHECK:   %[[KV:.*]] = memref.subview %[[K]][%[[PAGE]], %{{.*}}, %[[FIRST]], 0] [1, 1, %[[N]], 32] [1, 1, 1, 1]
 // CHECK:   %[[VV:.*]] = memref.subview %[[V]][%[[PAGE]], %{{.*}}, %[[FIRST]], 0] [1, 1, %[[N]], 32] [1, 1, 1, 1]
