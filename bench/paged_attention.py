@@ -5,7 +5,10 @@ the same run. Not a test: it asserts nothing.
    sequence; attncc.paged_attention over a cache with pages in shuffled order
    at page sizes 1, 16, 128, beside attncc.attention on the same K/V laid out
    contiguously (and torch SDPA). ratio = contiguous / paged (1.0: no cost).
-2. A ragged batch (one prefill chunk + 31 decode tokens over caches of
+2. Split-KV for paged decode: one sequence, KV heads 1 and 8, KV 32k, page
+   size 16; num_splits=1 beside the default choice (split only where the
+   decode grid, sequences x KV heads, leaves threads idle).
+3. A ragged batch (one prefill chunk + 31 decode tokens over caches of
    random lengths in [1k, 8k]): attncc.varlen_attention on the packed tokens
    beside torch SDPA on the batch padded to [32, H, max Lq, max Lk]. The
    padded baseline is run without its padding mask (torch's flash kernel;
@@ -28,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_attention import alternating_blocks_ms, cpuinfo_vector_flags, read_bandwidth  # noqa: E402
 
 import attncc  # noqa: E402
+from attncc import ragged  # noqa: E402
 from attncc.targets import cpu as cpu_target  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -83,6 +87,31 @@ def paged_rows(args, dtype, bw: float) -> None:
             print(f"| {layout} | {P} | {t_contig:.2f} | {t_paged:.2f} | "
                   f"{t_contig / t_paged:.2f} | {t_torch:.2f} | "
                   f"{100 * nbytes / (t_paged * 1e-3) / bw:.0f}% | {err:.1e} |", flush=True)
+
+
+def split_rows(args, dtype, bw: float) -> None:
+    g = torch.Generator().manual_seed(2)
+    S, D, P = args.split_kv, args.head_dim, 16
+    print(f"\nsplit-KV paged decode, {args.dtype}: B1, G4, D{D}, KV {S}, page size {P} "
+          "(NHD); ms per call; ratio = unsplit / default\n")
+    print("| Hq/Hkv | splits chosen | num_splits=1 ms | default ms | ratio | default bw | max err |")
+    print("|---|---|---|---|---|---|---|")
+    for Hkv in (1, 8):
+        q = torch.randn(1, 4 * Hkv, 1, D, generator=g).to(dtype)
+        k = torch.randn(1, Hkv, S, D, generator=g).to(dtype)
+        v = torch.randn(1, Hkv, S, D, generator=g).to(dtype)
+        kc, vc, table = paged_from(k, v, P, g)
+        lens = torch.full((1,), S, dtype=torch.int32)
+        qp = q[:, :, 0]
+        ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), enable_gqa=True)
+        err = (attncc.paged_attention(qp, kc, vc, table, lens).double() - ref[:, :, 0]).abs().max()
+        chosen = ragged._decode_splits(None, Hkv, lens.long(), torch.get_num_threads(), 256)
+        t1, t_auto = alternating_blocks_ms(
+            [lambda: attncc.paged_attention(qp, kc, vc, table, lens, num_splits=1),
+             lambda: attncc.paged_attention(qp, kc, vc, table, lens)], args.repeats, rounds=2)
+        nbytes = 2 * k.numel() * k.element_size()
+        print(f"| {4 * Hkv}/{Hkv} | {chosen} | {t1:.2f} | {t_auto:.2f} | {t1 / t_auto:.2f} | "
+              f"{100 * nbytes / (t_auto * 1e-3) / bw:.0f}% | {err.item():.1e} |", flush=True)
 
 
 def ragged_row(args, dtype) -> None:
@@ -149,7 +178,8 @@ def main() -> None:
     ap.add_argument("--max-kv", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--ragged-repeats", type=int, default=2)
-    ap.add_argument("--skip", choices=["paged", "ragged"], default=None)
+    ap.add_argument("--split-kv", type=int, default=32768, help="KV length of the split rows")
+    ap.add_argument("--skip", choices=["paged", "split", "ragged"], nargs="*", default=[])
     args = ap.parse_args()
     host = cpu_target.host_cpu()
     print(f"host: {host.describe()}; /proc/cpuinfo: {cpuinfo_vector_flags()}; "
@@ -157,9 +187,11 @@ def main() -> None:
     bw = read_bandwidth()
     print(f"read bandwidth (torch.sum, 512 MiB fp32): {bw / 1e9:.1f} GB/s")
     dtype = DTYPES[args.dtype]
-    if args.skip != "paged":
+    if "paged" not in args.skip:
         paged_rows(args, dtype, bw)
-    if args.skip != "ragged":
+    if "split" not in args.skip:
+        split_rows(args, dtype, bw)
+    if "ragged" not in args.skip:
         ragged_row(args, dtype)
 
 

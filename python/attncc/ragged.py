@@ -23,6 +23,7 @@ import torch
 
 from .compiler import compile_graph
 from .errors import InputError
+from .frontend import split_kv
 from .graph import Graph
 from .options import CompileOptions
 
@@ -219,8 +220,60 @@ def _query_blocks(lq: torch.Tensor, opts: CompileOptions) -> torch.Tensor:
     return p2.clamp(16, 256).to(torch.int64)
 
 
+def _decode_splits(num_splits: Optional[int], items: int, kn: torch.Tensor, threads: int,
+                   align: int) -> int:
+    """Split-KV for the packed decode launch: how many pieces a decode token's
+    keys may be cut into (1: none). Forced by `num_splits`; otherwise as
+    frontend/split_kv.plan chooses for `attncc.attention`: only where the
+    grid (tokens x KV heads) leaves threads idle, the fewest splits that
+    make it a multiple of the threads or reach TASKS_PER_THREAD points per
+    thread, at most one per MIN_BLOCKS_PER_SPLIT x 64 keys of the longest
+    sequence and one per `align` keys."""
+    if num_splits is not None:
+        return num_splits
+    want = split_kv.TASKS_PER_THREAD * threads
+    if items == 0 or threads <= 1 or items >= want or items % threads == 0:
+        return 1
+    longest = int(kn.max())
+    by_length = min(longest // (split_kv.MIN_BLOCKS_PER_SPLIT * 64), longest // align)
+    by_threads = next(p for p in range(2, want + 1)
+                      if (items * p) % threads == 0 or items * p >= want)
+    return max(1, min(by_threads, by_length, split_kv.MAX_SPLITS))
+
+
+def _split_pieces(ks: torch.Tensor, kn: torch.Tensor, splits: int, align: int):
+    """Each decode token's keys [ks, ks + kn) cut into at most `splits` pieces
+    of a multiple of `align` keys (page and KV-block aligned when ks is):
+    (token of each piece, piece start, piece length). A token without keys
+    keeps one empty piece (its row is zeros, its LSE -inf)."""
+    chunk = (torch.div(kn + splits - 1, splits, rounding_mode="floor") + align - 1) // align * align
+    chunk = chunk.clamp(min=align)
+    count = torch.div(kn + chunk - 1, chunk, rounding_mode="floor").clamp(min=1)
+    tok = torch.repeat_interleave(torch.arange(kn.numel()), count)
+    first = torch.cumsum(count, 0) - count
+    j = torch.arange(tok.numel()) - first[tok]
+    start = j * chunk[tok]
+    return tok, ks[tok] + start, torch.clamp(kn[tok] - start, min=0).minimum(chunk[tok])
+
+
+def _merge_pieces(o: torch.Tensor, lse: torch.Tensor, tok: torch.Tensor, n: int):
+    """Partial outputs o [pieces, ...rows, Dv] (each normalized over its own
+    keys) and their LSEs [pieces, ...rows] merged per token as flash decoding
+    does: weights exp(lse - max), in f32. Returns (out [n, ...], lse [n, ...])."""
+    m = torch.full((n,) + lse.shape[1:], -math.inf).scatter_reduce(
+        0, tok.view(-1, *([1] * (lse.dim() - 1))).expand_as(lse), lse, "amax")
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    w = torch.exp(lse - m[tok])
+    den = torch.zeros_like(m).index_add_(0, tok, w)
+    num = torch.zeros((n,) + o.shape[1:], dtype=torch.float32).index_add_(
+        0, tok, w.unsqueeze(-1) * o.float())
+    out = num / torch.where(den > 0, den, torch.ones_like(den)).unsqueeze(-1)
+    return out, m + torch.log(den)
+
+
 def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
-         sink, options: dict[str, Any], return_lse: bool = False):
+         sink, options: dict[str, Any], return_lse: bool = False,
+         num_splits: Optional[int] = None):
     """q [T, Hq, D]; k4/v4 as the kernel sees them ([Bk, Hkv, L, D] views).
     Returns the output [T, Hq, Dv], and with `return_lse` (out, lse) where lse
     is [Hq, T] f32 (flash-attn varlen's softmax_lse, vLLM's merge layout).
@@ -246,23 +299,55 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     # Decode (one query row) without per-head terms: the G query heads of a KV
     # head are the rows of one block, so each K/V tile is packed once per KV
     # head. A window then only trims the key range (every row of a sequence
-    # sits at the last key), and causal masks nothing.
-    if G > 1 and slopes is None and sink is None:
-        dec = lq == 1
-        if bool(dec.any()):
-            rest = rest & ~dec
-            ks, kn = k_start[dec], lk[dec]
-            if sides is not None and sides[0] >= 0:
-                trim = torch.clamp(kn - 1 - sides[0], min=0)
-                ks, kn = ks + trim, kn - trim
-            work = _work_table(0, q_start[dec], lq[dec], kb[dec], ks, kn, packed_rows=G)
-            page = _static_page(opts, G, k4.shape[2], ks) if paged else None
+    # sits at the last key), and causal masks nothing. With G = 1 only when
+    # split (otherwise the general launch below does the same work).
+    dec = lq == 1
+    threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
+    P = k4.shape[2]
+    align = max(256, P if paged and P & (P - 1) == 0 else 1)
+    if slopes is None and sink is None and bool(dec.any()):
+        ks, kn = k_start[dec], lk[dec]
+        if sides is not None and sides[0] >= 0:
+            trim = torch.clamp(kn - 1 - sides[0], min=0)
+            ks, kn = ks + trim, kn - trim
+        splits = _decode_splits(num_splits, int(kn.numel()) * Hkv, kn, threads, align)
+    else:
+        splits = 1
+    if (G > 1 or splits > 1) and slopes is None and sink is None and bool(dec.any()):
+        rest = rest & ~dec
+        qd = q_start[dec]
+        tok = None
+        if splits > 1:
+            tok, ks, kn = _split_pieces(ks, kn, splits, align)
+            if tok.numel() == qd.numel():   # nothing was long enough to cut
+                tok = None
+        page = _static_page(opts, G, P, ks) if paged else None
+        kbd = kb[dec] if tok is None else kb[dec][tok]
+        if tok is None:
+            work = _work_table(0, qd, lq[dec], kbd, ks, kn, packed_rows=G)
             compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
                                   False, False, G, opts, page, return_lse)
             # lse [Hq, T] seen as the kernel's [T, Hkv, G] (a strided view).
             compiled._kernel(q.reshape(T, Hkv, G, D), k4, v4, work, *extra[:1],
                              out=out.view(T, Hkv, G, Dv),
                              extra=(lse.t().view(T, Hkv, G),) if return_lse else ())
+        else:
+            # Split-KV: each piece is a work item of its own (a copy of its
+            # token's query rows), leaving a partial output and its LSE; the
+            # pieces of a token are merged with their LSEs.
+            n = tok.numel()
+            work = _work_table(0, torch.arange(n), torch.ones(n, dtype=torch.int64), kbd, ks,
+                               kn, packed_rows=G)
+            compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
+                                  False, False, G, opts, page, True)
+            o_part = q.new_empty((n, Hkv, G, Dv))
+            l_part = torch.empty((n, Hkv, G), dtype=torch.float32)
+            compiled._kernel(q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, work, *extra[:1],
+                             out=o_part, extra=(l_part,))
+            o_dec, l_dec = _merge_pieces(o_part, l_part, tok, qd.numel())
+            out.view(T, Hkv, G, Dv)[qd] = o_dec.to(out.dtype)
+            if return_lse:
+                lse.t().view(T, Hkv, G)[qd] = l_dec
     if not bool(rest.any()):
         return (out, lse) if return_lse else out
     blocks = _query_blocks(lq, opts)
@@ -289,7 +374,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      scale: Optional[float] = None, window: Optional[tuple[int, int]] = None,
                      softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
                      sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
-                     target: str = "cpu",
+                     num_splits: Optional[int] = None, target: str = "cpu",
                      **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """flash-attn's `flash_attn_varlen_func` on packed tensors: q [total_q, Hq, D],
     k [total_k, Hkv, D], v [total_k, Hkv, Dv]; sequence s has queries
@@ -299,8 +384,15 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     window_size. Returns [total_q, Hq, Dv]; rows that see no key are zeros.
     With return_lse=True, (out, lse): lse [Hq, total_q] float32, the natural
     log of each row's softmax denominator (the sink's term included; -inf
-    where a row sees no key), flash-attn varlen's softmax_lse layout."""
+    where a row sees no key), flash-attn varlen's softmax_lse layout.
+    `num_splits` (flash decoding, for sequences with one query token and no
+    ALiBi or sinks): None chooses from the tokens, KV heads, lengths and
+    threads (split only where the decode grid leaves threads idle), 1 never
+    splits, P in [2, 256] cuts each such sequence's keys into at most P
+    pieces of a multiple of 256 keys (and of a power-of-two page size), run
+    as separate work items and merged with their log-sum-exps."""
     _check_target(target)
+    split_kv.check_args(return_lse, num_splits)
     q, k, v = (_check_float(n, t, 3) for n, t in (("q", q), ("k", k), ("v", v)))
     _same_dtype(q, k, v)
     if k.shape[:2] != v.shape[:2]:
@@ -317,7 +409,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
     zeros = torch.zeros_like(lq)
     return _run(q, k4, v4, cq[:-1], lq, zeros, ck[:-1], lk, None, scale, sides, softcap,
-                slopes, sink, options, return_lse)
+                slopes, sink, options, return_lse, num_splits)
 
 
 def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -327,7 +419,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
                     scale: Optional[float] = None, window: Optional[tuple[int, int]] = None,
                     softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
                     sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
-                    layout: str = "NHD", target: str = "cpu",
+                    num_splits: Optional[int] = None, layout: str = "NHD", target: str = "cpu",
                     **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention against a paged KV cache. k_cache/v_cache: [num_pages, page_size,
     Hkv, D] (layout "NHD", vLLM/FlashInfer) or [num_pages, Hkv, page_size, D]
@@ -338,8 +430,10 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     packed [total_q, Hq, D] (chunked prefill); queries are the last keys of
     their sequence (bottom-right alignment). Returns q's shape with Dv; with
     return_lse=True, (out, lse) with lse [Hq, q tokens] float32 (as
-    varlen_attention's)."""
+    varlen_attention's). `num_splits`: split-KV for decode tokens, as
+    varlen_attention's."""
     _check_target(target)
+    split_kv.check_args(return_lse, num_splits)
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     q = _check_float("q", q, 3)
@@ -397,7 +491,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     table = table.contiguous()
     zeros = torch.zeros_like(lens)
     return _run(q, k4, v4, cq[:-1], lq, torch.arange(S), zeros, lens, table, scale, sides,
-                softcap, slopes, sink, options, return_lse)
+                softcap, slopes, sink, options, return_lse, num_splits)
 
 
 def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,

@@ -1,0 +1,163 @@
+"""Split-KV (flash decoding) for the decode tokens of `varlen_attention` and
+`paged_attention` (issue 12): a decode token's keys cut into pieces that run as
+separate work items and are merged with their log-sum-exps. Checked against
+the float64 reference per sequence (ragged_testing.py), and that the split
+actually ran (the merge sees more pieces than tokens)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+import attncc
+from attncc import ragged
+from attncc.options import OptionError
+from ragged_testing import Batch, check, make, paged_cache
+
+# Decode tokens over caches shorter than one piece (1, 2), around the 256-key
+# piece size (257, 600) and several pieces long (1300).
+DECODE = ((1, 1), (1, 600), (1, 1300), (1, 257), (1, 2))
+
+
+@pytest.fixture
+def merges(monkeypatch):
+    """Records (pieces, tokens) of every split-KV merge."""
+    seen = []
+    real = ragged._merge_pieces
+
+    def spy(o, lse, tok, n):
+        seen.append((tok.numel(), n))
+        return real(o, lse, tok, n)
+
+    monkeypatch.setattr(ragged, "_merge_pieces", spy)
+    return seen
+
+
+def run_paged(b: Batch):
+    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
+    kc, vc, table, lens = paged_cache(b, k, v, cu_k)
+    out = attncc.paged_attention(q, kc, vc, table, lens, causal=b.causal, window=b.window,
+                                 softcap=b.softcap, layout=b.layout, return_lse=b.return_lse,
+                                 **b.options)
+    out, lse = out if b.return_lse else (out, None)
+    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
+
+
+def run_varlen(b: Batch):
+    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
+    max_q = max((lq for lq, _ in b.lengths), default=0)
+    max_k = max((lk for _, lk in b.lengths), default=0)
+    out = attncc.varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k, causal=b.causal,
+                                  window=b.window, softcap=b.softcap, alibi_slopes=slopes,
+                                  sinks=sinks, return_lse=b.return_lse, **b.options)
+    out, lse = out if b.return_lse else (out, None)
+    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
+
+
+CASES = {
+    # page sizes: gathered rows (1, 100), pages read in place (16, 512: a piece
+    # is a multiple of the page when the page is larger than 256 keys)
+    "p16_gqa4_f32": Batch(DECODE, group=4, page_size=16, return_lse=True),
+    "p1_gqa4_bf16_hnd": Batch(DECODE, group=4, page_size=1, dtype="bf16", layout="HND"),
+    "p100_mha_f16": Batch(DECODE, group=1, page_size=100, dtype="f16", return_lse=True),
+    "p512_gqa2_f32": Batch(DECODE, group=2, page_size=512, causal=True),
+    # a window trims the keys first (pieces of the trimmed range)
+    "p16_window_softcap_bf16": Batch(DECODE, group=4, page_size=16, dtype="bf16",
+                                     window=(700, 0), softcap=30.0, return_lse=True),
+}
+
+
+@pytest.mark.parametrize("splits", [2, 5])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_paged_decode_split(name, splits, merges):
+    b = replace(CASES[name], options={"num_splits": splits})
+    run_paged(b)
+    assert merges and merges[-1][0] > merges[-1][1], f"no split ran: {merges}"
+
+
+def test_varlen_prefill_and_split_decode(merges):
+    """A prefill chunk, decode tokens (one with no keys at all: zeros, LSE
+    -inf) and an empty sequence in one call; only the decode tokens split."""
+    b = Batch(((20, 900), (1, 1000), (1, 0), (0, 3), (1, 300)), group=3, causal=True,
+              return_lse=True, options={"num_splits": 4})
+    run_varlen(b)
+    assert merges and merges[-1] == (4 + 1 + 2, 3), merges
+
+
+def test_alibi_and_sinks_do_not_split(merges):
+    """Per-head terms keep decode tokens in the general launch, unsplit."""
+    b = Batch(DECODE, group=2, alibi=True, sinks=True, options={"num_splits": 4})
+    run_varlen(b)
+    assert not merges
+
+
+def test_auto_split_choice():
+    """None: split only where the decode grid leaves threads idle and the keys
+    are long enough; 1 never splits; a forced count is used as given."""
+    long_, short = torch.tensor([8192]), torch.tensor([300])
+    assert ragged._decode_splits(None, 1, long_, 2, 256) > 1        # 1 task, 2 threads
+    assert ragged._decode_splits(None, 1, short, 2, 256) == 1       # too short to cut
+    assert ragged._decode_splits(None, 8, long_, 2, 256) == 1       # grid fills the threads
+    assert ragged._decode_splits(None, 3, long_, 4, 256) > 1
+    assert ragged._decode_splits(None, 1, long_, 1, 256) == 1       # one thread
+    assert ragged._decode_splits(1, 1, long_, 8, 256) == 1
+    assert ragged._decode_splits(7, 64, long_, 2, 256) == 7
+
+
+def test_auto_split_runs_for_mqa(merges):
+    """One KV head, one long sequence, two threads: the default splits."""
+    b = Batch(((1, 4000),), kv_heads=1, group=4, page_size=16,
+              options={"num_threads": 2})
+    run_paged(b)
+    assert merges and merges[-1][0] > 1, merges
+
+
+def test_pieces_cover_the_keys():
+    ks, kn = torch.tensor([0, 100, 7, 50]), torch.tensor([1000, 0, 256, 5000])
+    tok, start, n = ragged._split_pieces(ks, kn, 3, 256)
+    for t in range(4):
+        sel = tok == t
+        assert int(n[sel].sum()) == int(kn[t])
+        assert int(start[sel][0]) == int(ks[t])
+        assert ((start[sel] - ks[t]) % 256 == 0).all()
+        assert int(sel.sum()) <= 3
+
+
+@pytest.mark.parametrize("bad", [0, 257, True, 2.5])
+def test_bad_num_splits(bad):
+    b = Batch(DECODE)
+    q, k, v, cu_q, cu_k, _, _ = make(b)
+    kc, vc, table, lens = paged_cache(b, k, v, cu_k)
+    with pytest.raises(OptionError, match="num_splits"):
+        attncc.paged_attention(q, kc, vc, table, lens, num_splits=bad)
+    with pytest.raises(OptionError, match="num_splits"):
+        attncc.varlen_attention(q, k, v, cu_q, cu_k, 1, 1300, num_splits=bad)
+
+
+PROPERTY_SEED = 20261201
+
+
+def test_property_split_decode(capsys):
+    with capsys.disabled():
+        print(f"\ntest_ragged_split property: seed {PROPERTY_SEED}")
+
+    @seed(PROPERTY_SEED)
+    @settings(max_examples=12, deadline=None, database=None, print_blob=True,
+              suppress_health_check=list(HealthCheck))
+    @given(kv=st.lists(st.integers(1, 1500), min_size=1, max_size=4),
+           page=st.integers(1, 300), group=st.sampled_from([1, 2, 4]),
+           dtype=st.sampled_from(["f32", "bf16", "f16"]), splits=st.integers(2, 9),
+           window=st.sampled_from([None, (400, 0)]), seed_=st.integers(0, 2 ** 16))
+    def prop(kv, page, group, dtype, splits, window, seed_):
+        b = Batch(tuple((1, n) for n in kv), group=group, page_size=page, dtype=dtype,
+                  window=window, seed=seed_, return_lse=True,
+                  options={"num_splits": splits})
+        try:
+            run_paged(b)
+        except Exception as e:
+            raise AssertionError(f"failing configuration: {b.describe()}: {e}") from e
+
+    prop()
