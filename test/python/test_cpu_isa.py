@@ -160,10 +160,33 @@ def test_forced_class_code_is_really_that_class():
     if HOST.arch != "x86_64":
         pytest.skip("x86 only")
     attrs = cpu_target.llvm_function_attributes(cpu_target.ISAS["x86-64-v3"], forced=True)
-    assert attrs == {"vector_bits": 256, "target_cpu": "x86-64-v3",
+    assert attrs == {"vector_bits": 256, "optsize": True, "target_cpu": "x86-64-v3",
                      "target_features": ["-avx512f"]}
     assert cpu_target.llvm_function_attributes(cpu_target.host_isa(), forced=False) == {
-        "vector_bits": cpu_target.host_isa().vector_bits}
+        "vector_bits": cpu_target.host_isa().vector_bits, "optsize": True}
+
+
+def test_function_attributes_reach_the_llvm_functions():
+    # What the JIT sees: prefer/min-legal vector width and optsize (LLVM's
+    # own unrolling off: attn-lower-to-cpu emits the unrolled blocks) on every
+    # defined function, once, next to what was there; declarations untouched.
+    from mlir import ir
+    from attncc.context import mlir_context
+    from attncc.runtime import cpu as rt
+    with mlir_context():
+        m = ir.Module.parse("""
+          llvm.func @ext(f32) -> f32
+          llvm.func @k() attributes {passthrough = ["presplitcoroutine"]} { llvm.return }
+        """)
+        attrs = cpu_target.llvm_function_attributes(cpu_target.ISAS["x86-64-v3"], forced=True)
+        rt._set_function_attributes(m, attrs)
+        rt._set_function_attributes(m, attrs)
+        text = str(m)
+    decl, defn = [line for line in text.splitlines() if "llvm.func" in line]
+    assert "passthrough" not in decl
+    assert defn.count('"optsize"') == 1 and '"presplitcoroutine"' in defn
+    assert '["min-legal-vector-width", "256"]' in defn
+    assert 'prefer_vector_width = "256"' in defn and 'target_cpu = "x86-64-v3"' in defn
 
 
 def test_torch_thread_count_is_honoured():

@@ -235,8 +235,8 @@ def _arguments(types: Sequence[ir.Type]) -> tuple[list[MemRefSpec], int]:
 
 def _set_function_attributes(module: ir.Module, attrs: dict) -> None:
     """LLVM function attributes of the ISA class (targets.cpu.llvm_function_attributes)
-    on every defined function: legal and preferred vector width, and for a
-    forced class its target CPU and features."""
+    on every defined function: legal and preferred vector width, `optsize`
+    when asked, and for a forced class its target CPU and features."""
     bits = str(attrs["vector_bits"])
     with module.context:
         for op in module.body.operations:
@@ -257,6 +257,9 @@ def _set_function_attributes(module: ir.Module, attrs: dict) -> None:
                 passthrough = list(ir.ArrayAttr(op.attributes["passthrough"]))
             passthrough.append(ir.ArrayAttr.get([ir.StringAttr.get("min-legal-vector-width"),
                                                  ir.StringAttr.get(bits)]))
+            if attrs.get("optsize") and "optsize" not in [
+                    ir.StringAttr(a).value for a in passthrough if isinstance(a, ir.StringAttr)]:
+                passthrough.append(ir.StringAttr.get("optsize"))
             op.attributes["passthrough"] = ir.ArrayAttr.get(passthrough)
 
 
