@@ -24,7 +24,8 @@
 //  * tile_lse / tile_combine (CpuSplitKv.cpp): log-sum-exp rows and the
 //    split-KV combine (LSE-weighted sum of the partial outputs).
 //  * `pairs` tile_matmul and tile_convert (CpuAmx.cpp): bf16 matmuls on AMX
-//    tiles (option `amx`), P rounded to bf16; `pairs` copy_tile (CpuCopies.cpp).
+//    tiles (option `amx`) or vdpbf16ps (option `bf16-dot`, CpuBf16Dot.cpp), P
+//    rounded to bf16; `pairs` copy_tile (CpuCopies.cpp).
 //
 // Tile buffers may be strided subviews (attn-pipeline's multi-buffers) as
 // long as their innermost dimension is static with unit stride. Unsupported
@@ -93,7 +94,7 @@ LogicalResult checkTensor(Operation *op, StringRef what, MemRefType t) {
   return success();
 }
 
-LogicalResult check(Operation *op, int64_t W, bool amx) {
+LogicalResult check(Operation *op, int64_t W, bool amx, bool bf16Dot) {
   // Each op's operands, checked in order; the first failure has emitted.
   auto all = [](std::initializer_list<std::function<LogicalResult()>> checks) {
     for (auto &c : checks)
@@ -124,10 +125,13 @@ LogicalResult check(Operation *op, int64_t W, bool amx) {
                 [&]() -> LogicalResult {
                   if (!mm.getPairs())
                     return success();
-                  if (!amx)
-                    return op->emitOpError("attn-lower-to-cpu: a pairs tile_matmul needs "
-                                           "the amx option (a target with AMX bf16)");
-                  return checkAmxMatmul(mm);
+                  if (amx)
+                    return checkAmxMatmul(mm);
+                  if (bf16Dot)
+                    return checkBf16DotMatmul(mm, W);
+                  return op->emitOpError("attn-lower-to-cpu: a pairs tile_matmul needs "
+                                         "the amx or bf16-dot option (a target with AMX bf16 "
+                                         "or AVX-512-BF16)");
                 }});
   if (auto cv = dyn_cast<TileConvertOp>(op))
     return all({[&] { return checkTile(op, "source", cv.getSource().getType()); },
@@ -183,6 +187,8 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
       cpu.push_back(builder.getNamedAttr("isa", builder.getStringAttr(isaName)));
     if (amx)
       cpu.push_back(builder.getNamedAttr("amx", builder.getUnitAttr()));
+    else if (bf16Dot)
+      cpu.push_back(builder.getNamedAttr("bf16_dot", builder.getUnitAttr()));
 
     // Check everything first, so that a failure leaves the IR untouched.
     SmallVector<Operation *> tileOps;
@@ -193,7 +199,7 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
                TileConvertOp>(op))
         return;
       tileOps.push_back(op);
-      ok &= succeeded(check(op, W, amx));
+      ok &= succeeded(check(op, W, amx, bf16Dot));
     });
     if (!ok)
       return signalPassFailure();
@@ -216,7 +222,9 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
       else if (auto o = dyn_cast<GatherTileOp>(op))
         lowerGather(e, o);
       else if (auto o = dyn_cast<TileMatmulOp>(op))
-        o.getPairs() ? lowerMatmulAmx(e, o) : lowerMatmul(e, o);
+        !o.getPairs() ? lowerMatmul(e, o)
+        : amx         ? lowerMatmulAmx(e, o)
+                      : lowerMatmulBf16Dot(e, o);
       else if (auto o = dyn_cast<TileConvertOp>(op))
         lowerConvert(e, o);
       else if (auto o = dyn_cast<TileMaskOp>(op))

@@ -237,6 +237,9 @@ void copyPairs(CpuEmitter &e, Value src, Value dst, Value row, Value valid, bool
 LogicalResult checkAmxMatmul(TileMatmulOp op);
 void lowerMatmulAmx(CpuEmitter &e, TileMatmulOp op);
 void lowerConvert(CpuEmitter &e, TileConvertOp op); // CpuAmx.cpp
+/// tile_matmul `pairs` on AVX-512-BF16 (vdpbf16ps), and its shape check (CpuBf16Dot.cpp).
+LogicalResult checkBf16DotMatmul(TileMatmulOp op, int64_t W);
+void lowerMatmulBf16Dot(CpuEmitter &e, TileMatmulOp op);
 
 } // namespace mlir::attn::cpu_lowering
 

@@ -268,11 +268,15 @@ def AttnLowerToCpu : Pass<"attn-lower-to-cpu", "ModuleOp"> {
            "x86-64-v4, aarch64); recorded in the module's `attn.cpu` attribute">,
     Option<"amx", "amx", "bool", "false",
            "the target has AMX (amx-tile, amx-bf16): `pairs` tile_matmuls become amx "
-           "tile ops (without it they are refused)">,
+           "tile ops (without it or bf16-dot they are refused)">,
+    Option<"bf16Dot", "bf16-dot", "bool", "false",
+           "the target has AVX-512-BF16: `pairs` tile_matmuls become vdpbf16ps register "
+           "blocks (x86vector.avx512.dot; `amx` takes precedence)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::vector::VectorDialect",
-                           "::mlir::math::MathDialect", "::mlir::amx::AMXDialect"];
+                           "::mlir::math::MathDialect", "::mlir::amx::AMXDialect",
+                           "::mlir::x86vector::X86VectorDialect"];
 }
 
 def AttnParallelToOmp : Pass<"attn-parallel-to-omp", "ModuleOp"> {

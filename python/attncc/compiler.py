@@ -120,8 +120,8 @@ def stage_options(options: CompileOptions, target: str) -> dict[str, Any]:
     if target_kind(target) == "gpu":
         opts["chip"] = gpu_target.chip_for_target(target)
         return opts
-    if cpu_target.resolve(options.cpu).amx:
-        # bf16 tiles and AMX matmuls where the shapes fit (attn-tile bf16-pairs).
+    if cpu_target.resolve(options.cpu).bf16_pairs:
+        # bf16 tiles and AMX / vdpbf16ps matmuls where the shapes fit (attn-tile bf16-pairs).
         opts["bf16_pairs"] = True
     if (options.num_threads or 1) > 1:
         # The grid as at most num_threads tasks, their count chosen at run

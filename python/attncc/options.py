@@ -76,7 +76,8 @@ class CompileOptions:
         serve only a few query rows), off otherwise.
     cpu: the CPU ISA class code is generated for: "host" (the class of the
         CPU LLVM's JIT targets), or one of attncc.targets.cpu.ISAS
-        ("x86-64-v3": AVX2/FMA, "x86-64-v4": AVX-512, "aarch64": NEON) to
+        ("x86-64-v3": AVX2/FMA, "x86-64-v4": AVX-512, "x86-64-v4-amx": AVX-512
+        with bf16 on AMX, "x86-64-v4-bf16": bf16 on vdpbf16ps, "aarch64": NEON) to
         force it; kernels of a class the host cannot run compile but do not
         run. Ignored by the GPU targets.
     """

@@ -2,8 +2,8 @@
 // RUN: not attncc-opt %s -split-input-file -attn-lower-to-cpu="vector-width=16" 2>&1 | FileCheck %s --check-prefix=NOAMX
 
 // Pairs forms the AMX lowering cannot take: reported, nothing rewritten.
-// Without the amx option a pairs matmul is refused by name:
-// NOAMX: error: 'attn.tile_matmul' op attn-lower-to-cpu: a pairs tile_matmul needs the amx option (a target with AMX bf16)
+// Without the amx (or bf16-dot) option a pairs matmul is refused by name:
+// NOAMX: error: 'attn.tile_matmul' op attn-lower-to-cpu: a pairs tile_matmul needs the amx or bf16-dot option (a target with AMX bf16 or AVX-512-BF16)
 // NOAMX: error: 'attn.copy_tile' op attn-lower-to-cpu: a pairs copy needs whole blocks of 16 lanes
 
 func.func @rows(%a: memref<8x64xbf16>, %b: memref<32x128xbf16>, %c: memref<8x64xf32>) {

@@ -9,6 +9,7 @@ lanes per vector and the tile_matmul register block:
     class          lanes  registers  block (rows x vectors)  accumulators
     x86-64-v3        8       16           6 x 2                  12
     x86-64-v4       16       32           6 x 4                  24
+    x86-64-v4-bf16  16       32           6 x 4                  24   + vdpbf16ps
     x86-64-v4-amx   16       32           6 x 4                  24   + AMX bf16 tiles
     aarch64          4       32           6 x 4                  24
 
@@ -18,7 +19,10 @@ x86-64-v4-amx (Sapphire Rapids and later) is x86-64-v4 plus AMX: bf16
 prefill keeps bf16 tiles and runs both matmuls on AMX tiles (attn-tile
 `bf16-pairs`, attn-lower-to-cpu `amx`; docs/cpu-backend.md); f32 code is
 x86-64-v4's. Running it also needs the OS's permission for AMX tile data
-(runtime/amx.py). The
+(runtime/amx.py). x86-64-v4-bf16 (AVX-512-BF16 without AMX, or where the OS
+refuses AMX: Cooper Lake, AMD Zen 4 and later) runs the same bf16 program's
+matmuls as vdpbf16ps register blocks (attn-lower-to-cpu `bf16-dot`); it is
+only used when forced (`host_isa`). The
 `cpu` compile option forces a class ("host" picks one): kernels for any class
 compile on any host and their IR and assembly can be checked; running needs a
 host with the class's features (`check_runnable`).
@@ -50,6 +54,7 @@ class CpuIsa:
     llvm_cpu: str             # target-cpu when the class is forced
     requires: tuple[str, ...]  # LLVM feature names a host needs to run it
     amx: bool = False         # bf16 matmuls on AMX tiles
+    bf16_dot: bool = False    # bf16 matmuls as vdpbf16ps (AVX-512-BF16)
 
     @property
     def vector_bits(self) -> int:
@@ -59,13 +64,27 @@ class CpuIsa:
         return {"isa": self.name, "vector_width": self.vector_width,
                 "vector_registers": self.vector_registers,
                 "micro_kernel": [self.micro_rows, self.micro_vectors],
-                "bf16_matmul": "amx" if self.amx else "f32 fma"}
+                "bf16_matmul": "amx" if self.amx else "vdpbf16ps" if self.bf16_dot
+                else "f32 fma"}
+
+    @property
+    def bf16_pairs(self) -> bool:
+        """bf16 prefill keeps bf16 tiles, matmuls on pairs (attn-tile bf16-pairs)."""
+        return self.amx or self.bf16_dot
+
+    @property
+    def native_bf16(self) -> bool:
+        """f32 -> bf16 in one instruction (AVX-512-BF16's vcvtneps2bf16)."""
+        return "avx512bf16" in self.requires
 
 
 ISAS: dict[str, CpuIsa] = {
     "x86-64-v3": CpuIsa("x86-64-v3", "x86_64", 8, 16, 6, 2, "x86-64-v3", ("avx2", "fma", "f16c")),
     "x86-64-v4": CpuIsa("x86-64-v4", "x86_64", 16, 32, 6, 4, "x86-64-v4",
                         ("avx512f", "avx512bw", "avx512vl", "avx512dq")),
+    "x86-64-v4-bf16": CpuIsa("x86-64-v4-bf16", "x86_64", 16, 32, 6, 4, "cooperlake",
+                             ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512bf16"),
+                             bf16_dot=True),
     "x86-64-v4-amx": CpuIsa("x86-64-v4-amx", "x86_64", 16, 32, 6, 4, "sapphirerapids",
                             ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512bf16",
                              "amx-tile", "amx-bf16"), amx=True),
@@ -101,6 +120,9 @@ def host_cpu() -> HostCpu:
 def host_isa(host: HostCpu | None = None) -> CpuIsa:
     """The widest class of the table the host can run."""
     host = host or host_cpu()
+    # Not x86-64-v4-bf16: on the one host it was measured on (Emerald Rapids,
+    # AMX forced off) its vdpbf16ps kernels were 1.7x slower than x86-64-v4's
+    # f32 FMAs (docs/cpu-backend.md); it stays a class to force.
     for name in ("x86-64-v4-amx", "x86-64-v4", "x86-64-v3", "aarch64"):
         isa = ISAS[name]
         if not missing_features(isa, host):
@@ -199,16 +221,18 @@ def llvm_passes(o: Mapping[str, object]) -> str:
     # (round to nearest even, NaN kept), since LLVM lowers `fptrunc to bfloat`
     # to a call of compiler-rt's __truncsfbf2 on hosts without AVX-512-BF16,
     # which the JIT cannot resolve. f16 needs nothing: F16C (part of every
-    # class of this table) and NEON convert natively. The AMX class has
-    # AVX-512-BF16: native vcvtneps2bf16 (P is rounded per KV block there).
-    amx_lowering = " amx=true" if isa.amx else ""
+    # class of this table) and NEON convert natively. The AMX and bf16
+    # classes have AVX-512-BF16: native vcvtneps2bf16 (P is rounded per KV
+    # block there).
+    bf16_lowering = " amx=true" if isa.amx else " bf16-dot=true" if isa.bf16_dot else ""
+    vector_llvm = " enable-amx" if isa.amx else " enable-x86vector" if isa.bf16_dot else ""
     return (f"attn-lower-to-cpu{{vector-width={int(width)} micro-rows={isa.micro_rows} "
-            f"micro-vectors={isa.micro_vectors} isa={isa.name}{amx_lowering}}},canonicalize,cse,"
+            f"micro-vectors={isa.micro_vectors} isa={isa.name}{bf16_lowering}}},canonicalize,cse,"
             "func.func(convert-linalg-to-loops,llvm-request-c-wrappers),"
             + parallel +
             "expand-strided-metadata,lower-affine,convert-scf-to-cf,"
-            f"arith-expand{{include-bf16={'false' if isa.amx else 'true'}}},"
-            f"convert-vector-to-llvm{{reassociate-fp-reductions=1{' enable-amx' if isa.amx else ''}}},"
+            f"arith-expand{{include-bf16={'false' if isa.native_bf16 else 'true'}}},"
+            f"convert-vector-to-llvm{{reassociate-fp-reductions=1{vector_llvm}}},"
             "finalize-memref-to-llvm,"
             "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
             "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts")
