@@ -82,6 +82,18 @@ def test_decode_gqa_packs_query_heads_and_trims_window():
         run(b)
 
 
+def test_mha_decode_runs_one_row_tiles():
+    """MHA decode tokens (G = 1) take the packed decode launch too: their
+    kernel's query block is one row, not the general launch's 16."""
+    from attncc import ragged
+    ragged.clear_cache()
+    b = Batch(((1, 30), (1, 1), (0, 4), (1, 77), (1, 0)), kv_heads=4, group=1, causal=True,
+              window=(20, 0))
+    run(b)
+    blocks = [key[11] for key in ragged._KERNELS]
+    assert blocks == [1], blocks
+
+
 PROPERTY_SEED = 20261201
 
 
