@@ -296,18 +296,20 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     paged = table is not None
     extra = [t for t in (table, slopes, sink) if t is not None]
     rest = lq > 0
-    # Decode (one query row) without per-head terms: the G query heads of a KV
-    # head are the rows of one block, so each K/V tile is packed once per KV
-    # head. A window then only trims the key range (every row of a sequence
-    # sits at the last key), and causal masks nothing. With G = 1 (MHA) too:
-    # the tile then has one row, where the general launch's smallest query
-    # block has 16 (measured: B8 H8 D128 KV 4k bf16 paged decode, 22 ms in
-    # 16-row tiles, see docs/ragged-paged.md).
+    # Decode (one query row) without ALiBi (a per-head term on every score):
+    # the G query heads of a KV head are the rows of one block, so each K/V
+    # tile is packed once per KV head. A window then only trims the key range
+    # (every row of a sequence sits at the last key), and causal masks
+    # nothing. With G = 1 (MHA) too: the tile then has one row, where the
+    # general launch's smallest query block has 16 (measured: B8 H8 D128 KV
+    # 4k bf16 paged decode, 22 ms in 16-row tiles, see docs/ragged-paged.md).
+    # Sinks (per head, but only in the denominator) are folded in after the
+    # kernel from its LSE: lse' = logaddexp(lse, sink), out' = out e^(lse - lse').
     dec = lq == 1
     threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
     P = k4.shape[2]
     align = max(256, P if paged and P & (P - 1) == 0 else 1)
-    if slopes is None and sink is None and bool(dec.any()):
+    if slopes is None and bool(dec.any()):
         ks, kn = k_start[dec], lk[dec]
         if sides is not None and sides[0] >= 0:
             trim = torch.clamp(kn - 1 - sides[0], min=0)
@@ -315,7 +317,7 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
         splits = _decode_splits(num_splits, int(kn.numel()) * Hkv, kn, threads, align)
     else:
         splits = 1
-    if slopes is None and sink is None and bool(dec.any()):
+    if slopes is None and bool(dec.any()):
         rest = rest & ~dec
         qd = q_start[dec]
         tok = None
@@ -323,6 +325,8 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
             tok, ks, kn = _split_pieces(ks, kn, splits, align)
             if tok.numel() == qd.numel():   # nothing was long enough to cut
                 tok = None
+        if tok is None and sink is not None:   # one piece per token: the merge path
+            tok = torch.arange(qd.numel())
         page = _static_page(opts, G, P, ks) if paged else None
         kbd = kb[dec] if tok is None else kb[dec][tok]
         if tok is None:
@@ -330,13 +334,14 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
             compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
                                   False, False, G, opts, page, return_lse)
             # lse [Hq, T] seen as the kernel's [T, Hkv, G] (a strided view).
-            compiled._kernel(q.reshape(T, Hkv, G, D), k4, v4, work, *extra[:1],
+            compiled._kernel(q.reshape(T, Hkv, G, D), k4, v4, work, *extra[:int(paged)],
                              out=out.view(T, Hkv, G, Dv),
                              extra=(lse.t().view(T, Hkv, G),) if return_lse else ())
         else:
-            # Split-KV: each piece is a work item of its own (a copy of its
-            # token's query rows), leaving a partial output and its LSE; the
-            # pieces of a token are merged with their LSEs.
+            # Split-KV (or sinks): each piece is a work item of its own (a
+            # copy of its token's query rows), leaving a partial output and
+            # its LSE; the pieces of a token are merged with their LSEs, then
+            # the sink joins the denominator.
             n = tok.numel()
             work = _work_table(0, torch.arange(n), torch.ones(n, dtype=torch.int64), kbd, ks,
                                kn, packed_rows=G)
@@ -344,9 +349,13 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
                                   False, False, G, opts, page, True)
             o_part = q.new_empty((n, Hkv, G, Dv))
             l_part = torch.empty((n, Hkv, G), dtype=torch.float32)
-            compiled._kernel(q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, work, *extra[:1],
+            compiled._kernel(q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, work, *extra[:int(paged)],
                              out=o_part, extra=(l_part,))
             o_dec, l_dec = _merge_pieces(o_part, l_part, tok, qd.numel())
+            if sink is not None:
+                with_sink = torch.logaddexp(l_dec, sink.view(1, Hkv, G))
+                o_dec = o_dec * torch.exp(l_dec - with_sink).unsqueeze(-1)
+                l_dec = with_sink
             out.view(T, Hkv, G, Dv)[qd] = o_dec.to(out.dtype)
             if return_lse:
                 lse.t().view(T, Hkv, G)[qd] = l_dec

@@ -87,11 +87,26 @@ def test_varlen_prefill_and_split_decode(merges):
     assert merges and merges[-1] == (4 + 1 + 2, 3), merges
 
 
-def test_alibi_and_sinks_do_not_split(merges):
-    """Per-head terms keep decode tokens in the general launch, unsplit."""
+def test_alibi_does_not_split(merges):
+    """ALiBi (a per-head term on every score) keeps decode tokens in the
+    general launch, unsplit."""
     b = Batch(DECODE, group=2, alibi=True, sinks=True, options={"num_splits": 4})
     run_varlen(b)
     assert not merges
+
+
+@pytest.mark.parametrize("splits", [1, 4])
+@pytest.mark.parametrize("group", [1, 4])
+def test_sinks_join_after_the_kernel(group, splits, merges):
+    """Sinks (gpt-oss) stay in the packed decode launch: the kernel runs
+    without them and each head's sink joins the merged LSE and rescales the
+    output (one piece per token when not split). A token without keys gets
+    zeros and the sink as its LSE."""
+    b = Batch(DECODE + ((1, 0),), group=group, sinks=True, causal=True, return_lse=True,
+              dtype="bf16", options={"num_splits": splits})
+    run_varlen(b)
+    pieces, tokens = merges[-1]
+    assert tokens == len(DECODE) + 1 and (pieces > tokens) == (splits > 1), merges
 
 
 def test_auto_split_choice():
