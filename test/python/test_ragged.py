@@ -94,6 +94,18 @@ def test_mha_decode_runs_one_row_tiles():
     assert blocks == [1], blocks
 
 
+def test_alibi_decode_runs_one_row_tiles():
+    """Decode tokens with ALiBi stay in the general launch (per-head slopes)
+    with one-row query blocks; a prefill chunk in the same call keeps its own
+    block size."""
+    from attncc import ragged
+    ragged.clear_cache()
+    b = Batch(((1, 30), (1, 1), (0, 4), (1, 77), (20, 40)), kv_heads=2, group=2, causal=True,
+              alibi=True, sinks=True)
+    run(b)
+    assert sorted(key[11] for key in ragged._KERNELS) == [1, 32]
+
+
 PROPERTY_SEED = 20261201
 
 
