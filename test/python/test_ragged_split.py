@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 import attncc
 from attncc import ragged
 from attncc.options import OptionError
-from ragged_testing import Batch, check, make, paged_cache
+import test_paged
+from ragged_testing import Batch, make, paged_cache
+from test_ragged import run as run_varlen
 
 # Decode tokens over caches shorter than one piece (1, 2), around the 256-key
 # piece size (257, 600) and several pieces long (1300).
@@ -37,24 +39,7 @@ def merges(monkeypatch):
 
 
 def run_paged(b: Batch):
-    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
-    kc, vc, table, lens = paged_cache(b, k, v, cu_k)
-    out = attncc.paged_attention(q, kc, vc, table, lens, causal=b.causal, window=b.window,
-                                 softcap=b.softcap, layout=b.layout, return_lse=b.return_lse,
-                                 **b.options)
-    out, lse = out if b.return_lse else (out, None)
-    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
-
-
-def run_varlen(b: Batch):
-    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
-    max_q = max((lq for lq, _ in b.lengths), default=0)
-    max_k = max((lk for _, lk in b.lengths), default=0)
-    out = attncc.varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k, causal=b.causal,
-                                  window=b.window, softcap=b.softcap, alibi_slopes=slopes,
-                                  sinks=sinks, return_lse=b.return_lse, **b.options)
-    out, lse = out if b.return_lse else (out, None)
-    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
+    test_paged.run(b, chunked=False)
 
 
 CASES = {
