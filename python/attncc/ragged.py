@@ -222,57 +222,6 @@ def _query_blocks(lq: torch.Tensor, opts: CompileOptions) -> torch.Tensor:
     return torch.where(lq == 1, 1, p2.clamp(16, 256).to(torch.int64))
 
 
-def _decode_splits(num_splits: Optional[int], items: int, kn: torch.Tensor, threads: int,
-                   align: int) -> int:
-    """Split-KV for the packed decode launch: how many pieces a decode token's
-    keys may be cut into (1: none). Forced by `num_splits`; otherwise as
-    frontend/split_kv.plan chooses for `attncc.attention`: only where the
-    grid (tokens x KV heads) leaves threads idle, the fewest splits that
-    make it a multiple of the threads or reach TASKS_PER_THREAD points per
-    thread, at most one per MIN_BLOCKS_PER_SPLIT x 64 keys of the longest
-    sequence and one per `align` keys."""
-    if num_splits is not None:
-        return num_splits
-    want = split_kv.TASKS_PER_THREAD * threads
-    if items == 0 or threads <= 1 or items >= want or items % threads == 0:
-        return 1
-    longest = int(kn.max())
-    by_length = min(longest // (split_kv.MIN_BLOCKS_PER_SPLIT * 64), longest // align)
-    by_threads = next(p for p in range(2, want + 1)
-                      if (items * p) % threads == 0 or items * p >= want)
-    return max(1, min(by_threads, by_length, split_kv.MAX_SPLITS))
-
-
-def _split_pieces(ks: torch.Tensor, kn: torch.Tensor, splits: int, align: int):
-    """Each decode token's keys [ks, ks + kn) cut into at most `splits` pieces
-    of a multiple of `align` keys (page and KV-block aligned when ks is):
-    (token of each piece, piece start, piece length). A token without keys
-    keeps one empty piece (its row is zeros, its LSE -inf)."""
-    chunk = (torch.div(kn + splits - 1, splits, rounding_mode="floor") + align - 1) // align * align
-    chunk = chunk.clamp(min=align)
-    count = torch.div(kn + chunk - 1, chunk, rounding_mode="floor").clamp(min=1)
-    tok = torch.repeat_interleave(torch.arange(kn.numel()), count)
-    first = torch.cumsum(count, 0) - count
-    j = torch.arange(tok.numel()) - first[tok]
-    start = j * chunk[tok]
-    return tok, ks[tok] + start, torch.clamp(kn[tok] - start, min=0).minimum(chunk[tok])
-
-
-def _merge_pieces(o: torch.Tensor, lse: torch.Tensor, tok: torch.Tensor, n: int):
-    """Partial outputs o [pieces, ...rows, Dv] (each normalized over its own
-    keys) and their LSEs [pieces, ...rows] merged per token as flash decoding
-    does: weights exp(lse - max), in f32. Returns (out [n, ...], lse [n, ...])."""
-    m = torch.full((n,) + lse.shape[1:], -math.inf).scatter_reduce(
-        0, tok.view(-1, *([1] * (lse.dim() - 1))).expand_as(lse), lse, "amax")
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    w = torch.exp(lse - m[tok])
-    den = torch.zeros_like(m).index_add_(0, tok, w)
-    num = torch.zeros((n,) + o.shape[1:], dtype=torch.float32).index_add_(
-        0, tok, w.unsqueeze(-1) * o.float())
-    out = num / torch.where(den > 0, den, torch.ones_like(den)).unsqueeze(-1)
-    return out, m + torch.log(den)
-
-
 def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
          sink, options: dict[str, Any], return_lse: bool = False,
          num_splits: Optional[int] = None):
@@ -316,7 +265,7 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
         if sides is not None and sides[0] >= 0:
             trim = torch.clamp(kn - 1 - sides[0], min=0)
             ks, kn = ks + trim, kn - trim
-        splits = _decode_splits(num_splits, int(kn.numel()) * Hkv, kn, threads, align)
+        splits = split_kv.decode_token_splits(num_splits, int(kn.numel()) * Hkv, kn, threads, align)
     else:
         splits = 1
     if slopes is None and bool(dec.any()):
@@ -324,7 +273,7 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
         qd = q_start[dec]
         tok = None
         if splits > 1:
-            tok, ks, kn = _split_pieces(ks, kn, splits, align)
+            tok, ks, kn = split_kv.split_pieces(ks, kn, splits, align)
             if tok.numel() == qd.numel():   # nothing was long enough to cut
                 tok = None
         if tok is None and sink is not None:   # one piece per token: the merge path
@@ -353,7 +302,7 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
             l_part = torch.empty((n, Hkv, G), dtype=torch.float32)
             compiled._kernel(q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, work, *extra[:int(paged)],
                              out=o_part, extra=(l_part,))
-            o_dec, l_dec = _merge_pieces(o_part, l_part, tok, qd.numel())
+            o_dec, l_dec = split_kv.merge_pieces(o_part, l_part, tok, qd.numel())
             if sink is not None:
                 with_sink = torch.logaddexp(l_dec, sink.view(1, Hkv, G))
                 o_dec = o_dec * torch.exp(l_dec - with_sink).unsqueeze(-1)

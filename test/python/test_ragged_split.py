@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import attncc
-from attncc import ragged
+from attncc.frontend import split_kv
 from attncc.options import OptionError
 import test_paged
 from ragged_testing import Batch, make, paged_cache
@@ -28,13 +28,13 @@ DECODE = ((1, 1), (1, 600), (1, 1300), (1, 257), (1, 2))
 def merges(monkeypatch):
     """Records (pieces, tokens) of every split-KV merge."""
     seen = []
-    real = ragged._merge_pieces
+    real = split_kv.merge_pieces
 
     def spy(o, lse, tok, n):
         seen.append((tok.numel(), n))
         return real(o, lse, tok, n)
 
-    monkeypatch.setattr(ragged, "_merge_pieces", spy)
+    monkeypatch.setattr(split_kv, "merge_pieces", spy)
     return seen
 
 
@@ -98,13 +98,13 @@ def test_auto_split_choice():
     """None: split only where the decode grid leaves threads idle and the keys
     are long enough; 1 never splits; a forced count is used as given."""
     long_, short = torch.tensor([8192]), torch.tensor([300])
-    assert ragged._decode_splits(None, 1, long_, 2, 256) > 1        # 1 task, 2 threads
-    assert ragged._decode_splits(None, 1, short, 2, 256) == 1       # too short to cut
-    assert ragged._decode_splits(None, 8, long_, 2, 256) == 1       # grid fills the threads
-    assert ragged._decode_splits(None, 3, long_, 4, 256) > 1
-    assert ragged._decode_splits(None, 1, long_, 1, 256) == 1       # one thread
-    assert ragged._decode_splits(1, 1, long_, 8, 256) == 1
-    assert ragged._decode_splits(7, 64, long_, 2, 256) == 7
+    assert split_kv.decode_token_splits(None, 1, long_, 2, 256) > 1        # 1 task, 2 threads
+    assert split_kv.decode_token_splits(None, 1, short, 2, 256) == 1       # too short to cut
+    assert split_kv.decode_token_splits(None, 8, long_, 2, 256) == 1       # grid fills the threads
+    assert split_kv.decode_token_splits(None, 3, long_, 4, 256) > 1
+    assert split_kv.decode_token_splits(None, 1, long_, 1, 256) == 1       # one thread
+    assert split_kv.decode_token_splits(1, 1, long_, 8, 256) == 1
+    assert split_kv.decode_token_splits(7, 64, long_, 2, 256) == 7
 
 
 def test_auto_split_runs_for_mqa(merges):
@@ -117,7 +117,7 @@ def test_auto_split_runs_for_mqa(merges):
 
 def test_pieces_cover_the_keys():
     ks, kn = torch.tensor([0, 100, 7, 50]), torch.tensor([1000, 0, 256, 5000])
-    tok, start, n = ragged._split_pieces(ks, kn, 3, 256)
+    tok, start, n = split_kv.split_pieces(ks, kn, 3, 256)
     for t in range(4):
         sel = tok == t
         assert int(n[sel].sum()) == int(kn[t])

@@ -12,9 +12,14 @@ The kernel *form* (plain, plain + LSE, split) is chosen from what the kernel
 is keyed on anyway (the query-length bucket), never from B, L or S, so calls
 that differ in those share a kernel; the split count, a run-time value, looks
 at the grid, the threads and S (see `plan`).
+
+The decode tokens of `varlen_attention` / `paged_attention` split through
+their work table instead (`decode_token_splits`, `split_pieces`): each piece
+is a work item with its own LSE, merged in torch (`merge_pieces`).
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -89,6 +94,61 @@ def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: in
     if team == 1:
         return Plan(True, 1, 1)
     return Plan(True, splits, team)
+
+
+
+# -- varlen / paged decode tokens (ragged.py): pieces through the work table ----------------
+
+def decode_token_splits(num_splits: Optional[int], items: int, kn: torch.Tensor, threads: int,
+                   align: int) -> int:
+    """Split-KV for the packed decode launch of varlen/paged attention
+    (ragged.py): how many pieces a decode token's keys may be cut into (1:
+    none). Forced by `num_splits`; otherwise as `plan` chooses for
+    `attncc.attention`: only where the
+    grid (tokens x KV heads) leaves threads idle, the fewest splits that
+    make it a multiple of the threads or reach TASKS_PER_THREAD points per
+    thread, at most one per MIN_BLOCKS_PER_SPLIT x 64 keys of the longest
+    sequence and one per `align` keys."""
+    if num_splits is not None:
+        return num_splits
+    want = TASKS_PER_THREAD * threads
+    if items == 0 or threads <= 1 or items >= want or items % threads == 0:
+        return 1
+    longest = int(kn.max())
+    by_length = min(longest // (MIN_BLOCKS_PER_SPLIT * 64), longest // align)
+    by_threads = next(p for p in range(2, want + 1)
+                      if (items * p) % threads == 0 or items * p >= want)
+    return max(1, min(by_threads, by_length, MAX_SPLITS))
+
+
+def split_pieces(ks: torch.Tensor, kn: torch.Tensor, splits: int, align: int):
+    """Each decode token's keys [ks, ks + kn) cut into at most `splits` pieces
+    of a multiple of `align` keys (page and KV-block aligned when ks is):
+    (token of each piece, piece start, piece length). A token without keys
+    keeps one empty piece (its row is zeros, its LSE -inf)."""
+    chunk = (torch.div(kn + splits - 1, splits, rounding_mode="floor") + align - 1) // align * align
+    chunk = chunk.clamp(min=align)
+    count = torch.div(kn + chunk - 1, chunk, rounding_mode="floor").clamp(min=1)
+    tok = torch.repeat_interleave(torch.arange(kn.numel()), count)
+    first = torch.cumsum(count, 0) - count
+    j = torch.arange(tok.numel()) - first[tok]
+    start = j * chunk[tok]
+    return tok, ks[tok] + start, torch.clamp(kn[tok] - start, min=0).minimum(chunk[tok])
+
+
+def merge_pieces(o: torch.Tensor, lse: torch.Tensor, tok: torch.Tensor, n: int):
+    """Partial outputs o [pieces, ...rows, Dv] (each normalized over its own
+    keys) and their LSEs [pieces, ...rows] merged per token as flash decoding
+    does: weights exp(lse - max), in f32. Returns (out [n, ...], lse [n, ...])."""
+    m = torch.full((n,) + lse.shape[1:], -math.inf).scatter_reduce(
+        0, tok.view(-1, *([1] * (lse.dim() - 1))).expand_as(lse), lse, "amax")
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    w = torch.exp(lse - m[tok])
+    den = torch.zeros_like(m).index_add_(0, tok, w)
+    num = torch.zeros((n,) + o.shape[1:], dtype=torch.float32).index_add_(
+        0, tok, w.unsqueeze(-1) * o.float())
+    out = num / torch.where(den > 0, den, torch.ones_like(den)).unsqueeze(-1)
+    return out, m + torch.log(den)
 
 
 def team_size(threads: int, block_m: int, B: int, H: int, L: int, S: int, D: int,
