@@ -45,16 +45,7 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, i
   Value a = op.getA(), bm = op.getB(), c = op.getC();
   Type bf16 = b.getBF16Type(), i32 = b.getI32Type();
   auto abType = VectorType::get({2 * kLanes}, bf16);
-  SmallVector<Value> rows, cols;
-  for (int64_t r = 0; r < mr; ++r)
-    rows.push_back(r == 0 ? i0 : e.addi(i0, e.idx(r)));
-  for (int64_t j = 0; j < nv; ++j)
-    cols.push_back(e.idx(col0 + j * kLanes));
-  SmallVector<Value> init;
-  for (int64_t r = 0; r < mr; ++r)
-    for (int64_t j = 0; j < nv; ++j)
-      init.push_back(op.getAccumulate() ? e.loadF32(c, {rows[r], cols[j]}, kLanes)
-                                        : e.splat(0.0, kLanes));
+  auto [rows, cols, init] = registerBlock(e, op, i0, mr, col0, nv, kLanes);
   SmallVector<Value> res = e.loop(
       e.idx(0), e.idx(pairs), e.idx(1), init, [&](Value t, ValueRange acc) {
         SmallVector<Value> bv;

@@ -67,23 +67,27 @@ static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, int64_t col0, int
   e.prefetchLines(sv.getSource(), lead, col0, n);
 }
 
+RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
+                            int64_t nv, int64_t w) {
+  RegisterBlock blk;
+  for (int64_t r = 0; r < mr; ++r)
+    blk.rows.push_back(r == 0 ? i0 : e.addi(i0, e.idx(r)));
+  for (int64_t j = 0; j < nv; ++j)
+    blk.cols.push_back(e.idx(col0 + j * w));
+  for (int64_t r = 0; r < mr; ++r)
+    for (int64_t j = 0; j < nv; ++j)
+      blk.init.push_back(op.getAccumulate() ? e.loadF32(op.getC(), {blk.rows[r], blk.cols[j]}, w)
+                                            : e.splat(0.0, w));
+  return blk;
+}
+
 /// One register block: rows [i0, i0 + mr) x `nv` vectors of `w` lanes at
 /// column `col0` of c, accumulated over k in [0, K).
 static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
                      int64_t nv, int64_t w, Value K) {
   ImplicitLocOpBuilder &b = e.ib;
   Value a = op.getA(), bm = op.getB(), c = op.getC();
-  SmallVector<Value> rows, cols;
-  for (int64_t r = 0; r < mr; ++r)
-    rows.push_back(r == 0 ? i0 : e.addi(i0, e.idx(r)));
-  for (int64_t j = 0; j < nv; ++j)
-    cols.push_back(e.idx(col0 + j * w));
-
-  SmallVector<Value> init;
-  for (int64_t r = 0; r < mr; ++r)
-    for (int64_t j = 0; j < nv; ++j)
-      init.push_back(op.getAccumulate() ? e.loadF32(c, {rows[r], cols[j]}, w) : e.splat(0.0, w));
-
+  auto [rows, cols, init] = registerBlock(e, op, i0, mr, col0, nv, w);
   SmallVector<Value> res =
       e.loop(e.idx(0), K, e.idx(1), init, [&](Value k, ValueRange acc) -> SmallVector<Value> {
         prefetchRowAhead(e, bm, k, col0, nv * w);

@@ -17,6 +17,7 @@ from attncc.graph import Graph
 from attncc.options import CompileOptions
 from attncc.targets import cpu as cpu_target
 import pairs_testing
+from test_cpu_isa import _graph as isa_graph
 from test_variants import check, run_property
 
 AMX = cpu_target.ISAS["x86-64-v4-amx"]
@@ -26,12 +27,7 @@ needs_amx = pytest.mark.skipif(bool(MISSING), reason="this host cannot run x86-6
 
 
 def _graph(dtype: str, D: int = 64, mask: str = "causal") -> Graph:
-    g = Graph("attention")
-    q = g.input("q", (1, 2, None, D), dtype)
-    k = g.input("k", (1, 2, None, D), dtype)
-    v = g.input("v", (1, 2, None, D), dtype)
-    g.output(g.attention(q, k, v, mask=mask))
-    return g
+    return isa_graph(dtype, L=None, S=None, D=D, mask=mask)     # dynamic lengths
 
 
 def _compile(dtype: str, D: int = 64, cpu: str = "x86-64-v4-amx", **opts):

@@ -11,10 +11,10 @@ import re
 import pytest
 
 from attncc.compiler import compile_graph
-from attncc.graph import Graph
 from attncc.options import CompileOptions
 from attncc.targets import cpu as cpu_target
 import pairs_testing
+from test_cpu_isa import _graph as isa_graph
 from test_variants import check, run_property
 
 BF16 = cpu_target.ISAS["x86-64-v4-bf16"]
@@ -25,9 +25,7 @@ needs_bf16 = pytest.mark.skipif(bool(MISSING), reason="this host cannot run x86-
 
 
 def _compile(dtype: str, D: int = 64):
-    g = Graph("attention")
-    q, k, v = (g.input(n, (1, 2, None, D), dtype) for n in "qkv")
-    g.output(g.attention(q, k, v, mask="causal"))
+    g = isa_graph(dtype, L=None, S=None, D=D)     # dynamic lengths
     return compile_graph(g, CompileOptions(cpu="x86-64-v4-bf16"), "cpu", stop_after="llvm",
                          query_len=256)
 
