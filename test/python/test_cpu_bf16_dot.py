@@ -1,8 +1,9 @@
 """bf16 prefill on AVX-512-BF16 (ISA class x86-64-v4-bf16, issue 9): the same
 bf16-pairs tile program as the AMX class, its matmuls lowered to vdpbf16ps
-register blocks (attn-lower-to-cpu `bf16-dot`, x86vector.avx512.dot). The
-class is only used when forced (host_isa does not pick it: slower than f32
-FMAs on the host it was measured on, docs/cpu-backend.md). IR and assembly
+register blocks (attn-lower-to-cpu `bf16-dot`, x86vector.avx512.dot). The host
+gets the class where vdpbf16ps issues at an FMA's rate (AMD Zen 4 and
+later); elsewhere it is only used when forced (Intel without AMX: slower
+than f32 FMAs, docs/cpu-backend.md). IR and assembly
 are checked on any host; the numerics run where the host has AVX-512-BF16."""
 from __future__ import annotations
 
@@ -50,11 +51,18 @@ def test_other_inputs_keep_f32_fmas(dtype, D):
     assert "pairs" not in c.ir("tiled") and "dpbf16ps" not in c.ir("llvm")
 
 
-def test_the_host_is_never_given_the_class():
-    """A host with AVX-512-BF16 and no AMX gets x86-64-v4 (f32 FMAs)."""
-    host = cpu_target.HostCpu("x86_64-unknown-linux-gnu", "znver4",
+@pytest.mark.parametrize("name, expected", [
+    ("znver4", "x86-64-v4-bf16"), ("znver5", "x86-64-v4-bf16"),
+    ("znver3", "x86-64-v4"),
+    ("cooperlake", "x86-64-v4"), ("emeraldrapids", "x86-64-v4"), ("generic", "x86-64-v4")])
+def test_the_host_gets_the_class_where_vdpbf16ps_pays(name, expected):
+    """AVX-512-BF16 without AMX: AMD Zen 4 and later get vdpbf16ps, Intel
+    keeps f32 FMAs (slower there, one port for vdpbf16ps)."""
+    host = cpu_target.HostCpu("x86_64-unknown-linux-gnu", name,
                               frozenset(BF16.requires + ("avx2", "fma", "f16c")))
-    assert cpu_target.host_isa(host).name == "x86-64-v4"
+    assert cpu_target.host_isa(host).name == expected
+    no_bf16 = cpu_target.HostCpu(host.triple, name, host.features - {"avx512bf16"})
+    assert cpu_target.host_isa(no_bf16).name == "x86-64-v4"
     assert BF16.as_dict()["bf16_matmul"] == "vdpbf16ps"
 
 

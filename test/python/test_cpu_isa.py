@@ -56,7 +56,7 @@ def test_host_is_read_from_llvm_and_agrees_with_the_kernel():
     flags = _cpuinfo_flags()
     if HOST.arch == "x86_64" and flags:
         for feature, flag in (("avx2", "avx2"), ("fma", "fma"), ("avx512f", "avx512f"),
-                              ("avx512bw", "avx512bw")):
+                              ("avx512bw", "avx512bw"), ("avx512bf16", "avx512_bf16")):
             assert (feature in HOST.features) == (flag in flags), feature
     isa = cpu_target.host_isa()
     assert not cpu_target.missing_features(isa)
@@ -64,7 +64,8 @@ def test_host_is_read_from_llvm_and_agrees_with_the_kernel():
     if not cpu_target.missing_features(amx):
         assert isa.name == "x86-64-v4-amx"    # AMX features and the OS's permission
     elif "avx512f" in HOST.features and "avx512bw" in HOST.features:
-        assert isa.name == "x86-64-v4"
+        fast_dot = "avx512bf16" in HOST.features and cpu_target.vdpbf16ps_pays(HOST)
+        assert isa.name == ("x86-64-v4-bf16" if fast_dot else "x86-64-v4")
     elif "avx2" in HOST.features:
         assert isa.name == "x86-64-v3"
 

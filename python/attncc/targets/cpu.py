@@ -21,8 +21,9 @@ prefill keeps bf16 tiles and runs both matmuls on AMX tiles (attn-tile
 x86-64-v4's. Running it also needs the OS's permission for AMX tile data
 (runtime/amx.py). x86-64-v4-bf16 (AVX-512-BF16 without AMX, or where the OS
 refuses AMX: Cooper Lake, AMD Zen 4 and later) runs the same bf16 program's
-matmuls as vdpbf16ps register blocks (attn-lower-to-cpu `bf16-dot`); it is
-only used when forced (`host_isa`). The
+matmuls as vdpbf16ps register blocks (attn-lower-to-cpu `bf16-dot`); the host
+gets it only where vdpbf16ps is as fast as an FMA (AMD Zen 4 and later,
+`vdpbf16ps_pays`), elsewhere it is a class to force. The
 `cpu` compile option forces a class ("host" picks one): kernels for any class
 compile on any host and their IR and assembly can be checked; running needs a
 host with the class's features (`check_runnable`).
@@ -120,15 +121,25 @@ def host_cpu() -> HostCpu:
 def host_isa(host: HostCpu | None = None) -> CpuIsa:
     """The widest class of the table the host can run."""
     host = host or host_cpu()
-    # Not x86-64-v4-bf16: on the one host it was measured on (Emerald Rapids,
-    # AMX forced off) its vdpbf16ps kernels were 1.7x slower than x86-64-v4's
-    # f32 FMAs (docs/cpu-backend.md); it stays a class to force.
-    for name in ("x86-64-v4-amx", "x86-64-v4", "x86-64-v3", "aarch64"):
+    for name in ("x86-64-v4-amx", "x86-64-v4-bf16", "x86-64-v4", "x86-64-v3", "aarch64"):
         isa = ISAS[name]
+        if isa.bf16_dot and not vdpbf16ps_pays(host):
+            continue
         if not missing_features(isa, host):
             return isa
     raise CompileError(f"the host CPU {host.name} ({host.triple}) has none of the ISA classes "
                        f"attncc generates code for ({', '.join(ISAS)}; x86 needs AVX2 and FMA)")
+
+
+def vdpbf16ps_pays(host: HostCpu) -> bool:
+    """Whether x86-64-v4-bf16 beats x86-64-v4's f32 FMAs for bf16 on `host`:
+    on AMD Zen 4 and later one vdpbf16ps (two products per f32 lane) issues
+    at the rate of an FMA, and bf16 prefill ran 1.6-1.8x faster than on f32
+    FMAs (Zen 5, docs/benchmarks.md); on Intel's Emerald Rapids (AMX forced
+    off) it ran 1.7x slower (one port for vdpbf16ps, two for FMAs), so Intel
+    hosts keep AMX or f32 FMAs."""
+    name = host.name
+    return name.startswith("znver") and name[5:].isdigit() and int(name[5:]) >= 4
 
 
 def resolve(cpu: str) -> CpuIsa:
