@@ -4,11 +4,14 @@ Prints, from one run:
   * the host: CPU name, the ISA class attncc generates code for, its features
     (as LLVM sees them) and /proc/cpuinfo's vector flags;
   * the machine's limits measured in the same run: fp32 GEMM rate (torch.mm,
-    2048^3, best of several) and memory read bandwidth (torch.sum over 512 MiB);
+    2048^3, best of several), the fp32 FMA peak (bench/fma_peak.py: what the
+    vector units do at most; a BLAS may reach only part of it) and memory read
+    bandwidth (torch.sum over 512 MiB);
   * per row (prefill, B=1 H=8, S in {1024, 4096}, D in {64, 128}, causal and
     not, fp32): torch and attncc ms (median over alternating blocks of calls),
     the ratio (torch / attncc: > 1 means attncc is faster), attncc's efficiency
-    (useful FLOP/s / the GEMM rate) and the error against float64;
+    (useful FLOP/s / the GEMM rate, and / the FMA peak) and the error against
+    float64;
   * bf16 prefill (S1024, each head dim) beside torch's bf16 SDPA, with both
     sides' errors against float64 (`--no-fp32` runs only this table);
   * compile latency: cold compile per stage, and a new process calling
@@ -34,13 +37,13 @@ import time
 
 import torch
 import torch.nn.functional as F
-import torch.nn.functional as F
 
 from attncc import Graph
 from attncc.cli.progress import Progress
 from attncc.compiler import compile_graph
 from attncc.options import CompileOptions
 from attncc.targets import cpu as cpu_target
+from fma_peak import fma_peak_flops
 
 
 def alternating_blocks_ms(fns, repeats: int, rounds: int = 3) -> list[float]:
@@ -206,17 +209,20 @@ def main() -> None:
             rows.append((B, H, S, D, causal, t_torch, t_ours, err))
             bar.update(note=f"S={S} D={D} causal={causal}")
     gemm = max(gemm, gemm_flops())
+    peak = fma_peak_flops(args.threads)
     print(f"machine limits (this run): fp32 GEMM {gemm / 1e9:.1f} GFLOP/s (torch.mm 2048^3, "
-          f"best before/after the table), read bandwidth {bw / 1e9:.1f} GB/s (torch.sum, 512 MiB)")
+          f"best before/after the table), fp32 FMA peak {peak / 1e9:.1f} GFLOP/s "
+          f"(bench/fma_peak.py), read bandwidth {bw / 1e9:.1f} GB/s (torch.sum, 512 MiB)")
     print()
     print("| B | H | S | D | causal | torch ms | attncc ms | ratio | torch eff | attncc eff "
-          "| max abs err vs f64 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| attncc of FMA peak | max abs err vs f64 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for B, H, S, D, causal, t_torch, t_ours, err in rows:
         fl = attention_flops(B, H, S, D, causal)
         print(f"| {B} | {H} | {S} | {D} | {causal} | {t_torch:.2f} | {t_ours:.2f} "
               f"| {t_torch / t_ours:.2f} | {fl / t_torch / 1e-3 / gemm:.0%} "
-              f"| {fl / t_ours / 1e-3 / gemm:.0%} | {err:.1e} |", flush=True)
+              f"| {fl / t_ours / 1e-3 / gemm:.0%} | {fl / t_ours / 1e-3 / peak:.0%} "
+              f"| {err:.1e} |", flush=True)
 
     if not args.no_bf16:
         print()
