@@ -22,31 +22,6 @@ namespace mlir::attn::cpu_lowering {
 // tile_softmax
 //===----------------------------------------------------------------------===//
 
-/// Reduces n vectors of n lanes (n a power of two) to one vector whose lane r
-/// is the reduction of vector r: log2(n) rounds; each combines vectors r and
-/// r + h with two shuffles, so that lanes with bit h clear carry row r and
-/// lanes with bit h set carry row r + h, each summed over a pair of columns.
-static Value transposeReduce(ImplicitLocOpBuilder &b, SmallVector<Value> rows,
-                      function_ref<Value(Value, Value)> combine) {
-  int64_t n = rows.size();
-  for (int64_t h = n / 2; h >= 1; h /= 2) {
-    SmallVector<int64_t> lowMask, highMask;
-    for (int64_t j = 0; j < n; ++j) {
-      bool upper = j & h;
-      lowMask.push_back(upper ? n + (j - h) : j);
-      highMask.push_back(upper ? n + j : j + h);
-    }
-    SmallVector<Value> next;
-    for (int64_t r = 0; r < h; ++r) {
-      Value lo = vector::ShuffleOp::create(b, rows[r], rows[r + h], lowMask);
-      Value hi = vector::ShuffleOp::create(b, rows[r], rows[r + h], highMask);
-      next.push_back(combine(lo, hi));
-    }
-    rows = std::move(next);
-  }
-  return rows[0];
-}
-
 /// One row at a time: horizontal reductions with vector.reduction and a scalar
 /// exp for alpha. Used for rows that do not fill a group of W.
 static void emitSoftmaxRow(CpuEmitter &e, TileSoftmaxOp op, Value i, Value pDst) {
@@ -140,7 +115,7 @@ static void emitSoftmaxGroup(CpuEmitter &e, TileSoftmaxOp op, Value r0, Value pD
           return {e.vmax(m[0], e.loadF32(s, {rows[r], col}, W))};
         },
         nullptr)[0]);
-  Value mNew = e.vmax(mOld, transposeReduce(b, rowMax, vmaxOp));
+  Value mNew = e.vmax(mOld, e.transposeReduce(rowMax, vmaxOp));
   Value dead = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, e.splat(ninf, W));
   Value mUse = arith::SelectOp::create(b, dead, e.splat(0.0, W), mNew);
   // alpha = 1 exactly where the max did not move (the approximated exp(0)
@@ -168,7 +143,7 @@ static void emitSoftmaxGroup(CpuEmitter &e, TileSoftmaxOp op, Value r0, Value pD
         },
         nullptr)[0]);
   }
-  Value lNew = math::FmaOp::create(b, lOld, alpha, transposeReduce(b, rowSum, addOp));
+  Value lNew = math::FmaOp::create(b, lOld, alpha, e.transposeReduce(rowSum, addOp));
   e.storeF32(lNew, sm, {r0});
 
   e.ifThen(moved, [&] {

@@ -1,5 +1,6 @@
 // RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=64 kv-in-place=true" -canonicalize -cse | FileCheck %s
 // RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=64 kv-in-place=true" -canonicalize -cse -attn-lower-to-cpu="vector-width=8 micro-rows=6 micro-vectors=2" | FileCheck %s --check-prefix=CPU
+// RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=64 kv-in-place=true" -canonicalize -cse -attn-lower-to-cpu="vector-width=16 micro-rows=6 micro-vectors=4" | FileCheck %s --check-prefix=CPU16
 // RUN: attncc-opt %s -split-input-file -attn-tile="block-m=4 block-n=64 kv-in-place=true" -canonicalize -cse -attn-pipeline="num-stages=2" | FileCheck %s --check-prefix=PIPE
 
 // kv-in-place (the CPU's decode form): only Q is copied into a tile buffer;
@@ -24,7 +25,8 @@
 // CHECK: } {attn.kv_loop}
 
 // Lowered for the CPU, dot products over D (bf16 rows widened to f32 in registers,
-// partial sums reduced across lanes), no transposing copy of K. Each K row 16
+// partial sums reduced across lanes), no transposing copy of K: 4 rows x 3 keys
+// at a time on AVX2, one lane reduction per dot product. Each K row 16
 // ahead is prefetched in K itself (the view's source), its row index clamped to
 // Lk - 1 rather than to the block: near a block's end the prefetch reaches into
 // the next block. One prefetch per 64-byte line (32 bf16).
@@ -46,6 +48,15 @@
 // CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[128, 1], offset: ?>>, vector<8xbf16>
 // CPU: vector.fma {{.*}} : vector<8xf32>
 // CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+// AVX-512's 16 lanes: 4 rows x 4 keys, 16 dot products in one tree of 4 rounds.
+// CPU16-LABEL: func @decode_gqa
+// CPU16: scf.for %{{.*}} = %c0{{.*}} to %{{.*}} step %c4
+// CPU16: vector.fma {{.*}} : vector<16xf32>
+// CPU16: vector.shuffle %{{.*}}#0, %{{.*}}#8 [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23] : vector<16xf32>, vector<16xf32>
+// CPU16: vector.shuffle {{.*}} [0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30] : vector<16xf32>, vector<16xf32>
+// CPU16-NOT: vector.reduction
+// CPU16: vector.extract_strided_slice {{.*}} {offsets = [12], sizes = [4], strides = [1]} : vector<16xf32> to vector<4xf32>
+// CPU16: vector.store {{.*}} : memref<4x64xf32>, vector<4xf32>
 // P.V prefetches V's rows the same way.
 // CPU: memref.prefetch %[[V]][{{.*}}], read, locality<3>, data : memref<?x1x?x128xbf16>
 // CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[128, 1], offset: ?>>, vector<8xbf16>
