@@ -101,10 +101,11 @@ func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor
 // CHECK:   %[[FIRST:.*]] = arith.remui %[[ROW]], %{{.*}}
 // CHECK:   %[[LEFT:.*]] = arith.subi %{{.*}}, %[[FIRST]]
 // CHECK:   %[[N:.*]] = arith.minsi %[[ROWS]], %[[LEFT]]
-// The next block's page is prefetched (a row of 32 bf16 is one 64-byte line).
+// The next block's page is prefetched (a row of 32 bf16 is one 64-byte line),
+// into L1 (locality 3): the page's rows go straight into the FMA loops.
 // CHECK:   scf.for
-// CHECK:     memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<1>, data
-// CHECK:     memref.prefetch %[[V]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<1>, data
+// CHECK:     memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<3>, data
+// CHECK:     memref.prefetch %[[V]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<3>, data
 // CHECK:   }
 // CHECK:   %[[KV:.*]] = memref.subview %[[K]][%[[PAGE]], %{{.*}}, %[[FIRST]], 0] [1, 1, %[[N]], 32] [1, 1, 1, 1]
 // CHECK:   %[[VV:.*]] = memref.subview %[[V]][%[[PAGE]], %{{.*}}, %[[FIRST]], 0] [1, 1, %[[N]], 32] [1, 1, 1, 1]
