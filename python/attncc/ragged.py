@@ -15,10 +15,12 @@ dtype, heads, head dims, variants and paged or not; any page size).
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from .compiler import compile_graph
@@ -136,7 +138,7 @@ def _static_page(opts: CompileOptions, query_len: int, page_size: int,
     at page-aligned keys (attn.ragged_attention's contract)."""
     if page_size < 16 or page_size & (page_size - 1):
         return None
-    if not opts.resolved("cpu", query_len).kv_in_place:
+    if not _kv_in_place(opts, query_len):
         return None
     return page_size if bool((k_start % page_size == 0).all()) else None
 
@@ -192,11 +194,16 @@ def _work_table(bm: int, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tens
     order: long blocks first balance the threads' loads). `packed_rows` > 0:
     decode with the GQA group as the query rows (q seen as [T, Hkv, G, D])."""
     if packed_rows:
-        seq = torch.nonzero(lq > 0).flatten()
-        n = seq.numel()
-        cols = [q_start[seq], torch.zeros(n, dtype=torch.int64),
-                torch.full((n,), packed_rows, dtype=torch.int64), kb[seq], k_start[seq],
-                lk[seq], torch.zeros(n, dtype=torch.int64)]
+        # numpy: a decode step's table is small, and numpy's per-call cost
+        # is a fraction of torch's (this path runs every decode step).
+        keep = (lq > 0).numpy()
+        cols = [t.numpy()[keep] for t in (q_start, kb, k_start, lk)]
+        work = np.zeros((len(cols[0]), 7), dtype=np.int32)
+        work[:, 0], work[:, 2], work[:, 3], work[:, 4], work[:, 5] = (
+            cols[0], packed_rows, cols[1], cols[2], cols[3])
+        if len(work) > 1:
+            work = work[np.argsort(-work[:, 5], kind="stable")]
+        return torch.from_numpy(work)
     else:
         nb = (lq + bm - 1) // bm
         seq = torch.repeat_interleave(torch.arange(lq.numel()), nb)
@@ -222,6 +229,30 @@ def _query_blocks(lq: torch.Tensor, opts: CompileOptions) -> torch.Tensor:
     return torch.where(lq == 1, 1, p2.clamp(16, 256).to(torch.int64))
 
 
+_OPTIONS: dict = {}
+
+
+def _options(options: dict[str, Any]) -> CompileOptions:
+    """CompileOptions of a call's keyword options, made once per distinct set
+    (a decode step calls this per layer; making and checking them took ~20 us)."""
+    try:
+        key = tuple(sorted(options.items()))
+        hash(key)
+    except TypeError:
+        return CompileOptions.from_kwargs(options)
+    opts = _OPTIONS.get(key)
+    if opts is None:
+        opts = CompileOptions.from_kwargs(options)
+        if len(_OPTIONS) < 256:
+            _OPTIONS[key] = opts
+    return opts
+
+
+@functools.lru_cache(maxsize=256)
+def _kv_in_place(opts: CompileOptions, query_len: int) -> bool:
+    return bool(opts.resolved("cpu", query_len).kv_in_place)
+
+
 def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
          sink, options: dict[str, Any], return_lse: bool = False,
          num_splits: Optional[int] = None):
@@ -234,7 +265,7 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     that a decode token or a short chunk batched with a long prefill does not
     compute a 256-row block for its one row (a 2k-prefill + 31-decode batch
     ran 100x slower that way). Within a launch, work is split by query blocks."""
-    opts = CompileOptions.from_kwargs(options)
+    opts = _options(options)
     T, Hq, D = q.shape
     Hkv, Dv = k4.shape[1], v4.shape[3]
     out = q.new_empty((T, Hq, Dv))
@@ -428,23 +459,26 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     lq = cq[1:] - cq[:-1]
     if cu_seqlens_q is not None and max_seqlen_q is not None:
         _check_max("max_seqlen_q", max_seqlen_q, lq)
-    if bool((lens < 0).any()):
+    # The checks in numpy on the index tensors' memory: a decode step runs
+    # them per layer, and numpy's per-operation cost is a fraction of torch's.
+    ln, tb = lens.numpy(), table.numpy()
+    if (ln < 0).any():
         raise InputError("seq_lens must be non-negative")
-    if bool((lens < lq).any()):
+    if (ln < lq.numpy()).any():
         raise InputError("seq_lens must count each sequence's new tokens too (seq_lens >= "
                          "query tokens per sequence)")
     if P == 0:
         raise InputError("the cache's page_size is 0")
-    pages_needed = (lens + P - 1) // P
-    if bool((pages_needed > table.shape[1]).any()):
-        s = int(torch.nonzero(pages_needed > table.shape[1])[0])
-        raise InputError(f"seq_lens[{s}] = {int(lens[s])} needs {int(pages_needed[s])} pages of "
-                         f"{P}, block_table has {table.shape[1]} per sequence")
-    used = torch.arange(table.shape[1])[None, :] < pages_needed[:, None]
-    bad = used & ((table < 0) | (table >= num_pages))
-    if bool(bad.any()):
-        s, i = (int(x) for x in torch.nonzero(bad)[0])
-        raise InputError(f"block_table[{s}, {i}] = {int(table[s, i])} is not a page of the "
+    pages_needed = (ln + P - 1) // P
+    if (pages_needed > tb.shape[1]).any():
+        s = int(np.flatnonzero(pages_needed > tb.shape[1])[0])
+        raise InputError(f"seq_lens[{s}] = {int(ln[s])} needs {int(pages_needed[s])} pages of "
+                         f"{P}, block_table has {tb.shape[1]} per sequence")
+    used = np.arange(tb.shape[1])[None, :] < pages_needed[:, None]
+    bad = used & ((tb < 0) | (tb >= num_pages))
+    if bad.any():
+        s, i = (int(x) for x in np.argwhere(bad)[0])
+        raise InputError(f"block_table[{s}, {i}] = {int(tb[s, i])} is not a page of the "
                          f"cache (0 <= page < {num_pages})")
     scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
