@@ -19,12 +19,7 @@ namespace mlir::attn::cpu_lowering {
 static SmallVector<Value> transposeSquare(ImplicitLocOpBuilder &b, SmallVector<Value> rows) {
   int64_t n = rows.size();
   for (int64_t half = n / 2; half >= 1; half /= 2) {
-    SmallVector<int64_t> lowMask, highMask;
-    for (int64_t j = 0; j < n; ++j) {
-      bool upper = j & half;
-      lowMask.push_back(upper ? n + (j - half) : j);
-      highMask.push_back(upper ? n + j : j + half);
-    }
+    auto [lowMask, highMask] = bitSwapMasks(n, half);
     SmallVector<Value> next(rows);
     for (int64_t i = 0; i < n; ++i) {
       if (i & half)

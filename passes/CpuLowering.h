@@ -36,6 +36,21 @@ inline bool hasUnitInnerStride(MemRefType t) {
 /// The CPU's vector helpers, on top of the target-neutral IRBuild (scalar
 /// constants, index arithmetic, dims, loops, branches). `ib` is the same
 /// builder as IRBuild::b, at the lowered op's location.
+/// The two-source shuffle masks (lanes of two w-lane vectors x, y) that swap
+/// bit h of the lane index with the vector index: `low` has x's lanes with
+/// bit h clear and, where it is set, y's lane j - h; `high` x's lane j + h
+/// where bit h is clear and y's lanes where it is set. Register transposes
+/// and transposing reductions are log2 rounds of these.
+inline std::pair<SmallVector<int64_t>, SmallVector<int64_t>> bitSwapMasks(int64_t w, int64_t h) {
+  SmallVector<int64_t> low, high;
+  for (int64_t j = 0; j < w; ++j) {
+    bool upper = j & h;
+    low.push_back(upper ? w + (j - h) : j);
+    high.push_back(upper ? w + j : j + h);
+  }
+  return {low, high};
+}
+
 struct CpuEmitter : IRBuild {
   ImplicitLocOpBuilder &ib;
   int64_t W;                           // f32 lanes per vector
@@ -212,12 +227,7 @@ struct CpuEmitter : IRBuild {
     int64_t w = cast<VectorType>(rows[0].getType()).getNumElements();
     assert(llvm::isPowerOf2_64(n) && n >= 2 && n <= w && "transposeReduce: n vectors of w >= n lanes");
     for (int64_t h = n / 2; h >= 1; h /= 2) {
-      SmallVector<int64_t> lowMask, highMask;
-      for (int64_t j = 0; j < w; ++j) {
-        bool upper = j & h;
-        lowMask.push_back(upper ? w + (j - h) : j);
-        highMask.push_back(upper ? w + j : j + h);
-      }
+      auto [lowMask, highMask] = bitSwapMasks(w, h);
       SmallVector<Value> next;
       for (int64_t r = 0; r < h; ++r) {
         Value lo = vector::ShuffleOp::create(ib, rows[r], rows[r + h], lowMask);
