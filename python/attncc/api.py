@@ -295,21 +295,12 @@ def compile(fn: Optional[Callable] = None, target: str = "cpu", *,
 # -- attncc.attention ---------------------------------------------------------------------------
 
 _ATTENTION_CACHE = _LRU(128)
-_OPTIONS_CACHE: dict = {}
 
 
 def _cached_options(target: str, options: dict[str, Any]) -> CompileOptions:
-    try:
-        key = (target, tuple(sorted(options.items())))
-        hash(key)
-    except TypeError:
-        return _compile_options(target, options)
-    opts = _OPTIONS_CACHE.get(key)
-    if opts is None:
-        opts = _compile_options(target, options)
-        if len(_OPTIONS_CACHE) < 256:
-            _OPTIONS_CACHE[key] = opts
-    return opts
+    if not isinstance(target, str) or target not in TARGETS:
+        raise OptionError(f"unknown target {target!r}; expected one of {TARGETS}")
+    return CompileOptions.cached(options)
 
 
 def _check_qkv(q: Any, k: Any, v: Any, target: str) -> None:

@@ -29,6 +29,8 @@ KV_IN_PLACE_MAX_ROWS = 16
 # torch's OpenMP pool (frontend/split_kv.team_size).
 CPU_MIN_TASK_WORK = 1 << 17
 
+_FROM_KWARGS: dict = {}   # CompileOptions.cached
+
 
 def _torch_threads() -> int:
     return max(1, torch.get_num_threads())
@@ -136,6 +138,23 @@ class CompileOptions:
         if unknown:
             raise OptionError(f"unknown option(s) {unknown}; expected some of {sorted(known)}")
         return cls(**kwargs)
+
+    @classmethod
+    def cached(cls, kwargs: Mapping[str, Any]) -> "CompileOptions":
+        """`from_kwargs`, made once per distinct set of keyword options (the
+        attention APIs are called per layer per step; making and checking the
+        options each time took ~20 us). Unhashable values are not cached."""
+        try:
+            key = tuple(sorted(kwargs.items()))
+            hash(key)
+        except TypeError:
+            return cls.from_kwargs(kwargs)
+        opts = _FROM_KWARGS.get(key)
+        if opts is None:
+            opts = cls.from_kwargs(kwargs)
+            if len(_FROM_KWARGS) < 256:
+                _FROM_KWARGS[key] = opts
+        return opts
 
     def resolved(self, target: str, query_len: Optional[int]) -> "CompileOptions":
         """These options with every default filled in for `target` (a target of

@@ -229,25 +229,6 @@ def _query_blocks(lq: torch.Tensor, opts: CompileOptions) -> torch.Tensor:
     return torch.where(lq == 1, 1, p2.clamp(16, 256).to(torch.int64))
 
 
-_OPTIONS: dict = {}
-
-
-def _options(options: dict[str, Any]) -> CompileOptions:
-    """CompileOptions of a call's keyword options, made once per distinct set
-    (a decode step calls this per layer; making and checking them took ~20 us)."""
-    try:
-        key = tuple(sorted(options.items()))
-        hash(key)
-    except TypeError:
-        return CompileOptions.from_kwargs(options)
-    opts = _OPTIONS.get(key)
-    if opts is None:
-        opts = CompileOptions.from_kwargs(options)
-        if len(_OPTIONS) < 256:
-            _OPTIONS[key] = opts
-    return opts
-
-
 @functools.lru_cache(maxsize=256)
 def _kv_in_place(opts: CompileOptions, query_len: int) -> bool:
     return bool(opts.resolved("cpu", query_len).kv_in_place)
@@ -265,7 +246,7 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     that a decode token or a short chunk batched with a long prefill does not
     compute a 256-row block for its one row (a 2k-prefill + 31-decode batch
     ran 100x slower that way). Within a launch, work is split by query blocks."""
-    opts = _options(options)
+    opts = CompileOptions.cached(options)
     T, Hq, D = q.shape
     Hkv, Dv = k4.shape[1], v4.shape[3]
     out = q.new_empty((T, Hq, Dv))
