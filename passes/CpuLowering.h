@@ -33,9 +33,6 @@ inline bool hasUnitInnerStride(MemRefType t) {
   return strides.back() == 1;
 }
 
-/// The CPU's vector helpers, on top of the target-neutral IRBuild (scalar
-/// constants, index arithmetic, dims, loops, branches). `ib` is the same
-/// builder as IRBuild::b, at the lowered op's location.
 /// The two-source shuffle masks (lanes of two w-lane vectors x, y) that swap
 /// bit h of the lane index with the vector index: `low` has x's lanes with
 /// bit h clear and, where it is set, y's lane j - h; `high` x's lane j + h
@@ -51,6 +48,9 @@ inline std::pair<SmallVector<int64_t>, SmallVector<int64_t>> bitSwapMasks(int64_
   return {low, high};
 }
 
+/// The CPU's vector helpers, on top of the target-neutral IRBuild (scalar
+/// constants, index arithmetic, dims, loops, branches). `ib` is the same
+/// builder as IRBuild::b, at the lowered op's location.
 struct CpuEmitter : IRBuild {
   ImplicitLocOpBuilder &ib;
   int64_t W;                           // f32 lanes per vector
