@@ -43,7 +43,7 @@ from attncc.cli.progress import Progress
 from attncc.compiler import compile_graph
 from attncc.options import CompileOptions
 from attncc.targets import cpu as cpu_target
-from fma_peak import fma_peak_flops
+from fma_peak import best_seconds, fma_peak_flops
 
 
 def alternating_blocks_ms(fns, repeats: int, rounds: int = 3) -> list[float]:
@@ -71,24 +71,14 @@ def gemm_flops(n: int = 2048, tries: int = 8) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
     torch.mm(a, b)
-    best = float("inf")
-    for _ in range(tries):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best
+    return 2 * n ** 3 / best_seconds(lambda: torch.mm(a, b), tries)
 
 
 def read_bandwidth(mib: int = 512, tries: int = 5) -> float:
     """Bytes/s of torch.sum over a `mib` MiB fp32 tensor (best of `tries`)."""
     x = torch.ones(mib * 2 ** 20 // 4)
     x.sum()
-    best = float("inf")
-    for _ in range(tries):
-        t0 = time.perf_counter()
-        x.sum()
-        best = min(best, time.perf_counter() - t0)
-    return x.numel() * 4 / best
+    return x.numel() * 4 / best_seconds(x.sum, tries)
 
 
 def cpuinfo_vector_flags() -> str:
