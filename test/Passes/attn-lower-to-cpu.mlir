@@ -294,3 +294,38 @@ func.func @tiled(%q: memref<1x2x100x16xf16>, %k: memref<1x2x100x16xf16>,
   }
   return
 }
+
+// -----
+
+// Q K^T with K's rows where they are (transposed, the decode form), added to
+// c. 16 lanes: 4 rows x 4 keys, the 16 dot products reduced by one shuffle
+// tree (4 rounds: bit 3 of the lane swapped with vector 8, ..., bit 0), each
+// row's 4 scores then added to c and stored as one vector. 8 lanes: no tree
+// (the tree's block sizing is for 16 lanes); this RUN line's 6 x 4 budget
+// gives 4 rows x 6 keys, each dot product with its own lane reduction.
+// CHECK-LABEL: func.func @dots_accumulate
+// CHECK: %[[ACC:.*]]:16 = scf.for %{{.*}} = %{{.*}} to %c64 step %c16
+// CHECK: vector.fma {{.*}} : vector<16xf32>
+// CHECK-NOT: vector.reduction
+// CHECK: vector.shuffle %[[ACC]]#0, %[[ACC]]#8 [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]
+// CHECK: vector.shuffle {{.*}} [0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27]
+// CHECK: vector.shuffle {{.*}} [0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29]
+// CHECK: %[[LO:.*]] = vector.shuffle {{.*}} [0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30]
+// CHECK: %[[HI:.*]] = vector.shuffle {{.*}} [1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31]
+// CHECK: %[[ALL:.*]] = arith.addf %[[LO]], %[[HI]] fastmath<reassoc> : vector<16xf32>
+// CHECK: %[[ROW0:.*]] = vector.extract_strided_slice %[[ALL]] {offsets = [0], sizes = [4], strides = [1]}
+// CHECK: %[[OLD:.*]] = vector.load %arg2[%{{.*}}, %{{.*}}] : memref<4x32xf32>, vector<4xf32>
+// CHECK: %[[NEW:.*]] = arith.addf %[[ROW0]], %[[OLD]] : vector<4xf32>
+// CHECK: vector.store %[[NEW]], %arg2[%{{.*}}, %{{.*}}] : memref<4x32xf32>, vector<4xf32>
+// CHECK: vector.extract_strided_slice %[[ALL]] {offsets = [12], sizes = [4], strides = [1]}
+// W8-LABEL: func.func @dots_accumulate
+// W8: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c6
+// W8: vector.fma {{.*}} : vector<8xf32>
+// W8-NOT: vector.shuffle
+// W8: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+// W8: memref.load %arg2
+// W8: memref.store {{.*}}, %arg2
+func.func @dots_accumulate(%a: memref<4x64xf32>, %b: memref<?x64xf32>, %c: memref<4x32xf32>) {
+  attn.tile_matmul %a, %b transposed into %c accumulate : memref<4x64xf32>, memref<?x64xf32>, memref<4x32xf32>
+  return
+}

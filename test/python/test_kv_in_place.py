@@ -22,6 +22,7 @@ import attncc
 from attncc.compiler import compile_graph
 from attncc.graph import Graph
 from attncc.options import KV_IN_PLACE_MAX_ROWS, CompileOptions, OptionError
+from attncc.targets import cpu as cpu_target
 
 from test_split_kv import DTYPES, STRUCTURES, Structure, case_of, inputs
 from test_variants import FLOOR, reference
@@ -45,6 +46,7 @@ class Call:
     in_place: bool
     block_n: int = 16
     seed: int = 0
+    cpu: str = "host"
 
     def describe(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -57,7 +59,7 @@ def check(call: Call) -> None:
     out = attncc.attention(q, k, v, attn_mask=mask, causal=s.causal, window=s.window,
                            softcap=s.softcap, alibi_slopes=slopes, sinks=sinks,
                            kv_in_place=call.in_place, block_n=call.block_n, num_threads=1,
-                           num_splits=1)
+                           num_splits=1, cpu=call.cpu)
     c = replace(case_of(s, call.batch, call.lq, call.lk), dtype="f32")  # reference only
     ref = reference(c, q, k, v, slopes, sinks)
     assert out.shape == ref.shape and out.dtype == q.dtype, call.describe()
@@ -79,6 +81,22 @@ def test_forms_match_reference(name, in_place):
     check(Call(name, batch=2, lq=1, lk=75, in_place=in_place))
     check(Call(name, batch=1, lq=5, lk=40, in_place=in_place, seed=1))
     check(Call(name, batch=1, lq=1, lk=1, in_place=in_place, seed=2))
+
+
+@pytest.mark.parametrize("cpu", ["x86-64-v3", "x86-64-v4"])
+@pytest.mark.parametrize("name", ["gqa_plain", "mqa_window_softcap_sinks_bf16",
+                                  "causal_bottom_right_alibi", "gqa8_d96_bf16"])
+def test_dot_product_blocks_of_each_width(cpu, name):
+    """The dot products' register blocks and their reductions on 8 and 16
+    lanes: 4 rows x 4 keys in one shuffle tree on 16 lanes, 4 x 3 with lane
+    reductions on 8, the trees of the 1- and 2-row blocks (MHA, GQA 2) and of
+    the key remainders (75 keys: 16-key blocks end in 11 keys, 3 past a
+    multiple of 4 and of 2 x 4)."""
+    missing = cpu_target.missing_features(cpu_target.ISAS[cpu])
+    if missing:
+        pytest.skip(f"this host cannot run {cpu} code (lacks {', '.join(missing)})")
+    check(Call(name, batch=2, lq=1, lk=75, in_place=True, cpu=cpu))
+    check(Call(name, batch=1, lq=3, lk=75, in_place=True, block_n=64, seed=4, cpu=cpu))
 
 
 @pytest.mark.parametrize("name", ["causal_bottom_right_alibi", "mqa_window_softcap_sinks_bf16"])
