@@ -221,7 +221,10 @@ struct CpuEmitter : IRBuild {
   /// vector r + h, each over a pair of lanes; then, where n < w, log2(w / n)
   /// halvings (lanes l and l + n carry the same vector). About 3 (n - 1) + 2
   /// log2(w / n) instructions for n reductions, against ~2 log2(w) + 1 for
-  /// each `vector.reduction`.
+  /// each `vector.reduction`. Upstream's nearest form, vector.multi_reduction
+  /// over [n, w] with the inner-parallel lowering, transposes all n vectors
+  /// first (n log2(n) shuffles) and adds after; here each round halves the
+  /// vectors it shuffles.
   Value transposeReduce(SmallVector<Value> rows, function_ref<Value(Value, Value)> combine) {
     int64_t n = rows.size();
     int64_t w = cast<VectorType>(rows[0].getType()).getNumElements();
