@@ -96,6 +96,8 @@ LogicalResult Lowering::lowerTileOps() {
       lowerSoftmax(sm);
     } else if (auto st = dyn_cast<TileStoreOp>(op)) {
       lowerStore(st);
+    } else if (auto ls = dyn_cast<TileLseOp>(op)) {
+      lowerLse(ls);
     } else if (auto fill = dyn_cast<linalg::FillOp>(op)) {
       if (failed(lowerFill(fill)))
         return failure();
@@ -129,7 +131,8 @@ LogicalResult Lowering::run() {
   // The runtime reads which argument is which (output shape, checks).
   SmallVector<NamedAttribute> roles;
   for (auto [name, v] : {std::pair<StringRef, int64_t>{"q", p.qArg}, {"k", p.kArg}, {"v", p.vArg},
-                         {"bias", p.biasArg}, {"out", p.outArg}})
+                         {"bias", p.biasArg}, {"out", p.outArg},
+                          {"lse", p.lseArg}})
     if (v >= 0)
       roles.push_back(b.getNamedAttr(name, b.getI64IntegerAttr(v)));
   p.func->setAttr("attn.gpu_args", b.getDictionaryAttr(roles));
@@ -183,14 +186,10 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
                        "attn.gather_tile) is not supported by attn-lower-to-gpu yet");
         return signalPassFailure();
       }
-      // Split-KV and the log-sum-exp output (attn-tile's split-kv / lse
-      // forms) have no GPU lowering yet: refused by name, before analysis.
+      // Split-KV (attn-tile's split-kv form: a second grid merges the
+      // splits) has no GPU lowering yet: refused by name, before analysis.
       Operation *cpuOnly = nullptr;
-      func.walk([&](Operation *op) {
-        // The combine names the split form (whose splits also write LSEs).
-        if (isa<TileCombineOp>(op) || (!cpuOnly && isa<TileLseOp>(op)))
-          cpuOnly = op;
-      });
+      func.walk([&](TileCombineOp op) { cpuOnly = op; });
       // attn-tile's bf16-pairs form is the CPU's AMX layout; the GPU's
       // tensor cores take bf16 tiles as they are (mma.sync fragments).
       Operation *pairs = nullptr;
@@ -207,10 +206,8 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
         return signalPassFailure();
       }
       if (cpuOnly) {
-        cpuOnly->emitError("attn-lower-to-gpu: ")
-            << (isa<TileCombineOp>(cpuOnly) ? "split-KV (num_splits > 1, attn.tile_combine)"
-                                            : "the log-sum-exp output (return_lse, attn.tile_lse)")
-            << " is not supported by attn-lower-to-gpu yet";
+        cpuOnly->emitError("attn-lower-to-gpu: split-KV (num_splits > 1, attn.tile_combine) is "
+                           "not supported by attn-lower-to-gpu yet");
         return signalPassFailure();
       }
       bool failedAnalysis = false;

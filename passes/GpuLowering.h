@@ -55,7 +55,7 @@ struct Plan {
   bool wgmma = false; // sm_90a warpgroup path (else mma.sync)
   bool tma = false;   // TMA loads on mbarriers (wgmma only; else cp.async)
   // Host function arguments by role (-1: absent), recorded as attn.gpu_args.
-  int64_t qArg = -1, kArg = -1, vArg = -1, biasArg = -1, outArg = -1;
+  int64_t qArg = -1, kArg = -1, vArg = -1, biasArg = -1, outArg = -1, lseArg = -1;
   int64_t smemBytes = 0, qBytes = 0, kBytes = 0, vBytes = 0;
 };
 
@@ -149,6 +149,7 @@ struct Lowering : IRBuild {
   void lowerBias(TileBiasOp op);
   void lowerSoftmax(TileSoftmaxOp op);
   void lowerStore(TileStoreOp op);
+  void lowerLse(TileLseOp op);
   LogicalResult lowerFill(linalg::FillOp op);
   // GpuScores.cpp: score variants on fragments (soft-capping, ALiBi).
   Value rcp(Value x);

@@ -47,7 +47,7 @@ Value rootOf(Value v) {
 
 bool isTileOp(Operation *op) {
   return isa<CopyTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftcapOp, TileAlibiOp,
-             TileSoftmaxOp, TileStoreOp>(op);
+             TileSoftmaxOp, TileStoreOp, TileLseOp>(op);
 }
 
 static int64_t smemLimit(StringRef chip) {
@@ -172,6 +172,11 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
       Type ot = st.getDest().getType().getElementType();
       if (!ot.isF16() && !ot.isBF16() && !ot.isF32())
         return fail(op, "the output must be f16, bf16 or f32");
+    } else if (auto ls = dyn_cast<TileLseOp>(op)) {
+      if (rootOf(ls.getMax()) != p.mx || rootOf(ls.getSum()) != p.sum)
+        return fail(op, "tile_lse must read the running max and sum of tile_softmax");
+      if (!isa<BlockArgument>(ls.getDest()))
+        return fail(op, "tile_lse must write a function argument");
     } else if (auto mk = dyn_cast<TileMaskOp>(op)) {
       if (rootOf(mk.getScores()) != p.s)
         return fail(op, "tile_mask must mask the score tile");
@@ -197,6 +202,8 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
       p.outArg = argNo(st.getDest());
     if (auto bi = dyn_cast<TileBiasOp>(op))
       p.biasArg = argNo(bi.getBias());
+    if (auto ls = dyn_cast<TileLseOp>(op))
+      p.lseArg = argNo(ls.getDest());
   }
   if (p.outArg < 0)
     return fail(where, "the tile program must store its output into a function argument");

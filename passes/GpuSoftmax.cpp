@@ -210,6 +210,33 @@ void Lowering::lowerStore(TileStoreOp op) {
   }
 }
 
+/// lse = max + ln(sum) per row (-inf for a row no key reached: sum 0), the
+/// max and the quad-reduced sum of the online softmax as tile_store saw
+/// them. ln via `lg2.approx.ftz.f32` (max error 2^-22 on [1, 2) mantissas;
+/// sum >= 1 when nonzero, as the row max contributes exp(0)), not math.log,
+/// a libdevice call. One lane per quad writes the row's value.
+void Lowering::lowerLse(TileLseOp op) {
+  IRBuild &o = *this;
+  Value zero = f32(0.0), ln2 = f32(0.69314718055994531);
+  Value negInf = f32(-std::numeric_limits<double>::infinity());
+  Value firstOfQuad = cmpi(arith::CmpIPredicate::eq, remui(lane, 4), idx(0));
+  for (int64_t h = 0; h < 2; ++h) {
+    Value total = quadReduce(load(sumFrag, h), /*isMax=*/false);
+    Value lg2 = LLVM::CallIntrinsicOp::create(b, loc, b.getF32Type(),
+                                              b.getStringAttr("llvm.nvvm.lg2.approx.ftz.f"),
+                                              ValueRange{total})
+                    .getResult(0);
+    Value isZero = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, total, zero);
+    Value lse = sel(isZero, negInf, fma(lg2, ln2, load(mxFrag, h)));
+    Value row = addi(warpRow, gl::accumulatorElement(o, lane, 2 * h).first);
+    Value write = arith::AndIOp::create(b, loc, firstOfQuad, lt(row, op.getValid()));
+    ifThen(write, [&] {
+      memref::StoreOp::create(b, loc, lse, op.getDest(),
+                              ValueRange{op.getBatch(), op.getHead(), addi(op.getRow(), row)});
+    });
+  }
+}
+
 LogicalResult Lowering::lowerFill(linalg::FillOp op) {
   Value root = rootOf(op.getOutputs()[0]);
   Value buf = root == p.acc ? accFrag : root == p.mx ? mxFrag : root == p.sum ? sumFrag

@@ -121,8 +121,25 @@ def emulate_tensors(gpu_stage_ir: str, ts: list[torch.Tensor], elts: list[str], 
     def arr(t):
         return t.float().numpy().copy() if t.dtype == torch.bfloat16 else t.numpy().copy()
 
+    out, _, stats = emulate_with_outputs(gpu_stage_ir, ts, elts, out_shape, out_elt,
+                                         smem_base=smem_base)
+    return out, stats
+
+
+def emulate_with_outputs(gpu_stage_ir: str, ts: list[torch.Tensor], elts: list[str],
+                         out_shape: tuple, out_elt: str, after_out: tuple[tuple, ...] = (),
+                         smem_base: int = 0) -> tuple[torch.Tensor, list[torch.Tensor], dict]:
+    """`emulate_tensors` for kernels that take f32 arguments after `out` (the
+    lse form: `after_out` = their shapes). Those start as NaN, so an element
+    the kernel does not write shows. Returns (out, [after_out...], stats)."""
+    def arr(t):
+        return t.float().numpy().copy() if t.dtype == torch.bfloat16 else t.numpy().copy()
+
     out_np = np.zeros(out_shape, np.float16 if out_elt == "f16" else np.float32)
+    extra = [np.full(shape, np.nan, np.float32) for shape in after_out]
     with context.mlir_context():
         prog = emu.Program(ir.Module.parse(gpu_stage_ir), smem_base=smem_base)
-        stats = prog.run("attention", *[arr(t) for t in ts], out_np, elts=list(elts) + [out_elt])
-    return torch.from_numpy(out_np.astype(np.float32)), stats
+        stats = prog.run("attention", *[arr(t) for t in ts], out_np, *extra,
+                         elts=list(elts) + [out_elt] + ["f32"] * len(extra))
+    return (torch.from_numpy(out_np.astype(np.float32)), [torch.from_numpy(e) for e in extra],
+            stats)

@@ -185,17 +185,18 @@ def workspaces(q: torch.Tensor, Dv: int, splits: int, split_kernel: bool,
     workspaces of these shapes serve again (a decode loop allocates nothing
     per step; thread-local, as two threads may run kernels at once)."""
     B, H, L = q.shape[:3]
-    key = (B, H, L, Dv, splits, split_kernel)
+    key = (B, H, L, Dv, splits, split_kernel, q.device)
     if reuse:
         pool = _pool()
         got = pool.get(key)
         if got is not None:
             return got
-    lse = torch.empty((B, H, L), dtype=torch.float32)
+    f32 = dict(dtype=torch.float32, device=q.device)
+    lse = torch.empty((B, H, L), **f32)
     made: tuple[torch.Tensor, ...] = (lse,)
     if split_kernel:
-        made = (lse, torch.empty((splits * B, H, L, Dv), dtype=torch.float32),
-                torch.empty((splits * B, H, L), dtype=torch.float32))
+        made = (lse, torch.empty((splits * B, H, L, Dv), **f32),
+                torch.empty((splits * B, H, L), **f32))
     if reuse:
         if len(pool) >= _POOL_SIZE:
             pool.pop(next(iter(pool)))

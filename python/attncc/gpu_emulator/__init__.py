@@ -38,7 +38,7 @@ thread scheduling (lockstep only); shuffle modes other than xor over a full
 warp; 2-D / 3-D thread blocks; mma shapes other than m16n8k16; wgmma other
 than m64nNk16 f16 / bf16 -> f32; TMA multicast and 4-byte TMA elements;
 stores to shared memory other than cp.async / TMA; non-splat vector
-constants; intrinsics other than ex2. An op it does not know raises
+constants; intrinsics other than ex2, rcp and lg2. An op it does not know raises
 SimError ("the emulator does not know ...").
 
 Layout: machine.py (values, memory spaces, block state), interpreter.py (op

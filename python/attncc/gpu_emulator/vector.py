@@ -95,14 +95,17 @@ class VectorOps:
 
     # ---- llvm / nvvm
     # The PTX approximations, modeled as the correctly rounded f32 result:
-    # ex2.approx.ftz (max relative error 2^-22 on hardware) and rcp.approx.ftz
-    # (max 1 ulp). Subnormal inputs and results are not flushed here. exp2 is
+    # ex2.approx.ftz (max relative error 2^-22 on hardware), rcp.approx.ftz
+    # (max 1 ulp) and lg2.approx.ftz. Subnormal inputs and results are not
+    # flushed here. exp2 is
     # taken in f64 and rounded once: numpy's own f32 exp2 is not correctly
     # rounded where it dispatches to AVX-512 code (1 ulp off on such hosts).
     _INTRINSICS = {
         "llvm.nvvm.ex2.approx.ftz.f": lambda x: np.exp2(x.astype(np.float64)),
         "llvm.nvvm.ex2.approx.f": lambda x: np.exp2(x.astype(np.float64)),
         "llvm.nvvm.rcp.approx.ftz.f": lambda x: np.float32(1.0) / x,
+        # lg2.approx.ftz: max absolute error 2^-22 on hardware (the mantissa's log).
+        "llvm.nvvm.lg2.approx.ftz.f": lambda x: np.log2(x.astype(np.float64)),
     }
 
     def op_llvm_call_intrinsic(self, o):

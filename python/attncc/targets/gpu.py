@@ -291,7 +291,7 @@ def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
     roles = {}
     if "attn.gpu_args" in host.attributes:
         d = ir.DictAttr(host.attributes["attn.gpu_args"])
-        for name in ("q", "k", "v", "bias", "out"):
+        for name in ("q", "k", "v", "bias", "out", "lse"):
             if name in d:
                 roles[name] = int(ir.IntegerAttr(d[name]).value)
     host_args = []

@@ -175,16 +175,24 @@ class CudaKernel:
             return self._functions[device_index]
 
     # ---- arguments
-    def _inputs(self, tensors):
+    def _out_index(self) -> int:
+        """The output's host argument: the last one, or (the lse form) the
+        one before the lse."""
+        return self.metadata.get("roles", {}).get("out", len(self.metadata["host_args"]) - 1)
+
+    def _inputs(self, tensors, first: int = 0, device=None):
+        """Checks `tensors` against host arguments first, first + 1, ...:
+        the inputs (all before `out`), or with `first` past `out` the extra
+        arguments after it."""
         import torch
 
         host = self.metadata["host_args"]
-        n_in = len(host) - 1
+        n_in = (self._out_index() if first == 0 else len(host)) - first
         if len(tensors) != n_in:
-            raise InputError(f"the kernel takes {n_in} tensors, got {len(tensors)}")
+            what = "tensors" if first == 0 else "extra tensors after the output"
+            raise InputError(f"the kernel takes {n_in} {what}, got {len(tensors)}")
         out = []
-        device = None
-        for i, (t, spec) in enumerate(zip(tensors, host[:n_in])):
+        for i, (t, spec) in enumerate(zip(tensors, host[first:first + n_in]), first):
             if not isinstance(t, torch.Tensor):
                 raise InputError(f"argument {i} is not a tensor")
             if t.device.type != "cuda":
@@ -197,7 +205,10 @@ class CudaKernel:
             if t.dtype != want:
                 raise InputError(f"argument {i} has dtype {t.dtype}, the kernel takes {want}")
             self._check_shape(i, t.shape, spec["shape"])
-            out.append(self._aligned(t))
+            if first and (not t.is_contiguous() or t.data_ptr() % 16):
+                raise InputError(f"argument {i} is written in place: it must be contiguous and "
+                                 f"16-byte aligned")
+            out.append(t if first else self._aligned(t))
         return out, device
 
     @staticmethod
@@ -215,27 +226,36 @@ class CudaKernel:
 
     def output_shape(self, inputs) -> tuple[int, ...]:
         roles = self.metadata.get("roles", {})
-        spec = self.metadata["host_args"][-1]["shape"]
+        spec = self.metadata["host_args"][self._out_index()]["shape"]
         q, v = inputs[roles.get("q", 0)], inputs[roles.get("v", 2)]
         dyn = list(q.shape[:3]) + [v.shape[3]]
         return tuple(dyn[i] if s is None else s for i, s in enumerate(spec))
 
     # ---- launch
-    def __call__(self, *tensors):
+    def __call__(self, *tensors, extra=(), trusted_extra: bool = False, threads=None):
+        """The output of the kernel on `tensors`. `extra`: the arguments after
+        the output (the lse form's f32 lse [B, H, L]), written in place;
+        `trusted_extra`, `threads`: the CPU kernels' calling convention (the
+        API's workspaces are checked here all the same: a wrong device would
+        be a fault, not an error)."""
         import torch
 
         inputs, device = self._inputs(tensors)
-        spec = self.metadata["host_args"][-1]
-        out = torch.empty(self.output_shape(inputs), dtype=getattr(torch, _TORCH_DTYPES[spec["dtype"]]),
-                          device=device)
-        self._launch(inputs + [out], device)
+        extra = self._inputs(extra, first=self._out_index() + 1, device=device)[0]
+        spec = self.metadata["host_args"][self._out_index()]
+        shape = self.output_shape(inputs)
+        if extra and tuple(extra[0].shape) != tuple(shape[:3]):   # the kernel writes [B, H, L]
+            raise InputError(f"lse has shape {tuple(extra[0].shape)}, the output's rows are "
+                             f"{tuple(shape[:3])}")
+        out = torch.empty(shape, dtype=getattr(torch, _TORCH_DTYPES[spec["dtype"]]), device=device)
+        self._launch(inputs + [out] + extra, device)
         return out
 
     def run(self, *tensors_and_out):
         """Writes into the last tensor (which must be contiguous and 16-byte aligned)."""
         *tensors, out = tensors_and_out
         inputs, device = self._inputs(tensors)
-        spec = self.metadata["host_args"][-1]
+        spec = self.metadata["host_args"][self._out_index()]
         self._check_shape(len(inputs), out.shape, spec["shape"])
         if not out.is_contiguous() or out.data_ptr() % 16 or out.device != device:
             raise InputError("the output must be a contiguous, 16-byte aligned tensor on the "
