@@ -28,6 +28,7 @@
 //   GpuMmaFragments.cpp  ldmatrix / mma.sync fragments: Q.K^T and P.V
 //   GpuTf32.cpp          f32 inputs: mma.sync m16n8k8 .tf32 (and 3xTF32)
 //   GpuWgmma.cpp         sm_90a: Q.K^T and P.V as warpgroup MMAs
+//   GpuSplitKv.cpp       split-KV: the folded split grid, the combine kernel
 //   GpuSoftmax.cpp       register-fragment math: mask, bias, softmax, store, fill
 //   GpuScores.cpp        register-fragment score variants: soft-capping, ALiBi
 // and the tile-op dispatch below (lowerTileOps). Layout arithmetic:
@@ -186,10 +187,6 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
                        "attn.gather_tile) is not supported by attn-lower-to-gpu yet");
         return signalPassFailure();
       }
-      // Split-KV (attn-tile's split-kv form: a second grid merges the
-      // splits) has no GPU lowering yet: refused by name, before analysis.
-      Operation *cpuOnly = nullptr;
-      func.walk([&](TileCombineOp op) { cpuOnly = op; });
       // attn-tile's bf16-pairs form is the CPU's AMX layout; the GPU's
       // tensor cores take bf16 tiles as they are (mma.sync fragments).
       Operation *pairs = nullptr;
@@ -205,10 +202,16 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
                          "is not supported by attn-lower-to-gpu");
         return signalPassFailure();
       }
-      if (cpuOnly) {
-        cpuOnly->emitError("attn-lower-to-gpu: split-KV (num_splits > 1, attn.tile_combine) is "
-                           "not supported by attn-lower-to-gpu yet");
-        return signalPassFailure();
+      // Split-KV (GpuSplitKv.cpp): the combine becomes its own launch before
+      // the analysis, which then sees the attention grid alone.
+      gpu::LaunchOp combine;
+      TileCombineOp combineOp;
+      func.walk([&](TileCombineOp op) { combineOp = op; });
+      if (combineOp) {
+        FailureOr<gpu::LaunchOp> built = buildCombineLaunch(combineOp);
+        if (failed(built) || failed(foldSplitGrid(func)))
+          return signalPassFailure();
+        combine = *built;
       }
       bool failedAnalysis = false;
       std::optional<Plan> plan = analyze(func, numWarps, chip, mma, tma, failedAnalysis);
@@ -220,6 +223,8 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
       OpBuilder builder(&getContext());
       Lowering lowering(*plan, numWarps, builder);
       if (failed(lowering.run()))
+        return signalPassFailure();
+      if (combine && failed(outlineCombine(combine, func)))
         return signalPassFailure();
       any = true;
     }

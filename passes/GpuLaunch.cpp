@@ -287,12 +287,16 @@ LogicalResult Lowering::outline() {
     operands[i] = UnrealizedConversionCastOp::create(b, loc, ptrType, operands[i]).getResult(0);
   }
   kernel.setFunctionType(FunctionType::get(ctx(), argTypes, {}));
-  b.setInsertionPoint(launch);
+  replaceByLaunchFunc(launch, kernel, operands);
+  return success();
+}
+
+void replaceByLaunchFunc(gpu::LaunchOp launch, gpu::GPUFuncOp kernel, ValueRange operands) {
+  OpBuilder b(launch);
   gpu::LaunchFuncOp::create(b, launch.getLoc(), kernel, launch.getGridSizeOperandValues(),
                             launch.getBlockSizeOperandValues(),
                             launch.getDynamicSharedMemorySize(), operands);
   launch.erase();
-  return success();
 }
 
 } // namespace mlir::attn::gpu_lowering

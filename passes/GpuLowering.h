@@ -41,6 +41,18 @@ size_t endOfCopyGroup(ArrayRef<CopyTileOp> copies, size_t i);
 /// any other op) against the score tile `scores`, with a diagnostic on `op`.
 LogicalResult checkScoreVariant(Operation *op, Value scores);
 
+/// GpuSplitKv.cpp: attn-tile's split-KV form. foldSplitGrid folds the
+/// (batch, head, query block, split) grid into three launch dimensions;
+/// buildCombineLaunch replaces tile_combine's grid (and the host branch
+/// around it) by a gpu.launch; outlineCombine outlines it into the attention
+/// kernel's gpu.module (after Lowering::run has outlined that one).
+LogicalResult foldSplitGrid(func::FuncOp func);
+/// GpuLaunch.cpp: replaces an outlined `launch` by a gpu.launch_func of
+/// `kernel` with the same grid, block and shared memory.
+void replaceByLaunchFunc(gpu::LaunchOp launch, gpu::GPUFuncOp kernel, ValueRange operands);
+FailureOr<gpu::LaunchOp> buildCombineLaunch(TileCombineOp op);
+LogicalResult outlineCombine(gpu::LaunchOp launch, func::FuncOp func);
+
 /// What attn-lower-to-gpu found in one function, validated.
 struct Plan {
   func::FuncOp func;

@@ -197,12 +197,14 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
   p.qArg = argNo(qSrc);
   p.kArg = argNo(kSrc);
   p.vArg = argNo(vSrc);
+  // The first store and lse are the output's (the split-KV form's others,
+  // under the "more than one split" branch, write the workspaces).
   for (Operation *op : tileOps) {
-    if (auto st = dyn_cast<TileStoreOp>(op))
+    if (auto st = dyn_cast<TileStoreOp>(op); st && p.outArg < 0)
       p.outArg = argNo(st.getDest());
     if (auto bi = dyn_cast<TileBiasOp>(op))
       p.biasArg = argNo(bi.getBias());
-    if (auto ls = dyn_cast<TileLseOp>(op))
+    if (auto ls = dyn_cast<TileLseOp>(op); ls && p.lseArg < 0)
       p.lseArg = argNo(ls.getDest());
   }
   if (p.outArg < 0)

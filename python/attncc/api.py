@@ -365,7 +365,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     `return_lse=True` returns `(out, lse)`, lse the [B, Hq, L] float32
     log-sum-exp of each row's scaled, masked scores (natural log, as
     flash-attn's; sinks included; -inf for rows no key reaches).
-    `num_splits`: the KV range split across workers (flash decoding; CPU):
+    `num_splits`: the KV range split across workers (flash decoding; CPU
+    threads, GPU SMs):
     None chooses from the shapes and threads (frontend/split_kv.py), 1 never
     splits, P in [2, 256] forces P splits."""
     sig = None
@@ -469,9 +470,10 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
     S = k.shape[2]
     bias_key = None if bias is None else (bias_shape(bias.shape, B, Hq, L, S), bias.dtype)
     resolved = _resolved(opts, target, L)
-    plan = split_kv.plan(target, target_device_type(target), resolved.num_threads or 1,
-                         resolved.block_m, resolved.block_n, B, Hq, L, S, q.shape[3],
-                         num_splits)
+    kind = target_device_type(target)
+    workers = _sm_count(q.device) if kind == "cuda" else resolved.num_threads or 1
+    plan = split_kv.plan(target, kind, workers, resolved.block_m, resolved.block_n, B, Hq, L, S,
+                         q.shape[3], num_splits)
     form = (plan.split_kernel, return_lse or plan.split_kernel)
     key = (Hq, k.shape[1], q.shape[3], Dv, q.dtype, q.device.type, cls, bias_key, scale,
            variants, target, opts, _threads_key(target, opts), resolved.block_m, form)
@@ -491,6 +493,11 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
             kernel, None if unpacked is None else tuple(q.shape), unpacked, plan.split_kernel,
             form[1], resolved.num_threads or 1, resolved.block_m, resolved.block_n))
     return (out, extra[0]) if return_lse else out
+
+
+def _sm_count(device: torch.device) -> int:
+    """The device's SM count (split-KV's workers on the GPU)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _packed_gqa(q: torch.Tensor, k: torch.Tensor, cls: MaskClass,

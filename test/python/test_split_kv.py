@@ -261,7 +261,7 @@ def test_bad_arguments_are_named():
         attncc.attention(q, q, q, return_lse=1)
 
 
-def test_gpu_lowering_refuses_split_kv_by_name_and_lowers_lse():
+def test_gpu_lowering_takes_the_split_and_lse_forms():
     from attncc.compiler import compile_graph
     from attncc.graph import Graph
     from attncc.options import CompileOptions
@@ -270,11 +270,11 @@ def test_gpu_lowering_refuses_split_kv_by_name_and_lowers_lse():
     q = g.input("q", (1, 2, 64, 64), "f16")
     k = g.input("k", (1, 2, None, 64), "f16")
     g.output(g.attention(q, k, k))
-    with pytest.raises(CompileError, match="split-KV.*not supported by attn-lower-to-gpu"):
-        compile_graph(g, CompileOptions(), "sm_80", stop_after="gpu", split_kv=True)
-    # The lse form lowers (test_gpu_lse.py runs it in the GPU emulator).
+    # test_gpu_lse.py and test_gpu_split_kv.py run them in the GPU emulator.
     ir = compile_graph(g, CompileOptions(), "sm_80", stop_after="gpu", lse=True).ir("gpu")
-    assert "llvm.nvvm.lg2.approx.ftz.f" in ir
+    assert "llvm.nvvm.lg2.approx.ftz.f" in ir and ir.count("gpu.launch_func") == 1
+    ir = compile_graph(g, CompileOptions(), "sm_80", stop_after="gpu", split_kv=True).ir("gpu")
+    assert ir.count("gpu.launch_func") == 2 and "gpu.func @attention_combine" in ir
 
 
 def test_split_heuristic_fills_the_threads_and_no_more():
@@ -296,6 +296,21 @@ def test_split_heuristic_fills_the_threads_and_no_more():
     assert splits(1, 1, 1, 1 << 16) == (1, 1)  # one thread
     # Forced counts are kept whatever the heuristic would say.
     assert split_kv.plan("cpu", "cpu", 2, 16, 64, 1, 2, 4, 4096, 128, 3).splits == 3
+
+
+def test_gpu_split_heuristic_fills_the_sms():
+    """On the GPU (`threads` = SMs; 64 x 64 blocks): one query block (decode,
+    GQA-packed heads) takes the split form whatever B and S are, with about
+    two blocks per SM, bounded by the KV length; longer queries never split."""
+    def plan(sms, B, H, L, S, forced=None):
+        return split_kv.plan("cuda", "cuda", sms, 64, 64, B, H, L, S, 128, forced)
+    assert plan(132, 1, 8, 4, 32768) == split_kv.Plan(True, 33, 1)   # 8 blocks -> 264
+    assert plan(132, 8, 8, 4, 4096) == split_kv.Plan(True, 5, 1)     # 64 blocks -> 320
+    assert plan(132, 1, 8, 4, 512).splits == 2                        # 8 KV blocks: 2 splits
+    assert plan(132, 1, 8, 1, 100) == split_kv.Plan(True, 1, 1)       # too short: P = 1
+    assert plan(132, 64, 32, 1, 4096).splits == 1                      # the grid fills the SMs
+    assert plan(132, 1, 8, 65, 32768) == split_kv.Plan(False, 1, 1)  # two query blocks
+    assert plan(132, 1, 8, 4, 32768, forced=3) == split_kv.Plan(True, 3, 1)
 
 
 def test_workspaces_reused_only_where_the_caller_keeps_none():

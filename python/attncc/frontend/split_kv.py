@@ -1,11 +1,11 @@
 """Split-KV (flash decoding) and the log-sum-exp output of `attncc.attention`.
 
-When batch x heads x query blocks cannot keep the CPU's threads busy (a
-decode step has one query block per KV head), the KV range of each query
+When batch x heads x query blocks cannot keep the CPU's threads (the GPU's
+SMs) busy (a decode step has one query block per KV head), the KV range of each query
 block is cut into `P` splits that run as separate grid points; each leaves a
 normalized partial output and its log-sum-exp in f32 workspaces, and a
 combine grid in the same kernel merges them (passes/AttnTileSplit.cpp,
-`attn.tile_combine`). `P` is a run-time value (the workspace's size), so a
+`attn.tile_combine`; on the GPU a second launch, passes/GpuSplitKv.cpp). `P` is a run-time value (the workspace's size), so a
 decode loop over a growing KV cache compiles one kernel.
 
 The kernel *form* (plain, plain + LSE, split) is chosen from what the kernel
@@ -63,7 +63,12 @@ def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: in
     """The kernel form, split count and team size of one call.
 
     Forced (`num_splits` given): 1 is the plain kernel, P > 1 the split one.
-    Otherwise (CPU only; the GPU lowering has no split-KV yet): the split
+    On the GPU (`kind` "cuda", `threads` = the device's SM count): the split
+    form when the call has one query block (L <= block_m: decode, so that a
+    decode loop keeps one kernel), with P = enough splits for about two
+    blocks per SM, at most one per MIN_BLOCKS_PER_SPLIT KV blocks (P = 1:
+    the split kernel writes the output itself, the combine returns at once).
+    Otherwise (CPU): the split
     form for the decode bucket (block_m <= DECODE_BLOCK_M; B, L and S do not
     choose the form, so a decode loop, or calls of other batch sizes, keep one
     kernel), and P = 1 (the combine then only copies) unless the grid
@@ -77,6 +82,15 @@ def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: in
     threads, KV 1k-4k, are 10-15% slower at P=2 or 4 than at P=1), and
     where the call's work is too small for more than one thread
     (`team_size`), P is 1."""
+    if kind == "cuda":
+        if num_splits is not None:
+            return Plan(num_splits > 1, num_splits, 1)
+        if L > block_m:
+            return Plan(False, 1, 1)
+        grid = B * H
+        by_sms = -(-2 * threads // grid) if grid else 1
+        by_length = max(1, -(-S // block_n) // MIN_BLOCKS_PER_SPLIT)
+        return Plan(True, max(1, min(by_sms, by_length, MAX_SPLITS)), 1)
     if num_splits is not None:
         return Plan(num_splits > 1, num_splits,
                     team_size(threads, block_m, B, H, L, S, D, num_splits))

@@ -75,6 +75,7 @@ class ArithOps:
     def op_arith_remsi(self, o): return self._binary(o, lambda x, y: np.fmod(x, y))
     def op_arith_floordivsi(self, o): return self._binary(o, lambda x, y: x // y)
     def op_arith_ceildivsi(self, o): return self._binary(o, lambda x, y: -((-x) // y))
+    def op_arith_ceildivui(self, o): return self._binary(o, lambda x, y: -((-x) // y))
     def op_arith_minsi(self, o): return self._binary(o, np.minimum)
     def op_arith_maxsi(self, o): return self._binary(o, np.maximum)
     def op_arith_minui(self, o): return self._binary(o, np.minimum)

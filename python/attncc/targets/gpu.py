@@ -148,10 +148,12 @@ _INFO = {
 
 
 def parse_ptxas_log(log: str) -> PtxasReport:
+    """The resources of the module's kernels (split-KV has two): spill bytes
+    added up, the rest the largest of any kernel."""
     vals = {}
     for k, rx in _INFO.items():
-        m = rx.search(log)
-        vals[k] = int(m.group(1)) if m else 0
+        found = [int(m) for m in rx.findall(log)]
+        vals[k] = (sum(found) if k.startswith("spill") else max(found)) if found else 0
     return PtxasReport(log=log, **vals)
 
 
@@ -253,9 +255,11 @@ def memref_arg(t: ir.Type) -> tuple[list[Optional[int]], str]:
 
 
 def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
-    """Launch facts of the 'gpu' stage (after outlining): kernel symbol, grid
-    (expressions over the argument shapes), block, dynamic shared memory, and
-    which host arguments the kernel takes as memref descriptors."""
+    """Launch facts of the 'gpu' stage (after outlining): per launch (in host
+    order: the attention kernel, then, for split-KV, the combine) the kernel
+    symbol, grid (expressions over the argument shapes), block, dynamic
+    shared memory and which host arguments the kernel takes as memref
+    descriptors; the first launch's facts also at the top level."""
     host = None
     for op in module.body.operations:
         o = op.operation
@@ -263,11 +267,28 @@ def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
             host = o
     if host is None:
         raise CompileError(f"no host function {func_name!r} in the GPU stage")
-    launches = [op.operation for op in host.regions[0].blocks[0].operations
-                if op.operation.name == "gpu.launch_func"]
-    if len(launches) != 1:
-        raise CompileError(f"expected one gpu.launch_func in {func_name!r}, found {len(launches)}")
-    lf = launches[0]
+    found = [op.operation for op in host.regions[0].blocks[0].operations
+             if op.operation.name == "gpu.launch_func"]
+    if not found:
+        raise CompileError(f"no gpu.launch_func in {func_name!r}")
+    modules = {ir.SymbolRefAttr(lf.attributes["kernel"]).value[0] for lf in found}
+    if len(modules) != 1:
+        raise CompileError(f"the launches of {func_name!r} use several gpu.modules: {modules}")
+    launches = [_launch_metadata(lf) for lf in found]
+    roles = {}
+    if "attn.gpu_args" in host.attributes:
+        d = ir.DictAttr(host.attributes["attn.gpu_args"])
+        for name in ("q", "k", "v", "bias", "out", "lse"):
+            if name in d:
+                roles[name] = int(ir.IntegerAttr(d[name]).value)
+    host_args = []
+    for a in host.regions[0].blocks[0].arguments:
+        shape, elt = memref_arg(a.type)
+        host_args.append({"shape": shape, "dtype": elt})
+    return {**launches[0], "launches": launches, "host_args": host_args, "roles": roles}
+
+
+def _launch_metadata(lf) -> dict[str, Any]:
     seg = list(ir.DenseI32ArrayAttr(lf.attributes["operandSegmentSizes"]))
     ops = list(lf.operands)
     parts, pos = [], 0
@@ -288,19 +309,8 @@ def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
         shape, elt = memref_arg(a.type)
         args.append({"arg": a.arg_number, "shape": shape, "dtype": elt})
     kernel = ir.SymbolRefAttr(lf.attributes["kernel"])
-    roles = {}
-    if "attn.gpu_args" in host.attributes:
-        d = ir.DictAttr(host.attributes["attn.gpu_args"])
-        for name in ("q", "k", "v", "bias", "out", "lse"):
-            if name in d:
-                roles[name] = int(ir.IntegerAttr(d[name]).value)
-    host_args = []
-    for a in host.regions[0].blocks[0].arguments:
-        shape, elt = memref_arg(a.type)
-        host_args.append({"shape": shape, "dtype": elt})
     return {"kernel": kernel.value[-1], "gpu_module": kernel.value[0], "grid": grid,
-            "block": block, "shared_bytes": smem, "kernel_args": args,
-            "host_args": host_args, "roles": roles}
+            "block": block, "shared_bytes": smem, "kernel_args": args}
 
 
 # TensorMapDescriptorType has no accessors in MLIR 22's Python bindings: its

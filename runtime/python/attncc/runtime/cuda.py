@@ -165,12 +165,15 @@ class CudaKernel:
                         raise CudaUnavailable("no cubin for this device and no PTX to JIT")
                     image = self.ptx.encode() + b"\0"
                 module = _check(driver, driver.cuModuleLoadData(image), "cuModuleLoadData")
-                fn = _check(driver, driver.cuModuleGetFunction(module, self.metadata["kernel"].encode()),
-                            "cuModuleGetFunction")
-                smem = int(self.metadata["shared_bytes"])
-                if smem > 48 * 1024:
-                    attr = driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-                    _check(driver, driver.cuFuncSetAttribute(fn, attr, smem), "cuFuncSetAttribute")
+                fn = {}   # kernel name -> CUfunction (split-KV: the splits and the combine)
+                for launch in self.launches():
+                    name = launch["kernel"]
+                    fn[name] = f = _check(driver, driver.cuModuleGetFunction(module, name.encode()),
+                                          "cuModuleGetFunction")
+                    smem = int(launch["shared_bytes"])
+                    if smem > 48 * 1024:
+                        attr = driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+                        _check(driver, driver.cuFuncSetAttribute(f, attr, smem), "cuFuncSetAttribute")
             self._functions[device_index] = (driver, module, fn, ctx)
             return self._functions[device_index]
 
@@ -247,6 +250,15 @@ class CudaKernel:
         if extra and tuple(extra[0].shape) != tuple(shape[:3]):   # the kernel writes [B, H, L]
             raise InputError(f"lse has shape {tuple(extra[0].shape)}, the output's rows are "
                              f"{tuple(shape[:3])}")
+        if len(extra) == 3:   # split-KV: part [P * B, H, L, Dv], part_lse [P * B, H, L]
+            part, part_lse = extra[1], extra[2]
+            rows = part.shape[0]
+            B = max(shape[0], 1)
+            if rows % B or tuple(part.shape[1:]) != tuple(shape[1:]) or \
+                    tuple(part_lse.shape) != (rows,) + tuple(shape[1:3]):
+                raise InputError(f"split-KV workspaces of shapes {tuple(part.shape)} and "
+                                 f"{tuple(part_lse.shape)} do not fit the output "
+                                 f"{tuple(shape)} (expected [P * B, H, L, Dv] and [P * B, H, L])")
         out = torch.empty(shape, dtype=getattr(torch, _TORCH_DTYPES[spec["dtype"]]), device=device)
         self._launch(inputs + [out] + extra, device)
         return out
@@ -263,27 +275,34 @@ class CudaKernel:
         self._launch(inputs + [out], device)
         return out
 
-    def launch_config(self, shapes) -> tuple[list[int], list[int], int]:
-        grid = [eval_expr(e, shapes) for e in self.metadata["grid"]]
-        return grid, list(self.metadata["block"]), int(self.metadata["shared_bytes"])
+    def launches(self) -> list[dict[str, Any]]:
+        """The launches in order (metadata from before split-KV has one)."""
+        return self.metadata.get("launches") or [self.metadata]
 
-    def tensor_maps(self, driver, args, device) -> tuple[Any, list[int]]:
+    def launch_config(self, shapes, launch=None) -> tuple[list[int], list[int], int]:
+        launch = launch or self.metadata
+        grid = [eval_expr(e, shapes) for e in launch["grid"]]
+        return grid, list(launch["block"]), int(launch["shared_bytes"])
+
+    def tensor_maps(self, driver, args, device, launch=None) -> tuple[Any, list[int]]:
         """The kernel's TMA tensor maps in device memory: (buffer to keep
         alive until the launch is queued, one device pointer per map)."""
-        specs = [ka for ka in self.metadata["kernel_args"] if "tensor_map" in ka]
+        launch = launch or self.metadata
+        specs = [ka for ka in launch["kernel_args"] if "tensor_map" in ka]
         if not specs:
             return None, []
         blob = b"".join(encode_tensor_map(driver, args[ka["arg"]], ka["tensor_map"]) for ka in specs)
         buf, base = _device_bytes(blob, device)
         return buf, [base + 128 * i for i in range(len(specs))]
 
-    def pack_params(self, args, map_pointers: Optional[list[int]] = None) -> tuple[Any, list]:
+    def pack_params(self, args, map_pointers: Optional[list[int]] = None,
+                    launch=None) -> tuple[Any, list]:
         """The kernelParams array (void**) for cuLaunchKernel and the ctypes
         objects it points to (keep them alive until the launch returns);
         `map_pointers`: the device addresses of the tensor maps, in order."""
         keep = []
         maps = iter(map_pointers or [])
-        for ka in self.metadata["kernel_args"]:
+        for ka in (launch or self.metadata)["kernel_args"]:
             if "tensor_map" in ka:
                 keep.append(ctypes.c_void_p(next(maps)))
                 continue
@@ -307,12 +326,14 @@ class CudaKernel:
         current = _check(driver, driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
         if int(current) != int(ctx):
             _check(driver, driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
-        grid, block, smem = self.launch_config([tuple(a.shape) for a in args])
-        if min(grid) == 0:
-            return
-        maps, map_pointers = self.tensor_maps(driver, args, device)
-        params, keep = self.pack_params(args, map_pointers)
         stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
-        _check(driver, driver.cuLaunchKernel(fn, *grid, *block, smem, stream,
-                                             ctypes.addressof(params), 0), "cuLaunchKernel")
-        del keep, maps
+        shapes = [tuple(a.shape) for a in args]
+        for launch in self.launches():   # in order, on one stream
+            grid, block, smem = self.launch_config(shapes, launch)
+            if min(grid) == 0:
+                continue
+            maps, map_pointers = self.tensor_maps(driver, args, device, launch)
+            params, keep = self.pack_params(args, map_pointers, launch)
+            _check(driver, driver.cuLaunchKernel(fn[launch["kernel"]], *grid, *block, smem, stream,
+                                                 ctypes.addressof(params), 0), "cuLaunchKernel")
+            del keep, maps
