@@ -264,7 +264,8 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
     output = output_spec(graph)
     if len(output.shape) == 4 and output.shape[2] is not None:
         query_len = output.shape[2]
-    options = (options or CompileOptions()).resolved(target, query_len)
+    elt, head_dim = _query_facts(graph)
+    options = (options or CompileOptions()).resolved(target, query_len, elt, head_dim)
     names = pipeline.stage_names(target)
     last = stop_after or names[-1]
     if last not in names:
@@ -277,6 +278,20 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
     if target_kind(target) == "cpu":
         return _compile_cpu(graph, options, opts, output, last, full, stop_after, fused)
     return _compile_gpu(graph, options, opts, target, output, last, full, fused)
+
+
+def _query_facts(graph: Graph) -> tuple[Optional[str], Optional[int]]:
+    """Element type and head dim of the graph's first 4-D input (q, as the
+    API and captured graphs order them): some GPU defaults depend on them."""
+    for t in graph.func.type.inputs:
+        try:
+            rt = ir.RankedTensorType(t)
+        except ValueError:
+            continue
+        if rt.rank == 4:
+            d = rt.shape[-1]
+            return str(rt.element_type), None if ir.ShapedType.is_dynamic_size(d) else d
+    return None, None
 
 
 def _lower(graph: Graph, target: str, opts: dict[str, Any], last: str,

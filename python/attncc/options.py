@@ -22,6 +22,10 @@ INPUT_PRECISIONS = ("tf32", "tf32x3", "ieee")
 # The largest CPU query block that reads K/V in place by default (kv_in_place):
 # below it a packed K/V block serves too few query rows to pay for its copy.
 KV_IN_PLACE_MAX_ROWS = 16
+# GPU KV block for f32 (TF32) inputs with head dim >= 128: at 64 keys the
+# kernel needs more than 255 registers and spills (40-168 bytes, ptxas 13.0);
+# at 32 keys it fits (203-228 registers, sm_80 and sm_90a, tf32 and tf32x3).
+GPU_F32_WIDE_HEAD_BLOCK_N = 32
 
 # CPU: the K/V work (K elements read x max(1, block_m / 4), attn-tile's
 # taskWork) below which a call runs on one thread, and the work of one task
@@ -156,7 +160,8 @@ class CompileOptions:
                 _FROM_KWARGS[key] = opts
         return opts
 
-    def resolved(self, target: str, query_len: Optional[int]) -> "CompileOptions":
+    def resolved(self, target: str, query_len: Optional[int], elt: Optional[str] = None,
+                 head_dim: Optional[int] = None) -> "CompileOptions":
         """These options with every default filled in for `target` (a target of
         attncc.targets.TARGETS, or its kind "cpu" / "gpu"): the one place a
         default lives; the pipeline's passes read the result.
@@ -167,8 +172,11 @@ class CompileOptions:
         compute a 256-row tile; 64 keys per block; threads: torch's intra-op
         thread count now (`torch.set_num_threads` is honoured); input_precision
         "ieee" (what the CPU computes whatever was asked). GPU: 16 rows per
-        warp (num_warps given) or 64, and 64 keys; num_warps = block_m / 16;
-        input_precision "tf32" (Triton's default; "ieee" is refused)."""
+        warp (num_warps given) or 64, and 64 keys (32 for f32 inputs, `elt`,
+        with `head_dim` >= 128: their 64 x 64 kernel needs more than 255
+        registers and spills, 64 x 32 fits, docs/gpu.md); num_warps =
+        block_m / 16; input_precision "tf32" (Triton's default; "ieee" is
+        refused)."""
         kind = target if target in ("cpu", "gpu") else target_kind(target)
         bm, bn = self.block_m, self.block_n
         threads, warps = self.num_threads, self.num_warps
@@ -200,6 +208,8 @@ class CompileOptions:
                                   "fp32 accuracy) or 'tf32'")
             if precision is None:
                 precision = "tf32"
+            if bn is None and elt == "f32" and head_dim is not None and head_dim >= 128:
+                bn = GPU_F32_WIDE_HEAD_BLOCK_N
         return replace(self, block_m=bm, block_n=64 if bn is None else bn, num_threads=threads,
                        num_warps=warps, input_precision=precision, kv_in_place=in_place)
 

@@ -80,18 +80,20 @@ def test_tf32_rounding_is_visible_and_tf32x3_removes_it(tf32_errors, tf32x3_erro
 
 @needs_ptxas
 @pytest.mark.parametrize("chip,precision,D", [
-    ("sm_80", "tf32", 64), ("sm_80", "tf32x3", 64), ("sm_90a", "tf32", 64),
-    ("sm_90a", "tf32x3", 64)])
+    (chip, precision, D) for chip in ("sm_80", "sm_90a") for precision in ("tf32", "tf32x3")
+    for D in (64, 128)])
 def test_f32_kernels_assemble_without_spills(chip, precision, D):
-    # Default blocks (64 x 64, 2 stages): the f32 tiles need 4 bytes an element.
-    # (Head dim 128 in f32 still spills: docs/gpu.md, "f32 inputs".)
+    # Default blocks (64 x 64, 2 stages; 64 x 32 for head dim 128, whose
+    # 64 x 64 kernel needs more than 255 registers): the f32 tiles need 4
+    # bytes an element.
+    BN = 32 if D >= 128 else 64
     cfg = Config(dtype="f32", D=D, mask="causal", H=2, Lq=300, block_m=None, block_n=None,
                  input_precision=precision)
     c = compiler.compile_graph(cfg.graph(), CompileOptions(input_precision=precision), chip)
     md = c.metadata
     assert md["spill_store_bytes"] == 0 and md["spill_load_bytes"] == 0, c.ir("cubin")
     assert md["stack_frame_bytes"] == 0, c.ir("cubin")
-    assert md["shared_bytes"] == (64 * D + 2 * 2 * 64 * D) * 4
+    assert md["shared_bytes"] == (64 * D + 2 * 2 * BN * D) * 4
     assert md["shared_bytes"] <= agpu.CHIPS[chip].max_smem_per_block
     assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in c.ptx
     assert "cvt.rna.tf32.f32" in c.ptx
@@ -169,3 +171,22 @@ def test_triton_reference_gets_the_same_input_precision():
         k = ta.compile_attention(spec, "sm_80", block_m=64, block_n=32, num_stages=2)
         counts[p] = k.ptx.count("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32")
     assert counts["tf32"] > 0 and counts["tf32x3"] == 3 * counts["tf32"], counts
+
+
+@pytest.mark.parametrize("precision", ["tf32", "tf32x3"])
+def test_f32_head_dim_128_default_blocks_run(precision):
+    # Head dim 128 at the f32 defaults (64 x 32 blocks, 2 stages): the kernel
+    # that fits in registers computes what the float64 reference does.
+    cfg = Config(dtype="f32", D=128, mask="causal", H=1, block_m=None, block_n=None,
+                 dynamic=True, input_precision=precision)
+    compiled = compiler.compile_graph(cfg.graph(), CompileOptions(input_precision=precision),
+                                      "sm_80", stop_after="gpu")
+    assert compiled.options.block_n == 32 and compiled.options.block_m == 64
+    ir_text = compiled.ir("gpu")
+    for lq, lk in [(37, 150), (70, 70)]:
+        run = cfg.with_(Lq=lq, Lk=lk)
+        ts = run.inputs(seed=lq)
+        out, stats = emulate(ir_text, run, ts)
+        err = (out.double() - run.reference(ts)).abs().max().item()
+        assert err < run.tolerance(), (precision, lq, lk, err)
+        assert stats.get("tf32.unrounded", 0) == 0
