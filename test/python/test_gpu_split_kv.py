@@ -15,8 +15,10 @@ import dataclasses
 import pytest
 import torch
 
+import attncc
 from attncc import compiler
 from attncc.options import CompileOptions
+from attncc.runtime.cuda import cuda_available
 
 from gpu_testing import emulate_with_outputs
 from test_gpu_lse import LSE_TOL, reference_lse
@@ -107,3 +109,46 @@ def test_split_kernels_assemble_without_spills(chip):
     assert md["spill_store_bytes"] == 0 and md["spill_load_bytes"] == 0, compiled.ir("cubin")
     assert [launch["kernel"] for launch in md["launches"]] == ["attention_kernel",
                                                                 "attention_combine"]
+
+
+def test_runtime_launches_both_kernels_with_their_own_grids():
+    # What the CUDA runtime would launch (no device needed): the split
+    # kernel over (query blocks, heads, splits * B), then the combine over
+    # (rows, heads, B), each with its own kernel arguments.
+    c = dataclasses.replace(CASES["decode-b2"][0], lq=1, lk=300)
+    kernel = compile_split(c, "sm_80", stop_after=None)._kernel
+    B, H, L, D, P = 2, 2, 1, 64, 3
+    shapes = [(B, H, L, D), (B, H, 300, D), (B, H, 300, D), (B, H, L, D), (B, H, L),
+              (P * B, H, L, D), (P * B, H, L)]
+    launches = kernel.launches()
+    assert [x["kernel"] for x in launches] == ["attention_kernel", "attention_combine"]
+    grid, block, smem = kernel.launch_config(shapes, launches[0])
+    assert grid == [1, H, P * B] and block == [128, 1, 1] and smem > 0
+    grid, block, smem = kernel.launch_config(shapes, launches[1])
+    assert grid == [L, H, B] and block == [64, 1, 1] and smem == 0
+    ts = [torch.zeros(s) for s in shapes]
+    _, keep = kernel.pack_params(ts, launch=launches[1])
+    assert len(keep) == 2 * 11 + 2 * 9   # out, part (rank 4), part_lse, lse (rank 3) descriptors
+
+
+# --------------------------------------------------------------------------- on a GPU
+
+_CUDA, _WHY = cuda_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _CUDA, reason=f"needs an NVIDIA GPU: {_WHY}")
+@pytest.mark.parametrize("num_splits", [None, 1, 3, 16])
+def test_split_decode_on_device(num_splits):
+    # attncc.attention on CUDA tensors, decode (Lq = 1) with GQA and sinks:
+    # the split count chosen from the SMs (None) or forced, output and LSE
+    # against the float64 references.
+    c = Case(batch=2, kv_heads=2, group=4, sinks=True, head_dim=128, dtype="bf16", lq=1, lk=5000)
+    q, k, v, _, sinks = inputs(c, 1, 5000)
+    out, lse = attncc.attention(q.cuda(), k.cuda(), v.cuda(), sinks=sinks.cuda(),
+                                return_lse=True, num_splits=num_splits, target="cuda")
+    torch.cuda.synchronize()
+    check_output(out.float().cpu(), c, q, k, v, None, sinks, f"cuda num_splits={num_splits}")
+    ref = reference_lse(c, q, k, None, sinks)
+    err = ((lse.cpu().double() - ref).abs() / ref.abs().clamp(min=1.0)).max().item()
+    assert err <= LSE_TOL, (num_splits, err)

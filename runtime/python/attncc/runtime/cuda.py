@@ -266,6 +266,9 @@ class CudaKernel:
     def run(self, *tensors_and_out):
         """Writes into the last tensor (which must be contiguous and 16-byte aligned)."""
         *tensors, out = tensors_and_out
+        if self._out_index() != len(self.metadata["host_args"]) - 1:
+            raise InputError("this kernel takes arguments after its output (lse, split-KV "
+                             "workspaces): call it with extra=(...) instead of run()")
         inputs, device = self._inputs(tensors)
         spec = self.metadata["host_args"][self._out_index()]
         self._check_shape(len(inputs), out.shape, spec["shape"])
