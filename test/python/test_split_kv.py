@@ -311,6 +311,10 @@ def test_gpu_split_heuristic_fills_the_sms():
     assert plan(132, 64, 32, 1, 4096).splits == 1                      # the grid fills the SMs
     assert plan(132, 1, 8, 65, 32768) == split_kv.Plan(False, 1, 1)  # two query blocks
     assert plan(132, 1, 8, 4, 32768, forced=3) == split_kv.Plan(True, 3, 1)
+    # The split kernel's grid z (splits x B) stays within CUDA's 65535.
+    with pytest.raises(OptionError, match="65535"):
+        plan(132, 512, 1, 1, 4096, forced=256)
+    assert plan(132, 512, 1, 1, 4096, forced=1) == split_kv.Plan(False, 1, 1)
 
 
 def test_workspaces_reused_only_where_the_caller_keeps_none():

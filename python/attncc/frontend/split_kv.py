@@ -38,6 +38,8 @@ TASKS_PER_THREAD = 4
 # Kernels whose query block has at most this many rows (the CPU's decode
 # bucket, CompileOptions.query_block) get the split form by default.
 DECODE_BLOCK_M = 16
+# CUDA's limit on a grid's y and z dimensions.
+GPU_MAX_GRID_Z = 65535
 
 
 def check_args(return_lse: Any, num_splits: Any) -> None:
@@ -83,14 +85,20 @@ def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: in
     where the call's work is too small for more than one thread
     (`team_size`), P is 1."""
     if kind == "cuda":
+        # The split kernel's grid z is splits x B (at most 65535 blocks).
         if num_splits is not None:
+            if num_splits > 1 and num_splits * B > GPU_MAX_GRID_Z:
+                raise OptionError(f"num_splits={num_splits} with batch {B} needs "
+                                  f"{num_splits * B} thread blocks in the GPU grid's z "
+                                  f"dimension (at most {GPU_MAX_GRID_Z})")
             return Plan(num_splits > 1, num_splits, 1)
         if L > block_m:
             return Plan(False, 1, 1)
         grid = B * H
         by_sms = -(-2 * threads // grid) if grid else 1
         by_length = max(1, -(-S // block_n) // MIN_BLOCKS_PER_SPLIT)
-        return Plan(True, max(1, min(by_sms, by_length, MAX_SPLITS)), 1)
+        by_grid = max(1, GPU_MAX_GRID_Z // max(B, 1))
+        return Plan(True, max(1, min(by_sms, by_length, by_grid, MAX_SPLITS)), 1)
     if num_splits is not None:
         return Plan(num_splits > 1, num_splits,
                     team_size(threads, block_m, B, H, L, S, D, num_splits))
