@@ -42,13 +42,14 @@ MemRefType plainMemRef(Type t) {
   return MemRefType::get(rt.getShape(), rt.getElementType());
 }
 
-/// Software prefetch of the next KV block's K and V rows, issued before this
-/// block's matmuls: a block read in place is one page, and the next page is
-/// elsewhere, so neither the hardware prefetchers nor the lowering's prefetch
-/// within a block (rows of the same view) reach it. Gathered rows (any page
-/// size, P dynamic: each row its own page lookup) are as scattered, and their
-/// loads stall the gather copies without it. `last` is the sequence's last
-/// key row; rows stay inside their sequence.
+/// Software prefetch of rows [from, from + count) of the K or V cache `src`
+/// (clamped to the sequence's last key row `last`), each through its own
+/// block-table lookup (with a static page size the divisions are shifts).
+/// A block read in place is one page (or BN / P of them), and the next page
+/// is elsewhere, so neither the hardware prefetchers nor the lowering's
+/// prefetch within a view (rows of the same page) reach it. Gathered rows
+/// (any page size, P dynamic) are as scattered, and their loads stall the
+/// gather copies without it.
 ///
 /// Into L1 (prefetcht0) for pages read in place, whose rows go straight into
 /// the FMA loops; into L2 (prefetcht2) for gathered rows, whose copies issue
@@ -56,32 +57,19 @@ MemRefType plainMemRef(Type t) {
 /// 4k keys, NHD): page 16 ran 7.8-8.1 ms with L1 against 10.1-10.4 with L2,
 /// page 1 10.7 ms against 5.4-5.7 (page 1 also preferred L2 on Emerald
 /// Rapids).
-void prefetchNextBlock(OpBuilder &b, Location loc, Value k, Value v, Value table, Value seq,
-                       Value head, Value row, Value last, int64_t BN, int64_t P) {
+void prefetchRows(OpBuilder &b, Location loc, Value src, Value table, Value seq, Value head,
+                  Value from, int64_t count, Value last, int64_t P) {
   IRBuild t{b, loc};
-  Value next = t.minsi(t.addi(row, t.idx(BN)), last);
-  int64_t D = cast<MemRefType>(k.getType()).getDimSize(3);
-  int64_t Dv = cast<MemRefType>(v.getType()).getDimSize(3);
+  int64_t D = cast<MemRefType>(src.getType()).getDimSize(3);
   int64_t locality = ShapedType::isDynamic(P) ? 1 : 3;
-  auto lines = [&](Value page, Value slot) {
-    Value pageIdx = arith::IndexCastOp::create(b, loc, b.getIndexType(), page);
-    t.prefetchLines(k, ValueRange{pageIdx, head, slot}, 0, D, locality);
-    t.prefetchLines(v, ValueRange{pageIdx, head, slot}, 0, Dv, locality);
-  };
-  if (!ShapedType::isDynamic(P)) {
-    Value page = memref::LoadOp::create(b, loc, table, ValueRange{seq, t.divui(next, P)});
-    Value first = t.remui(next, P);
-    t.loop(t.idx(0), t.idx(BN), t.idx(1), [&](Value r) {
-      lines(page, t.minsi(t.addi(first, r), t.idx(P - 1)));
-    });
-    return;
-  }
-  Value pageSize = t.dim(k, 2);
-  t.loop(t.idx(0), t.idx(BN), t.idx(1), [&](Value r) {
-    Value at = t.minsi(t.addi(next, r), last);
+  Value pageSize = ShapedType::isDynamic(P) ? t.dim(src, 2) : t.idx(P);
+  t.loop(t.idx(0), t.idx(count), t.idx(1), [&](Value r) {
+    Value at = t.minsi(t.addi(from, r), last);
     Value page = memref::LoadOp::create(b, loc, table,
                                         ValueRange{seq, arith::DivUIOp::create(b, loc, at, pageSize)});
-    lines(page, arith::RemUIOp::create(b, loc, at, pageSize));
+    Value pageIdx = arith::IndexCastOp::create(b, loc, b.getIndexType(), page);
+    Value slot = arith::RemUIOp::create(b, loc, at, pageSize);
+    t.prefetchLines(src, ValueRange{pageIdx, head, slot}, 0, D, locality);
   });
 }
 
@@ -149,8 +137,13 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   int64_t P = cast<ShapedType>(k.getType()).getDimSize(2);
   bool pageViews =
       kvInPlace && table && !ShapedType::isDynamic(P) && P > 0 && (P & (P - 1)) == 0;
-  if (pageViews)
-    BN = std::min(BN, P);
+  // Pages smaller than a KV block: one block is BN / P page views (each
+  // product and P V per page, one online-softmax step per block).
+  int64_t pagesPerBlock = 1;
+  if (pageViews) {
+    pagesPerBlock = std::max<int64_t>(1, BN / P);
+    BN = pagesPerBlock > 1 ? BN : std::min(BN, P);
+  }
 
   OpBuilder builder(att);
   IRBuild t{builder, att.getLoc()};
@@ -232,25 +225,54 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     Value validN = t.subi(kn, n0);
     Value row = t.addi(kr, n0);
     Value kOperand = kt, vOperand = vt;
-    if (views) {
-      Value rows = t.minsi(validN, cBN);
-      Value seqOrPage = kb, first = row;
-      if (pageViews) {
-        Value cP = t.idx(P);
+    // Page views of the block: (K view, V view, columns of s) per page.
+    SmallVector<std::tuple<Value, Value, Value>> pageParts;
+    // The rows of the next block that page part j prefetches: its K rows
+    // before part j's Q.K^T, its V rows before part j's P V, so that the
+    // prefetches are spread over the block.
+    int64_t partRows = std::min(BN, P);
+    Value lastKey = t.addi(kr, t.subi(kn, c1));
+    auto prefetchPart = [&](Value src, int64_t j) {
+      prefetchRows(builder, loc, src, table, kb, hKv, t.addi(row, t.idx(j * partRows + BN)),
+                   partRows, lastKey, P);
+    };
+    if (pageViews) {
+      Value cP = t.idx(P);
+      for (int64_t j = 0; j < pagesPerBlock; ++j) {
+        // Keys start page-aligned (the op's contract), so page j of the block
+        // starts at its first slot; a page past the sequence's last key has no
+        // rows, and its table entry (clamped to the last page's) is not read.
+        Value first = j == 0 ? row : t.addi(row, t.idx(j * P));
+        Value pageRow = t.minsi(first, lastKey);
         Value page = memref::LoadOp::create(builder, loc, table,
-                                            ValueRange{kb, t.divui(row, P)});
-        seqOrPage = arith::IndexCastOp::create(builder, loc, builder.getIndexType(), page);
-        first = arith::RemUIOp::create(builder, loc, row, cP);
-        rows = t.minsi(rows, t.subi(cP, first)); // never past the page
-        prefetchNextBlock(builder, loc, k, v, table, kb, hKv, row, t.addi(kr, t.subi(kn, c1)),
-                          BN, P);
+                                            ValueRange{kb, t.divui(pageRow, P)});
+        Value pageIdx = arith::IndexCastOp::create(builder, loc, builder.getIndexType(), page);
+        Value slot = arith::RemUIOp::create(builder, loc, first, cP);
+        Value rows = t.maxsi(c0, t.minsi(t.subi(validN, t.idx(j * P)),
+                                         pagesPerBlock > 1 ? cP : t.subi(cP, slot)));
+        if (pagesPerBlock == 1)
+          rows = t.minsi(rows, cBN);
+        Value cols = pagesPerBlock == 1
+                         ? s
+                         : memref::SubViewOp::create(
+                               builder, loc, s, ArrayRef<OpFoldResult>{t.idx(0), t.idx(j * P)},
+                               ArrayRef<OpFoldResult>{builder.getIndexAttr(BM),
+                                                      builder.getIndexAttr(P)},
+                               ArrayRef<OpFoldResult>{builder.getIndexAttr(1),
+                                                      builder.getIndexAttr(1)});
+        pageParts.push_back({kvRowsView(builder, loc, k, pageIdx, hKv, slot, rows),
+                             kvRowsView(builder, loc, v, pageIdx, hKv, slot, rows), cols});
       }
-      kOperand = kvRowsView(builder, loc, k, seqOrPage, hKv, first, rows);
-      vOperand = kvRowsView(builder, loc, v, seqOrPage, hKv, first, rows);
+    } else if (views) {
+      Value rows = t.minsi(validN, cBN);
+      kOperand = kvRowsView(builder, loc, k, kb, hKv, row, rows);
+      vOperand = kvRowsView(builder, loc, v, kb, hKv, row, rows);
     } else {
-      if (table && kvInPlace) // decode: rows gathered one by one (any page size)
-        prefetchNextBlock(builder, loc, k, v, table, kb, hKv, row, t.addi(kr, t.subi(kn, c1)),
-                          BN, ShapedType::kDynamic);
+      if (table && kvInPlace) { // decode: rows gathered one by one (any page size)
+        for (Value src : {k, v})
+          prefetchRows(builder, loc, src, table, kb, hKv, t.addi(row, cBN), BN, lastKey,
+                       ShapedType::kDynamic);
+      }
       for (auto [src, dst, transposed] :
            {std::tuple{k, kt, !kvInPlace}, std::tuple{v, vt, false}}) {
         if (table)
@@ -261,8 +283,15 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
                              FloatAttr(), pairs);
       }
     }
-    TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
-                         /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr());
+    if (pageParts.empty())
+      TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
+                           /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr());
+    for (auto [j, part] : llvm::enumerate(pageParts)) {
+      prefetchPart(k, j);
+      TileMatmulOp::create(builder, loc, qt, std::get<0>(part), std::get<2>(part),
+                           /*accumulate=*/false, /*transposed=*/true, /*pairs=*/false,
+                           FloatAttr());
+    }
     if (auto cap = att.getSoftcapAttr())
       TileSoftcapOp::create(builder, loc, s, cap);
     if (slopes)
@@ -290,8 +319,15 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
     if (pairs)
       TileConvertOp::create(builder, loc, s, p);
-    TileMatmulOp::create(builder, loc, pairs ? p : s, vOperand, acc, /*accumulate=*/true,
-                         /*transposed=*/false, pairs, FloatAttr());
+    if (pageParts.empty())
+      TileMatmulOp::create(builder, loc, pairs ? p : s, vOperand, acc, /*accumulate=*/true,
+                           /*transposed=*/false, pairs, FloatAttr());
+    for (auto [j, part] : llvm::enumerate(pageParts)) {
+      prefetchPart(v, j);
+      TileMatmulOp::create(builder, loc, std::get<2>(part), std::get<1>(part), acc,
+                           /*accumulate=*/true, /*transposed=*/false, /*pairs=*/false,
+                           FloatAttr());
+    }
   }
   TileStoreOp::create(builder, loc, acc, sm, out, qb, h, qr, qn);
   if (lse)

@@ -83,47 +83,66 @@ func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor
 
 // -----
 
-// kv-in-place on a paged cache of static page size 8 (a power of two): KV
-// blocks of min(block-n, 8) = 8 keys, each a view of one page found through
-// the block table (page = table[kb, row / 8], first row = row % 8), bounded
-// by the page's end; no K/V buffers, no gather.
+// kv-in-place on a paged cache of static page size 8 (a power of two), block-n
+// 16: one KV block of 16 keys is 2 page views (keys start page-aligned), each
+// found through the block table (page = table[kb, min(row, last key) / 8],
+// slot = row % 8, rows = clamp(valid - 8j, 0, 8)) and written to its 8
+// columns of one 4x16 score tile: one online-softmax step per block, Q.K^T
+// and P.V per page. No K/V buffers, no gather. The next block's rows are
+// prefetched a page's worth at a time: its K rows before each Q.K^T part, its
+// V rows before each P.V part (spread over the block, row by row through the
+// table; a row of 32 bf16 is one 64-byte line), into L1 (locality 3).
 // CHECK-LABEL: func @paged_static
 // CHECK-SAME: %[[K:[^:]*]]: memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>, %{{[^:]*}}: memref<?x7xi32>, %[[BT:[^:]*]]: memref<?x?xi32>
-// CHECK: %[[C8:.*]] = arith.constant 8 : index
-// CHECK: memref.alloc() : memref<4x8xf32>
-// CHECK-NOT: memref.alloc() : memref<8x32xf32>
-// CHECK: scf.for %[[N0:.*]] = %{{.*}} to %{{.*}} step %[[C8]]
+// CHECK: %[[S:.*]] = memref.alloc() : memref<4x16xf32>
+// CHECK-NOT: memref.alloc() : memref<16x32xf32>
+// CHECK: scf.for %[[N0:.*]] = %{{.*}} to %{{.*}} step %c16
 // CHECK:   %[[ROW:.*]] = arith.addi %{{.*}}, %[[N0]]
-// CHECK:   %[[ROWS:.*]] = arith.minsi
-// CHECK:   %[[SLOT:.*]] = arith.divui %[[ROW]], %{{.*}}
-// CHECK:   %[[PG:.*]] = memref.load %[[BT]][%{{.*}}, %[[SLOT]]]
-// CHECK:   %[[PAGE:.*]] = arith.index_cast %[[PG]]
-// CHECK:   %[[FIRST:.*]] = arith.remui %[[ROW]], %{{.*}}
-// CHECK:   %[[LEFT:.*]] = arith.subi %{{.*}}, %[[FIRST]]
-// CHECK:   %[[N:.*]] = arith.minsi %[[ROWS]], %[[LEFT]]
-// The next block's page is prefetched (a row of 32 bf16 is one 64-byte line),
-// into L1 (locality 3): the page's rows go straight into the FMA loops.
+// CHECK:   %[[LAST:.*]] = arith.addi
+// CHECK:   %[[R0:.*]] = arith.minsi %[[ROW]], %[[LAST]]
+// CHECK:   %[[P0:.*]] = arith.divui %[[R0]], %{{.*}}
+// CHECK:   %[[PG0:.*]] = memref.load %[[BT]][%{{.*}}, %[[P0]]]
+// CHECK:   %[[PAGE0:.*]] = arith.index_cast %[[PG0]]
+// CHECK:   %[[SLOT0:.*]] = arith.remui %[[ROW]], %{{.*}}
+// CHECK:   %[[N0ROWS:.*]] = arith.maxsi %c0, %{{.*}}
+// CHECK:   %[[S0:.*]] = memref.subview %[[S]][%{{.*}}, %{{.*}}] [4, 8] [1, 1]
+// CHECK:   %[[K0:.*]] = memref.subview %[[K]][%[[PAGE0]], %{{.*}}, %[[SLOT0]], 0] [1, 1, %[[N0ROWS]], 32] [1, 1, 1, 1]
+// CHECK:   %[[V0:.*]] = memref.subview %[[V]][%[[PAGE0]], %{{.*}}, %[[SLOT0]], 0] [1, 1, %[[N0ROWS]], 32] [1, 1, 1, 1]
+// Page 1 of the block: 8 rows on, its table entry clamped to the last key's.
+// CHECK:   %[[ROW1:.*]] = arith.addi %[[ROW]], %c8
+// CHECK:   %[[R1:.*]] = arith.minsi %[[ROW1]], %[[LAST]]
+// CHECK:   memref.load %[[BT]][%{{.*}}, %{{.*}}]
+// CHECK:   %[[S1:.*]] = memref.subview %[[S]][%{{.*}}, %c8{{.*}}] [4, 8] [1, 1]
+// CHECK:   %[[K1:.*]] = memref.subview %[[K]]
+// CHECK:   %[[V1:.*]] = memref.subview %[[V]]
 // CHECK:   scf.for
+// CHECK:     memref.load %[[BT]]
 // CHECK:     memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<3>, data
-// CHECK:     memref.prefetch %[[V]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<3>, data
 // CHECK:   }
-// CHECK:   %[[KV:.*]] = memref.subview %[[K]][%[[PAGE]], %{{.*}}, %[[FIRST]], 0] [1, 1, %[[N]], 32] [1, 1, 1, 1]
-// CHECK:   %[[VV:.*]] = memref.subview %[[V]][%[[PAGE]], %{{.*}}, %[[FIRST]], 0] [1, 1, %[[N]], 32] [1, 1, 1, 1]
-// CHECK:   attn.tile_matmul %{{.*}}, %[[KV]] transposed into
-// CHECK:   attn.tile_matmul %{{.*}}, %[[VV]] into %{{.*}} accumulate
+// CHECK:   attn.tile_matmul %{{.*}}, %[[K0]] transposed into %[[S0]]
+// CHECK:   scf.for
+// CHECK:     memref.prefetch %[[K]]
+// CHECK:   }
+// CHECK:   attn.tile_matmul %{{.*}}, %[[K1]] transposed into %[[S1]]
+// CHECK:   attn.tile_softmax %[[S]]
+// CHECK:   scf.for
+// CHECK:     memref.prefetch %[[V]]
+// CHECK:   }
+// CHECK:   attn.tile_matmul %[[S0]], %[[V0]] into %{{.*}} accumulate
+// CHECK:   scf.for
+// CHECK:     memref.prefetch %[[V]]
+// CHECK:   }
+// CHECK:   attn.tile_matmul %[[S1]], %[[V1]] into %{{.*}} accumulate
 // CHECK: } {attn.kv_loop}
 // CHECK-NOT: attn.gather_tile
 
-// Lowered for the CPU, only the tile program's prefetch of the next page; the
-// matmuls add none (a page of 8 rows has no row 16 ahead to reach).
+// Lowered for the CPU, the tile program's prefetches only (4 per block, before
+// each part); the matmuls add none (a page of 8 rows has no row 16 ahead).
 // CPU-LABEL: func @paged_static
 // CPU-NOT: attn.gather_tile
 // CPU-NOT: attn.tile_
 // CPU-NOT: vector.shuffle
-// CPU: memref.prefetch %{{.*}} : memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>
-// CPU: memref.prefetch %{{.*}} : memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>
-// CPU-NOT: memref.prefetch
-// CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+// CPU-COUNT-4: memref.prefetch %{{.*}} : memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>
 // CPU-NOT: memref.prefetch
 // CPU: return
 func.func @paged_static(%q: tensor<1x4x?x32xbf16>, %k: tensor<?x2x8x32xbf16>, %v: tensor<?x2x8x32xbf16>,
