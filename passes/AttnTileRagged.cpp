@@ -230,7 +230,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     // The rows of the next block that page part j prefetches: its K rows
     // before part j's Q.K^T, its V rows before part j's P V, so that the
     // prefetches are spread over the block.
-    int64_t partRows = std::min(BN, P);
+    int64_t partRows = pageViews ? std::min(BN, P) : BN;
     Value lastKey = t.addi(kr, t.subi(kn, c1));
     auto prefetchPart = [&](Value src, int64_t j) {
       prefetchRows(builder, loc, src, table, kb, hKv, t.addi(row, t.idx(j * partRows + BN)),

@@ -41,6 +41,12 @@ size_t endOfCopyGroup(ArrayRef<CopyTileOp> copies, size_t i);
 /// any other op) against the score tile `scores`, with a diagnostic on `op`.
 LogicalResult checkScoreVariant(Operation *op, Value scores);
 
+/// An f32 PTX approximation (`llvm.nvvm.ex2.approx.ftz.f`, `rcp...`,
+/// `lg2...`) as an LLVM intrinsic call: math.exp2 / log2 would become
+/// libdevice calls, which need the CUDA toolkit's libdevice.10.bc
+/// (GpuSoftmax.cpp).
+Value nvvmApprox(OpBuilder &b, Location loc, StringRef intrinsic, Value x);
+
 /// GpuSplitKv.cpp: attn-tile's split-KV form. foldSplitGrid folds the
 /// (batch, head, query block, split) grid into three launch dimensions;
 /// buildCombineLaunch replaces tile_combine's grid (and the host branch

@@ -42,12 +42,7 @@ LogicalResult checkScoreVariant(Operation *op, Value scores) {
 
 /// 1 / x with the PTX approximation (`rcp.approx.ftz.f32`, at most 1 ulp off;
 /// arith.divf is the IEEE division, a subroutine with a slow path).
-Value Lowering::rcp(Value x) {
-  return LLVM::CallIntrinsicOp::create(b, loc, b.getF32Type(),
-                                       b.getStringAttr("llvm.nvvm.rcp.approx.ftz.f"),
-                                       ValueRange{x})
-      .getResult(0);
-}
+Value Lowering::rcp(Value x) { return nvvmApprox(b, loc, "llvm.nvvm.rcp.approx.ftz.f", x); }
 
 void Lowering::lowerSoftcap(TileSoftcapOp op) {
   const double log2e = 1.4426950408889634;

@@ -18,15 +18,15 @@ namespace gl = mlir::attn::gpu_layout;
 
 namespace mlir::attn::gpu_lowering {
 
-/// 2^x with the PTX approximation (`ex2.approx.ftz.f32`, the instruction
-/// CUDA's fast-math exp2f uses). math.exp2 would become a libdevice call,
-/// which needs the CUDA toolkit's libdevice at compile time.
-Value Lowering::exp2(Value x) {
-  return LLVM::CallIntrinsicOp::create(b, loc, b.getF32Type(),
-                                       b.getStringAttr("llvm.nvvm.ex2.approx.ftz.f"),
+Value nvvmApprox(OpBuilder &b, Location loc, StringRef intrinsic, Value x) {
+  return LLVM::CallIntrinsicOp::create(b, loc, b.getF32Type(), b.getStringAttr(intrinsic),
                                        ValueRange{x})
       .getResult(0);
 }
+
+/// 2^x with the PTX approximation (`ex2.approx.ftz.f32`, the instruction
+/// CUDA's fast-math exp2f uses).
+Value Lowering::exp2(Value x) { return nvvmApprox(b, loc, "llvm.nvvm.ex2.approx.ftz.f", x); }
 
 /// a * b + c, contractible into one fma (math.fma would be a libdevice call).
 Value Lowering::fma(Value a, Value bv, Value c) {
@@ -222,10 +222,7 @@ void Lowering::lowerLse(TileLseOp op) {
   Value firstOfQuad = cmpi(arith::CmpIPredicate::eq, remui(lane, 4), idx(0));
   for (int64_t h = 0; h < 2; ++h) {
     Value total = quadReduce(load(sumFrag, h), /*isMax=*/false);
-    Value lg2 = LLVM::CallIntrinsicOp::create(b, loc, b.getF32Type(),
-                                              b.getStringAttr("llvm.nvvm.lg2.approx.ftz.f"),
-                                              ValueRange{total})
-                    .getResult(0);
+    Value lg2 = nvvmApprox(b, loc, "llvm.nvvm.lg2.approx.ftz.f", total);
     Value isZero = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, total, zero);
     Value lse = sel(isZero, negInf, fma(lg2, ln2, load(mxFrag, h)));
     Value row = addi(warpRow, gl::accumulatorElement(o, lane, 2 * h).first);

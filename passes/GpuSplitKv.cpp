@@ -24,7 +24,6 @@
 #include "passes/GpuLowering.h"
 
 #include "mlir/Dialect/GPU/Utils/GPUUtils.h"
-#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/SymbolTable.h"
 
 #include <limits>
@@ -37,12 +36,6 @@ namespace mlir::attn::gpu_lowering {
 namespace {
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.69314718055994531;
-
-Value nvvmIntrinsic(OpBuilder &b, Location loc, StringRef name, Value x) {
-  return LLVM::CallIntrinsicOp::create(b, loc, b.getF32Type(), b.getStringAttr(name),
-                                       ValueRange{x})
-      .getResult(0);
-}
 } // namespace
 
 LogicalResult foldSplitGrid(func::FuncOp func) {
@@ -130,7 +123,7 @@ FailureOr<gpu::LaunchOp> buildCombineLaunch(TileCombineOp op) {
   Value splits = arith::DivUIOp::create(b, loc, t.dim(part, 0), t.maxsi(batches, c1));
   Value negInf = t.f32(-std::numeric_limits<double>::infinity());
   auto exp = [&](Value x) {
-    return nvvmIntrinsic(b, loc, "llvm.nvvm.ex2.approx.ftz.f",
+    return nvvmApprox(b, loc, "llvm.nvvm.ex2.approx.ftz.f",
                          arith::MulFOp::create(b, loc, x, t.f32(kLog2e)));
   };
   t.ifThen(t.cmpi(arith::CmpIPredicate::ugt, splits, c1), [&] {
@@ -178,7 +171,7 @@ FailureOr<gpu::LaunchOp> buildCombineLaunch(TileCombineOp op) {
     });
     t.ifThen(t.cmpi(arith::CmpIPredicate::eq, tid, c0), [&] {
       Value ln = arith::MulFOp::create(
-          b, loc, nvvmIntrinsic(b, loc, "llvm.nvvm.lg2.approx.ftz.f", total), t.f32(kLn2));
+          b, loc, nvvmApprox(b, loc, "llvm.nvvm.lg2.approx.ftz.f", total), t.f32(kLn2));
       Value l = t.sel(none, negInf, arith::AddFOp::create(b, loc, ms, ln));
       memref::StoreOp::create(b, loc, l, lse, ValueRange{batch, head, row});
     });
