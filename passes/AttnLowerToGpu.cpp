@@ -14,6 +14,8 @@
 //                                             buffers at constant indices:
 //                                             LLVM promotes them to registers)
 //   attn.copy_tile                         -> cp.async (16 B, zero-filled tails)
+//   attn.gather_tile (paged KV)            -> cp.async per row, its page from
+//                                             the block table
 //   attn.tile_matmul                       -> ldmatrix + mma.sync m16n8k16
 //   attn.tile_softcap / tile_alibi /
 //     tile_mask / tile_bias                -> per-element fragment math
@@ -180,20 +182,15 @@ struct AttnLowerToGpuPass : mlir::attn::impl::AttnLowerToGpuBase<AttnLowerToGpuP
     for (auto func : llvm::to_vector(module.getOps<func::FuncOp>())) {
       if (func.isExternal())
         continue;
-      // Ragged batches and paged KV caches (issue 12) are CPU-only so far.
-      if (func->hasAttr("attn.ragged") ||
-          func.walk([](GatherTileOp) { return WalkResult::interrupt(); }).wasInterrupted()) {
-        func.emitError("attn-lower-to-gpu: ragged / paged attention (attn.ragged_attention, "
-                       "attn.gather_tile) is not supported by attn-lower-to-gpu yet");
-        return signalPassFailure();
-      }
       // attn-tile's bf16-pairs form is the CPU's AMX layout; the GPU's
       // tensor cores take bf16 tiles as they are (mma.sync fragments).
       Operation *pairs = nullptr;
       func.walk([&](Operation *op) {
         auto copy = dyn_cast<CopyTileOp>(op);
+        auto gather = dyn_cast<GatherTileOp>(op);
         auto mm = dyn_cast<TileMatmulOp>(op);
         if (!pairs && (isa<TileConvertOp>(op) || (copy && copy.getPairs()) ||
+                       (gather && gather.getPairs()) ||
                        (mm && mm.getPairs())))
           pairs = op;
       });

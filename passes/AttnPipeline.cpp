@@ -31,11 +31,28 @@ using namespace mlir::attn;
 
 namespace {
 
-/// Gives each buffer written by a copy_tile in `loop` `stages` slots.
+/// The K/V copies of a KV loop body: copy_tile, and gather_tile (a paged
+/// cache's rows through the block table), which writes its whole tile too.
+SmallVector<Operation *> tileCopies(scf::ForOp loop) {
+  SmallVector<Operation *> copies;
+  for (Operation &op : loop.getBody()->without_terminator())
+    if (isa<CopyTileOp, GatherTileOp>(op))
+      copies.push_back(&op);
+  return copies;
+}
+
+Value tileCopyDest(Operation *op) {
+  if (auto g = dyn_cast<GatherTileOp>(op))
+    return g.getDest();
+  return cast<CopyTileOp>(op).getDest();
+}
+
+/// Gives each buffer written by a copy_tile / gather_tile in `loop` `stages`
+/// slots.
 LogicalResult multiBufferCopies(RewriterBase &rewriter, scf::ForOp loop, unsigned stages) {
   llvm::SetVector<memref::AllocOp> allocs;
-  for (auto copy : loop.getBody()->getOps<CopyTileOp>())
-    if (auto alloc = copy.getDest().getDefiningOp<memref::AllocOp>())
+  for (Operation *copy : tileCopies(loop))
+    if (auto alloc = tileCopyDest(copy).getDefiningOp<memref::AllocOp>())
       if (!loop->isAncestor(alloc))
         allocs.insert(alloc);
   for (memref::AllocOp alloc : allocs) {
@@ -50,7 +67,7 @@ LogicalResult multiBufferCopies(RewriterBase &rewriter, scf::ForOp loop, unsigne
     for (Operation *user : alloc->getUsers())
       if (!loop->isAncestor(user))
         return alloc.emitError("attn-pipeline: a K/V tile buffer is used outside the KV loop");
-    // copy_tile writes every element (rows past the end are zero-filled), so
+    // The copies write every element (rows past the end are zero-filled), so
     // there is no loop-carried dependence through the buffer.
     FailureOr<memref::AllocOp> mb =
         memref::multiBuffer(rewriter, alloc, stages, /*skipOverrideAnalysis=*/true);
@@ -70,11 +87,11 @@ LogicalResult multiBufferCopies(RewriterBase &rewriter, scf::ForOp loop, unsigne
 void scheduleCopiesFirst(scf::ForOp loop, unsigned lastStage,
                          std::vector<std::pair<Operation *, unsigned>> &schedule) {
   llvm::SetVector<Operation *> early;
-  for (auto copy : loop.getBody()->getOps<CopyTileOp>()) {
+  for (Operation *copy : tileCopies(loop)) {
     BackwardSliceOptions opts;
     opts.filter = [&](Operation *op) { return op->getBlock() == loop.getBody(); };
     opts.inclusive = true;
-    (void)getBackwardSlice(copy.getOperation(), &early, opts);
+    (void)getBackwardSlice(copy, &early, opts);
   }
   for (Operation &op : loop.getBody()->without_terminator())
     if (early.contains(&op))
@@ -125,7 +142,7 @@ struct AttnPipelinePass : mlir::attn::impl::AttnPipelineBase<AttnPipelinePass> {
     SmallVector<scf::ForOp> loops = collectKvLoops(getOperation());
     IRRewriter rewriter(&getContext());
     for (scf::ForOp loop : loops) {
-      if (loop.getBody()->getOps<CopyTileOp>().empty())
+      if (tileCopies(loop).empty())
         continue;
       if (failed(multiBufferCopies(rewriter, loop, numStages)))
         return signalPassFailure();

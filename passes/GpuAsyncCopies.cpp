@@ -1,7 +1,8 @@
 //===- GpuAsyncCopies.cpp - attn-lower-to-gpu: cp.async copies and groups -===//
 //
 // The copy phase of attn-lower-to-gpu when tiles arrive by cp.async (sm_80,
-// and sm_90a with tma=false): lowers attn.copy_tile to 16-byte
+// and sm_90a with tma=false): lowers attn.copy_tile and attn.gather_tile (a
+// paged cache's rows, each from its page through the block table) to 16-byte
 // nvgpu.device_async_copy chunks (zero-filled past the valid rows, swizzled
 // in shared memory) and places the async groups, waits and barriers from the
 // pipelined structure attn-pipeline left. The TMA variant is GpuTma.cpp.
@@ -20,7 +21,12 @@ LogicalResult Lowering::collectCopies(KernelCopies &copies) {
   launch.getBody().walk<WalkOrder::PreOrder>([&](Operation *op) {
     if (auto cp = dyn_cast<CopyTileOp>(op)) {
       Value r = rootOf(cp.getDest());
-      (r == kSmem || r == vSmem ? copies.kv : qCopies).push_back(cp);
+      if (r == kSmem || r == vSmem)
+        copies.kv.push_back(cp);
+      else
+        qCopies.push_back(cp);
+    } else if (isa<GatherTileOp>(op)) {
+      copies.kv.push_back(op); // GpuPlan checked that it fills K or V
     } else if (auto mm = dyn_cast<TileMatmulOp>(op); mm && !mm.getAccumulate()) {
       copies.qk.push_back(mm);
     }
@@ -53,7 +59,7 @@ LogicalResult Lowering::placeAsyncGroups() {
   KernelCopies copies;
   if (failed(collectCopies(copies)))
     return failure();
-  SmallVector<CopyTileOp> &kvCopies = copies.kv;
+  SmallVector<Operation *> &kvCopies = copies.kv;
   SmallVector<TileMatmulOp> &qkMatmuls = copies.qk;
   auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx());
   // Commits take the tokens of their copies where those dominate them;
@@ -101,13 +107,13 @@ LogicalResult Lowering::placeAsyncGroups() {
     }
     SmallVector<Value> tokens;
     for (size_t c = i; c < j; ++c) {
-      CopyTileOp cp = kvCopies[c];
-      Value r = rootOf(cp.getDest());
+      Operation *cp = kvCopies[c];
+      Value r = rootOf(copyDest(cp));
       b.setInsertionPoint(cp);
-      llvm::append_range(tokens, emitTileCopy(cp, cp.getDest(), p.BN, r == kSmem ? p.D : p.Dv));
+      llvm::append_range(tokens, emitTileCopy(cp, copyDest(cp), p.BN, r == kSmem ? p.D : p.Dv));
     }
     // The anchor of a copy that is not under an scf.if is the copy itself.
-    Operation *after = last == kvCopies[j - 1].getOperation() ? last->getPrevNode() : last;
+    Operation *after = last == kvCopies[j - 1] ? last->getPrevNode() : last;
     Operation *commit = commitAfter(after, tokens);
     (void)commit;
     for (size_t c = i; c < j; ++c)
@@ -147,9 +153,23 @@ LogicalResult Lowering::placeAsyncGroups() {
   return success();
 }
 
-SmallVector<Value> Lowering::emitTileCopy(CopyTileOp op, Value dst, int64_t rows,
+/// A copy_tile reads rows `row + r` of source[batch, head]; a gather_tile
+/// (paged cache [pages, heads, page_size, D]) reads key row t = row + r of
+/// sequence `seq` from slot t % page_size of page block_table[seq, t /
+/// page_size], so each row's chunks take their own base address; the page
+/// size is the source's dimension 2, read at run time (one kernel for every
+/// page size). Rows at or past `valid` copy 0 bytes (zero-fill) from the
+/// block's first row, whose table entry is valid whenever the copy runs
+/// (the KV loop only runs blocks with a valid first row).
+SmallVector<Value> Lowering::emitTileCopy(Operation *op, Value dst, int64_t rows,
                                           int64_t cols) {
   IRBuild &o = *this;
+  auto gather = dyn_cast<GatherTileOp>(op);
+  auto copy = dyn_cast<CopyTileOp>(op);
+  Value source = gather ? gather.getSource() : copy.getSource();
+  Value row0 = gather ? gather.getRow() : copy.getRow();
+  Value valid = gather ? gather.getValid() : copy.getValid();
+  Value pageSize = gather ? o.dim(source, 2) : Value();
   SmallVector<Value> tokens;
   // 16-byte chunks: 8 f16/bf16 or 4 f32 elements.
   int64_t perChunk = 16 / p.eltBytes;
@@ -158,18 +178,28 @@ SmallVector<Value> Lowering::emitTileCopy(CopyTileOp op, Value dst, int64_t rows
   for (int64_t j = 0; j < perThread; ++j) {
     auto copyChunk = [&] {
       auto [r, ch] = gl::copyChunk(o, tid, j, T, cpr);
-      Value inRange = lt(r, op.getValid());
-      Value srcRow = addi(op.getRow(), sel(inRange, r, idx(0)));
+      Value inRange = lt(r, valid);
+      Value srcRow = addi(row0, sel(inRange, r, idx(0)));
       Value n = sel(inRange, idx(perChunk), idx(0));
       Value dRow = r, dCol;
       if (p.wgmma)
         std::tie(dRow, dCol) = gl::panelSwizzle(o, r, ch, rows);
       else
         dCol = o.muli(gl::swizzleChunk(o, r, ch), perChunk);
+      SmallVector<Value> srcIdx;
+      if (gather) {
+        Value page = memref::LoadOp::create(b, loc, gather.getBlockTable(),
+                                            ValueRange{gather.getSeq(),
+                                                       arith::DivUIOp::create(b, loc, srcRow, pageSize)});
+        Value pageIdx = arith::IndexCastOp::create(b, loc, b.getIndexType(), page);
+        Value slot = arith::RemUIOp::create(b, loc, srcRow, pageSize);
+        srcIdx = {pageIdx, gather.getHead(), slot, o.muli(ch, perChunk)};
+      } else {
+        srcIdx = {copy.getBatch(), copy.getHead(), srcRow, o.muli(ch, perChunk)};
+      }
       tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-          b, loc, nvgpu::DeviceAsyncTokenType::get(ctx()), dst, ValueRange{dRow, dCol},
-          op.getSource(), ValueRange{op.getBatch(), op.getHead(), srcRow, o.muli(ch, perChunk)},
-          b.getIndexAttr(perChunk), n, b.getUnitAttr()));
+          b, loc, nvgpu::DeviceAsyncTokenType::get(ctx()), dst, ValueRange{dRow, dCol}, source,
+          srcIdx, b.getIndexAttr(perChunk), n, b.getUnitAttr()));
     };
     if ((j + 1) * T > chunks)
       ifThen(lt(addi(tid, idx(j * T)), idx(chunks)), copyChunk); // some threads have no chunk

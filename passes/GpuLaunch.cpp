@@ -230,7 +230,7 @@ LogicalResult Lowering::retypeSharedTiles(Value oldRoot, Value newBase) {
           return user->emitError("attn-lower-to-gpu: a K/V tile buffer escapes an scf.if");
       } else if (isa<memref::DeallocOp>(user)) {
         user->erase();
-      } else if (isa<CopyTileOp, TileMatmulOp>(user)) {
+      } else if (isa<CopyTileOp, GatherTileOp, TileMatmulOp>(user)) {
         use.set(newV);
       } else {
         return user->emitError("attn-lower-to-gpu: unexpected use of a K/V tile buffer");

@@ -32,10 +32,14 @@ Value rootOf(Value v);
 /// through the scf.if ops the pipeliner predicates with).
 Operation *anchorOf(Operation *op);
 
-/// The K/V copies of one pipelined iteration: same loop body (looking
-/// through predicating scf.ifs), attn.part, attn.iteration and
-/// attn.unrolled_copy. Returns the end of the group that starts at `i`.
-size_t endOfCopyGroup(ArrayRef<CopyTileOp> copies, size_t i);
+/// The K/V copies (attn.copy_tile, or attn.gather_tile for a paged cache)
+/// of one pipelined iteration: same loop body (looking through predicating
+/// scf.ifs), attn.part, attn.iteration and attn.unrolled_copy. Returns the
+/// end of the group that starts at `i`.
+size_t endOfCopyGroup(ArrayRef<Operation *> copies, size_t i);
+
+/// The tile buffer a K/V copy (copy_tile or gather_tile) writes.
+Value copyDest(Operation *copy);
 
 /// GpuScores.cpp: validates a tile_softcap / tile_alibi (`op`; success for
 /// any other op) against the score tile `scores`, with a diagnostic on `op`.
@@ -118,12 +122,12 @@ struct Lowering : IRBuild {
   // GpuAsyncCopies.cpp: cp.async copies and their groups.
   struct KernelCopies {
     CopyTileOp q;                  // the one Q copy, at the top of the kernel
-    SmallVector<CopyTileOp> kv;    // K/V copies in program order
+    SmallVector<Operation *> kv;   // K/V copy_tile / gather_tile ops in program order
     SmallVector<TileMatmulOp> qk;  // Q.K^T matmuls in program order
   };
   LogicalResult collectCopies(KernelCopies &copies);
   LogicalResult placeAsyncGroups();
-  SmallVector<Value> emitTileCopy(CopyTileOp op, Value dst, int64_t rows, int64_t cols);
+  SmallVector<Value> emitTileCopy(Operation *op, Value dst, int64_t rows, int64_t cols);
   // GpuTma.cpp: sm_90a TMA loads on mbarriers.
   LogicalResult placeTmaLoads();
   Value tensorMap(Value source, int64_t rows);

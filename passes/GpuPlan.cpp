@@ -46,7 +46,7 @@ Value rootOf(Value v) {
 }
 
 bool isTileOp(Operation *op) {
-  return isa<CopyTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftcapOp, TileAlibiOp,
+  return isa<CopyTileOp, GatherTileOp, TileMatmulOp, TileMaskOp, TileBiasOp, TileSoftcapOp, TileAlibiOp,
              TileSoftmaxOp, TileStoreOp, TileLseOp>(op);
 }
 
@@ -166,6 +166,17 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
       slot = cp.getSource();
       if (!isa<BlockArgument>(cp.getSource()))
         return fail(op, "copy_tile sources must be kernel arguments");
+    } else if (auto g = dyn_cast<GatherTileOp>(op)) {
+      // A paged cache's rows, through the block table (cp.async per row).
+      Value r = rootOf(g.getDest());
+      if (r != p.k && r != p.v)
+        return fail(op, "gather_tile into a buffer that is neither K nor V");
+      Value &slot = r == p.k ? kSrc : vSrc;
+      if (slot && slot != g.getSource())
+        return fail(op, "all copies into one tile buffer must read the same tensor");
+      slot = g.getSource();
+      if (!isa<BlockArgument>(g.getSource()) || !isa<BlockArgument>(g.getBlockTable()))
+        return fail(op, "gather_tile's cache and block table must be kernel arguments");
     } else if (auto st = dyn_cast<TileStoreOp>(op)) {
       if (rootOf(st.getAcc()) != p.acc || rootOf(st.getSum()) != p.sum)
         return fail(op, "tile_store must store the accumulator and sum of tile_softmax");
@@ -270,7 +281,10 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
                        "use mma=auto or mma-sync");
   p.wgmma = wgmmaFits && mma != "mma-sync" && !p.tf32;
   // TMA writes the 128-byte-swizzled panels that only the wgmma kernel reads.
-  p.tma = p.wgmma && useTma;
+  // Not for ragged / paged programs: their Q and packed K/V are strided
+  // views whose boxes start at rows from the work table, and a paged block's
+  // rows come from several pages (cp.async per row, docs/ragged-paged.md).
+  p.tma = p.wgmma && useTma && !func->hasAttr("attn.ragged");
 
   int64_t eltBytes = p.eltBytes;
   int64_t barrierBytes = p.tma ? 8 * (p.S + 1) : 0; // static shared memory
@@ -291,7 +305,13 @@ Operation *anchorOf(Operation *op) {
   return op;
 }
 
-size_t endOfCopyGroup(ArrayRef<CopyTileOp> copies, size_t i) {
+Value copyDest(Operation *copy) {
+  if (auto g = dyn_cast<GatherTileOp>(copy))
+    return g.getDest();
+  return cast<CopyTileOp>(copy).getDest();
+}
+
+size_t endOfCopyGroup(ArrayRef<Operation *> copies, size_t i) {
   auto key = [](Operation *op) {
     return std::make_tuple(anchorOf(op)->getBlock(), op->getAttr("attn.part"),
                            op->getAttr("attn.iteration"), op->getAttr("attn.unrolled_copy"));

@@ -79,7 +79,10 @@ LogicalResult Lowering::placeTmaLoads() {
   KernelCopies copies;
   if (failed(collectCopies(copies)))
     return failure();
-  SmallVector<CopyTileOp> &kvCopies = copies.kv;
+  // TMA is off for programs with gather_tile (GpuPlan.cpp): copy_tile only.
+  SmallVector<CopyTileOp> kvCopies;
+  for (Operation *op : copies.kv)
+    kvCopies.push_back(cast<CopyTileOp>(op));
   SmallVector<TileMatmulOp> &qkMatmuls = copies.qk;
   CopyTileOp q = copies.q;
   if (auto sc = q.getScale())
@@ -118,7 +121,7 @@ LogicalResult Lowering::placeTmaLoads() {
     return Value();
   };
   for (size_t i = 0; i < kvCopies.size();) {
-    size_t j = endOfCopyGroup(kvCopies, i);
+    size_t j = endOfCopyGroup(copies.kv, i);
     Operation *first = anchorOf(kvCopies[i]);
     if (isa<scf::ForOp>(first->getParentOp())) {
       b.setInsertionPoint(first);

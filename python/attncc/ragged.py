@@ -1,4 +1,4 @@
-"""Ragged (varlen) batches and paged KV caches (issue 12), CPU target.
+"""Ragged (varlen) batches and paged KV caches (issue 12), CPU and GPU targets.
 
     out = attncc.varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k,
                                   max_seqlen_q, max_seqlen_k, causal=True)
@@ -23,11 +23,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from . import ragged_gpu
 from .compiler import compile_graph
 from .errors import InputError
 from .frontend import split_kv
 from .graph import Graph
 from .options import CompileOptions
+from .targets import TARGETS
+from .targets import kind as target_kind
 
 _DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 _LOCK = threading.Lock()
@@ -45,9 +48,6 @@ def _check_float(name: str, t: Any, rank: int) -> torch.Tensor:
         raise InputError(f"{name} must have rank {rank}, got shape {tuple(t.shape)}")
     if t.dtype not in _DTYPES:
         raise InputError(f"{name} has dtype {t.dtype}; expected float32, float16 or bfloat16")
-    if t.device.type != "cpu":
-        raise InputError(f"{name} is on {t.device}; ragged/paged attention runs on the CPU "
-                         "target only (the GPU lowering refuses it)")
     if t.stride(-1) != 1:
         raise InputError(f"{name} must have a unit-stride last dimension, got strides "
                          f"{t.stride()}")
@@ -61,9 +61,8 @@ def _check_index(name: str, t: Any, rank: int) -> torch.Tensor:
         raise InputError(f"{name} must be int32, got {t.dtype}")
     if t.dim() != rank:
         raise InputError(f"{name} must have rank {rank}, got shape {tuple(t.shape)}")
-    if t.device.type != "cpu":
-        raise InputError(f"{name} is on {t.device}; expected a CPU tensor")
-    return t
+    # Checked (and the work table built) on the host: one small copy per call.
+    return t.cpu()
 
 
 def _check_cu(name: str, cu: Any, total: int, num_seqs: Optional[int]) -> torch.Tensor:
@@ -145,14 +144,15 @@ def _static_page(opts: CompileOptions, query_len: int, page_size: int,
 
 def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, paged: bool,
             scale: float, sides, softcap, alibi: bool, sinks: bool, query_len: int,
-            opts: CompileOptions, page: Optional[int] = None, lse: bool = False):
+            opts: CompileOptions, page: Optional[int] = None, lse: bool = False,
+            target: str = "cpu"):
     """The compiled kernel and its query block size. `lse`: the kernel also
     writes each query row's log-sum-exp to a trailing f32 argument shaped like
     the output without head_dim (attn-tile's lse form; any strides)."""
     threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
-    bm = opts.query_block("cpu", query_len)
+    bm = opts.query_block(target, query_len)
     key = (dtype, heads, kv_heads, D, Dv, paged, scale, sides, softcap, alibi, sinks, bm,
-           opts, threads, page, lse)
+           opts, threads, page, lse, target)
     with _LOCK:
         hit = _KERNELS.get(key)
     if hit is not None:
@@ -169,7 +169,7 @@ def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, page
     g.output(g.ragged_attention(qv, kv, vv, work, block_table=table, scale=scale,
                                 window_sides=sides, softcap=softcap, alibi_slopes=sl,
                                 sinks=sk))
-    compiled = compile_graph(g, opts, "cpu", query_len=bm, lse=lse)
+    compiled = compile_graph(g, opts, target, query_len=bm, lse=lse)
     with _LOCK:
         if len(_KERNELS) >= _MAX_KERNELS:
             _KERNELS.pop(next(iter(_KERNELS)))
@@ -236,7 +236,7 @@ def _kv_in_place(opts: CompileOptions, query_len: int) -> bool:
 
 def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
          sink, options: dict[str, Any], return_lse: bool = False,
-         num_splits: Optional[int] = None):
+         num_splits: Optional[int] = None, target: str = "cpu", runner=None):
     """q [T, Hq, D]; k4/v4 as the kernel sees them ([Bk, Hkv, L, D] views).
     Returns the output [T, Hq, Dv], and with `return_lse` (out, lse) where lse
     is [Hq, T] f32 (flash-attn varlen's softmax_lse, vLLM's merge layout).
@@ -247,6 +247,9 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     compute a 256-row block for its one row (a 2k-prefill + 31-decode batch
     ran 100x slower that way). Within a launch, work is split by query blocks."""
     opts = CompileOptions.cached(options)
+    if target_kind(target) == "gpu":
+        return _run_gpu(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap,
+                        slopes, sink, opts, return_lse, target, runner)
     T, Hq, D = q.shape
     Hkv, Dv = k4.shape[1], v4.shape[3]
     out = q.new_empty((T, Hq, Dv))
@@ -340,6 +343,24 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     return (out, lse) if return_lse else out
 
 
+def _run_gpu(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
+             sink, opts: CompileOptions, return_lse: bool, target: str, runner=None):
+    """One launch for the whole batch on a GPU target (attncc.ragged_gpu);
+    `runner` runs the compiled kernel's arguments another way (the tests'
+    GPU emulator)."""
+    T, Hq, D = q.shape
+    Hkv, Dv = k4.shape[1], v4.shape[3]
+    if return_lse and Dv == 0 and T and Hq:
+        raise InputError("return_lse=True needs values with head_dim > 0")
+    compiled, bm = _kernel(q.dtype, Hq, Hkv, D, Dv, table is not None, scale, sides, softcap,
+                           slopes is not None, sink is not None, None, opts, None, return_lse,
+                           target)
+    rest = lq > 0
+    work = _work_table(bm, q_start[rest], lq[rest], kb[rest], k_start[rest], lk[rest])
+    launch = ragged_gpu.launch_args(q, k4, v4, work, table, slopes, sink, return_lse)
+    return ragged_gpu.run(compiled, launch, runner)
+
+
 # -- public API ------------------------------------------------------------------------------
 
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -348,7 +369,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      scale: Optional[float] = None, window: Optional[tuple[int, int]] = None,
                      softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
                      sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
-                     num_splits: Optional[int] = None, target: str = "cpu",
+                     num_splits: Optional[int] = None, target: str = "cpu", runner=None,
                      **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """flash-attn's `flash_attn_varlen_func` on packed tensors: q [total_q, Hq, D],
     k [total_k, Hkv, D], v [total_k, Hkv, Dv]; sequence s has queries
@@ -364,11 +385,16 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     threads (split only where the decode grid leaves threads idle), 1 never
     splits, P in [2, 256] cuts each such sequence's keys into at most P
     pieces of a multiple of 256 keys (and of a power-of-two page size), run
-    as separate work items and merged with their log-sum-exps."""
-    _check_target(target)
+    as separate work items and merged with their log-sum-exps (CPU target).
+    `target`: "cpu", or a GPU target ("sm_80", "sm_90a", "cuda") with q, k,
+    v on a CUDA device (attncc.ragged_gpu); `runner` is for tests (runs the
+    compiled GPU kernel's arguments in the GPU emulator)."""
+    _check_target(target, num_splits)
     split_kv.check_args(return_lse, num_splits)
     q, k, v = (_check_float(n, t, 3) for n, t in (("q", q), ("k", k), ("v", v)))
     _same_dtype(q, k, v)
+    # A runner (the tests' GPU emulator) runs the GPU kernel on host tensors.
+    _check_device("cpu" if runner else target, q=q, k=k, v=v)
     if k.shape[:2] != v.shape[:2]:
         raise InputError(f"k {tuple(k.shape)} and v {tuple(v.shape)} must have the same tokens "
                          "and heads")
@@ -383,7 +409,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
     zeros = torch.zeros_like(lq)
     return _run(q, k4, v4, cq[:-1], lq, zeros, ck[:-1], lk, None, scale, sides, softcap,
-                slopes, sink, options, return_lse, num_splits)
+                slopes, sink, options, return_lse, num_splits, target, runner)
 
 
 def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -394,7 +420,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
                     softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
                     sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
                     num_splits: Optional[int] = None, layout: str = "NHD", target: str = "cpu",
-                    **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                    runner=None, **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention against a paged KV cache. k_cache/v_cache: [num_pages, page_size,
     Hkv, D] (layout "NHD", vLLM/FlashInfer) or [num_pages, Hkv, page_size, D]
     ("HND"); block_table [batch, max_pages] int32 (page of each sequence's
@@ -405,8 +431,8 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     their sequence (bottom-right alignment). Returns q's shape with Dv; with
     return_lse=True, (out, lse) with lse [Hq, q tokens] float32 (as
     varlen_attention's). `num_splits`: split-KV for decode tokens, as
-    varlen_attention's."""
-    _check_target(target)
+    varlen_attention's. `target`, `runner`: as varlen_attention's."""
+    _check_target(target, num_splits)
     split_kv.check_args(return_lse, num_splits)
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -414,6 +440,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     k_cache, v_cache = (_check_float(n, t, 4) for n, t in (("k_cache", k_cache),
                                                            ("v_cache", v_cache)))
     _same_dtype(q, k_cache, v_cache)
+    _check_device("cpu" if runner else target, q=q, k_cache=k_cache, v_cache=v_cache)
     if k_cache.shape[:3] != v_cache.shape[:3]:
         raise InputError(f"k_cache {tuple(k_cache.shape)} and v_cache {tuple(v_cache.shape)} "
                          "must have the same pages, page size and heads")
@@ -468,7 +495,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     table = table.contiguous()
     zeros = torch.zeros_like(lens)
     return _run(q, k4, v4, cq[:-1], lq, torch.arange(S), zeros, lens, table, scale, sides,
-                softcap, slopes, sink, options, return_lse, num_splits)
+                softcap, slopes, sink, options, return_lse, num_splits, target, runner)
 
 
 def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,
@@ -483,6 +510,8 @@ def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tenso
                                                            ("v_cache", v_cache)))
     k, v = (_check_float(n, t, 3) for n, t in (("k", k), ("v", v)))
     _same_dtype(k_cache, v_cache, k, v)
+    _check_device("cpu" if k_cache.device.type == "cpu" else "cuda", k_cache=k_cache,
+                  v_cache=v_cache, k=k, v=v)
     slots = _check_index("slot_mapping", slot_mapping, 1).to(torch.int64)
     if slots.numel() != k.shape[0] or v.shape[0] != k.shape[0]:
         raise InputError(f"slot_mapping ({slots.numel()}), k ({k.shape[0]}) and v "
@@ -510,10 +539,24 @@ def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tenso
         v_cache[page, :, off] = v
 
 
-def _check_target(target: Any) -> None:
-    if target != "cpu":
-        raise InputError(f"ragged / paged attention runs on target 'cpu' only, got {target!r} "
-                         "(the GPU lowering refuses attn.ragged_attention)")
+def _check_target(target: Any, num_splits: Any) -> None:
+    if target not in TARGETS:
+        raise InputError(f"unknown target {target!r}; expected one of {TARGETS}")
+    if target_kind(target) == "gpu":
+        ragged_gpu.check_splits(num_splits)
+
+
+def _check_device(target: str, **tensors: torch.Tensor) -> None:
+    """CPU target: CPU tensors; GPU targets: CUDA tensors, all on one device."""
+    want = "cpu" if target_kind(target) == "cpu" else "cuda"
+    devices = set()
+    for name, t in tensors.items():
+        if t.device.type != want:
+            raise InputError(f"{name} is on {t.device}; target {target!r} takes "
+                             f"{'CPU' if want == 'cpu' else 'CUDA'} tensors")
+        devices.add(t.device)
+    if len(devices) > 1:
+        raise InputError(f"the tensors are on several devices: {sorted(map(str, devices))}")
 
 
 def _same_dtype(*ts: torch.Tensor) -> None:

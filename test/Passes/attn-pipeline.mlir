@@ -115,3 +115,52 @@ func.func @untagged(%k: memref<1x1x128x16xf32>) {
   }
   return
 }
+
+// -----
+
+// A paged KV loop (dynamic trip count): gather_tile destinations get three
+// slots and the gathers (with the block-table index math feeding them) go to
+// stage 0, predicated where the loop may be shorter than the stages.
+// CHECK-LABEL: func @paged_loop
+// CHECK: %[[KBUF:.*]] = memref.alloc() : memref<3x16x16xf32>
+// CHECK: %[[VBUF:.*]] = memref.alloc() : memref<3x16x16xf32>
+// CHECK: attn.gather_tile {{.*}}attn.part = "prologue"
+// CHECK: attn.gather_tile {{.*}}attn.part = "prologue"
+// CHECK: scf.for
+// CHECK: attn.gather_tile {{.*}}"kernel"
+// CHECK: attn.gather_tile {{.*}}"kernel"
+// CHECK: attn.tile_matmul {{.*}}"kernel"
+// CHECK: } {attn.kv_loop, attn.num_stages = 3 : i64}
+// CHECK: memref.dealloc %[[KBUF]]
+// ONE-LABEL: func @paged_loop
+// ONE-NOT: attn.part
+func.func @paged_loop(%q: memref<1x1x16x16xf32>, %kc: memref<?x1x?x16xf32>, %bt: memref<?x?xi32>,
+                      %n: index, %out: memref<1x1x16x16xf32>) {
+  %c0 = arith.constant 0 : index
+  %c16 = arith.constant 16 : index
+  %qt = memref.alloc() : memref<16x16xf32>
+  %s = memref.alloc() : memref<16x16xf32>
+  %acc = memref.alloc() : memref<16x16xf32>
+  %mx = memref.alloc() : memref<16xf32>
+  %sm = memref.alloc() : memref<16xf32>
+  %kt = memref.alloc() : memref<16x16xf32>
+  %vt = memref.alloc() : memref<16x16xf32>
+  attn.copy_tile %q[%c0, %c0, %c0] to %qt valid %c16 : memref<1x1x16x16xf32>, memref<16x16xf32>
+  scf.for %n0 = %c0 to %n step %c16 {
+    %vn = arith.subi %n, %n0 : index
+    attn.gather_tile %kc[%bt[%c0], %c0, %n0] to %kt transposed valid %vn : memref<?x1x?x16xf32>, memref<?x?xi32>, memref<16x16xf32>
+    attn.gather_tile %kc[%bt[%c0], %c0, %n0] to %vt valid %vn : memref<?x1x?x16xf32>, memref<?x?xi32>, memref<16x16xf32>
+    attn.tile_matmul %qt, %kt into %s : memref<16x16xf32>, memref<16x16xf32>, memref<16x16xf32>
+    attn.tile_softmax %s, %mx, %sm, %acc : memref<16x16xf32>, memref<16xf32>, memref<16xf32>, memref<16x16xf32>
+    attn.tile_matmul %s, %vt into %acc accumulate : memref<16x16xf32>, memref<16x16xf32>, memref<16x16xf32>
+  } {attn.kv_loop}
+  attn.tile_store %acc, %sm to %out[%c0, %c0, %c0] valid %c16 : memref<16x16xf32>, memref<16xf32>, memref<1x1x16x16xf32>
+  memref.dealloc %kt : memref<16x16xf32>
+  memref.dealloc %vt : memref<16x16xf32>
+  memref.dealloc %qt : memref<16x16xf32>
+  memref.dealloc %s : memref<16x16xf32>
+  memref.dealloc %acc : memref<16x16xf32>
+  memref.dealloc %mx : memref<16xf32>
+  memref.dealloc %sm : memref<16xf32>
+  return
+}

@@ -74,7 +74,7 @@ class Program(Interpreter, ArithOps, VectorOps, MemrefOps, LaneOps, CpAsyncOps, 
                                                    "no thread waited for (" + grp.state(b) + ")")
         return run
 
-    # ---- entry point
+    # ---- entry point (global_memref below)
     def run(self, func: str, *arrays: np.ndarray, elts: list[str]) -> dict:
         """Runs host function `func` on numpy arrays (one per memref argument,
         outputs written in place). bf16 data is float32 rounded to bf16."""
@@ -82,8 +82,24 @@ class Program(Interpreter, ArithOps, VectorOps, MemrefOps, LaneOps, CpAsyncOps, 
         args = list(f.regions[0].blocks[0].arguments)
         st = State(T=1, env={}, mask=np.ones(1, bool))
         for a, arr, elt in zip(args, arrays, elts):
-            shape = list(arr.shape)
-            st.env[self.slot(a)] = MemRef(arr.reshape(-1), "global", elt, 0, shape, identity_strides(shape))
+            st.env[self.slot(a)] = global_memref(arr, elt)
         for s in self.host[func]:
             s(st)
         return st.stats
+
+
+def global_memref(arr: np.ndarray, elt: str) -> MemRef:
+    """A host argument: a C-contiguous array as it is; any other view
+    (a permuted packed tensor or NHD cache, non-negative strides) as a flat
+    view of the memory it spans with its element strides, so that writes
+    land in the caller's array."""
+    shape = list(arr.shape)
+    if arr.flags.c_contiguous:
+        return MemRef(arr.reshape(-1), "global", elt, 0, shape, identity_strides(shape))
+    item = arr.itemsize
+    if any(s < 0 or s % item for s in arr.strides):
+        raise SimError(f"argument strides {arr.strides} are not non-negative element strides")
+    strides = [s // item for s in arr.strides]
+    span = 1 + sum((n - 1) * s for n, s in zip(shape, strides)) if arr.size else 0
+    flat = np.lib.stride_tricks.as_strided(arr, shape=(span,), strides=(item,))
+    return MemRef(flat, "global", elt, 0, shape, strides)

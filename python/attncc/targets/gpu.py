@@ -241,17 +241,34 @@ def _grid_expr(v: ir.Value) -> Any:
 
 
 def memref_arg(t: ir.Type) -> tuple[list[Optional[int]], str]:
-    """Shape (None for dynamic sizes) and element type of an identity-layout
-    memref argument."""
+    """Shape (None for dynamic sizes) and element type of a memref argument:
+    identity layout, or (ragged / paged kernels) strided with offset 0,
+    whose strides the runtime passes from the tensor."""
+    shape, elt, _ = memref_arg_layout(t)
+    return shape, elt
+
+
+def memref_arg_layout(t: ir.Type) -> tuple[list[Optional[int]], str, Optional[str]]:
+    """memref_arg and the argument's layout: None (contiguous), "rows"
+    (strided, unit innermost stride: rows the kernel may read by cp.async)
+    or "any" (strided)."""
     try:
         m = ir.MemRefType(t)
     except ValueError:
         raise CompileError(f"kernel argument type {t} is not a memref") from None
     layout = m.layout
-    if not (isinstance(layout, ir.AffineMapAttr)
-            and layout.value == ir.AffineMap.get_identity(m.rank)) or m.memory_space is not None:
-        raise CompileError(f"kernel argument type {t} is not an identity-layout memref")
-    return [None if ir.ShapedType.is_dynamic_size(d) else d for d in m.shape], str(m.element_type)
+    if m.memory_space is not None:
+        raise CompileError(f"kernel argument type {t} is not in global memory")
+    strided = None
+    if isinstance(layout, ir.StridedLayoutAttr):
+        if layout.offset != 0:
+            raise CompileError(f"kernel argument type {t}: a strided argument needs offset 0")
+        strided = "rows" if layout.strides and layout.strides[-1] == 1 else "any"
+    elif not (isinstance(layout, ir.AffineMapAttr)
+              and layout.value == ir.AffineMap.get_identity(m.rank)):
+        raise CompileError(f"kernel argument type {t} is neither identity-layout nor strided")
+    shape = [None if ir.ShapedType.is_dynamic_size(d) else d for d in m.shape]
+    return shape, str(m.element_type), strided
 
 
 def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
@@ -283,8 +300,8 @@ def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
                 roles[name] = int(ir.IntegerAttr(d[name]).value)
     host_args = []
     for a in host.regions[0].blocks[0].arguments:
-        shape, elt = memref_arg(a.type)
-        host_args.append({"shape": shape, "dtype": elt})
+        shape, elt, strided = memref_arg_layout(a.type)
+        host_args.append({"shape": shape, "dtype": elt, **({"strided": strided} if strided else {})})
     return {**launches[0], "launches": launches, "host_args": host_args, "roles": roles}
 
 

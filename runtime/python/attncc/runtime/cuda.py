@@ -44,7 +44,8 @@ from typing import Any, Optional
 from ..errors import AttnccError, InputError
 from .grid import eval_expr
 
-_TORCH_DTYPES = {"f16": "float16", "bf16": "bfloat16", "f32": "float32", "f64": "float64"}
+_TORCH_DTYPES = {"f16": "float16", "bf16": "bfloat16", "f32": "float32", "f64": "float64",
+                 "i32": "int32"}
 
 
 class CudaUnavailable(AttnccError, RuntimeError):
@@ -277,6 +278,45 @@ class CudaKernel:
                              "inputs' device")
         self._launch(inputs + [out], device)
         return out
+
+    def run_args(self, *args):
+        """Launches on every host argument in order (inputs, the output and
+        what follows it), each read or written where it is: the ragged /
+        paged API's convention, whose q, caches and output are strided views
+        (packed [tokens, heads, D] tensors, NHD caches). An argument whose
+        rows the kernel takes strided ("rows") needs a unit innermost stride
+        and 16-byte aligned rows (cp.async reads 16-byte chunks); one of any
+        strides ("any": the lse) anything; any other must be contiguous and
+        16-byte aligned."""
+        import torch
+
+        host = self.metadata["host_args"]
+        if len(args) != len(host):
+            raise InputError(f"the kernel takes {len(host)} arguments, got {len(args)}")
+        device = None
+        for i, (t, spec) in enumerate(zip(args, host)):
+            if not isinstance(t, torch.Tensor):
+                raise InputError(f"argument {i} is not a tensor")
+            if t.device.type != "cuda":
+                raise InputError(f"argument {i} is on {t.device}; GPU kernels take CUDA tensors")
+            device = device or t.device
+            if t.device != device:
+                raise InputError(f"argument {i} is on {t.device}, argument 0 on {device}")
+            want = getattr(torch, _TORCH_DTYPES[spec["dtype"]])
+            if t.dtype != want:
+                raise InputError(f"argument {i} has dtype {t.dtype}, the kernel takes {want}")
+            self._check_shape(i, t.shape, spec["shape"])
+            if spec.get("strided") == "any":
+                pass
+            elif spec.get("strided") == "rows":
+                esize = t.element_size()
+                if (t.dim() and t.shape[-1] > 1 and t.stride(-1) != 1) or t.data_ptr() % 16 or \
+                        any(st * esize % 16 for st in t.stride()[:-1]):
+                    raise InputError(f"argument {i} (strides {t.stride()}) needs a unit innermost "
+                                     f"stride and 16-byte aligned rows")
+            elif not t.is_contiguous() or t.data_ptr() % 16:
+                raise InputError(f"argument {i} must be contiguous and 16-byte aligned")
+        self._launch(list(args), device)
 
     def launches(self) -> list[dict[str, Any]]:
         """The launches in order (metadata from before split-KV has one)."""

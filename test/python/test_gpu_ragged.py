@@ -1,0 +1,196 @@
+"""Ragged batches and paged KV caches on the GPU targets without a GPU
+(issue 12, item 4): attncc.varlen_attention / paged_attention with
+target="sm_80" / "sm_90a" compile attn.ragged_attention through
+attn-lower-to-gpu (K/V rows gathered by cp.async through the block table)
+and the API's launch (work table, strided views of the packed tensors and
+caches) runs in the SIMT emulator (attncc.gpu_emulator), checked against
+ragged_testing's float64 reference per sequence (flash-attn's criterion):
+page sizes 1, 3, 16 and 128, NHD and HND, batches mixing prefill chunks,
+decode tokens, sequences without queries and empty sequences. ptxas: the
+kernels assemble with 0 spill bytes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import attncc
+from attncc import context, ragged
+from attncc import gpu_emulator as emu
+from attncc.errors import InputError
+from attncc.runtime.cuda import cuda_available
+from attncc.targets import gpu as agpu
+from mlir import ir
+
+from ragged_testing import Batch, check, make, paged_cache
+
+needs_ptxas = pytest.mark.skipif(agpu.find_ptxas() is None,
+                                 reason="ptxas (CUDA toolkit) not installed")
+_ELT = {torch.float16: "f16", torch.float32: "f32", torch.bfloat16: "bf16",
+        torch.int32: "i32"}
+
+
+class Emulated:
+    """A runner for the API: runs the compiled kernel's 'gpu' stage on the
+    launch's (host) tensors in the emulator, in place; keeps the launches'
+    stats (grid) and the kernel names, so a test sees that attncc's kernel
+    ran and on which grid."""
+
+    def __init__(self):
+        self.launches: list[dict] = []
+        self.kernels: list[str] = []
+
+    def __call__(self, compiled, args):
+        arrays, back = [], []
+        for t in args:
+            if t.dtype == torch.bfloat16:     # the emulator keeps bf16 as rounded f32
+                a = t.float()
+                back.append((t, a))
+                arrays.append(a.numpy())
+            else:
+                arrays.append(t.numpy())
+        with context.mlir_context():
+            prog = emu.Program(ir.Module.parse(compiled.ir("gpu")))
+            stats = prog.run(compiled.name, *arrays, elts=[_ELT[t.dtype] for t in args])
+        for t, a in back:
+            t.copy_(a)
+        self.launches.append(stats["launch"])
+        self.kernels.append(compiled.metadata.get("kernel") or compiled.name)
+
+
+LENGTHS = ((5, 40), (1, 33), (0, 10), (70, 70), (0, 0), (1, 1))
+
+
+def _paged(b: Batch, chip: str, options=None):
+    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
+    kc, vc, table, lens = paged_cache(b, k, v, cu_k)
+    run = Emulated()
+    got = attncc.paged_attention(q, kc, vc, table, lens, cu_seqlens_q=cu_q,
+                                 max_seqlen_q=max(lq for lq, _ in b.lengths),
+                                 causal=b.causal, window=b.window, softcap=b.softcap,
+                                 alibi_slopes=slopes, sinks=sinks, return_lse=b.return_lse,
+                                 layout=b.layout, target=chip, runner=run,
+                                 **(options or {}))
+    out, lse = got if b.return_lse else (got, None)
+    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
+    # One launch: a thread block per (head, query block of 64 rows) of the
+    # sequences with queries.
+    blocks = sum(-(-lq // 64) for lq, _ in b.lengths)
+    assert len(run.launches) == 1
+    assert run.launches[0]["grid"][:2] == [b.kv_heads * b.group, blocks], run.launches
+    return run
+
+
+@pytest.mark.parametrize("page,layout", [(1, "NHD"), (3, "HND"), (16, "NHD"), (128, "HND")])
+def test_paged_sm80(page, layout):
+    b = Batch(LENGTHS, head_dim=64, dtype="f16", causal=True, page_size=page, layout=layout,
+              seed=page)
+    _paged(b, "sm_80")
+
+
+@pytest.mark.parametrize("page,layout", [(3, "NHD"), (16, "HND")])
+def test_paged_sm90a_wgmma_variants(page, layout):
+    # wgmma with cp.async (no TMA for gathered rows); window, soft-cap,
+    # sinks and GQA; bf16.
+    b = Batch(LENGTHS, head_dim=64, dtype="bf16", window=(30, 0), softcap=20.0, sinks=True,
+              page_size=page, layout=layout, seed=7)
+    _paged(b, "sm_90a")
+
+
+def test_paged_sm80_alibi_lse_d128():
+    b = Batch(((3, 20), (1, 70), (0, 5)), head_dim=128, dtype="f16", causal=True, alibi=True,
+              page_size=16, return_lse=True, seed=3)
+    _paged(b, "sm_80")
+
+
+def test_paged_one_stage():
+    # num_stages=1: the gather loop unpipelined (one K/V slot).
+    b = Batch(((4, 50), (1, 17)), head_dim=64, dtype="f16", causal=True, page_size=5)
+    _paged(b, "sm_80", {"num_stages": 1})
+
+
+@pytest.mark.parametrize("chip", ["sm_80", "sm_90a"])
+def test_varlen(chip):
+    b = Batch(((5, 40), (1, 33), (0, 10), (70, 70)), head_dim=64, dtype="f16", causal=True,
+              sinks=True, seed=11)
+    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
+    run = Emulated()
+    out = attncc.varlen_attention(q, k, v, cu_q, cu_k, 70, 70, causal=True, sinks=sinks,
+                                  target=chip, runner=run)
+    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks)
+    assert len(run.launches) == 1
+
+
+def test_batch_without_queries_launches_nothing():
+    b = Batch(((0, 10), (0, 0)), head_dim=64, dtype="f16", page_size=16)
+    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
+    kc, vc, table, lens = paged_cache(b, k, v, cu_k)
+    run = Emulated()
+    out = attncc.paged_attention(q, kc, vc, table, lens, cu_seqlens_q=cu_q, max_seqlen_q=0,
+                                 target="sm_80", runner=run)
+    assert out.shape == (0, 4, 64) and run.launches == []
+
+
+# --------------------------------------------------------------------------- bad input
+
+def test_gpu_target_takes_cuda_tensors():
+    b = Batch(((2, 20),), head_dim=64, dtype="f16", page_size=16)
+    q, k, v, cu_q, cu_k, _, _ = make(b)
+    kc, vc, table, lens = paged_cache(b, k, v, cu_k)
+    with pytest.raises(InputError, match="CUDA tensors"):
+        attncc.paged_attention(q, kc, vc, table, lens, cu_seqlens_q=cu_q, max_seqlen_q=2,
+                               target="sm_80")
+
+
+def test_gpu_target_refuses_split_kv():
+    b = Batch(((1, 20),), head_dim=64, dtype="f16")
+    q, k, v, cu_q, cu_k, _, _ = make(b)
+    with pytest.raises(InputError, match="num_splits"):
+        attncc.varlen_attention(q, k, v, cu_q, cu_k, 1, 20, num_splits=2, target="sm_80")
+
+
+def test_unknown_target():
+    b = Batch(((1, 20),), head_dim=64, dtype="f16")
+    q, k, v, cu_q, cu_k, _, _ = make(b)
+    with pytest.raises(InputError, match="unknown target"):
+        attncc.varlen_attention(q, k, v, cu_q, cu_k, 1, 20, target="tpu")
+
+
+# --------------------------------------------------------------------------- ptxas
+
+@needs_ptxas
+@pytest.mark.parametrize("chip", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("paged", [True, False])
+def test_assembles_without_spills(paged, head_dim, chip):
+    compiled, _ = ragged._kernel(torch.float16, 32, 8, head_dim, head_dim, paged,
+                                 head_dim ** -0.5, (-1, 0), 30.0, False, True, None,
+                                 attncc.CompileOptions(), None, False, chip)
+    md = compiled.metadata
+    assert compiled.cubin and compiled.cubin[:4] == b"\x7fELF"
+    assert md["spill_store_bytes"] == 0 and md["spill_load_bytes"] == 0, compiled.ir("cubin")
+    assert md["stack_frame_bytes"] == 0, compiled.ir("cubin")
+    assert ".local" not in compiled.ptx
+    assert "cp.async" in compiled.ptx
+    if chip == "sm_90a":
+        assert "wgmma.mma_async" in compiled.ptx
+
+
+# --------------------------------------------------------------------------- on a GPU
+
+_CUDA, _WHY = cuda_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _CUDA, reason=f"needs an NVIDIA GPU: {_WHY}")
+@pytest.mark.parametrize("page", [1, 3, 16, 128])
+def test_paged_on_device(page):
+    b = Batch(LENGTHS + ((300, 1000),), head_dim=128, dtype="bf16", causal=True,
+              page_size=page, seed=page)
+    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
+    kc, vc, table, lens = paged_cache(b, k, v, cu_k)
+    out = attncc.paged_attention(q.cuda(), kc.cuda(), vc.cuda(), table.cuda(), lens.cuda(),
+                                 cu_seqlens_q=cu_q.cuda(), max_seqlen_q=300, causal=True,
+                                 target="cuda")
+    torch.cuda.synchronize()
+    check(b, out.cpu(), q, k, v, cu_q, cu_k, slopes, sinks)
