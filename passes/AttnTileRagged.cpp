@@ -117,7 +117,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
                            func.getLoc());
   }
   func.setFunctionType(FunctionType::get(ctx, body.getArgumentTypes(), {}));
-  // The GPU lowering refuses these (docs/ragged-paged.md).
+  // attn-lower-to-gpu: no TMA for these (docs/ragged-paged.md, "GPU").
   func->setAttr("attn.ragged", UnitAttr::get(ctx));
 
   int64_t left = -1, right = -1;

@@ -103,6 +103,14 @@ def test_paged_sm80_alibi_lse_d128():
     _paged(b, "sm_80")
 
 
+def test_paged_f32_3xtf32():
+    # f32 caches on tensor cores: 3xTF32 keeps fp32-level accuracy (the
+    # reference's criterion); head dim 128 takes 32-key blocks.
+    b = Batch(((3, 20), (1, 70), (0, 5)), head_dim=128, dtype="f32", causal=True,
+              page_size=7, seed=5)
+    _paged(b, "sm_80", {"input_precision": "tf32x3"})
+
+
 def test_paged_one_stage():
     # num_stages=1: the gather loop unpipelined (one K/V slot).
     b = Batch(((4, 50), (1, 17)), head_dim=64, dtype="f16", causal=True, page_size=5)
@@ -158,13 +166,25 @@ def test_unknown_target():
 
 # --------------------------------------------------------------------------- ptxas
 
+SPILL_CASES = [(dt, paged, "window-softcap-sinks") for dt in (torch.float16, torch.bfloat16,
+                                                                torch.float32)
+               for paged in (True, False)] + [(torch.float16, True, "causal-alibi")]
+
+
 @needs_ptxas
 @pytest.mark.parametrize("chip", ["sm_80", "sm_90a"])
 @pytest.mark.parametrize("head_dim", [64, 128])
-@pytest.mark.parametrize("paged", [True, False])
-def test_assembles_without_spills(paged, head_dim, chip):
-    compiled, _ = ragged._kernel(torch.float16, 32, 8, head_dim, head_dim, paged,
-                                 head_dim ** -0.5, (-1, 0), 30.0, False, True, None,
+@pytest.mark.parametrize("dtype,paged,variant", SPILL_CASES,
+                         ids=[f"{_ELT[d]}-{'paged' if p else 'varlen'}-{v}"
+                              for d, p, v in SPILL_CASES])
+def test_assembles_without_spills(dtype, paged, variant, head_dim, chip):
+    # Hq32 / Hkv8 (GQA 4), the default blocks and stages of each chip.
+    if variant == "causal-alibi":
+        kw = dict(sides=(-1, 0), softcap=None, alibi=True, sinks=False)
+    else:
+        kw = dict(sides=(127, 0), softcap=30.0, alibi=False, sinks=True)
+    compiled, _ = ragged._kernel(dtype, 32, 8, head_dim, head_dim, paged, head_dim ** -0.5,
+                                 kw["sides"], kw["softcap"], kw["alibi"], kw["sinks"], None,
                                  attncc.CompileOptions(), None, False, chip)
     md = compiled.metadata
     assert compiled.cubin and compiled.cubin[:4] == b"\x7fELF"
@@ -172,7 +192,7 @@ def test_assembles_without_spills(paged, head_dim, chip):
     assert md["stack_frame_bytes"] == 0, compiled.ir("cubin")
     assert ".local" not in compiled.ptx
     assert "cp.async" in compiled.ptx
-    if chip == "sm_90a":
+    if chip == "sm_90a" and dtype != torch.float32:
         assert "wgmma.mma_async" in compiled.ptx
 
 
