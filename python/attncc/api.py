@@ -445,11 +445,15 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
 _RESOLVED: dict = {}
 
 
-def _resolved(opts: CompileOptions, target: str, L: int) -> CompileOptions:
-    key = (opts, target, opts.query_block(target, L), torch.get_num_threads())
+def _resolved(opts: CompileOptions, target: str, L: int, elt: str, head_dim: int) -> CompileOptions:
+    """`opts.resolved` for this call, cached. The dtype and head dim are part
+    of it: the GPU's f32 head-dim-128 kernels take 32-key blocks, and the
+    split plan must see the block size the kernel gets (compiler._query_facts
+    passes the same facts when it compiles)."""
+    key = (opts, target, opts.query_block(target, L), torch.get_num_threads(), elt, head_dim)
     got = _RESOLVED.get(key)
     if got is None:
-        got = opts.resolved(target, L)
+        got = opts.resolved(target, L, elt, head_dim)
         if len(_RESOLVED) < 256:
             _RESOLVED[key] = got
     return got
@@ -469,7 +473,7 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
     # chosen per bucket of L (CompileOptions.query_block).
     S = k.shape[2]
     bias_key = None if bias is None else (bias_shape(bias.shape, B, Hq, L, S), bias.dtype)
-    resolved = _resolved(opts, target, L)
+    resolved = _resolved(opts, target, L, _DTYPE_NAMES[q.dtype], q.shape[3])
     kind = target_device_type(target)
     workers = _sm_count(q.device) if kind == "cuda" else resolved.num_threads or 1
     plan = split_kv.plan(target, kind, workers, resolved.block_m, resolved.block_n, B, Hq, L, S,

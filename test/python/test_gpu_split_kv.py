@@ -152,3 +152,18 @@ def test_split_decode_on_device(num_splits):
     ref = reference_lse(c, q, k, None, sinks)
     err = ((lse.cpu().double() - ref).abs() / ref.abs().clamp(min=1.0)).max().item()
     assert err <= LSE_TOL, (num_splits, err)
+
+
+def test_split_plan_sees_the_kernels_block_n():
+    # The split plan of attncc.attention uses the block size the kernel is
+    # compiled with: f32 at head dim 128 gets 32-key blocks on the GPU
+    # (options.GPU_F32_WIDE_HEAD_BLOCK_N), 16-bit inputs 64.
+    from attncc import api
+    from attncc.options import GPU_F32_WIDE_HEAD_BLOCK_N
+    opts = CompileOptions()
+    assert api._resolved(opts, "sm_80", 1, "f32", 128).block_n == GPU_F32_WIDE_HEAD_BLOCK_N
+    assert api._resolved(opts, "sm_80", 1, "f16", 128).block_n == 64
+    assert api._resolved(opts, "sm_80", 1, "f32", 64).block_n == 64
+    assert compiler.compile_graph(
+        graph(Case(head_dim=128, dtype="f32")), opts, "sm_80",
+        stop_after="tiled").options.block_n == GPU_F32_WIDE_HEAD_BLOCK_N
