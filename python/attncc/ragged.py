@@ -130,12 +130,12 @@ def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: A
 # -- the kernel ------------------------------------------------------------------------------
 
 def _static_page(opts: CompileOptions, query_len: int, page_size: int,
-                 k_start: torch.Tensor) -> Optional[int]:
+                 k_start: torch.Tensor, target: str = "cpu") -> Optional[int]:
     """The page size to compile into a paged kernel, or None (any page size).
     A static power-of-two page size lets the in-place form (small query
     blocks: decode) read K/V pages where they are; its work items must start
     at page-aligned keys (attn.ragged_attention's contract)."""
-    if page_size < 16 or page_size & (page_size - 1):
+    if page_size < 16 or page_size & (page_size - 1) or target_kind(target) != "cpu":
         return None
     if not _kv_in_place(opts, query_len):
         return None
@@ -218,13 +218,13 @@ def _work_table(bm: int, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tens
     return work.to(torch.int32).contiguous()
 
 
-def _query_blocks(lq: torch.Tensor, opts: CompileOptions) -> torch.Tensor:
+def _query_blocks(lq: torch.Tensor, opts: CompileOptions, target: str = "cpu") -> torch.Tensor:
     """CompileOptions.query_block of every sequence's query length, vectorised
     (the next power of two in [16, 256] unless block_m is given; a decode
     token that reaches the general launch, i.e. with ALiBi, gets one-row
     tiles: 16 rows cost it 16x the dot products, 3.8x the time measured)."""
-    if opts.block_m is not None:
-        return torch.full_like(lq, opts.block_m)
+    if opts.block_m is not None or target_kind(target) == "gpu":   # the GPU: one size
+        return torch.full_like(lq, opts.query_block(target, None))
     p2 = torch.exp2(torch.ceil(torch.log2(lq.clamp(min=1).to(torch.float64))))
     return torch.where(lq == 1, 1, p2.clamp(16, 256).to(torch.int64))
 
@@ -247,13 +247,11 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     compute a 256-row block for its one row (a 2k-prefill + 31-decode batch
     ran 100x slower that way). Within a launch, work is split by query blocks."""
     opts = CompileOptions.cached(options)
-    if target_kind(target) == "gpu":
-        return _run_gpu(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap,
-                        slopes, sink, opts, return_lse, target, runner)
+    gpu = target_kind(target) == "gpu"
     T, Hq, D = q.shape
     Hkv, Dv = k4.shape[1], v4.shape[3]
     out = q.new_empty((T, Hq, Dv))
-    lse = torch.empty((Hq, T), dtype=torch.float32) if return_lse else None
+    lse = torch.empty((Hq, T), dtype=torch.float32, device=q.device) if return_lse else None
     if return_lse and Dv == 0 and T and Hq:
         raise InputError("return_lse=True needs values with head_dim > 0")
     if T == 0 or Hq == 0 or Dv == 0:
@@ -272,10 +270,16 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     # Sinks (per head, but only in the denominator) are folded in after the
     # kernel from its LSE: lse' = logaddexp(lse, sink), out' = out e^(lse - lse').
     dec = lq == 1
-    threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
+    if gpu:   # the SMs; a decode block holds the G query heads of a KV head
+        threads = ragged_gpu.workers(q)
+        packed = G <= opts.query_block(target, None)
+    else:
+        threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
+        packed = True
     P = k4.shape[2]
     align = max(256, P if paged and P & (P - 1) == 0 else 1)
-    if slopes is None and bool(dec.any()):
+    packed = packed and slopes is None and bool(dec.any())
+    if packed:
         ks, kn = k_start[dec], lk[dec]
         if sides is not None and sides[0] >= 0:
             trim = torch.clamp(kn - 1 - sides[0], min=0)
@@ -283,7 +287,8 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
         splits = split_kv.decode_token_splits(num_splits, int(kn.numel()) * Hkv, kn, threads, align)
     else:
         splits = 1
-    if slopes is None and bool(dec.any()):
+    launch = functools.partial(_launch, target=target, runner=runner)
+    if packed:
         rest = rest & ~dec
         qd = q_start[dec]
         tok = None
@@ -293,16 +298,15 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
                 tok = None
         if tok is None and sink is not None:   # one piece per token: the merge path
             tok = torch.arange(qd.numel())
-        page = _static_page(opts, G, P, ks) if paged else None
+        page = _static_page(opts, G, P, ks, target) if paged else None
         kbd = kb[dec] if tok is None else kb[dec][tok]
         if tok is None:
             work = _work_table(0, qd, lq[dec], kbd, ks, kn, packed_rows=G)
             compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
-                                  False, False, G, opts, page, return_lse)
+                                  False, False, G, opts, page, return_lse, target)
             # lse [Hq, T] seen as the kernel's [T, Hkv, G] (a strided view).
-            compiled._kernel(q.reshape(T, Hkv, G, D), k4, v4, work, *extra[:int(paged)],
-                             out=out.view(T, Hkv, G, Dv),
-                             extra=(lse.t().view(T, Hkv, G),) if return_lse else ())
+            launch(compiled, [q.reshape(T, Hkv, G, D), k4, v4, work, *extra[:int(paged)]],
+                   out.view(T, Hkv, G, Dv), (lse.t().view(T, Hkv, G),) if return_lse else ())
         else:
             # Split-KV (or sinks): each piece is a work item of its own (a
             # copy of its token's query rows), leaving a partial output and
@@ -312,14 +316,14 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
             work = _work_table(0, torch.arange(n), torch.ones(n, dtype=torch.int64), kbd, ks,
                                kn, packed_rows=G)
             compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
-                                  False, False, G, opts, page, True)
+                                  False, False, G, opts, page, True, target)
             o_part = q.new_empty((n, Hkv, G, Dv))
-            l_part = torch.empty((n, Hkv, G), dtype=torch.float32)
-            compiled._kernel(q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, work, *extra[:int(paged)],
-                             out=o_part, extra=(l_part,))
+            l_part = torch.empty((n, Hkv, G), dtype=torch.float32, device=q.device)
+            launch(compiled, [q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, work,
+                              *extra[:int(paged)]], o_part, (l_part,))
             o_dec, l_dec = split_kv.merge_pieces(o_part, l_part, tok, qd.numel())
             if sink is not None:
-                with_sink = torch.logaddexp(l_dec, sink.view(1, Hkv, G))
+                with_sink = torch.logaddexp(l_dec, sink.to(q.device).view(1, Hkv, G))
                 o_dec = o_dec * torch.exp(l_dec - with_sink).unsqueeze(-1)
                 l_dec = with_sink
             out.view(T, Hkv, G, Dv)[qd] = o_dec.to(out.dtype)
@@ -327,38 +331,30 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
                 lse.t().view(T, Hkv, G)[qd] = l_dec
     if not bool(rest.any()):
         return (out, lse) if return_lse else out
-    blocks = _query_blocks(lq, opts)
+    blocks = _query_blocks(lq, opts, target)
     q4, o4 = q.permute(1, 0, 2).unsqueeze(0), out.permute(1, 0, 2).unsqueeze(0)
     for bm in torch.unique(blocks[rest]).tolist():
         sel = rest & (blocks == bm)
-        page = _static_page(opts, int(bm), k4.shape[2], k_start[sel]) if paged else None
+        page = _static_page(opts, int(bm), k4.shape[2], k_start[sel], target) if paged else None
         compiled, got = _kernel(q.dtype, Hq, Hkv, D, Dv, paged, scale, sides, softcap,
                                 slopes is not None, sink is not None, int(bm), opts, page,
-                                return_lse)
+                                return_lse, target)
         work = _work_table(got, q_start[sel], lq[sel], kb[sel], k_start[sel], lk[sel])
-        compiled._kernel(q4, k4, v4, work, *extra, out=o4,
-                         extra=(lse.unsqueeze(0),) if return_lse else ())
+        launch(compiled, [q4, k4, v4, work, *extra], o4,
+               (lse.unsqueeze(0),) if return_lse else ())
     # Every query token is in one work item of one launch (the cumulative
     # lengths cover [0, T)), so every output row (and LSE) is stored.
     return (out, lse) if return_lse else out
 
 
-def _run_gpu(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
-             sink, opts: CompileOptions, return_lse: bool, target: str, runner=None):
-    """One launch for the whole batch on a GPU target (attncc.ragged_gpu);
-    `runner` runs the compiled kernel's arguments another way (the tests'
-    GPU emulator)."""
-    T, Hq, D = q.shape
-    Hkv, Dv = k4.shape[1], v4.shape[3]
-    if return_lse and Dv == 0 and T and Hq:
-        raise InputError("return_lse=True needs values with head_dim > 0")
-    compiled, bm = _kernel(q.dtype, Hq, Hkv, D, Dv, table is not None, scale, sides, softcap,
-                           slopes is not None, sink is not None, None, opts, None, return_lse,
-                           target)
-    rest = lq > 0
-    work = _work_table(bm, q_start[rest], lq[rest], kb[rest], k_start[rest], lk[rest])
-    launch = ragged_gpu.launch_args(q, k4, v4, work, table, slopes, sink, return_lse)
-    return ragged_gpu.run(compiled, launch, runner)
+def _launch(compiled, inputs: list, out: torch.Tensor, extra: tuple, target: str, runner=None):
+    """One kernel launch: the CPU kernel's calling convention, or on a GPU
+    target the index tensors moved to the output's device and every argument
+    passed where it is (attncc.ragged_gpu; `runner`: the tests' emulator)."""
+    if target_kind(target) == "cpu":
+        compiled._kernel(*inputs, out=out, extra=extra)
+    else:
+        ragged_gpu.launch(compiled, inputs, out, extra, runner)
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -389,7 +385,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     `target`: "cpu", or a GPU target ("sm_80", "sm_90a", "cuda") with q, k,
     v on a CUDA device (attncc.ragged_gpu); `runner` is for tests (runs the
     compiled GPU kernel's arguments in the GPU emulator)."""
-    _check_target(target, num_splits)
+    _check_target(target)
     split_kv.check_args(return_lse, num_splits)
     q, k, v = (_check_float(n, t, 3) for n, t in (("q", q), ("k", k), ("v", v)))
     _same_dtype(q, k, v)
@@ -432,7 +428,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     return_lse=True, (out, lse) with lse [Hq, q tokens] float32 (as
     varlen_attention's). `num_splits`: split-KV for decode tokens, as
     varlen_attention's. `target`, `runner`: as varlen_attention's."""
-    _check_target(target, num_splits)
+    _check_target(target)
     split_kv.check_args(return_lse, num_splits)
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -539,11 +535,9 @@ def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tenso
         v_cache[page, :, off] = v
 
 
-def _check_target(target: Any, num_splits: Any) -> None:
+def _check_target(target: Any) -> None:
     if target not in TARGETS:
         raise InputError(f"unknown target {target!r}; expected one of {TARGETS}")
-    if target_kind(target) == "gpu":
-        ragged_gpu.check_splits(num_splits)
 
 
 def _check_device(target: str, **tensors: torch.Tensor) -> None:

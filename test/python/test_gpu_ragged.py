@@ -73,12 +73,21 @@ def _paged(b: Batch, chip: str, options=None):
                                  **(options or {}))
     out, lse = got if b.return_lse else (got, None)
     check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
-    # One launch: a thread block per (head, query block of 64 rows) of the
-    # sequences with queries.
-    blocks = sum(-(-lq // 64) for lq, _ in b.lengths)
-    assert len(run.launches) == 1
-    assert run.launches[0]["grid"][:2] == [b.kv_heads * b.group, blocks], run.launches
+    assert [ln["grid"][:2] for ln in run.launches] == expected_grids(b), run.launches
     return run
+
+
+def expected_grids(b: Batch) -> list[list[int]]:
+    """The launches ragged._run plans on a GPU target (no split): decode
+    tokens (without ALiBi) in one launch, a block per (KV head, token) whose
+    rows are the group's query heads; the other sequences with queries in
+    one, a block per (head, 64-row query block)."""
+    dec = [lq for lq, _ in b.lengths if lq == 1 and not b.alibi]
+    rest = [lq for lq, _ in b.lengths if lq > 1 or (lq == 1 and b.alibi)]
+    grids = [[b.kv_heads, len(dec)]] if dec else []
+    if rest:
+        grids.append([b.kv_heads * b.group, sum(-(-lq // 64) for lq in rest)])
+    return grids
 
 
 @pytest.mark.parametrize("page,layout", [(1, "NHD"), (3, "HND"), (16, "NHD"), (128, "HND")])
@@ -126,7 +135,39 @@ def test_varlen(chip):
     out = attncc.varlen_attention(q, k, v, cu_q, cu_k, 70, 70, causal=True, sinks=sinks,
                                   target=chip, runner=run)
     check(b, out, q, k, v, cu_q, cu_k, slopes, sinks)
-    assert len(run.launches) == 1
+    assert [ln["grid"][:2] for ln in run.launches] == expected_grids(b)
+
+
+@pytest.mark.parametrize("sinks", [False, True])
+def test_paged_decode_split_kv(sinks):
+    # Decode tokens over 600-900 keys in 256-key pieces (num_splits=4 forced:
+    # the emulated launch has no SMs to fill), each a work item with its LSE,
+    # merged on the host side as on the CPU; sinks join after the merge.
+    b = Batch(((1, 900), (1, 600), (1, 3), (4, 300)), head_dim=64, dtype="f16", causal=True,
+              sinks=sinks, page_size=16, layout="NHD", return_lse=True, seed=21)
+    q, k, v, cu_q, cu_k, slopes, sk = make(b)
+    kc, vc, table, lens = paged_cache(b, k, v, cu_k)
+    run = Emulated()
+    out, lse = attncc.paged_attention(q, kc, vc, table, lens, cu_seqlens_q=cu_q, max_seqlen_q=4,
+                                      causal=True, sinks=sk, return_lse=True, num_splits=4,
+                                      target="sm_80", runner=run)
+    check(b, out, q, k, v, cu_q, cu_k, slopes, sk, lse)
+    # Pieces: 900 keys -> 4 of 256 (last 132), 600 -> 3, 3 -> 1: 8 work items
+    # per KV head; then the 4-token prefill chunk (one block per head).
+    assert [ln["grid"][:2] for ln in run.launches] == [[2, 8], [4, 1]]
+
+
+def test_gqa_group_beyond_the_block_takes_the_general_launch():
+    # 128 query heads per KV head do not fit a 64-row block: decode tokens
+    # then run in the general launch (a block per head).
+    b = Batch(((1, 40), (1, 9)), kv_heads=1, group=128, head_dim=64, dtype="f16",
+              page_size=16, seed=2)
+    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
+    kc, vc, table, lens = paged_cache(b, k, v, cu_k)
+    run = Emulated()
+    out = attncc.paged_attention(q, kc, vc, table, lens, target="sm_80", runner=run)
+    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks)
+    assert [ln["grid"][:2] for ln in run.launches] == [[128, 2]]
 
 
 def test_batch_without_queries_launches_nothing():
@@ -148,13 +189,6 @@ def test_gpu_target_takes_cuda_tensors():
     with pytest.raises(InputError, match="CUDA tensors"):
         attncc.paged_attention(q, kc, vc, table, lens, cu_seqlens_q=cu_q, max_seqlen_q=2,
                                target="sm_80")
-
-
-def test_gpu_target_refuses_split_kv():
-    b = Batch(((1, 20),), head_dim=64, dtype="f16")
-    q, k, v, cu_q, cu_k, _, _ = make(b)
-    with pytest.raises(InputError, match="num_splits"):
-        attncc.varlen_attention(q, k, v, cu_q, cu_k, 1, 20, num_splits=2, target="sm_80")
 
 
 def test_unknown_target():

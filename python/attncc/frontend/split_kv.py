@@ -161,13 +161,15 @@ def split_pieces(ks: torch.Tensor, kn: torch.Tensor, splits: int, align: int):
 def merge_pieces(o: torch.Tensor, lse: torch.Tensor, tok: torch.Tensor, n: int):
     """Partial outputs o [pieces, ...rows, Dv] (each normalized over its own
     keys) and their LSEs [pieces, ...rows] merged per token as flash decoding
-    does: weights exp(lse - max), in f32. Returns (out [n, ...], lse [n, ...])."""
-    m = torch.full((n,) + lse.shape[1:], -math.inf).scatter_reduce(
+    does: weights exp(lse - max), in f32. Returns (out [n, ...], lse [n, ...]),
+    on o's device (`tok` may be a host tensor)."""
+    tok = tok.to(o.device)
+    m = torch.full((n,) + lse.shape[1:], -math.inf, device=o.device).scatter_reduce(
         0, tok.view(-1, *([1] * (lse.dim() - 1))).expand_as(lse), lse, "amax")
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     w = torch.exp(lse - m[tok])
     den = torch.zeros_like(m).index_add_(0, tok, w)
-    num = torch.zeros((n,) + o.shape[1:], dtype=torch.float32).index_add_(
+    num = torch.zeros((n,) + o.shape[1:], dtype=torch.float32, device=o.device).index_add_(
         0, tok, w.unsqueeze(-1) * o.float())
     out = num / torch.where(den > 0, den, torch.ones_like(den)).unsqueeze(-1)
     return out, m + torch.log(den)
