@@ -147,9 +147,11 @@ class CompileOptions:
     def cached(cls, kwargs: Mapping[str, Any]) -> "CompileOptions":
         """`from_kwargs`, made once per distinct set of keyword options (the
         attention APIs are called per layer per step; making and checking the
-        options each time took ~20 us). Unhashable values are not cached."""
+        options each time took ~20 us). Unhashable values are not cached. The
+        key holds each value's type: True == 1 and 2.0 == 2 as dict keys, but
+        num_stages=True must be refused even after num_stages=1 was cached."""
         try:
-            key = tuple(sorted(kwargs.items()))
+            key = tuple(sorted((k, type(v), v) for k, v in kwargs.items()))
             hash(key)
         except TypeError:
             return cls.from_kwargs(kwargs)

@@ -190,3 +190,14 @@ def test_capture_errors_are_not_preceded_by_torch_tracebacks():
                           timeout=300)
     assert proc.returncode == 0 and "clean: could not trace bad" in proc.stdout
     assert "Traceback" not in proc.stderr and "fake_tensor" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("kw,same", [(dict(num_stages=True), dict(num_stages=1)),
+                                     (dict(unroll=2.0), dict(unroll=2))])
+def test_option_cache_does_not_take_a_bool_or_float_for_an_int(kw, same):
+    # True == 1 and 2.0 == 2 as dict keys: the cached options of the int must
+    # not answer for the bool or float (which are refused).
+    q = torch.randn(1, 1, 4, 8)
+    attncc.attention(q, q, q, **same)
+    with pytest.raises(OptionError, match=next(iter(kw))):
+        attncc.attention(q, q, q, **kw)
