@@ -41,6 +41,10 @@ SmallVector<Operation *> tileCopies(scf::ForOp loop) {
   return copies;
 }
 
+bool hasGathers(scf::ForOp loop) {
+  return !loop.getBody()->getOps<GatherTileOp>().empty();
+}
+
 Value tileCopyDest(Operation *op) {
   if (auto g = dyn_cast<GatherTileOp>(op))
     return g.getDest();
@@ -142,7 +146,7 @@ struct AttnPipelinePass : mlir::attn::impl::AttnPipelineBase<AttnPipelinePass> {
     SmallVector<scf::ForOp> loops = collectKvLoops(getOperation());
     IRRewriter rewriter(&getContext());
     for (scf::ForOp loop : loops) {
-      if (tileCopies(loop).empty())
+      if (tileCopies(loop).empty() || (hasGathers(loop) && !gathers))
         continue;
       if (failed(multiBufferCopies(rewriter, loop, numStages)))
         return signalPassFailure();

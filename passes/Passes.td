@@ -140,7 +140,10 @@ def AttnPipeline : Pass<"attn-pipeline", "func::FuncOp"> {
     copies of iteration `i + num-stages - 1` are issued in the same steady-state
     iteration as the compute of iteration `i`. Dynamic trip counts (causal
     bounds) and trip counts below the stage count are handled by predicating
-    the copies. `num-stages=1` leaves the loop alone.
+    the copies. `num-stages=1` leaves the loop alone. Loops with
+    `attn.gather_tile` (paged KV caches) are pipelined the same way only
+    with `gathers=true` (the GPU pipeline sets it; on the CPU, bf16 paged
+    decode at page size 1 ran 12 ms pipelined against 5.9 ms not).
 
     Example (`num-stages=2`, simplified: index arithmetic and predicates
     elided; test/Passes/attn-pipeline.mlir):
@@ -178,6 +181,9 @@ def AttnPipeline : Pass<"attn-pipeline", "func::FuncOp"> {
   }];
   let options = [
     Option<"numStages", "num-stages", "int64_t", "2", "pipeline depth (K/V buffers in flight)">,
+    Option<"gathers", "gathers", "bool", "false",
+           "also multi-buffer attn.gather_tile (paged KV) loops: the GPU's cp.async gathers; "
+           "on the CPU a gathered block issued an iteration ahead cost paged decode 2x">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::affine::AffineDialect"];

@@ -62,7 +62,10 @@ def _tile_passes(o: Options) -> str:
 
 
 def _pipeline_passes(o: Options) -> str:
-    return (f"func.func(attn-pipeline{{num-stages={o['num_stages']}}},"
+    # Paged (gather_tile) KV loops are pipelined on the GPU only (cp.async);
+    # on the CPU it made paged decode slower (Passes.td, attn-pipeline).
+    gathers = " gathers=true" if o.get("chip") else ""
+    return (f"func.func(attn-pipeline{{num-stages={o['num_stages']}{gathers}}},"
             f"attn-unroll{{factor={o['unroll']}}}),canonicalize,cse")
 
 

@@ -1,5 +1,5 @@
-// RUN: attncc-opt %s -split-input-file --pass-pipeline="builtin.module(attn-tile{block-m=64 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=2}),canonicalize,cse,attn-lower-to-gpu{num-warps=4},canonicalize,cse)" | FileCheck %s
-// RUN: attncc-opt %s -split-input-file --pass-pipeline="builtin.module(attn-tile{block-m=64 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=2}),canonicalize,cse,attn-lower-to-gpu{num-warps=4 chip=sm_90a},canonicalize,cse)" | FileCheck %s --check-prefix=SM90
+// RUN: attncc-opt %s -split-input-file --pass-pipeline="builtin.module(attn-tile{block-m=64 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=2 gathers=true}),canonicalize,cse,attn-lower-to-gpu{num-warps=4},canonicalize,cse)" | FileCheck %s
+// RUN: attncc-opt %s -split-input-file --pass-pipeline="builtin.module(attn-tile{block-m=64 block-n=64},canonicalize,cse,func.func(attn-pipeline{num-stages=2 gathers=true}),canonicalize,cse,attn-lower-to-gpu{num-warps=4 chip=sm_90a},canonicalize,cse)" | FileCheck %s --check-prefix=SM90
 
 // Paged KV cache, GQA 2, causal: a 2-D grid (heads, work items); the work
 // item's fields are loaded in the kernel; K/V rows are gathered by cp.async,

@@ -1,5 +1,6 @@
-// RUN: attncc-opt %s -split-input-file -attn-pipeline=num-stages=3 | FileCheck %s
+// RUN: attncc-opt %s -split-input-file -attn-pipeline="num-stages=3 gathers=true" | FileCheck %s
 // RUN: attncc-opt %s -split-input-file -attn-pipeline=num-stages=1 | FileCheck %s --check-prefix=ONE
+// RUN: attncc-opt %s -split-input-file -attn-pipeline=num-stages=3 | FileCheck %s --check-prefix=NOGATHERS
 
 // Static trip count (128 keys / 16 = 8 iterations): K/V buffers get three
 // slots, two prologue iterations issue copies, the steady state copies
@@ -134,6 +135,11 @@ func.func @untagged(%k: memref<1x1x128x16xf32>) {
 // CHECK: memref.dealloc %[[KBUF]]
 // ONE-LABEL: func @paged_loop
 // ONE-NOT: attn.part
+// Without gathers=true (the CPU's pipeline) a paged loop is left alone.
+// NOGATHERS-LABEL: func @paged_loop
+// NOGATHERS: memref.alloc() : memref<16x16xf32>
+// NOGATHERS-NOT: attn.part
+// NOGATHERS: } {attn.kv_loop}
 func.func @paged_loop(%q: memref<1x1x16x16xf32>, %kc: memref<?x1x?x16xf32>, %bt: memref<?x?xi32>,
                       %n: index, %out: memref<1x1x16x16xf32>) {
   %c0 = arith.constant 0 : index

@@ -200,13 +200,3 @@ def test_paged_decode_both_forms(layout, kv_in_place):
                   options={"kv_in_place": kv_in_place})
         run(b, chunked=False)
 
-
-@pytest.mark.parametrize("kv_in_place", [False, True])
-@pytest.mark.parametrize("stages", [2, 3])
-def test_paged_pipelined_gathers(stages, kv_in_place):
-    """num_stages > 1: attn-pipeline multi-buffers the gather_tile buffers of
-    the paged KV loop as it does copy_tile's (the GPU's default; on the CPU
-    an option), prologue / steady state / epilogue over pages of 3."""
-    b = Batch(PREFILL, dtype="f32", causal=True, page_size=3, seed=stages,
-              options={"num_stages": stages, "kv_in_place": kv_in_place, "block_m": 16})
-    run(b)
