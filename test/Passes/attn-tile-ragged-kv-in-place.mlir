@@ -152,3 +152,27 @@ func.func @paged_static(%q: tensor<1x4x?x32xbf16>, %k: tensor<?x2x8x32xbf16>, %v
       : tensor<1x4x?x32xbf16>, tensor<?x2x8x32xbf16>, tensor<?x2x8x32xbf16> -> tensor<1x4x?x32xbf16>
   return %o : tensor<1x4x?x32xbf16>
 }
+
+// -----
+
+// Pages larger than a block (64 keys, 16-key blocks): a block is a view of
+// one page, and only the block before a page boundary prefetches the next
+// page's first block (within a page the matmul's own prefetch runs ahead).
+// CHECK-LABEL: func @paged_large
+// CHECK: scf.for %[[N0:.*]] = {{.*}} {
+// CHECK:   %[[ROW:.*]] = arith.addi %{{.*}}, %[[N0]] : index
+// CHECK:   memref.subview
+// CHECK:   %[[NEXT:.*]] = arith.addi %[[ROW]], %{{c16[_0-9]*}} : index
+// CHECK:   %[[R:.*]] = arith.remui %[[NEXT]], %{{c64[_0-9]*}} : index
+// CHECK:   %[[AT:.*]] = arith.cmpi eq, %[[R]], %c0 : index
+// CHECK:   scf.if %[[AT]] {
+// CHECK:     scf.for
+// CHECK:       memref.prefetch
+// CHECK:   attn.tile_matmul
+func.func @paged_large(%q: tensor<1x4x?x32xbf16>, %k: tensor<?x2x64x32xbf16>, %v: tensor<?x2x64x32xbf16>,
+                       %w: tensor<?x7xi32>, %bt: tensor<?x?xi32>) -> tensor<1x4x?x32xbf16> {
+  %o = attn.ragged_attention %q, %k, %v work(%w : tensor<?x7xi32>) pages(%bt : tensor<?x?xi32>)
+      scale 0.125 kv_group 2
+      : tensor<1x4x?x32xbf16>, tensor<?x2x64x32xbf16>, tensor<?x2x64x32xbf16> -> tensor<1x4x?x32xbf16>
+  return %o : tensor<1x4x?x32xbf16>
+}
