@@ -342,7 +342,8 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
                          FloatAttr(), pairs);
     }
     TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
-                         /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr());
+                         /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr(),
+                         /*prefetch=*/Value());
     if (auto cap = att.getSoftcapAttr())
       TileSoftcapOp::create(builder, loc, s, cap);
     if (slopes)
@@ -377,7 +378,7 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     if (pairs)
       TileConvertOp::create(builder, loc, s, p);
     TileMatmulOp::create(builder, loc, pairs ? p : s, vOperand, acc, /*accumulate=*/true,
-                         /*transposed=*/false, pairs, FloatAttr());
+                         /*transposed=*/false, pairs, FloatAttr(), /*prefetch=*/Value());
   }
   auto storeFinal = [&] {
     TileStoreOp::create(builder, loc, acc, sm, out, bIdx, hIdx, m0, validM);

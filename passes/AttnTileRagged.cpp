@@ -44,19 +44,12 @@ MemRefType plainMemRef(Type t) {
 
 /// Software prefetch of rows [from, from + count) of the K or V cache `src`
 /// (clamped to the sequence's last key row `last`), each through its own
-/// block-table lookup (with a static page size the divisions are shifts).
-/// A block read in place is one page (or BN / P of them), and the next page
-/// is elsewhere, so neither the hardware prefetchers nor the lowering's
-/// prefetch within a view (rows of the same page) reach it. Gathered rows
-/// (any page size, P dynamic) are as scattered, and their loads stall the
-/// gather copies without it.
-///
-/// Into L1 (prefetcht0) for pages read in place, whose rows go straight into
-/// the FMA loops; into L2 (prefetcht2) for gathered rows, whose copies issue
-/// many loads at once. Measured on Zen 5 (bf16 decode, B8 Hq32/Hkv8 D128,
-/// 4k keys, NHD): page 16 ran 7.8-8.1 ms with L1 against 10.1-10.4 with L2,
-/// page 1 10.7 ms against 5.4-5.7 (page 1 also preferred L2 on Emerald
-/// Rapids).
+/// block-table lookup: the next block's gathered rows (decode at page sizes
+/// that are not read in place), as scattered as the pages, whose loads
+/// stall the gather copies without it. Into L2 (prefetcht2), since the
+/// copies issue many loads at once (into L1, page 1 ran 10.7 ms against
+/// 5.4-5.7 on Zen 5, bf16 decode B8 Hq32/Hkv8 D128 4k; slower on Emerald
+/// Rapids too). Pages read in place use tile_matmul's `prefetch` instead.
 void prefetchRows(OpBuilder &b, Location loc, Value src, Value table, Value seq, Value head,
                   Value from, int64_t count, Value last, int64_t P) {
   IRBuild t{b, loc};
@@ -227,30 +220,25 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     Value kOperand = kt, vOperand = vt;
     // Page views of the block: (K view, V view, columns of s) per page.
     SmallVector<std::tuple<Value, Value, Value>> pageParts;
-    // The rows of the next block that page part j prefetches: its K rows
-    // before part j's Q.K^T, its V rows before part j's P V, so that the
-    // prefetches are spread over the block.
+    // Page views: the matmul of page part j (one page, or the block when
+    // pages are larger) prefetches, row by row as it reads its own rows,
+    // the same part of the next block (tile_matmul's `prefetch` view: rows
+    // on other pages, or further on in a large page), i.e. one block ahead,
+    // spread over the compute. A part past the sequence's last key is
+    // clamped to that key (one row). Measured against a burst of prefetches
+    // of the next block's rows before each part (bf16 B8 Hq32/Hkv8 D128 4k
+    // decode, Zen 5, docs/ragged-paged.md): HND page 16 5.7 ms against
+    // 7.6-8.2, page 128 4.1-4.5 against 5.2-5.5.
     int64_t partRows = pageViews ? std::min(BN, P) : BN;
     Value lastKey = t.addi(kr, t.subi(kn, c1));
-    // Pages larger than a block: only the block before a page boundary
-    // prefetches (the next page's first block); within a page the matmul's
-    // own prefetch runs 16 rows ahead and the hardware prefetchers stream
-    // the page. Prefetching every block cost bf16 decode at P = 4096 (one
-    // page per sequence) 5.5-6.2 ms against 3.3-4.9 without (contiguous
-    // 3.2-4.3; Zen 5, docs/ragged-paged.md).
-    bool pageStarts = pageViews && pagesPerBlock == 1 && P > BN;
-    auto prefetchPart = [&](Value src, int64_t j) {
-      auto emit = [&] {
-        prefetchRows(builder, loc, src, table, kb, hKv, t.addi(row, t.idx(j * partRows + BN)),
-                     partRows, lastKey, P);
-      };
-      if (!pageStarts)
-        return emit();
-      Value next = t.addi(row, cBN);
-      t.ifThen(t.cmpi(arith::CmpIPredicate::eq, arith::RemUIOp::create(builder, loc, next,
-                                                                        t.idx(P)),
-                      c0),
-               emit);
+    auto nextPart = [&](Value src, int64_t j) -> Value {
+      Value first = t.minsi(t.addi(row, t.idx(BN + j * partRows)), lastKey);
+      Value page = memref::LoadOp::create(builder, loc, table,
+                                          ValueRange{kb, t.divui(first, P)});
+      Value pageIdx = arith::IndexCastOp::create(builder, loc, builder.getIndexType(), page);
+      Value slot = arith::RemUIOp::create(builder, loc, first, t.idx(P));
+      Value rows = t.maxsi(c1, t.minsi(t.idx(partRows), t.subi(t.addi(lastKey, c1), first)));
+      return kvRowsView(builder, loc, src, pageIdx, hKv, slot, rows);
     };
     if (pageViews) {
       Value cP = t.idx(P);
@@ -301,12 +289,12 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     }
     if (pageParts.empty())
       TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
-                           /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr());
+                           /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr(),
+                           /*prefetch=*/Value());
     for (auto [j, part] : llvm::enumerate(pageParts)) {
-      prefetchPart(k, j);
       TileMatmulOp::create(builder, loc, qt, std::get<0>(part), std::get<2>(part),
                            /*accumulate=*/false, /*transposed=*/true, /*pairs=*/false,
-                           FloatAttr());
+                           FloatAttr(), nextPart(k, j));
     }
     if (auto cap = att.getSoftcapAttr())
       TileSoftcapOp::create(builder, loc, s, cap);
@@ -337,12 +325,11 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
       TileConvertOp::create(builder, loc, s, p);
     if (pageParts.empty())
       TileMatmulOp::create(builder, loc, pairs ? p : s, vOperand, acc, /*accumulate=*/true,
-                           /*transposed=*/false, pairs, FloatAttr());
+                           /*transposed=*/false, pairs, FloatAttr(), /*prefetch=*/Value());
     for (auto [j, part] : llvm::enumerate(pageParts)) {
-      prefetchPart(v, j);
       TileMatmulOp::create(builder, loc, std::get<2>(part), std::get<1>(part), acc,
                            /*accumulate=*/true, /*transposed=*/false, /*pairs=*/false,
-                           FloatAttr());
+                           FloatAttr(), nextPart(v, j));
     }
   }
   TileStoreOp::create(builder, loc, acc, sm, out, qb, h, qr, qn);

@@ -67,6 +67,17 @@ static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, int64_t col0, int
   e.prefetchLines(sv.getSource(), lead, col0, n);
 }
 
+/// The prefetch for key row `r` of b: row `r` of the op's `prefetch` view
+/// (clamped to its rows; attn-tile's next-block rows of a paged cache) when
+/// it has one, else b's own row kPrefetchRows ahead (prefetchRowAhead).
+static void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0, int64_t n) {
+  Value pf = op.getPrefetch();
+  if (!pf)
+    return prefetchRowAhead(e, op.getB(), r, col0, n);
+  Value at = e.minsi(r, e.subi(e.dim(pf, 0), e.idx(1)));
+  e.prefetchLines(pf, ValueRange{at}, col0, n);
+}
+
 RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
                             int64_t nv, int64_t w) {
   RegisterBlock blk;
@@ -90,7 +101,7 @@ static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
   auto [rows, cols, init] = registerBlock(e, op, i0, mr, col0, nv, w);
   SmallVector<Value> res =
       e.loop(e.idx(0), K, e.idx(1), init, [&](Value k, ValueRange acc) -> SmallVector<Value> {
-        prefetchRowAhead(e, bm, k, col0, nv * w);
+        prefetchKeyRow(e, op, k, col0, nv * w);
         SmallVector<Value> bv;
         for (int64_t j = 0; j < nv; ++j)
           bv.push_back(e.loadF32(bm, {k, cols[j]}, w));
@@ -214,7 +225,7 @@ static void lowerMatmulTransposed(CpuEmitter &e, TileMatmulOp op) {
                                       e.idx(nj));
   e.loop(e.idx(0), nFull, e.idx(nj), [&](Value j0) {
     for (int64_t t = 0; t < nj; ++t)
-      prefetchRowAhead(e, bm, e.addi(j0, e.idx(t)), 0, K);
+      prefetchKeyRow(e, op, e.addi(j0, e.idx(t)), 0, K);
     rowBlocks(j0, nj);
   });
   e.loop(nFull, N, e.idx(1), [&](Value j) { rowBlocks(j, 1); });

@@ -49,6 +49,15 @@ LogicalResult CopyTileOp::verify() {
 
 LogicalResult TileMatmulOp::verify() {
   auto a = getA().getType(), b = getB().getType(), c = getC().getType();
+  if (Value pf = getPrefetch()) {
+    // Key rows like b's: b is [keys, D] when transposed, [keys, Dv] otherwise.
+    auto t = cast<MemRefType>(pf.getType());
+    if (getPairs())
+      return emitOpError("prefetch is for b read in place (kv-in-place), not a pairs tile");
+    if (!compatible(t.getDimSize(1), b.getDimSize(1)))
+      return emitOpError("prefetch rows have ")
+             << ext(t.getDimSize(1)) << " elements, b's rows " << ext(b.getDimSize(1));
+  }
   if (auto s = getScale()) {
     if (!getPairs() || getAccumulate())
       return emitOpError("scale is only for a pairs product that does not accumulate");

@@ -82,6 +82,13 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
     scale of Q K^T applied to the scores, so that Q is not rounded to bf16
     after scaling (torch's bf16 attention scales the f32 scores too).
 
+    `prefetch` (a CPU hint, no effect on the result): a 2-D view of key rows
+    as long as `b`'s rows (`[keys, D]` or `[keys, Dv]`, where they are
+    stored), typically the next KV block's rows of a paged cache; the CPU
+    lowering prefetches its row `r` (clamped to its rows) while it reads
+    key row `r` of `b`, instead of `b`'s own row 16 ahead, so that the next
+    block's rows are fetched spread over this block's compute.
+
     Example:
     ```mlir
     attn.tile_matmul %q, %kt into %s : memref<64x64xf32>, memref<64x32xf32>, memref<64x32xf32>
@@ -93,10 +100,12 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
   }];
   let arguments = (ins Arg<Attn_Tile2D, "", [MemRead]>:$a, Arg<Attn_Tile2D, "", [MemRead]>:$b,
                        Arg<Attn_Tile2D, "", [MemRead, MemWrite]>:$c, UnitAttr:$accumulate,
-                       UnitAttr:$transposed, UnitAttr:$pairs, OptionalAttr<F64Attr>:$scale);
+                       UnitAttr:$transposed, UnitAttr:$pairs, OptionalAttr<F64Attr>:$scale,
+                       Arg<Optional<Attn_Tile2D>, "", [MemRead]>:$prefetch);
   let assemblyFormat = [{
     $a `,` $b (`transposed` $transposed^)? (`pairs` $pairs^)? (`scale` $scale^)? `into` $c
-    (`accumulate` $accumulate^)? attr-dict `:` type($a) `,` type($b) `,` type($c)
+    (`accumulate` $accumulate^)? (`prefetch` $prefetch^ `:` type($prefetch))? attr-dict
+    `:` type($a) `,` type($b) `,` type($c)
   }];
   let hasVerifier = 1;
 }

@@ -88,10 +88,8 @@ func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor
 // found through the block table (page = table[kb, min(row, last key) / 8],
 // slot = row % 8, rows = clamp(valid - 8j, 0, 8)) and written to its 8
 // columns of one 4x16 score tile: one online-softmax step per block, Q.K^T
-// and P.V per page. No K/V buffers, no gather. The next block's rows are
-// prefetched a page's worth at a time: its K rows before each Q.K^T part, its
-// V rows before each P.V part (spread over the block, row by row through the
-// table; a row of 32 bf16 is one 64-byte line), into L1 (locality 3).
+// and P.V per page. No K/V buffers, no gather. Each page's product carries
+// the same page of the next block as its `prefetch` view.
 // CHECK-LABEL: func @paged_static
 // CHECK-SAME: %[[K:[^:]*]]: memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>, %{{[^:]*}}: memref<?x7xi32>, %[[BT:[^:]*]]: memref<?x?xi32>
 // CHECK: %[[S:.*]] = memref.alloc() : memref<4x16xf32>
@@ -115,35 +113,34 @@ func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor
 // CHECK:   %[[S1:.*]] = memref.subview %[[S]][%{{.*}}, %c8{{.*}}] [4, 8] [1, 1]
 // CHECK:   %[[K1:.*]] = memref.subview %[[K]]
 // CHECK:   %[[V1:.*]] = memref.subview %[[V]]
-// CHECK:   scf.for
-// CHECK:     memref.load %[[BT]]
-// CHECK:     memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}], read, locality<3>, data
-// CHECK:   }
-// CHECK:   attn.tile_matmul %{{.*}}, %[[K0]] transposed into %[[S0]]
-// CHECK:   scf.for
-// CHECK:     memref.prefetch %[[K]]
-// CHECK:   }
-// CHECK:   attn.tile_matmul %{{.*}}, %[[K1]] transposed into %[[S1]]
+// The next block's page j (rows 16 + 8j on, clamped to the last key) is the
+// prefetch view of part j's products.
+// CHECK:   %[[N2:.*]] = arith.addi %[[ROW]], %{{c16[_0-9]*}}
+// CHECK:   arith.minsi %[[N2]], %[[LAST]]
+// CHECK:   memref.load %[[BT]]
+// CHECK:   %[[PK0:.*]] = memref.subview %[[K]]
+// CHECK:   attn.tile_matmul %{{.*}}, %[[K0]] transposed into %[[S0]] prefetch %[[PK0]]
+// CHECK:   %[[N3:.*]] = arith.addi %[[ROW]], %{{c24[_0-9]*}}
+// CHECK:   arith.minsi %[[N3]], %[[LAST]]
+// CHECK:   %[[PK1:.*]] = memref.subview %[[K]]
+// CHECK:   attn.tile_matmul %{{.*}}, %[[K1]] transposed into %[[S1]] prefetch %[[PK1]]
 // CHECK:   attn.tile_softmax %[[S]]
-// CHECK:   scf.for
-// CHECK:     memref.prefetch %[[V]]
-// CHECK:   }
-// CHECK:   attn.tile_matmul %[[S0]], %[[V0]] into %{{.*}} accumulate
-// CHECK:   scf.for
-// CHECK:     memref.prefetch %[[V]]
-// CHECK:   }
-// CHECK:   attn.tile_matmul %[[S1]], %[[V1]] into %{{.*}} accumulate
+// CHECK:   %[[PV0:.*]] = memref.subview %[[V]]
+// CHECK:   attn.tile_matmul %[[S0]], %[[V0]] into %{{.*}} accumulate prefetch %[[PV0]]
+// CHECK:   %[[PV1:.*]] = memref.subview %[[V]]
+// CHECK:   attn.tile_matmul %[[S1]], %[[V1]] into %{{.*}} accumulate prefetch %[[PV1]]
+// CHECK-NOT: memref.prefetch
 // CHECK: } {attn.kv_loop}
 // CHECK-NOT: attn.gather_tile
 
-// Lowered for the CPU, the tile program's prefetches only (4 per block, before
-// each part); the matmuls add none (a page of 8 rows has no row 16 ahead).
+// Lowered for the CPU, the products prefetch their prefetch view row by row
+// (a row of 32 bf16 is one 64-byte line, into L1), nothing else.
 // CPU-LABEL: func @paged_static
 // CPU-NOT: attn.gather_tile
 // CPU-NOT: attn.tile_
 // CPU-NOT: vector.shuffle
-// CPU-COUNT-4: memref.prefetch %{{.*}} : memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>
-// CPU-NOT: memref.prefetch
+// CPU: memref.prefetch %{{.*}}, read, locality<3>, data : memref<?x32xbf16, strided<[?, 1], offset: ?>>
+// CPU-NOT: memref.prefetch %{{.*}} : memref<?x2x8x32xbf16
 // CPU: return
 func.func @paged_static(%q: tensor<1x4x?x32xbf16>, %k: tensor<?x2x8x32xbf16>, %v: tensor<?x2x8x32xbf16>,
                         %w: tensor<?x7xi32>, %bt: tensor<?x?xi32>) -> tensor<1x4x?x32xbf16> {
@@ -156,19 +153,20 @@ func.func @paged_static(%q: tensor<1x4x?x32xbf16>, %k: tensor<?x2x8x32xbf16>, %v
 // -----
 
 // Pages larger than a block (64 keys, 16-key blocks): a block is a view of
-// one page, and only the block before a page boundary prefetches the next
-// page's first block (within a page the matmul's own prefetch runs ahead).
+// one page, and its products prefetch the next block (further on in the
+// page, or the next page's first block) through the table.
 // CHECK-LABEL: func @paged_large
 // CHECK: scf.for %[[N0:.*]] = {{.*}} {
 // CHECK:   %[[ROW:.*]] = arith.addi %{{.*}}, %[[N0]] : index
-// CHECK:   memref.subview
+// CHECK:   %[[KV:.*]] = memref.subview
 // CHECK:   %[[NEXT:.*]] = arith.addi %[[ROW]], %{{c16[_0-9]*}} : index
-// CHECK:   %[[R:.*]] = arith.remui %[[NEXT]], %{{c64[_0-9]*}} : index
-// CHECK:   %[[AT:.*]] = arith.cmpi eq, %[[R]], %c0 : index
-// CHECK:   scf.if %[[AT]] {
-// CHECK:     scf.for
-// CHECK:       memref.prefetch
-// CHECK:   attn.tile_matmul
+// CHECK:   %[[AT:.*]] = arith.minsi %[[NEXT]]
+// CHECK:   %[[PG:.*]] = arith.divui %[[AT]], %{{c64[_0-9]*}} : index
+// CHECK:   memref.load %{{.*}}[%{{.*}}, %[[PG]]]
+// CHECK:   %[[PF:.*]] = memref.subview
+// CHECK:   attn.tile_matmul %{{.*}}, %[[KV]] transposed into %{{.*}} prefetch %[[PF]]
+// CHECK-NOT: memref.prefetch
+// CHECK: } {attn.kv_loop}
 func.func @paged_large(%q: tensor<1x4x?x32xbf16>, %k: tensor<?x2x64x32xbf16>, %v: tensor<?x2x64x32xbf16>,
                        %w: tensor<?x7xi32>, %bt: tensor<?x?xi32>) -> tensor<1x4x?x32xbf16> {
   %o = attn.ragged_attention %q, %k, %v work(%w : tensor<?x7xi32>) pages(%bt : tensor<?x?xi32>)

@@ -133,3 +133,12 @@ func.func @matmul_a_type(%a: memref<4x128xbf16>, %b: memref<128x64xf32>, %c: mem
   attn.tile_matmul %a, %b into %c : memref<4x128xbf16>, memref<128x64xf32>, memref<4x64xf32>
   return
 }
+
+// -----
+
+func.func @matmul_prefetch_rows(%a: memref<4x32xf32>, %b: memref<?x32xbf16>, %c: memref<4x16xf32>,
+                                %pf: memref<?x64xbf16>) {
+  // expected-error @+1 {{prefetch rows have 64 elements, b's rows 32}}
+  attn.tile_matmul %a, %b transposed into %c prefetch %pf : memref<?x64xbf16> : memref<4x32xf32>, memref<?x32xbf16>, memref<4x16xf32>
+  return
+}

@@ -65,3 +65,12 @@ func.func @tiled(%q: memref<1x2x100x16xf16>, %k: memref<1x2x100x16xf16>,
   }
   return
 }
+
+// The prefetch hint round-trips.
+// CHECK-LABEL: func @matmul_prefetch
+// CHECK: attn.tile_matmul %{{.*}}, %{{.*}} transposed into %{{.*}} prefetch %{{.*}} : memref<?x32xbf16> : memref<4x32xf32>, memref<?x32xbf16>, memref<4x16xf32>
+func.func @matmul_prefetch(%a: memref<4x32xf32>, %b: memref<?x32xbf16>, %c: memref<4x16xf32>,
+                           %pf: memref<?x32xbf16>) {
+  attn.tile_matmul %a, %b transposed into %c prefetch %pf : memref<?x32xbf16> : memref<4x32xf32>, memref<?x32xbf16>, memref<4x16xf32>
+  return
+}
