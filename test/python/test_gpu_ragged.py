@@ -248,3 +248,18 @@ def test_paged_on_device(page):
                                  target="cuda")
     torch.cuda.synchronize()
     check(b, out.cpu(), q, k, v, cu_q, cu_k, slopes, sinks)
+
+
+@needs_ptxas
+def test_run_args_checks_before_any_launch():
+    # CudaKernel.run_args: argument count, device and layout are checked
+    # before CUDA is touched (here there is none).
+    compiled, _ = ragged._kernel(torch.float16, 4, 2, 64, 64, True, 0.125, None, None, False,
+                                 False, None, attncc.CompileOptions(), None, False, "sm_80")
+    host = compiled.metadata["host_args"]
+    assert [a.get("strided") for a in host] == ["rows", "rows", "rows", None, None, "rows"]
+    with pytest.raises(InputError, match="takes 6 arguments"):
+        compiled._kernel.run_args(torch.zeros(1))
+    args = [torch.zeros(1, 4, 3, 64, dtype=torch.float16)] + [torch.zeros(1)] * 5
+    with pytest.raises(InputError, match="GPU kernels take CUDA tensors"):
+        compiled._kernel.run_args(*args)

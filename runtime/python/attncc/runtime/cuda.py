@@ -188,8 +188,6 @@ class CudaKernel:
         """Checks `tensors` against host arguments first, first + 1, ...:
         the inputs (all before `out`), or with `first` past `out` the extra
         arguments after it."""
-        import torch
-
         host = self.metadata["host_args"]
         n_in = (self._out_index() if first == 0 else len(host)) - first
         if len(tensors) != n_in:
@@ -197,23 +195,32 @@ class CudaKernel:
             raise InputError(f"the kernel takes {n_in} {what}, got {len(tensors)}")
         out = []
         for i, (t, spec) in enumerate(zip(tensors, host[first:first + n_in]), first):
-            if not isinstance(t, torch.Tensor):
-                raise InputError(f"argument {i} is not a tensor")
-            if t.device.type != "cuda":
-                raise InputError(f"argument {i} is on {t.device}; GPU kernels take CUDA tensors")
-            if device is None:
-                device = t.device
-            elif t.device != device:
-                raise InputError(f"argument {i} is on {t.device}, argument 0 on {device}")
-            want = getattr(torch, _TORCH_DTYPES[spec["dtype"]])
-            if t.dtype != want:
-                raise InputError(f"argument {i} has dtype {t.dtype}, the kernel takes {want}")
-            self._check_shape(i, t.shape, spec["shape"])
+            device = self._check_arg(i, t, spec, device)
             if first and (not t.is_contiguous() or t.data_ptr() % 16):
                 raise InputError(f"argument {i} is written in place: it must be contiguous and "
                                  f"16-byte aligned")
             out.append(t if first else self._aligned(t))
         return out, device
+
+    @classmethod
+    def _check_arg(cls, i, t, spec, device):
+        """Argument i against its host_args entry: a CUDA tensor on `device`
+        (None: the first one sets it), of the kernel's dtype and shape.
+        Returns the device."""
+        import torch
+
+        if not isinstance(t, torch.Tensor):
+            raise InputError(f"argument {i} is not a tensor")
+        if t.device.type != "cuda":
+            raise InputError(f"argument {i} is on {t.device}; GPU kernels take CUDA tensors")
+        device = device or t.device
+        if t.device != device:
+            raise InputError(f"argument {i} is on {t.device}, argument 0 on {device}")
+        want = getattr(torch, _TORCH_DTYPES[spec["dtype"]])
+        if t.dtype != want:
+            raise InputError(f"argument {i} has dtype {t.dtype}, the kernel takes {want}")
+        cls._check_shape(i, t.shape, spec["shape"])
+        return device
 
     @staticmethod
     def _check_shape(i, shape, spec):
@@ -288,24 +295,12 @@ class CudaKernel:
         and 16-byte aligned rows (cp.async reads 16-byte chunks); one of any
         strides ("any": the lse) anything; any other must be contiguous and
         16-byte aligned."""
-        import torch
-
         host = self.metadata["host_args"]
         if len(args) != len(host):
             raise InputError(f"the kernel takes {len(host)} arguments, got {len(args)}")
         device = None
         for i, (t, spec) in enumerate(zip(args, host)):
-            if not isinstance(t, torch.Tensor):
-                raise InputError(f"argument {i} is not a tensor")
-            if t.device.type != "cuda":
-                raise InputError(f"argument {i} is on {t.device}; GPU kernels take CUDA tensors")
-            device = device or t.device
-            if t.device != device:
-                raise InputError(f"argument {i} is on {t.device}, argument 0 on {device}")
-            want = getattr(torch, _TORCH_DTYPES[spec["dtype"]])
-            if t.dtype != want:
-                raise InputError(f"argument {i} has dtype {t.dtype}, the kernel takes {want}")
-            self._check_shape(i, t.shape, spec["shape"])
+            device = self._check_arg(i, t, spec, device)
             if spec.get("strided") == "any":
                 pass
             elif spec.get("strided") == "rows":
