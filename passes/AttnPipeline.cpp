@@ -45,18 +45,12 @@ bool hasGathers(scf::ForOp loop) {
   return !loop.getBody()->getOps<GatherTileOp>().empty();
 }
 
-Value tileCopyDest(Operation *op) {
-  if (auto g = dyn_cast<GatherTileOp>(op))
-    return g.getDest();
-  return cast<CopyTileOp>(op).getDest();
-}
-
 /// Gives each buffer written by a copy_tile / gather_tile in `loop` `stages`
 /// slots.
 LogicalResult multiBufferCopies(RewriterBase &rewriter, scf::ForOp loop, unsigned stages) {
   llvm::SetVector<memref::AllocOp> allocs;
   for (Operation *copy : tileCopies(loop))
-    if (auto alloc = tileCopyDest(copy).getDefiningOp<memref::AllocOp>())
+    if (auto alloc = kvCopyDest(copy).getDefiningOp<memref::AllocOp>())
       if (!loop->isAncestor(alloc))
         allocs.insert(alloc);
   for (memref::AllocOp alloc : allocs) {

@@ -108,9 +108,9 @@ LogicalResult Lowering::placeAsyncGroups() {
     SmallVector<Value> tokens;
     for (size_t c = i; c < j; ++c) {
       Operation *cp = kvCopies[c];
-      Value r = rootOf(copyDest(cp));
+      Value r = rootOf(kvCopyDest(cp));
       b.setInsertionPoint(cp);
-      llvm::append_range(tokens, emitTileCopy(cp, copyDest(cp), p.BN, r == kSmem ? p.D : p.Dv));
+      llvm::append_range(tokens, emitTileCopy(cp, kvCopyDest(cp), p.BN, r == kSmem ? p.D : p.Dv));
     }
     // The anchor of a copy that is not under an scf.if is the copy itself.
     Operation *after = last == kvCopies[j - 1] ? last->getPrevNode() : last;

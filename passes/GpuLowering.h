@@ -38,9 +38,6 @@ Operation *anchorOf(Operation *op);
 /// end of the group that starts at `i`.
 size_t endOfCopyGroup(ArrayRef<Operation *> copies, size_t i);
 
-/// The tile buffer a K/V copy (copy_tile or gather_tile) writes.
-Value copyDest(Operation *copy);
-
 /// GpuScores.cpp: validates a tile_softcap / tile_alibi (`op`; success for
 /// any other op) against the score tile `scores`, with a diagnostic on `op`.
 LogicalResult checkScoreVariant(Operation *op, Value scores);

@@ -305,12 +305,6 @@ Operation *anchorOf(Operation *op) {
   return op;
 }
 
-Value copyDest(Operation *copy) {
-  if (auto g = dyn_cast<GatherTileOp>(copy))
-    return g.getDest();
-  return cast<CopyTileOp>(copy).getDest();
-}
-
 size_t endOfCopyGroup(ArrayRef<Operation *> copies, size_t i) {
   auto key = [](Operation *op) {
     return std::make_tuple(anchorOf(op)->getBlock(), op->getAttr("attn.part"),

@@ -38,6 +38,15 @@ inline SmallVector<scf::ForOp> collectKvLoops(Operation *root) {
   });
   return loops;
 }
+
+/// The tile buffer a K/V copy writes: attn.copy_tile's or attn.gather_tile's
+/// destination (attn-pipeline multi-buffers both; attn-lower-to-gpu lowers
+/// both to cp.async).
+inline Value kvCopyDest(Operation *copy) {
+  if (auto g = dyn_cast<GatherTileOp>(copy))
+    return g.getDest();
+  return cast<CopyTileOp>(copy).getDest();
+}
 } // namespace mlir::attn
 
 #endif

@@ -142,3 +142,12 @@ func.func @matmul_prefetch_rows(%a: memref<4x32xf32>, %b: memref<?x32xbf16>, %c:
   attn.tile_matmul %a, %b transposed into %c prefetch %pf : memref<?x64xbf16> : memref<4x32xf32>, memref<?x32xbf16>, memref<4x16xf32>
   return
 }
+
+// -----
+
+func.func @matmul_prefetch_pairs(%a: memref<4x32xbf16>, %b: memref<16x32xbf16>, %c: memref<4x16xf32>,
+                                 %pf: memref<?x32xbf16>) {
+  // expected-error @+1 {{prefetch is for b read in place (kv-in-place), not a pairs tile}}
+  attn.tile_matmul %a, %b pairs into %c prefetch %pf : memref<?x32xbf16> : memref<4x32xbf16>, memref<16x32xbf16>, memref<4x16xf32>
+  return
+}
