@@ -139,6 +139,31 @@ struct TileBuilder {
   void fill(Value buf, double v) {
     linalg::FillOp::create(b, loc, ValueRange{f32(v)}, ValueRange{buf});
   }
+  /// Rows [r0, end) of a 1-D or 2-D tile buffer as a view (skip-masked-rows).
+  Value rowsFrom(Value buf, Value r0) {
+    if (!buf)
+      return buf;
+    auto type = cast<MemRefType>(buf.getType());
+    Value rows = sub(idx(type.getDimSize(0)), r0);
+    SmallVector<OpFoldResult> offsets{r0}, sizes{rows}, strides{b.getIndexAttr(1)};
+    if (type.getRank() == 2) {
+      offsets.push_back(b.getIndexAttr(0));
+      sizes.push_back(b.getIndexAttr(type.getDimSize(1)));
+      strides.push_back(b.getIndexAttr(1));
+    }
+    return memref::SubViewOp::create(b, loc, buf, offsets, sizes, strides);
+  }
+};
+
+/// skip-masked-rows skips rows in multiples of this many (the CPU softmax's
+/// row groups are 8 or 16 rows).
+constexpr int64_t kRowGranule = 16;
+
+/// The row tiles one KV block's ops work on (skip-masked-rows: views from
+/// the first row that sees a key of the block).
+struct RowTiles {
+  Value q, s, acc, mx, sm, p;
+  Value row; // the first row's query index (m0 + r0)
 };
 
 /// The grid as one scf.parallel point per (batch, head, query block[, split]);
@@ -198,7 +223,8 @@ Operation *emitTaskGrid(OpBuilder &b, Location loc, ValueRange ubs, Value workPe
 
 LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM,
                            int64_t BN, bool withLse, bool splitKv, bool kvInPlace,
-                           int64_t tasks, int64_t minTaskWork, bool bf16Pairs) {
+                           int64_t tasks, int64_t minTaskWork, bool bf16Pairs,
+                           bool skipMaskedRows) {
   AttentionOp att = m.attention;
   Block &body = func.getBody().front();
   MLIRContext *ctx = func.getContext();
@@ -323,6 +349,12 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   if (splitKv)
     std::tie(lo, hi) = tile_split::splitRange(builder, loc, lo, hi, ivs[3],
                                               numSplits, BN);
+  // Rows are skipped only where they can be (a right side; no per-row
+  // operand ALiBi / bias taking the block's first row; not the AMX / bf16
+  // pairs tiles, whose matmuls need static shapes; blocks of more than one
+  // granule).
+  bool skipRows = skipMaskedRows && right >= 0 && !slopes && !m.bias && !pairs && !kvInPlace &&
+                  BM > kRowGranule;
   auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
   kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
   {
@@ -330,6 +362,18 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     builder.setInsertionPointToStart(kvLoop.getBody());
     Value n0 = kvLoop.getInductionVar();
     Value validN = t.sub(Lk, n0);
+    // skip-masked-rows: on and above the diagonal, the block's first rows see
+    // no key of this KV block (row r sees keys up to m0a + r + right): the
+    // scores, softmax and P.V of the block run on rows [r0, BM) only, r0 a
+    // multiple of kRowGranule so that the CPU's row groups stay whole.
+    RowTiles rt{qt, s, acc, mx, sm, p, m0};
+    if (skipRows) {
+      Value firstSeen = t.sub(n0, right == 0 ? m0a : t.add(m0a, t.idx(right)));
+      Value r0 = t.minI(t.maxI(firstSeen, c0), t.idx(BM - kRowGranule));
+      r0 = t.mul(t.div(r0, t.idx(kRowGranule)), t.idx(kRowGranule));
+      rt = {t.rowsFrom(qt, r0), t.rowsFrom(s, r0), t.rowsFrom(acc, r0),
+            t.rowsFrom(mx, r0), t.rowsFrom(sm, r0), t.rowsFrom(p, r0), t.add(m0, r0)};
+    }
     Value kOperand = kt, vOperand = vt;
     if (kvInPlace) {
       Value rows = t.minI(validN, cBN);
@@ -341,11 +385,11 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
       CopyTileOp::create(builder, loc, v, bIdx, hKv, n0, validN, vt, /*transposed=*/false,
                          FloatAttr(), pairs);
     }
-    TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
+    TileMatmulOp::create(builder, loc, rt.q, kOperand, rt.s, /*accumulate=*/false,
                          /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr(),
                          /*prefetch=*/Value());
     if (auto cap = att.getSoftcapAttr())
-      TileSoftcapOp::create(builder, loc, s, cap);
+      TileSoftcapOp::create(builder, loc, rt.s, cap);
     if (slopes)
       TileAlibiOp::create(builder, loc, s, slopes, hIdx, m0, n0, lenOffset);
     if (m.bias)
@@ -369,15 +413,15 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     {
       OpBuilder::InsertionGuard g2(builder);
       builder.setInsertionPointToStart(ifMask.thenBlock());
-      TileMaskOp::create(builder, loc, s, m0, n0, validN, maskOffset,
+      TileMaskOp::create(builder, loc, rt.s, rt.row, n0, validN, maskOffset,
                          MaskKindAttr::get(ctx, structured ? kind : MaskKind::none),
                          window ? builder.getI64IntegerAttr(*window) : IntegerAttr(),
                          att.getWindowSidesAttr());
     }
-    TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
+    TileSoftmaxOp::create(builder, loc, rt.s, rt.mx, rt.sm, rt.acc);
     if (pairs)
-      TileConvertOp::create(builder, loc, s, p);
-    TileMatmulOp::create(builder, loc, pairs ? p : s, vOperand, acc, /*accumulate=*/true,
+      TileConvertOp::create(builder, loc, rt.s, rt.p);
+    TileMatmulOp::create(builder, loc, pairs ? rt.p : rt.s, vOperand, rt.acc, /*accumulate=*/true,
                          /*transposed=*/false, pairs, FloatAttr(), /*prefetch=*/Value());
   }
   auto storeFinal = [&] {
@@ -465,7 +509,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
         return signalPassFailure();
       }
       if (failed(tileFunction(func, *m, blockM, blockN, lse || splitKv, splitKv, kvInPlace,
-                              cpuTasks, minTaskWork, bf16Pairs)))
+                              cpuTasks, minTaskWork, bf16Pairs, skipMaskedRows)))
         return signalPassFailure();
     }
   }

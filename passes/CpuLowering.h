@@ -291,12 +291,13 @@ void lowerConvert(CpuEmitter &e, TileConvertOp op); // CpuAmx.cpp
 /// A register block of tile_matmul's c: rows [i0, i0 + mr) x `nv` vectors of
 /// `w` lanes from column col0, and the accumulators' initial values (c's
 /// when the matmul accumulates, else zeros), row-major (CpuMatmul.cpp; the
-/// f32 and the vdpbf16ps micro-kernels share it).
+/// f32 and the vdpbf16ps micro-kernels share it). With `lastRow`, rows past
+/// it are clamped to it (a dynamic row count's last block).
 struct RegisterBlock {
   SmallVector<Value> rows, cols, init;
 };
 RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
-                            int64_t nv, int64_t w);
+                            int64_t nv, int64_t w, Value lastRow = Value());
 /// tile_matmul `pairs` on AVX-512-BF16 (vdpbf16ps), and its shape check (CpuBf16Dot.cpp).
 LogicalResult checkBf16DotMatmul(TileMatmulOp op, int64_t W);
 void lowerMatmulBf16Dot(CpuEmitter &e, TileMatmulOp op);

@@ -79,10 +79,12 @@ static void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0
 }
 
 RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
-                            int64_t nv, int64_t w) {
+                            int64_t nv, int64_t w, Value lastRow) {
   RegisterBlock blk;
-  for (int64_t r = 0; r < mr; ++r)
-    blk.rows.push_back(r == 0 ? i0 : e.addi(i0, e.idx(r)));
+  for (int64_t r = 0; r < mr; ++r) {
+    Value row = r == 0 ? i0 : e.addi(i0, e.idx(r));
+    blk.rows.push_back(lastRow && r > 0 ? e.minsi(row, lastRow) : row);
+  }
   for (int64_t j = 0; j < nv; ++j)
     blk.cols.push_back(e.idx(col0 + j * w));
   for (int64_t r = 0; r < mr; ++r)
@@ -93,12 +95,13 @@ RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
 }
 
 /// One register block: rows [i0, i0 + mr) x `nv` vectors of `w` lanes at
-/// column `col0` of c, accumulated over k in [0, K).
+/// column `col0` of c, accumulated over k in [0, K); with `lastRow`, rows
+/// past it are clamped to it.
 static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
-                     int64_t nv, int64_t w, Value K) {
+                     int64_t nv, int64_t w, Value K, Value lastRow = Value()) {
   ImplicitLocOpBuilder &b = e.ib;
   Value a = op.getA(), bm = op.getB(), c = op.getC();
-  auto [rows, cols, init] = registerBlock(e, op, i0, mr, col0, nv, w);
+  auto [rows, cols, init] = registerBlock(e, op, i0, mr, col0, nv, w, lastRow);
   SmallVector<Value> res =
       e.loop(e.idx(0), K, e.idx(1), init, [&](Value k, ValueRange acc) -> SmallVector<Value> {
         prefetchKeyRow(e, op, k, col0, nv * w);
@@ -267,22 +270,24 @@ void lowerMatmul(CpuEmitter &e, TileMatmulOp op) {
     int64_t mr = std::max<int64_t>(1, std::min<int64_t>(8, e.MR * e.NR / g.nv));
     if (!cType.isDynamicDim(0))
       mr = std::min(mr, std::max<int64_t>(1, cType.getDimSize(0)));
-    // Full row blocks, then the remaining rows one block (static M) or one
-    // row at a time (dynamic M).
-    Value mFull;
+    // Static M: full row blocks, then the remaining rows as one block.
+    // Dynamic M (a tile viewed from a row, skip-masked-rows): blocks of mr
+    // rows up to M, the rows of the last one past M clamped to row M - 1: a
+    // repeated row loads the same c and adds the same products, so its
+    // stores write the same values. One block of code (a tail of smaller
+    // blocks added a third to the kernel and to its cold compile), at the
+    // cost of up to mr - 1 rows computed twice.
     if (!cType.isDynamicDim(0)) {
       int64_t m = cType.getDimSize(0);
-      mFull = e.idx(m - m % mr);
+      Value mFull = e.idx(m - m % mr);
       e.loop(e.idx(0), mFull, e.idx(mr),
              [&](Value i0) { emitMatmulBlock(e, op, i0, mr, g.col, g.nv, g.w, K); });
       if (m % mr)
         emitMatmulBlock(e, op, mFull, m % mr, g.col, g.nv, g.w, K);
     } else {
-      mFull = arith::MulIOp::create(e.ib, arith::DivUIOp::create(e.ib, M, e.idx(mr)), e.idx(mr));
-      e.loop(e.idx(0), mFull, e.idx(mr),
-             [&](Value i0) { emitMatmulBlock(e, op, i0, mr, g.col, g.nv, g.w, K); });
-      e.loop(mFull, M, e.idx(1),
-             [&](Value i) { emitMatmulBlock(e, op, i, 1, g.col, g.nv, g.w, K); });
+      Value last = e.subi(M, e.idx(1));
+      e.loop(e.idx(0), M, e.idx(mr),
+             [&](Value i0) { emitMatmulBlock(e, op, i0, mr, g.col, g.nv, g.w, K, last); });
     }
   }
 }

@@ -126,6 +126,11 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
            "attn.tile_convert; only where the shapes fit the AMX tiles (head dims multiples "
            "of 32, block-m a multiple of 16, block-n of 32, not kv-in-place); otherwise the "
            "f32 tiles">,
+    Option<"skipMaskedRows", "skip-masked-rows", "bool", "false",
+           "in KV blocks that reach past the diagonal (causal, or a window's right side), run "
+           "the block's score, softmax and P.V ops on views of the row tiles from the first "
+           "row (in multiples of 16) that sees a key of the block: the rows above it are fully "
+           "masked there (the CPU; not with ALiBi, a bias, bf16 pairs or kv-in-place)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::linalg::LinalgDialect"];

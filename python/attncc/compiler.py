@@ -123,6 +123,9 @@ def stage_options(options: CompileOptions, target: str) -> dict[str, Any]:
     if cpu_target.resolve(options.cpu).bf16_pairs:
         # bf16 tiles and AMX / vdpbf16ps matmuls where the shapes fit (attn-tile bf16-pairs).
         opts["bf16_pairs"] = True
+    # Diagonal KV blocks run on the rows that see their keys (attn-tile
+    # skip-masked-rows; causal S1024 prefill, docs/cpu-backend.md).
+    opts["skip_masked_rows"] = True
     if (options.num_threads or 1) > 1:
         # The grid as at most num_threads tasks, their count chosen at run
         # time from the work (attn-tile cpu-tasks): a short call runs inline.

@@ -52,7 +52,8 @@ def _tile_passes(o: Options) -> str:
     # The kernel forms of attncc.attention (compile_graph's split_kv / lse).
     form = "".join(f" {flag}=true" for key, flag in (("lse", "lse"), ("split_kv", "split-kv"),
                                                       ("kv_in_place", "kv-in-place"),
-                                                      ("bf16_pairs", "bf16-pairs"))
+                                                      ("bf16_pairs", "bf16-pairs"),
+                                                      ("skip_masked_rows", "skip-masked-rows"))
                    if o.get(key))
     if o.get("cpu_tasks"):
         form += f" cpu-tasks={int(o['cpu_tasks'])}"
