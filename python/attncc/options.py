@@ -1,7 +1,8 @@
 """Compile options: validated once, hashed into cache keys."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping, Optional
 
 import torch
@@ -85,7 +86,11 @@ class CompileOptions:
         ("x86-64-v3": AVX2/FMA, "x86-64-v4": AVX-512, "x86-64-v4-amx": AVX-512
         with bf16 on AMX, "x86-64-v4-bf16": bf16 on vdpbf16ps, "aarch64": NEON) to
         force it; kernels of a class the host cannot run compile but do not
-        run. Ignored by the GPU targets.
+        run. Ignored by the GPU targets. The default is "host", or the
+        environment variable ATTNCC_CPU where it is set (read when the
+        options are made): with ATTNCC_CPU=x86-64-v3 a whole program or test
+        suite runs AVX2 code on an AVX-512 host (how CI checks the AVX2
+        kernels there, .ci/run).
     """
 
     block_m: Optional[int] = None
@@ -96,7 +101,7 @@ class CompileOptions:
     num_warps: Optional[int] = None
     mma: str = "auto"
     tma: bool = True
-    cpu: str = "host"
+    cpu: str = field(default_factory=lambda: os.environ.get("ATTNCC_CPU") or "host")
     input_precision: Optional[str] = None
     kv_in_place: Optional[bool] = None
 
@@ -133,7 +138,9 @@ class CompileOptions:
         if self.kv_in_place is not None and not isinstance(self.kv_in_place, bool):
             raise OptionError(f"kv_in_place must be True, False or None, got {self.kv_in_place!r}")
         if self.cpu not in CPU_CHOICES:
-            raise OptionError(f"cpu must be one of {CPU_CHOICES}, got {self.cpu!r}")
+            where = " (from the environment variable ATTNCC_CPU)" \
+                if self.cpu == os.environ.get("ATTNCC_CPU") else ""
+            raise OptionError(f"cpu must be one of {CPU_CHOICES}, got {self.cpu!r}{where}")
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "CompileOptions":

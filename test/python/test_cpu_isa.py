@@ -151,7 +151,7 @@ def test_unknown_cpu_option():
 def test_metadata_names_the_class_and_host():
     c = compile_graph(_graph(), CompileOptions())
     md = c.metadata
-    isa = cpu_target.host_isa()
+    isa = cpu_target.resolve(CompileOptions().cpu)   # the host's, or ATTNCC_CPU's
     assert md["isa"] == isa.name and md["vector_width"] == isa.vector_width
     assert md["host_cpu"] == HOST.name and md["num_threads"] >= 1
 
@@ -290,3 +290,27 @@ def test_inference_forms_compile_for_every_class(name, pattern, absent, form):
     if absent:
         assert not re.search(absent, asm), f"{absent} in the {name} assembly"
     assert "__truncsfbf2" not in asm and "__extendhfsf2" not in asm
+
+
+def test_environment_sets_the_default_class(monkeypatch):
+    """ATTNCC_CPU is the default of the cpu option (how CI runs the suite on
+    AVX2 code on an AVX-512 host); an explicit cpu= still wins."""
+    monkeypatch.setenv("ATTNCC_CPU", "x86-64-v3")
+    assert CompileOptions().cpu == "x86-64-v3"
+    assert CompileOptions(cpu="host").cpu == "host"
+    monkeypatch.delenv("ATTNCC_CPU")
+    assert CompileOptions().cpu == "host"
+
+
+def test_environment_class_reaches_the_kernel(monkeypatch):
+    if HOST.arch != "x86_64" or cpu_target.missing_features(cpu_target.ISAS["x86-64-v3"]):
+        pytest.skip("needs an x86 host that runs AVX2 code")
+    monkeypatch.setenv("ATTNCC_CPU", "x86-64-v3")
+    c = compile_graph(_graph(), CompileOptions())
+    assert c.metadata["isa"] == "x86-64-v3" and c.metadata["vector_width"] == 8
+
+
+def test_bad_environment_class_is_an_option_error(monkeypatch):
+    monkeypatch.setenv("ATTNCC_CPU", "pentium")
+    with pytest.raises(OptionError, match=r"'pentium' \(from the environment variable ATTNCC_CPU\)"):
+        CompileOptions()
