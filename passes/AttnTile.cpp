@@ -41,6 +41,38 @@ Value mlir::attn::kvRowsView(OpBuilder &b, Location loc, Value src, Value bIdx, 
   return memref::SubViewOp::create(b, loc, cast<MemRefType>(type), src, offsets, sizes, strides);
 }
 
+/// A view of rows [r0, end) of a 1-D or 2-D tile buffer (null stays null).
+static Value rowsFrom(OpBuilder &b, Location loc, Value buf, Value r0) {
+  if (!buf)
+    return buf;
+  auto type = cast<MemRefType>(buf.getType());
+  Value all = arith::ConstantIndexOp::create(b, loc, type.getDimSize(0));
+  Value rows = arith::SubIOp::create(b, loc, all, r0);
+  SmallVector<OpFoldResult> offsets{r0}, sizes{rows}, strides{b.getIndexAttr(1)};
+  if (type.getRank() == 2) {
+    offsets.push_back(b.getIndexAttr(0));
+    sizes.push_back(b.getIndexAttr(type.getDimSize(1)));
+    strides.push_back(b.getIndexAttr(1));
+  }
+  return memref::SubViewOp::create(b, loc, buf, offsets, sizes, strides);
+}
+
+RowTiles mlir::attn::skipMaskedRowTiles(OpBuilder &b, Location loc, const RowTiles &whole,
+                                        Value n0, Value firstRow, int64_t right, Value rowBase) {
+  auto idx = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v).getResult(); };
+  int64_t BM = cast<MemRefType>(whole.s.getType()).getDimSize(0);
+  Value diag = right == 0 ? firstRow : arith::AddIOp::create(b, loc, firstRow, idx(right));
+  Value seen = arith::SubIOp::create(b, loc, n0, diag);
+  Value r0 = arith::MaxSIOp::create(b, loc, seen, idx(0));
+  r0 = arith::MinSIOp::create(b, loc, r0, idx(BM - kSkipRowGranule));
+  r0 = arith::MulIOp::create(b, loc, arith::DivUIOp::create(b, loc, r0, idx(kSkipRowGranule)),
+                             idx(kSkipRowGranule));
+  return {rowsFrom(b, loc, whole.q, r0),  rowsFrom(b, loc, whole.s, r0),
+          rowsFrom(b, loc, whole.acc, r0), rowsFrom(b, loc, whole.mx, r0),
+          rowsFrom(b, loc, whole.sm, r0), rowsFrom(b, loc, whole.p, r0),
+          arith::AddIOp::create(b, loc, rowBase, r0)};
+}
+
 bool mlir::attn::usePairs(Value q, Value k, Value v, int64_t BM, int64_t BN, bool kvInPlace) {
   int64_t D = cast<ShapedType>(q.getType()).getDimSize(3);
   int64_t Dv = cast<ShapedType>(v.getType()).getDimSize(3);
@@ -139,31 +171,6 @@ struct TileBuilder {
   void fill(Value buf, double v) {
     linalg::FillOp::create(b, loc, ValueRange{f32(v)}, ValueRange{buf});
   }
-  /// Rows [r0, end) of a 1-D or 2-D tile buffer as a view (skip-masked-rows).
-  Value rowsFrom(Value buf, Value r0) {
-    if (!buf)
-      return buf;
-    auto type = cast<MemRefType>(buf.getType());
-    Value rows = sub(idx(type.getDimSize(0)), r0);
-    SmallVector<OpFoldResult> offsets{r0}, sizes{rows}, strides{b.getIndexAttr(1)};
-    if (type.getRank() == 2) {
-      offsets.push_back(b.getIndexAttr(0));
-      sizes.push_back(b.getIndexAttr(type.getDimSize(1)));
-      strides.push_back(b.getIndexAttr(1));
-    }
-    return memref::SubViewOp::create(b, loc, buf, offsets, sizes, strides);
-  }
-};
-
-/// skip-masked-rows skips rows in multiples of this many (the CPU softmax's
-/// row groups are 8 or 16 rows).
-constexpr int64_t kRowGranule = 16;
-
-/// The row tiles one KV block's ops work on (skip-masked-rows: views from
-/// the first row that sees a key of the block).
-struct RowTiles {
-  Value q, s, acc, mx, sm, p;
-  Value row; // the first row's query index (m0 + r0)
 };
 
 /// The grid as one scf.parallel point per (batch, head, query block[, split]);
@@ -354,7 +361,7 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   // pairs tiles, whose matmuls need static shapes; blocks of more than one
   // granule).
   bool skipRows = skipMaskedRows && right >= 0 && !slopes && !m.bias && !pairs && !kvInPlace &&
-                  BM > kRowGranule;
+                  BM > kSkipRowGranule;
   auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
   kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
   {
@@ -363,17 +370,10 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     Value n0 = kvLoop.getInductionVar();
     Value validN = t.sub(Lk, n0);
     // skip-masked-rows: on and above the diagonal, the block's first rows see
-    // no key of this KV block (row r sees keys up to m0a + r + right): the
-    // scores, softmax and P.V of the block run on rows [r0, BM) only, r0 a
-    // multiple of kRowGranule so that the CPU's row groups stay whole.
+    // no key of this KV block; its ops run on the rows from the first that does.
     RowTiles rt{qt, s, acc, mx, sm, p, m0};
-    if (skipRows) {
-      Value firstSeen = t.sub(n0, right == 0 ? m0a : t.add(m0a, t.idx(right)));
-      Value r0 = t.minI(t.maxI(firstSeen, c0), t.idx(BM - kRowGranule));
-      r0 = t.mul(t.div(r0, t.idx(kRowGranule)), t.idx(kRowGranule));
-      rt = {t.rowsFrom(qt, r0), t.rowsFrom(s, r0), t.rowsFrom(acc, r0),
-            t.rowsFrom(mx, r0), t.rowsFrom(sm, r0), t.rowsFrom(p, r0), t.add(m0, r0)};
-    }
+    if (skipRows)
+      rt = skipMaskedRowTiles(builder, loc, rt, n0, m0a, right, m0);
     Value kOperand = kt, vOperand = vt;
     if (kvInPlace) {
       Value rows = t.minI(validN, cBN);
@@ -496,7 +496,8 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
           ragged.emitError("attn-tile: split-kv is not supported for attn.ragged_attention");
           return signalPassFailure();
         }
-        if (failed(tileRaggedFunction(func, ragged, blockM, blockN, kvInPlace, lse, bf16Pairs)))
+        if (failed(tileRaggedFunction(func, ragged, blockM, blockN, kvInPlace, lse, bf16Pairs,
+                                       skipMaskedRows)))
           return signalPassFailure();
         continue;
       }

@@ -76,7 +76,7 @@ RaggedAttentionOp mlir::attn::findRaggedAttention(func::FuncOp func) {
 
 LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att,
                                              int64_t BM, int64_t BN, bool kvInPlace,
-                                             bool withLse, bool bf16Pairs) {
+                                             bool withLse, bool bf16Pairs, bool skipMaskedRows) {
   Block &body = func.getBody().front();
   for (Operation &op : body.without_terminator())
     if (&op != att.getOperation())
@@ -209,6 +209,10 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     lo = t.muli(t.divui(first, BN), BN);
   }
   hi = t.maxsi(hi, lo); // an empty range stays empty (lo <= hi for the pipeliner)
+  // skip-masked-rows (AttnTile.cpp): the prefill form only (decode items and
+  // page views are kv-in-place with blocks of at most 16 rows).
+  bool skipRows = skipMaskedRows && right >= 0 && !slopes && !pairs && !kvInPlace &&
+                  BM > kSkipRowGranule;
   auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
   kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
   {
@@ -217,6 +221,9 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     Value n0 = kvLoop.getInductionVar();
     Value validN = t.subi(kn, n0);
     Value row = t.addi(kr, n0);
+    RowTiles rt{qt, s, acc, mx, sm, p, pos};
+    if (skipRows)
+      rt = skipMaskedRowTiles(builder, loc, rt, n0, pos, right, pos);
     Value kOperand = kt, vOperand = vt;
     // Page views of the block: (K view, V view, columns of s) per page.
     SmallVector<std::tuple<Value, Value, Value>> pageParts;
@@ -288,7 +295,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
       }
     }
     if (pageParts.empty())
-      TileMatmulOp::create(builder, loc, qt, kOperand, s, /*accumulate=*/false,
+      TileMatmulOp::create(builder, loc, rt.q, kOperand, rt.s, /*accumulate=*/false,
                            /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr(),
                            /*prefetch=*/Value());
     for (auto [j, part] : llvm::enumerate(pageParts)) {
@@ -297,7 +304,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
                            FloatAttr(), nextPart(k, j));
     }
     if (auto cap = att.getSoftcapAttr())
-      TileSoftcapOp::create(builder, loc, s, cap);
+      TileSoftcapOp::create(builder, loc, rt.s, cap);
     if (slopes)
       TileAlibiOp::create(builder, loc, s, slopes, h, pos, n0, c0);
     // Element masks only on blocks that straddle the end of the keys or an
@@ -315,16 +322,16 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
       needsMask = arith::OrIOp::create(builder, loc, needsMask, edge);
     }
     t.ifThen(needsMask, [&] {
-      TileMaskOp::create(builder, loc, s, pos, n0, validN, Value(),
+      TileMaskOp::create(builder, loc, rt.s, rt.row, n0, validN, Value(),
                          MaskKindAttr::get(ctx, masked ? MaskKind::sliding_window
                                                        : MaskKind::none),
                          IntegerAttr(), masked ? att.getWindowSidesAttr() : DenseI64ArrayAttr());
     });
-    TileSoftmaxOp::create(builder, loc, s, mx, sm, acc);
+    TileSoftmaxOp::create(builder, loc, rt.s, rt.mx, rt.sm, rt.acc);
     if (pairs)
-      TileConvertOp::create(builder, loc, s, p);
+      TileConvertOp::create(builder, loc, rt.s, rt.p);
     if (pageParts.empty())
-      TileMatmulOp::create(builder, loc, pairs ? p : s, vOperand, acc, /*accumulate=*/true,
+      TileMatmulOp::create(builder, loc, pairs ? rt.p : rt.s, vOperand, rt.acc, /*accumulate=*/true,
                            /*transposed=*/false, pairs, FloatAttr(), /*prefetch=*/Value());
     for (auto [j, part] : llvm::enumerate(pageParts)) {
       TileMatmulOp::create(builder, loc, std::get<2>(part), std::get<1>(part), acc,

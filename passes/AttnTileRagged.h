@@ -14,7 +14,8 @@ RaggedAttentionOp findRaggedAttention(func::FuncOp func);
 /// strides) gets each query row's log-sum-exp. bf16Pairs: attn-tile's
 /// bf16-pairs form where it applies (the K/V copies and gathers `pairs`).
 LogicalResult tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att, int64_t blockM,
-                                 int64_t blockN, bool kvInPlace, bool withLse, bool bf16Pairs);
+                                 int64_t blockN, bool kvInPlace, bool withLse, bool bf16Pairs,
+                                 bool skipMaskedRows);
 /// Whether attn-tile's bf16-pairs form applies to q/k/v (the attention's
 /// operands): bf16, not kv-in-place, and shapes that fill whole AMX tiles
 /// (16 rows; 32 bf16 of contraction per tile row; 16 f32 columns of c).
@@ -23,6 +24,22 @@ bool usePairs(Value q, Value k, Value v, int64_t blockM, int64_t blockN, bool kv
 /// as a 2-D [?, D] view (the kv-in-place form; AttnTile.cpp).
 Value kvRowsView(OpBuilder &b, Location loc, Value src, Value bIdx, Value h, Value n0,
                  Value rows);
+
+/// skip-masked-rows: the row tiles one KV block's score, softmax and P.V
+/// ops work on. `firstRow` is the block's first query row's position on the
+/// diagonal (m0 after alignment, or a ragged item's `pos`) and `right` the
+/// mask's right side: row r sees no key of a block starting at key n0 when
+/// firstRow + r + right < n0, so the ops run on views from r0 = that bound,
+/// rounded down to a multiple of kSkipRowGranule (whole CPU softmax row
+/// groups) and at most BM - kSkipRowGranule. `row` is the first kept row's
+/// index as tile_mask takes it (rowBase + r0). Null tiles stay null.
+constexpr int64_t kSkipRowGranule = 16;
+struct RowTiles {
+  Value q, s, acc, mx, sm, p;
+  Value row;
+};
+RowTiles skipMaskedRowTiles(OpBuilder &b, Location loc, const RowTiles &whole, Value n0,
+                            Value firstRow, int64_t right, Value rowBase);
 } // namespace mlir::attn
 
 #endif

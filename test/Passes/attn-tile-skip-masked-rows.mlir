@@ -87,3 +87,25 @@ func.func @alibi(%q: tensor<1x2x128x32xf32>, %k: tensor<1x2x128x32xf32>, %sl: te
       : tensor<1x2x128x32xf32>, tensor<1x2x128x32xf32>, tensor<1x2x128x32xf32> -> tensor<1x2x128x32xf32>
   return %0 : tensor<1x2x128x32xf32>
 }
+
+// -----
+
+// attn.ragged_attention (paged, causal): the same views, from the work item's
+// diagonal position `pos` (work column 6); the block's K/V are gathered.
+// CHECK-LABEL: func @ragged_paged
+// CHECK-DAG: %[[C6:.*]] = arith.constant 6 : index
+// CHECK: %[[P32:.*]] = memref.load %{{.*}}[%{{.*}}, %[[C6]]] : memref<?x7xi32>
+// CHECK: %[[POS:.*]] = arith.index_cast %[[P32]]
+// CHECK: scf.for %[[N0:.*]] =
+// CHECK: arith.subi %[[N0]], %[[POS]]
+// CHECK: %[[SV:.*]] = memref.subview %{{.*}} : memref<64x16xf32> to memref<?x16xf32
+// CHECK: attn.gather_tile
+// CHECK: attn.tile_matmul %{{.*}}, %{{.*}} into %[[SV]] :
+// CHECK: attn.kv_loop
+func.func @ragged_paged(%q: tensor<1x4x?x32xf16>, %k: tensor<?x2x?x32xf16>, %v: tensor<?x2x?x32xf16>,
+                        %w: tensor<?x7xi32>, %bt: tensor<?x?xi32>) -> tensor<1x4x?x32xf16> {
+  %o = attn.ragged_attention %q, %k, %v work(%w : tensor<?x7xi32>) pages(%bt : tensor<?x?xi32>)
+      scale 0.125 window_sides [-1, 0] kv_group 2
+      : tensor<1x4x?x32xf16>, tensor<?x2x?x32xf16>, tensor<?x2x?x32xf16> -> tensor<1x4x?x32xf16>
+  return %o : tensor<1x4x?x32xf16>
+}

@@ -7,13 +7,18 @@ results against the float64 reference of test_variants over block sizes, Lq
 other variants (flash-attn's criterion, test_variants.check)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import strategies as st
 
 from attncc.graph import Graph
 from attncc.compiler import compile_graph
 from attncc.options import CompileOptions
+from ragged_testing import Batch
 from test_variants import Case, check, kernel, run_property
+import test_paged
+import test_ragged
 
 
 def kv_loop(ir: str) -> str:
@@ -117,3 +122,41 @@ cases = st.builds(
 def test_property_skipped_rows(capsys):
     run_property(cases, 20261202, "test_skip_masked_rows", capsys, examples=15)
 
+
+
+# Ragged / paged prefill (attn.ragged_attention's tile program): sequences
+# long enough for query blocks of 64-256 rows with several diagonal KV blocks,
+# chunks whose bottom-right offset is not a multiple of 16, decode tokens and
+# empty sequences beside them; default block sizes.
+RAGGED_LENGTHS = ((300, 300), (0, 7), (1, 90), (150, 333), (77, 77), (40, 41))
+RAGGED = {
+    "causal_f32": Batch(RAGGED_LENGTHS, causal=True),
+    "window_right_softcap_f16": Batch(RAGGED_LENGTHS, dtype="f16", window=(50, 3),
+                                      softcap=20.0),
+    "causal_sinks_gqa_bf16": Batch(RAGGED_LENGTHS, dtype="bf16", causal=True, sinks=True,
+                                   group=4, kv_heads=1, head_dim=64),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RAGGED))
+def test_varlen_prefill(name):
+    test_ragged.run(RAGGED[name])
+
+
+@pytest.mark.parametrize("page_size", [3, 16])
+def test_paged_chunked_prefill(page_size):
+    test_paged.run(replace(RAGGED["causal_f32"], page_size=page_size, causal=True))
+
+
+def test_ragged_tile_program_has_the_views():
+    """The ragged program's KV loop works on views of the row tiles (the
+    kernel varlen_attention compiles for a causal prefill group)."""
+    g = Graph("ragged")
+    q = g.input("q", (1, 4, None, 32), "f32")
+    k = g.input("k", (1, 2, None, 32), "f32")
+    v = g.input("v", (1, 2, None, 32), "f32")
+    w = g.input("work", (None, 7), "i32")
+    g.output(g.ragged_attention(q, k, v, w, scale=0.125, window_sides=(-1, 0)))
+    tiled = compile_graph(g, CompileOptions(block_m=64, block_n=32), "cpu",
+                          stop_after="tiled").ir("tiled")
+    assert score_view(64, 32) in kv_loop(tiled)
