@@ -156,9 +156,12 @@ class CompileOptions:
         attention APIs are called per layer per step; making and checking the
         options each time took ~20 us). Unhashable values are not cached. The
         key holds each value's type: True == 1 and 2.0 == 2 as dict keys, but
-        num_stages=True must be refused even after num_stages=1 was cached."""
+        num_stages=True must be refused even after num_stages=1 was cached.
+        ATTNCC_CPU (the cpu default) is part of the key: options made after it
+        changes follow it."""
         try:
-            key = tuple(sorted((k, type(v), v) for k, v in kwargs.items()))
+            key = (tuple(sorted((k, type(v), v) for k, v in kwargs.items())),
+                   os.environ.get("ATTNCC_CPU"))
             hash(key)
         except TypeError:
             return cls.from_kwargs(kwargs)

@@ -298,8 +298,13 @@ def test_environment_sets_the_default_class(monkeypatch):
     monkeypatch.setenv("ATTNCC_CPU", "x86-64-v3")
     assert CompileOptions().cpu == "x86-64-v3"
     assert CompileOptions(cpu="host").cpu == "host"
+    assert CompileOptions.cached({}).cpu == "x86-64-v3"
     monkeypatch.delenv("ATTNCC_CPU")
     assert CompileOptions().cpu == "host"
+    # The per-kwargs memo of the attention APIs follows the variable too.
+    assert CompileOptions.cached({}).cpu == "host"
+    monkeypatch.setenv("ATTNCC_CPU", "x86-64-v3")
+    assert CompileOptions.cached({}).cpu == "x86-64-v3"
 
 
 def test_environment_class_reaches_the_kernel(monkeypatch):
