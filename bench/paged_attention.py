@@ -14,6 +14,12 @@ the same run. Not a test: it asserts nothing.
    padded baseline is run without its padding mask (torch's flash kernel;
    a mask would force the math path, whose [32, 32, Lq, Lk] scores do not fit
    in memory), i.e. it is a lower bound on padded SDPA's time.
+4. A decode step of many layers with a short cache (B8, KV --plan-kv per
+   sequence, page 16, HND as vLLM's backend uses): `--layers` paged calls
+   with the index checks and work tables per call, beside one
+   attncc.plan_paged and the same calls with plan= (what vLLM's backend does
+   per step), and contiguous attncc.attention. Per-call Python cost shows
+   here, where the kernels are short.
 
     python bench/paged_attention.py
     python bench/paged_attention.py --prefill 2048 --max-kv 8192    # the size
@@ -164,6 +170,47 @@ def ragged_row(args, dtype) -> None:
     print(f"| {t_pad:.1f} | {t_ours:.1f} | {t_pad / t_ours:.2f} | {err:.1e} |", flush=True)
 
 
+def plan_rows(args, dtype) -> None:
+    B, Hq, Hkv, D, S, P, n = 8, args.heads, args.kv_heads, args.head_dim, args.plan_kv, 16, \
+        args.layers
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(B, Hq, 1, D, generator=g).to(dtype)
+    k = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
+    v = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
+    kc, vc, table = paged_from(k, v, P, g, "HND")
+    lens = torch.full((B,), S, dtype=torch.int32)
+    qp = q[:, :, 0]
+    attncc.paged_attention(qp, kc, vc, table, lens, layout="HND")
+    attncc.attention(q, k, v)
+
+    def unplanned():
+        for _ in range(n):
+            attncc.paged_attention(qp, kc, vc, table, lens, layout="HND")
+
+    def planned():
+        plan = attncc.plan_paged(table, lens, page_size=P)
+        for _ in range(n):
+            attncc.paged_attention(qp, kc, vc, plan=plan, layout="HND")
+
+    def contiguous():
+        for _ in range(n):
+            attncc.attention(q, k, v)
+
+    plan = attncc.plan_paged(table, lens, page_size=P)
+    same = torch.equal(attncc.paged_attention(qp, kc, vc, plan=plan, layout="HND"),
+                       attncc.paged_attention(qp, kc, vc, table, lens, layout="HND"))
+    t_un, t_plan, t_contig = alternating_blocks_ms([unplanned, planned, contiguous],
+                                                   args.repeats, rounds=2)
+    print(f"\ndecode step of {n} layers, {args.dtype}: B{B}, Hq{Hq}/Hkv{Hkv}, D{D}, KV {S} per "
+          f"sequence, page {P} (HND); ms per step (median); plan = one plan_paged + {n} "
+          "calls with plan=\n")
+    print("| no plan ms | plan ms | ratio | contiguous attncc ms | per-call saving ms | "
+          "same bits |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {t_un:.2f} | {t_plan:.2f} | {t_un / t_plan:.2f} | {t_contig:.2f} | "
+          f"{(t_un - t_plan) / n:.3f} | {same} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dtype", choices=list(DTYPES), default="bf16")
@@ -179,7 +226,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--ragged-repeats", type=int, default=2)
     ap.add_argument("--split-kv", type=int, default=32768, help="KV length of the split rows")
-    ap.add_argument("--skip", choices=["paged", "split", "ragged"], nargs="*", default=[])
+    ap.add_argument("--plan-kv", type=int, default=256, help="KV length of the plan row")
+    ap.add_argument("--layers", type=int, default=32, help="layers of the plan row's step")
+    ap.add_argument("--skip", choices=["paged", "split", "ragged", "plan"], nargs="*",
+                    default=[])
     args = ap.parse_args()
     host = cpu_target.host_cpu()
     print(f"host: {host.describe()}; /proc/cpuinfo: {cpuinfo_vector_flags()}; "
@@ -193,6 +243,8 @@ def main() -> None:
         split_rows(args, dtype, bw)
     if "ragged" not in args.skip:
         ragged_row(args, dtype)
+    if "plan" not in args.skip:
+        plan_rows(args, dtype)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 from . import ragged_gpu
 from .compiler import compile_graph
 from .errors import InputError
-from .frontend import split_kv
+from .frontend import ragged_schedule, split_kv
 from .graph import Graph
 from .options import CompileOptions
 from .targets import TARGETS
@@ -129,19 +129,6 @@ def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: A
 
 # -- the kernel ------------------------------------------------------------------------------
 
-def _static_page(opts: CompileOptions, query_len: int, page_size: int,
-                 k_start: torch.Tensor, target: str = "cpu") -> Optional[int]:
-    """The page size to compile into a paged kernel, or None (any page size).
-    A static power-of-two page size lets the in-place form (small query
-    blocks: decode) read K/V pages where they are; its work items must start
-    at page-aligned keys (attn.ragged_attention's contract)."""
-    if page_size < 16 or page_size & (page_size - 1) or target_kind(target) != "cpu":
-        return None
-    if not _kv_in_place(opts, query_len):
-        return None
-    return page_size if bool((k_start % page_size == 0).all()) else None
-
-
 def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, paged: bool,
             scale: float, sides, softcap, alibi: bool, sinks: bool, query_len: int,
             opts: CompileOptions, page: Optional[int] = None, lse: bool = False,
@@ -187,65 +174,15 @@ def kernels_cached() -> int:
         return len(_KERNELS)
 
 
-def _work_table(bm: int, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor,
-                k_start: torch.Tensor, lk: torch.Tensor, packed_rows: int = 0) -> torch.Tensor:
-    """The [blocks, 7] int32 table (qb, qr, qn, kb, kr, kn, pos) of every
-    query block, longest KV ranges first (the grid's tasks are split in
-    order: long blocks first balance the threads' loads). `packed_rows` > 0:
-    decode with the GQA group as the query rows (q seen as [T, Hkv, G, D])."""
-    if packed_rows:
-        # numpy: a decode step's table is small, and numpy's per-call cost
-        # is a fraction of torch's (this path runs every decode step).
-        keep = (lq > 0).numpy()
-        cols = [t.numpy()[keep] for t in (q_start, kb, k_start, lk)]
-        work = np.zeros((len(cols[0]), 7), dtype=np.int32)
-        work[:, 0], work[:, 2], work[:, 3], work[:, 4], work[:, 5] = (
-            cols[0], packed_rows, cols[1], cols[2], cols[3])
-        if len(work) > 1:
-            work = work[np.argsort(-work[:, 5], kind="stable")]
-        return torch.from_numpy(work)
-    else:
-        nb = (lq + bm - 1) // bm
-        seq = torch.repeat_interleave(torch.arange(lq.numel()), nb)
-        first = torch.cumsum(nb, 0) - nb
-        m0 = (torch.arange(seq.numel()) - first[seq]) * bm
-        qn = torch.clamp(lq[seq] - m0, max=bm)
-        cols = [torch.zeros_like(seq), q_start[seq] + m0, qn, kb[seq], k_start[seq], lk[seq],
-                m0 + lk[seq] - lq[seq]]
-    work = torch.stack(cols, 1)
-    if work.shape[0] > 1:
-        work = work[torch.argsort(work[:, 5], descending=True, stable=True)]
-    return work.to(torch.int32).contiguous()
-
-
-def _query_blocks(lq: torch.Tensor, opts: CompileOptions, target: str = "cpu") -> torch.Tensor:
-    """CompileOptions.query_block of every sequence's query length, vectorised
-    (the next power of two in [16, 256] unless block_m is given; a decode
-    token that reaches the general launch, i.e. with ALiBi, gets one-row
-    tiles: 16 rows cost it 16x the dot products, 3.8x the time measured)."""
-    if opts.block_m is not None or target_kind(target) == "gpu":   # the GPU: one size
-        return torch.full_like(lq, opts.query_block(target, None))
-    p2 = torch.exp2(torch.ceil(torch.log2(lq.clamp(min=1).to(torch.float64))))
-    return torch.where(lq == 1, 1, p2.clamp(16, 256).to(torch.int64))
-
-
-@functools.lru_cache(maxsize=256)
-def _kv_in_place(opts: CompileOptions, query_len: int) -> bool:
-    return bool(opts.resolved("cpu", query_len).kv_in_place)
-
-
 def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
          sink, options: dict[str, Any], return_lse: bool = False,
-         num_splits: Optional[int] = None, target: str = "cpu", runner=None):
+         num_splits: Optional[int] = None, target: str = "cpu", runner=None,
+         plan: Optional["PagedPlan"] = None):
     """q [T, Hq, D]; k4/v4 as the kernel sees them ([Bk, Hkv, L, D] views).
     Returns the output [T, Hq, Dv], and with `return_lse` (out, lse) where lse
     is [Hq, T] f32 (flash-attn varlen's softmax_lse, vLLM's merge layout).
-
-    The sequences are run in groups, one kernel launch each: decode tokens
-    (packed, below) and, for the others, one group per query block size, so
-    that a decode token or a short chunk batched with a long prefill does not
-    compute a 256-row block for its one row (a 2k-prefill + 31-decode batch
-    ran 100x slower that way). Within a launch, work is split by query blocks."""
+    The launches come from ragged_schedule.schedule (from `plan`'s memo when
+    given): the packed decode launch, then one per query block size."""
     opts = CompileOptions.cached(options)
     gpu = target_kind(target) == "gpu"
     T, Hq, D = q.shape
@@ -259,88 +196,55 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     G = Hq // Hkv
     paged = table is not None
     extra = [t for t in (table, slopes, sink) if t is not None]
-    rest = lq > 0
-    # Decode (one query row) without ALiBi (a per-head term on every score):
-    # the G query heads of a KV head are the rows of one block, so each K/V
-    # tile is packed once per KV head. A window then only trims the key range
-    # (every row of a sequence sits at the last key), and causal masks
-    # nothing. With G = 1 (MHA) too: the tile then has one row, where the
-    # general launch's smallest query block has 16 (measured: B8 H8 D128 KV
-    # 4k bf16 paged decode, 22 ms in 16-row tiles, see docs/ragged-paged.md).
-    # Sinks (per head, but only in the denominator) are folded in after the
-    # kernel from its LSE: lse' = logaddexp(lse, sink), out' = out e^(lse - lse').
-    dec = lq == 1
     if gpu:   # the SMs; a decode block holds the G query heads of a KV head
         threads = ragged_gpu.workers(q)
-        packed = G <= opts.query_block(target, None)
+        packed_ok = G <= opts.query_block(target, None)
     else:
         threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
-        packed = True
-    P = k4.shape[2]
-    align = max(256, P if paged and P & (P - 1) == 0 else 1)
-    packed = packed and slopes is None and bool(dec.any())
-    if packed:
-        ks, kn = k_start[dec], lk[dec]
-        if sides is not None and sides[0] >= 0:
-            trim = torch.clamp(kn - 1 - sides[0], min=0)
-            ks, kn = ks + trim, kn - trim
-        splits = split_kv.decode_token_splits(num_splits, int(kn.numel()) * Hkv, kn, threads, align)
+        packed_ok = True
+    config = dict(page_size=k4.shape[2], paged=paged, G=G, Hkv=Hkv, sides=sides,
+                  alibi=slopes is not None, sinks=sink is not None, opts=opts,
+                  threads=threads, packed_ok=packed_ok, num_splits=num_splits, target=target)
+    if plan is not None:
+        sched = plan._schedule(config)
     else:
-        splits = 1
+        sched = ragged_schedule.schedule(q_start, lq, kb, k_start, lk, **config)
     launch = functools.partial(_launch, target=target, runner=runner)
-    if packed:
-        rest = rest & ~dec
-        qd = q_start[dec]
-        tok = None
-        if splits > 1:
-            tok, ks, kn = split_kv.split_pieces(ks, kn, splits, align)
-            if tok.numel() == qd.numel():   # nothing was long enough to cut
-                tok = None
-        if tok is None and sink is not None:   # one piece per token: the merge path
-            tok = torch.arange(qd.numel())
-        page = _static_page(opts, G, P, ks, target) if paged else None
-        kbd = kb[dec] if tok is None else kb[dec][tok]
-        if tok is None:
-            work = _work_table(0, qd, lq[dec], kbd, ks, kn, packed_rows=G)
-            compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
-                                  False, False, G, opts, page, return_lse, target)
-            # lse [Hq, T] seen as the kernel's [T, Hkv, G] (a strided view).
-            launch(compiled, [q.reshape(T, Hkv, G, D), k4, v4, work, *extra[:int(paged)]],
-                   out.view(T, Hkv, G, Dv), (lse.t().view(T, Hkv, G),) if return_lse else ())
-        else:
-            # Split-KV (or sinks): each piece is a work item of its own (a
-            # copy of its token's query rows), leaving a partial output and
-            # its LSE; the pieces of a token are merged with their LSEs, then
-            # the sink joins the denominator.
-            n = tok.numel()
-            work = _work_table(0, torch.arange(n), torch.ones(n, dtype=torch.int64), kbd, ks,
-                               kn, packed_rows=G)
-            compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
-                                  False, False, G, opts, page, True, target)
-            o_part = q.new_empty((n, Hkv, G, Dv))
-            l_part = torch.empty((n, Hkv, G), dtype=torch.float32, device=q.device)
-            launch(compiled, [q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, work,
-                              *extra[:int(paged)]], o_part, (l_part,))
-            o_dec, l_dec = split_kv.merge_pieces(o_part, l_part, tok, qd.numel())
-            if sink is not None:
-                with_sink = torch.logaddexp(l_dec, sink.to(q.device).view(1, Hkv, G))
-                o_dec = o_dec * torch.exp(l_dec - with_sink).unsqueeze(-1)
-                l_dec = with_sink
-            out.view(T, Hkv, G, Dv)[qd] = o_dec.to(out.dtype)
-            if return_lse:
-                lse.t().view(T, Hkv, G)[qd] = l_dec
-    if not bool(rest.any()):
-        return (out, lse) if return_lse else out
-    blocks = _query_blocks(lq, opts, target)
-    q4, o4 = q.permute(1, 0, 2).unsqueeze(0), out.permute(1, 0, 2).unsqueeze(0)
-    for bm in torch.unique(blocks[rest]).tolist():
-        sel = rest & (blocks == bm)
-        page = _static_page(opts, int(bm), k4.shape[2], k_start[sel], target) if paged else None
-        compiled, got = _kernel(q.dtype, Hq, Hkv, D, Dv, paged, scale, sides, softcap,
-                                slopes is not None, sink is not None, int(bm), opts, page,
-                                return_lse, target)
-        work = _work_table(got, q_start[sel], lq[sel], kb[sel], k_start[sel], lk[sel])
-        launch(compiled, [q4, k4, v4, work, *extra], o4,
+    dec = sched.decode
+    if dec is not None and dec.pieces is None:
+        compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
+                              False, False, G, opts, dec.page, return_lse, target)
+        # lse [Hq, T] seen as the kernel's [T, Hkv, G] (a strided view).
+        launch(compiled, [q.reshape(T, Hkv, G, D), k4, v4, dec.work, *extra[:int(paged)]],
+               out.view(T, Hkv, G, Dv), (lse.t().view(T, Hkv, G),) if return_lse else ())
+    elif dec is not None:
+        # Split-KV (or sinks): each piece is a work item of its own (a copy
+        # of its token's query rows), leaving a partial output and its LSE;
+        # the pieces of a token are merged with their LSEs, then the sink
+        # joins the denominator: lse' = logaddexp(lse, sink), out' = out e^(lse - lse').
+        qd, tok = dec.tokens, dec.pieces
+        n = tok.numel()
+        compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
+                              False, False, G, opts, dec.page, True, target)
+        o_part = q.new_empty((n, Hkv, G, Dv))
+        l_part = torch.empty((n, Hkv, G), dtype=torch.float32, device=q.device)
+        launch(compiled, [q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, dec.work,
+                          *extra[:int(paged)]], o_part, (l_part,))
+        o_dec, l_dec = split_kv.merge_pieces(o_part, l_part, tok, qd.numel())
+        if sink is not None:
+            with_sink = torch.logaddexp(l_dec, sink.to(q.device).view(1, Hkv, G))
+            o_dec = o_dec * torch.exp(l_dec - with_sink).unsqueeze(-1)
+            l_dec = with_sink
+        out.view(T, Hkv, G, Dv)[qd] = o_dec.to(out.dtype)
+        if return_lse:
+            lse.t().view(T, Hkv, G)[qd] = l_dec
+    if sched.groups:
+        q4, o4 = q.permute(1, 0, 2).unsqueeze(0), out.permute(1, 0, 2).unsqueeze(0)
+    for grp in sched.groups:
+        compiled, _ = _kernel(q.dtype, Hq, Hkv, D, Dv, paged, scale, sides, softcap,
+                              slopes is not None, sink is not None, grp.bm, opts, grp.page,
+                              return_lse, target)
+        launch(compiled, [q4, k4, v4, grp.work, *extra], o4,
                (lse.unsqueeze(0),) if return_lse else ())
     # Every query token is in one work item of one launch (the cumulative
     # lengths cover [0, T)), so every output row (and LSE) is stored.
@@ -408,14 +312,134 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 slopes, sink, options, return_lse, num_splits, target, runner)
 
 
+class PagedPlan:
+    """The checked index data of one paged batch and the launches computed
+    from it (FlashInfer's plan/run split): built once per generate step by
+    `plan_paged`, passed to every layer's `paged_attention(..., plan=plan)`,
+    which then skips the index checks and the work tables (about 0.3 ms of
+    Python per call, measured in docs/ragged-paged.md). The plan holds host
+    copies of the index tensors taken when it was built: later writes to
+    block_table or seq_lens are not seen (build a new plan per step)."""
+
+    _MAX_SCHEDULES = 16
+
+    def __init__(self, table: torch.Tensor, lens: torch.Tensor, cq: torch.Tensor,
+                 page_size: int, bad_page: Optional[tuple[int, int, int]]) -> None:
+        self.table, self.lens, self.cq = table, lens, cq
+        self.lq = cq[1:] - cq[:-1]
+        self.page_size = page_size
+        self.q_tokens = int(cq[-1])
+        self.batch = lens.numel()
+        self._bad_page = bad_page      # (seq, index, page): the largest used entry
+        self._schedules: dict[Any, ragged_schedule.Schedule] = {}
+
+    def __repr__(self) -> str:
+        return (f"PagedPlan(batch={self.batch}, q_tokens={self.q_tokens}, "
+                f"page_size={self.page_size})")
+
+    def _check_cache(self, num_pages: int, page_size: int, q_tokens: int) -> None:
+        if page_size != self.page_size:
+            raise InputError(f"the cache's page_size is {page_size}; the plan was made for "
+                             f"{self.page_size}")
+        if q_tokens != self.q_tokens:
+            raise InputError(f"q has {q_tokens} tokens; the plan has {self.q_tokens}")
+        if self._bad_page is not None and self._bad_page[2] >= num_pages:
+            s, i, v = self._bad_page
+            raise InputError(f"block_table[{s}, {i}] = {v} is not a page of the cache "
+                             f"(0 <= page < {num_pages})")
+
+    def _schedule(self, config: dict[str, Any]) -> ragged_schedule.Schedule:
+        key = tuple(sorted(config.items()))
+        hit = self._schedules.get(key)
+        if hit is None:
+            hit = ragged_schedule.schedule(self.cq[:-1], self.lq, torch.arange(self.batch),
+                                           torch.zeros_like(self.lens), self.lens, **config)
+            if len(self._schedules) >= self._MAX_SCHEDULES:
+                self._schedules.pop(next(iter(self._schedules)))
+            self._schedules[key] = hit
+        return hit
+
+
+def plan_paged(block_table: torch.Tensor, seq_lens: torch.Tensor, *, page_size: int,
+               cu_seqlens_q: Optional[torch.Tensor] = None,
+               max_seqlen_q: Optional[int] = None) -> PagedPlan:
+    """Checks a paged batch's index tensors once (as paged_attention does) and
+    returns the PagedPlan every layer's `paged_attention(q, k_cache, v_cache,
+    plan=plan, ...)` of this step can share. Whether each used block_table
+    entry is below the cache's page count is checked per call (one
+    comparison), since the plan does not see the cache."""
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise InputError(f"page_size must be a positive int, got {page_size!r}")
+    plan = _plan(block_table, seq_lens, page_size, cu_seqlens_q, max_seqlen_q, None)
+    if plan.table.data_ptr() == block_table.data_ptr():   # a host copy of its own
+        plan.table = plan.table.clone()
+    return plan
+
+
+def _plan(block_table, seq_lens, P: int, cu_seqlens_q, max_seqlen_q,
+          q_tokens: Optional[int]) -> PagedPlan:
+    """The index checks of a paged call (vectorised, in numpy on the index
+    tensors' host copies: a decode step runs them per layer without a plan,
+    and numpy's per-operation cost is a fraction of torch's)."""
+    table = _check_index("block_table", block_table, 2)
+    lens = _check_index("seq_lens", seq_lens, 1).to(torch.int64)
+    S = table.shape[0]
+    if lens.numel() != S:
+        raise InputError(f"seq_lens has {lens.numel()} entries, block_table {S} rows")
+    if cu_seqlens_q is None:
+        if q_tokens is not None and q_tokens != S:
+            raise InputError(f"q has {q_tokens} tokens; without cu_seqlens_q it needs one "
+                             f"per sequence ({S})")
+        cq = torch.arange(S + 1, dtype=torch.int64)
+        if max_seqlen_q not in (None, 1) and S:
+            _check_max("max_seqlen_q", max_seqlen_q, torch.ones(1))
+    else:
+        total = q_tokens
+        if total is None:     # a plan: the packed token count is the last entry
+            c = _check_index("cu_seqlens_q", cu_seqlens_q, 1)
+            total = int(c[-1]) if c.numel() else 0
+        cq = _check_cu("cu_seqlens_q", cu_seqlens_q, total, S)
+    lq = cq[1:] - cq[:-1]
+    if cu_seqlens_q is not None and max_seqlen_q is not None:
+        _check_max("max_seqlen_q", max_seqlen_q, lq)
+    ln, tb = lens.numpy(), table.numpy()
+    if (ln < 0).any():
+        raise InputError("seq_lens must be non-negative")
+    if (ln < lq.numpy()).any():
+        raise InputError("seq_lens must count each sequence's new tokens too (seq_lens >= "
+                         "query tokens per sequence)")
+    if P == 0:
+        raise InputError("the cache's page_size is 0")
+    pages_needed = (ln + P - 1) // P
+    if (pages_needed > tb.shape[1]).any():
+        s = int(np.flatnonzero(pages_needed > tb.shape[1])[0])
+        raise InputError(f"seq_lens[{s}] = {int(ln[s])} needs {int(pages_needed[s])} pages of "
+                         f"{P}, block_table has {tb.shape[1]} per sequence")
+    used = np.arange(tb.shape[1])[None, :] < pages_needed[:, None]
+    if (used & (tb < 0)).any():
+        s, i = (int(x) for x in np.argwhere(used & (tb < 0))[0])
+        raise InputError(f"block_table[{s}, {i}] = {int(tb[s, i])} is not a page of the "
+                         f"cache (page >= 0)")
+    bad_page = None
+    if used.any():
+        flat = int(np.argmax(np.where(used, tb, -1)))
+        s, i = divmod(flat, tb.shape[1])
+        bad_page = (s, i, int(tb[s, i]))
+    if table.shape[1] == 0:      # no pages at all: a one-column table the kernel never reads
+        table = torch.zeros((S, 1), dtype=torch.int32)
+    return PagedPlan(table.contiguous(), lens, cq, P, bad_page)
+
+
 def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                    block_table: torch.Tensor, seq_lens: torch.Tensor, *,
+                    block_table: Optional[torch.Tensor] = None,
+                    seq_lens: Optional[torch.Tensor] = None, *,
                     cu_seqlens_q: Optional[torch.Tensor] = None,
                     max_seqlen_q: Optional[int] = None, causal: bool = False,
                     scale: Optional[float] = None, window: Optional[tuple[int, int]] = None,
                     softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
                     sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
-                    num_splits: Optional[int] = None, layout: str = "NHD", target: str = "cpu",
+                    num_splits: Optional[int] = None, layout: str = "NHD",
+                    plan: Optional[PagedPlan] = None, target: str = "cpu",
                     runner=None, **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention against a paged KV cache. k_cache/v_cache: [num_pages, page_size,
     Hkv, D] (layout "NHD", vLLM/FlashInfer) or [num_pages, Hkv, page_size, D]
@@ -427,7 +451,9 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     their sequence (bottom-right alignment). Returns q's shape with Dv; with
     return_lse=True, (out, lse) with lse [Hq, q tokens] float32 (as
     varlen_attention's). `num_splits`: split-KV for decode tokens, as
-    varlen_attention's. `target`, `runner`: as varlen_attention's."""
+    varlen_attention's. `plan`: a PagedPlan from plan_paged, in place of
+    block_table, seq_lens, cu_seqlens_q and max_seqlen_q (checked once for
+    all the layers of a step). `target`, `runner`: as varlen_attention's."""
     _check_target(target)
     split_kv.check_args(return_lse, num_splits)
     if layout not in LAYOUTS:
@@ -446,52 +472,21 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         k4, v4 = k_cache, v_cache
     num_pages, Hkv, P = k4.shape[:3]
     _check_heads(q.shape[1], Hkv, q.shape[2], k4.shape[3], f"k_cache (layout {layout!r})")
-    table = _check_index("block_table", block_table, 2)
-    lens = _check_index("seq_lens", seq_lens, 1).to(torch.int64)
-    S = table.shape[0]
-    if lens.numel() != S:
-        raise InputError(f"seq_lens has {lens.numel()} entries, block_table {S} rows")
-    if cu_seqlens_q is None:
-        if q.shape[0] != S:
-            raise InputError(f"q has {q.shape[0]} tokens; without cu_seqlens_q it needs one "
-                             f"per sequence ({S})")
-        cq = torch.arange(S + 1, dtype=torch.int64)
-        if max_seqlen_q not in (None, 1) and S:
-            _check_max("max_seqlen_q", max_seqlen_q, torch.ones(1))
-    else:
-        cq = _check_cu("cu_seqlens_q", cu_seqlens_q, q.shape[0], S)
-    lq = cq[1:] - cq[:-1]
-    if cu_seqlens_q is not None and max_seqlen_q is not None:
-        _check_max("max_seqlen_q", max_seqlen_q, lq)
-    # The checks in numpy on the index tensors' memory: a decode step runs
-    # them per layer, and numpy's per-operation cost is a fraction of torch's.
-    ln, tb = lens.numpy(), table.numpy()
-    if (ln < 0).any():
-        raise InputError("seq_lens must be non-negative")
-    if (ln < lq.numpy()).any():
-        raise InputError("seq_lens must count each sequence's new tokens too (seq_lens >= "
-                         "query tokens per sequence)")
-    if P == 0:
-        raise InputError("the cache's page_size is 0")
-    pages_needed = (ln + P - 1) // P
-    if (pages_needed > tb.shape[1]).any():
-        s = int(np.flatnonzero(pages_needed > tb.shape[1])[0])
-        raise InputError(f"seq_lens[{s}] = {int(ln[s])} needs {int(pages_needed[s])} pages of "
-                         f"{P}, block_table has {tb.shape[1]} per sequence")
-    used = np.arange(tb.shape[1])[None, :] < pages_needed[:, None]
-    bad = used & ((tb < 0) | (tb >= num_pages))
-    if bad.any():
-        s, i = (int(x) for x in np.argwhere(bad)[0])
-        raise InputError(f"block_table[{s}, {i}] = {int(tb[s, i])} is not a page of the "
-                         f"cache (0 <= page < {num_pages})")
+    if plan is None:
+        if block_table is None or seq_lens is None:
+            raise InputError("paged_attention needs block_table and seq_lens, or plan=")
+        plan = _plan(block_table, seq_lens, P, cu_seqlens_q, max_seqlen_q, q.shape[0])
+    elif not isinstance(plan, PagedPlan):
+        raise InputError(f"plan must be an attncc.PagedPlan (from attncc.plan_paged), got "
+                         f"{type(plan).__name__}")
+    elif any(x is not None for x in (block_table, seq_lens, cu_seqlens_q, max_seqlen_q)):
+        raise InputError("with plan=, pass no block_table, seq_lens, cu_seqlens_q or "
+                         "max_seqlen_q (the plan holds them)")
+    plan._check_cache(num_pages, P, q.shape[0])
     scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
-    if table.shape[1] == 0:      # no pages at all: a one-column table the kernel never reads
-        table = torch.zeros((S, 1), dtype=torch.int32)
-    table = table.contiguous()
-    zeros = torch.zeros_like(lens)
-    return _run(q, k4, v4, cq[:-1], lq, torch.arange(S), zeros, lens, table, scale, sides,
-                softcap, slopes, sink, options, return_lse, num_splits, target, runner)
+    return _run(q, k4, v4, None, None, None, None, None, plan.table, scale, sides, softcap,
+                slopes, sink, options, return_lse, num_splits, target, runner, plan)
 
 
 def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,

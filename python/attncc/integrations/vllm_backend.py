@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
 import torch
@@ -79,6 +79,17 @@ class AttnccMetadata:
     block_table: torch.Tensor
     slot_mapping: torch.Tensor
     causal: bool = True
+    # One checked plan per page size, shared by every layer of the step
+    # (attncc.plan_paged: the index checks and work tables once per step).
+    plans: dict = field(default_factory=dict)
+
+    def plan(self, page_size: int) -> ragged.PagedPlan:
+        hit = self.plans.get(page_size)
+        if hit is None:
+            hit = self.plans[page_size] = ragged.plan_paged(
+                self.block_table, self.seq_lens, page_size=page_size,
+                cu_seqlens_q=self.query_start_loc, max_seqlen_q=self.max_query_len)
+        return hit
 
 
 class AttnccMetadataBuilder(AttentionMetadataBuilder[AttnccMetadata]):
@@ -153,8 +164,7 @@ class AttnccImpl(AttentionImpl):
         k_pages, v_pages = _pages(kv_cache)
         sinks = None if self.sinks is None else self.sinks.to(torch.float32)
         out = ragged.paged_attention(
-            query[:T], k_pages, v_pages, m.block_table, m.seq_lens,
-            cu_seqlens_q=m.query_start_loc, max_seqlen_q=m.max_query_len, causal=m.causal,
+            query[:T], k_pages, v_pages, plan=m.plan(k_pages.shape[2]), causal=m.causal,
             scale=self.scale, window=self.window, softcap=self.softcap,
             alibi_slopes=self.alibi_slopes, sinks=sinks, layout="HND")
         output[:T].view(T, self.num_heads, -1).copy_(out)

@@ -1,0 +1,163 @@
+"""The launches of one varlen/paged call, computed from its index data alone.
+
+`schedule` turns a batch's checked index data (per-sequence query starts and
+lengths, KV block rows, key starts and lengths) and the call's configuration
+(heads, variants, options, threads) into a `Schedule`: the packed decode
+launch (its work table, static page size and split-KV pieces) and one launch
+per query block size for the other sequences (attn.ragged_attention's work
+tables). It reads no Q/K/V data, so `attncc.plan_paged` computes it once per
+generate step and every layer reuses it (FlashInfer's plan/run split); a call
+without a plan computes it per call (attncc.ragged._run).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..options import CompileOptions
+from ..targets import kind as target_kind
+from . import split_kv
+
+
+@dataclass(frozen=True)
+class Decode:
+    """Decode tokens (one query row, no ALiBi): the G query heads of a KV head
+    are the rows of one block. `tokens`: their query rows; `pieces`: None (one
+    work item per token, the output written in place) or the token index of
+    each split-KV piece (outputs merged with their LSEs)."""
+    work: torch.Tensor
+    page: Optional[int]
+    tokens: torch.Tensor
+    pieces: Optional[torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Group:
+    """The other sequences of one query block size `bm`."""
+    bm: int
+    page: Optional[int]
+    work: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Schedule:
+    decode: Optional[Decode]
+    groups: tuple[Group, ...]
+
+
+def work_table(bm: int, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor,
+               k_start: torch.Tensor, lk: torch.Tensor, packed_rows: int = 0) -> torch.Tensor:
+    """The [blocks, 7] int32 table (qb, qr, qn, kb, kr, kn, pos) of every
+    query block, longest KV ranges first (the grid's tasks are split in
+    order: long blocks first balance the threads' loads). `packed_rows` > 0:
+    decode with the GQA group as the query rows (q seen as [T, Hkv, G, D])."""
+    if packed_rows:
+        # numpy: a decode step's table is small, and numpy's per-call cost
+        # is a fraction of torch's (this path runs every decode step).
+        keep = (lq > 0).numpy()
+        cols = [t.numpy()[keep] for t in (q_start, kb, k_start, lk)]
+        work = np.zeros((len(cols[0]), 7), dtype=np.int32)
+        work[:, 0], work[:, 2], work[:, 3], work[:, 4], work[:, 5] = (
+            cols[0], packed_rows, cols[1], cols[2], cols[3])
+        if len(work) > 1:
+            work = work[np.argsort(-work[:, 5], kind="stable")]
+        return torch.from_numpy(work)
+    nb = (lq + bm - 1) // bm
+    seq = torch.repeat_interleave(torch.arange(lq.numel()), nb)
+    first = torch.cumsum(nb, 0) - nb
+    m0 = (torch.arange(seq.numel()) - first[seq]) * bm
+    qn = torch.clamp(lq[seq] - m0, max=bm)
+    work = torch.stack([torch.zeros_like(seq), q_start[seq] + m0, qn, kb[seq], k_start[seq],
+                        lk[seq], m0 + lk[seq] - lq[seq]], 1)
+    if work.shape[0] > 1:
+        work = work[torch.argsort(work[:, 5], descending=True, stable=True)]
+    return work.to(torch.int32).contiguous()
+
+
+def query_blocks(lq: torch.Tensor, opts: CompileOptions, target: str = "cpu") -> torch.Tensor:
+    """CompileOptions.query_block of every sequence's query length, vectorised
+    (the next power of two in [16, 256] unless block_m is given; a decode
+    token that reaches the general launch, i.e. with ALiBi, gets one-row
+    tiles: 16 rows cost it 16x the dot products, 3.8x the time measured)."""
+    if opts.block_m is not None or target_kind(target) == "gpu":   # the GPU: one size
+        return torch.full_like(lq, opts.query_block(target, None))
+    p2 = torch.exp2(torch.ceil(torch.log2(lq.clamp(min=1).to(torch.float64))))
+    return torch.where(lq == 1, 1, p2.clamp(16, 256).to(torch.int64))
+
+
+@functools.lru_cache(maxsize=256)
+def _kv_in_place(opts: CompileOptions, query_len: int) -> bool:
+    return bool(opts.resolved("cpu", query_len).kv_in_place)
+
+
+def static_page(opts: CompileOptions, query_len: int, page_size: int,
+                k_start: torch.Tensor, target: str = "cpu") -> Optional[int]:
+    """The page size to compile into a paged kernel, or None (any page size).
+    A static power-of-two page size lets the in-place form (small query
+    blocks: decode) read K/V pages where they are; its work items must start
+    at page-aligned keys (attn.ragged_attention's contract)."""
+    if page_size < 16 or page_size & (page_size - 1) or target_kind(target) != "cpu":
+        return None
+    if not _kv_in_place(opts, query_len):
+        return None
+    return page_size if bool((k_start % page_size == 0).all()) else None
+
+
+def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start: torch.Tensor,
+             lk: torch.Tensor, *, page_size: int, paged: bool, G: int, Hkv: int, sides,
+             alibi: bool, sinks: bool, opts: CompileOptions, threads: int, packed_ok: bool,
+             num_splits: Optional[int], target: str) -> Schedule:
+    """The launches of a batch (int64 host index tensors, one entry per
+    sequence). Decode tokens without ALiBi (a per-head term on every score)
+    run packed: the G query heads of a KV head are the rows of one block, so
+    each K/V tile is packed once per KV head. A window then only trims the key
+    range (every row of a sequence sits at the last key), and causal masks
+    nothing. With G = 1 (MHA) too: the tile then has one row, where the
+    general launch's smallest query block has 16 (measured: B8 H8 D128 KV 4k
+    bf16 paged decode, 22 ms in 16-row tiles, see docs/ragged-paged.md).
+    The others run in one launch per query block size, so that a decode token
+    or a short chunk batched with a long prefill does not compute a 256-row
+    block for its one row (a 2k-prefill + 31-decode batch ran 100x slower
+    that way). `packed_ok`: the GPU packs only groups that fit its block."""
+    rest = lq > 0
+    dec = lq == 1
+    decode = None
+    if packed_ok and not alibi and bool(dec.any()):
+        align = max(256, page_size if paged and page_size & (page_size - 1) == 0 else 1)
+        ks, kn = k_start[dec], lk[dec]
+        if sides is not None and sides[0] >= 0:
+            trim = torch.clamp(kn - 1 - sides[0], min=0)
+            ks, kn = ks + trim, kn - trim
+        splits = split_kv.decode_token_splits(num_splits, int(kn.numel()) * Hkv, kn, threads,
+                                              align)
+        rest = rest & ~dec
+        qd, tok = q_start[dec], None
+        if splits > 1:
+            tok, ks, kn = split_kv.split_pieces(ks, kn, splits, align)
+            if tok.numel() == qd.numel():   # nothing was long enough to cut
+                tok = None
+        if tok is None and sinks:   # one piece per token: the merge path
+            tok = torch.arange(qd.numel())
+        page = static_page(opts, G, page_size, ks, target) if paged else None
+        if tok is None:
+            work = work_table(0, qd, lq[dec], kb[dec], ks, kn, packed_rows=G)
+        else:
+            n = tok.numel()
+            work = work_table(0, torch.arange(n), torch.ones(n, dtype=torch.int64),
+                              kb[dec][tok], ks, kn, packed_rows=G)
+        decode = Decode(work, page, qd, tok)
+    groups = []
+    if bool(rest.any()):
+        blocks = query_blocks(lq, opts, target)
+        for bm in torch.unique(blocks[rest]).tolist():
+            sel = rest & (blocks == bm)
+            page = static_page(opts, int(bm), page_size, k_start[sel], target) if paged \
+                else None
+            got = opts.query_block(target, int(bm))
+            groups.append(Group(int(bm), page, work_table(got, q_start[sel], lq[sel], kb[sel],
+                                                          k_start[sel], lk[sel])))
+    return Schedule(decode, tuple(groups))
