@@ -73,6 +73,11 @@ RowTiles mlir::attn::skipMaskedRowTiles(OpBuilder &b, Location loc, const RowTil
           arith::AddIOp::create(b, loc, rowBase, r0)};
 }
 
+bool mlir::attn::canSkipMaskedRows(bool enabled, int64_t right, bool perRowTerm, bool pairs,
+                                   bool kvInPlace, int64_t BM) {
+  return enabled && right >= 0 && !perRowTerm && !pairs && !kvInPlace && BM > kSkipRowGranule;
+}
+
 bool mlir::attn::usePairs(Value q, Value k, Value v, int64_t BM, int64_t BN, bool kvInPlace) {
   int64_t D = cast<ShapedType>(q.getType()).getDimSize(3);
   int64_t Dv = cast<ShapedType>(v.getType()).getDimSize(3);
@@ -356,12 +361,8 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   if (splitKv)
     std::tie(lo, hi) = tile_split::splitRange(builder, loc, lo, hi, ivs[3],
                                               numSplits, BN);
-  // Rows are skipped only where they can be (a right side; no per-row
-  // operand ALiBi / bias taking the block's first row; not the AMX / bf16
-  // pairs tiles, whose matmuls need static shapes; blocks of more than one
-  // granule).
-  bool skipRows = skipMaskedRows && right >= 0 && !slopes && !m.bias && !pairs && !kvInPlace &&
-                  BM > kSkipRowGranule;
+  bool skipRows = canSkipMaskedRows(skipMaskedRows, right, slopes || m.bias, pairs, kvInPlace,
+                                    BM);
   auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
   kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
   {

@@ -211,8 +211,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   hi = t.maxsi(hi, lo); // an empty range stays empty (lo <= hi for the pipeliner)
   // skip-masked-rows (AttnTile.cpp): the prefill form only (decode items and
   // page views are kv-in-place with blocks of at most 16 rows).
-  bool skipRows = skipMaskedRows && right >= 0 && !slopes && !pairs && !kvInPlace &&
-                  BM > kSkipRowGranule;
+  bool skipRows = canSkipMaskedRows(skipMaskedRows, right, bool(slopes), pairs, kvInPlace, BM);
   auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
   kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
   {

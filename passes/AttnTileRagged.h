@@ -40,6 +40,13 @@ struct RowTiles {
 };
 RowTiles skipMaskedRowTiles(OpBuilder &b, Location loc, const RowTiles &whole, Value n0,
                             Value firstRow, int64_t right, Value rowBase);
+/// Whether a tile program skips masked rows: the option is on, the mask has a
+/// right side, no per-row score term (ALiBi, a bias operand) takes the
+/// block's first row, not the AMX / bf16-pairs tiles (their matmuls need
+/// static shapes), not kv-in-place (decode-sized blocks), and blocks of more
+/// than one granule. One rule for attn.attention and attn.ragged_attention.
+bool canSkipMaskedRows(bool enabled, int64_t right, bool perRowTerm, bool pairs,
+                       bool kvInPlace, int64_t BM);
 } // namespace mlir::attn
 
 #endif
