@@ -503,9 +503,11 @@ def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tenso
     _same_dtype(k_cache, v_cache, k, v)
     _check_device("cpu" if k_cache.device.type == "cpu" else "cuda", k_cache=k_cache,
                   v_cache=v_cache, k=k, v=v)
-    slots = _check_index("slot_mapping", slot_mapping, 1).to(torch.int64)
-    if slots.numel() != k.shape[0] or v.shape[0] != k.shape[0]:
-        raise InputError(f"slot_mapping ({slots.numel()}), k ({k.shape[0]}) and v "
+    # numpy on the host copy: this runs per layer per step, and numpy's
+    # per-operation cost is a fraction of torch's.
+    slots = _check_index("slot_mapping", slot_mapping, 1).numpy().astype(np.int64)
+    if slots.size != k.shape[0] or v.shape[0] != k.shape[0]:
+        raise InputError(f"slot_mapping ({slots.size}), k ({k.shape[0]}) and v "
                          f"({v.shape[0]}) must have one entry per token")
     if layout == "NHD":
         N, P, H = k_cache.shape[:3]
@@ -515,13 +517,15 @@ def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tenso
         if t.shape[1] != H or t.shape[2] != cache.shape[3]:
             raise InputError(f"{name} {tuple(t.shape)} does not fit the cache "
                              f"{tuple(cache.shape)} (layout {layout!r})")
-    if bool(((slots < -1) | (slots >= N * P)).any()):
+    if slots.size and (slots.min() < -1 or slots.max() >= N * P):
         raise InputError(f"slot_mapping entries must be -1 or in [0, {N * P}) (pages x "
                          "page_size)")
     keep = slots >= 0
-    if not bool(keep.all()):
-        slots, k, v = slots[keep], k[keep], v[keep]
-    page, off = slots // P, slots % P
+    if not keep.all():
+        slots = slots[keep]
+        kept = torch.from_numpy(np.flatnonzero(keep)).to(k.device)
+        k, v = k[kept], v[kept]
+    page, off = (torch.from_numpy(x).to(k_cache.device) for x in np.divmod(slots, P))
     if layout == "NHD":
         k_cache[page, off] = k
         v_cache[page, off] = v
