@@ -14,12 +14,12 @@ from .graph import Graph, Value
 from .context import new_context, mlir_context
 from .options import CompileOptions, OptionError
 from .api import CompiledFunction, attention, cache_info, clear_caches, compile
-from .ragged import (PagedPlan, paged_attention, paged_kv_append, plan_paged,
-                     varlen_attention)
+from .ragged import (PagedPlan, VarlenPlan, paged_attention, paged_kv_append, plan_paged,
+                     plan_varlen, varlen_attention)
 from ._version import __version__
 
 __all__ = ["AttnccError", "CaptureError", "CompileError", "GraphError", "InputError",
            "InputTypeError", "OptionError", "Graph", "Value", "new_context", "mlir_context",
            "CompileOptions", "CompiledFunction", "attention", "cache_info", "clear_caches",
            "compile", "varlen_attention", "paged_attention", "paged_kv_append", "plan_paged",
-           "PagedPlan"]
+           "PagedPlan", "plan_varlen", "VarlenPlan"]

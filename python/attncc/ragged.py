@@ -27,6 +27,7 @@ from . import ragged_gpu
 from .compiler import compile_graph
 from .errors import InputError
 from .frontend import ragged_schedule, split_kv
+from .frontend.ragged_schedule import PagedPlan, VarlenPlan
 from .graph import Graph
 from .options import CompileOptions
 from .targets import TARGETS
@@ -174,15 +175,14 @@ def kernels_cached() -> int:
         return len(_KERNELS)
 
 
-def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, slopes,
+def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softcap, slopes,
          sink, options: dict[str, Any], return_lse: bool = False,
-         num_splits: Optional[int] = None, target: str = "cpu", runner=None,
-         plan: Optional["PagedPlan"] = None):
+         num_splits: Optional[int] = None, target: str = "cpu", runner=None):
     """q [T, Hq, D]; k4/v4 as the kernel sees them ([Bk, Hkv, L, D] views).
     Returns the output [T, Hq, Dv], and with `return_lse` (out, lse) where lse
     is [Hq, T] f32 (flash-attn varlen's softmax_lse, vLLM's merge layout).
-    The launches come from ragged_schedule.schedule (from `plan`'s memo when
-    given): the packed decode launch, then one per query block size."""
+    The launches come from the plan (ragged_schedule.schedule, memoized per
+    configuration): the packed decode launch, then one per query block size."""
     opts = CompileOptions.cached(options)
     gpu = target_kind(target) == "gpu"
     T, Hq, D = q.shape
@@ -205,10 +205,7 @@ def _run(q, k4, v4, q_start, lq, kb, k_start, lk, table, scale, sides, softcap, 
     config = dict(page_size=k4.shape[2], paged=paged, G=G, Hkv=Hkv, sides=sides,
                   alibi=slopes is not None, sinks=sink is not None, opts=opts,
                   threads=threads, packed_ok=packed_ok, num_splits=num_splits, target=target)
-    if plan is not None:
-        sched = plan._schedule(config)
-    else:
-        sched = ragged_schedule.schedule(q_start, lq, kb, k_start, lk, **config)
+    sched = plan._schedule(config)
     launch = functools.partial(_launch, target=target, runner=runner)
     dec = sched.decode
     if dec is not None and dec.pieces is None:
@@ -264,8 +261,10 @@ def _launch(compiled, inputs: list, out: torch.Tensor, extra: tuple, target: str
 # -- public API ------------------------------------------------------------------------------
 
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor,
-                     max_seqlen_q: int, max_seqlen_k: int, *, causal: bool = False,
+                     cu_seqlens_q: Optional[torch.Tensor] = None,
+                     cu_seqlens_k: Optional[torch.Tensor] = None,
+                     max_seqlen_q: Optional[int] = None, max_seqlen_k: Optional[int] = None, *,
+                     plan: Optional[VarlenPlan] = None, causal: bool = False,
                      scale: Optional[float] = None, window: Optional[tuple[int, int]] = None,
                      softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
                      sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
@@ -286,6 +285,8 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     splits, P in [2, 256] cuts each such sequence's keys into at most P
     pieces of a multiple of 256 keys (and of a power-of-two page size), run
     as separate work items and merged with their log-sum-exps (CPU target).
+    `plan`: a VarlenPlan from plan_varlen, in place of the cumulative
+    lengths and maxima (checked once for all the layers of a step).
     `target`: "cpu", or a GPU target ("sm_80", "sm_90a", "cuda") with q, k,
     v on a CUDA device (attncc.ragged_gpu); `runner` is for tests (runs the
     compiled GPU kernel's arguments in the GPU emulator)."""
@@ -299,65 +300,53 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         raise InputError(f"k {tuple(k.shape)} and v {tuple(v.shape)} must have the same tokens "
                          "and heads")
     _check_heads(q.shape[1], k.shape[1], q.shape[2], k.shape[2], "k")
-    cq = _check_cu("cu_seqlens_q", cu_seqlens_q, q.shape[0], None)
-    ck = _check_cu("cu_seqlens_k", cu_seqlens_k, k.shape[0], cq.numel() - 1)
-    lq, lk = cq[1:] - cq[:-1], ck[1:] - ck[:-1]
-    _check_max("max_seqlen_q", max_seqlen_q, lq)
-    _check_max("max_seqlen_k", max_seqlen_k, lk)
+    args = (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+    if plan is None:
+        plan = _varlen_plan(*args, q.shape[0], k.shape[0])
+    elif not isinstance(plan, VarlenPlan):
+        raise InputError(f"plan must be an attncc.VarlenPlan (from attncc.plan_varlen), got "
+                         f"{type(plan).__name__}")
+    elif any(x is not None for x in args):
+        raise InputError("with plan=, pass no cu_seqlens_q, cu_seqlens_k, max_seqlen_q or "
+                         "max_seqlen_k (the plan holds them)")
+    plan._check_tokens(q.shape[0], k.shape[0])
     scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
     k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
-    zeros = torch.zeros_like(lq)
-    return _run(q, k4, v4, cq[:-1], lq, zeros, ck[:-1], lk, None, scale, sides, softcap,
-                slopes, sink, options, return_lse, num_splits, target, runner)
+    return _run(q, k4, v4, plan, None, scale, sides, softcap, slopes, sink, options,
+                return_lse, num_splits, target, runner)
 
 
-class PagedPlan:
-    """The checked index data of one paged batch and the launches computed
-    from it (FlashInfer's plan/run split): built once per generate step by
-    `plan_paged`, passed to every layer's `paged_attention(..., plan=plan)`,
-    which then skips the index checks and the work tables (about 0.3 ms of
-    Python per call, measured in docs/ragged-paged.md). The plan holds host
-    copies of the index tensors taken when it was built: later writes to
-    block_table or seq_lens are not seen (build a new plan per step)."""
+def plan_varlen(cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor, max_seqlen_q: int,
+                max_seqlen_k: int) -> VarlenPlan:
+    """Checks a ragged batch's cumulative lengths and maxima once (as
+    varlen_attention does) and returns the VarlenPlan every layer's
+    `varlen_attention(q, k, v, plan=plan, ...)` of this step can share; the
+    packed token counts are the last entries (checked against q and k per call)."""
+    return _varlen_plan(cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, None, None)
 
-    _MAX_SCHEDULES = 16
 
-    def __init__(self, table: torch.Tensor, lens: torch.Tensor, cq: torch.Tensor,
-                 page_size: int, bad_page: Optional[tuple[int, int, int]]) -> None:
-        self.table, self.lens, self.cq = table, lens, cq
-        self.lq = cq[1:] - cq[:-1]
-        self.page_size = page_size
-        self.q_tokens = int(cq[-1])
-        self.batch = lens.numel()
-        self._bad_page = bad_page      # (seq, index, page): the largest used entry
-        self._schedules: dict[Any, ragged_schedule.Schedule] = {}
+def _varlen_plan(cu_q, cu_k, max_q, max_k, q_tokens: Optional[int],
+                 k_tokens: Optional[int]) -> VarlenPlan:
+    if cu_q is None or cu_k is None or max_q is None or max_k is None:
+        raise InputError("varlen_attention needs cu_seqlens_q, cu_seqlens_k, max_seqlen_q "
+                         "and max_seqlen_k, or plan=")
+    cq = _check_cu("cu_seqlens_q", cu_q, _last("cu_seqlens_q", cu_q, q_tokens), None)
+    ck = _check_cu("cu_seqlens_k", cu_k, _last("cu_seqlens_k", cu_k, k_tokens),
+                   cq.numel() - 1)
+    lq, lk = cq[1:] - cq[:-1], ck[1:] - ck[:-1]
+    _check_max("max_seqlen_q", max_q, lq)
+    _check_max("max_seqlen_k", max_k, lk)
+    return VarlenPlan(cq[:-1], lq, torch.zeros_like(lq), ck[:-1], lk, int(cq[-1]), int(ck[-1]))
 
-    def __repr__(self) -> str:
-        return (f"PagedPlan(batch={self.batch}, q_tokens={self.q_tokens}, "
-                f"page_size={self.page_size})")
 
-    def _check_cache(self, num_pages: int, page_size: int, q_tokens: int) -> None:
-        if page_size != self.page_size:
-            raise InputError(f"the cache's page_size is {page_size}; the plan was made for "
-                             f"{self.page_size}")
-        if q_tokens != self.q_tokens:
-            raise InputError(f"q has {q_tokens} tokens; the plan has {self.q_tokens}")
-        if self._bad_page is not None and self._bad_page[2] >= num_pages:
-            s, i, v = self._bad_page
-            raise InputError(f"block_table[{s}, {i}] = {v} is not a page of the cache "
-                             f"(0 <= page < {num_pages})")
-
-    def _schedule(self, config: dict[str, Any]) -> ragged_schedule.Schedule:
-        key = tuple(sorted(config.items()))
-        hit = self._schedules.get(key)
-        if hit is None:
-            hit = ragged_schedule.schedule(self.cq[:-1], self.lq, torch.arange(self.batch),
-                                           torch.zeros_like(self.lens), self.lens, **config)
-            if len(self._schedules) >= self._MAX_SCHEDULES:
-                self._schedules.pop(next(iter(self._schedules)))
-            self._schedules[key] = hit
-        return hit
+def _last(name: str, cu: Any, tokens: Optional[int]) -> int:
+    """The packed token count a call's cumulative lengths must end at: the
+    tensor's (a call), or for a plan its own last entry."""
+    if tokens is not None:
+        return tokens
+    c = _check_index(name, cu, 1)
+    return int(c[-1]) if c.numel() else 0
 
 
 def plan_paged(block_table: torch.Tensor, seq_lens: torch.Tensor, *, page_size: int,
@@ -394,11 +383,8 @@ def _plan(block_table, seq_lens, P: int, cu_seqlens_q, max_seqlen_q,
         if max_seqlen_q not in (None, 1) and S:
             _check_max("max_seqlen_q", max_seqlen_q, torch.ones(1))
     else:
-        total = q_tokens
-        if total is None:     # a plan: the packed token count is the last entry
-            c = _check_index("cu_seqlens_q", cu_seqlens_q, 1)
-            total = int(c[-1]) if c.numel() else 0
-        cq = _check_cu("cu_seqlens_q", cu_seqlens_q, total, S)
+        cq = _check_cu("cu_seqlens_q", cu_seqlens_q,
+                       _last("cu_seqlens_q", cu_seqlens_q, q_tokens), S)
     lq = cq[1:] - cq[:-1]
     if cu_seqlens_q is not None and max_seqlen_q is not None:
         _check_max("max_seqlen_q", max_seqlen_q, lq)
@@ -485,8 +471,8 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     plan._check_cache(num_pages, P, q.shape[0])
     scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
-    return _run(q, k4, v4, None, None, None, None, None, plan.table, scale, sides, softcap,
-                slopes, sink, options, return_lse, num_splits, target, runner, plan)
+    return _run(q, k4, v4, plan, plan.table, scale, sides, softcap, slopes, sink, options,
+                return_lse, num_splits, target, runner)
 
 
 def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,

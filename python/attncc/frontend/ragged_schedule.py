@@ -5,9 +5,10 @@ lengths, KV block rows, key starts and lengths) and the call's configuration
 (heads, variants, options, threads) into a `Schedule`: the packed decode
 launch (its work table, static page size and split-KV pieces) and one launch
 per query block size for the other sequences (attn.ragged_attention's work
-tables). It reads no Q/K/V data, so `attncc.plan_paged` computes it once per
-generate step and every layer reuses it (FlashInfer's plan/run split); a call
-without a plan computes it per call (attncc.ragged._run).
+tables). It reads no Q/K/V data, so a plan (`RaggedPlan`, made by
+attncc.plan_paged / attncc.plan_varlen) computes it once per generate step and
+every layer reuses it (FlashInfer's plan/run split); a call without a plan
+computes it per call (attncc.ragged._run).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..options import CompileOptions
 from ..targets import kind as target_kind
 from . import split_kv
@@ -161,3 +163,88 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
             groups.append(Group(int(bm), page, work_table(got, q_start[sel], lq[sel], kb[sel],
                                                           k_start[sel], lk[sel])))
     return Schedule(decode, tuple(groups))
+
+
+# -- plans: the index data of one step, shared by its layers ---------------------------------
+
+class RaggedPlan:
+    """The checked index data of one ragged batch (int64 host tensors, one
+    entry per sequence) and the launches computed from it, memoized per
+    configuration (FlashInfer's plan/run split): built once per generate
+    step, passed to every layer's call with `plan=`, which then skips the
+    index checks and the work tables (about 0.3 ms of Python per call,
+    docs/ragged-paged.md). A plan holds host copies of the index tensors
+    taken when it was built: later writes to them are not seen (a new step
+    builds a new plan)."""
+
+    _MAX_SCHEDULES = 16
+
+    def __init__(self, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor,
+                 k_start: torch.Tensor, lk: torch.Tensor, q_tokens: int) -> None:
+        self.q_start, self.lq, self.kb, self.k_start, self.lk = q_start, lq, kb, k_start, lk
+        self.q_tokens = q_tokens
+        self.batch = lq.numel()
+        self._schedules: dict = {}
+
+    def _check_q(self, q_tokens: int) -> None:
+        if q_tokens != self.q_tokens:
+            raise InputError(f"q has {q_tokens} tokens; the plan has {self.q_tokens}")
+
+    def _schedule(self, config: dict) -> Schedule:
+        key = tuple(sorted(config.items()))
+        hit = self._schedules.get(key)
+        if hit is None:
+            hit = schedule(self.q_start, self.lq, self.kb, self.k_start, self.lk, **config)
+            if len(self._schedules) >= self._MAX_SCHEDULES:
+                self._schedules.pop(next(iter(self._schedules)))
+            self._schedules[key] = hit
+        return hit
+
+
+class PagedPlan(RaggedPlan):
+    """A paged batch's plan (attncc.plan_paged): the block table and lengths
+    of every sequence; a call checks the cache's page size and page count
+    against it."""
+
+    def __init__(self, table: torch.Tensor, lens: torch.Tensor, cq: torch.Tensor,
+                 page_size: int, bad_page: Optional[tuple[int, int, int]]) -> None:
+        lq = cq[1:] - cq[:-1]
+        super().__init__(cq[:-1], lq, torch.arange(lens.numel()), torch.zeros_like(lens), lens,
+                         int(cq[-1]))
+        self.table = table
+        self.page_size = page_size
+        self._bad_page = bad_page      # (seq, index, page): the largest used entry
+
+    def __repr__(self) -> str:
+        return (f"PagedPlan(batch={self.batch}, q_tokens={self.q_tokens}, "
+                f"page_size={self.page_size})")
+
+    def _check_cache(self, num_pages: int, page_size: int, q_tokens: int) -> None:
+        if page_size != self.page_size:
+            raise InputError(f"the cache's page_size is {page_size}; the plan was made for "
+                             f"{self.page_size}")
+        self._check_q(q_tokens)
+        if self._bad_page is not None and self._bad_page[2] >= num_pages:
+            s, i, v = self._bad_page
+            raise InputError(f"block_table[{s}, {i}] = {v} is not a page of the cache "
+                             f"(0 <= page < {num_pages})")
+
+
+class VarlenPlan(RaggedPlan):
+    """A packed ragged batch's plan (attncc.plan_varlen); a call checks q's
+    and k's token counts against it."""
+
+    def __init__(self, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor,
+                 k_start: torch.Tensor, lk: torch.Tensor, q_tokens: int,
+                 k_tokens: int) -> None:
+        super().__init__(q_start, lq, kb, k_start, lk, q_tokens)
+        self.k_tokens = k_tokens
+
+    def __repr__(self) -> str:
+        return (f"VarlenPlan(batch={self.batch}, q_tokens={self.q_tokens}, "
+                f"k_tokens={self.k_tokens})")
+
+    def _check_tokens(self, q_tokens: int, k_tokens: int) -> None:
+        self._check_q(q_tokens)
+        if k_tokens != self.k_tokens:
+            raise InputError(f"k has {k_tokens} tokens; the plan has {self.k_tokens}")

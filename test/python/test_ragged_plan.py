@@ -1,9 +1,10 @@
-"""attncc.plan_paged / paged_attention(plan=...): a paged batch's index checks
-and launches computed once and shared by the layers of a generate step
-(FlashInfer's plan/run split). A plan's results are the same bits as the
-plan-free call's and match the float64 reference; the plan's launches are
-computed once per configuration; bad plans and caches that do not fit the
-plan raise InputError naming the problem."""
+"""attncc.plan_paged / paged_attention(plan=...) and attncc.plan_varlen /
+varlen_attention(plan=...): a ragged batch's index checks and launches
+computed once and shared by the layers of a generate step (FlashInfer's
+plan/run split). A plan's results are the same bits as the plan-free call's
+and match the float64 reference; the plan's launches are computed once per
+configuration; bad plans and tensors that do not fit the plan raise
+InputError naming the problem."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -18,6 +19,7 @@ from attncc.errors import InputError
 from attncc.frontend import ragged_schedule
 from ragged_testing import Batch, check, make, paged_cache
 from test_paged import PREFILL, VARIANTS
+from test_ragged import VARIANTS as VARLEN_VARIANTS
 
 DECODE = ((1, 1), (1, 33), (1, 300), (1, 17), (1, 256))
 
@@ -98,6 +100,10 @@ def test_plan_schedules_once(monkeypatch):
     attncc.paged_attention(q, kc, vc, table, lens, cu_seqlens_q=cu_q, max_seqlen_q=90,
                            causal=True)     # no plan: computed per call
     assert len(calls) == 3
+    vplan = attncc.plan_varlen(cu_q, cu_k, 90, 300)
+    for _ in range(3):
+        attncc.varlen_attention(q, k, v, plan=vplan, causal=True)
+    assert len(calls) == 4
 
 
 def test_plan_snapshots_index_tensors():
@@ -119,7 +125,7 @@ PROPERTY_SEED = 20261203
 
 def test_property_plan(capsys):
     with capsys.disabled():
-        print(f"\ntest_paged_plan property: seed {PROPERTY_SEED}")
+        print(f"\ntest_ragged_plan property: seed {PROPERTY_SEED}")
     lengths = st.lists(st.tuples(st.integers(0, 20), st.integers(0, 200)).map(
         lambda t: (min(t), t[1]) if t[0] % 3 else (1, max(t[1], 1))), min_size=1, max_size=5)
 
@@ -169,6 +175,59 @@ def test_bad_plans():
         (lambda: attncc.plan_paged(table, lens.long(), page_size=4), "int32"),
         (lambda: attncc.plan_paged(table, lens, page_size=4, cu_seqlens_q=cu_q,
                                    max_seqlen_q=1), "max_seqlen_q = 1"),
+    ]
+    for call, match in cases:
+        with pytest.raises(InputError, match=match):
+            call()
+
+
+def run_varlen_both(b: Batch, layers: int = 2):
+    """varlen_attention with one plan for `layers` layers (other data each)
+    and without: the same bits, and checked against the reference."""
+    max_q = max((lq for lq, _ in b.lengths), default=0)
+    max_k = max((lk for _, lk in b.lengths), default=0)
+    plan = None
+    for layer in range(layers):
+        q, k, v, cu_q, cu_k, slopes, sinks = make(replace(b, seed=b.seed + layer))
+        plan = plan or attncc.plan_varlen(cu_q, cu_k, max_q, max_k)
+        kw = dict(causal=b.causal, window=b.window, softcap=b.softcap, alibi_slopes=slopes,
+                  sinks=sinks, return_lse=b.return_lse, **b.options)
+        planned = attncc.varlen_attention(q, k, v, plan=plan, **kw)
+        direct = attncc.varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k, **kw)
+        for a, d in zip(*(x if b.return_lse else (x,) for x in (planned, direct))):
+            assert torch.equal(a, d)
+        out, lse = planned if b.return_lse else (planned, None)
+        check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
+
+
+@pytest.mark.parametrize("name", sorted(VARLEN_VARIANTS))
+def test_varlen_plan_variants(name):
+    run_varlen_both(VARLEN_VARIANTS[name])
+
+
+def test_varlen_plan_decode_split():
+    """Decode tokens in a varlen batch (the packed launch), split-KV forced."""
+    b = Batch(((1, 700), (1, 1), (4, 300), (1, 513)), kv_heads=2, group=4, causal=True,
+              sinks=True, options={"num_splits": 3})
+    run_varlen_both(b)
+
+
+def test_bad_varlen_plans():
+    b = Batch(((2, 5), (1, 9)), group=3)
+    q, k, v, cu_q, cu_k, _, _ = make(b)
+    plan = attncc.plan_varlen(cu_q, cu_k, 2, 9)
+    assert "k_tokens=14" in repr(plan)
+    cases = [
+        (lambda: attncc.varlen_attention(q[:2], k, v, plan=plan), "q has 2 tokens; the plan"),
+        (lambda: attncc.varlen_attention(q, k[:5], v[:5], plan=plan),
+         "k has 5 tokens; the plan has 14"),
+        (lambda: attncc.varlen_attention(q, k, v, cu_q, plan=plan), "pass no cu_seqlens_q"),
+        (lambda: attncc.varlen_attention(q, k, v, plan=_args()), "attncc.VarlenPlan"),
+        (lambda: attncc.varlen_attention(q, k, v, cu_q, cu_k), "max_seqlen_q and max_seqlen_k"),
+        (lambda: attncc.plan_varlen(cu_q, cu_k, 1, 9), "max_seqlen_q = 1"),
+        (lambda: attncc.plan_varlen(cu_q, cu_k[:2], 2, 9), "cu_seqlens_k has 2 entries"),
+        (lambda: attncc.plan_varlen(cu_q.long(), cu_k, 2, 9), "int32"),
+        (lambda: attncc.plan_varlen(cu_q.flip(0), cu_k, 2, 9), r"cu_seqlens_q\[0\] must be 0"),
     ]
     for call, match in cases:
         with pytest.raises(InputError, match=match):
