@@ -24,28 +24,34 @@ from test_ragged import VARIANTS as VARLEN_VARIANTS
 DECODE = ((1, 1), (1, 33), (1, 300), (1, 17), (1, 256))
 
 
+def same_and_checked(b: Batch, planned, direct, q, k, v, cu_q, cu_k, slopes, sinks) -> None:
+    """The plan's result is the plan-free call's, bit for bit, and matches
+    the float64 reference."""
+    for a, d in zip(*(x if b.return_lse else (x,) for x in (planned, direct))):
+        assert torch.equal(a, d)
+    out, lse = planned if b.return_lse else (planned, None)
+    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
+
+
 def run_both(b: Batch, chunked: bool = True, layers: int = 2):
     """Runs `layers` layers (caches with other data, one plan) with the plan
-    and without: the same bits, and each checked against the reference."""
+    and without (`chunked`: with cu_seqlens_q, else decode)."""
     max_q = max((lq for lq, _ in b.lengths), default=0)
-    cu = None
-    plan = None
+    plan = first = None
     for layer in range(layers):
         q, k, v, cu_q, cu_k, slopes, sinks = make(replace(b, seed=b.seed + layer))
         kc, vc, table, lens = paged_cache(b, k, v, cu_k)
         kw = dict(causal=b.causal, window=b.window, softcap=b.softcap, alibi_slopes=slopes,
                   sinks=sinks, layout=b.layout, return_lse=b.return_lse, **b.options)
         idx = dict(cu_seqlens_q=cu_q, max_seqlen_q=max_q) if chunked else {}
-        if plan is None:     # the same batch every layer: paged_cache's pages are seeded
+        if plan is None:
             plan = attncc.plan_paged(table, lens, page_size=b.page_size, **idx)
-            cu = (table.clone(), lens.clone())
-        assert torch.equal(cu[0], table) and torch.equal(cu[1], lens)
-        planned = attncc.paged_attention(q, kc, vc, plan=plan, **kw)
-        direct = attncc.paged_attention(q, kc, vc, table, lens, **idx, **kw)
-        for a, d in zip(*(x if b.return_lse else (x,) for x in (planned, direct))):
-            assert torch.equal(a, d)
-        out, lse = planned if b.return_lse else (planned, None)
-        check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
+            first = (table.clone(), lens.clone())
+        # one batch for every layer: paged_cache's page order follows b.seed
+        assert torch.equal(first[0], table) and torch.equal(first[1], lens)
+        same_and_checked(b, attncc.paged_attention(q, kc, vc, plan=plan, **kw),
+                         attncc.paged_attention(q, kc, vc, table, lens, **idx, **kw),
+                         q, k, v, cu_q, cu_k, slopes, sinks)
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -56,28 +62,13 @@ def test_plan_chunked_prefill_variants(name):
 @pytest.mark.parametrize("layout", ["NHD", "HND"])
 @pytest.mark.parametrize("page", [1, 16, 100])
 def test_plan_decode(layout, page):
-    """Decode (the packed GQA launch), split-KV forced,
-    sinks (the merge path) and a window that trims the key range."""
-    for i, extra in enumerate(({}, {"num_splits": 3}, {"sinks": True, "return_lse": True},
-                               {"window": (40, 0)})):
-        opts = {"num_splits": extra.pop("num_splits")} if "num_splits" in extra else {}
+    """Decode (the packed GQA launch), split-KV forced, sinks (the merge
+    path) and a window that trims the key range."""
+    for i, extra in enumerate(({}, {"options": {"num_splits": 3}},
+                               {"sinks": True, "return_lse": True}, {"window": (40, 0)})):
         b = Batch(DECODE, kv_heads=2, group=4, causal=True, page_size=page, layout=layout,
                   seed=30 + i, **extra)
-        run_both_decode(b, opts)
-
-
-def run_both_decode(b: Batch, call: dict):
-    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
-    kc, vc, table, lens = paged_cache(b, k, v, cu_k)
-    kw = dict(causal=b.causal, window=b.window, alibi_slopes=slopes, sinks=sinks,
-              layout=b.layout, return_lse=b.return_lse, **call)
-    plan = attncc.plan_paged(table, lens, page_size=b.page_size)
-    planned = attncc.paged_attention(q, kc, vc, plan=plan, **kw)
-    direct = attncc.paged_attention(q, kc, vc, table, lens, **kw)
-    for a, d in zip(*(x if b.return_lse else (x,) for x in (planned, direct))):
-        assert torch.equal(a, d)
-    out, lse = planned if b.return_lse else (planned, None)
-    check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
+        run_both(b, chunked=False)
 
 
 def test_plan_schedules_once(monkeypatch):
@@ -192,12 +183,9 @@ def run_varlen_both(b: Batch, layers: int = 2):
         plan = plan or attncc.plan_varlen(cu_q, cu_k, max_q, max_k)
         kw = dict(causal=b.causal, window=b.window, softcap=b.softcap, alibi_slopes=slopes,
                   sinks=sinks, return_lse=b.return_lse, **b.options)
-        planned = attncc.varlen_attention(q, k, v, plan=plan, **kw)
-        direct = attncc.varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k, **kw)
-        for a, d in zip(*(x if b.return_lse else (x,) for x in (planned, direct))):
-            assert torch.equal(a, d)
-        out, lse = planned if b.return_lse else (planned, None)
-        check(b, out, q, k, v, cu_q, cu_k, slopes, sinks, lse)
+        same_and_checked(b, attncc.varlen_attention(q, k, v, plan=plan, **kw),
+                         attncc.varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k, **kw),
+                         q, k, v, cu_q, cu_k, slopes, sinks)
 
 
 @pytest.mark.parametrize("name", sorted(VARLEN_VARIANTS))
