@@ -360,8 +360,7 @@ def plan_paged(block_table: torch.Tensor, seq_lens: torch.Tensor, *, page_size: 
     if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
         raise InputError(f"page_size must be a positive int, got {page_size!r}")
     plan = _plan(block_table, seq_lens, page_size, cu_seqlens_q, max_seqlen_q, None)
-    if plan.table.data_ptr() == block_table.data_ptr():   # a host copy of its own
-        plan.table = plan.table.clone()
+    plan.table = plan.table.clone()     # a host copy of its own (the snapshot)
     return plan
 
 

@@ -141,3 +141,12 @@ def check(b: Batch, out, q, k, v, cu_q, cu_k, slopes, sinks, lse=None) -> None:
     bound = 2 * torch_err + FLOOR[b.dtype]
     assert err <= bound, f"error {err:.3g} > 2 x {torch_err:.3g} + {FLOOR[b.dtype]:g}: " \
                          f"{b.describe()}"
+
+
+def run_described(run, b: Batch, **kw) -> None:
+    """run(b, **kw); a failure names the batch's configuration (a property
+    test's example, to rerun it by hand)."""
+    try:
+        run(b, **kw)
+    except Exception as e:
+        raise AssertionError(f"failing configuration: {b.describe()}: {e}") from e

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import attncc
 from attncc.errors import InputError
-from ragged_testing import Batch, check, make, paged_cache
+from ragged_testing import Batch, check, make, paged_cache, run_described
 
 PREFILL = ((3, 3), (0, 5), (1, 1), (1, 40), (0, 0), (37, 37), (5, 70), (20, 90))
 
@@ -95,10 +95,7 @@ def test_property_paged(capsys):
     def prop(lengths, page, layout, window, seed_, return_lse):
         b = Batch(tuple(lengths), causal=True, window=window, page_size=page, layout=layout,
                   seed=seed_, return_lse=return_lse, options={"block_m": 16, "block_n": 16})
-        try:
-            run(b)
-        except Exception as e:
-            raise AssertionError(f"failing configuration: {b.describe()}: {e}") from e
+        run_described(run, b)
 
     prop()
 

@@ -17,7 +17,7 @@ import attncc
 from attncc.errors import CompileError, InputError
 from attncc.compiler import compile_graph
 from attncc.graph import Graph
-from ragged_testing import Batch, check, make
+from ragged_testing import Batch, check, make, run_described
 
 # Empty sequences, a single token, Lq = Lk, Lq < Lk, a prefill longer than a
 # query block, and one with more queries than keys (its first rows see no key
@@ -127,10 +127,7 @@ def test_property_varlen(capsys):
     def prop(lengths, seed_, window, return_lse):
         b = Batch(tuple(lengths), causal=True, window=window, seed=seed_,
                   return_lse=return_lse, options={"block_m": 16, "block_n": 16})
-        try:
-            run(b)
-        except Exception as e:
-            raise AssertionError(f"failing configuration: {b.describe()}: {e}") from e
+        run_described(run, b)
 
     prop()
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import attncc
 from attncc.errors import InputError
 from attncc.frontend import ragged_schedule
-from ragged_testing import Batch, check, make, paged_cache
+from ragged_testing import Batch, check, make, paged_cache, run_described
 from test_paged import PREFILL, VARIANTS
 from test_ragged import VARIANTS as VARLEN_VARIANTS
 
@@ -129,10 +129,7 @@ def test_property_plan(capsys):
     def prop(lengths, page, layout, window, sinks, seed_):
         b = Batch(tuple(lengths), causal=True, window=window, sinks=sinks, page_size=page,
                   layout=layout, seed=seed_, options={"block_m": 16, "block_n": 16})
-        try:
-            run_both(b)
-        except Exception as e:
-            raise AssertionError(f"failing configuration: {b.describe()}: {e}") from e
+        run_described(run_both, b)
 
     prop()
 

@@ -16,7 +16,7 @@ import attncc
 from attncc.frontend import split_kv
 from attncc.options import OptionError
 import test_paged
-from ragged_testing import Batch, make, paged_cache
+from ragged_testing import Batch, make, paged_cache, run_described
 from test_ragged import run as run_varlen
 
 # Decode tokens over caches shorter than one piece (1, 2), around the 256-key
@@ -155,9 +155,6 @@ def test_property_split_decode(capsys):
         b = Batch(tuple((1, n) for n in kv), group=group, page_size=page, dtype=dtype,
                   window=window, seed=seed_, return_lse=True,
                   options={"num_splits": splits})
-        try:
-            run_paged(b)
-        except Exception as e:
-            raise AssertionError(f"failing configuration: {b.describe()}: {e}") from e
+        run_described(run_paged, b)
 
     prop()
