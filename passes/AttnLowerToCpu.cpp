@@ -125,6 +125,11 @@ LogicalResult check(Operation *op, int64_t W, bool amx, bool bf16Dot) {
                 [&]() -> LogicalResult {
                   if (!mm.getPairs())
                     return success();
+                  if (mm.pairsInPlace())
+                    return bf16Dot ? checkBf16DotMatmul(mm, W)
+                                   : op->emitOpError("attn-lower-to-cpu: pairs on K/V rows "
+                                                     "read in place (kv-in-place) need the "
+                                                     "bf16-dot option (vdpbf16ps)");
                   if (amx)
                     return checkAmxMatmul(mm);
                   if (bf16Dot)
@@ -222,9 +227,9 @@ struct AttnLowerToCpuPass : mlir::attn::impl::AttnLowerToCpuBase<AttnLowerToCpuP
       else if (auto o = dyn_cast<GatherTileOp>(op))
         lowerGather(e, o);
       else if (auto o = dyn_cast<TileMatmulOp>(op))
-        !o.getPairs() ? lowerMatmul(e, o)
-        : amx         ? lowerMatmulAmx(e, o)
-                      : lowerMatmulBf16Dot(e, o);
+        !o.getPairs()                  ? lowerMatmul(e, o)
+        : amx && !o.pairsInPlace()     ? lowerMatmulAmx(e, o)
+                                       : lowerMatmulBf16Dot(e, o);
       else if (auto o = dyn_cast<TileConvertOp>(op))
         lowerConvert(e, o);
       else if (auto o = dyn_cast<TileMaskOp>(op))

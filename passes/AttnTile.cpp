@@ -78,6 +78,15 @@ bool mlir::attn::canSkipMaskedRows(bool enabled, int64_t right, bool perRowTerm,
   return enabled && right >= 0 && !perRowTerm && !pairs && !kvInPlace && BM > kSkipRowGranule;
 }
 
+bool mlir::attn::useInPlacePairs(Value q, Value k, Value v) {
+  int64_t D = cast<ShapedType>(q.getType()).getDimSize(3);
+  int64_t Dv = cast<ShapedType>(v.getType()).getDimSize(3);
+  for (Value x : {q, k, v})
+    if (!cast<ShapedType>(x.getType()).getElementType().isBF16())
+      return false;
+  return D > 0 && Dv > 0 && D % 32 == 0 && Dv % 16 == 0;
+}
+
 bool mlir::attn::usePairs(Value q, Value k, Value v, int64_t BM, int64_t BN, bool kvInPlace) {
   int64_t D = cast<ShapedType>(q.getType()).getDimSize(3);
   int64_t Dv = cast<ShapedType>(v.getType()).getDimSize(3);
@@ -236,7 +245,7 @@ Operation *emitTaskGrid(OpBuilder &b, Location loc, ValueRange ubs, Value workPe
 LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM,
                            int64_t BN, bool withLse, bool splitKv, bool kvInPlace,
                            int64_t tasks, int64_t minTaskWork, bool bf16Pairs,
-                           bool skipMaskedRows) {
+                           bool skipMaskedRows, bool kvInPlacePairs) {
   AttentionOp att = m.attention;
   Block &body = func.getBody().front();
   MLIRContext *ctx = func.getContext();
@@ -304,18 +313,22 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   Value validM = t.sub(Lq, m0);
 
   bool pairs = bf16Pairs && usePairs(q, k, v, BM, BN, kvInPlace);
+  // kv-in-place-pairs: bf16 Q and P tiles, both matmuls `pairs` on the K/V
+  // rows as stored (vdpbf16ps on the CPU's AVX-512-BF16 class).
+  bool inPlacePairs = kvInPlace && kvInPlacePairs && useInPlacePairs(q, k, v);
+  bool bf16Tiles = pairs || inPlacePairs;
   Type bf16 = builder.getBF16Type();
   auto allocBf16 = [&](ArrayRef<int64_t> shape) -> Value {
     return memref::AllocOp::create(builder, loc, MemRefType::get(shape, bf16));
   };
-  Value qt = pairs ? allocBf16({BM, D}) : t.alloc({BM, D});
+  Value qt = bf16Tiles ? allocBf16({BM, D}) : t.alloc({BM, D});
   Value s = t.alloc({BM, BN}), acc = t.alloc({BM, Dv});
   Value mx = t.alloc({BM}), sm = t.alloc({BM});
   // kv-in-place: no K/V tile buffers; the matmuls read views of K and V.
   // Pairs: K^T as [D / 2, 2 BN], V as [BN / 2, 2 Dv], P rounded into %p.
   Value kt = kvInPlace ? Value() : pairs ? allocBf16({D / 2, 2 * BN}) : t.alloc({D, BN});
   Value vt = kvInPlace ? Value() : pairs ? allocBf16({BN / 2, 2 * Dv}) : t.alloc({BN, Dv});
-  Value p = pairs ? allocBf16({BM, BN}) : Value();
+  Value p = bf16Tiles ? allocBf16({BM, BN}) : Value();
   t.fill(acc, 0.0);
   // Split-KV with P = 1 at run time: the one split writes the output (and
   // LSE) itself and the combine grid is skipped (a decode loop keeps the
@@ -342,7 +355,7 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   // scores by the Q K^T matmul.
   FloatAttr scaleAttr = builder.getF64FloatAttr(scale);
   auto copyQ = CopyTileOp::create(builder, loc, q, bIdx, hIdx, m0, validM, qt,
-                                  /*transposed=*/false, pairs ? FloatAttr() : scaleAttr);
+                                  /*transposed=*/false, bf16Tiles ? FloatAttr() : scaleAttr);
   (void)copyQ;
 
   // KV range: blocks entirely right of the window (above the diagonal for
@@ -387,8 +400,8 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
                          FloatAttr(), pairs);
     }
     TileMatmulOp::create(builder, loc, rt.q, kOperand, rt.s, /*accumulate=*/false,
-                         /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr(),
-                         /*prefetch=*/Value());
+                         /*transposed=*/kvInPlace, bf16Tiles,
+                         bf16Tiles ? scaleAttr : FloatAttr(), /*prefetch=*/Value());
     if (auto cap = att.getSoftcapAttr())
       TileSoftcapOp::create(builder, loc, rt.s, cap);
     if (slopes)
@@ -420,10 +433,11 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
                          att.getWindowSidesAttr());
     }
     TileSoftmaxOp::create(builder, loc, rt.s, rt.mx, rt.sm, rt.acc);
-    if (pairs)
+    if (bf16Tiles)
       TileConvertOp::create(builder, loc, rt.s, rt.p);
-    TileMatmulOp::create(builder, loc, pairs ? rt.p : rt.s, vOperand, rt.acc, /*accumulate=*/true,
-                         /*transposed=*/false, pairs, FloatAttr(), /*prefetch=*/Value());
+    TileMatmulOp::create(builder, loc, bf16Tiles ? rt.p : rt.s, vOperand, rt.acc,
+                         /*accumulate=*/true, /*transposed=*/false, bf16Tiles, FloatAttr(),
+                         /*prefetch=*/Value());
   }
   auto storeFinal = [&] {
     TileStoreOp::create(builder, loc, acc, sm, out, bIdx, hIdx, m0, validM);
@@ -498,7 +512,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
           return signalPassFailure();
         }
         if (failed(tileRaggedFunction(func, ragged, blockM, blockN, kvInPlace, lse, bf16Pairs,
-                                       skipMaskedRows)))
+                                       skipMaskedRows, kvInPlacePairs)))
           return signalPassFailure();
         continue;
       }
@@ -511,7 +525,8 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
         return signalPassFailure();
       }
       if (failed(tileFunction(func, *m, blockM, blockN, lse || splitKv, splitKv, kvInPlace,
-                              cpuTasks, minTaskWork, bf16Pairs, skipMaskedRows)))
+                              cpuTasks, minTaskWork, bf16Pairs, skipMaskedRows,
+                              kvInPlacePairs)))
         return signalPassFailure();
     }
   }

@@ -76,7 +76,8 @@ RaggedAttentionOp mlir::attn::findRaggedAttention(func::FuncOp func) {
 
 LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att,
                                              int64_t BM, int64_t BN, bool kvInPlace,
-                                             bool withLse, bool bf16Pairs, bool skipMaskedRows) {
+                                             bool withLse, bool bf16Pairs, bool skipMaskedRows,
+                                             bool kvInPlacePairs) {
   Block &body = func.getBody().front();
   for (Operation &op : body.without_terminator())
     if (&op != att.getOperation())
@@ -167,10 +168,15 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   auto allocBf16 = [&](ArrayRef<int64_t> shape) -> Value {
     return memref::AllocOp::create(builder, loc, MemRefType::get(shape, builder.getBF16Type()));
   };
-  Value qt = pairs ? allocBf16({BM, D}) : alloc({BM, D});
+  bool views = kvInPlace && (!table || pageViews);
+  // kv-in-place-pairs (AttnTile.cpp) on views of K/V rows; pages of at
+  // least 2 rows (P V takes the keys in pairs, a page part's columns even).
+  bool inPlacePairs =
+      views && kvInPlacePairs && (!pageViews || P >= 2) && useInPlacePairs(q, k, v);
+  bool bf16Tiles = pairs || inPlacePairs;
+  Value qt = bf16Tiles ? allocBf16({BM, D}) : alloc({BM, D});
   Value s = alloc({BM, BN}), acc = alloc({BM, Dv});
   Value mx = alloc({BM}), sm = alloc({BM});
-  bool views = kvInPlace && (!table || pageViews);
   // Rows gathered for the in-place form keep the cache's element type: the
   // copy is then a plain move of the rows (half the bytes of f32 for 16-bit
   // caches) and the dot products read them as they read a page in place.
@@ -186,7 +192,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
              : pairs     ? allocBf16({BN / 2, 2 * Dv})
              : kvInPlace ? allocKv({BN, Dv})
                          : alloc({BN, Dv});
-  Value p = pairs ? allocBf16({BM, BN}) : Value();
+  Value p = bf16Tiles ? allocBf16({BM, BN}) : Value();
   fill(acc, t.f32(0.0));
   if (sinks) {
     fill(mx, memref::LoadOp::create(builder, loc, sinks, ValueRange{h}));
@@ -198,7 +204,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   // Pairs: Q as it is, the scale on the f32 scores (AttnTile.cpp).
   FloatAttr scaleAttr = builder.getF64FloatAttr(att.getScale().convertToDouble());
   CopyTileOp::create(builder, loc, q, qb, h, qr, qn, qt, /*transposed=*/false,
-                     pairs ? FloatAttr() : scaleAttr);
+                     bf16Tiles ? FloatAttr() : scaleAttr);
 
   // Only KV blocks the window reaches (query rows pos .. pos + BM - 1).
   Value lo = c0, hi = kn;
@@ -295,12 +301,12 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     }
     if (pageParts.empty())
       TileMatmulOp::create(builder, loc, rt.q, kOperand, rt.s, /*accumulate=*/false,
-                           /*transposed=*/kvInPlace, pairs, pairs ? scaleAttr : FloatAttr(),
-                           /*prefetch=*/Value());
+                           /*transposed=*/kvInPlace, bf16Tiles,
+                           bf16Tiles ? scaleAttr : FloatAttr(), /*prefetch=*/Value());
     for (auto [j, part] : llvm::enumerate(pageParts)) {
       TileMatmulOp::create(builder, loc, qt, std::get<0>(part), std::get<2>(part),
-                           /*accumulate=*/false, /*transposed=*/true, /*pairs=*/false,
-                           FloatAttr(), nextPart(k, j));
+                           /*accumulate=*/false, /*transposed=*/true, inPlacePairs,
+                           inPlacePairs ? scaleAttr : FloatAttr(), nextPart(k, j));
     }
     if (auto cap = att.getSoftcapAttr())
       TileSoftcapOp::create(builder, loc, rt.s, cap);
@@ -327,15 +333,26 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
                          IntegerAttr(), masked ? att.getWindowSidesAttr() : DenseI64ArrayAttr());
     });
     TileSoftmaxOp::create(builder, loc, rt.s, rt.mx, rt.sm, rt.acc);
-    if (pairs)
+    if (bf16Tiles)
       TileConvertOp::create(builder, loc, rt.s, rt.p);
     if (pageParts.empty())
-      TileMatmulOp::create(builder, loc, pairs ? rt.p : rt.s, vOperand, rt.acc, /*accumulate=*/true,
-                           /*transposed=*/false, pairs, FloatAttr(), /*prefetch=*/Value());
+      TileMatmulOp::create(builder, loc, bf16Tiles ? rt.p : rt.s, vOperand, rt.acc,
+                           /*accumulate=*/true, /*transposed=*/false, bf16Tiles, FloatAttr(),
+                           /*prefetch=*/Value());
     for (auto [j, part] : llvm::enumerate(pageParts)) {
-      TileMatmulOp::create(builder, loc, std::get<2>(part), std::get<1>(part), acc,
-                           /*accumulate=*/true, /*transposed=*/false, /*pairs=*/false,
-                           FloatAttr(), nextPart(v, j));
+      // P's columns of this page part (s's, rounded into p).
+      Value cols = std::get<2>(part);
+      if (inPlacePairs)
+        cols = pagesPerBlock == 1
+                   ? p
+                   : memref::SubViewOp::create(
+                         builder, loc, p, ArrayRef<OpFoldResult>{t.idx(0), t.idx(j * P)},
+                         ArrayRef<OpFoldResult>{builder.getIndexAttr(BM),
+                                                builder.getIndexAttr(P)},
+                         ArrayRef<OpFoldResult>{builder.getIndexAttr(1),
+                                                builder.getIndexAttr(1)});
+      TileMatmulOp::create(builder, loc, cols, std::get<1>(part), acc, /*accumulate=*/true,
+                           /*transposed=*/false, inPlacePairs, FloatAttr(), nextPart(v, j));
     }
   }
   TileStoreOp::create(builder, loc, acc, sm, out, qb, h, qr, qn);

@@ -13,9 +13,14 @@ RaggedAttentionOp findRaggedAttention(func::FuncOp func);
 /// withLse: a trailing `lse` argument (q's [Bq, H, Lq] without head_dim, any
 /// strides) gets each query row's log-sum-exp. bf16Pairs: attn-tile's
 /// bf16-pairs form where it applies (the K/V copies and gathers `pairs`).
+/// kvInPlacePairs: with kvInPlace and bf16 views of K/V, both matmuls
+/// `pairs` on the rows as stored (attn-tile kv-in-place-pairs).
 LogicalResult tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att, int64_t blockM,
                                  int64_t blockN, bool kvInPlace, bool withLse, bool bf16Pairs,
-                                 bool skipMaskedRows);
+                                 bool skipMaskedRows, bool kvInPlacePairs);
+/// Whether attn-tile's kv-in-place-pairs form applies to q/k/v: bf16, the
+/// head dims multiples of 32 (Q K^T's vdpbf16ps steps) and 16 (P V's columns).
+bool useInPlacePairs(Value q, Value k, Value v);
 /// Whether attn-tile's bf16-pairs form applies to q/k/v (the attention's
 /// operands): bf16, not kv-in-place, and shapes that fill whole AMX tiles
 /// (16 rows; 32 bf16 of contraction per tile row; 16 f32 columns of c).

@@ -12,6 +12,11 @@
 // packing of b is the AMX layout (copy_tile / gather_tile `pairs`), so
 // attn-tile's `bf16-pairs` program serves both.
 //
+// The kv-in-place pairs (attn-tile `kv-in-place-pairs`, bf16 decode): Q K^T
+// `transposed pairs` is CpuMatmul.cpp's dot-product block with vdpbf16ps
+// steps; P V `pairs` on value rows as stored interleaves two rows into pairs
+// as it loads them (emitRowsBlock).
+//
 //===----------------------------------------------------------------------===//
 #include "passes/CpuLowering.h"
 
@@ -25,10 +30,21 @@ namespace mlir::attn::cpu_lowering {
 /// f32 lanes of one vdpbf16ps (zmm): 16, i.e. 32 bf16 of a and of b.
 constexpr int64_t kLanes = 16;
 
+Value dotBf16(CpuEmitter &e, Value acc, Value a, Value b) {
+  return x86vector::DotBF16Op::create(e.ib, e.vec(kLanes), acc, a, b);
+}
+
 LogicalResult checkBf16DotMatmul(TileMatmulOp op, int64_t W) {
   auto a = cast<MemRefType>(op.getA().getType());
   auto c = cast<MemRefType>(op.getC().getType());
   int64_t M = a.getDimSize(0), N = c.getDimSize(1);
+  if (op.getTransposed() && (W != kLanes || a.getDimSize(1) % (2 * kLanes)))
+    return op.emitOpError("attn-lower-to-cpu: a transposed pairs tile_matmul on AVX-512-BF16 "
+                          "needs 16-lane vectors and a contraction extent that is a multiple "
+                          "of 32, got vector-width ")
+           << W << " and a " << a;
+  if (op.getTransposed())
+    return success();
   if (W != kLanes || ShapedType::isDynamic(M) || ShapedType::isDynamic(N) || N % kLanes)
     return op.emitOpError("attn-lower-to-cpu: a pairs tile_matmul on AVX-512-BF16 needs "
                           "16-lane vectors and static rows and columns, the columns a "
@@ -80,7 +96,94 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, i
     }
 }
 
+/// P V on value rows read in place (b [K', N] bf16, K' <= K at run time):
+/// rows [i0, i0 + mr) x `nv` vectors of c from col0. Per key pair t, rows 2t
+/// and 2t + 1 of b, 16 columns each, interleaved into the pairs
+/// (b[2t, n], b[2t + 1, n]) as they are loaded, and per row of a its pair
+/// broadcast; an odd last key pairs with zeros (in b and in a, so that the
+/// column after it is never read into a product).
+static void emitRowsBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
+                          int64_t nv) {
+  ImplicitLocOpBuilder &b = e.ib;
+  Value a = op.getA(), bm = op.getB(), c = op.getC();
+  Type bf16 = b.getBF16Type(), i16 = b.getI16Type(), i32 = b.getI32Type();
+  auto half = VectorType::get({kLanes}, bf16), abType = VectorType::get({2 * kLanes}, bf16);
+  auto splatI32 = VectorType::get({kLanes}, i32);
+  SmallVector<int64_t> interleave;
+  for (int64_t l = 0; l < kLanes; ++l)
+    interleave.append({l, l + kLanes});
+  auto [rows, cols, init] = registerBlock(e, op, i0, mr, col0, nv, kLanes);
+  auto keyStep = [&](Value k, bool odd, ValueRange acc) {
+    Value k1 = odd ? Value() : e.addi(k, e.idx(1));
+    prefetchKeyRow(e, op, k, col0, nv * kLanes);
+    if (!odd)
+      prefetchKeyRow(e, op, k1, col0, nv * kLanes);
+    Value zeros = odd ? Value(arith::ConstantOp::create(
+                            b, DenseElementsAttr::get(half, b.getFloatAttr(bf16, 0.0))))
+                      : Value();
+    SmallVector<Value> bv;
+    for (int64_t j = 0; j < nv; ++j) {
+      Value col = e.idx(col0 + j * kLanes);
+      Value lo = vector::LoadOp::create(b, half, bm, ValueRange{k, col});
+      Value hi = odd ? zeros : vector::LoadOp::create(b, half, bm, ValueRange{k1, col});
+      bv.push_back(vector::ShuffleOp::create(b, lo, hi, interleave));
+    }
+    SmallVector<Value> next(acc.begin(), acc.end());
+    for (int64_t r = 0; r < mr; ++r) {
+      // (a[i, k], a[i, k + 1]) as one 32-bit word, or (a[i, k], 0).
+      Value word;
+      if (odd) {
+        Value x = memref::LoadOp::create(b, a, ValueRange{rows[r], k});
+        word = arith::ExtUIOp::create(b, i32, arith::BitcastOp::create(b, i16, x));
+      } else {
+        Value pair = vector::LoadOp::create(b, VectorType::get({2}, bf16), a,
+                                            ValueRange{rows[r], k});
+        word = vector::ExtractOp::create(
+            b, vector::BitCastOp::create(b, VectorType::get({1}, i32), pair), 0);
+      }
+      Value av = vector::BitCastOp::create(b, abType,
+                                           vector::BroadcastOp::create(b, splatI32, word));
+      for (int64_t j = 0; j < nv; ++j)
+        next[r * nv + j] = dotBf16(e, next[r * nv + j], av, bv[j]);
+    }
+    return next;
+  };
+  Value keys = e.dim(bm, 0);
+  Value even = e.muli(arith::DivUIOp::create(b, keys, e.idx(2)), 2);
+  SmallVector<Value> res = e.loop(e.idx(0), even, e.idx(2), init, [&](Value k, ValueRange acc) {
+    return keyStep(k, /*odd=*/false, acc);
+  });
+  // The odd last key: a loop of zero or one step.
+  res = e.loop(even, keys, e.idx(1), res,
+               [&](Value k, ValueRange acc) { return keyStep(k, /*odd=*/true, acc); });
+  for (int64_t r = 0; r < mr; ++r)
+    for (int64_t j = 0; j < nv; ++j)
+      e.storeF32(res[r * nv + j], c, {rows[r], cols[j]});
+}
+
+/// P V on value rows in place: column groups as lowerMatmul's (a decode
+/// block has fewer rows than micro-rows: wider groups, V swept fewer times).
+static void lowerRowsBf16Dot(CpuEmitter &e, TileMatmulOp op) {
+  int64_t M = cast<MemRefType>(op.getA().getType()).getDimSize(0);
+  int64_t N = cast<MemRefType>(op.getC().getType()).getDimSize(1);
+  int64_t width = M < e.MR ? std::max<int64_t>(e.NR, e.MR * e.NR / std::max<int64_t>(1, M))
+                           : e.NR;
+  for (int64_t col = 0; col < N; col += width * kLanes) {
+    int64_t nv = std::min<int64_t>(width, (N - col) / kLanes);
+    int64_t mr = std::max<int64_t>(1, std::min<int64_t>({8, e.MR * e.NR / nv, M}));
+    int64_t full = M - M % mr;
+    e.loop(e.idx(0), e.idx(full), e.idx(mr),
+           [&](Value i0) { emitRowsBlock(e, op, i0, mr, col, nv); });
+    if (M % mr)
+      emitRowsBlock(e, op, e.idx(full), M % mr, col, nv);
+  }
+}
+
 void lowerMatmulBf16Dot(CpuEmitter &e, TileMatmulOp op) {
+  if (op.getTransposed())
+    return lowerMatmul(e, op); // the dot-product block, vdpbf16ps steps
+  if (op.pairsInPlace())
+    return lowerRowsBf16Dot(e, op);
   auto aType = cast<MemRefType>(op.getA().getType());
   int64_t M = aType.getDimSize(0), pairs = aType.getDimSize(1) / 2;
   int64_t N = cast<MemRefType>(op.getC().getType()).getDimSize(1);

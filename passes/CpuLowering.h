@@ -301,6 +301,10 @@ RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
 /// tile_matmul `pairs` on AVX-512-BF16 (vdpbf16ps), and its shape check (CpuBf16Dot.cpp).
 LogicalResult checkBf16DotMatmul(TileMatmulOp op, int64_t W);
 void lowerMatmulBf16Dot(CpuEmitter &e, TileMatmulOp op);
+/// acc + the pair products of a and b (32 bf16 each): one vdpbf16ps.
+Value dotBf16(CpuEmitter &e, Value acc, Value a, Value b);
+/// The software prefetch for key row `r` of a kv-in-place b (CpuMatmul.cpp).
+void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0, int64_t n);
 
 } // namespace mlir::attn::cpu_lowering
 

@@ -70,7 +70,7 @@ static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, int64_t col0, int
 /// The prefetch for key row `r` of b: row `r` of the op's `prefetch` view
 /// (clamped to its rows; attn-tile's next-block rows of a paged cache) when
 /// it has one, else b's own row kPrefetchRows ahead (prefetchRowAhead).
-static void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0, int64_t n) {
+void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0, int64_t n) {
   Value pf = op.getPrefetch();
   if (!pf)
     return prefetchRowAhead(e, op.getB(), r, col0, n);
@@ -123,11 +123,27 @@ static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
 
 /// One block of the transposed form: rows [i0, i0 + mr) of a against rows
 /// [j0, j0 + nj) of b: c[i, j] (+)= sum_k a[i, k] b[j, k]. K is static.
+/// `pairs` (bf16 a and b, AVX-512-BF16): each partial-sum vector takes 32
+/// bf16 of a row of a and of b per vdpbf16ps (no widening, half the
+/// instructions of the f32 FMAs), K a multiple of 32 (checkBf16DotMatmul);
+/// `scale` multiplies the sums.
 static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, Value j0,
                          int64_t nj, int64_t K) {
   ImplicitLocOpBuilder &b = e.ib;
   int64_t W = std::min(e.W, K);
   Value a = op.getA(), bm = op.getB(), c = op.getC();
+  bool pairs = op.getPairs();
+  std::optional<double> scale;
+  if (auto s = op.getScale(); s && s->convertToDouble() != 1.0)
+    scale = s->convertToDouble();
+  auto scaled = [&](Value v) -> Value {
+    if (!scale)
+      return v;
+    Value f = isa<VectorType>(v.getType())
+                  ? e.splat(*scale, cast<VectorType>(v.getType()).getNumElements())
+                  : Value(arith::ConstantOp::create(b, b.getF32FloatAttr(*scale)));
+    return arith::MulFOp::create(b, v, f);
+  };
   SmallVector<Value> rows, cols;
   for (int64_t r = 0; r < mr; ++r)
     rows.push_back(r == 0 ? i0 : e.addi(i0, e.idx(r)));
@@ -147,18 +163,33 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, V
     }
     return next;
   };
-  int64_t full = K - K % W;
+  auto pairStep = [&](Value k, ValueRange acc) {
+    auto v32 = VectorType::get({2 * W}, b.getBF16Type());
+    SmallVector<Value> bv;
+    for (int64_t j = 0; j < nj; ++j)
+      bv.push_back(vector::LoadOp::create(b, v32, bm, ValueRange{cols[j], k}));
+    SmallVector<Value> next(acc.begin(), acc.end());
+    for (int64_t r = 0; r < mr; ++r) {
+      Value av = vector::LoadOp::create(b, v32, a, ValueRange{rows[r], k});
+      for (int64_t j = 0; j < nj; ++j)
+        next[r * nj + j] = dotBf16(e, next[r * nj + j], av, bv[j]);
+    }
+    return next;
+  };
+  int64_t full = pairs ? K : K - K % W;
   SmallVector<Value> init(mr * nj, e.splat(0.0, W));
   SmallVector<Value> acc =
-      e.loop(e.idx(0), e.idx(full), e.idx(W), init,
-             [&](Value k, ValueRange carried) { return step(k, W, carried); });
+      e.loop(e.idx(0), e.idx(full), e.idx(pairs ? 2 * W : W), init,
+             [&](Value k, ValueRange carried) {
+               return pairs ? pairStep(k, carried) : step(k, W, carried);
+             });
   int64_t n = mr * nj;
   if (K % W == 0 && n >= 2 && n <= W && llvm::isPowerOf2_64(n)) {
     // All n dot products at once (lane r * nj + j of one vector), stored a
     // row's nj columns at a time.
-    Value all = e.transposeReduce(acc, [&](Value x, Value y) -> Value {
+    Value all = scaled(e.transposeReduce(acc, [&](Value x, Value y) -> Value {
       return arith::AddFOp::create(b, x, y, arith::FastMathFlags::reassoc);
-    });
+    }));
     for (int64_t r = 0; r < mr; ++r) {
       Value v = nj == n ? all
                         : vector::ExtractStridedSliceOp::create(b, all, ArrayRef<int64_t>{r * nj},
@@ -181,7 +212,7 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, V
   }
   for (int64_t r = 0; r < mr; ++r)
     for (int64_t j = 0; j < nj; ++j) {
-      Value v = sums[r * nj + j];
+      Value v = scaled(sums[r * nj + j]);
       if (op.getAccumulate())
         v = arith::AddFOp::create(b, v, e.loadScalarF32(c, {rows[r], cols[j]}));
       e.storeScalarF32(v, c, {rows[r], cols[j]});

@@ -126,6 +126,12 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
            "attn.tile_convert; only where the shapes fit the AMX tiles (head dims multiples "
            "of 32, block-m a multiple of 16, block-n of 32, not kv-in-place); otherwise the "
            "f32 tiles">,
+    Option<"kvInPlacePairs", "kv-in-place-pairs", "bool", "false",
+           "with kv-in-place and bf16 Q/K/V (head dims multiples of 32 and 16): Q kept in a "
+           "bf16 tile (unscaled), Q.K^T `transposed pairs` on K's rows with the scale on the "
+           "f32 scores, P rounded to bf16 by attn.tile_convert and P.V `pairs` on V's rows "
+           "(the CPU's AVX-512-BF16 class: vdpbf16ps without widening K/V; views only, pages "
+           "of at least 2 rows)">,
     Option<"skipMaskedRows", "skip-masked-rows", "bool", "false",
            "in KV blocks that reach past the diagonal (causal, or a window's right side), run "
            "the block's score, softmax and P.V ops on views of the row tiles from the first "

@@ -52,7 +52,7 @@ LogicalResult TileMatmulOp::verify() {
   if (Value pf = getPrefetch()) {
     // Key rows like b's: b is [keys, D] when transposed, [keys, Dv] otherwise.
     auto t = cast<MemRefType>(pf.getType());
-    if (getPairs())
+    if (getPairs() && !pairsInPlace())
       return emitOpError("prefetch is for b read in place (kv-in-place), not a pairs tile");
     if (!compatible(t.getDimSize(1), b.getDimSize(1)))
       return emitOpError("prefetch rows have ")
@@ -65,21 +65,38 @@ LogicalResult TileMatmulOp::verify() {
       return emitOpError("scale must be finite");
   }
   if (getPairs()) {
-    if (getTransposed())
-      return emitOpError("pairs and transposed are exclusive");
     if (!a.getElementType().isBF16() || !b.getElementType().isBF16())
       return emitOpError("pairs needs bf16 a and b, got ")
              << a.getElementType() << " and " << b.getElementType();
     if (!c.getElementType().isF32())
       return emitOpError("c must be f32");
-    // a [M, K], b [K / 2, 2 N], c [M, N].
     int64_t K = a.getDimSize(1);
-    if (ShapedType::isDynamic(K) || K % 2 || ShapedType::isDynamic(b.getDimSize(1)) ||
-        b.getDimSize(1) % 2)
-      return emitOpError("pairs needs a static even contraction extent and b columns, got a ")
+    if (ShapedType::isDynamic(K) || K % 2 || ShapedType::isDynamic(b.getDimSize(1)))
+      return emitOpError("pairs needs a static even contraction extent and static b columns, "
+                         "got a ")
              << ext(a.getDimSize(0)) << "x" << ext(K) << ", b " << ext(b.getDimSize(0)) << "x"
              << ext(b.getDimSize(1));
-    if (!compatible(b.getDimSize(0), K / 2) || !compatible(a.getDimSize(0), c.getDimSize(0)) ||
+    if (!compatible(a.getDimSize(0), c.getDimSize(0)))
+      return emitOpError("c must have a's ") << ext(a.getDimSize(0)) << " rows";
+    if (getTransposed()) {
+      // a [M, K], b [N', K] key rows as stored (N' <= N), c [M, N].
+      if (!compatible(b.getDimSize(1), K) ||
+          (!b.isDynamicDim(0) && !c.isDynamicDim(1) && b.getDimSize(0) > c.getDimSize(1)))
+        return emitOpError("transposed pairs shapes do not fit: a ")
+               << ext(a.getDimSize(0)) << "x" << ext(K) << ", b " << ext(b.getDimSize(0)) << "x"
+               << ext(b.getDimSize(1)) << " (expected N'x" << K << "), c "
+               << ext(c.getDimSize(0)) << "x" << ext(c.getDimSize(1));
+      return success();
+    }
+    if (pairsInPlace()) {
+      // a [M, K], b [K', N] value rows as stored (K' <= K), c [M, N].
+      if (!b.isDynamicDim(0) && b.getDimSize(0) > K)
+        return emitOpError("pairs b has ") << b.getDimSize(0) << " rows, more than a's " << K
+                                           << " columns";
+      return success();
+    }
+    // a [M, K], b [K / 2, 2 N], c [M, N].
+    if (b.getDimSize(1) % 2 || !compatible(b.getDimSize(0), K / 2) ||
         !compatible(b.getDimSize(1) / 2, c.getDimSize(1)))
       return emitOpError("pairs shapes do not fit: a ")
              << ext(a.getDimSize(0)) << "x" << ext(K) << ", b " << ext(b.getDimSize(0)) << "x"

@@ -78,7 +78,12 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
     With `pairs`, `a` is bf16 `[M, K]` and `b` bf16 in copy_tile's
     pair-packed layout `[K / 2, 2 N]` (`b[k, n]` at `[k / 2, 2 n + k % 2]`),
     K even: the products of bf16 values summed in f32 (AMX `tdpbf16ps` on
-    the CPU). `scale` (pairs only) multiplies the f32 result: the softmax
+    the CPU). `pairs` also takes bf16 rows read in place (kv-in-place,
+    `pairsInPlace()`): with `transposed`, `b` is `[N', K]` key rows (the
+    pairs of the contraction are adjacent in a's and b's rows); without,
+    `b` is `[K', N]` value rows (`N` = c's columns; the CPU interleaves two
+    rows into pairs as it loads them). `vdpbf16ps` on the CPU's
+    AVX-512-BF16 class (attn-tile `kv-in-place-pairs`, the bf16 decode form). `scale` (pairs only) multiplies the f32 result: the softmax
     scale of Q K^T applied to the scores, so that Q is not rounded to bf16
     after scaling (torch's bf16 attention scales the f32 scores too).
 
@@ -96,6 +101,8 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
         : memref<4x128xf32>, memref<?x128xbf16, strided<[1024, 1], offset: ?>>, memref<4x64xf32>
     attn.tile_matmul %p, %vt pairs into %acc accumulate
         : memref<64x64xbf16>, memref<32x256xbf16>, memref<64x128xf32>
+    attn.tile_matmul %qt, %kview transposed pairs scale 0.088 into %s
+        : memref<4x128xbf16>, memref<?x128xbf16, strided<[1024, 1], offset: ?>>, memref<4x64xf32>
     ```
   }];
   let arguments = (ins Arg<Attn_Tile2D, "", [MemRead]>:$a, Arg<Attn_Tile2D, "", [MemRead]>:$b,
@@ -106,6 +113,19 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
     $a `,` $b (`transposed` $transposed^)? (`pairs` $pairs^)? (`scale` $scale^)? `into` $c
     (`accumulate` $accumulate^)? (`prefetch` $prefetch^ `:` type($prefetch))? attr-dict
     `:` type($a) `,` type($b) `,` type($c)
+  }];
+  let extraClassDeclaration = [{
+    /// A `pairs` product whose b holds K/V rows as they are stored (the
+    /// kv-in-place form): transposed (b [N', K]), or b [K', N] with c's columns.
+    bool pairsInPlace() {
+      if (!getPairs())
+        return false;
+      if (getTransposed())
+        return true;
+      auto b = ::llvm::cast<::mlir::MemRefType>(getB().getType());
+      auto c = ::llvm::cast<::mlir::MemRefType>(getC().getType());
+      return !b.isDynamicDim(1) && b.getDimSize(1) == c.getDimSize(1);
+    }
   }];
   let hasVerifier = 1;
 }

@@ -120,9 +120,14 @@ def stage_options(options: CompileOptions, target: str) -> dict[str, Any]:
     if target_kind(target) == "gpu":
         opts["chip"] = gpu_target.chip_for_target(target)
         return opts
-    if cpu_target.resolve(options.cpu).bf16_pairs:
+    isa = cpu_target.resolve(options.cpu)
+    if isa.bf16_pairs:
         # bf16 tiles and AMX / vdpbf16ps matmuls where the shapes fit (attn-tile bf16-pairs).
         opts["bf16_pairs"] = True
+    if isa.bf16_dot:
+        # bf16 decode (kv-in-place) on vdpbf16ps: K/V rows never widened to f32
+        # (attn-tile kv-in-place-pairs; docs/cpu-backend.md).
+        opts["kv_in_place_pairs"] = True
     # Diagonal KV blocks run on the rows that see their keys (attn-tile
     # skip-masked-rows; causal S1024 prefill, docs/cpu-backend.md).
     opts["skip_masked_rows"] = True

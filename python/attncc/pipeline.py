@@ -53,6 +53,7 @@ def _tile_passes(o: Options) -> str:
     form = "".join(f" {flag}=true" for key, flag in (("lse", "lse"), ("split_kv", "split-kv"),
                                                       ("kv_in_place", "kv-in-place"),
                                                       ("bf16_pairs", "bf16-pairs"),
+                                                      ("kv_in_place_pairs", "kv-in-place-pairs"),
                                                       ("skip_masked_rows", "skip-masked-rows"))
                    if o.get(key))
     if o.get("cpu_tasks"):

@@ -17,3 +17,19 @@ func.func @rows(%a: memref<?x64xbf16>, %b: memref<32x32xbf16>, %c: memref<?x16xf
   attn.tile_matmul %a, %b pairs into %c : memref<?x64xbf16>, memref<32x32xbf16>, memref<?x16xf32>
   return
 }
+
+// -----
+
+func.func @transposed_extent(%a: memref<4x48xbf16>, %k: memref<?x48xbf16>, %c: memref<4x16xf32>) {
+  // expected-error @+1 {{attn-lower-to-cpu: a transposed pairs tile_matmul on AVX-512-BF16 needs 16-lane vectors and a contraction extent that is a multiple of 32, got vector-width 16 and a 'memref<4x48xbf16>'}}
+  attn.tile_matmul %a, %k transposed pairs into %c : memref<4x48xbf16>, memref<?x48xbf16>, memref<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @rows_in_place_columns(%p: memref<4x16xbf16>, %v: memref<?x24xbf16>, %c: memref<4x24xf32>) {
+  // expected-error @+1 {{attn-lower-to-cpu: a pairs tile_matmul on AVX-512-BF16 needs 16-lane vectors and static rows and columns, the columns a multiple of 16}}
+  attn.tile_matmul %p, %v pairs into %c accumulate : memref<4x16xbf16>, memref<?x24xbf16>, memref<4x24xf32>
+  return
+}

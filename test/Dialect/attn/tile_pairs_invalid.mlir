@@ -41,8 +41,37 @@ func.func @pairs_shapes(%a: memref<32x64xbf16>, %b: memref<64x128xbf16>, %c: mem
 // -----
 
 func.func @pairs_transposed(%a: memref<32x64xbf16>, %b: memref<32x128xbf16>, %c: memref<32x64xf32>) {
-  // expected-error @+1 {{pairs and transposed are exclusive}}
+  // expected-error @+1 {{transposed pairs shapes do not fit: a 32x64, b 32x128 (expected N'x64), c 32x64}}
   attn.tile_matmul %a, %b transposed pairs into %c : memref<32x64xbf16>, memref<32x128xbf16>, memref<32x64xf32>
+  return
+}
+
+// -----
+
+func.func @pairs_transposed_keys(%a: memref<4x64xbf16>, %b: memref<32x64xbf16>, %c: memref<4x16xf32>) {
+  // expected-error @+1 {{transposed pairs shapes do not fit: a 4x64, b 32x64 (expected N'x64), c 4x16}}
+  attn.tile_matmul %a, %b transposed pairs into %c : memref<4x64xbf16>, memref<32x64xbf16>, memref<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @pairs_rows(%a: memref<4x16xbf16>, %b: memref<32x64xbf16>, %c: memref<4x64xf32>) {
+  // expected-error @+1 {{pairs b has 32 rows, more than a's 16 columns}}
+  attn.tile_matmul %a, %b pairs into %c accumulate : memref<4x16xbf16>, memref<32x64xbf16>, memref<4x64xf32>
+  return
+}
+
+// -----
+
+func.func @pairs_in_place(%a: memref<4x64xbf16>, %k: memref<?x64xbf16, strided<[512, 1], offset: ?>>,
+                          %v: memref<?x128xbf16, strided<[1024, 1], offset: ?>>,
+                          %s: memref<4x64xf32>, %p: memref<4x64xbf16>, %acc: memref<4x128xf32>) {
+  // The kv-in-place pairs products verify.
+  attn.tile_matmul %a, %k transposed pairs scale 0.125 into %s : memref<4x64xbf16>, memref<?x64xbf16, strided<[512, 1], offset: ?>>, memref<4x64xf32>
+  attn.tile_matmul %p, %v pairs into %acc accumulate prefetch %v : memref<?x128xbf16, strided<[1024, 1], offset: ?>> : memref<4x64xbf16>, memref<?x128xbf16, strided<[1024, 1], offset: ?>>, memref<4x128xf32>
+  // expected-error @+1 {{c must be f32}}
+  attn.tile_matmul %a, %k transposed pairs into %p : memref<4x64xbf16>, memref<?x64xbf16, strided<[512, 1], offset: ?>>, memref<4x64xbf16>
   return
 }
 
