@@ -23,6 +23,14 @@ namespace mlir::attn::cpu_lowering {
 
 /// How far ahead (in rows of b) rows of a K/V view are prefetched.
 constexpr int64_t kPrefetchRows = 16;
+/// ... and into which cache: locality 2 (x86 prefetcht1: L2, not L1). K/V
+/// rows are a stream read once; measured on AMD Zen 4 (2 threads, B8
+/// Hq32/Hkv8 D128 4k decode, alternating processes, 3 rounds), prefetcht0
+/// made decode slower than no prefetch at all (bf16 7.1-7.2 ms against
+/// 5.2-9.2, noisy), prefetcht1 fastest: bf16 contiguous 7.2-8.2 -> 5.0-6.2
+/// ms, fp32 15.0-16.0 -> 11.2-12.3, paged HND page 16 bf16 8.7-10.1 ->
+/// 5.4-6.5 (docs/cpu-backend.md).
+constexpr uint32_t kPrefetchLocality = 2;
 
 /// Software prefetch (IRBuild::prefetchLines) of the row `kPrefetchRows`
 /// ahead of row `r` of b, when b is a view of K/V rows where they are stored
@@ -64,7 +72,7 @@ static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, int64_t col0, int
                     e.subi(e.dim(sv.getSource(), d), e.idx(1)));
     lead.push_back(off);
   }
-  e.prefetchLines(sv.getSource(), lead, col0, n);
+  e.prefetchLines(sv.getSource(), lead, col0, n, kPrefetchLocality);
 }
 
 /// The prefetch for key row `r` of b: row `r` of the op's `prefetch` view
@@ -75,7 +83,7 @@ void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0, int64
   if (!pf)
     return prefetchRowAhead(e, op.getB(), r, col0, n);
   Value at = e.minsi(r, e.subi(e.dim(pf, 0), e.idx(1)));
-  e.prefetchLines(pf, ValueRange{at}, col0, n);
+  e.prefetchLines(pf, ValueRange{at}, col0, n, kPrefetchLocality);
 }
 
 RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,

@@ -29,7 +29,7 @@
 // at a time on AVX2, one lane reduction per dot product. Each K row 16
 // ahead is prefetched in K itself (the view's source), its row index clamped to
 // Lk - 1 rather than to the block: near a block's end the prefetch reaches into
-// the next block. One prefetch per 64-byte line (32 bf16).
+// the next block. One prefetch per 64-byte line (32 bf16), into L2 (locality 2).
 // CPU-LABEL: func @decode_gqa
 // CPU-SAME: %[[K:[^:]*]]: memref<?x1x?x128xbf16>, %[[V:[^:]*]]: memref<?x1x?x128xbf16>
 // CPU-NOT: attn.tile_
@@ -40,7 +40,7 @@
 // CPU: %[[AHEAD:.*]] = arith.addi %{{.*}}, %c16
 // CPU: %[[ROW:.*]] = arith.addi %{{.*}}, %[[AHEAD]]
 // CPU: %[[CLAMPED:.*]] = arith.minsi %[[ROW]], %[[LAST]]
-// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c0{{.*}}], read, locality<3>, data : memref<?x1x?x128xbf16>
+// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c0{{.*}}], read, locality<2>, data : memref<?x1x?x128xbf16>
 // CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c32{{.*}}]
 // CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c64{{.*}}]
 // CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c96{{.*}}]
@@ -58,7 +58,7 @@
 // CPU16: vector.extract_strided_slice {{.*}} {offsets = [12], sizes = [4], strides = [1]} : vector<16xf32> to vector<4xf32>
 // CPU16: vector.store {{.*}} : memref<4x64xf32>, vector<4xf32>
 // P.V prefetches V's rows the same way.
-// CPU: memref.prefetch %[[V]][{{.*}}], read, locality<3>, data : memref<?x1x?x128xbf16>
+// CPU: memref.prefetch %[[V]][{{.*}}], read, locality<2>, data : memref<?x1x?x128xbf16>
 // CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[128, 1], offset: ?>>, vector<8xbf16>
 
 // Nothing to multi-buffer: attn-pipeline leaves the loop as it is.

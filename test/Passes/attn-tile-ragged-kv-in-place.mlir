@@ -65,13 +65,13 @@ func.func @paged(%q: tensor<1x4x?x32xf16>, %k: tensor<?x2x?x32xf16>, %v: tensor<
 
 // Lowered for the CPU, the dot products prefetch the key rows 16 ahead (rows
 // of one head are a dynamic stride apart) in K itself, the row clamped into K
-// (not into the block), one prefetch per 64-byte line.
+// (not into the block), one prefetch per 64-byte line, into L2 (locality 2).
 // CPU-LABEL: func @varlen
 // CPU-SAME: (%{{[^:]*}}: memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>, %[[K:[^:]*]]: memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
 // CPU-NOT: attn.copy_tile
 // CPU-NOT: vector.shuffle
-// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %c0{{.*}}], read, locality<3>, data : memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
-// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %c16{{.*}}], read, locality<3>, data : memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
+// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %c0{{.*}}], read, locality<2>, data : memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
+// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %c16{{.*}}], read, locality<2>, data : memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
 // CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
 func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor<1x4x?x32xf32>,
                   %w: tensor<?x7xi32>) -> tensor<1x4x?x32xf32> {
@@ -139,7 +139,7 @@ func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor
 // CPU-NOT: attn.gather_tile
 // CPU-NOT: attn.tile_
 // CPU-NOT: vector.shuffle
-// CPU: memref.prefetch %{{.*}}, read, locality<3>, data : memref<?x32xbf16, strided<[?, 1], offset: ?>>
+// CPU: memref.prefetch %{{.*}}, read, locality<2>, data : memref<?x32xbf16, strided<[?, 1], offset: ?>>
 // CPU-NOT: memref.prefetch %{{.*}} : memref<?x2x8x32xbf16
 // CPU: return
 func.func @paged_static(%q: tensor<1x4x?x32xbf16>, %k: tensor<?x2x8x32xbf16>, %v: tensor<?x2x8x32xbf16>,
