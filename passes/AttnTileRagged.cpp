@@ -169,10 +169,12 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     return memref::AllocOp::create(builder, loc, MemRefType::get(shape, builder.getBF16Type()));
   };
   bool views = kvInPlace && (!table || pageViews);
-  // kv-in-place-pairs (AttnTile.cpp) on views of K/V rows; pages of at
-  // least 2 rows (P V takes the keys in pairs, a page part's columns even).
+  // kv-in-place-pairs (AttnTile.cpp) on views of K/V rows, or on the rows
+  // gathered from pages of a run-time size (bf16 tiles, zero past the valid
+  // rows); page views of at least 2 rows (P V takes the keys in pairs, a page
+  // part's columns even).
   bool inPlacePairs =
-      views && kvInPlacePairs && (!pageViews || P >= 2) && useInPlacePairs(q, k, v);
+      kvInPlace && kvInPlacePairs && (!pageViews || P >= 2) && useInPlacePairs(q, k, v);
   bool bf16Tiles = pairs || inPlacePairs;
   Value qt = bf16Tiles ? allocBf16({BM, D}) : alloc({BM, D});
   Value s = alloc({BM, BN}), acc = alloc({BM, Dv});

@@ -130,8 +130,8 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
            "with kv-in-place and bf16 Q/K/V (head dims multiples of 32 and 16): Q kept in a "
            "bf16 tile (unscaled), Q.K^T `transposed pairs` on K's rows with the scale on the "
            "f32 scores, P rounded to bf16 by attn.tile_convert and P.V `pairs` on V's rows "
-           "(the CPU's AVX-512-BF16 class: vdpbf16ps without widening K/V; views only, pages "
-           "of at least 2 rows)">,
+           "(the CPU's AVX-512-BF16 class: vdpbf16ps without widening K/V; paged: page views "
+           "of at least 2 rows, or rows gathered into bf16 tiles)">,
     Option<"skipMaskedRows", "skip-masked-rows", "bool", "false",
            "in KV blocks that reach past the diagonal (causal, or a window's right side), run "
            "the block's score, softmax and P.V ops on views of the row tiles from the first "

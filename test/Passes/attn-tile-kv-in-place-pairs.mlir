@@ -82,8 +82,7 @@ func.func @paged16(%q: tensor<1x8x?x64xbf16>, %k: tensor<?x2x16x64xbf16>, %v: te
 
 // -----
 
-// Pages of one row (P V takes keys in pairs) and pages of a size read at run
-// time (rows gathered into tiles): the f32 form.
+// Pages of one row as views (P V takes keys in pairs): the f32 form.
 // CHECK-LABEL: func @paged1
 // CHECK-NOT: pairs
 // CHECK: } {attn.kv_loop}
@@ -97,8 +96,20 @@ func.func @paged1(%q: tensor<1x8x?x64xbf16>, %k: tensor<?x2x1x64xbf16>, %v: tens
 
 // -----
 
+// Pages of a size read at run time (any size, 1 included, as attncc's paged
+// decode compiles them): K/V rows gathered into bf16 tiles (zero past the
+// valid rows), both products `pairs` on the tiles.
 // CHECK-LABEL: func @paged_dynamic
-// CHECK-NOT: pairs
+// CHECK: %[[QT:.*]] = memref.alloc() : memref<4x64xbf16>
+// CHECK: %[[KT:.*]] = memref.alloc() : memref<32x64xbf16>
+// CHECK: %[[VT:.*]] = memref.alloc() : memref<32x64xbf16>
+// CHECK: %[[P:.*]] = memref.alloc() : memref<4x32xbf16>
+// CHECK: scf.for
+// CHECK:   attn.gather_tile %arg1[{{.*}}] to %[[KT]] valid
+// CHECK:   attn.gather_tile %arg2[{{.*}}] to %[[VT]] valid
+// CHECK:   attn.tile_matmul %[[QT]], %[[KT]] transposed pairs scale 1.250000e-01 into
+// CHECK:   attn.tile_convert %{{.*}} to %[[P]]
+// CHECK:   attn.tile_matmul %[[P]], %[[VT]] pairs into %{{.*}} accumulate
 // CHECK: } {attn.kv_loop}
 func.func @paged_dynamic(%q: tensor<1x8x?x64xbf16>, %k: tensor<?x2x?x64xbf16>, %v: tensor<?x2x?x64xbf16>,
                          %w: tensor<?x7xi32>, %bt: tensor<?x?xi32>) -> tensor<1x8x?x64xbf16> {

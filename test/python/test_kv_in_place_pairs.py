@@ -89,11 +89,13 @@ def test_decode_pairs_match_reference(name):
 
 @needs_bf16
 @pytest.mark.parametrize("layout", ["NHD", "HND"])
-@pytest.mark.parametrize("page_size", [2, 16, 128])
+@pytest.mark.parametrize("page_size", [1, 2, 3, 16, 100, 128])
 def test_paged_decode_pairs_match_reference(layout, page_size):
-    """Page views in the pairs form: pages of 2 (16 page parts per 32-key
-    block), 16 and 128 rows; odd sequence lengths, a sequence of one key,
-    sinks and a window, GQA 4, head dim 64."""
+    """The pairs form on pages: rows gathered into bf16 tiles (page sizes 1,
+    2, 3, 100: one kernel for run-time page sizes) and page views (16, 128:
+    static power-of-two pages, frontend.ragged_schedule.static_page); odd
+    sequence lengths, a sequence of one key, sinks and a window, GQA 4, head
+    dim 64."""
     b = Batch(((1, 1), (1, 33), (1, 301), (1, 17), (1, 128)), kv_heads=2, group=4,
               head_dim=64, dtype="bf16", causal=True, window=(100, 0), sinks=True,
               page_size=page_size, layout=layout, return_lse=True, seed=page_size,
