@@ -254,6 +254,16 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
       Value rows = t.maxsi(c1, t.minsi(t.idx(partRows), t.subi(t.addi(lastKey, c1), first)));
       return kvRowsView(builder, loc, src, pageIdx, hKv, slot, rows);
     };
+    // Page part j's columns of a [BM, BN] tile (the scores, or P rounded).
+    auto pageColumns = [&](Value tile, int64_t j) -> Value {
+      if (pagesPerBlock == 1)
+        return tile;
+      auto attr = [&](int64_t x) -> OpFoldResult { return builder.getIndexAttr(x); };
+      return memref::SubViewOp::create(builder, loc, tile,
+                                       ArrayRef<OpFoldResult>{t.idx(0), t.idx(j * P)},
+                                       ArrayRef<OpFoldResult>{attr(BM), attr(P)},
+                                       ArrayRef<OpFoldResult>{attr(1), attr(1)});
+    };
     if (pageViews) {
       Value cP = t.idx(P);
       for (int64_t j = 0; j < pagesPerBlock; ++j) {
@@ -270,14 +280,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
                                          pagesPerBlock > 1 ? cP : t.subi(cP, slot)));
         if (pagesPerBlock == 1)
           rows = t.minsi(rows, cBN);
-        Value cols = pagesPerBlock == 1
-                         ? s
-                         : memref::SubViewOp::create(
-                               builder, loc, s, ArrayRef<OpFoldResult>{t.idx(0), t.idx(j * P)},
-                               ArrayRef<OpFoldResult>{builder.getIndexAttr(BM),
-                                                      builder.getIndexAttr(P)},
-                               ArrayRef<OpFoldResult>{builder.getIndexAttr(1),
-                                                      builder.getIndexAttr(1)});
+        Value cols = pageColumns(s, j);
         pageParts.push_back({kvRowsView(builder, loc, k, pageIdx, hKv, slot, rows),
                              kvRowsView(builder, loc, v, pageIdx, hKv, slot, rows), cols});
       }
@@ -342,17 +345,8 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
                            /*accumulate=*/true, /*transposed=*/false, bf16Tiles, FloatAttr(),
                            /*prefetch=*/Value());
     for (auto [j, part] : llvm::enumerate(pageParts)) {
-      // P's columns of this page part (s's, rounded into p).
-      Value cols = std::get<2>(part);
-      if (inPlacePairs)
-        cols = pagesPerBlock == 1
-                   ? p
-                   : memref::SubViewOp::create(
-                         builder, loc, p, ArrayRef<OpFoldResult>{t.idx(0), t.idx(j * P)},
-                         ArrayRef<OpFoldResult>{builder.getIndexAttr(BM),
-                                                builder.getIndexAttr(P)},
-                         ArrayRef<OpFoldResult>{builder.getIndexAttr(1),
-                                                builder.getIndexAttr(1)});
+      // P's columns of this page part (s's, or rounded into p).
+      Value cols = inPlacePairs ? pageColumns(p, j) : std::get<2>(part);
       TileMatmulOp::create(builder, loc, cols, std::get<1>(part), acc, /*accumulate=*/true,
                            /*transposed=*/false, inPlacePairs, FloatAttr(), nextPart(v, j));
     }

@@ -158,18 +158,23 @@ calls = st.builds(
 PROPERTY_SEED = 20261201
 
 
-def test_property_kv_in_place(capsys):
+def run_property(strategy, seed_value: int, name: str, capsys, cases: dict = CASES) -> None:
+    """`check` over `strategy`'s calls; the seed is printed, a failure names its call."""
     with capsys.disabled():
-        print(f"\ntest_kv_in_place property: seed {PROPERTY_SEED}")
+        print(f"\n{name} property: seed {seed_value}")
 
-    @seed(PROPERTY_SEED)
+    @seed(seed_value)
     @settings(max_examples=25, deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
-    @given(calls)
+    @given(strategy)
     def prop(call: Call) -> None:
         try:
-            check(call)
+            check(call, cases)
         except Exception as e:
             raise AssertionError(f"failing configuration: {call.describe()}: {e}") from e
 
     prop()
+
+
+def test_property_kv_in_place(capsys):
+    run_property(calls, PROPERTY_SEED, "test_kv_in_place", capsys)

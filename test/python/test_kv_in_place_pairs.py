@@ -11,7 +11,6 @@ import re
 from dataclasses import replace
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from attncc.compiler import compile_graph
@@ -19,7 +18,7 @@ from attncc.graph import Graph
 from attncc.options import CompileOptions
 from attncc.targets import cpu as cpu_target
 from ragged_testing import Batch
-from test_kv_in_place import CASES, Call, check
+from test_kv_in_place import CASES, Call, check, run_property
 from test_paged import run as run_paged
 
 BF16 = "x86-64-v4-bf16"
@@ -120,17 +119,4 @@ PROPERTY_SEED = 20261203
 
 @needs_bf16
 def test_property_kv_in_place_pairs(capsys):
-    with capsys.disabled():
-        print(f"\ntest_kv_in_place_pairs property: seed {PROPERTY_SEED}")
-
-    @seed(PROPERTY_SEED)
-    @settings(max_examples=25, deadline=None, database=None, print_blob=True,
-              suppress_health_check=list(HealthCheck))
-    @given(calls)
-    def prop(call: Call) -> None:
-        try:
-            check(call, BF16_CASES)
-        except Exception as e:
-            raise AssertionError(f"failing configuration: {call.describe()}: {e}") from e
-
-    prop()
+    run_property(calls, PROPERTY_SEED, "test_kv_in_place_pairs", capsys, BF16_CASES)
