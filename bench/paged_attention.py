@@ -73,26 +73,31 @@ def paged_rows(args, dtype, bw: float) -> None:
     lens = torch.full((B,), S, dtype=torch.int32)
     nbytes = 2 * B * Hkv * S * D * k.element_size()
     print(f"\npaged decode, {args.dtype}: B{B}, Hq{Hq}/Hkv{Hkv}, D{D}, KV {S} per sequence; "
-          "ms per call (median); ratio = contiguous attncc / paged attncc; bw = K+V bytes / "
-          "time / read bandwidth\n")
-    print("| layout | page size | contiguous ms | paged ms | ratio | torch SDPA ms | paged bw "
-          "| max err |")
-    print("|---|---|---|---|---|---|---|---|")
+          "ms per call (median); paged: each call checks its index tensors and builds its "
+          "work tables; plan: with plan= (one attncc.plan_paged per step, as an engine "
+          "calls it); ratio = contiguous attncc / paged attncc with a plan (without); bw = "
+          "K+V bytes / time with a plan / read bandwidth\n")
+    print("| layout | page size | contiguous ms | paged ms | plan ms | ratio | torch SDPA ms "
+          "| paged bw | max err |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for layout in args.layouts:
         for P in args.page_sizes:
             kc, vc, table = paged_from(k, v, P, g, layout)
             qp = q[:, :, 0]
             out = attncc.paged_attention(qp, kc, vc, table, lens, layout=layout)
             err = (out.double() - ref[:, :, 0]).abs().max().item()
+            plan = attncc.plan_paged(table, lens, page_size=P)
+            assert torch.equal(attncc.paged_attention(qp, kc, vc, plan=plan, layout=layout), out)
             attncc.attention(q, k, v)
-            t_contig, t_paged, t_torch = alternating_blocks_ms(
+            t_contig, t_paged, t_plan, t_torch = alternating_blocks_ms(
                 [lambda: attncc.attention(q, k, v),
                  lambda: attncc.paged_attention(qp, kc, vc, table, lens, layout=layout),
+                 lambda: attncc.paged_attention(qp, kc, vc, plan=plan, layout=layout),
                  lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)],
                 args.repeats, rounds=2)
-            print(f"| {layout} | {P} | {t_contig:.2f} | {t_paged:.2f} | "
-                  f"{t_contig / t_paged:.2f} | {t_torch:.2f} | "
-                  f"{100 * nbytes / (t_paged * 1e-3) / bw:.0f}% | {err:.1e} |", flush=True)
+            print(f"| {layout} | {P} | {t_contig:.2f} | {t_paged:.2f} | {t_plan:.2f} | "
+                  f"{t_contig / t_plan:.2f} ({t_contig / t_paged:.2f}) | {t_torch:.2f} | "
+                  f"{100 * nbytes / (t_plan * 1e-3) / bw:.0f}% | {err:.1e} |", flush=True)
 
 
 def split_rows(args, dtype, bw: float) -> None:

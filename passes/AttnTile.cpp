@@ -511,10 +511,22 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
           ragged.emitError("attn-tile: split-kv is not supported for attn.ragged_attention");
           return signalPassFailure();
         }
-        if (failed(tileRaggedFunction(func, ragged, blockM, blockN, kvInPlace, lse, bf16Pairs,
-                                       skipMaskedRows, kvInPlacePairs)))
+        RaggedTileOptions o;
+        o.blockM = blockM;
+        o.blockN = blockN;
+        o.kvInPlace = kvInPlace;
+        o.withLse = lse;
+        o.bf16Pairs = bf16Pairs;
+        o.skipMaskedRows = skipMaskedRows;
+        o.kvInPlacePairs = kvInPlacePairs;
+        o.headsInner = headsInner;
+        if (failed(tileRaggedFunction(func, ragged, o)))
           return signalPassFailure();
         continue;
+      }
+      if (headsInner) {
+        func.emitError("attn-tile: heads-inner applies to attn.ragged_attention only");
+        return signalPassFailure();
       }
       FailureOr<AttentionFunc> m = matchAttentionFunc(func);
       if (failed(m))

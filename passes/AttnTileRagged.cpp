@@ -75,9 +75,9 @@ RaggedAttentionOp mlir::attn::findRaggedAttention(func::FuncOp func) {
 }
 
 LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att,
-                                             int64_t BM, int64_t BN, bool kvInPlace,
-                                             bool withLse, bool bf16Pairs, bool skipMaskedRows,
-                                             bool kvInPlacePairs) {
+                                             const RaggedTileOptions &o) {
+  int64_t BM = o.blockM, BN = o.blockN;
+  bool kvInPlace = o.kvInPlace;
   Block &body = func.getBody().front();
   for (Operation &op : body.without_terminator())
     if (&op != att.getOperation())
@@ -97,12 +97,20 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   Value table = att.getBlockTable(), slopes = att.getAlibiSlopes(), sinks = att.getSinks();
   int64_t D = att.getQuery().getType().getDimSize(3);
   int64_t Dv = att.getValue().getType().getDimSize(3);
+  // heads-inner: every head's row tiles live through the KV loop, so the
+  // head count must be static (it is: kernels are specialized on heads).
+  int64_t numHeads = att.getQuery().getType().getDimSize(1);
+  bool headsInner = o.headsInner;
+  if (headsInner && !kvInPlace)
+    return att.emitError("attn-tile: heads-inner needs kv-in-place (the decode form)");
+  if (headsInner && ShapedType::isDynamic(numHeads))
+    return att.emitError("attn-tile: heads-inner needs a static head count");
   for (BlockArgument arg : body.getArguments())
     arg.setType(arg == q || arg == k || arg == v ? stridedMemRef(arg.getType())
                                                  : plainMemRef(arg.getType()));
   Value out = body.addArgument(stridedMemRef(att.getType()), func.getLoc());
   Value lse;
-  if (withLse) {
+  if (o.withLse) {
     auto outType = cast<RankedTensorType>(att.getType());
     int64_t dyn = ShapedType::kDynamic;
     auto layout = StridedLayoutAttr::get(ctx, 0, {dyn, dyn, dyn});
@@ -144,8 +152,10 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   Location loc = att.getLoc();
   Value c0 = t.idx(0), c1 = t.idx(1), cBN = t.idx(BN);
   Value numWork = t.dim(work, 0), H = t.dim(q, 1);
-  auto grid = scf::ParallelOp::create(builder, loc, ValueRange{c0, c0}, ValueRange{numWork, H},
-                                      ValueRange{c1, c1});
+  // heads-inner: one grid point per work item (heads looped inside).
+  Value gridHeads = headsInner ? c1 : H;
+  auto grid = scf::ParallelOp::create(builder, loc, ValueRange{c0, c0},
+                                      ValueRange{numWork, gridHeads}, ValueRange{c1, c1});
   grid->setAttr("attn.grid", builder.getUnitAttr());
   builder.setInsertionPointToStart(grid.getBody());
   Value w = grid.getInductionVars()[0], h = grid.getInductionVars()[1];
@@ -155,7 +165,6 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   };
   Value qb = field(0), qr = field(1), qn = field(2), kb = field(3), kr = field(4),
         kn = field(5), pos = field(6);
-  Value hKv = arith::DivUIOp::create(builder, loc, h, t.idx(group));
 
   auto alloc = [&](ArrayRef<int64_t> shape) -> Value {
     return memref::AllocOp::create(builder, loc, MemRefType::get(shape, builder.getF32Type()));
@@ -164,7 +173,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     linalg::FillOp::create(builder, loc, ValueRange{x}, ValueRange{buf});
   };
   // bf16-pairs (AttnTile.cpp): bf16 tiles, K/V copied or gathered pair-packed.
-  bool pairs = bf16Pairs && usePairs(q, k, v, BM, BN, kvInPlace);
+  bool pairs = o.bf16Pairs && usePairs(q, k, v, BM, BN, kvInPlace);
   auto allocBf16 = [&](ArrayRef<int64_t> shape) -> Value {
     return memref::AllocOp::create(builder, loc, MemRefType::get(shape, builder.getBF16Type()));
   };
@@ -174,11 +183,46 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   // rows); page views of at least 2 rows (P V takes the keys in pairs, a page
   // part's columns even).
   bool inPlacePairs =
-      kvInPlace && kvInPlacePairs && (!pageViews || P >= 2) && useInPlacePairs(q, k, v);
+      kvInPlace && o.kvInPlacePairs && (!pageViews || P >= 2) && useInPlacePairs(q, k, v);
   bool bf16Tiles = pairs || inPlacePairs;
-  Value qt = bf16Tiles ? allocBf16({BM, D}) : alloc({BM, D});
-  Value s = alloc({BM, BN}), acc = alloc({BM, Dv});
-  Value mx = alloc({BM}), sm = alloc({BM});
+  // The row tiles that live through the KV loop (Q, the accumulator, the
+  // running max and sum): one set per head with heads-inner, [numHeads, ...],
+  // each head's a view (headTile). Scores, P and K/V buffers are reused.
+  auto state = [&](SmallVector<int64_t> shape, bool bf16) -> Value {
+    if (headsInner)
+      shape.insert(shape.begin(), numHeads);
+    return bf16 ? allocBf16(shape) : alloc(shape);
+  };
+  auto headTile = [&](Value buf, Value head) -> Value {
+    if (!headsInner)
+      return buf;
+    auto type = cast<MemRefType>(buf.getType());
+    int64_t rank = type.getRank();
+    SmallVector<OpFoldResult> offsets(rank, builder.getIndexAttr(0)), sizes, strides;
+    offsets[0] = head;
+    sizes.push_back(builder.getIndexAttr(1));
+    for (int64_t d = 1; d < rank; ++d)
+      sizes.push_back(builder.getIndexAttr(type.getDimSize(d)));
+    strides.assign(rank, builder.getIndexAttr(1));
+    auto viewType = memref::SubViewOp::inferRankReducedResultType(
+        type.getShape().drop_front(), type, offsets, sizes, strides);
+    return memref::SubViewOp::create(builder, loc, cast<MemRefType>(viewType), buf, offsets,
+                                     sizes, strides);
+  };
+  // `body(head, kvHead)` for the grid point's head, or for every head in a loop.
+  auto kvHead = [&](Value head) -> Value {
+    return arith::DivUIOp::create(builder, loc, head, t.idx(group));
+  };
+  Value hKv = headsInner ? Value() : kvHead(h);
+  auto forHeads = [&](function_ref<void(Value, Value)> body) {
+    if (headsInner)
+      t.loop(c0, t.idx(numHeads), c1, [&](Value head) { body(head, kvHead(head)); });
+    else
+      body(h, hKv);
+  };
+  Value qtAll = state({BM, D}, bf16Tiles), accAll = state({BM, Dv}, false);
+  Value mxAll = state({BM}, false), smAll = state({BM}, false);
+  Value s = alloc({BM, BN});
   // Rows gathered for the in-place form keep the cache's element type: the
   // copy is then a plain move of the rows (half the bytes of f32 for 16-bit
   // caches) and the dot products read them as they read a page in place.
@@ -195,18 +239,21 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
              : kvInPlace ? allocKv({BN, Dv})
                          : alloc({BN, Dv});
   Value p = bf16Tiles ? allocBf16({BM, BN}) : Value();
-  fill(acc, t.f32(0.0));
-  if (sinks) {
-    fill(mx, memref::LoadOp::create(builder, loc, sinks, ValueRange{h}));
-    fill(sm, t.f32(1.0));
-  } else {
-    fill(mx, t.f32(-std::numeric_limits<double>::infinity()));
-    fill(sm, t.f32(0.0));
+  fill(accAll, t.f32(0.0));
+  if (!sinks) {
+    fill(mxAll, t.f32(-std::numeric_limits<double>::infinity()));
+    fill(smAll, t.f32(0.0));
   }
   // Pairs: Q as it is, the scale on the f32 scores (AttnTile.cpp).
   FloatAttr scaleAttr = builder.getF64FloatAttr(att.getScale().convertToDouble());
-  CopyTileOp::create(builder, loc, q, qb, h, qr, qn, qt, /*transposed=*/false,
-                     bf16Tiles ? FloatAttr() : scaleAttr);
+  forHeads([&](Value head, Value) {
+    if (sinks) {
+      fill(headTile(mxAll, head), memref::LoadOp::create(builder, loc, sinks, ValueRange{head}));
+      fill(headTile(smAll, head), t.f32(1.0));
+    }
+    CopyTileOp::create(builder, loc, q, qb, head, qr, qn, headTile(qtAll, head),
+                       /*transposed=*/false, bf16Tiles ? FloatAttr() : scaleAttr);
+  });
 
   // Only KV blocks the window reaches (query rows pos .. pos + BM - 1).
   Value lo = c0, hi = kn;
@@ -219,7 +266,8 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   hi = t.maxsi(hi, lo); // an empty range stays empty (lo <= hi for the pipeliner)
   // skip-masked-rows (AttnTile.cpp): the prefill form only (decode items and
   // page views are kv-in-place with blocks of at most 16 rows).
-  bool skipRows = canSkipMaskedRows(skipMaskedRows, right, bool(slopes), pairs, kvInPlace, BM);
+  bool skipRows =
+      canSkipMaskedRows(o.skipMaskedRows, right, bool(slopes), pairs, kvInPlace, BM);
   auto kvLoop = scf::ForOp::create(builder, loc, lo, hi, cBN);
   kvLoop->setAttr(kKvLoopAttr, builder.getUnitAttr());
   {
@@ -228,42 +276,28 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     Value n0 = kvLoop.getInductionVar();
     Value validN = t.subi(kn, n0);
     Value row = t.addi(kr, n0);
-    RowTiles rt{qt, s, acc, mx, sm, p, pos};
-    if (skipRows)
-      rt = skipMaskedRowTiles(builder, loc, rt, n0, pos, right, pos);
-    Value kOperand = kt, vOperand = vt;
-    // Page views of the block: (K view, V view, columns of s) per page.
-    SmallVector<std::tuple<Value, Value, Value>> pageParts;
-    // Page views: the matmul of page part j (one page, or the block when
-    // pages are larger) prefetches, row by row as it reads its own rows,
-    // the same part of the next block (tile_matmul's `prefetch` view: rows
-    // on other pages, or further on in a large page), i.e. one block ahead,
-    // spread over the compute. A part past the sequence's last key is
-    // clamped to that key (one row). Measured against a burst of prefetches
-    // of the next block's rows before each part (bf16 B8 Hq32/Hkv8 D128 4k
-    // decode, Zen 5, docs/ragged-paged.md): HND page 16 5.7 ms against
-    // 7.6-8.2, page 128 4.1-4.5 against 5.2-5.5.
-    int64_t partRows = pageViews ? std::min(BN, P) : BN;
     Value lastKey = t.addi(kr, t.subi(kn, c1));
-    auto nextPart = [&](Value src, int64_t j) -> Value {
-      Value first = t.minsi(t.addi(row, t.idx(BN + j * partRows)), lastKey);
-      Value page = memref::LoadOp::create(builder, loc, table,
-                                          ValueRange{kb, t.divui(first, P)});
-      Value pageIdx = arith::IndexCastOp::create(builder, loc, builder.getIndexType(), page);
-      Value slot = arith::RemUIOp::create(builder, loc, first, t.idx(P));
-      Value rows = t.maxsi(c1, t.minsi(t.idx(partRows), t.subi(t.addi(lastKey, c1), first)));
-      return kvRowsView(builder, loc, src, pageIdx, hKv, slot, rows);
+    // Element masks only on blocks that straddle the end of the keys or an
+    // edge of the window.
+    Value blockEnd = t.addi(n0, cBN);
+    Value needsMask = t.cmpi(arith::CmpIPredicate::sgt, blockEnd, kn);
+    if (right >= 0) {
+      Value diag = t.cmpi(arith::CmpIPredicate::sgt, t.subi(blockEnd, c1),
+                          t.addi(pos, t.idx(right)));
+      needsMask = arith::OrIOp::create(builder, loc, needsMask, diag);
+    }
+    if (left >= 0) {
+      Value edge = t.cmpi(arith::CmpIPredicate::sle, n0,
+                          t.subi(t.addi(pos, t.idx(BM - 1)), t.idx(left + 1)));
+      needsMask = arith::OrIOp::create(builder, loc, needsMask, edge);
+    }
+    // The page table entries of the block's page parts (and of the next
+    // block's, for the prefetch) do not depend on the head: looked up once.
+    int64_t partRows = pageViews ? std::min(BN, P) : BN;
+    struct PagePart {
+      Value page, slot, rows;
     };
-    // Page part j's columns of a [BM, BN] tile (the scores, or P rounded).
-    auto pageColumns = [&](Value tile, int64_t j) -> Value {
-      if (pagesPerBlock == 1)
-        return tile;
-      auto attr = [&](int64_t x) -> OpFoldResult { return builder.getIndexAttr(x); };
-      return memref::SubViewOp::create(builder, loc, tile,
-                                       ArrayRef<OpFoldResult>{t.idx(0), t.idx(j * P)},
-                                       ArrayRef<OpFoldResult>{attr(BM), attr(P)},
-                                       ArrayRef<OpFoldResult>{attr(1), attr(1)});
-    };
+    SmallVector<PagePart> parts, nextParts;
     if (pageViews) {
       Value cP = t.idx(P);
       for (int64_t j = 0; j < pagesPerBlock; ++j) {
@@ -280,81 +314,114 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
                                          pagesPerBlock > 1 ? cP : t.subi(cP, slot)));
         if (pagesPerBlock == 1)
           rows = t.minsi(rows, cBN);
+        parts.push_back({pageIdx, slot, rows});
+        // Page views: the matmul of page part j (one page, or the block when
+        // pages are larger) prefetches, row by row as it reads its own rows,
+        // the same part of the next block (tile_matmul's `prefetch` view: rows
+        // on other pages, or further on in a large page), i.e. one block ahead,
+        // spread over the compute. A part past the sequence's last key is
+        // clamped to that key (one row). Measured against a burst of prefetches
+        // of the next block's rows before each part (bf16 B8 Hq32/Hkv8 D128 4k
+        // decode, Zen 5, docs/ragged-paged.md): HND page 16 5.7 ms against
+        // 7.6-8.2, page 128 4.1-4.5 against 5.2-5.5.
+        Value next = t.minsi(t.addi(row, t.idx(BN + j * partRows)), lastKey);
+        Value nextPage = memref::LoadOp::create(builder, loc, table,
+                                                ValueRange{kb, t.divui(next, P)});
+        Value nextRows =
+            t.maxsi(c1, t.minsi(t.idx(partRows), t.subi(t.addi(lastKey, c1), next)));
+        Value nextIdx = arith::IndexCastOp::create(builder, loc, builder.getIndexType(), nextPage);
+        Value nextSlot = arith::RemUIOp::create(builder, loc, next, cP);
+        nextParts.push_back({nextIdx, nextSlot, nextRows});
+      }
+    }
+    // Page part j's columns of a [BM, BN] tile (the scores, or P rounded).
+    auto pageColumns = [&](Value tile, int64_t j) -> Value {
+      if (pagesPerBlock == 1)
+        return tile;
+      auto attr = [&](int64_t x) -> OpFoldResult { return builder.getIndexAttr(x); };
+      return memref::SubViewOp::create(builder, loc, tile,
+                                       ArrayRef<OpFoldResult>{t.idx(0), t.idx(j * P)},
+                                       ArrayRef<OpFoldResult>{attr(BM), attr(P)},
+                                       ArrayRef<OpFoldResult>{attr(1), attr(1)});
+    };
+    forHeads([&](Value head, Value kvH) {
+      Value qt = headTile(qtAll, head), acc = headTile(accAll, head);
+      RowTiles rt{qt, s, acc, headTile(mxAll, head), headTile(smAll, head), p, pos};
+      if (skipRows)
+        rt = skipMaskedRowTiles(builder, loc, rt, n0, pos, right, pos);
+      Value kOperand = kt, vOperand = vt;
+      auto partView = [&](Value src, const PagePart &part) {
+        return kvRowsView(builder, loc, src, part.page, kvH, part.slot, part.rows);
+      };
+      if (views && !pageViews) {
+        Value rows = t.minsi(validN, cBN);
+        kOperand = kvRowsView(builder, loc, k, kb, kvH, row, rows);
+        vOperand = kvRowsView(builder, loc, v, kb, kvH, row, rows);
+      } else if (!views) {
+        if (table && kvInPlace) { // decode: rows gathered one by one (any page size)
+          for (Value src : {k, v})
+            prefetchRows(builder, loc, src, table, kb, kvH, t.addi(row, cBN), BN, lastKey,
+                         ShapedType::kDynamic);
+        }
+        for (auto [src, dst, transposed] :
+             {std::tuple{k, kt, !kvInPlace}, std::tuple{v, vt, false}}) {
+          if (table)
+            GatherTileOp::create(builder, loc, src, table, kb, kvH, row, validN, dst,
+                                 transposed, pairs);
+          else
+            CopyTileOp::create(builder, loc, src, kb, kvH, row, validN, dst, transposed,
+                               FloatAttr(), pairs);
+        }
+      }
+      if (parts.empty())
+        TileMatmulOp::create(builder, loc, rt.q, kOperand, rt.s, /*accumulate=*/false,
+                             /*transposed=*/kvInPlace, bf16Tiles,
+                             bf16Tiles ? scaleAttr : FloatAttr(), /*prefetch=*/Value());
+      // (Views made one per statement: the IR's order is then the source's.)
+      for (auto [j, part] : llvm::enumerate(parts)) {
         Value cols = pageColumns(s, j);
-        pageParts.push_back({kvRowsView(builder, loc, k, pageIdx, hKv, slot, rows),
-                             kvRowsView(builder, loc, v, pageIdx, hKv, slot, rows), cols});
+        Value keys = partView(k, part);
+        Value ahead = partView(k, nextParts[j]);
+        TileMatmulOp::create(builder, loc, qt, keys, cols, /*accumulate=*/false,
+                             /*transposed=*/true, inPlacePairs,
+                             inPlacePairs ? scaleAttr : FloatAttr(), ahead);
       }
-    } else if (views) {
-      Value rows = t.minsi(validN, cBN);
-      kOperand = kvRowsView(builder, loc, k, kb, hKv, row, rows);
-      vOperand = kvRowsView(builder, loc, v, kb, hKv, row, rows);
-    } else {
-      if (table && kvInPlace) { // decode: rows gathered one by one (any page size)
-        for (Value src : {k, v})
-          prefetchRows(builder, loc, src, table, kb, hKv, t.addi(row, cBN), BN, lastKey,
-                       ShapedType::kDynamic);
+      if (auto cap = att.getSoftcapAttr())
+        TileSoftcapOp::create(builder, loc, rt.s, cap);
+      if (slopes)
+        TileAlibiOp::create(builder, loc, s, slopes, head, pos, n0, c0);
+      t.ifThen(needsMask, [&] {
+        TileMaskOp::create(builder, loc, rt.s, rt.row, n0, validN, Value(),
+                           MaskKindAttr::get(ctx, masked ? MaskKind::sliding_window
+                                                         : MaskKind::none),
+                           IntegerAttr(),
+                           masked ? att.getWindowSidesAttr() : DenseI64ArrayAttr());
+      });
+      TileSoftmaxOp::create(builder, loc, rt.s, rt.mx, rt.sm, rt.acc);
+      if (bf16Tiles)
+        TileConvertOp::create(builder, loc, rt.s, rt.p);
+      if (parts.empty())
+        TileMatmulOp::create(builder, loc, bf16Tiles ? rt.p : rt.s, vOperand, rt.acc,
+                             /*accumulate=*/true, /*transposed=*/false, bf16Tiles, FloatAttr(),
+                             /*prefetch=*/Value());
+      for (auto [j, part] : llvm::enumerate(parts)) {
+        // P's columns of this page part (s's, or rounded into p).
+        Value cols = pageColumns(inPlacePairs ? p : s, j);
+        Value values = partView(v, part);
+        Value ahead = partView(v, nextParts[j]);
+        TileMatmulOp::create(builder, loc, cols, values, acc, /*accumulate=*/true,
+                             /*transposed=*/false, inPlacePairs, FloatAttr(), ahead);
       }
-      for (auto [src, dst, transposed] :
-           {std::tuple{k, kt, !kvInPlace}, std::tuple{v, vt, false}}) {
-        if (table)
-          GatherTileOp::create(builder, loc, src, table, kb, hKv, row, validN, dst, transposed,
-                               pairs);
-        else
-          CopyTileOp::create(builder, loc, src, kb, hKv, row, validN, dst, transposed,
-                             FloatAttr(), pairs);
-      }
-    }
-    if (pageParts.empty())
-      TileMatmulOp::create(builder, loc, rt.q, kOperand, rt.s, /*accumulate=*/false,
-                           /*transposed=*/kvInPlace, bf16Tiles,
-                           bf16Tiles ? scaleAttr : FloatAttr(), /*prefetch=*/Value());
-    for (auto [j, part] : llvm::enumerate(pageParts)) {
-      TileMatmulOp::create(builder, loc, qt, std::get<0>(part), std::get<2>(part),
-                           /*accumulate=*/false, /*transposed=*/true, inPlacePairs,
-                           inPlacePairs ? scaleAttr : FloatAttr(), nextPart(k, j));
-    }
-    if (auto cap = att.getSoftcapAttr())
-      TileSoftcapOp::create(builder, loc, rt.s, cap);
-    if (slopes)
-      TileAlibiOp::create(builder, loc, s, slopes, h, pos, n0, c0);
-    // Element masks only on blocks that straddle the end of the keys or an
-    // edge of the window.
-    Value blockEnd = t.addi(n0, cBN);
-    Value needsMask = t.cmpi(arith::CmpIPredicate::sgt, blockEnd, kn);
-    if (right >= 0) {
-      Value diag = t.cmpi(arith::CmpIPredicate::sgt, t.subi(blockEnd, c1),
-                          t.addi(pos, t.idx(right)));
-      needsMask = arith::OrIOp::create(builder, loc, needsMask, diag);
-    }
-    if (left >= 0) {
-      Value edge = t.cmpi(arith::CmpIPredicate::sle, n0,
-                          t.subi(t.addi(pos, t.idx(BM - 1)), t.idx(left + 1)));
-      needsMask = arith::OrIOp::create(builder, loc, needsMask, edge);
-    }
-    t.ifThen(needsMask, [&] {
-      TileMaskOp::create(builder, loc, rt.s, rt.row, n0, validN, Value(),
-                         MaskKindAttr::get(ctx, masked ? MaskKind::sliding_window
-                                                       : MaskKind::none),
-                         IntegerAttr(), masked ? att.getWindowSidesAttr() : DenseI64ArrayAttr());
     });
-    TileSoftmaxOp::create(builder, loc, rt.s, rt.mx, rt.sm, rt.acc);
-    if (bf16Tiles)
-      TileConvertOp::create(builder, loc, rt.s, rt.p);
-    if (pageParts.empty())
-      TileMatmulOp::create(builder, loc, bf16Tiles ? rt.p : rt.s, vOperand, rt.acc,
-                           /*accumulate=*/true, /*transposed=*/false, bf16Tiles, FloatAttr(),
-                           /*prefetch=*/Value());
-    for (auto [j, part] : llvm::enumerate(pageParts)) {
-      // P's columns of this page part (s's, or rounded into p).
-      Value cols = inPlacePairs ? pageColumns(p, j) : std::get<2>(part);
-      TileMatmulOp::create(builder, loc, cols, std::get<1>(part), acc, /*accumulate=*/true,
-                           /*transposed=*/false, inPlacePairs, FloatAttr(), nextPart(v, j));
-    }
   }
-  TileStoreOp::create(builder, loc, acc, sm, out, qb, h, qr, qn);
-  if (lse)
-    TileLseOp::create(builder, loc, mx, sm, lse, qb, h, qr, qn);
-  for (Value buf : {qt, s, acc, mx, sm, kt, vt, p})
+  forHeads([&](Value head, Value) {
+    TileStoreOp::create(builder, loc, headTile(accAll, head), headTile(smAll, head), out, qb,
+                        head, qr, qn);
+    if (lse)
+      TileLseOp::create(builder, loc, headTile(mxAll, head), headTile(smAll, head), lse, qb,
+                        head, qr, qn);
+  });
+  for (Value buf : {qtAll, s, accAll, mxAll, smAll, kt, vt, p})
     if (buf)
       memref::DeallocOp::create(builder, loc, buf);
 

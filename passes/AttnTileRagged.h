@@ -7,17 +7,28 @@
 namespace mlir::attn {
 /// The function's one attn.ragged_attention, or null when it has none.
 RaggedAttentionOp findRaggedAttention(func::FuncOp func);
+/// attn-tile's options as tileRaggedFunction takes them.
+struct RaggedTileOptions {
+  int64_t blockM = 64, blockN = 64;
+  /// Q.K^T as dot products over K rows (transposed tile_matmul), on views of
+  /// packed K/V or pages, or on K rows gathered untransposed from a paged cache.
+  bool kvInPlace = false;
+  /// A trailing `lse` argument (q's [Bq, H, Lq] without head_dim, any
+  /// strides) gets each query row's log-sum-exp.
+  bool withLse = false;
+  /// attn-tile's bf16-pairs form where it applies (K/V copies and gathers `pairs`).
+  bool bf16Pairs = false;
+  bool skipMaskedRows = false;
+  /// With kvInPlace and bf16 views of K/V, both matmuls `pairs` on the rows
+  /// as stored (attn-tile kv-in-place-pairs).
+  bool kvInPlacePairs = false;
+  /// With kvInPlace: one grid point per work item, its heads in a loop inside
+  /// the KV loop (attn-tile heads-inner; K/V whose heads interleave by row).
+  bool headsInner = false;
+};
 /// Tiles a function "args -> attn.ragged_attention -> return" (AttnTileRagged.cpp).
-/// kvInPlace: Q.K^T as dot products over K rows (transposed tile_matmul), on
-/// views of packed K/V or on K rows gathered untransposed from a paged cache.
-/// withLse: a trailing `lse` argument (q's [Bq, H, Lq] without head_dim, any
-/// strides) gets each query row's log-sum-exp. bf16Pairs: attn-tile's
-/// bf16-pairs form where it applies (the K/V copies and gathers `pairs`).
-/// kvInPlacePairs: with kvInPlace and bf16 views of K/V, both matmuls
-/// `pairs` on the rows as stored (attn-tile kv-in-place-pairs).
-LogicalResult tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att, int64_t blockM,
-                                 int64_t blockN, bool kvInPlace, bool withLse, bool bf16Pairs,
-                                 bool skipMaskedRows, bool kvInPlacePairs);
+LogicalResult tileRaggedFunction(func::FuncOp func, RaggedAttentionOp att,
+                                 const RaggedTileOptions &options);
 /// Whether attn-tile's kv-in-place-pairs form applies to q/k/v: bf16, the
 /// head dims multiples of 32 (Q K^T's vdpbf16ps steps) and 16 (P V's columns).
 bool useInPlacePairs(Value q, Value k, Value v);

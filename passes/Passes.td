@@ -132,6 +132,12 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
            "f32 scores, P rounded to bf16 by attn.tile_convert and P.V `pairs` on V's rows "
            "(the CPU's AVX-512-BF16 class: vdpbf16ps without widening K/V; paged: page views "
            "of at least 2 rows, or rows gathered into bf16 tiles)">,
+    Option<"headsInner", "heads-inner", "bool", "false",
+           "attn.ragged_attention with kv-in-place (decode): one grid point per work item "
+           "instead of one per (work item, head); its heads' row tiles side by side and a loop "
+           "over the heads inside the KV loop, so each KV block's rows of every head are read "
+           "together (the CPU's form for K/V whose heads interleave by row: NHD pages, packed "
+           "[tokens, heads, D] K/V)">,
     Option<"skipMaskedRows", "skip-masked-rows", "bool", "false",
            "in KV blocks that reach past the diagonal (causal, or a window's right side), run "
            "the block's score, softmax and P.V ops on views of the row tiles from the first "

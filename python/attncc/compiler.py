@@ -251,7 +251,7 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
                   target: str = "cpu", stop_after: Optional[str] = None, *,
                   fused: Optional[str] = None,
                   query_len: Optional[int] = None, split_kv: bool = False,
-                  lse: bool = False) -> CompiledAttention:
+                  lse: bool = False, heads_inner: bool = False) -> CompiledAttention:
     """Runs the pipeline on `graph` (finished with `output`) for `target`.
 
     `fused`: the IR of stage 'fused' when the caller has it already (the
@@ -266,7 +266,11 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
     return_lse and num_splits): the kernel takes, after `out`, an f32 `lse`
     [B, H, L] and, with split_kv, the workspaces `part` [P * B, H, L, Dv] and
     `part_lse` [P * B, H, L] (P, the split count, is their leading size / B),
-    passed with `kernel(*inputs, extra=(lse, part, part_lse))`."""
+    passed with `kernel(*inputs, extra=(lse, part, part_lse))`.
+
+    `heads_inner`: attn-tile's heads-inner form of a ragged decode kernel on
+    the CPU (one grid point per work item, its heads looped inside the KV
+    loop; attncc.frontend.ragged_schedule.heads_inner says when)."""
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {TARGETS}")
     output = output_spec(graph)
@@ -283,6 +287,10 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
     opts = stage_options(options, target)
     if split_kv or lse:   # only then: the keys of the plain kernels stay as they were
         opts.update(split_kv=bool(split_kv), lse=bool(lse))
+    if heads_inner:
+        if target_kind(target) != "cpu":
+            raise CompileError("heads_inner is a CPU form (attn-tile heads-inner)")
+        opts["heads_inner"] = True
     if target_kind(target) == "cpu":
         return _compile_cpu(graph, options, opts, output, last, full, stop_after, fused)
     return _compile_gpu(graph, options, opts, target, output, last, full, fused)

@@ -54,6 +54,7 @@ def _tile_passes(o: Options) -> str:
                                                       ("kv_in_place", "kv-in-place"),
                                                       ("bf16_pairs", "bf16-pairs"),
                                                       ("kv_in_place_pairs", "kv-in-place-pairs"),
+                                                      ("heads_inner", "heads-inner"),
                                                       ("skip_masked_rows", "skip-masked-rows"))
                    if o.get(key))
     if o.get("cpu_tasks"):

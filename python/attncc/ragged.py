@@ -133,14 +133,14 @@ def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: A
 def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, paged: bool,
             scale: float, sides, softcap, alibi: bool, sinks: bool, query_len: int,
             opts: CompileOptions, page: Optional[int] = None, lse: bool = False,
-            target: str = "cpu"):
+            target: str = "cpu", heads_inner: bool = False):
     """The compiled kernel and its query block size. `lse`: the kernel also
     writes each query row's log-sum-exp to a trailing f32 argument shaped like
     the output without head_dim (attn-tile's lse form; any strides)."""
     threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
     bm = opts.query_block(target, query_len)
     key = (dtype, heads, kv_heads, D, Dv, paged, scale, sides, softcap, alibi, sinks, bm,
-           opts, threads, page, lse, target)
+           opts, threads, page, lse, target, heads_inner)
     with _LOCK:
         hit = _KERNELS.get(key)
     if hit is not None:
@@ -157,7 +157,7 @@ def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, page
     g.output(g.ragged_attention(qv, kv, vv, work, block_table=table, scale=scale,
                                 window_sides=sides, softcap=softcap, alibi_slopes=sl,
                                 sinks=sk))
-    compiled = compile_graph(g, opts, target, query_len=bm, lse=lse)
+    compiled = compile_graph(g, opts, target, query_len=bm, lse=lse, heads_inner=heads_inner)
     with _LOCK:
         if len(_KERNELS) >= _MAX_KERNELS:
             _KERNELS.pop(next(iter(_KERNELS)))
@@ -204,13 +204,15 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
         packed_ok = True
     config = dict(page_size=k4.shape[2], paged=paged, G=G, Hkv=Hkv, sides=sides,
                   alibi=slopes is not None, sinks=sink is not None, opts=opts,
-                  threads=threads, packed_ok=packed_ok, num_splits=num_splits, target=target)
+                  threads=threads, packed_ok=packed_ok, num_splits=num_splits, target=target,
+                  interleaved=k4.stride(1) < k4.stride(2))
     sched = plan._schedule(config)
     launch = functools.partial(_launch, target=target, runner=runner)
     dec = sched.decode
     if dec is not None and dec.pieces is None:
         compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
-                              False, False, G, opts, dec.page, return_lse, target)
+                              False, False, G, opts, dec.page, return_lse, target,
+                              dec.heads_inner)
         # lse [Hq, T] seen as the kernel's [T, Hkv, G] (a strided view).
         launch(compiled, [q.reshape(T, Hkv, G, D), k4, v4, dec.work, *extra[:int(paged)]],
                out.view(T, Hkv, G, Dv), (lse.t().view(T, Hkv, G),) if return_lse else ())
@@ -222,7 +224,7 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
         qd, tok = dec.tokens, dec.pieces
         n = tok.numel()
         compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
-                              False, False, G, opts, dec.page, True, target)
+                              False, False, G, opts, dec.page, True, target, dec.heads_inner)
         o_part = q.new_empty((n, Hkv, G, Dv))
         l_part = torch.empty((n, Hkv, G), dtype=torch.float32, device=q.device)
         launch(compiled, [q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, dec.work,

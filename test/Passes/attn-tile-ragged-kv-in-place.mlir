@@ -97,38 +97,42 @@ func.func @varlen(%q: tensor<1x4x?x32xf32>, %k: tensor<1x4x?x32xf32>, %v: tensor
 // CHECK: scf.for %[[N0:.*]] = %{{.*}} to %{{.*}} step %c16
 // CHECK:   %[[ROW:.*]] = arith.addi %{{.*}}, %[[N0]]
 // CHECK:   %[[LAST:.*]] = arith.addi
+// The table entries of the block's pages and of the next block's (rows
+// 16 + 8j on, clamped to the last key: the prefetch of part j) first, once
+// for every head.
 // CHECK:   %[[R0:.*]] = arith.minsi %[[ROW]], %[[LAST]]
 // CHECK:   %[[P0:.*]] = arith.divui %[[R0]], %{{.*}}
 // CHECK:   %[[PG0:.*]] = memref.load %[[BT]][%{{.*}}, %[[P0]]]
 // CHECK:   %[[PAGE0:.*]] = arith.index_cast %[[PG0]]
 // CHECK:   %[[SLOT0:.*]] = arith.remui %[[ROW]], %{{.*}}
 // CHECK:   %[[N0ROWS:.*]] = arith.maxsi %c0, %{{.*}}
-// CHECK:   %[[S0:.*]] = memref.subview %[[S]][%{{.*}}, %{{.*}}] [4, 8] [1, 1]
-// CHECK:   %[[K0:.*]] = memref.subview %[[K]][%[[PAGE0]], %{{.*}}, %[[SLOT0]], 0] [1, 1, %[[N0ROWS]], 32] [1, 1, 1, 1]
-// CHECK:   %[[V0:.*]] = memref.subview %[[V]][%[[PAGE0]], %{{.*}}, %[[SLOT0]], 0] [1, 1, %[[N0ROWS]], 32] [1, 1, 1, 1]
+// CHECK:   %[[N2:.*]] = arith.addi %[[ROW]], %{{c16[_0-9]*}}
+// CHECK:   arith.minsi %[[N2]], %[[LAST]]
+// CHECK:   memref.load %[[BT]]
 // Page 1 of the block: 8 rows on, its table entry clamped to the last key's.
 // CHECK:   %[[ROW1:.*]] = arith.addi %[[ROW]], %c8
 // CHECK:   %[[R1:.*]] = arith.minsi %[[ROW1]], %[[LAST]]
 // CHECK:   memref.load %[[BT]][%{{.*}}, %{{.*}}]
-// CHECK:   %[[S1:.*]] = memref.subview %[[S]][%{{.*}}, %c8{{.*}}] [4, 8] [1, 1]
-// CHECK:   %[[K1:.*]] = memref.subview %[[K]]
-// CHECK:   %[[V1:.*]] = memref.subview %[[V]]
-// The next block's page j (rows 16 + 8j on, clamped to the last key) is the
-// prefetch view of part j's products.
-// CHECK:   %[[N2:.*]] = arith.addi %[[ROW]], %{{c16[_0-9]*}}
-// CHECK:   arith.minsi %[[N2]], %[[LAST]]
-// CHECK:   memref.load %[[BT]]
-// CHECK:   %[[PK0:.*]] = memref.subview %[[K]]
-// CHECK:   attn.tile_matmul %{{.*}}, %[[K0]] transposed into %[[S0]] prefetch %[[PK0]]
 // CHECK:   %[[N3:.*]] = arith.addi %[[ROW]], %{{c24[_0-9]*}}
 // CHECK:   arith.minsi %[[N3]], %[[LAST]]
+// CHECK:   memref.load %[[BT]]
+// CHECK:   %[[S0:.*]] = memref.subview %[[S]][%{{.*}}, %{{.*}}] [4, 8] [1, 1]
+// CHECK:   %[[K0:.*]] = memref.subview %[[K]][%[[PAGE0]], %{{.*}}, %[[SLOT0]], 0] [1, 1, %[[N0ROWS]], 32] [1, 1, 1, 1]
+// CHECK:   %[[PK0:.*]] = memref.subview %[[K]]
+// CHECK:   attn.tile_matmul %{{.*}}, %[[K0]] transposed into %[[S0]] prefetch %[[PK0]]
+// CHECK:   %[[S1:.*]] = memref.subview %[[S]][%{{.*}}, %c8{{.*}}] [4, 8] [1, 1]
+// CHECK:   %[[K1:.*]] = memref.subview %[[K]]
 // CHECK:   %[[PK1:.*]] = memref.subview %[[K]]
 // CHECK:   attn.tile_matmul %{{.*}}, %[[K1]] transposed into %[[S1]] prefetch %[[PK1]]
 // CHECK:   attn.tile_softmax %[[S]]
+// CHECK:   %[[P0S:.*]] = memref.subview %[[S]][%{{.*}}, %{{.*}}] [4, 8] [1, 1]
+// CHECK:   %[[V0:.*]] = memref.subview %[[V]][%[[PAGE0]], %{{.*}}, %[[SLOT0]], 0] [1, 1, %[[N0ROWS]], 32] [1, 1, 1, 1]
 // CHECK:   %[[PV0:.*]] = memref.subview %[[V]]
-// CHECK:   attn.tile_matmul %[[S0]], %[[V0]] into %{{.*}} accumulate prefetch %[[PV0]]
+// CHECK:   attn.tile_matmul %[[P0S]], %[[V0]] into %{{.*}} accumulate prefetch %[[PV0]]
+// CHECK:   %[[P1S:.*]] = memref.subview %[[S]][%{{.*}}, %c8{{.*}}] [4, 8] [1, 1]
+// CHECK:   %[[V1:.*]] = memref.subview %[[V]]
 // CHECK:   %[[PV1:.*]] = memref.subview %[[V]]
-// CHECK:   attn.tile_matmul %[[S1]], %[[V1]] into %{{.*}} accumulate prefetch %[[PV1]]
+// CHECK:   attn.tile_matmul %[[P1S]], %[[V1]] into %{{.*}} accumulate prefetch %[[PV1]]
 // CHECK-NOT: memref.prefetch
 // CHECK: } {attn.kv_loop}
 // CHECK-NOT: attn.gather_tile
@@ -158,11 +162,11 @@ func.func @paged_static(%q: tensor<1x4x?x32xbf16>, %k: tensor<?x2x8x32xbf16>, %v
 // CHECK-LABEL: func @paged_large
 // CHECK: scf.for %[[N0:.*]] = {{.*}} {
 // CHECK:   %[[ROW:.*]] = arith.addi %{{.*}}, %[[N0]] : index
-// CHECK:   %[[KV:.*]] = memref.subview
 // CHECK:   %[[NEXT:.*]] = arith.addi %[[ROW]], %{{c16[_0-9]*}} : index
 // CHECK:   %[[AT:.*]] = arith.minsi %[[NEXT]]
 // CHECK:   %[[PG:.*]] = arith.divui %[[AT]], %{{c64[_0-9]*}} : index
 // CHECK:   memref.load %{{.*}}[%{{.*}}, %[[PG]]]
+// CHECK:   %[[KV:.*]] = memref.subview
 // CHECK:   %[[PF:.*]] = memref.subview
 // CHECK:   attn.tile_matmul %{{.*}}, %[[KV]] transposed into %{{.*}} prefetch %[[PF]]
 // CHECK-NOT: memref.prefetch

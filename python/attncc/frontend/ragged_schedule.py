@@ -35,6 +35,7 @@ class Decode:
     page: Optional[int]
     tokens: torch.Tensor
     pieces: Optional[torch.Tensor]
+    heads_inner: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,21 @@ def _kv_in_place(opts: CompileOptions, query_len: int) -> bool:
     return bool(opts.resolved("cpu", query_len).kv_in_place)
 
 
+def heads_inner(opts: CompileOptions, G: int, Hkv: int, interleaved: bool, paged: bool,
+                page: Optional[int], target: str = "cpu") -> bool:
+    """Whether the packed decode launch runs one grid point per token with
+    its KV heads in a loop inside the KV loop (attn-tile heads-inner) instead
+    of one grid point per (token, KV head): on the CPU, where K/V's heads
+    interleave by row (`interleaved`: NHD pages, packed [tokens, Hkv, D]
+    K/V, a head's rows Hkv x D elements apart) and are read in place (packed
+    K/V, or pages of a static size `page`). One point then reads each KV
+    block's rows of every head together, i.e. whole pages in order, where a
+    point per head read 256-byte pieces 2 KiB apart. Not for rows gathered
+    one by one (other page sizes): measured slower there (docs/ragged-paged.md)."""
+    return (target_kind(target) == "cpu" and Hkv > 1 and interleaved
+            and (not paged or page is not None) and _kv_in_place(opts, G))
+
+
 def static_page(opts: CompileOptions, query_len: int, page_size: int,
                 k_start: torch.Tensor, target: str = "cpu") -> Optional[int]:
     """The page size to compile into a paged kernel, or None (any page size).
@@ -112,7 +128,7 @@ def static_page(opts: CompileOptions, query_len: int, page_size: int,
 def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start: torch.Tensor,
              lk: torch.Tensor, *, page_size: int, paged: bool, G: int, Hkv: int, sides,
              alibi: bool, sinks: bool, opts: CompileOptions, threads: int, packed_ok: bool,
-             num_splits: Optional[int], target: str) -> Schedule:
+             num_splits: Optional[int], target: str, interleaved: bool = False) -> Schedule:
     """The launches of a batch (int64 host index tensors, one entry per
     sequence). Decode tokens without ALiBi (a per-head term on every score)
     run packed: the G query heads of a KV head are the rows of one block, so
@@ -124,7 +140,8 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
     The others run in one launch per query block size, so that a decode token
     or a short chunk batched with a long prefill does not compute a 256-row
     block for its one row (a 2k-prefill + 31-decode batch ran 100x slower
-    that way). `packed_ok`: the GPU packs only groups that fit its block."""
+    that way). `packed_ok`: the GPU packs only groups that fit its block.
+    `interleaved`: K/V's heads interleave by row (heads_inner)."""
     rest = lq > 0
     dec = lq == 1
     decode = None
@@ -134,8 +151,13 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
         if sides is not None and sides[0] >= 0:
             trim = torch.clamp(kn - 1 - sides[0], min=0)
             ks, kn = ks + trim, kn - trim
-        splits = split_kv.decode_token_splits(num_splits, int(kn.numel()) * Hkv, kn, threads,
-                                              align)
+        # heads-inner (a grid point per token) needs the static page size,
+        # which needs the pieces' starts: decided on the unsplit keys (a
+        # split keeps page alignment: pieces are multiples of the page size).
+        page = static_page(opts, G, page_size, ks, target) if paged else None
+        inner = heads_inner(opts, G, Hkv, interleaved, paged, page, target)
+        points = int(kn.numel()) * (1 if inner else Hkv)
+        splits = split_kv.decode_token_splits(num_splits, points, kn, threads, align)
         rest = rest & ~dec
         qd, tok = q_start[dec], None
         if splits > 1:
@@ -145,13 +167,14 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
         if tok is None and sinks:   # one piece per token: the merge path
             tok = torch.arange(qd.numel())
         page = static_page(opts, G, page_size, ks, target) if paged else None
+        inner = inner and (page is not None or not paged)
         if tok is None:
             work = work_table(0, qd, lq[dec], kb[dec], ks, kn, packed_rows=G)
         else:
             n = tok.numel()
             work = work_table(0, torch.arange(n), torch.ones(n, dtype=torch.int64),
                               kb[dec][tok], ks, kn, packed_rows=G)
-        decode = Decode(work, page, qd, tok)
+        decode = Decode(work, page, qd, tok, inner)
     groups = []
     if bool(rest.any()):
         blocks = query_blocks(lq, opts, target)
