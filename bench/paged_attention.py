@@ -37,7 +37,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_attention import alternating_blocks_ms, cpuinfo_vector_flags, read_bandwidth  # noqa: E402
 
 import attncc  # noqa: E402
-from attncc.frontend import split_kv  # noqa: E402
 from attncc.targets import cpu as cpu_target  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -115,8 +114,13 @@ def split_rows(args, dtype, bw: float) -> None:
         lens = torch.full((1,), S, dtype=torch.int32)
         qp = q[:, :, 0]
         ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), enable_gqa=True)
-        err = (attncc.paged_attention(qp, kc, vc, table, lens).double() - ref[:, :, 0]).abs().max()
-        chosen = split_kv.decode_token_splits(None, Hkv, lens.long(), torch.get_num_threads(), 256)
+        plan = attncc.plan_paged(table, lens, page_size=P)
+        err = (attncc.paged_attention(qp, kc, vc, plan=plan).double() - ref[:, :, 0]).abs().max()
+        # The split the call chose: its plan's (only) schedule (ragged_schedule.Decode).
+        dec = next(iter(plan._schedules.values())).decode
+        chosen = 1 if dec.pieces is None else dec.pieces.numel()
+        if dec.heads_inner:
+            chosen = f"{chosen} (heads inside)"
         t1, t_auto = alternating_blocks_ms(
             [lambda: attncc.paged_attention(qp, kc, vc, table, lens, num_splits=1),
              lambda: attncc.paged_attention(qp, kc, vc, table, lens)], args.repeats, rounds=2)
