@@ -209,11 +209,11 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
     return memref::SubViewOp::create(builder, loc, cast<MemRefType>(viewType), buf, offsets,
                                      sizes, strides);
   };
-  // `body(head, kvHead)` for the grid point's head, or for every head in a loop.
   auto kvHead = [&](Value head) -> Value {
     return arith::DivUIOp::create(builder, loc, head, t.idx(group));
   };
   Value hKv = headsInner ? Value() : kvHead(h);
+  // `body(head, kvHead)` for the grid point's head, or for every head in a loop.
   auto forHeads = [&](function_ref<void(Value, Value)> body) {
     if (headsInner)
       t.loop(c0, t.idx(numHeads), c1, [&](Value head) { body(head, kvHead(head)); });

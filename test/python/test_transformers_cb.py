@@ -73,14 +73,23 @@ def _batch(model, prompts):
 
 
 @pytest.mark.parametrize("name", ["llama", "qwen2", "mistral", "gemma2", "gpt_oss"])
-def test_generate_batch_matches_eager(name):
+def test_generate_batch_matches_eager(name, monkeypatch):
     if name not in hf_tiny.available():
         pytest.skip(f"transformers {transformers.__version__} has no {name} model")
     model = hf_tiny.tiny(name, "eager")
     want_tokens, want_logprobs = _eager(model, PROMPTS)
     assert hf.enable_continuous_batching(model) == hf.CB_NAME
     assert model.config._attn_implementation == hf.CB_NAME
-    before = hf.cb_calls()
+    hf._CB_PLAN.clear()
+    before, plans_before = hf.cb_calls(), hf.cb_plans()
+    lengths = set()      # the distinct (cu_q, cu_k, max_q, max_k) of the layers' calls
+    real = hf._step_plan
+
+    def spy(cu_q, cu_k, max_q, max_k):
+        lengths.add((tuple(cu_q.tolist()), tuple(cu_k.tolist()), max_q, max_k))
+        return real(cu_q, cu_k, max_q, max_k)
+
+    monkeypatch.setattr(hf, "_step_plan", spy)
     tokens, logprobs = _batch(model, PROMPTS)
     ran = hf.cb_calls() - before
     assert tokens == want_tokens, f"{name}: continuous batching {tokens} != eager {want_tokens}"
@@ -90,6 +99,28 @@ def test_generate_batch_matches_eager(name):
     # then decode steps, so at least (4 + NEW - 1) forwards of 2 layers
     layers = model.config.num_hidden_layers
     assert ran >= layers * (4 + NEW - 1) and ran % layers == 0, ran
+    # one plan per step and cache group, shared by the group's layers
+    assert hf.cb_plans() - plans_before == len(lengths) <= ran, (len(lengths), ran)
+    if name == "llama":       # one group: each step's layers share one plan
+        assert len(lengths) == ran // layers
+
+
+def test_step_plan_follows_the_lengths_contents():
+    """The plan is reused while the cumulative lengths are equal in content, and
+    remade when they change, also when the same tensor is rewritten in place
+    through numpy (no version-counter bump)."""
+    hf._CB_PLAN.clear()
+    cu_q = torch.tensor([0, 3, 4], dtype=torch.int32)
+    cu_k = torch.tensor([0, 10, 15], dtype=torch.int32)
+    first = hf._step_plan(cu_q, cu_k, 3, 10)
+    assert hf._step_plan(cu_q.clone(), cu_k.clone(), 3, 10) is first
+    version = cu_k._version
+    cu_k.numpy()[2] = 16
+    assert cu_k._version == version
+    second = hf._step_plan(cu_q, cu_k, 3, 10)
+    assert second is not first and second.k_tokens == 16
+    assert hf._step_plan(cu_q, cu_k, 3, 11) is not second        # another max_seqlen_k
+    assert hf._step_plan(cu_q, cu_k, 3, 10) is second            # two groups kept
 
 
 def test_second_batch_compiles_nothing():

@@ -36,6 +36,7 @@ through `attncc.attention`, gradients.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -261,13 +262,44 @@ def attncc_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
 
 # -- continuous batching (generate_batch) ---------------------------------------------------------
 
-_CB_CALLS = {"calls": 0}
+_CB_CALLS = {"calls": 0, "plans": 0}
+# The plans (attncc.plan_varlen) of the last step: the layers of a step that
+# share a cache group (full attention, or one sliding window) get the same
+# cumulative lengths, so a step checks and schedules each group's batch once,
+# as vLLM's backend does with its metadata. A plan is reused while the
+# lengths' contents are equal (compared, not trusted by identity or version
+# counter: a plan is a pure function of them, and a tensor written in place
+# through numpy does not bump its version), so a stale plan cannot be served.
+_CB_PLAN: list = []         # (cu_q, cu_k, max_q, max_k, plan), newest first
+_CB_PLANS_KEPT = 4          # cache groups of one step (full, sliding, ...)
+_CB_LOCK = threading.Lock()
+
+
+def _step_plan(cu_q: torch.Tensor, cu_k: torch.Tensor, max_q: int, max_k: int):
+    from .. import ragged
+    with _CB_LOCK:
+        kept = list(_CB_PLAN)
+    for hq, hk, mq, mk, plan in kept:
+        if (mq, mk) == (max_q, max_k) and torch.equal(hq, cu_q) and torch.equal(hk, cu_k):
+            return plan
+    plan = ragged.plan_varlen(cu_q, cu_k, max_q, max_k)
+    with _CB_LOCK:
+        _CB_PLAN.insert(0, (cu_q.clone(), cu_k.clone(), max_q, max_k, plan))
+        del _CB_PLAN[_CB_PLANS_KEPT:]
+        _CB_CALLS["plans"] += 1
+    return plan
 
 
 def cb_calls() -> int:
     """Ragged batches run by attncc's continuous-batching function in this
     process (tests use it to prove attncc ran)."""
     return _CB_CALLS["calls"]
+
+
+def cb_plans() -> int:
+    """Plans (attncc.plan_varlen) made by the continuous-batching function in
+    this process: one per step whose lengths differ from the step before."""
+    return _CB_CALLS["plans"]
 
 
 def enable_continuous_batching(model: torch.nn.Module) -> str:
@@ -331,7 +363,8 @@ def attncc_cb_attention(module: torch.nn.Module, query: torch.Tensor, key: torch
         max_q = int((cu_q[1:] - cu_q[:-1]).max()) if cu_q.numel() > 1 else 0
     if max_k is None:
         max_k = int((cu_k[1:] - cu_k[:-1]).max()) if cu_k.numel() > 1 else 0
-    out = varlen_attention(q, k, v, cu_q, cu_k, int(max_q), int(max_k), causal=bool(is_causal),
+    plan = _step_plan(cu_q, cu_k, int(max_q), int(max_k))
+    out = varlen_attention(q, k, v, plan=plan, causal=bool(is_causal),
                            scale=None if scaling is None else float(scaling), window=window,
                            softcap=None if softcap is None else float(softcap),
                            sinks=None if s_aux is None else s_aux.to(torch.float32))
