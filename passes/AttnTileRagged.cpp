@@ -66,6 +66,20 @@ void prefetchRows(OpBuilder &b, Location loc, Value src, Value table, Value seq,
   });
 }
 
+/// Rows gathered for the in-place form per prefetch step (AttnTileRagged's KV loop).
+constexpr int64_t kGatherChunk = 16;
+
+/// Rows [r0, r0 + n) of a 2-D tile buffer, as a static-size view.
+Value chunkRows(OpBuilder &b, Location loc, Value buf, int64_t r0, int64_t n) {
+  auto type = cast<MemRefType>(buf.getType());
+  if (r0 == 0 && n == type.getDimSize(0))
+    return buf;
+  SmallVector<OpFoldResult> offsets{b.getIndexAttr(r0), b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes{b.getIndexAttr(n), b.getIndexAttr(type.getDimSize(1))};
+  SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+  return memref::SubViewOp::create(b, loc, buf, offsets, sizes, strides);
+}
+
 } // namespace
 
 RaggedAttentionOp mlir::attn::findRaggedAttention(func::FuncOp func) {
@@ -357,12 +371,24 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
         Value rows = t.minsi(validN, cBN);
         kOperand = kvRowsView(builder, loc, k, kb, kvH, row, rows);
         vOperand = kvRowsView(builder, loc, v, kb, kvH, row, rows);
-      } else if (!views) {
-        if (table && kvInPlace) { // decode: rows gathered one by one (any page size)
+      } else if (!views && table && kvInPlace) {
+        // Decode, rows gathered one by one (any page size): in chunks of
+        // kGatherChunk rows, each gathered (K, V) after prefetching the same
+        // chunk of the next block, so the prefetches run alongside the
+        // gathers one block ahead instead of in one burst before them.
+        for (int64_t c0 = 0; c0 < BN; c0 += kGatherChunk) {
+          int64_t n = std::min(kGatherChunk, BN - c0);
+          Value at = t.addi(row, t.idx(c0));
           for (Value src : {k, v})
-            prefetchRows(builder, loc, src, table, kb, kvH, t.addi(row, cBN), BN, lastKey,
+            prefetchRows(builder, loc, src, table, kb, kvH, t.addi(at, cBN), n, lastKey,
                          ShapedType::kDynamic);
+          Value valid = t.subi(validN, t.idx(c0));
+          for (auto [src, dst] : {std::pair{k, kt}, std::pair{v, vt}})
+            GatherTileOp::create(builder, loc, src, table, kb, kvH, at, valid,
+                                 chunkRows(builder, loc, dst, c0, n), /*transposed=*/false,
+                                 pairs);
         }
+      } else if (!views) {
         for (auto [src, dst, transposed] :
              {std::tuple{k, kt, !kvInPlace}, std::tuple{v, vt, false}}) {
           if (table)

@@ -98,15 +98,31 @@ func.func @paged1(%q: tensor<1x8x?x64xbf16>, %k: tensor<?x2x1x64xbf16>, %v: tens
 
 // Pages of a size read at run time (any size, 1 included, as attncc's paged
 // decode compiles them): K/V rows gathered into bf16 tiles (zero past the
-// valid rows), both products `pairs` on the tiles.
+// valid rows) 16 rows at a time, each chunk after the prefetch of the next
+// block's same rows; both products `pairs` on the tiles.
 // CHECK-LABEL: func @paged_dynamic
 // CHECK: %[[QT:.*]] = memref.alloc() : memref<4x64xbf16>
 // CHECK: %[[KT:.*]] = memref.alloc() : memref<32x64xbf16>
 // CHECK: %[[VT:.*]] = memref.alloc() : memref<32x64xbf16>
 // CHECK: %[[P:.*]] = memref.alloc() : memref<4x32xbf16>
 // CHECK: scf.for
-// CHECK:   attn.gather_tile %arg1[{{.*}}] to %[[KT]] valid
-// CHECK:   attn.gather_tile %arg2[{{.*}}] to %[[VT]] valid
+// CHECK:   scf.for
+// CHECK:     memref.prefetch %arg1
+// CHECK:   scf.for
+// CHECK:     memref.prefetch %arg2
+// CHECK:   %[[K0:.*]] = memref.subview %[[KT]][0, 0] [16, 64] [1, 1]
+// CHECK:   attn.gather_tile %arg1[{{.*}}] to %[[K0]] valid
+// CHECK:   %[[V0:.*]] = memref.subview %[[VT]][0, 0] [16, 64] [1, 1]
+// CHECK:   attn.gather_tile %arg2[{{.*}}] to %[[V0]] valid
+// CHECK:   scf.for
+// CHECK:     memref.prefetch %arg1
+// CHECK:   scf.for
+// CHECK:     memref.prefetch %arg2
+// CHECK:   %[[K1:.*]] = memref.subview %[[KT]][16, 0] [16, 64] [1, 1]
+// CHECK:   attn.gather_tile %arg1[{{.*}}] to %[[K1]] valid
+// CHECK:   %[[V1:.*]] = memref.subview %[[VT]][16, 0] [16, 64] [1, 1]
+// CHECK:   attn.gather_tile %arg2[{{.*}}] to %[[V1]] valid
+// CHECK-NOT: attn.gather_tile
 // CHECK:   attn.tile_matmul %[[QT]], %[[KT]] transposed pairs scale 1.250000e-01 into
 // CHECK:   attn.tile_convert %{{.*}} to %[[P]]
 // CHECK:   attn.tile_matmul %[[P]], %[[VT]] pairs into %{{.*}} accumulate
