@@ -151,9 +151,10 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
         if sides is not None and sides[0] >= 0:
             trim = torch.clamp(kn - 1 - sides[0], min=0)
             ks, kn = ks + trim, kn - trim
-        # heads-inner (a grid point per token) needs the static page size,
-        # which needs the pieces' starts: decided on the unsplit keys (a
-        # split keeps page alignment: pieces are multiples of the page size).
+        # The static page size (and with it heads-inner, whose grid point
+        # count the split rule takes) from the unsplit keys: a split keeps
+        # page alignment (pieces are multiples of `align`, itself a multiple
+        # of any static page size).
         page = static_page(opts, G, page_size, ks, target) if paged else None
         inner = heads_inner(opts, G, Hkv, interleaved, paged, page, target)
         points = int(kn.numel()) * (1 if inner else Hkv)
@@ -166,8 +167,6 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
                 tok = None
         if tok is None and sinks:   # one piece per token: the merge path
             tok = torch.arange(qd.numel())
-        page = static_page(opts, G, page_size, ks, target) if paged else None
-        inner = inner and (page is not None or not paged)
         if tok is None:
             work = work_table(0, qd, lq[dec], kb[dec], ks, kn, packed_rows=G)
         else:

@@ -298,7 +298,7 @@ def cb_calls() -> int:
 
 def cb_plans() -> int:
     """Plans (attncc.plan_varlen) made by the continuous-batching function in
-    this process: one per step whose lengths differ from the step before."""
+    this process: one per step and cache group (the layers of a group share it)."""
     return _CB_CALLS["plans"]
 
 
