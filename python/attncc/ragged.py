@@ -205,7 +205,8 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
     config = dict(page_size=k4.shape[2], paged=paged, G=G, Hkv=Hkv, sides=sides,
                   alibi=slopes is not None, sinks=sink is not None, opts=opts,
                   threads=threads, packed_ok=packed_ok, num_splits=num_splits, target=target,
-                  interleaved=k4.stride(1) < k4.stride(2))
+                  interleaved=k4.stride(1) < k4.stride(2),
+                  key_bytes=D * k4.element_size() + Dv * v4.element_size())
     sched = plan._schedule(config)
     launch = functools.partial(_launch, target=target, runner=runner)
     dec = sched.decode

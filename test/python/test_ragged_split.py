@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import attncc
-from attncc.frontend import split_kv
-from attncc.options import OptionError
+from attncc.frontend import ragged_schedule, split_kv
+from attncc.options import CompileOptions, OptionError
 import test_paged
 from ragged_testing import Batch, make, paged_cache, run_described
 from test_ragged import run as run_varlen
@@ -105,11 +105,48 @@ def test_auto_split_choice():
     assert split_kv.decode_token_splits(None, 1, long_, 1, 256) == 1       # one thread
     assert split_kv.decode_token_splits(1, 1, long_, 8, 256) == 1
     assert split_kv.decode_token_splits(7, 64, long_, 2, 256) == 7
+    # A CPU piece reads at least CPU_MIN_PIECE_BYTES: as keys, min_piece_keys.
+    assert split_kv.decode_token_splits(None, 1, long_, 2, 256, 16384) == 1
+    assert split_kv.decode_token_splits(None, 1, torch.tensor([40000]), 2, 256, 16384) == 2
+    assert split_kv.decode_token_splits(3, 1, long_, 2, 256, 16384) == 3      # forced
+
+
+def _mqa_decode(lk: int, *, key_bytes: int, target: str = "cpu", Hkv: int = 1,
+                interleaved: bool = False):
+    """The packed decode launch of one token over `lk` keys, two workers."""
+    return ragged_schedule.schedule(
+        torch.zeros(1, dtype=torch.int64), torch.ones(1, dtype=torch.int64),
+        torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64),
+        torch.tensor([lk]), page_size=16, paged=True, G=4, Hkv=Hkv, sides=None, alibi=False,
+        sinks=False, opts=CompileOptions(), threads=2, packed_ok=True, num_splits=None,
+        target=target, interleaved=interleaved, key_bytes=key_bytes).decode
+
+
+def test_cpu_split_pieces_read_enough_bytes():
+    """On the CPU a split piece reads at least CPU_MIN_PIECE_BYTES of K/V
+    (the torch merge costs more than a second thread saves below that):
+    bf16 D128 (512 bytes per key and KV head) splits one KV head's 32k
+    keys, not its 16k; with the KV heads inside one grid point (heads-inner,
+    8 heads) 4k keys are enough. The GPU ignores the bound."""
+    bf16_d128 = 2 * 128 * 2
+    assert _mqa_decode(16384, key_bytes=bf16_d128).pieces is None
+    assert _mqa_decode(32768, key_bytes=bf16_d128).pieces.numel() == 2
+    assert _mqa_decode(16384, key_bytes=0).pieces is not None            # no bound given
+    inner = _mqa_decode(4096, key_bytes=bf16_d128, Hkv=8, interleaved=True)
+    assert inner.heads_inner and inner.pieces.numel() == 2
+    gpu = ragged_schedule.schedule(
+        torch.zeros(1, dtype=torch.int64), torch.ones(1, dtype=torch.int64),
+        torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64),
+        torch.tensor([4096]), page_size=16, paged=True, G=4, Hkv=1, sides=None, alibi=False,
+        sinks=False, opts=CompileOptions(), threads=132, packed_ok=True, num_splits=None,
+        target="sm_90a", key_bytes=bf16_d128).decode
+    assert gpu.pieces is not None and gpu.pieces.numel() > 2
 
 
 def test_auto_split_runs_for_mqa(merges):
-    """One KV head, one long sequence, two threads: the default splits."""
-    b = Batch(((1, 4000),), kv_heads=1, group=4, page_size=16,
+    """One KV head, one long sequence, two threads: the default splits (f32,
+    head_dim 32: 256 bytes per key, so 2 x CPU_MIN_PIECE_BYTES is 64k keys)."""
+    b = Batch(((1, 70000),), kv_heads=1, group=4, page_size=16,
               options={"num_threads": 2})
     run_paged(b)
     assert merges and merges[-1][0] > 1, merges

@@ -128,7 +128,8 @@ def static_page(opts: CompileOptions, query_len: int, page_size: int,
 def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start: torch.Tensor,
              lk: torch.Tensor, *, page_size: int, paged: bool, G: int, Hkv: int, sides,
              alibi: bool, sinks: bool, opts: CompileOptions, threads: int, packed_ok: bool,
-             num_splits: Optional[int], target: str, interleaved: bool = False) -> Schedule:
+             num_splits: Optional[int], target: str, interleaved: bool = False,
+             key_bytes: int = 0) -> Schedule:
     """The launches of a batch (int64 host index tensors, one entry per
     sequence). Decode tokens without ALiBi (a per-head term on every score)
     run packed: the G query heads of a KV head are the rows of one block, so
@@ -141,7 +142,10 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
     or a short chunk batched with a long prefill does not compute a 256-row
     block for its one row (a 2k-prefill + 31-decode batch ran 100x slower
     that way). `packed_ok`: the GPU packs only groups that fit its block.
-    `interleaved`: K/V's heads interleave by row (heads_inner)."""
+    `interleaved`: K/V's heads interleave by row (heads_inner). `key_bytes`:
+    the bytes of K and V per key and KV head ((D + Dv) x element size); on
+    the CPU a split piece then reads at least CPU_MIN_PIECE_BYTES (0: no such
+    bound)."""
     rest = lq > 0
     dec = lq == 1
     decode = None
@@ -158,7 +162,11 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
         page = static_page(opts, G, page_size, ks, target) if paged else None
         inner = heads_inner(opts, G, Hkv, interleaved, paged, page, target)
         points = int(kn.numel()) * (1 if inner else Hkv)
-        splits = split_kv.decode_token_splits(num_splits, points, kn, threads, align)
+        min_keys = 1
+        if key_bytes > 0 and target_kind(target) == "cpu":
+            point_bytes = key_bytes * (Hkv if inner else 1)    # per key of a grid point
+            min_keys = -(-split_kv.CPU_MIN_PIECE_BYTES // point_bytes)
+        splits = split_kv.decode_token_splits(num_splits, points, kn, threads, align, min_keys)
         rest = rest & ~dec
         qd, tok = q_start[dec], None
         if splits > 1:

@@ -35,6 +35,13 @@ MAX_SPLITS = 256
 MIN_BLOCKS_PER_SPLIT = 4
 # Grid points per thread the heuristic aims at (load balance across threads).
 TASKS_PER_THREAD = 4
+# The CPU's varlen/paged decode pieces are merged in torch (merge_pieces, about
+# 0.1-0.2 ms a call with its copies and a second thread's start): a piece must
+# read at least this many bytes of K and V for the split to pay. Measured on
+# AMD Zen 4 (B1, one KV head, G4, D128, page 16, 2 threads, split 2 against
+# none): 8 MiB of K/V per point (bf16 16k keys, fp32 8k) 0.7-0.85x, 16 MiB
+# (bf16 32k, fp32 16k) 1.05-1.26x (docs/benchmarks.md, eleventh session).
+CPU_MIN_PIECE_BYTES = 8 << 20
 # Kernels whose query block has at most this many rows (the CPU's decode
 # bucket, CompileOptions.query_block) get the split form by default.
 DECODE_BLOCK_M = 16
@@ -122,7 +129,7 @@ def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: in
 # -- varlen / paged decode tokens (ragged.py): pieces through the work table ----------------
 
 def decode_token_splits(num_splits: Optional[int], items: int, kn: torch.Tensor, threads: int,
-                   align: int) -> int:
+                        align: int, min_piece_keys: int = 1) -> int:
     """Split-KV for the packed decode launch of varlen/paged attention
     (ragged.py): how many pieces a decode token's keys may be cut into (1:
     none). Forced by `num_splits`; otherwise as `plan` chooses for
@@ -130,14 +137,16 @@ def decode_token_splits(num_splits: Optional[int], items: int, kn: torch.Tensor,
     grid (tokens x KV heads) leaves threads idle, the fewest splits that
     make it a multiple of the threads or reach TASKS_PER_THREAD points per
     thread, at most one per MIN_BLOCKS_PER_SPLIT x 64 keys of the longest
-    sequence and one per `align` keys."""
+    sequence, one per `align` keys and one per `min_piece_keys` keys (the
+    CPU's CPU_MIN_PIECE_BYTES, ragged_schedule.schedule)."""
     if num_splits is not None:
         return num_splits
     want = TASKS_PER_THREAD * threads
     if items == 0 or threads <= 1 or items >= want or items % threads == 0:
         return 1
     longest = int(kn.max())
-    by_length = min(longest // (MIN_BLOCKS_PER_SPLIT * 64), longest // align)
+    by_length = min(longest // (MIN_BLOCKS_PER_SPLIT * 64), longest // align,
+                    longest // max(1, min_piece_keys))
     by_threads = next(p for p in range(2, want + 1)
                       if (items * p) % threads == 0 or items * p >= want)
     return max(1, min(by_threads, by_length, MAX_SPLITS))
