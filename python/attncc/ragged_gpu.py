@@ -27,18 +27,35 @@ def workers(q: torch.Tensor) -> int:
     return torch.cuda.get_device_properties(q.device).multi_processor_count
 
 
+def work_on(work: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A schedule's work table on `device`: copied once and kept with the host
+    table (attncc's own, never written after it is built; plans reuse their
+    schedules across layers), so the layers of a step share one copy instead
+    of a host-to-device copy each. The user's tensors are copied per call
+    (they may be rewritten in place between calls)."""
+    if work.device == device:
+        return work
+    kept = getattr(work, "_attncc_on", None)
+    if kept is None or kept.device != device:
+        kept = work.to(device)
+        work._attncc_on = kept
+    return kept
+
+
 def launch(compiled: Any, inputs: list[torch.Tensor], out: torch.Tensor,
            extra: tuple[torch.Tensor, ...],
            runner: Optional[Callable[[Any, list[torch.Tensor]], None]] = None) -> None:
     """Launches the compiled kernel on inputs (q, k, v, work, [block_table],
     [slopes], [sinks]), out and the extra outputs (lse), the small host
-    tensors (work and block tables, slopes, sinks) copied to out's device.
+    tensors (work and block tables, slopes, sinks) copied to out's device
+    (the work table once per schedule: work_on).
     `runner`: another way to run the compiled kernel's arguments (the GPU
     emulator in the tests); default the CUDA runtime."""
     if not out.numel():
         return
     device = out.device
-    args = [t if t.device == device else t.to(device) for t in inputs] + [out, *extra]
+    args = [work_on(t, device) if i == 3 else t if t.device == device else t.to(device)
+            for i, t in enumerate(inputs)] + [out, *extra]
     if runner is not None:
         runner(compiled, args)
     else:

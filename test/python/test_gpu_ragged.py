@@ -263,3 +263,27 @@ def test_run_args_checks_before_any_launch():
     args = [torch.zeros(1, 4, 3, 64, dtype=torch.float16)] + [torch.zeros(1)] * 5
     with pytest.raises(InputError, match="GPU kernels take CUDA tensors"):
         compiled._kernel.run_args(*args)
+
+
+def test_work_table_copied_once_per_device():
+    """A schedule's work table goes to the kernel's device once (the layers of
+    a step share the copy); the user's tensors are copied per call. `meta`
+    stands for a device this CPU-only machine has not got."""
+    from attncc import ragged_gpu
+    work = torch.arange(14, dtype=torch.int32).view(2, 7)
+    assert ragged_gpu.work_on(work, work.device) is work
+    meta = torch.device("meta")
+    first = ragged_gpu.work_on(work, meta)
+    assert first.device == meta and first.shape == work.shape and first.dtype == work.dtype
+    assert ragged_gpu.work_on(work, meta) is first
+    seen = []
+
+    def runner(compiled, args):
+        seen.append(args)
+
+    out = torch.empty(3, device=meta)
+    table = torch.zeros(2, 4, dtype=torch.int32)
+    for _ in range(2):
+        ragged_gpu.launch(None, [work, work, work, work, table], out, (), runner)
+    assert seen[0][3] is first and seen[1][3] is first
+    assert seen[0][4] is not seen[1][4]                 # the block table: per call
