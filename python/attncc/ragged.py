@@ -230,7 +230,10 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
         l_part = torch.empty((n, Hkv, G), dtype=torch.float32, device=q.device)
         launch(compiled, [q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, dec.work,
                           *extra[:int(paged)]], o_part, (l_part,))
-        o_dec, l_dec = split_kv.merge_pieces(o_part, l_part, tok, qd.numel())
+        if n == qd.numel():   # one piece per token (sinks, no split): nothing to merge
+            o_dec, l_dec = o_part, l_part
+        else:
+            o_dec, l_dec = split_kv.merge_pieces(o_part, l_part, tok, qd.numel())
         if sink is not None:
             with_sink = torch.logaddexp(l_dec, sink.to(q.device).view(1, Hkv, G))
             o_dec = o_dec * torch.exp(l_dec - with_sink).unsqueeze(-1)

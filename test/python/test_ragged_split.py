@@ -85,13 +85,35 @@ def test_alibi_does_not_split(merges):
 def test_sinks_join_after_the_kernel(group, splits, merges):
     """Sinks (gpt-oss) stay in the packed decode launch: the kernel runs
     without them and each head's sink joins the merged LSE and rescales the
-    output (one piece per token when not split). A token without keys gets
-    zeros and the sink as its LSE."""
+    output (one piece per token when not split: nothing to merge). A token
+    without keys gets zeros and the sink as its LSE."""
     b = Batch(DECODE + ((1, 0),), group=group, sinks=True, causal=True, return_lse=True,
               dtype="bf16", options={"num_splits": splits})
     run_varlen(b)
+    if splits == 1:
+        assert not merges, merges
+        return
     pieces, tokens = merges[-1]
-    assert tokens == len(DECODE) + 1 and (pieces > tokens) == (splits > 1), merges
+    assert tokens == len(DECODE) + 1 and pieces > tokens, merges
+
+
+def test_uniform_merge_matches_the_scatter_merge():
+    """merge_pieces' reshaped path (every token c pieces, in order) against
+    its scatter path (the same pieces, tokens interleaved), -inf LSEs (empty
+    pieces, a token without keys) included."""
+    g = torch.Generator().manual_seed(5)
+    n, c = 5, 3
+    o = torch.randn(n * c, 2, 4, 16, generator=g).to(torch.bfloat16)
+    lse = torch.randn(n * c, 2, 4, generator=g)
+    lse[1] = -torch.inf                       # an empty piece
+    lse[3 * c:4 * c] = -torch.inf             # a token without keys
+    tok = torch.arange(n).repeat_interleave(c)
+    perm = torch.randperm(n * c, generator=g)
+    got_o, got_l = split_kv.merge_pieces(o, lse, tok, n)
+    ref_o, ref_l = split_kv.merge_pieces(o[perm], lse[perm], tok[perm], n)
+    torch.testing.assert_close(got_o, ref_o, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_l, ref_l, rtol=1e-6, atol=1e-6)
+    assert bool((got_o[3] == 0).all()) and bool(torch.isneginf(got_l[3]).all())
 
 
 def test_auto_split_choice():

