@@ -173,7 +173,7 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
             tok, ks, kn = split_kv.split_pieces(ks, kn, splits, align)
             if tok.numel() == qd.numel():   # nothing was long enough to cut
                 tok = None
-        if tok is None and sinks:   # one piece per token: the merge path
+        if tok is None and sinks:   # one piece per token: the LSE path (the sink joins it)
             tok = torch.arange(qd.numel())
         if tok is None:
             work = work_table(0, qd, lq[dec], kb[dec], ks, kn, packed_rows=G)
