@@ -194,12 +194,13 @@ def _merge_uniform(o: torch.Tensor, lse: torch.Tensor, n: int, c: int):
     dimension instead of scatters, ~30 us less per call."""
     o = o.view(n, c, *o.shape[1:])
     lse = lse.view(n, c, *lse.shape[1:])
-    m = lse.amax(1)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    # A token without keys has max -inf: clamped to a finite value, its
+    # weights are exp(-inf) = 0, its output 0 and its LSE -inf. Otherwise the
+    # largest weight is 1, so den >= 1 and clamping it at 1 changes nothing.
+    m = lse.amax(1).clamp_min(torch.finfo(torch.float32).min)
     w = torch.exp(lse - m.unsqueeze(1))
     den = w.sum(1)
-    out = (w.unsqueeze(-1) * o.float()).sum(1)
-    out = out / torch.where(den > 0, den, torch.ones_like(den)).unsqueeze(-1)
+    out = (w.unsqueeze(-1) * o.float()).sum(1) / den.clamp_min(1.0).unsqueeze(-1)
     return out, m + torch.log(den)
 
 
