@@ -35,9 +35,9 @@ MAX_SPLITS = 256
 MIN_BLOCKS_PER_SPLIT = 4
 # Grid points per thread the heuristic aims at (load balance across threads).
 TASKS_PER_THREAD = 4
-# The CPU's varlen/paged decode pieces are merged in torch (merge_pieces, about
-# 0.1-0.2 ms a call with its copies and a second thread's start): a piece must
-# read at least this many bytes of K and V for the split to pay. Measured on
+# The CPU's varlen/paged decode pieces cost about 0.15 ms a call (Q copies,
+# partial outputs, the merge in torch: merge_pieces; the same on one thread):
+# a piece must read at least this many bytes of K and V for the split to pay. Measured on
 # AMD Zen 4 (B1, one KV head, G4, D128, page 16, 2 threads, split 2 against
 # none): 8 MiB of K/V per point (bf16 16k keys, fp32 8k) 0.7-0.85x, 16 MiB
 # (bf16 32k, fp32 16k) 1.05-1.26x (docs/benchmarks.md, eleventh session).
