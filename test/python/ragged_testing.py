@@ -10,6 +10,8 @@ from typing import Optional
 
 import torch
 
+from attncc.frontend import ragged_schedule
+from attncc.options import CompileOptions
 from test_variants import Case, masked_scores
 from test_variants import reference as variants_reference
 
@@ -150,3 +152,17 @@ def run_described(run, b: Batch, **kw) -> None:
         run(b, **kw)
     except Exception as e:
         raise AssertionError(f"failing configuration: {b.describe()}: {e}") from e
+
+
+def decode_schedule(*, interleaved=True, page_size=16, paged=True, Hkv=8, G=4, lk=4096,
+                    batch=8, opts=None, target="cpu", threads=2, num_splits=None,
+                    key_bytes=0):
+    """The packed decode launch (ragged_schedule.Decode) of `batch` decode
+    tokens over `lk` keys each, computed from the index data alone."""
+    n = torch.full((batch,), lk, dtype=torch.int64)
+    return ragged_schedule.schedule(
+        torch.arange(batch), torch.ones(batch, dtype=torch.int64), torch.arange(batch),
+        torch.zeros(batch, dtype=torch.int64), n, page_size=page_size, paged=paged, G=G,
+        Hkv=Hkv, sides=None, alibi=False, sinks=False, opts=opts or CompileOptions(),
+        threads=threads, packed_ok=True, num_splits=num_splits, target=target,
+        interleaved=interleaved, key_bytes=key_bytes).decode

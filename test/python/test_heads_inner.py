@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from attncc import ragged
 from attncc.frontend import ragged_schedule
 from attncc.options import CompileOptions
-from ragged_testing import Batch, run_described
+from ragged_testing import Batch, decode_schedule, run_described
 from test_paged import run as run_paged
 from test_ragged import run as run_varlen
 
@@ -36,17 +36,6 @@ def launched(monkeypatch):
     return seen
 
 
-def _decode_schedule(*, interleaved=True, page_size=16, paged=True, Hkv=8, G=4, lk=4096,
-                     batch=8, opts=None, target="cpu", threads=2, num_splits=None):
-    n = torch.full((batch,), lk, dtype=torch.int64)
-    return ragged_schedule.schedule(
-        torch.arange(batch), torch.ones(batch, dtype=torch.int64), torch.arange(batch),
-        torch.zeros(batch, dtype=torch.int64), n, page_size=page_size, paged=paged, G=G,
-        Hkv=Hkv, sides=None, alibi=False, sinks=False, opts=opts or CompileOptions(),
-        threads=threads, packed_ok=True, num_splits=num_splits, target=target,
-        interleaved=interleaved).decode
-
-
 @pytest.mark.parametrize("kw, inner", [
     (dict(), True),                                     # NHD pages of 16
     (dict(page_size=256), True),
@@ -58,7 +47,7 @@ def _decode_schedule(*, interleaved=True, page_size=16, paged=True, Hkv=8, G=4, 
     (dict(opts=CompileOptions(kv_in_place=False)), False),
 ])
 def test_when_heads_run_inside(kw, inner):
-    assert _decode_schedule(**kw).heads_inner is inner
+    assert decode_schedule(**kw).heads_inner is inner
 
 
 def test_gpu_never_runs_heads_inside():
@@ -68,9 +57,9 @@ def test_gpu_never_runs_heads_inside():
 def test_split_rule_counts_tokens_not_heads():
     """A grid point per token: one sequence on two threads is split (a point
     per (token, KV head) had 8 points, enough to fill them)."""
-    one = _decode_schedule(batch=1, lk=8192)
+    one = decode_schedule(batch=1, lk=8192)
     assert one.heads_inner and one.pieces is not None and one.pieces.numel() >= 2
-    outer = _decode_schedule(batch=1, lk=8192, interleaved=False)
+    outer = decode_schedule(batch=1, lk=8192, interleaved=False)
     assert not outer.heads_inner and outer.pieces is None
 
 

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import attncc
-from attncc.frontend import ragged_schedule, split_kv
-from attncc.options import CompileOptions, OptionError
+from attncc.frontend import split_kv
+from attncc.options import OptionError
 import test_paged
-from ragged_testing import Batch, make, paged_cache, run_described
+from ragged_testing import Batch, decode_schedule, make, paged_cache, run_described
 from test_ragged import run as run_varlen
 
 # Decode tokens over caches shorter than one piece (1, 2), around the 256-key
@@ -114,6 +114,14 @@ def test_uniform_merge_matches_the_scatter_merge():
     torch.testing.assert_close(got_o, ref_o, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(got_l, ref_l, rtol=1e-6, atol=1e-6)
     assert bool((got_o[3] == 0).all()) and bool(torch.isneginf(got_l[3]).all())
+    # float64: lse = log sum exp(lse_i), out = sum exp(lse_i - lse) o_i per token.
+    l64 = lse.double().view(n, c, 2, 4)
+    tot = torch.logsumexp(l64, 1)
+    w = torch.exp(l64 - tot.unsqueeze(1)).nan_to_num(0.0)
+    out64 = (w.unsqueeze(-1) * o.double().view(n, c, 2, 4, 16)).sum(1)
+    keep = torch.arange(n) != 3                # the token without keys: checked above
+    torch.testing.assert_close(got_o[keep].double(), out64[keep], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_l[keep].double(), tot[keep], rtol=1e-6, atol=1e-6)
 
 
 def test_auto_split_choice():
@@ -133,35 +141,20 @@ def test_auto_split_choice():
     assert split_kv.decode_token_splits(3, 1, long_, 2, 256, 16384) == 3      # forced
 
 
-def _mqa_decode(lk: int, *, key_bytes: int, target: str = "cpu", Hkv: int = 1,
-                interleaved: bool = False):
-    """The packed decode launch of one token over `lk` keys, two workers."""
-    return ragged_schedule.schedule(
-        torch.zeros(1, dtype=torch.int64), torch.ones(1, dtype=torch.int64),
-        torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64),
-        torch.tensor([lk]), page_size=16, paged=True, G=4, Hkv=Hkv, sides=None, alibi=False,
-        sinks=False, opts=CompileOptions(), threads=2, packed_ok=True, num_splits=None,
-        target=target, interleaved=interleaved, key_bytes=key_bytes).decode
-
-
 def test_cpu_split_pieces_read_enough_bytes():
     """On the CPU a split piece reads at least CPU_MIN_PIECE_BYTES of K/V
-    (the torch merge costs more than a second thread saves below that):
-    bf16 D128 (512 bytes per key and KV head) splits one KV head's 32k
-    keys, not its 16k; with the KV heads inside one grid point (heads-inner,
-    8 heads) 4k keys are enough. The GPU ignores the bound."""
+    (below that the pieces' fixed cost, ~0.15 ms a call, exceeds what the
+    split saves): bf16 D128 (512 bytes per key and KV head) splits one KV
+    head's 32k keys, not its 16k; with the KV heads inside one grid point
+    (heads-inner, 8 heads) 4k keys are enough. The GPU ignores the bound."""
     bf16_d128 = 2 * 128 * 2
-    assert _mqa_decode(16384, key_bytes=bf16_d128).pieces is None
-    assert _mqa_decode(32768, key_bytes=bf16_d128).pieces.numel() == 2
-    assert _mqa_decode(16384, key_bytes=0).pieces is not None            # no bound given
-    inner = _mqa_decode(4096, key_bytes=bf16_d128, Hkv=8, interleaved=True)
+    mqa = dict(batch=1, Hkv=1, interleaved=False, key_bytes=bf16_d128)
+    assert decode_schedule(lk=16384, **mqa).pieces is None
+    assert decode_schedule(lk=32768, **mqa).pieces.numel() == 2
+    assert decode_schedule(lk=16384, **{**mqa, "key_bytes": 0}).pieces is not None  # no bound
+    inner = decode_schedule(batch=1, lk=4096, key_bytes=bf16_d128)
     assert inner.heads_inner and inner.pieces.numel() == 2
-    gpu = ragged_schedule.schedule(
-        torch.zeros(1, dtype=torch.int64), torch.ones(1, dtype=torch.int64),
-        torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64),
-        torch.tensor([4096]), page_size=16, paged=True, G=4, Hkv=1, sides=None, alibi=False,
-        sinks=False, opts=CompileOptions(), threads=132, packed_ok=True, num_splits=None,
-        target="sm_90a", key_bytes=bf16_d128).decode
+    gpu = decode_schedule(lk=4096, target="sm_90a", threads=132, **mqa)
     assert gpu.pieces is not None and gpu.pieces.numel() > 2
 
 

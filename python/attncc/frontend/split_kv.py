@@ -39,7 +39,7 @@ TASKS_PER_THREAD = 4
 # partial outputs, the merge in torch: merge_pieces; the same on one thread):
 # a piece must read at least this many bytes of K and V for the split to pay. Measured on
 # AMD Zen 4 (B1, one KV head, G4, D128, page 16, 2 threads, split 2 against
-# none): 8 MiB of K/V per point (bf16 16k keys, fp32 8k) 0.7-0.85x, 16 MiB
+# none): 8 MiB of K/V per point (bf16 16k keys, fp32 8k) 0.78-0.90x, 16 MiB
 # (bf16 32k, fp32 16k) 1.05-1.26x (docs/benchmarks.md, eleventh session).
 CPU_MIN_PIECE_BYTES = 8 << 20
 # Kernels whose query block has at most this many rows (the CPU's decode
