@@ -19,6 +19,7 @@ from attncc.targets import cpu as cpu_target
 import pairs_testing
 from test_cpu_isa import _graph as isa_graph
 from test_variants import check, run_property
+from property_budget import property_seed
 
 AMX = cpu_target.ISAS["x86-64-v4-amx"]
 MISSING = cpu_target.missing_features(AMX)
@@ -79,7 +80,7 @@ def test_amx_examples(name):
     check(pairs_testing.example(name, "x86-64-v4-amx"))
 
 
-PROPERTY_SEED = 20261201
+PROPERTY_SEED = property_seed(20261201)
 
 
 @needs_amx

@@ -17,6 +17,7 @@ from attncc.targets import cpu as cpu_target
 import pairs_testing
 from test_cpu_isa import _graph as isa_graph
 from test_variants import check, run_property
+from property_budget import property_seed
 
 BF16 = cpu_target.ISAS["x86-64-v4-bf16"]
 MISSING = cpu_target.missing_features(BF16)
@@ -72,7 +73,7 @@ def test_bf16_dot_examples(name):
     check(pairs_testing.example(name, "x86-64-v4-bf16"))
 
 
-PROPERTY_SEED = 20261201
+PROPERTY_SEED = property_seed(20261201)
 
 
 @needs_bf16

@@ -20,6 +20,7 @@ from attncc.options import CompileOptions
 from ragged_testing import Batch, decode_schedule, run_described
 from test_paged import run as run_paged
 from test_ragged import run as run_varlen
+from property_budget import property_seed, examples
 
 
 @pytest.fixture
@@ -124,7 +125,7 @@ def test_hnd_and_gathered_pages_keep_a_point_per_head(launched):
     assert launched == [False, False, False]
 
 
-PROPERTY_SEED = 20261203
+PROPERTY_SEED = property_seed(20261203)
 
 
 def test_property_heads_inner(capsys):
@@ -134,7 +135,7 @@ def test_property_heads_inner(capsys):
                        max_size=5)
 
     @seed(PROPERTY_SEED)
-    @settings(max_examples=12, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=examples(12), deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(lengths=lengths, page=st.sampled_from([16, 32, 64, 128, 256]),
            kv_heads=st.integers(2, 4), group=st.sampled_from([1, 2, 3, 4]),

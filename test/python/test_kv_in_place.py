@@ -28,6 +28,7 @@ from attncc.targets import cpu as cpu_target
 
 from test_split_kv import DTYPES, STRUCTURES, Structure, case_of, inputs
 from test_variants import FLOOR, reference
+from property_budget import property_seed, examples
 
 FLOORS = {**FLOOR, "f16": 1e-3}
 CASES = {
@@ -155,7 +156,7 @@ calls = st.builds(
     seed=st.integers(0, 2 ** 16),
 )
 
-PROPERTY_SEED = 20261201
+PROPERTY_SEED = property_seed(20261201)
 
 
 def run_property(strategy, seed_value: int, name: str, capsys, cases: dict = CASES) -> None:
@@ -164,7 +165,7 @@ def run_property(strategy, seed_value: int, name: str, capsys, cases: dict = CAS
         print(f"\n{name} property: seed {seed_value}")
 
     @seed(seed_value)
-    @settings(max_examples=25, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=examples(25), deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(strategy)
     def prop(call: Call) -> None:

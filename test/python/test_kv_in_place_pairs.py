@@ -20,6 +20,7 @@ from attncc.targets import cpu as cpu_target
 from ragged_testing import Batch
 from test_kv_in_place import CASES, Call, check, run_property
 from test_paged import run as run_paged
+from property_budget import property_seed
 
 BF16 = "x86-64-v4-bf16"
 MISSING = cpu_target.missing_features(cpu_target.ISAS[BF16])
@@ -114,7 +115,7 @@ calls = st.builds(
     cpu=st.just(BF16),
 )
 
-PROPERTY_SEED = 20261203
+PROPERTY_SEED = property_seed(20261203)
 
 
 @needs_bf16

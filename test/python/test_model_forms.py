@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import attncc
 from attncc import CaptureError
 from attncc.frontend.masks import MaskPart, classify
+from property_budget import property_seed, examples
 
 NEG = float("-inf")
 
@@ -73,7 +74,7 @@ mask_cases = st.fixed_dictionaries({
     "form": st.sampled_from(["bool", "float_inf", "float_min"]),
 })
 
-MASK_SEED = 20261130
+MASK_SEED = property_seed(20261130)
 
 
 def test_property_mask_recognition(capsys):
@@ -86,7 +87,7 @@ def test_property_mask_recognition(capsys):
         print(f"\ntest_model_forms mask property: seed {MASK_SEED}")
 
     @seed(MASK_SEED)
-    @settings(max_examples=200, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=examples(200), deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(mask_cases)
     def run(c):
@@ -184,7 +185,7 @@ def test_property_attention_masks(capsys):
         print(f"\ntest_model_forms attention property: seed {MASK_SEED}")
 
     @seed(MASK_SEED)
-    @settings(max_examples=16, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=examples(16), deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(api_cases)
     def run(c):

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import attncc
 from attncc.errors import InputError
 from ragged_testing import Batch, check, make, paged_cache, run_described
+from property_budget import property_seed, examples
 
 PREFILL = ((3, 3), (0, 5), (1, 1), (1, 40), (0, 0), (37, 37), (5, 70), (20, 90))
 
@@ -77,7 +78,7 @@ def test_paged_decode_every_page_size(layout):
         [1, 1, 1, 2, 3, 3, 3]
 
 
-PROPERTY_SEED = 20261202
+PROPERTY_SEED = property_seed(20261202)
 
 
 def test_property_paged(capsys):
@@ -87,7 +88,7 @@ def test_property_paged(capsys):
         lambda t: (min(t), t[1]) if t[0] % 4 else (min(t), min(t))), min_size=1, max_size=5)
 
     @seed(PROPERTY_SEED)
-    @settings(max_examples=15, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=examples(15), deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(lengths=lengths, page=st.integers(1, 256), layout=st.sampled_from(["NHD", "HND"]),
            window=st.sampled_from([None, (20, 0), (-1, -1)]), seed_=st.integers(0, 2 ** 16),

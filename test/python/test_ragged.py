@@ -18,6 +18,7 @@ from attncc.errors import CompileError, InputError
 from attncc.compiler import compile_graph
 from attncc.graph import Graph
 from ragged_testing import Batch, check, make, run_described
+from property_budget import property_seed, examples
 
 # Empty sequences, a single token, Lq = Lk, Lq < Lk, a prefill longer than a
 # query block, and one with more queries than keys (its first rows see no key
@@ -106,7 +107,7 @@ def test_alibi_decode_runs_one_row_tiles():
     assert sorted(key[11] for key in ragged._KERNELS) == [1, 32]
 
 
-PROPERTY_SEED = 20261201
+PROPERTY_SEED = property_seed(20261201)
 
 
 def test_property_varlen(capsys):
@@ -119,7 +120,7 @@ def test_property_varlen(capsys):
         min_size=1, max_size=6)
 
     @seed(PROPERTY_SEED)
-    @settings(max_examples=15, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=examples(15), deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(lengths=lengths, seed_=st.integers(0, 2 ** 16),
            window=st.sampled_from([None, (4, 0), (-1, 3), (10, 10)]),

@@ -20,6 +20,7 @@ from attncc.frontend import ragged_schedule
 from ragged_testing import Batch, check, make, paged_cache, run_described
 from test_paged import PREFILL, VARIANTS
 from test_ragged import VARIANTS as VARLEN_VARIANTS
+from property_budget import property_seed, examples
 
 DECODE = ((1, 1), (1, 33), (1, 300), (1, 17), (1, 256))
 
@@ -111,7 +112,7 @@ def test_plan_snapshots_index_tensors():
     check(b, want, q, k, v, cu_q, cu_k, slopes, sinks)
 
 
-PROPERTY_SEED = 20261203
+PROPERTY_SEED = property_seed(20261203)
 
 
 def test_property_plan(capsys):
@@ -121,7 +122,7 @@ def test_property_plan(capsys):
         lambda t: (min(t), t[1]) if t[0] % 3 else (1, max(t[1], 1))), min_size=1, max_size=5)
 
     @seed(PROPERTY_SEED)
-    @settings(max_examples=12, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=examples(12), deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(lengths=lengths, page=st.sampled_from([1, 3, 16, 64]),
            layout=st.sampled_from(["NHD", "HND"]), window=st.sampled_from([None, (20, 0)]),

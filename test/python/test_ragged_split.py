@@ -18,6 +18,7 @@ from attncc.options import OptionError
 import test_paged
 from ragged_testing import Batch, decode_schedule, make, paged_cache, run_described
 from test_ragged import run as run_varlen
+from property_budget import property_seed, examples
 
 # Decode tokens over caches shorter than one piece (1, 2), around the 256-key
 # piece size (257, 600) and several pieces long (1300).
@@ -189,7 +190,7 @@ def test_bad_num_splits(bad):
         attncc.varlen_attention(q, k, v, cu_q, cu_k, 1, 1300, num_splits=bad)
 
 
-PROPERTY_SEED = 20261201
+PROPERTY_SEED = property_seed(20261201)
 
 
 def test_property_split_decode(capsys):
@@ -197,7 +198,7 @@ def test_property_split_decode(capsys):
         print(f"\ntest_ragged_split property: seed {PROPERTY_SEED}")
 
     @seed(PROPERTY_SEED)
-    @settings(max_examples=12, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=examples(12), deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(kv=st.lists(st.integers(1, 1500), min_size=1, max_size=4),
            page=st.integers(1, 300), group=st.sampled_from([1, 2, 4]),

@@ -17,6 +17,7 @@ from attncc.compiler import compile_graph
 from attncc.options import CompileOptions
 from ragged_testing import Batch
 from test_variants import Case, check, kernel, run_property
+from property_budget import property_seed
 import test_paged
 import test_ragged
 
@@ -120,7 +121,7 @@ cases = st.builds(
 
 
 def test_property_skipped_rows(capsys):
-    run_property(cases, 20261202, "test_skip_masked_rows", capsys, examples=15)
+    run_property(cases, property_seed(20261202), "test_skip_masked_rows", capsys, examples=15)
 
 
 

@@ -25,6 +25,7 @@ from attncc.frontend import split_kv
 from attncc.options import OptionError
 
 from test_variants import FLOOR, Case, masked_scores, reference
+from property_budget import property_seed, examples
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 # Small blocks so that short test lengths still give several query blocks and
@@ -196,7 +197,7 @@ calls = st.builds(
     seed=st.integers(0, 2 ** 16),
 )
 
-PROPERTY_SEED = 20261130
+PROPERTY_SEED = property_seed(20261130)
 
 
 def test_property_split_kv(capsys):
@@ -204,7 +205,7 @@ def test_property_split_kv(capsys):
         print(f"\ntest_split_kv property: seed {PROPERTY_SEED}")
 
     @seed(PROPERTY_SEED)
-    @settings(max_examples=30, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=examples(30), deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(calls)
     def prop(call: Call) -> None:

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from attncc.compiler import compile_graph
 from attncc.graph import Graph
 from attncc.options import CompileOptions
+import property_budget
+from property_budget import property_seed
 
 FLOOR = {"f32": 1e-5, "bf16": 1e-3}
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
@@ -234,7 +236,7 @@ cases = st.builds(
     seed=st.integers(0, 2 ** 16),
 )
 
-PROPERTY_SEED = 20261130
+PROPERTY_SEED = property_seed(20261130)
 
 
 def test_property_variants(capsys):
@@ -248,7 +250,7 @@ def run_property(strategy, seed_value: int, name: str, capsys, examples: int = 2
         print(f"\n{name} property: seed {seed_value}")
 
     @seed(seed_value)
-    @settings(max_examples=examples, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=property_budget.examples(examples), deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(strategy)
     def run(c: Case) -> None:
