@@ -228,7 +228,8 @@ struct CpuEmitter : IRBuild {
   Value transposeReduce(SmallVector<Value> rows, function_ref<Value(Value, Value)> combine) {
     int64_t n = rows.size();
     int64_t w = cast<VectorType>(rows[0].getType()).getNumElements();
-    assert(llvm::isPowerOf2_64(n) && n >= 2 && n <= w && "transposeReduce: n vectors of w >= n lanes");
+    assert(llvm::isPowerOf2_64(n) && llvm::isPowerOf2_64(w) && n >= 2 && n <= w &&
+           "transposeReduce: n vectors of w >= n lanes, both powers of two");
     for (int64_t h = n / 2; h >= 1; h /= 2) {
       auto [lowMask, highMask] = bitSwapMasks(w, h);
       SmallVector<Value> next;

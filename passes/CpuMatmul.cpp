@@ -192,7 +192,9 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, V
                return pairs ? pairStep(k, carried) : step(k, W, carried);
              });
   int64_t n = mr * nj;
-  if (K % W == 0 && n >= 2 && n <= W && llvm::isPowerOf2_64(n)) {
+  // The shuffle tree needs W a power of two too: a head dim below the vector
+  // width that is not one (3, 5-7, 9-15) keeps a reduction per dot product.
+  if (K % W == 0 && n >= 2 && n <= W && llvm::isPowerOf2_64(n) && llvm::isPowerOf2_64(W)) {
     // All n dot products at once (lane r * nj + j of one vector), stored a
     // row's nj columns at a time.
     Value all = scaled(e.transposeReduce(acc, [&](Value x, Value y) -> Value {

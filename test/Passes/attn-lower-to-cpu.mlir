@@ -333,3 +333,26 @@ func.func @dots_accumulate(%a: memref<4x64xf32>, %b: memref<?x64xf32>, %c: memre
   attn.tile_matmul %a, %b transposed into %c accumulate : memref<4x64xf32>, memref<?x64xf32>, memref<4x32xf32>
   return
 }
+
+// -----
+
+// The decode form at a head dim below the vector width that is not a power
+// of two (12 on 16 lanes): 12-lane partial sums, and no shuffle tree (its
+// lane masks need a power-of-two width; it summed the wrong lanes before),
+// each dot product reduced on its own.
+// CHECK-LABEL: func.func @dots_head_dim_12
+// CHECK: vector.fma {{.*}} : vector<12xf32>
+// CHECK-NOT: vector.shuffle
+// CHECK: vector.reduction <add>, {{.*}} : vector<12xf32> into f32
+// CHECK: memref.store {{.*}}, %arg2
+// CHECK-NOT: vector.shuffle
+// CHECK: return
+// W8-LABEL: func.func @dots_head_dim_12
+// W8: vector.fma {{.*}} : vector<8xf32>
+// W8-NOT: vector.shuffle
+// W8: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+// W8: vector.reduction <add>, {{.*}} : vector<4xf32> into f32
+func.func @dots_head_dim_12(%a: memref<2x12xf32>, %b: memref<?x12xf32>, %c: memref<2x32xf32>) {
+  attn.tile_matmul %a, %b transposed into %c : memref<2x12xf32>, memref<?x12xf32>, memref<2x32xf32>
+  return
+}
