@@ -359,7 +359,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     Variants (in-kernel; attncc.frontend.variants has the exact semantics):
     torch's `causal_lower_right(L, S)` / `causal_upper_left(L, S)` as
     `attn_mask`; `window=(left, right)` (flash-attn's window_size,
-    bottom-right aligned, -1 = unbounded); `softcap=c` (c * tanh(s / c));
+    bottom-right aligned, -1 = unbounded; (-1, -1) is no window); `softcap=c` (c * tanh(s / c));
     `alibi_slopes` and `sinks`, [Hq] float tensors.
 
     `return_lse=True` returns `(out, lse)`, lse the [B, Hq, L] float32
@@ -410,8 +410,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         cls, variants = NONE, dataclasses.replace(variants, align="top_left")
     B, Hq, L, D = q.shape
     Dv = v.shape[3]
-    def no_lse():   # rows no key reaches
-        return torch.full((B, Hq, L), float("-inf"))
+    def no_lse():   # rows no key reaches: the sink's logit alone, else -inf
+        if sink is not None:
+            return sink.view(1, Hq, 1).expand(B, Hq, L).clone()
+        return torch.full((B, Hq, L), float("-inf"), device=q.device)
     if B * Hq * L * Dv == 0:
         if return_lse and Dv == 0 and B * Hq * L:
             raise InputError("return_lse needs a value head_dim above 0")

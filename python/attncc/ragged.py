@@ -26,7 +26,8 @@ import torch
 from . import ragged_gpu
 from .compiler import compile_graph
 from .errors import InputError
-from .frontend import ragged_schedule, split_kv
+from .frontend import ragged_schedule, split_kv, variants
+from .frontend.capture import check_no_grad
 from .frontend.ragged_schedule import PagedPlan, VarlenPlan
 from .graph import Graph
 from .options import CompileOptions
@@ -95,7 +96,7 @@ def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: A
     """(scale, window_sides or None, softcap, slopes, sinks), checked."""
     if not isinstance(return_lse, bool):
         raise InputError(f"return_lse must be True or False, got {return_lse!r}")
-    Hq, D = q.shape[1], q.shape[2]
+    D = q.shape[2]
     if scale is None:
         scale = D ** -0.5 if D else 1.0
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
@@ -103,11 +104,7 @@ def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: A
         raise InputError(f"scale must be a finite number, got {scale!r}")
     left, right = -1, -1
     if window is not None:
-        if not isinstance(window, (tuple, list)) or len(window) != 2 or \
-                not all(isinstance(x, int) and not isinstance(x, bool) and x >= -1
-                        for x in window):
-            raise InputError(f"window must be (left, right) ints >= -1, got {window!r}")
-        left, right = window
+        left, right = variants.window_sides(window)
     if causal:
         right = 0 if right < 0 else min(right, 0)
     sides = (left, right) if (left >= 0 or right >= 0) else None
@@ -116,16 +113,10 @@ def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: A
                 not (softcap > 0 and math.isfinite(softcap)):
             raise InputError(f"softcap must be a positive finite number, got {softcap!r}")
         softcap = float(softcap)
-    extra = []
-    for name, t in (("alibi_slopes", alibi_slopes), ("sinks", sinks)):
-        if t is not None:
-            if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != Hq or \
-                    not t.is_floating_point():
-                raise InputError(f"{name} must be a float tensor of shape [{Hq}] (one per "
-                                 f"query head), got {getattr(t, 'shape', t)!r}")
-            t = t.to(torch.float32).contiguous()
-        extra.append(t)
-    return float(scale), sides, softcap, extra[0], extra[1]
+    # Shape, dtype, device, grad and finiteness, as attention() checks them.
+    slopes = variants.per_head("alibi_slopes", alibi_slopes, q)
+    sink = variants.per_head("sinks", sinks, q)
+    return float(scale), sides, softcap, slopes, sink
 
 
 # -- the kernel ------------------------------------------------------------------------------
@@ -300,6 +291,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     split_kv.check_args(return_lse, num_splits)
     q, k, v = (_check_float(n, t, 3) for n, t in (("q", q), ("k", k), ("v", v)))
     _same_dtype(q, k, v)
+    check_no_grad((("q", q), ("k", k), ("v", v)))
     # A runner (the tests' GPU emulator) runs the GPU kernel on host tensors.
     _check_device("cpu" if runner else target, q=q, k=k, v=v)
     if k.shape[:2] != v.shape[:2]:
@@ -453,6 +445,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     k_cache, v_cache = (_check_float(n, t, 4) for n, t in (("k_cache", k_cache),
                                                            ("v_cache", v_cache)))
     _same_dtype(q, k_cache, v_cache)
+    check_no_grad((("q", q), ("k_cache", k_cache), ("v_cache", v_cache)))
     _check_device("cpu" if runner else target, q=q, k_cache=k_cache, v_cache=v_cache)
     if k_cache.shape[:3] != v_cache.shape[:3]:
         raise InputError(f"k_cache {tuple(k_cache.shape)} and v_cache {tuple(v_cache.shape)} "

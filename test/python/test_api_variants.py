@@ -97,6 +97,29 @@ def test_decode_loop_with_variants_compiles_once():
     assert attncc.cache_info()["compiled"] == compiled
 
 
+@pytest.mark.parametrize("L, S", [(6, 10), (10, 6), (1, 5)])
+def test_no_window_leaves_causal_top_left(L, S):
+    # (-1, -1) is flash-attn's "no window": with causal=True the mask stays
+    # torch's top-left one, as with window=None (it was aligned bottom-right).
+    q, k, v = qkv(1, 2, 2, L, S, 32, torch.float32, seed=S)
+    out = attncc.attention(q, k, v, causal=True, window=(-1, -1))
+    check(out, reference(q, k, v, causal=True), torch.float32)
+    assert torch.equal(out, attncc.attention(q, k, v, causal=True))
+
+
+def test_no_keys_give_zeros_and_the_sinks_lse():
+    # Without keys the softmax has the sink alone: zero rows, LSE = the sink,
+    # as for rows a mask leaves without keys and for varlen's empty sequences.
+    q = torch.randn(2, 3, 4, 16)
+    k = torch.randn(2, 3, 0, 16)
+    sinks = torch.tensor([0.5, -1.0, 2.0])
+    out, lse = attncc.attention(q, k, k, sinks=sinks, return_lse=True)
+    assert torch.equal(out, torch.zeros(2, 3, 4, 16))
+    assert torch.equal(lse, sinks.view(1, 3, 1).expand(2, 3, 4))
+    _, lse = attncc.attention(q, k, k, return_lse=True)
+    assert bool((lse == float("-inf")).all()) and lse.shape == (2, 3, 4)
+
+
 def test_fully_masked_rows_are_zeros():
     q, k, v = qkv(1, 2, 2, 8, 4, 16, torch.float32)
     out = attncc.attention(q, k, v, attn_mask=causal_lower_right(8, 4), sinks=torch.zeros(2))
@@ -114,6 +137,7 @@ def test_fully_masked_rows_are_zeros():
     (dict(sinks=torch.full((4,), float("nan"))), InputError, "sinks has non-finite"),
     (dict(window=(4,)), InputTypeError, "window must be a"),
     (dict(window=(-2, 0)), InputError, "window sides must be >= -1"),
+    (dict(window=(2 ** 64, 0)), InputError, r"window sides must be at most 2\*\*62"),
     (dict(attn_mask=causal_lower_right(3, 9)), InputError, "causal bias for"),
     (dict(attn_mask=causal_lower_right(5, 9), causal=True), InputError, "not both"),
 ])

@@ -160,6 +160,9 @@ def _paged_args():
     (lambda a: {**a, "layout": "NCHW"}, "layout must be"),
     (lambda a: {**a, "k_cache": a["k_cache"][0]}, "rank 4"),
     (lambda a: {**a, "cu_seqlens_q": None}, "one per sequence"),
+    (lambda a: {**a, "k_cache": a["k_cache"].clone().requires_grad_()},
+     "'k_cache' requires grad"),
+    (lambda a: {**a, "sinks": torch.full((6,), float("nan"))}, "sinks has non-finite"),
 ])
 def test_bad_paged_inputs(mutate, match):
     args = mutate(_paged_args())

@@ -155,6 +155,13 @@ def _inputs():
     (lambda a: {**a, "window": (-2, 0)}, "window"),
     (lambda a: {**a, "softcap": 0.0}, "softcap"),
     (lambda a: {**a, "alibi_slopes": torch.ones(3)}, "alibi_slopes"),
+    (lambda a: {**a, "alibi_slopes": torch.full((4,), float("inf"))},
+     "alibi_slopes has non-finite"),
+    (lambda a: {**a, "sinks": torch.full((4,), float("nan"))}, "sinks has non-finite"),
+    (lambda a: {**a, "sinks": torch.zeros(4, requires_grad=True)}, "'sinks' requires grad"),
+    (lambda a: {**a, "q": a["q"].clone().requires_grad_()}, "'q' requires grad"),
+    (lambda a: {**a, "v": a["v"].clone().requires_grad_()}, "'v' requires grad"),
+    (lambda a: {**a, "window": (2 ** 64, 0)}, "at most 2"),
     (lambda a: {**a, "target": "sm_80"}, "takes CUDA tensors"),
     (lambda a: {**a, "target": "tpu"}, "unknown target"),
 ])

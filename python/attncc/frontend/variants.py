@@ -6,7 +6,8 @@ Semantics follow flash-attn where torch has none:
 - `window=(left, right)` is flash-attn's `window_size`. A query sees keys
   `j` with `i' - left <= j <= i' + right`, where `i' = i + Lk - Lq`
   (bottom-right aligned, as in flash-attn), and `-1` leaves a side unbounded.
-  With `causal=True`, `right` is 0.
+  With `causal=True`, `right` is 0. `(-1, -1)` is no window, as `None`: a
+  causal mask then stays top-left like torch's `is_causal`.
 - `softcap=c` computes `c * tanh(s / c)` on the scaled scores.
 - `alibi_slopes` is a `[Hq]` float tensor. It adds `-slope[h] * |i + Lk - Lq - j|`.
 - `sinks` is a `[Hq]` float tensor: one logit per head that joins the softmax
@@ -67,7 +68,28 @@ def check_causal_bias(attn_mask: Any, L: int, S: int) -> None:
                          f"{attn_mask.seq_len_kv}) but q and k give ({L}, {S})")
 
 
-def _per_head(name: str, t: Any, q: torch.Tensor) -> Optional[torch.Tensor]:
+# Window sides are i64 attributes of attn.attention; anything longer than any
+# sequence is the same as -1 (unbounded).
+MAX_WINDOW_SIDE = 2 ** 62
+
+
+def window_sides(window: Any) -> tuple[int, int]:
+    """flash-attn's window_size checked: (left, right) ints, -1 = unbounded."""
+    if not isinstance(window, (tuple, list)) or len(window) != 2 or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in window):
+        raise InputTypeError(f"window must be a (left, right) pair of ints (flash-attn's "
+                             f"window_size; -1 = unbounded), got {window!r}")
+    left, right = window
+    if left < -1 or right < -1:
+        raise InputError(f"window sides must be >= -1 (-1 = unbounded), got {window!r}")
+    if max(left, right) > MAX_WINDOW_SIDE:
+        raise InputError(f"window sides must be at most 2**62 (-1 = unbounded), got {window!r}")
+    return left, right
+
+
+def per_head(name: str, t: Any, q: torch.Tensor) -> Optional[torch.Tensor]:
+    """A [Hq] float tensor argument (alibi_slopes, sinks; q's dim 1 is Hq)
+    checked: shape, dtype, device, grad, finite values. Returned as f32."""
     if t is None:
         return None
     if not isinstance(t, torch.Tensor):
@@ -95,24 +117,18 @@ def variants_of(q: torch.Tensor, *, causal: bool, align: str, window: Any, softc
     """The checked variants, with the slopes and sinks as f32 tensors."""
     sides = None
     if window is not None:
-        if not isinstance(window, (tuple, list)) or len(window) != 2 or not all(
-                isinstance(x, int) and not isinstance(x, bool) for x in window):
-            raise InputTypeError(f"window must be a (left, right) pair of ints (flash-attn's "
-                                 f"window_size; -1 = unbounded), got {window!r}")
-        left, right = window
-        if left < -1 or right < -1:
-            raise InputError(f"window sides must be >= -1 (-1 = unbounded), got {window!r}")
-        if causal:
-            right = 0
+        left, right = window_sides(window)
+        # (-1, -1) is flash-attn's "no window": it leaves a causal mask as
+        # `causal` says (top-left), as window=None does.
         if (left, right) != (-1, -1):
-            sides = (left, right)
+            sides = (left, 0 if causal else right)
             align = "bottom_right"      # flash-attn's windows are bottom-right aligned
     if softcap is not None:
         if isinstance(softcap, bool) or not isinstance(softcap, (int, float)) \
                 or not math.isfinite(softcap) or softcap <= 0:
             raise InputError(f"softcap must be a positive finite number, got {softcap!r}")
         softcap = float(softcap)
-    slopes = _per_head("alibi_slopes", alibi_slopes, q)
-    sink = _per_head("sinks", sinks, q)
+    slopes = per_head("alibi_slopes", alibi_slopes, q)
+    sink = per_head("sinks", sinks, q)
     return (Variants(sides, align, softcap, slopes is not None, sink is not None),
             slopes, sink)
