@@ -10,6 +10,14 @@ attncc.frontend.split_kv.plan); "P=1 ms" the same kernel family without
 splitting (num_splits=1), for the effect of splitting. Not a test: it asserts
 nothing.
 
+K/V come from DRAM as in a model's decode step, where the other layers' caches
+evict a layer's before it is read again: each call reads the next of `copies`
+caches ("layers"), enough of them that one round of calls reads at least
+--cold-mib MiB (default 1024, several times any L3). `--cold-mib 0` reuses one
+cache (a cache smaller than L3 is then read from L3 on repeated calls, and bw
+can exceed 100%). The read bandwidth is torch.sum's, best of 5; attncc's and
+torch's times are medians, so "bw" errs low.
+
     python bench/decode_attention.py
     python bench/decode_attention.py --kv 4096 --batch 1 --dtype fp32
 """
@@ -46,8 +54,21 @@ def reference0(q, k, v) -> torch.Tensor:
     return torch.cat(out)
 
 
+class Layers:
+    """`copies` K/V caches of one shape; `next()` returns the next one in turn
+    (a model's decode step reads each layer's cache once)."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, copies: int):
+        self.kv = [(k, v)] + [(k.clone(), v.clone()) for _ in range(copies - 1)]
+        self.i = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.i = (self.i + 1) % len(self.kv)
+        return self.kv[self.i]
+
+
 def row(B: int, S: int, dtype: torch.dtype, Hq: int, Hkv: int, D: int, bw: float,
-        repeats: int, num_splits) -> str:
+        repeats: int, num_splits, cold_mib: int) -> str:
     g = torch.Generator().manual_seed(0)
     q = torch.randn(B, Hq, 1, D, generator=g).to(dtype)
     k = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
@@ -55,11 +76,12 @@ def row(B: int, S: int, dtype: torch.dtype, Hq: int, Hkv: int, D: int, bw: float
     ours = attncc.attention(q, k, v, num_splits=num_splits)   # compiles (or loads) the kernel
     attncc.attention(q, k, v, num_splits=1)
     err = (ours[0].double() - reference0(q, k, v)).abs().max().item()
-    t_torch, t_ours, t_one = alternating_blocks_ms(
-        [lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
-         lambda: attncc.attention(q, k, v, num_splits=num_splits),
-         lambda: attncc.attention(q, k, v, num_splits=1)], repeats, rounds=2)
     nbytes = 2 * B * Hkv * S * D * k.element_size()
+    layers = Layers(k, v, max(1, -(-(cold_mib << 20) // nbytes)))
+    t_torch, t_ours, t_one = alternating_blocks_ms(
+        [lambda: F.scaled_dot_product_attention(q, *layers.next(), enable_gqa=True),
+         lambda: attncc.attention(q, *layers.next(), num_splits=num_splits),
+         lambda: attncc.attention(q, *layers.next(), num_splits=1)], repeats, rounds=2)
     name = {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
     # The split count attention() chose (GQA packing: Hkv heads of Hq / Hkv rows).
     opts = CompileOptions().resolved("cpu", Hq // Hkv)
@@ -81,6 +103,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--num-splits", type=int, default=None,
                     help="force attncc's split count (default: its heuristic)")
+    ap.add_argument("--cold-mib", type=int, default=1024,
+                    help="cycle through copies of K/V totalling at least this many MiB so "
+                         "that every call reads them from DRAM (0: one copy, reused)")
     args = ap.parse_args()
     host = cpu_target.host_cpu()
     print(f"host: {host.describe()}; /proc/cpuinfo: {cpuinfo_vector_flags()}; "
@@ -88,7 +113,8 @@ def main() -> None:
     bw = read_bandwidth()
     print(f"read bandwidth (torch.sum, 512 MiB fp32): {bw / 1e9:.1f} GB/s; "
           f"load average {os.getloadavg()[0]:.1f}\n")
-    print(f"decode: Lq=1, Hq{args.heads}/Hkv{args.kv_heads}, D{args.head_dim}; ms per call "
+    print(f"decode: Lq=1, Hq{args.heads}/Hkv{args.kv_heads}, D{args.head_dim}; K/V cycled "
+          f"through >= {args.cold_mib} MiB of copies; ms per call "
           "(median); ratio = torch / attncc (> 1: attncc faster); bw = K+V bytes / time / "
           "read bandwidth\n")
     print("| B | KV | dtype | P | torch ms | attncc ms | attncc P=1 ms | ratio | torch bw | "
@@ -98,7 +124,7 @@ def main() -> None:
         for B in args.batch:
             for S in args.kv:
                 print(row(B, S, DTYPES[dt], args.heads, args.kv_heads, args.head_dim, bw,
-                          args.repeats, args.num_splits), flush=True)
+                          args.repeats, args.num_splits, args.cold_mib), flush=True)
     bw2 = read_bandwidth()
     print(f"\nread bandwidth after the table: {bw2 / 1e9:.1f} GB/s; load average "
           f"{os.getloadavg()[0]:.1f}")
