@@ -77,6 +77,18 @@ def test_positive_fill_rejected():
         capture(fn, *qkv())
 
 
+@pytest.mark.parametrize("fill", [-5.0, -1e4])
+def test_fill_that_does_not_dwarf_the_scores_rejected(fill):
+    # A fill becomes -inf or an added bias; masked_fill replaces the scores,
+    # the same only for fills at most finfo(float16).min (a fill of -5 gave
+    # errors of ~1, -1e4 on a fully masked row).
+    def fn(q, k, v):
+        s = (q @ k.mT).masked_fill(torch.ones(L, S, dtype=torch.bool).triu(1), fill)
+        return torch.softmax(s, -1) @ v
+    with pytest.raises(CaptureError, match="fill value .*finfo\\(float16\\).min"):
+        capture(fn, *qkv())
+
+
 def test_trace_error_names_user_line():
     def fn(q, k, v):
         s = q @ k  # wrong: no transpose, shapes do not match

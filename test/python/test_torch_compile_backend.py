@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import attncc
+from attncc.errors import InputError
 from attncc.integrations import dynamo, op
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,6 +188,78 @@ def test_bool_added_to_scores_stays():
     out = _compiled(f)(q, k, v, m)
     assert dynamo.stats()["replaced"] == before
     assert torch.allclose(out, f(q, k, v, m), atol=1e-6)
+
+
+def _add_alpha(q, k, v):
+    s = torch.matmul(q, k.transpose(2, 3)) * 0.25
+    return torch.matmul(torch.softmax(torch.add(s, q[..., :1] * 0 + 1.0, alpha=3.0), -1), v)
+
+
+def _div_floor(q, k, v):
+    s = torch.div(torch.matmul(q, k.transpose(2, 3)), 0.5, rounding_mode="floor")
+    return torch.matmul(torch.softmax(s, dim=-1), v)
+
+
+def _shift_by_column_max(q, k, v):
+    s = torch.matmul(q, k.transpose(2, 3)) * 0.25
+    s = s - s.max(dim=-2, keepdim=True).values        # not softmax-invariant
+    return torch.matmul(torch.softmax(s, dim=-1), v)
+
+
+def _shift_by_constant(q, k, v):
+    s = torch.matmul(q, k.transpose(2, 3)) * 0.25
+    return torch.matmul(torch.softmax(s - 1.0, dim=-1), v)
+
+
+@pytest.mark.parametrize("f", [_add_alpha, _div_floor, _shift_by_column_max,
+                               _shift_by_constant], ids=lambda f: f.__name__)
+def test_arguments_that_change_the_math_stay(f):
+    """add(alpha=), div(rounding_mode=) and a shift by a column maximum are not
+    attention as attncc computes it (they were replaced: errors 0.6-2.1); a
+    constant shift (softmax-invariant, but not matched) no longer crashes."""
+    torch._dynamo.reset()
+    q, k, v = (torch.randn(2, 4, 9, 16, generator=torch.Generator().manual_seed(i))
+               for i in range(3))
+    before = dynamo.stats()["replaced"]
+    out = _compiled(f)(q, k, v)
+    assert dynamo.stats()["replaced"] == before
+    assert torch.allclose(out, f(q, k, v), atol=1e-5)
+
+
+def test_sdpa_of_other_ranks_stays():
+    """SDPA on [B*H, L, D] (valid for torch) is left to inductor, not refused."""
+    torch._dynamo.reset()
+
+    def f(q, k, v):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    q = torch.randn(8, 9, 16)
+    before = dynamo.stats()["replaced"]
+    out = _compiled(f)(q, q, q)
+    assert dynamo.stats()["replaced"] == before
+    assert torch.allclose(out, f(q, q, q), atol=1e-6)
+
+
+def test_forward_with_grad_runs_backward_raises():
+    """A module called with grad enabled (parameters that require grad):
+    AOT autograd traces the backward while compiling, which used to raise;
+    the forward runs attncc's kernel, a backward raises naming it."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    qkv = torch.nn.Linear(32, 96)
+
+    def f(x):
+        q, k, v = qkv(x).view(x.shape[0], x.shape[1], 3, 2, 16).permute(2, 0, 3, 1, 4)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    x = torch.randn(2, 8, 32)
+    calls = op.calls()
+    out = _compiled(f)(x)
+    assert op.calls() > calls and out.requires_grad
+    with torch.no_grad():
+        assert torch.allclose(out, f(x), atol=1e-5)
+    with pytest.raises(InputError, match="no backward"):
+        out.sum().backward()
 
 
 def test_handwritten_dropout_in_training_refused():

@@ -148,7 +148,16 @@ class MaskHandlers:
         if f >= 0 or math.isnan(f):
             raise self.unsupported(node, f"masking with fill value {f}; expected -inf or a "
                                          "large negative number")
-        return self._mask_part(node, xs, MaskPart("fill", masked_if=masked_if, fill=f), cond)
+        part = MaskPart("fill", masked_if=masked_if, fill=f)
+        if not part.boolean_like_fill():
+            # A fill becomes -inf (a structure) or an additive bias: the same as
+            # replacing the scores only where the fill dwarfs them.
+            raise self.unsupported(node, f"masking with fill value {f:g}: attncc applies a "
+                                         "fill as -inf or as an added bias, the same as "
+                                         "masked_fill only for -inf or fills at most "
+                                         "finfo(float16).min (-65504); use float('-inf') or "
+                                         "torch.finfo(dtype).min")
+        return self._mask_part(node, xs, part, cond)
 
     def add_mask(self, node: fx.Node) -> Lazy:
         a, b = node.args[0], node.args[1]

@@ -73,6 +73,12 @@ def replace_attention(gm: fx.GraphModule) -> int:
         if node.op != "call_function" or node.target not in _SDPA:
             continue
         args = _sdpa_args(node)
+        # attncc takes [B, H, L, D]; torch's other ranks ([B*H, L, D], ...)
+        # are left to inductor.
+        if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (
+                args[n].meta.get("example_value") if isinstance(args[n], fx.Node) else None
+                for n in ("query", "key", "value"))):
+            continue
         if _constant(args, "dropout_p", 0.0, node):
             raise InputError("attncc has no attention dropout (scaled_dot_product_attention "
                              f"with dropout_p={args['dropout_p']}): call model.eval()")

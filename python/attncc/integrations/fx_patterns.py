@@ -76,12 +76,19 @@ def _stabilized(node: Any) -> Optional[fx.Node]:
     if not _is(node, {operator.sub, torch.sub}, "sub") or len(node.args) != 2:
         return None
     x, m = node.args
+    if not isinstance(m, fx.Node) or node.kwargs:    # `scores - 1.0`, sub(alpha=...)
+        return None
     if _is(m, {operator.getitem}) and m.args[1] == 0 or \
-            (m is not None and m.op == "call_function" and m.target is getattr
-             and m.args[1] == "values"):
+            (m.op == "call_function" and m.target is getattr and m.args[1] == "values"):
         m = m.args[0]
     if not (_is(m, {torch.max, torch.amax}, "max") or _is(m, set(), "amax")) or \
             m.args[0] is not x or len(m.users) != 1:
+        return None
+    # Only the row maximum (the last dim) leaves the softmax as it is.
+    dim = m.kwargs.get("dim", m.args[1] if len(m.args) > 1 else None)
+    if isinstance(dim, (list, tuple)) and len(dim) == 1:
+        dim = dim[0]
+    if dim not in (-1, _value(x).dim() - 1 if _is_tensor(x) else -1):
         return None
     if set(x.users) != {m, node}:
         return None
@@ -160,6 +167,8 @@ def _match(softmax: fx.Node) -> Optional[dict]:
         if not isinstance(node, fx.Node) or _only_user(node) is None:
             return None
         prev = node.args[0] if node.args else None
+        if node.kwargs and not (_is(node, _ADD, "add") and node.kwargs == {"alpha": 1}):
+            return None     # add(alpha=3), div(rounding_mode=...): left as written
         if _is(node, _ADD, "add") and len(node.args) == 2:
             # `scores + mask`, as models write it; a bool or integer tensor added
             # to the scores is a number, not attncc's keep-mask: left as written

@@ -106,16 +106,36 @@ def _attention_fake(q, k, v, attn_mask, causal, scale, window_left, window_right
     return q.new_empty((q.shape[0], q.shape[1], q.shape[2], v.shape[3]))
 
 
+NO_BACKWARD = ("attncc has no backward pass: torch.ops.attncc.attention (attncc's attention in "
+               "transformers / torch.compile) can run forward only; train with another "
+               "attention implementation")
+
+
+@torch.library.custom_op("attncc::refuse_backward", mutates_args=())
+def _refuse_backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+                     v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The attention's backward: raises when it runs. An operator, not a raise
+    in the autograd formula, so that torch.compile's AOT autograd can trace the
+    backward graph (with the fake below) while compiling a forward that runs
+    with grad enabled."""
+    raise InputError(NO_BACKWARD)
+
+
+@_refuse_backward.register_fake
+def _refuse_backward_fake(grad, q, k, v):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
 def _no_backward(ctx, grad):
-    raise InputError("attncc has no backward pass: torch.ops.attncc.attention (attncc's "
-                     "attention in transformers / torch.compile) can run forward only; train "
-                     "with another attention implementation")
+    q, k, v = ctx.saved_tensors
+    return (*_refuse_backward(grad, q, k, v), None, None, None, None, None, None, None)
 
 
 def _setup_context(ctx, inputs, output):
-    pass
+    ctx.save_for_backward(*inputs[:3])
 
 
-# Forward passes with grad enabled (a model called outside torch.no_grad())
-# run; a backward through attncc raises instead of dropping the gradient.
+# Forward passes with grad enabled (a model called outside torch.no_grad(),
+# eager or under torch.compile) run; a backward through attncc raises
+# instead of dropping the gradient.
 attention_op.register_autograd(_no_backward, setup_context=_setup_context)
