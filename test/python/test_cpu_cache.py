@@ -120,11 +120,28 @@ def test_an_object_that_does_not_load_is_recompiled(cache_dir):
     opts = CompileOptions(num_threads=1)
     compile_graph(_graph(), opts)
     (path,) = cache_dir.glob("*.json")
-    entry = kernel_cache._decode(json.loads(path.read_text()))
+    entry = kernel_cache._decode(json.loads(path.read_text()), path.stem)
     entry["object"] = b"\x7fELF not really"
-    path.write_text(json.dumps(kernel_cache._encode(entry)))
+    path.write_text(json.dumps(kernel_cache._encode(entry, path.stem)))
     _fresh_process_cache()
     with pytest.warns(RuntimeWarning, match="cannot be loaded"):
+        again = compile_graph(_graph(), opts)
+    assert "jit" in again.stage_seconds
+    _check(again)
+
+
+def test_an_entry_under_another_key_is_recompiled(cache_dir):
+    # An entry copied onto another kernel's file (a non-causal kernel under the
+    # causal one's key: same arguments) ran silently with wrong numbers; an
+    # entry names its key now.
+    opts = CompileOptions(num_threads=1)
+    compile_graph(_graph(), opts)
+    (causal,) = cache_dir.glob("*.json")
+    compile_graph(_graph(mask="none"), opts)
+    (plain,) = set(cache_dir.glob("*.json")) - {causal}
+    causal.write_bytes(plain.read_bytes())
+    _fresh_process_cache()
+    with pytest.warns(RuntimeWarning, match="another key"):
         again = compile_graph(_graph(), opts)
     assert "jit" in again.stage_seconds
     _check(again)

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 from .._version import __version__
 
-FORMAT = 2
+FORMAT = 3   # 3: the entry names its key
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,7 +63,7 @@ def cache_key(graph_ir: str, options: dict[str, Any], target: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _encode(entry: dict[str, Any]) -> dict[str, Any]:
+def _encode(entry: dict[str, Any], key: str) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for k, v in entry.items():
         if k.startswith("_"):   # in-process only (a loaded kernel)
@@ -74,12 +74,17 @@ def _encode(entry: dict[str, Any]) -> dict[str, Any]:
             v = {"base64": base64.b64encode(v).decode()}
         payload[k] = v
     body = json.dumps(payload, sort_keys=True)
-    return {"format": FORMAT, "checksum": hashlib.sha256(body.encode()).hexdigest(), "payload": payload}
+    return {"format": FORMAT, "key": key, "checksum": hashlib.sha256(body.encode()).hexdigest(),
+            "payload": payload}
 
 
-def _decode(doc: Any) -> dict[str, Any]:
+def _decode(doc: Any, key: str) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError("not an attncc kernel-cache entry of this format")
+    # A file copied or renamed onto another key's name would run another
+    # kernel (same arguments, other mask: wrong numbers, silently).
+    if doc.get("key") != key:
+        raise ValueError("the entry was stored under another key")
     payload = doc["payload"]
     if not isinstance(payload, dict) or hashlib.sha256(
             json.dumps(payload, sort_keys=True).encode()).hexdigest() != doc["checksum"]:
@@ -171,7 +176,7 @@ class KernelCache:
             present = False
         if present:
             try:
-                entry = _decode(json.loads(p.read_text()))
+                entry = _decode(json.loads(p.read_text()), key)
             except PermissionError as e:
                 _warn_once(f"read:{self.directory}", f"cannot read {p} ({e}); compiling instead")
             except (ValueError, KeyError, TypeError, AttributeError, OSError, zlib.error,
@@ -203,7 +208,7 @@ class KernelCache:
             fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=p.parent)
             try:
                 with os.fdopen(fd, "w") as f:
-                    json.dump(_encode(entry), f)
+                    json.dump(_encode(entry, key), f)
                 os.replace(tmp, p)
             except BaseException:
                 try:
