@@ -240,6 +240,24 @@ def test_sdpa_of_other_ranks_stays():
     assert torch.allclose(out, f(q, q, q), atol=1e-6)
 
 
+@pytest.mark.parametrize("sdpa", [False, True])
+def test_kv_broadcast_over_the_batch_stays(sdpa):
+    """K/V of batch 1 against q of batch 2 (torch broadcasts them) are left
+    to inductor; they were replaced and raised InputError at run time."""
+    torch._dynamo.reset()
+
+    def f(q, k, v):
+        if sdpa:
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return torch.matmul(torch.softmax(torch.matmul(q, k.transpose(2, 3)) * 0.25, -1), v)
+
+    q, k, v = torch.randn(2, 4, 9, 16), torch.randn(1, 4, 9, 16), torch.randn(1, 4, 9, 16)
+    before = dynamo.stats()["replaced"]
+    out = _compiled(f)(q, k, v)
+    assert dynamo.stats()["replaced"] == before
+    assert torch.allclose(out, f(q, k, v), atol=1e-5)
+
+
 def test_forward_with_grad_runs_backward_raises():
     """A module called with grad enabled (parameters that require grad):
     AOT autograd traces the backward while compiling, which used to raise;

@@ -30,7 +30,7 @@ from torch import fx
 
 from ..errors import InputError
 from . import op as _op  # noqa: F401  (defines torch.ops.attncc.attention)
-from .fx_patterns import replace_eager_attention
+from .fx_patterns import attention_shapes, replace_eager_attention
 
 _SDPA = {torch.nn.functional.scaled_dot_product_attention,
          torch._C._nn.scaled_dot_product_attention}
@@ -73,11 +73,12 @@ def replace_attention(gm: fx.GraphModule) -> int:
         if node.op != "call_function" or node.target not in _SDPA:
             continue
         args = _sdpa_args(node)
-        # attncc takes [B, H, L, D]; torch's other ranks ([B*H, L, D], ...)
-        # are left to inductor.
-        if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (
-                args[n].meta.get("example_value") if isinstance(args[n], fx.Node) else None
-                for n in ("query", "key", "value"))):
+        # attncc takes [B, H, L, D] with one batch size; torch's other ranks
+        # ([B*H, L, D], ...) and broadcasts are left to inductor.
+        qkv = [args[n].meta.get("example_value") if isinstance(args[n], fx.Node) else None
+               for n in ("query", "key", "value")]
+        if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in qkv) or \
+                not attention_shapes(*qkv):
             continue
         if _constant(args, "dropout_p", 0.0, node):
             raise InputError("attncc has no attention dropout (scaled_dot_product_attention "

@@ -202,9 +202,26 @@ def _match(softmax: fx.Node) -> Optional[dict]:
     q, v = qk.args[0], pv.args[1]
     values = [_value(x) for x in (q, k, v, pv)]
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in values) or \
-            values[3].dtype != values[0].dtype:
+            values[3].dtype != values[0].dtype or not attention_shapes(*values[:3]):
         return None
     return dict(q=q, k=k, v=v, out=pv, sinks=sinks, **found)
+
+
+def attention_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether [B, Hq, L, D] / [B, Hkv, S, D] / [B, Hkv, S, Dv] are shapes
+    attncc takes (the same batch, Hq a multiple of Hkv), as far as known
+    while compiling; torch's broadcasts (K/V of batch 1 against q of batch
+    B, ...) are left to the next compiler. Symbolic sizes (dynamic=True) that
+    may be equal count as equal: only what is known to differ is refused (a
+    size-1 dim is static, so a broadcast is known)."""
+    from torch.fx.experimental.symbolic_shapes import statically_known_true as known
+
+    def same(a, b):
+        return not known(a != b)
+
+    return (same(q.shape[0], k.shape[0]) and same(k.shape[0], v.shape[0]) and
+            same(k.shape[1], v.shape[1]) and same(k.shape[2], v.shape[2]) and
+            same(q.shape[3], k.shape[3]) and not known(q.shape[1] % k.shape[1] != 0))
 
 
 def _parse(ops: list[tuple[str, Any]]) -> Optional[dict]:
