@@ -495,6 +495,10 @@ def test_explain_no_ir_mlir_timing_and_gpu_stages(capsys):
     (["compare", CAUSAL, "--target", "cpu", "--b", "triton"], 2, "Triton reference is a GPU kernel"),
     (["explain", CAUSAL, "--pass", "no-such-pass", "--until", "fused"], 2, "no pass 'no-such-pass'"),
     (["run", CAUSAL, "--iters", "0"], 2, "--iters must be >= 1"),
+    (["run", CAUSAL, "--sweep", "num_stages=1,2", "--sweep", "num_stages=3"], 2,
+     "num_stages is swept already"),
+    (["compile", str(INPUTS / "no_inputs.py"), "--shape", "1x2x0x64", "--target", "sm_80",
+      "--emit", "ptx"], 1, "does no work"),
 ])
 def test_bad_input_is_one_clear_error_line(capsys, argv, code, message):
     rc, out, err = cli(capsys, *argv)

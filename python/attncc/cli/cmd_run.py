@@ -36,10 +36,17 @@ FLOOR = {"float32": 1e-5, "float16": 1e-3, "bfloat16": 8e-3}
 
 def sweep_configs(base: dict[str, Any], sweeps: list[str]) -> list[dict[str, Any]]:
     axes = []
+    seen: dict[str, str] = {}
     for s in sweeps:
         if "=" not in s:
             raise CliError(f"--sweep {s!r}: expected OPTION=V1,V2,...")
         key, vals = s.split("=", 1)
+        if key.strip() in seen:
+            # Two lists for one option would make every combination take the
+            # second list's value.
+            raise CliError(f"--sweep {s!r}: {key.strip()} is swept already "
+                           f"(--sweep {seen[key.strip()]!r}); give its values in one list")
+        seen[key.strip()] = s
         parsed = [parse_option_spec(f"{key}={v}") for v in vals.split(",") if v.strip()]
         if not parsed:
             raise CliError(f"--sweep {s!r}: no values")

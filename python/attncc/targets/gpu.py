@@ -287,7 +287,12 @@ def kernel_metadata(module: ir.Module, func_name: str) -> dict[str, Any]:
     found = [op.operation for op in host.regions[0].blocks[0].operations
              if op.operation.name == "gpu.launch_func"]
     if not found:
-        raise CompileError(f"no gpu.launch_func in {func_name!r}")
+        # Static shapes with a 0-sized dim (a query length of 0, say) fold the
+        # launch away: there is no kernel to emit.
+        raise CompileError(f"no GPU kernel launch in {func_name!r}: with these static shapes "
+                           "the attention does no work (a dimension of size 0, such as a "
+                           "query length of 0?); compile with the shapes it will run on, or "
+                           "dynamic ones")
     modules = {ir.SymbolRefAttr(lf.attributes["kernel"]).value[0] for lf in found}
     if len(modules) != 1:
         raise CompileError(f"the launches of {func_name!r} use several gpu.modules: {modules}")
