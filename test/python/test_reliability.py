@@ -132,6 +132,29 @@ def test_a_changed_global_scale_recompiles():
         SCALE = 0.25
 
 
+def test_module_attributes_are_guarded():
+    # attncc.compile(module): the module's own attributes, parameters and
+    # buffers that forward reads are part of the key (a changed self.scale
+    # kept computing with the old one: errors of ~1.5).
+    class Attn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = 0.25
+            self.bias = torch.nn.Parameter(torch.zeros(8, 8), requires_grad=False)
+
+        def forward(self, q, k, v):
+            return torch.softmax(q @ k.transpose(-2, -1) * self.scale + self.bias, -1) @ v
+
+    q, k, v = (torch.randn(1, 2, 8, 16) for _ in range(3))
+    m = Attn()
+    f = attncc.compile(m)
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.25, m.bias), atol=1e-5)
+    m.scale = 0.5
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.5, m.bias), atol=1e-5)
+    m.bias.data = torch.randn(8, 8)            # new storage, same Parameter
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.5, m.bias), atol=1e-5)
+
+
 def test_closed_over_values_are_guarded():
     q, k, v = (torch.randn(1, 2, 8, 16) for _ in range(3))
     bias = torch.zeros(8, 8)

@@ -8,10 +8,12 @@ are part of the key of the compiled-function cache: a changed global number, a
 rebound or in-place-modified closed-over tensor (its version counter moves)
 gives a recompile, never a stale result.
 
-Guarded: globals named by fn's code (and the code objects nested in it) and
-closure cells, whose value is a number, bool, string, None, a tuple of those,
-or a tensor. Modules, functions and other objects are not looked into (the
-attributes a function reads through them are not guarded).
+Guarded: globals named by fn's code (and the code objects nested in it),
+closure cells and, for an nn.Module, its own attributes, parameters and
+buffers named by forward's code (`self.scale`, `self.sinks`), whose value is
+a number, bool, string, None, a tuple of those, or a tensor (identity,
+version, storage: `.data = ...` moves it). Submodules, functions and other
+objects are not looked into (`self.inner.scale` is not guarded).
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ def _value_key(value: Any) -> Any:
         return ("v", type(value).__name__, value)
     if isinstance(value, torch.Tensor):
         # identity and version: rebinding or modifying in place both change it
-        return ("t", id(value), value._version, tuple(value.shape), value.dtype)
+        return ("t", id(value), value._version, value.data_ptr(), tuple(value.shape),
+                value.dtype)
     if isinstance(value, tuple) and all(isinstance(v, _SCALARS) for v in value):
         return ("v", "tuple", value)
     return None
@@ -61,6 +64,15 @@ def guard_key(fn: Callable) -> tuple:
             k = _value_key(f.__globals__[name])
             if k is not None:
                 key.append(("global", name, k))
+    if isinstance(fn, torch.nn.Module):
+        own = (fn.__dict__, fn._parameters, fn._buffers)
+        for name in names:
+            for where in own:
+                if name in where:
+                    k = _value_key(where[name])
+                    if k is not None:
+                        key.append(("attribute", name, k))
+                    break
     for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
         try:
             value = cell.cell_contents
