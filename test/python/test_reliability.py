@@ -224,3 +224,28 @@ def test_option_cache_does_not_take_a_bool_or_float_for_an_int(kw, same):
     attncc.attention(q, q, q, **same)
     with pytest.raises(OptionError, match=next(iter(kw))):
         attncc.attention(q, q, q, **kw)
+
+
+@pytest.mark.parametrize("fill", [-65504.0, -1e9, float(torch.finfo(torch.float32).min)])
+@pytest.mark.parametrize("two_parts", [False, True])
+def test_fully_masked_rows_with_finite_fills_match_eager(fill, two_parts):
+    # masked_fill makes a fully masked row all `fill`: eager's softmax is
+    # uniform there (the mean of V). The bias attncc builds must hide the
+    # scores for that (at -65504 it did not: errors of ~1), and two fill parts
+    # must not sum to -inf (zeros instead of the mean).
+    def attn(q, k, v, m, pad):
+        s = (q @ k.transpose(-2, -1)) * 0.25
+        s = s.masked_fill(~m, fill)
+        if two_parts:
+            s = s.masked_fill(pad, fill)
+        return torch.softmax(s, dim=-1) @ v
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 8, 16) for _ in range(3))
+    m = torch.ones(8, 8, dtype=torch.bool).tril()
+    m[3] = False                                   # a padded query row
+    pad = torch.zeros(8, 8, dtype=torch.bool)
+    pad[:, 6] = True
+    out = attncc.compile(attn)(q, k, v, m, pad)
+    ref = attn(q.double(), k.double(), v.double(), m, pad)
+    assert (out.double() - ref).abs().max().item() < 1e-5

@@ -27,7 +27,9 @@ Exactness: a structured mask replaces masked scores by `-inf`; a finite fill
 replaces them by a very negative number. Both give zero probability unless a
 row is masked entirely, so structure is recognized only when no row is fully
 masked. A finite fill that becomes a bias is added to the score rather than
-replacing it; that too only differs on fully masked rows.
+replacing it, as finfo(float32).min / 8, which hides any score: a fully masked
+row is then uniform, as eager's (fills above finfo(float16).min are refused
+while capturing).
 """
 from __future__ import annotations
 
@@ -175,16 +177,32 @@ def build_bias(parts: Sequence[MaskPart], values: Sequence[torch.Tensor]) -> tor
     total = None
     for part, value in zip(parts, values):
         if part.mode == "fill":
+            # A fill replaces what came before it (a second fill of the same
+            # positions must not add up: that is not masked_fill's result).
             cond = value.to(torch.bool)
             masked = cond if part.masked_if else ~cond
-            b = torch.zeros(masked.shape, dtype=torch.float32, device=value.device)
-            b.masked_fill_(masked, float(part.fill))
-        else:
-            b = value.to(torch.float32)
+            fill = _bias_fill(part.fill) / part.divisor
+            if total is None:
+                total = torch.zeros(masked.shape, dtype=torch.float32, device=value.device)
+            total = torch.where(masked, torch.tensor(fill, device=value.device), total)
+            continue
+        b = value.to(torch.float32)
         if part.divisor != 1.0:
             b = b / part.divisor
         total = b if total is None else total + b
     return total
+
+
+# What a finite fill becomes in a bias. masked_fill makes a fully masked row
+# all `fill`, so eager's softmax is uniform there; `score + bias` is uniform
+# only where the bias hides the scores: at finfo(float32).min / 8 an ulp is
+# 2**102, and eight such parts still sum to a finite value. Elsewhere both
+# give exp(fill - max) = 0 for any fill at most finfo(float16).min.
+_FILL_BIAS = float(torch.finfo(torch.float32).min) / 8
+
+
+def _bias_fill(fill: float) -> float:
+    return _FILL_BIAS if math.isfinite(fill) and fill <= _NEG_LARGE else float(fill)
 
 
 def bool_mask_bias(mask: torch.Tensor) -> torch.Tensor:
