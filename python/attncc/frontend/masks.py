@@ -45,6 +45,13 @@ from ..errors import InputError, InputTypeError
 # Fills at or below this count as -inf for recognizing structure.
 _NEG_LARGE = float(torch.finfo(torch.float16).min)
 
+# What a finite fill becomes in a bias. masked_fill makes a fully masked row
+# all `fill`, so eager's softmax is uniform there; `score + bias` is uniform
+# only where the bias hides the scores: at finfo(float32).min / 8 an ulp is
+# 2**102, and eight such parts still sum to a finite value. Elsewhere both
+# give exp(fill - max) = 0 for any fill at most finfo(float16).min.
+_FILL_BIAS = float(torch.finfo(torch.float32).min) / 8
+
 
 @dataclass(frozen=True)
 class MaskClass:
@@ -181,28 +188,17 @@ def build_bias(parts: Sequence[MaskPart], values: Sequence[torch.Tensor]) -> tor
             # positions must not add up: that is not masked_fill's result).
             cond = value.to(torch.bool)
             masked = cond if part.masked_if else ~cond
-            fill = _bias_fill(part.fill) / part.divisor
+            fill = (_FILL_BIAS if part.boolean_like_fill() and math.isfinite(part.fill)
+                    else float(part.fill)) / part.divisor
             if total is None:
                 total = torch.zeros(masked.shape, dtype=torch.float32, device=value.device)
-            total = torch.where(masked, torch.tensor(fill, device=value.device), total)
+            total = torch.where(masked, fill, total)
             continue
         b = value.to(torch.float32)
         if part.divisor != 1.0:
             b = b / part.divisor
         total = b if total is None else total + b
     return total
-
-
-# What a finite fill becomes in a bias. masked_fill makes a fully masked row
-# all `fill`, so eager's softmax is uniform there; `score + bias` is uniform
-# only where the bias hides the scores: at finfo(float32).min / 8 an ulp is
-# 2**102, and eight such parts still sum to a finite value. Elsewhere both
-# give exp(fill - max) = 0 for any fill at most finfo(float16).min.
-_FILL_BIAS = float(torch.finfo(torch.float32).min) / 8
-
-
-def _bias_fill(fill: float) -> float:
-    return _FILL_BIAS if math.isfinite(fill) and fill <= _NEG_LARGE else float(fill)
 
 
 def bool_mask_bias(mask: torch.Tensor) -> torch.Tensor:
