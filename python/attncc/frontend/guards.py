@@ -45,8 +45,8 @@ def _value_key(value: Any) -> Any:
         return ("v", type(value).__name__, value)
     if isinstance(value, torch.Tensor):
         # identity and version: rebinding or modifying in place both change it
-        return ("t", id(value), value._version, value.data_ptr(), tuple(value.shape),
-                value.dtype)
+        ptr = value.data_ptr() if value.layout == torch.strided else None   # sparse: none
+        return ("t", id(value), value._version, ptr, tuple(value.shape), value.dtype)
     if isinstance(value, tuple) and all(isinstance(v, _SCALARS) for v in value):
         return ("v", "tuple", value)
     return None
