@@ -155,6 +155,41 @@ def test_module_attributes_are_guarded():
     assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.5, m.bias), atol=1e-5)
 
 
+def test_submodule_attributes_are_guarded():
+    # attributes of submodules forward names (directly or through a container)
+    # are part of the key too: a changed self.inner.scale kept the old kernel.
+    class Inner(torch.nn.Module):
+        def __init__(self, scale):
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, s):
+            return s * self.scale
+
+    class Attn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Inner(0.25)
+            self.layers = torch.nn.ModuleList([Inner(1.0)])
+
+        def forward(self, q, k, v):
+            s = self.inner(q @ k.transpose(-2, -1))
+            for layer in self.layers:
+                s = layer(s)
+            return torch.softmax(s, -1) @ v
+
+    q, k, v = (torch.randn(1, 2, 8, 16) for _ in range(3))
+    m = Attn()
+    f = attncc.compile(m)
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.25), atol=1e-5)
+    m.inner.scale = 0.5
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.5), atol=1e-5)
+    m.layers[0].scale = 2.0
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 1.0), atol=1e-5)
+    m.inner = Inner(0.125)
+    assert torch.allclose(f(q, k, v), _ref(q, k, v, 0.25), atol=1e-5)
+
+
 def test_closed_over_values_are_guarded():
     q, k, v = (torch.randn(1, 2, 8, 16) for _ in range(3))
     bias = torch.zeros(8, 8)

@@ -12,8 +12,11 @@ Guarded: globals named by fn's code (and the code objects nested in it),
 closure cells and, for an nn.Module, its own attributes, parameters and
 buffers named by forward's code (`self.scale`, `self.sinks`), whose value is
 a number, bool, string, None, a tuple of those, or a tensor (identity,
-version, storage: `.data = ...` moves it). Submodules, functions and other
-objects are not looked into (`self.inner.scale` is not guarded).
+version, storage: `.data = ...` moves it). Submodules that forward names
+(`self.inner(...)`, `self.inner.scale`) are guarded the same way with the
+names of both forwards, and the children of a container it names
+(`nn.ModuleList`, `nn.Sequential`, `nn.ModuleDict`) all of them, recursively.
+Functions and other objects are not looked into.
 """
 from __future__ import annotations
 
@@ -52,6 +55,35 @@ def _value_key(value: Any) -> Any:
     return None
 
 
+_CONTAINERS = (torch.nn.ModuleList, torch.nn.Sequential, torch.nn.ModuleDict)
+
+
+def _forward_names(module: torch.nn.Module) -> set[str]:
+    f = _function_of(module)
+    return {n for c in _code_objects(f.__code__) for n in c.co_names} if f else set()
+
+
+def _module_key(module: torch.nn.Module, path: str, names: set[str], key: list,
+                seen: set[int]) -> None:
+    """Appends the guarded attributes of `module` named in `names`, then those of
+    the submodules named there (with their own forward's names added)."""
+    if id(module) in seen:
+        return
+    seen.add(id(module))
+    for name in sorted(names):
+        for where in (module.__dict__, module._parameters, module._buffers):
+            if name in where:
+                k = _value_key(where[name])
+                if k is not None:
+                    key.append(("attribute", path + name, k))
+                break
+    container = isinstance(module, _CONTAINERS)
+    for name, sub in module._modules.items():
+        if sub is not None and (container or name in names):
+            key.append(("module", path + name, id(sub)))      # a replaced submodule
+            _module_key(sub, f"{path}{name}.", names | _forward_names(sub), key, seen)
+
+
 def guard_key(fn: Callable) -> tuple:
     """The guarded outside values `fn` reads, as a hashable tuple."""
     f = _function_of(fn)
@@ -65,14 +97,7 @@ def guard_key(fn: Callable) -> tuple:
             if k is not None:
                 key.append(("global", name, k))
     if isinstance(fn, torch.nn.Module):
-        own = (fn.__dict__, fn._parameters, fn._buffers)
-        for name in names:
-            for where in own:
-                if name in where:
-                    k = _value_key(where[name])
-                    if k is not None:
-                        key.append(("attribute", name, k))
-                    break
+        _module_key(fn, "", set(names), key, set())
     for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
         try:
             value = cell.cell_contents
