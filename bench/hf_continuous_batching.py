@@ -56,10 +56,10 @@ def main() -> None:
     lengths = torch.randint(args.min_prompt, args.max_prompt + 1, (args.requests,), generator=g)
     prompts = [torch.randint(1, 256, (int(n),), generator=g).tolist() for n in lengths]
     model = build(args.layers, args.heads, args.kv_heads, args.head_dim,
-                  args.max_prompt + args.new + 8)
+                  args.max_prompt + args.new + 8, getattr(torch, args.dtype))
     print(f"{args.requests} requests, prompts {args.min_prompt}..{args.max_prompt} tokens "
           f"(sum {int(lengths.sum())}), {args.new} new tokens each, page size {args.page_size}; "
-          f"Llama {args.layers} layers, Hq{args.heads}/Hkv{args.kv_heads}, D{args.head_dim}, fp32\n")
+          f"Llama {args.layers} layers, Hq{args.heads}/Hkv{args.kv_heads}, D{args.head_dim}, {args.dtype}\n")
     model.config._attn_implementation = "sdpa"
     ref, t_sdpa = run(model, prompts, args.new, args.page_size)
     attncc_hf.enable_continuous_batching(model)

@@ -12,6 +12,7 @@ two implementations are compared. Not a test: it asserts nothing.
 
     python bench/hf_generate.py
     python bench/hf_generate.py --rows 1024x1 --new 16
+    python bench/hf_generate.py --dtype bfloat16     # weights, activations and KV cache in bf16
 """
 from __future__ import annotations
 
@@ -31,14 +32,15 @@ import attncc.integrations.transformers as attncc_hf  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 
-def build(layers: int, heads: int, kv_heads: int, head_dim: int, max_len: int):
+def build(layers: int, heads: int, kv_heads: int, head_dim: int, max_len: int,
+          dtype: torch.dtype = torch.float32):
     torch.manual_seed(0)
     hidden = heads * head_dim
     config = LlamaConfig(vocab_size=256, hidden_size=hidden, intermediate_size=2 * hidden,
                          num_hidden_layers=layers, num_attention_heads=heads,
                          num_key_value_heads=kv_heads, head_dim=head_dim,
                          max_position_embeddings=max_len)
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(config).to(dtype).eval()
 
 
 def generate(model, impl: str, ids: torch.Tensor, new: int) -> tuple[torch.Tensor, float]:
@@ -57,6 +59,8 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--head-dim", type=int, default=64)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="the model's dtype (weights, activations, KV cache)")
 
 
 def main() -> None:
@@ -71,11 +75,12 @@ def main() -> None:
     attncc_hf.register()
     rows = [tuple(int(x) for x in r.split("x")) for r in args.rows]
     max_len = max(p for p, _ in rows) + args.new
-    model = build(args.layers, args.heads, args.kv_heads, args.head_dim, max_len)
+    model = build(args.layers, args.heads, args.kv_heads, args.head_dim, max_len,
+                  getattr(torch, args.dtype))
     print(f"host: {cpuinfo_vector_flags()}; threads {torch.get_num_threads()}; "
           f"torch {torch.__version__}; attncc {attncc.__version__}")
     print(f"model: Llama, {args.layers} layers, Hq{args.heads}/Hkv{args.kv_heads}, head dim "
-          f"{args.head_dim}, fp32, random weights; {args.new} new tokens, greedy\n")
+          f"{args.head_dim}, {args.dtype}, random weights; {args.new} new tokens, greedy\n")
     print("| prompt | batch | sdpa tok/s | attncc tok/s | ratio | attncc compiles (warm-up) "
           "| same tokens |")
     print("|---|---|---|---|---|---|---|")
