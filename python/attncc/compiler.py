@@ -349,7 +349,8 @@ def _compile_cpu(graph, options, opts, output, last, full, stop_after, fused):
                 if not isinstance(kernel, CpuKernel):
                     kernel = CpuKernel.from_object(hit["object"], graph.name, hit["arg_types"],
                                                    hit["externals"], output=output,
-                                                   num_threads=options.num_threads)
+                                                   num_threads=options.num_threads,
+                                                   context=graph.context)
                     hit["_kernel"] = kernel
             except (CompileError, KeyError, TypeError) as e:
                 warnings.warn(f"attncc kernel cache: entry {key[:16]} cannot be loaded ({e}); "

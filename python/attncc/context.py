@@ -6,6 +6,7 @@ wheel (libMLIRPythonCAPI.so), so they share its registries: see docs/build.md.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator
 
 from mlir import ir
@@ -23,6 +24,22 @@ def new_context() -> ir.Context:
     ctx = ir.Context()
     register_dialect(ctx)
     ctx.allow_unregistered_dialects = False
+    return ctx
+
+
+_graphs = threading.local()
+
+
+def graph_context() -> ir.Context:
+    """The context Graphs are built in: one per thread, made on first use.
+    Making a context costs 6-8 ms (every upstream dialect is registered in
+    it), which was a fifth of a new process's first call of a kernel it had
+    on disk (docs/cpu-backend.md); graphs are small and their types and
+    attributes are uniqued, so sharing one costs little memory. Lowering
+    still runs in a context of its own (`mlir_context`)."""
+    ctx = getattr(_graphs, "context", None)
+    if ctx is None:
+        ctx = _graphs.context = new_context()
     return ctx
 
 

@@ -52,7 +52,7 @@ class Graph:
 
     def __init__(self, name: str = "attention") -> None:
         self.name = name
-        self.context = _context.new_context()
+        self.context = _context.graph_context()
         self._loc = ir.Location.unknown(self.context)
         with self.context, self._loc:
             self.module = ir.Module.create()
@@ -66,7 +66,7 @@ class Graph:
         """A finished graph from IR text (one `func.func` returning its output),
         e.g. a captured graph at stage 'fused', to be retyped or compiled."""
         g = cls.__new__(cls)
-        g.context = _context.new_context()
+        g.context = _context.graph_context()
         g._loc = ir.Location.unknown(g.context)
         try:
             g.module = ir.Module.parse(text, g.context)

@@ -304,11 +304,14 @@ class CpuKernel:
     @classmethod
     def from_object(cls, data: bytes, name: str, arg_types: Sequence[str],
                     externals: Sequence[str], *, output: Any = None,
-                    num_threads: Optional[int] = None) -> "CpuKernel":
-        """The kernel of object code made by an earlier `CpuKernel(keep_object=True)`."""
+                    num_threads: Optional[int] = None,
+                    context: Optional[ir.Context] = None) -> "CpuKernel":
+        """The kernel of object code made by an earlier `CpuKernel(keep_object=True)`.
+        `context`: an MLIR context to parse `arg_types` in (a new one costs
+        6-8 ms, a third of loading the object)."""
         self = cls.__new__(cls)
         self.name, self.num_threads, self._output = name, num_threads, output
-        with ir.Context():
+        with context or ir.Context():
             self.args, self.team_args = _arguments([ir.Type.parse(t) for t in arg_types])
         self.arg_types = list(arg_types)
         self.externals = list(externals)
