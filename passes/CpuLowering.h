@@ -299,6 +299,8 @@ struct RegisterBlock {
 };
 RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
                             int64_t nv, int64_t w, Value lastRow = Value());
+RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, Value col0,
+                            int64_t nv, int64_t w, Value lastRow = Value());
 /// tile_matmul `pairs` on AVX-512-BF16 (vdpbf16ps), and its shape check (CpuBf16Dot.cpp).
 LogicalResult checkBf16DotMatmul(TileMatmulOp op, int64_t W);
 void lowerMatmulBf16Dot(CpuEmitter &e, TileMatmulOp op);
@@ -306,6 +308,7 @@ void lowerMatmulBf16Dot(CpuEmitter &e, TileMatmulOp op);
 Value dotBf16(CpuEmitter &e, Value acc, Value a, Value b);
 /// The software prefetch for key row `r` of a kv-in-place b (CpuMatmul.cpp).
 void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0, int64_t n);
+void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, Value col0, int64_t n);
 
 } // namespace mlir::attn::cpu_lowering
 

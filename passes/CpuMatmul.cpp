@@ -32,6 +32,21 @@ constexpr int64_t kPrefetchRows = 16;
 /// 5.4-6.5 (docs/cpu-backend.md).
 constexpr uint32_t kPrefetchLocality = 2;
 
+/// `col0 + c`, folded when col0 is a constant (a column group's first
+/// column is one, unless the groups run as a loop: lowerMatmul).
+static Value addColumn(CpuEmitter &e, Value col0, int64_t c) {
+  if (std::optional<int64_t> k = getConstantIntValue(col0))
+    return e.idx(*k + c);
+  return c == 0 ? col0 : e.addi(col0, e.idx(c));
+}
+
+/// IRBuild::prefetchLines from column `col0`, static where it is a constant.
+static void prefetchLinesAt(CpuEmitter &e, Value memref, ValueRange lead, Value col0, int64_t n) {
+  if (std::optional<int64_t> k = getConstantIntValue(col0))
+    return e.prefetchLines(memref, lead, *k, n, kPrefetchLocality);
+  e.prefetchLines(memref, lead, col0, n, kPrefetchLocality);
+}
+
 /// Software prefetch (IRBuild::prefetchLines) of the row `kPrefetchRows`
 /// ahead of row `r` of b, when b is a view of K/V rows where they are stored
 /// (kv-in-place: a memref.subview of the kernel's K/V argument, never a
@@ -43,7 +58,7 @@ constexpr uint32_t kPrefetchLocality = 2;
 /// D128, KV 16k, 2 threads) the kernel read 15-16 GB/s without it and
 /// 18-20 GB/s with it; the loads of each block's first rows stalled on memory
 /// (perf), which the hardware prefetchers did not hide.
-static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, int64_t col0, int64_t n) {
+static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, Value col0, int64_t n) {
   auto sv = bm.getDefiningOp<memref::SubViewOp>();
   if (!sv || cast<MemRefType>(bm.getType()).getRank() != 2)
     return;
@@ -72,21 +87,29 @@ static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, int64_t col0, int
                     e.subi(e.dim(sv.getSource(), d), e.idx(1)));
     lead.push_back(off);
   }
-  e.prefetchLines(sv.getSource(), lead, col0, n, kPrefetchLocality);
+  prefetchLinesAt(e, sv.getSource(), lead, col0, n);
 }
 
 /// The prefetch for key row `r` of b: row `r` of the op's `prefetch` view
 /// (clamped to its rows; attn-tile's next-block rows of a paged cache) when
 /// it has one, else b's own row kPrefetchRows ahead (prefetchRowAhead).
-void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0, int64_t n) {
+void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, Value col0, int64_t n) {
   Value pf = op.getPrefetch();
   if (!pf)
     return prefetchRowAhead(e, op.getB(), r, col0, n);
   Value at = e.minsi(r, e.subi(e.dim(pf, 0), e.idx(1)));
-  e.prefetchLines(pf, ValueRange{at}, col0, n, kPrefetchLocality);
+  prefetchLinesAt(e, pf, ValueRange{at}, col0, n);
+}
+void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0, int64_t n) {
+  prefetchKeyRow(e, op, r, e.idx(col0), n);
 }
 
 RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
+                            int64_t nv, int64_t w, Value lastRow) {
+  return registerBlock(e, op, i0, mr, e.idx(col0), nv, w, lastRow);
+}
+
+RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, Value col0,
                             int64_t nv, int64_t w, Value lastRow) {
   RegisterBlock blk;
   for (int64_t r = 0; r < mr; ++r) {
@@ -94,7 +117,7 @@ RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
     blk.rows.push_back(lastRow && r > 0 ? e.minsi(row, lastRow) : row);
   }
   for (int64_t j = 0; j < nv; ++j)
-    blk.cols.push_back(e.idx(col0 + j * w));
+    blk.cols.push_back(addColumn(e, col0, j * w));
   for (int64_t r = 0; r < mr; ++r)
     for (int64_t j = 0; j < nv; ++j)
       blk.init.push_back(op.getAccumulate() ? e.loadF32(op.getC(), {blk.rows[r], blk.cols[j]}, w)
@@ -105,8 +128,8 @@ RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
 /// One register block: rows [i0, i0 + mr) x `nv` vectors of `w` lanes at
 /// column `col0` of c, accumulated over k in [0, K); with `lastRow`, rows
 /// past it are clamped to it.
-static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, int64_t col0,
-                     int64_t nv, int64_t w, Value K, Value lastRow = Value()) {
+static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, Value col0,
+                            int64_t nv, int64_t w, Value K, Value lastRow = Value()) {
   ImplicitLocOpBuilder &b = e.ib;
   Value a = op.getA(), bm = op.getB(), c = op.getC();
   auto [rows, cols, init] = registerBlock(e, op, i0, mr, col0, nv, w, lastRow);
@@ -303,7 +326,28 @@ void lowerMatmul(CpuEmitter &e, TileMatmulOp op) {
   if (N % W)
     groups.push_back({full * W, 1, N % W});
 
+  // Groups of the same width run as one scf.for over their first column
+  // (one copy of the block's code, not one per group): on AVX2 a 64-key
+  // block is 4 groups of 2 vectors for Q.K^T and D128's P.V 8, and the copies
+  // made most of the kernel's LLVM IR, i.e. of its cold compile time. Kernel
+  // time was unchanged (the column offset is one add per block; docs/cpu-backend.md).
+  struct Run { int64_t col, count, nv, w; };
+  SmallVector<Run> runs;
   for (const Group &g : groups) {
+    if (!runs.empty() && runs.back().nv == g.nv && runs.back().w == g.w &&
+        runs.back().col + runs.back().count * g.nv * g.w == g.col)
+      ++runs.back().count;
+    else
+      runs.push_back({g.col, 1, g.nv, g.w});
+  }
+  for (const Run &run : runs) {
+    auto each = [&](function_ref<void(Value)> body) {
+      if (run.count == 1)
+        return body(e.idx(run.col));
+      int64_t step = run.nv * run.w;
+      e.loop(e.idx(run.col), e.idx(run.col + run.count * step), e.idx(step), body);
+    };
+    Group g{0, run.nv, run.w};
     // Rows per block: as many as the accumulator budget MR x NR allows (on
     // AVX-512, 6 rows x 4 vectors for 64 columns: 24 accumulators, 10 loads
     // per 24 FMAs; measured ~5% faster than 4 x 4, 7 or 8 rows spill). A
@@ -318,18 +362,20 @@ void lowerMatmul(CpuEmitter &e, TileMatmulOp op) {
     // stores write the same values. One block of code (a tail of smaller
     // blocks added a third to the kernel and to its cold compile), at the
     // cost of up to mr - 1 rows computed twice.
-    if (!cType.isDynamicDim(0)) {
-      int64_t m = cType.getDimSize(0);
-      Value mFull = e.idx(m - m % mr);
-      e.loop(e.idx(0), mFull, e.idx(mr),
-             [&](Value i0) { emitMatmulBlock(e, op, i0, mr, g.col, g.nv, g.w, K); });
-      if (m % mr)
-        emitMatmulBlock(e, op, mFull, m % mr, g.col, g.nv, g.w, K);
-    } else {
-      Value last = e.subi(M, e.idx(1));
-      e.loop(e.idx(0), M, e.idx(mr),
-             [&](Value i0) { emitMatmulBlock(e, op, i0, mr, g.col, g.nv, g.w, K, last); });
-    }
+    each([&](Value col) {
+      if (!cType.isDynamicDim(0)) {
+        int64_t m = cType.getDimSize(0);
+        Value mFull = e.idx(m - m % mr);
+        e.loop(e.idx(0), mFull, e.idx(mr),
+               [&](Value i0) { emitMatmulBlock(e, op, i0, mr, col, g.nv, g.w, K); });
+        if (m % mr)
+          emitMatmulBlock(e, op, mFull, m % mr, col, g.nv, g.w, K);
+      } else {
+        Value last = e.subi(M, e.idx(1));
+        e.loop(e.idx(0), M, e.idx(mr),
+               [&](Value i0) { emitMatmulBlock(e, op, i0, mr, col, g.nv, g.w, K, last); });
+      }
+    });
   }
 }
 

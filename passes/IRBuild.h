@@ -93,6 +93,20 @@ struct IRBuild {
     }
   }
 
+  /// The same from a column `col0` known only at run time.
+  void prefetchLines(Value memref, ValueRange lead, Value col0, int64_t n,
+                     uint32_t locality = 3) {
+    auto t = cast<MemRefType>(memref.getType());
+    int64_t perLine = std::max<int64_t>(1, 512 / t.getElementTypeBitWidth());
+    SmallVector<Value> at(lead.begin(), lead.end());
+    at.push_back(Value());
+    for (int64_t c = 0; c < n; c += perLine) {
+      at.back() = c == 0 ? col0 : arith::AddIOp::create(b, loc, col0, idx(c)).getResult();
+      memref::PrefetchOp::create(b, loc, memref, at, /*isWrite=*/false, /*localityHint=*/locality,
+                                 /*isDataCache=*/true);
+    }
+  }
+
   //===-- Control flow ------------------------------------------------------===//
   /// scf.for without results; `body(iv)` emits at the end of the body.
   void loop(Value lb, Value ub, Value step, function_ref<void(Value)> body) {
