@@ -32,21 +32,6 @@ constexpr int64_t kPrefetchRows = 16;
 /// 5.4-6.5 (docs/cpu-backend.md).
 constexpr uint32_t kPrefetchLocality = 2;
 
-/// `col0 + c`, folded when col0 is a constant (a column group's first
-/// column is one, unless the groups run as a loop: lowerMatmul).
-static Value addColumn(CpuEmitter &e, Value col0, int64_t c) {
-  if (std::optional<int64_t> k = getConstantIntValue(col0))
-    return e.idx(*k + c);
-  return c == 0 ? col0 : e.addi(col0, e.idx(c));
-}
-
-/// IRBuild::prefetchLines from column `col0`, static where it is a constant.
-static void prefetchLinesAt(CpuEmitter &e, Value memref, ValueRange lead, Value col0, int64_t n) {
-  if (std::optional<int64_t> k = getConstantIntValue(col0))
-    return e.prefetchLines(memref, lead, *k, n, kPrefetchLocality);
-  e.prefetchLines(memref, lead, col0, n, kPrefetchLocality);
-}
-
 /// Software prefetch (IRBuild::prefetchLines) of the row `kPrefetchRows`
 /// ahead of row `r` of b, when b is a view of K/V rows where they are stored
 /// (kv-in-place: a memref.subview of the kernel's K/V argument, never a
@@ -87,7 +72,7 @@ static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, Value col0, int64
                     e.subi(e.dim(sv.getSource(), d), e.idx(1)));
     lead.push_back(off);
   }
-  prefetchLinesAt(e, sv.getSource(), lead, col0, n);
+  e.prefetchLines(sv.getSource(), lead, col0, n, kPrefetchLocality);
 }
 
 /// The prefetch for key row `r` of b: row `r` of the op's `prefetch` view
@@ -98,7 +83,7 @@ void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, Value col0, int64_t
   if (!pf)
     return prefetchRowAhead(e, op.getB(), r, col0, n);
   Value at = e.minsi(r, e.subi(e.dim(pf, 0), e.idx(1)));
-  prefetchLinesAt(e, pf, ValueRange{at}, col0, n);
+  e.prefetchLines(pf, ValueRange{at}, col0, n, kPrefetchLocality);
 }
 void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0, int64_t n) {
   prefetchKeyRow(e, op, r, e.idx(col0), n);
@@ -117,7 +102,7 @@ RegisterBlock registerBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
     blk.rows.push_back(lastRow && r > 0 ? e.minsi(row, lastRow) : row);
   }
   for (int64_t j = 0; j < nv; ++j)
-    blk.cols.push_back(addColumn(e, col0, j * w));
+    blk.cols.push_back(e.addIdx(col0, j * w));
   for (int64_t r = 0; r < mr; ++r)
     for (int64_t j = 0; j < nv; ++j)
       blk.init.push_back(op.getAccumulate() ? e.loadF32(op.getC(), {blk.rows[r], blk.cols[j]}, w)

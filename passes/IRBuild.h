@@ -18,6 +18,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/Builders.h"
 
 namespace mlir::attn {
@@ -37,6 +38,14 @@ struct IRBuild {
 
   //===-- Integer (index) arithmetic ----------------------------------------===//
   Value addi(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  /// x + c, folded when x is a constant.
+  Value addIdx(Value x, int64_t c) {
+    if (c == 0)
+      return x;
+    if (std::optional<int64_t> k = getConstantIntValue(x))
+      return idx(*k + c);
+    return addi(x, idx(c));
+  }
   Value subi(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
   Value xori(Value x, Value y) { return arith::XOrIOp::create(b, loc, x, y); }
   Value minsi(Value x, Value y) { return arith::MinSIOp::create(b, loc, x, y); }
@@ -77,23 +86,10 @@ struct IRBuild {
 
   /// Software prefetch (read) of the elements
   /// [col0, col0 + n) of the innermost dimension of `memref` at the outer
-  /// indices `lead`: one memref.prefetch per 64-byte line.
+  /// indices `lead`: one memref.prefetch per 64-byte line. `col0` may be
+  /// known only at run time (a loop's column).
   /// `locality`: memref.prefetch's hint (3: into L1, prefetcht0; 1: into L2,
   /// prefetcht2, for lines needed a whole block later).
-  void prefetchLines(Value memref, ValueRange lead, int64_t col0, int64_t n,
-                     uint32_t locality = 3) {
-    auto t = cast<MemRefType>(memref.getType());
-    int64_t perLine = std::max<int64_t>(1, 512 / t.getElementTypeBitWidth());
-    SmallVector<Value> at(lead.begin(), lead.end());
-    at.push_back(Value());
-    for (int64_t c = col0; c < col0 + n; c += perLine) {
-      at.back() = idx(c);
-      memref::PrefetchOp::create(b, loc, memref, at, /*isWrite=*/false, /*localityHint=*/locality,
-                                 /*isDataCache=*/true);
-    }
-  }
-
-  /// The same from a column `col0` known only at run time.
   void prefetchLines(Value memref, ValueRange lead, Value col0, int64_t n,
                      uint32_t locality = 3) {
     auto t = cast<MemRefType>(memref.getType());
@@ -101,10 +97,14 @@ struct IRBuild {
     SmallVector<Value> at(lead.begin(), lead.end());
     at.push_back(Value());
     for (int64_t c = 0; c < n; c += perLine) {
-      at.back() = c == 0 ? col0 : arith::AddIOp::create(b, loc, col0, idx(c)).getResult();
+      at.back() = addIdx(col0, c);
       memref::PrefetchOp::create(b, loc, memref, at, /*isWrite=*/false, /*localityHint=*/locality,
                                  /*isDataCache=*/true);
     }
+  }
+  void prefetchLines(Value memref, ValueRange lead, int64_t col0, int64_t n,
+                     uint32_t locality = 3) {
+    prefetchLines(memref, lead, idx(col0), n, locality);
   }
 
   //===-- Control flow ------------------------------------------------------===//
