@@ -387,6 +387,49 @@ def test_inputs_are_not_copied_and_views_work():
     torch.testing.assert_close(kernel(qt, k, v), out)
 
 
+def test_native_invoker_refuses_before_running():
+    """The extension's Invoker (the call path of every CPU kernel) checks every
+    tensor and runs nothing when one does not match: it answers the index, and
+    the Python checks then name the problem."""
+    p = Program(Lq=32, Lk=32, D=16, bm=32, bn=16)
+    kernel = compile_program(p)
+    q, k, v = p.inputs()
+    out = torch.full((1, 2, 32, 16), 7.0)
+    call = lambda *ts: kernel._invoker(kernel._fn_addr, list(ts), 1)  # noqa: E731
+    meta = torch.empty(1, 2, 32, 16, device="meta")
+    for bad, at in [((q, k.double(), v, out), 1), ((q, k, v, out[:, :, :16]), 3),
+                    ((q, k, v, out.transpose(2, 3).contiguous().transpose(2, 3)), 3),
+                    ((q, k, "v", out), 2), ((q, k, v, meta), 3)]:
+        assert call(*bad) == at, at
+    assert torch.equal(out, torch.full((1, 2, 32, 16), 7.0))   # nothing ran
+    assert call(q, k, v, out) == -1
+    torch.testing.assert_close(out.double(), p.reference(q, k, v), rtol=1e-5, atol=1e-5)
+    with pytest.raises(KernelArgumentError, match="argument 3 is on meta"):
+        kernel.run(q, k, v, meta)
+    with pytest.raises(ValueError, match="wrong number of kernel arguments"):
+        call(q, k, v)
+
+
+def test_native_invoker_keeps_trusted_descriptors_per_object():
+    """Workspaces (tensors from `trusted_from` on) keep their descriptors while
+    they are the same objects; another object at that position is described
+    again, so a new workspace is never written through an old pointer."""
+    p = Program(Lq=32, Lk=32, D=16, bm=32, bn=16)
+    kernel = compile_program(p)
+    q, k, v = p.inputs()
+    ref = p.reference(q, k, v)
+    outs = [torch.zeros(1, 2, 32, 16) for _ in range(3)]
+    for out in outs + outs[::-1]:
+        for o in outs:
+            o.zero_()
+        assert kernel._invoker(kernel._fn_addr, [q, k, v, out], 1, 0, 0, 0, 3) == -1
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+        assert all(not o.any() for o in outs if o is not out)
+    # A trusted position is still checked the first time an object is seen.
+    assert kernel._invoker(kernel._fn_addr, [q, k, v, torch.zeros(1, 2, 16, 16)],
+                           1, 0, 0, 0, 3) == 3
+
+
 def test_kernels_take_memrefs_only():
     text = """
     func.func @kernel(%acc: memref<8x16xf32>, %l: memref<8xf32>, %o: memref<1x1x8x16xf32>,

@@ -1,5 +1,5 @@
 """CPU kernels on torch's OpenMP threads (attn-parallel-to-omp + the native
-run_on_team; docs/cpu-backend.md, "Threads"): the kernels that run on a team,
+attnccRunOnTeam; docs/cpu-backend.md, "Threads"): the kernels that run on a team,
 a team of any size giving the same result, the combine of split-KV after the
 team barrier, cached objects, the team size the API asks for, and the async
 runtime kept where no OpenMP runtime is loaded."""

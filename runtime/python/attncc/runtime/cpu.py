@@ -10,15 +10,15 @@ the native runtime's ORC loader), called on torch tensors without copying them.
 
 The kernel function takes memrefs. Its argument types (shapes, layouts and
 element types) are recorded by attn-lower-to-cpu as `attn.arg_types`, since the
-LLVM conversion erases them; every call checks its tensors against them, then
-passes each one as a memref descriptor built with ctypes straight from
-`tensor.data_ptr()`, its sizes and strides (bf16 has no numpy dtype, so no
-numpy is involved). The call goes through the C interface
+LLVM conversion erases them; every call checks its tensors against them and
+passes each one as a memref descriptor of `tensor.data_ptr()`, its sizes and
+strides, both in one native call (the extension's `Invoker`: no numpy, which
+has no bf16, and no ctypes per call). The call goes through the C interface
 (`_mlir_ciface_<name>`, requested by `llvm-request-c-wrappers` in the 'llvm'
 stage) and releases the GIL while the kernel runs.
 
 Threads: a kernel compiled for several threads (attn-parallel-to-omp) runs on
-a team of torch's own OpenMP threads (`run_on_team`, entry points from
+a team of torch's own OpenMP threads (the native runtime's `attnccRunOnTeam`, entry points from
 runtime/openmp.py), each thread taking its share of the grid points; where no
 OpenMP runtime is loaded, on the thread pool of MLIR's async runtime
 (`libmlir_async_runtime.so` from the mlir wheel) instead. One thread: a serial
@@ -37,7 +37,7 @@ import torch
 from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
-from .._attncc import LoadedObject, run_on_team
+from .._attncc import Invoker, LoadedObject
 from . import openmp
 from ..errors import AttnccError, CompileError
 
@@ -170,28 +170,6 @@ class MemRefSpec:
 
     def _strides_str(self) -> str:
         return "(" + ", ".join("?" if s is None else str(s) for s in self.strides) + ")"
-
-
-@functools.lru_cache(maxsize=None)
-def _descriptor_type(rank: int) -> type:
-    """The C layout of a ranked memref descriptor (mlir/ExecutionEngine/CRunnerUtils.h)."""
-    fields: list[tuple[str, Any]] = [("allocated", ctypes.c_void_p),
-                                     ("aligned", ctypes.c_void_p),
-                                     ("offset", ctypes.c_int64)]
-    if rank:
-        fields += [("sizes", ctypes.c_int64 * rank), ("strides", ctypes.c_int64 * rank)]
-    return type(f"MemRefDescriptor{rank}D", (ctypes.Structure,), {"_fields_": fields})
-
-
-def memref_descriptor(t: torch.Tensor) -> ctypes.Structure:
-    """A memref descriptor viewing `t`'s storage in place (no copy). (On every
-    kernel call: the fastest of the ctypes forms measured, ~1.4 us.)"""
-    ptr = t.data_ptr()
-    desc = _descriptor_type(t.dim())(ptr, ptr, 0)
-    if t.dim():
-        desc.sizes[:] = t.shape
-        desc.strides[:] = t.stride()
-    return desc
 
 
 def mlir_shared_library(name: str) -> str:
@@ -362,54 +340,44 @@ class CpuKernel:
         return checked
 
     def _invoke(self, tensors: Sequence[torch.Tensor], threads: Optional[int] = None) -> None:
-        """The call itself, on checked arguments. The C interface takes each
-        descriptor by pointer; the packed wrapper takes a pointer to each
-        argument. Everything the call passes lives in one int64 buffer made
-        per call (thread-safe: the GIL is released while the kernel runs):
-        the descriptors (allocated, aligned, offset, sizes, strides), then
-        the descriptors' addresses, then the addresses of those. A kernel
+        """The call itself, on checked arguments (`_native_call`)."""
+        if not self._native_call(tensors, threads):
+            at = self._invoker(0, tensors, 1)   # the index only: a mismatch runs nothing
+            raise KernelArgumentError(f"argument {at} of {self.name} does not match "
+                                      f"{self.args[at].type_str} after its check")
+
+    def _native_call(self, tensors: Sequence[Any], threads: Optional[int],
+                     trusted_from: Optional[int] = None) -> bool:
+        """Checks `tensors` (all arguments) and runs the kernel natively (the
+        extension's Invoker; measured on the AVX2 host, a B1 decode call at 16
+        keys: 42 -> 30 us, torch's own queries of the tensors are most of what
+        is left); False, with nothing run, where a tensor does not match.
+
+        The C interface takes each descriptor (allocated, aligned, offset,
+        sizes, strides) by pointer and the packed wrapper a pointer to each
+        argument; the Invoker builds both in one buffer per call. A kernel
         with team arguments runs on an OpenMP team of `num_threads` threads
-        (native run_on_team adds each thread's number and the team's size);
-        with one thread it is called here as thread 0 of a team of 1.
-        `threads` (at most num_threads) asks for a smaller team: a kernel
-        made for a team is correct on a team of any size."""
-        n = len(tensors)
-        layout = self._call_layout
-        buf = (ctypes.c_int64 * layout[-1])()
-        base = ctypes.addressof(buf)
-        flat: list[int] = []
-        for t in tensors:
-            ptr = t.data_ptr()
-            flat += (ptr, ptr, 0)
-            flat += t.shape
-            flat += t.stride()
+        (the native runtime adds each thread's number and the team's size);
+        with one thread it is called as thread 0 of a team of 1. `threads`
+        (at most num_threads) asks for a smaller team: a kernel made for a
+        team is correct on a team of any size. `trusted_from`: the index from
+        which the tensors are the API's workspaces (kept descriptors, see
+        Invoker)."""
         size = min(threads or self.num_threads or 1, self.num_threads or 1)
-        team = self.team_args and size > 1
-        if self.team_args:
-            flat += (0, 1)            # thread 0 of a team of 1 (serial call)
-        slots = len(flat)
-        flat += [base + 8 * off for off in layout[:n]]
-        packed = len(flat)
-        flat += range(base + 8 * slots, base + 8 * (slots + n), 8)
-        if self.team_args:
-            flat += (base + 8 * (slots - 2), base + 8 * (slots - 1))
-        buf[:] = flat
-        if team:
+        trusted = len(tensors) if trusted_from is None else trusted_from
+        if self.team_args and size > 1:
             omp = openmp.runtime()
-            run_on_team(self._fn_addr, base + 8 * packed, n, size, omp.parallel,
-                        omp.thread_num, omp.num_threads)
-        else:
-            self._fn(base + 8 * packed)
+            if omp is None:
+                raise CompileError(f"{self.name} runs on an OpenMP team, but no OpenMP "
+                                   "runtime is loaded in this process")
+            return self._invoker(self._fn_addr, tensors, size, omp.parallel, omp.thread_num,
+                                 omp.num_threads, trusted) < 0
+        return self._invoker(self._fn_addr, tensors, 1, 0, 0, 0, trusted) < 0
 
     @functools.cached_property
-    def _call_layout(self) -> tuple[int, ...]:
-        """Offsets (in int64s) of each argument's descriptor in `_invoke`'s
-        buffer, then the buffer's size."""
-        offs, at = [], 0
-        for spec in self.args:
-            offs.append(at)
-            at += 3 + 2 * spec.rank
-        return (*offs, at + 2 * self.team_args + 2 * len(self.args))
+    def _invoker(self) -> Invoker:
+        return Invoker([(a.dtype, a.rank, list(a._static_sizes), list(a._static_strides))
+                        for a in self.args], bool(self.team_args), torch.Tensor)
 
     def __call__(self, *inputs: torch.Tensor, out: Optional[torch.Tensor] = None,
                  extra: Sequence[torch.Tensor] = (), threads: Optional[int] = None,
@@ -420,12 +388,23 @@ class CpuKernel:
         else is passed in place. `extra`: the arguments after `out` of the
         lse / split-KV kernel forms (compiler.compile_graph), checked unless
         `trusted_extra` (the API's own workspaces, made to the kernel's
-        types). `threads`: the team size asked for (see `_invoke`)."""
+        types). `threads`: the team size asked for (see `_native_call`)."""
         n_in = len(self.args) - 1 - len(extra)
         if len(inputs) != n_in:
             raise KernelArgumentError(f"{self.name} takes {n_in} inputs "
                                       f"({', '.join(a.type_str for a in self.args[:n_in])}), "
                                       f"got {len(inputs)}")
+        # Checked and run natively in one step; where anything does not match,
+        # the checks below fix the layout or say what is wrong.
+        made = out
+        if made is None:
+            try:
+                made = torch.empty(self._output_shape(inputs), dtype=self.args[n_in].dtype)
+            except (IndexError, TypeError, AttributeError, RuntimeError):
+                made = None      # not tensors of the kernel's ranks
+        trusted = n_in + 1 if extra and trusted_extra else None
+        if made is not None and self._native_call([*inputs, made, *extra], threads, trusted):
+            return made
         fixed = self._checked(0, inputs, fix=True)
         if out is None:
             # Made here to the kernel's type: nothing to check.

@@ -4,7 +4,7 @@ threads (docs/cpu-backend.md, "Threads").
 torch's CPU build parallelizes with OpenMP (libgomp in the Linux wheels; libomp
 or Intel's libiomp5 elsewhere, which also export the GNU `GOMP_*` entry points).
 A kernel made by attn-parallel-to-omp is called from every thread of one
-`GOMP_parallel` region of that runtime (native `run_on_team`), and calls
+`GOMP_parallel` region of that runtime (the native `attnccRunOnTeam`), and calls
 `GOMP_barrier` between its grids. The library is found among those mapped in
 this process (torch loads it on import, privately, so not by name lookup) and
 opened again with RTLD_NOLOAD: the same copy, never a second runtime.
