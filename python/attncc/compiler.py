@@ -30,7 +30,8 @@ from . import pipeline
 from ._version import __version__
 from .errors import CompileError, GraphError
 from .graph import Graph
-from .options import CPU_MIN_TASK_WORK, CompileOptions, OptionError
+from .options import (CPU_MIN_TASK_WORK, CPU_MIN_TASK_WORK_ASYNC, CompileOptions,
+                      OptionError)
 from .pipeline import Products, Stage
 from .runtime.cpu import CpuKernel, EmptyKernel
 from .runtime.cuda import CudaKernel
@@ -134,11 +135,12 @@ def stage_options(options: CompileOptions, target: str) -> dict[str, Any]:
     if (options.num_threads or 1) > 1:
         # The grid as at most num_threads tasks, their count chosen at run
         # time from the work (attn-tile cpu-tasks): a short call runs inline.
-        opts["cpu_tasks"] = options.num_threads
-        opts["min_task_work"] = CPU_MIN_TASK_WORK
         # Run on torch's OpenMP threads where its runtime is found, else on
         # the async runtime's pool (targets/cpu.py llvm_passes).
-        opts["cpu_threading"] = "omp" if openmp.runtime() is not None else "async"
+        omp = openmp.runtime() is not None
+        opts["cpu_tasks"] = options.num_threads
+        opts["min_task_work"] = CPU_MIN_TASK_WORK if omp else CPU_MIN_TASK_WORK_ASYNC
+        opts["cpu_threading"] = "omp" if omp else "async"
     return opts
 
 

@@ -31,8 +31,15 @@ GPU_F32_WIDE_HEAD_BLOCK_N = 32
 # CPU: the K/V work (K elements read x max(1, block_m / 4), attn-tile's
 # taskWork) below which a call runs on one thread, and the work of one task
 # above it: attn-tile min-task-work, and the team size the runtime asks of
-# torch's OpenMP pool (frontend/split_kv.team_size).
-CPU_MIN_TASK_WORK = 1 << 17
+# torch's OpenMP pool (frontend/split_kv.team_size). 2^15 elements is ~6 us
+# of decode on one core (AMD Zen 4), a few times what a region on torch's
+# warm team costs; 2^17 kept calls of up to 25 us on one thread (measured
+# there: B1 Hq8/Hkv2 D64 decode at 1024 keys 49 -> 34 us, Hq32/Hkv8 D128 at
+# 128 keys 48 -> 34 us; docs/cpu-backend.md "Threads").
+CPU_MIN_TASK_WORK = 1 << 15
+# The same for kernels on the async runtime's pool (no OpenMP runtime in the
+# process), whose idle workers sleep: a 2-task grid cost ~150 us more there.
+CPU_MIN_TASK_WORK_ASYNC = 1 << 17
 
 _FROM_KWARGS: dict = {}   # CompileOptions.cached
 

@@ -10,10 +10,11 @@ import torch
 
 import attncc
 from attncc import api
+from attncc import compiler
 from attncc.compiler import compile_graph
 from attncc.frontend import split_kv
 from attncc.graph import Graph
-from attncc.options import CPU_MIN_TASK_WORK, CompileOptions
+from attncc.options import CPU_MIN_TASK_WORK, CPU_MIN_TASK_WORK_ASYNC, CompileOptions
 from attncc.runtime import openmp
 from attncc.runtime.cpu import CpuKernel
 
@@ -120,6 +121,20 @@ def test_team_size_follows_the_work():
     assert split_kv.team_size(16, 4, 1, 1, 4, 1 << 20, 128, 1) == 1
     # Exactly at the threshold: one task's work.
     assert split_kv.team_size(4, 4, 1, 1, 4, CPU_MIN_TASK_WORK // 128, 128, 1) == 1
+    assert split_kv.team_size(4, 4, 1, 1, 4, CPU_MIN_TASK_WORK // 128 + 1, 128, 1) == 1
+    assert split_kv.team_size(4, 4, 1, 2, 4, CPU_MIN_TASK_WORK // 128 + 1, 128, 1) == 2
+
+
+def test_task_work_follows_the_threading(monkeypatch):
+    """Tasks on torch's OpenMP team are small (a region on the warm team
+    starts in microseconds); on the async pool, whose workers sleep, larger."""
+    options = CompileOptions(num_threads=2)
+    omp = compiler.stage_options(options, "cpu")
+    assert (omp["cpu_threading"], omp["min_task_work"]) == ("omp", CPU_MIN_TASK_WORK)
+    monkeypatch.setattr(openmp, "runtime", lambda: None)
+    pool = compiler.stage_options(options, "cpu")
+    assert (pool["cpu_threading"], pool["min_task_work"]) == ("async", CPU_MIN_TASK_WORK_ASYNC)
+    assert CPU_MIN_TASK_WORK < CPU_MIN_TASK_WORK_ASYNC
 
 
 def test_async_runtime_where_no_openmp(monkeypatch):
