@@ -106,3 +106,32 @@ def test_threads_and_clear_caches_are_part_of_the_signature():
     attncc.attention(q, k, v, num_threads=1)    # options: never the fast path
     attncc.attention(q, k, v, num_threads=1)
     assert fast_path.lookup(fast_path.key(q, k, v, False, None, None, None)) is None
+
+
+def test_replays_run_the_kernel_natively_and_fix_layouts_the_checked_way(monkeypatch):
+    """Tensors of a seen signature go straight to the kernel's native call;
+    a K view whose strides the kernel does not take goes through
+    CpuKernel.__call__, which makes it contiguous."""
+    from attncc.runtime.cpu import CpuKernel
+    g = torch.Generator().manual_seed(13)
+    q = torch.randn(1, 8, 1, 32, generator=g)
+    kc, vc = torch.randn(1, 2, 90, 32, generator=g), torch.randn(1, 2, 90, 32, generator=g)
+    checked = []
+    original = CpuKernel.__call__
+
+    def counted(self, *a, **kw):
+        checked.append(1)
+        return original(self, *a, **kw)
+
+    with torch.inference_mode():
+        attncc.attention(q, kc[:, :, :40].contiguous(), vc[:, :, :40].contiguous())
+        monkeypatch.setattr(CpuKernel, "__call__", counted)
+        for S in (41, 64, 90):
+            k, v = kc[:, :, :S].contiguous(), vc[:, :, :S].contiguous()
+            torch.testing.assert_close(attncc.attention(q, k, v), _ref(q, k, v),
+                                       rtol=2e-5, atol=2e-5, msg=lambda m: f"S={S}: {m}")
+        assert checked == []
+        # K stored [.., D, S] and viewed as [.., S, D]: rows are not contiguous.
+        k, v = kc[:, :, :70].transpose(2, 3).contiguous().transpose(2, 3), vc[:, :, :70]
+        torch.testing.assert_close(attncc.attention(q, k, v), _ref(q, k, v), rtol=2e-5, atol=2e-5)
+        assert checked == [1]

@@ -93,6 +93,20 @@ def run(recipe: Recipe, q: torch.Tensor, k: torch.Tensor,
                          L, S, D, None)
     if plan.split_kernel != recipe.split_kernel:
         return None
-    out, _ = split_kv.launch(recipe.compiled, [qq, k, v], v.shape[3], plan, recipe.lse_form,
-                             recipe.threads, reuse=True)
+    Dv = v.shape[3]
+    kernel = recipe.compiled
+    native = getattr(kernel, "_native_call", None)   # a CpuKernel (not an EmptyKernel)
+    if native is not None:
+        # The kernel's own call without CpuKernel.__call__'s generic part
+        # (argument count, output shape from the memref, layout fixes): the
+        # output is [B, H, L, Dv] of the packed q, the workspaces are the
+        # API's. Any mismatch runs nothing and goes the checked way below.
+        extra = split_kv.workspaces(qq, Dv, plan.splits, plan.split_kernel, reuse=True) \
+            if recipe.lse_form else ()
+        out = torch.empty((B, H, L, Dv), dtype=kernel.args[3].dtype)
+        if native([qq, k, v, out, *extra], plan.team if recipe.threads > 1 else None,
+                  4 if extra else None):
+            return out.reshape(recipe.out_shape) if recipe.packed is not None else out
+    out, _ = split_kv.launch(kernel, [qq, k, v], Dv, plan, recipe.lse_form, recipe.threads,
+                             reuse=True)
     return out.reshape(recipe.out_shape) if recipe.packed is not None else out
