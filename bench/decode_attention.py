@@ -18,6 +18,14 @@ cache (a cache smaller than L3 is then read from L3 on repeated calls, and bw
 can exceed 100%). The read bandwidth is torch.sum's, best of 5; attncc's and
 torch's times are medians, so "bw" errs low.
 
+On hosts whose bandwidth drifts within a run (the virtual machines this was
+written on gave 30-58 GB/s within minutes), a bandwidth measured once before
+the table is a poor yardstick for a row timed minutes later. So each row also
+times torch.sum over the same K/V caches, cycled the same way, in the same
+alternating rounds as the kernels ("sum GB/s", median like the kernels' times);
+"of sum" is attncc's time against it: the share of what a plain streaming read
+of the same bytes, at the same moments, reaches.
+
     python bench/decode_attention.py
     python bench/decode_attention.py --kv 4096 --batch 1 --dtype fp32
 """
@@ -67,6 +75,15 @@ class Layers:
         return self.kv[self.i]
 
 
+def stream_read(k: torch.Tensor, v: torch.Tensor) -> None:
+    """torch.sum over K and V as 32-bit words (a bf16 sum is not bandwidth-bound,
+    and the words' values do not matter): a plain streaming read of their bytes."""
+    for t in (k, v):
+        flat = t.reshape(-1)
+        (flat.view(torch.float32) if flat.numel() * flat.element_size() % 4 == 0
+         else flat.float()).sum()
+
+
 def row(B: int, S: int, dtype: torch.dtype, Hq: int, Hkv: int, D: int, bw: float,
         repeats: int, num_splits, cold_mib: int) -> str:
     g = torch.Generator().manual_seed(0)
@@ -78,10 +95,11 @@ def row(B: int, S: int, dtype: torch.dtype, Hq: int, Hkv: int, D: int, bw: float
     err = (ours[0].double() - reference0(q, k, v)).abs().max().item()
     nbytes = 2 * B * Hkv * S * D * k.element_size()
     layers = Layers(k, v, max(1, -(-(cold_mib << 20) // nbytes)))
-    t_torch, t_ours, t_one = alternating_blocks_ms(
+    t_torch, t_ours, t_one, t_sum = alternating_blocks_ms(
         [lambda: F.scaled_dot_product_attention(q, *layers.next(), enable_gqa=True),
          lambda: attncc.attention(q, *layers.next(), num_splits=num_splits),
-         lambda: attncc.attention(q, *layers.next(), num_splits=1)], repeats, rounds=2)
+         lambda: attncc.attention(q, *layers.next(), num_splits=1),
+         lambda: stream_read(*layers.next())], repeats, rounds=2)
     name = {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
     # The split count attention() chose (GQA packing: Hkv heads of Hq / Hkv rows).
     opts = CompileOptions().resolved("cpu", Hq // Hkv)
@@ -89,7 +107,8 @@ def row(B: int, S: int, dtype: torch.dtype, Hq: int, Hkv: int, D: int, bw: float
                                     B, Hkv, Hq // Hkv, S, D, None).splits
     return (f"| {B} | {S} | {name} | {P} | {t_torch:.3f} | {t_ours:.3f} | {t_one:.3f} | "
             f"{t_torch / t_ours:.2f} | {100 * nbytes / (t_torch * 1e-3) / bw:.0f}% | "
-            f"{100 * nbytes / (t_ours * 1e-3) / bw:.0f}% | {err:.1e} |")
+            f"{100 * nbytes / (t_ours * 1e-3) / bw:.0f}% | {nbytes / (t_sum * 1e-3) / 1e9:.1f} | "
+            f"{100 * t_sum / t_ours:.0f}% | {err:.1e} |")
 
 
 def main() -> None:
@@ -116,10 +135,11 @@ def main() -> None:
     print(f"decode: Lq=1, Hq{args.heads}/Hkv{args.kv_heads}, D{args.head_dim}; K/V cycled "
           f"through >= {args.cold_mib} MiB of copies; ms per call "
           "(median); ratio = torch / attncc (> 1: attncc faster); bw = K+V bytes / time / "
-          "read bandwidth\n")
+          "read bandwidth; sum GB/s = torch.sum over the same K/V in the same rounds, "
+          "of sum = its time / attncc's\n")
     print("| B | KV | dtype | P | torch ms | attncc ms | attncc P=1 ms | ratio | torch bw | "
-          "attncc bw | max err |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "attncc bw | sum GB/s | of sum | max err |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for dt in args.dtype:
         for B in args.batch:
             for S in args.kv:
