@@ -214,6 +214,28 @@ NB_MODULE(_attncc, m) {
   m.def(
       "host_cpu", [] { return take(attnccHostCpu()); },
       "'triple;cpu;+feature,...' of the host as LLVM's JIT targets it.");
+  m.def(
+      "jit_engine",
+      [](nb::object module, const std::string &pipeline, int codegenLevel, bool objectDump) {
+        if (!nb::hasattr(module, MLIR_PYTHON_CAPI_PTR_ATTR))
+          throw nb::type_error("expected an mlir.ir.Module");
+        nb::object capsule = module.attr(MLIR_PYTHON_CAPI_PTR_ATTR);
+        MlirModule mod = mlirPythonCapsuleToModule(capsule.ptr());
+        if (mlirModuleIsNull(mod)) {
+          PyErr_Clear();
+          throw nb::type_error("expected an mlir.ir.Module");
+        }
+        char *err = nullptr;
+        MlirExecutionEngine engine =
+            attnccJitCreate(mod, pipeline.c_str(), codegenLevel, objectDump, &err);
+        if (mlirExecutionEngineIsNull(engine))
+          throw std::runtime_error(take(err));
+        // The bindings' ExecutionEngine takes ownership (ExecutionEngine._CAPICreate).
+        return nb::steal<nb::object>(mlirPythonExecutionEngineToCapsule(engine));
+      },
+      nb::arg("module"), nb::arg("pipeline"), nb::arg("codegen_level"), nb::arg("object_dump"),
+      "A capsule of MLIR's ExecutionEngine for `module` with LLVM IR passes `pipeline` "
+      "(PassBuilder text) and code generation level `codegen_level` (runtime/KernelJit.cpp).");
   nb::class_<LoadedObject>(m, "LoadedObject",
                            "A kernel object file linked into its own ORC JIT.")
       .def(nb::init<nb::bytes, const std::vector<std::string> &, const std::vector<uint64_t> &>(),

@@ -4,6 +4,8 @@
 // nanobind extension sees only C APIs):
 //  * the host CPU as the JIT sees it (triple, CPU name, feature flags), so
 //    that code generation follows what LLVM will target;
+//  * JIT-compiling a kernel with the LLVM passes attncc chooses (MLIR's
+//    ExecutionEngine, created with our own pass pipeline);
 //  * loading a kernel's object file (compiled before, kept in the CPU kernel
 //    cache) into an ORC JIT without compiling anything, and looking up its
 //    entry points.
@@ -12,8 +14,12 @@
 #ifndef ATTNCC_RUNTIME_ATTNRUNTIME_H
 #define ATTNCC_RUNTIME_ATTNRUNTIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "mlir-c/ExecutionEngine.h"
+#include "mlir-c/IR.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,6 +29,14 @@ extern "C" {
 /// LLVM's names), as llvm::sys reports them: what MLIR's ExecutionEngine
 /// targets. Returns a malloc'ed "triple;cpu;features" string; free() it.
 char *attnccHostCpu(void);
+
+/// MLIR's ExecutionEngine for `module` (LLVM dialect), targeting the host:
+/// LLVM IR passes `pipeline` (PassBuilder text, e.g. "default<O3>") instead
+/// of the C API's `default<On>`, code generated at `codegenLevel` (0..3;
+/// llvm::CodeGenOptLevel). `objectDump` keeps the object for dumping.
+/// Returns a null engine with a malloc'ed message in `*error`.
+MlirExecutionEngine attnccJitCreate(MlirModule module, const char *pipeline, int codegenLevel,
+                                    bool objectDump, char **error);
 
 typedef struct AttnccObject AttnccObject;
 

@@ -373,6 +373,8 @@ def _compile_cpu(graph, options, opts, output, last, full, stop_after, fused):
             t0 = time.perf_counter()
             kernel = CpuKernel(module, graph.name, output=output,
                                num_threads=options.num_threads,
+                               pipeline=cpu_target.jit_pipeline(options.llvm_opt),
+                               codegen_level=cpu_target.JIT_CODEGEN_LEVEL,
                                function_attributes=cpu_target.llvm_function_attributes(
                                    isa, forced=options.cpu != "host"),
                                keep_object=cache is not None)

@@ -9,7 +9,7 @@ import torch
 
 from .errors import AttnccError
 from .targets import kind as target_kind
-from .targets.cpu import CPU_CHOICES
+from .targets.cpu import CPU_CHOICES, LLVM_OPT
 
 
 class OptionError(AttnccError, ValueError):
@@ -98,6 +98,14 @@ class CompileOptions:
         options are made): with ATTNCC_CPU=x86-64-v3 a whole program or test
         suite runs AVX2 code on an AVX-512 host (how CI checks the AVX2
         kernels there, .ci/run).
+    llvm_opt: the LLVM IR passes the CPU JIT runs on a kernel before code
+        generation (always at LLVM's highest level): "light" (SROA, early
+        CSE, instcombine, simplifycfg) or LLVM's default pipelines "O1", "O2",
+        "O3" (what MLIR's ExecutionEngine runs). None: "light" for the decode
+        form (kv_in_place: bound by memory, and compiled inside generate
+        loops; half the JIT time), "O3" otherwise (prefill ran 1-2.5% faster
+        with it; docs/cpu-backend.md "Compile time"). Ignored by the GPU
+        targets.
     """
 
     block_m: Optional[int] = None
@@ -111,6 +119,7 @@ class CompileOptions:
     cpu: str = field(default_factory=lambda: os.environ.get("ATTNCC_CPU") or "host")
     input_precision: Optional[str] = None
     kv_in_place: Optional[bool] = None
+    llvm_opt: Optional[str] = None
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n"):
@@ -144,6 +153,9 @@ class CompileOptions:
                               f"got {self.input_precision!r}")
         if self.kv_in_place is not None and not isinstance(self.kv_in_place, bool):
             raise OptionError(f"kv_in_place must be True, False or None, got {self.kv_in_place!r}")
+        if self.llvm_opt is not None and self.llvm_opt not in LLVM_OPT:
+            raise OptionError(f"llvm_opt must be one of {LLVM_OPT} (or None), got "
+                              f"{self.llvm_opt!r}")
         if self.cpu not in CPU_CHOICES:
             where = " (from the environment variable ATTNCC_CPU)" \
                 if self.cpu == os.environ.get("ATTNCC_CPU") else ""
@@ -201,6 +213,7 @@ class CompileOptions:
         threads, warps = self.num_threads, self.num_warps
         precision = self.input_precision
         in_place = self.kv_in_place
+        llvm_opt = self.llvm_opt
         if kind == "cpu":
             if threads is None:
                 threads = _torch_threads()
@@ -209,6 +222,8 @@ class CompileOptions:
             precision = "ieee"
             if in_place is None:
                 in_place = bm <= KV_IN_PLACE_MAX_ROWS
+            if llvm_opt is None:
+                llvm_opt = "light" if in_place else "O3"
         else:
             if bm is None:
                 bm = self.query_block(target, query_len)
@@ -230,7 +245,8 @@ class CompileOptions:
             if bn is None and elt == "f32" and head_dim is not None and head_dim >= 128:
                 bn = GPU_F32_WIDE_HEAD_BLOCK_N
         return replace(self, block_m=bm, block_n=64 if bn is None else bn, num_threads=threads,
-                       num_warps=warps, input_precision=precision, kv_in_place=in_place)
+                       num_warps=warps, input_precision=precision, kv_in_place=in_place,
+                       llvm_opt=llvm_opt)
 
     def query_block(self, target: str, query_len: Optional[int]) -> int:
         """The query rows per block `resolved` gives for a query of

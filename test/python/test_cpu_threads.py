@@ -137,9 +137,11 @@ def test_task_work_follows_the_threading(monkeypatch):
     assert CPU_MIN_TASK_WORK < CPU_MIN_TASK_WORK_ASYNC
 
 
-def test_async_runtime_where_no_openmp(monkeypatch):
+@pytest.mark.parametrize("llvm_opt", [None, "light"])
+def test_async_runtime_where_no_openmp(monkeypatch, llvm_opt):
     """Without an OpenMP runtime in the process the kernel keeps upstream
-    async-parallel-for on the async runtime's pool."""
+    async-parallel-for on the async runtime's pool (its coroutines lowered
+    by LLVM's coro passes, which the light pipeline adds)."""
     monkeypatch.setattr(openmp, "runtime", lambda: None)
     monkeypatch.setenv("ATTNCC_CACHE", "0")
     g = Graph("attention")
@@ -147,7 +149,8 @@ def test_async_runtime_where_no_openmp(monkeypatch):
     k = g.input("k", (1, 2, 96, 32), "f32")
     v = g.input("v", (1, 2, 96, 32), "f32")
     g.output(g.attention(q, k, v, scale=32 ** -0.5, mask="causal"))
-    c = compile_graph(g, CompileOptions(num_threads=2, block_m=32, block_n=32), "cpu")
+    c = compile_graph(g, CompileOptions(num_threads=2, block_m=32, block_n=32,
+                                        llvm_opt=llvm_opt), "cpu")
     assert c._kernel.team_args == 0
     assert any(f.startswith("mlirAsyncRuntime") for f in c._kernel.externals)
     gen = torch.Generator().manual_seed(4)

@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 from .._attncc import host_cpu as _native_host_cpu
 from ..runtime import amx
@@ -195,6 +195,30 @@ def llvm_function_attributes(isa: CpuIsa, forced: bool) -> dict[str, object]:
         if isa.name == "x86-64-v3":
             attrs["target_features"] = ["-avx512f"]
     return attrs
+
+
+# LLVM IR passes of the CPU JIT (CompileOptions.llvm_opt; runtime/KernelJit.cpp).
+# "light" cleans up the translated IR (repeated address arithmetic, constant
+# folds, dead blocks) and leaves the rest to code generation: on Zen 4 the
+# JIT took half the time; decode (memory-bound) ran as fast, prefill 1-2.5%
+# slower than with default<O3>, so only the decode form defaults to it
+# (CompileOptions.resolved; docs/cpu-backend.md "Compile time").
+LLVM_OPT_PIPELINES = {
+    "light": "function(sroa,early-cse,instcombine,simplifycfg)",
+    "O1": "default<O1>",
+    "O2": "default<O2>",
+    "O3": "default<O3>",
+}
+LLVM_OPT = tuple(LLVM_OPT_PIPELINES)
+# Code generation level of the JIT (llvm::CodeGenOptLevel::Aggressive, as
+# MLIR's ExecutionEngine at O3): measured no slower to compile than O1/O2.
+JIT_CODEGEN_LEVEL = 3
+
+
+def jit_pipeline(llvm_opt: Optional[str]) -> str:
+    """The PassBuilder text of `llvm_opt` (resolved CompileOptions.llvm_opt;
+    None, unresolved options: MLIR's ExecutionEngine's default<O3>)."""
+    return LLVM_OPT_PIPELINES[llvm_opt or "O3"]
 
 
 def cache_target(isa: CpuIsa) -> str:

@@ -1,6 +1,8 @@
 """Runs CPU kernels: the LLVM-dialect module of stage 'llvm', JIT-compiled by
-MLIR's ExecutionEngine (or its object code from the kernel cache, linked by
-the native runtime's ORC loader), called on torch tensors without copying them.
+MLIR's ExecutionEngine with the LLVM passes the compiler chose (the native
+runtime's `jit_engine`, runtime/KernelJit.cpp; or its object code from the
+kernel cache, linked by the native runtime's ORC loader), called on torch
+tensors without copying them.
 
     kernel = CpuKernel(llvm_module, "attention")    # module after stage 'llvm'
     out = kernel(q, k, v)                           # allocates the output
@@ -37,7 +39,7 @@ import torch
 from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
-from .._attncc import Invoker, LoadedObject
+from .._attncc import Invoker, LoadedObject, jit_engine
 from . import openmp
 from ..errors import AttnccError, CompileError
 
@@ -254,8 +256,9 @@ class CpuKernel:
     linked by the native runtime's ORC loader without compiling anything."""
 
     def __init__(self, module: ir.Module, name: str, *, output: Any = None,
-                 num_threads: Optional[int] = None, opt_level: int = 3,
-                 function_attributes: Optional[dict] = None, keep_object: bool = False) -> None:
+                 num_threads: Optional[int] = None, pipeline: str = "default<O3>",
+                 codegen_level: int = 3, function_attributes: Optional[dict] = None,
+                 keep_object: bool = False) -> None:
         self.name = name
         self.num_threads = num_threads
         self._output = output
@@ -267,11 +270,19 @@ class CpuKernel:
         _set_function_attributes(module, function_attributes or {"vector_bits": 512})
         self.object: Optional[bytes] = None
         try:
-            self._engine = ExecutionEngine(module, opt_level=opt_level)
+            if self._uses_async:
+                # Coroutines (convert-async-to-llvm) are lowered by LLVM's coro
+                # passes, which only the default<On> pipelines include.
+                pipeline = f"coro-early,cgscc(coro-split),coro-cleanup,{pipeline}"
+            self._engine = ExecutionEngine._CAPICreate(
+                jit_engine(module, pipeline, codegen_level, keep_object))
             for fn, addr in _runtime_symbols(self.externals, self._uses_async).items():
                 self._engine.raw_register_runtime(fn, ctypes.c_void_p(addr))
-            self._fn = self._engine.lookup(name)
-            self._fn_addr = ctypes.cast(self._fn, ctypes.c_void_p).value
+            # The packed entry point (_mlir__mlir_ciface_<name>) the Invoker calls.
+            self._fn_addr = self._engine.raw_lookup("_mlir_ciface_" + name)
+            if not self._fn_addr:
+                raise RuntimeError(f"no function {name!r} in the compiled module")
+            self._fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._fn_addr)
             if keep_object:
                 self.object = _dump_object(self._engine)
         except Exception as e:  # the bindings raise RuntimeError with LLVM's message

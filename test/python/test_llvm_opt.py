@@ -1,0 +1,106 @@
+"""The CPU JIT's LLVM IR passes (CompileOptions.llvm_opt, runtime/KernelJit.cpp):
+every choice compiles and computes the same attention (float64 reference), the
+defaults follow the kernel form, the choice is part of the kernel cache key,
+and bad pipelines or levels are errors, not aborts."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import attncc
+from attncc import OptionError
+from attncc._attncc import jit_engine
+from attncc.compiler import compile_graph
+from attncc.context import mlir_context
+from attncc.graph import Graph
+from attncc.options import CompileOptions
+from attncc.runtime.kernel_cache import cache_key
+from attncc.targets import cpu as cpu_target
+from mlir import ir
+
+
+def reference(q, k, v, causal):
+    g = q.shape[1] // k.shape[1]
+    k, v = k.double().repeat_interleave(g, 1), v.double().repeat_interleave(g, 1)
+    return F.scaled_dot_product_attention(q.double(), k, v, is_causal=causal)
+
+
+@pytest.mark.parametrize("llvm_opt", cpu_target.LLVM_OPT)
+@pytest.mark.parametrize("dtype, lq, causal", [(torch.float32, 70, True),
+                                               (torch.bfloat16, 1, False),
+                                               (torch.float32, 1, False)])
+def test_every_pipeline_computes_attention(llvm_opt, dtype, lq, causal, monkeypatch):
+    monkeypatch.setenv("ATTNCC_CACHE", "0")
+    gen = torch.Generator().manual_seed(7)
+    q = torch.randn(2, 4, lq, 64, generator=gen).to(dtype)
+    k = torch.randn(2, 2, 133, 64, generator=gen).to(dtype)
+    v = torch.randn(2, 2, 133, 64, generator=gen).to(dtype)
+    out = attncc.attention(q, k, v, causal=causal, llvm_opt=llvm_opt)
+    ref = reference(q, k, v, causal)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
+
+
+def test_defaults_follow_the_kernel_form():
+    decode = CompileOptions().resolved("cpu", 1)
+    prefill = CompileOptions().resolved("cpu", 512)
+    assert (decode.kv_in_place, decode.llvm_opt) == (True, "light")
+    assert (prefill.kv_in_place, prefill.llvm_opt) == (False, "O3")
+    assert CompileOptions(llvm_opt="O1").resolved("cpu", 1).llvm_opt == "O1"
+    assert CompileOptions().resolved("gpu", 512).llvm_opt is None   # not a GPU option
+    assert cpu_target.jit_pipeline("light") == cpu_target.LLVM_OPT_PIPELINES["light"]
+    assert cpu_target.jit_pipeline(None) == "default<O3>"
+
+
+def test_the_choice_is_in_the_cache_key():
+    light = CompileOptions(llvm_opt="light").resolved("cpu", 1).as_dict()
+    o3 = CompileOptions(llvm_opt="O3").resolved("cpu", 1).as_dict()
+    assert cache_key("g", light, "t") != cache_key("g", o3, "t")
+
+
+def test_stage_seconds_name_the_jit(monkeypatch):
+    monkeypatch.setenv("ATTNCC_CACHE", "0")
+    g = Graph("attention")
+    q = g.input("q", (1, 2, 1, 32), "f32")
+    k = g.input("k", (1, 2, None, 32), "f32")
+    v = g.input("v", (1, 2, None, 32), "f32")
+    g.output(g.attention(q, k, v, scale=32 ** -0.5))
+    c = compile_graph(g, CompileOptions(num_threads=1), "cpu")
+    assert c.options.llvm_opt == "light" and c.stage_seconds["jit"] > 0
+    gen = torch.Generator().manual_seed(1)
+    qt, kt, vt = (torch.randn(1, 2, n, 32, generator=gen) for n in (1, 50, 50))
+    torch.testing.assert_close(c(qt, kt, vt).double(), reference(qt, kt, vt, False),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["fast", "-O3", 3, ""])
+def test_unknown_choice_is_an_option_error(bad):
+    with pytest.raises(OptionError, match="llvm_opt must be one of"):
+        CompileOptions(llvm_opt=bad)
+    with pytest.raises(OptionError, match="llvm_opt must be one of"):
+        attncc.attention(torch.randn(1, 1, 4, 16), torch.randn(1, 1, 4, 16),
+                         torch.randn(1, 1, 4, 16), llvm_opt=bad)
+
+
+EMPTY = """
+llvm.func @kernel() attributes {llvm.emit_c_interface} {
+  llvm.return
+}
+"""
+
+
+def test_native_errors_are_exceptions():
+    """An unparsable pipeline or a code generation level out of range comes
+    back as LLVM's message in a RuntimeError (the C API's engine would be a
+    bare null)."""
+    with mlir_context():
+        module = ir.Module.parse(EMPTY)
+        with pytest.raises(RuntimeError, match="no-such-pass"):
+            jit_engine(module, "function(no-such-pass)", 3, False)
+        with pytest.raises(RuntimeError, match="code generation level must be 0..3"):
+            jit_engine(module, "default<O0>", 7, False)
+        with pytest.raises(TypeError, match="expected an mlir.ir.Module"):
+            jit_engine(object(), "default<O0>", 3, False)
