@@ -104,3 +104,16 @@ def test_native_errors_are_exceptions():
             jit_engine(module, "default<O0>", 7, False)
         with pytest.raises(TypeError, match="expected an mlir.ir.Module"):
             jit_engine(object(), "default<O0>", 3, False)
+
+
+def test_command_line_takes_the_choice():
+    from attncc.cli.errors import CliError
+    from attncc.cli.inputs import parse_option_spec
+    from attncc.cli.main import build_parser
+
+    assert parse_option_spec("llvm_opt=o3, llvm-opt=light") == {"llvm_opt": "light"}
+    assert parse_option_spec("llvm_opt=O1") == {"llvm_opt": "O1"}
+    with pytest.raises(CliError, match="expected one of light, O1, O2, O3"):
+        parse_option_spec("llvm_opt=fast")
+    args = build_parser().parse_args(["compile", "f.py", "--llvm-opt", "O2"])
+    assert args.llvm_opt == "O2"

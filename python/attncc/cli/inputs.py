@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 from mlir import ir
 
 from ..targets import TARGETS
-from ..targets.cpu import CPU_CHOICES
+from ..targets.cpu import CPU_CHOICES, LLVM_OPT
 from ..options import INPUT_PRECISIONS
 from ..targets.gpu import chip_for_target
 from .errors import CliError
@@ -39,10 +39,10 @@ DTYPES = {"fp16": "float16", "f16": "float16", "float16": "float16", "half": "fl
 
 # Compile options the command line takes as flags (and in --a/--b specs).
 OPTION_FLAGS = ("block_m", "block_n", "num_stages", "unroll", "num_warps", "num_threads", "mma",
-                "tma", "cpu", "input_precision")
+                "tma", "cpu", "input_precision", "llvm_opt")
 # Options whose values are words, with the words they take.
 WORD_OPTIONS = {"mma": ("auto", "wgmma", "mma_sync"), "tma": ("on", "off"), "cpu": CPU_CHOICES,
-                "input_precision": INPUT_PRECISIONS}
+                "input_precision": INPUT_PRECISIONS, "llvm_opt": LLVM_OPT}
 # ... and the option value of each word, where it is not the word itself.
 _WORD_VALUES = {"tma": {"on": True, "off": False}}
 
@@ -401,9 +401,10 @@ def parse_option_spec(text: str) -> dict[str, Any]:
             word = v.strip().lower()
             if k != "cpu":   # ISA class names have dashes: x86-64-v3
                 word = word.replace("-", "_")
-            if word not in WORD_OPTIONS[k]:
+            words = {w.lower(): w for w in WORD_OPTIONS[k]}   # llvm_opt's O1..O3
+            if word not in words:
                 raise CliError(f"option {k}={v!r}: expected one of {', '.join(WORD_OPTIONS[k])}")
-            out[k] = option_value(k, word)
+            out[k] = option_value(k, words[word])
             continue
         try:
             out[k] = int(v)

@@ -55,7 +55,10 @@ def _source_args(p: argparse.ArgumentParser, *, target_default: str, many: bool 
                         "(x86-64-v3 = AVX2, x86-64-v4 = AVX-512, aarch64 = NEON)",
                  "input_precision": "f32 inputs: tf32 (GPU default), tf32x3 (3xTF32, about fp32 "
                                     "accuracy) or ieee (CPU; the CPU computes fp32 whatever is "
-                                    "asked); also passed to Triton in comparisons"}
+                                    "asked); also passed to Triton in comparisons",
+                 "llvm_opt": "LLVM IR passes of the CPU JIT: light (sroa, early-cse, instcombine, "
+                             "simplifycfg) or LLVM's O1/O2/O3 (default: light for decode "
+                             "kernels, O3 otherwise)"}
         if name in WORD_OPTIONS:
             o.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
                            choices=WORD_OPTIONS[name], help=helps[name])
