@@ -4,7 +4,7 @@
 // generation to one level and runs the whole `default<On>` pipeline. On
 // attncc's kernels that pipeline does nothing for run time (attn-lower-to-cpu
 // already emits unrolled register blocks, vector code and hoisted addresses)
-// and was two thirds of the JIT's time (docs/cpu-backend.md "Compile time").
+// and was about half of the JIT's time (docs/cpu-backend.md "Compile time").
 // This is the same upstream ExecutionEngine (translation, packed wrappers, ORC,
 // object dump), created with a transformer that runs a pass pipeline given as
 // text (PassBuilder syntax) and a code generation level of its own. Errors

@@ -270,7 +270,7 @@ class CpuKernel:
         _set_function_attributes(module, function_attributes or {"vector_bits": 512})
         self.object: Optional[bytes] = None
         try:
-            if self._uses_async:
+            if self._uses_async and not pipeline.startswith("default<"):
                 # Coroutines (convert-async-to-llvm) are lowered by LLVM's coro
                 # passes, which only the default<On> pipelines include.
                 pipeline = f"coro-early,cgscc(coro-split),coro-cleanup,{pipeline}"
