@@ -64,6 +64,24 @@ def test_split_rule_counts_tokens_not_heads():
     assert not outer.heads_inner and outer.pieces is None
 
 
+def test_heads_inside_only_where_they_fill_the_threads():
+    """Fewer tokens than threads and too few keys for INNER_MIN_PIECE_BYTES
+    pieces: a point per (token, KV head) instead, so no thread idles and
+    nothing is merged (B1 KV 1k bf16 D128 page 16: 0.204 -> 0.128 ms,
+    docs/ragged-paged.md). Enough tokens, or a split, keep the heads inside."""
+    bf16_d128 = 2 * 128 * 2
+    for lk in (1024, 4096):
+        short = decode_schedule(batch=1, lk=lk, key_bytes=bf16_d128)
+        assert not short.heads_inner and short.pieces is None, lk
+    assert decode_schedule(batch=2, lk=1024, key_bytes=bf16_d128).heads_inner
+    assert decode_schedule(batch=1, lk=1024, threads=1, key_bytes=bf16_d128).heads_inner
+    long_ = decode_schedule(batch=1, lk=16384, key_bytes=bf16_d128)
+    assert long_.heads_inner and long_.pieces.numel() == 2
+    # num_splits=1 forbids the split: heads outside fill the threads.
+    assert not decode_schedule(batch=1, lk=16384, key_bytes=bf16_d128,
+                               num_splits=1).heads_inner
+
+
 def test_kernel_keeps_every_heads_state():
     """The tiled IR: a one-dimensional grid, row tiles [Hkv, G, D] for Q and
     the accumulator, [Hkv, G] for max and sum."""
@@ -108,11 +126,15 @@ def test_varlen_decode(name, launched):
     assert launched and all(launched), launched
 
 
-def test_one_long_sequence_splits_across_threads(launched):
+def test_one_sequence_on_two_threads(launched):
+    """One decode token: split with its heads inside when its keys are enough
+    (num_splits forces it here), else a point per KV head (3000 f32 keys of
+    2 heads are 6 MiB, under two CPU_MIN_PIECE_BYTES pieces)."""
     b = Batch(((1, 3000),), kv_heads=2, group=4, head_dim=64, page_size=16,
               return_lse=True, options={"num_threads": 2})
     run_paged(b, chunked=False)
-    assert launched == [True]
+    run_paged(replace(b, options={"num_threads": 2, "num_splits": 2}), chunked=False)
+    assert launched == [False, True]
 
 
 def test_hnd_and_gathered_pages_keep_a_point_per_head(launched):

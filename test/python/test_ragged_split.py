@@ -147,14 +147,18 @@ def test_cpu_split_pieces_read_enough_bytes():
     (below that the pieces' fixed cost, ~0.15 ms a call, exceeds what the
     split saves): bf16 D128 (512 bytes per key and KV head) splits one KV
     head's 32k keys, not its 16k; with the KV heads inside one grid point
-    (heads-inner, 8 heads) 4k keys are enough. The GPU ignores the bound."""
+    (heads-inner, 8 heads) and fewer tokens than threads, 8k keys are
+    (INNER_MIN_PIECE_BYTES pieces; 4k take a point per KV head instead,
+    test_heads_inner). The GPU ignores the bound."""
     bf16_d128 = 2 * 128 * 2
     mqa = dict(batch=1, Hkv=1, interleaved=False, key_bytes=bf16_d128)
     assert decode_schedule(lk=16384, **mqa).pieces is None
     assert decode_schedule(lk=32768, **mqa).pieces.numel() == 2
     assert decode_schedule(lk=16384, **{**mqa, "key_bytes": 0}).pieces is not None  # no bound
-    inner = decode_schedule(batch=1, lk=4096, key_bytes=bf16_d128)
+    inner = decode_schedule(batch=1, lk=8192, key_bytes=bf16_d128)
     assert inner.heads_inner and inner.pieces.numel() == 2
+    outer = decode_schedule(batch=1, lk=4096, key_bytes=bf16_d128)
+    assert not outer.heads_inner and outer.pieces is None
     gpu = decode_schedule(lk=4096, target="sm_90a", threads=132, **mqa)
     assert gpu.pieces is not None and gpu.pieces.numel() > 2
 

@@ -125,6 +125,32 @@ def static_page(opts: CompileOptions, query_len: int, page_size: int,
     return page_size if bool((k_start % page_size == 0).all()) else None
 
 
+# Fewer decode tokens than CPU threads keep their heads inside (one grid
+# point per token) only where a split gives pieces of at least this many bytes
+# of K and V; otherwise a point per (token, KV head) fills the threads without
+# the split's fixed cost (~0.15 ms a call). Measured (Zen 4, 2 threads, B1
+# Hq32/Hkv8 D128 page 16 NHD, plans; docs/ragged-paged.md): heads inside
+# unsplit ran on one thread (bf16 KV 1k 0.204 ms against 0.128 a point per
+# head); split in 8 MiB pieces (KV 4k) 0.53 against 0.41; 16 MiB (8k) a tie;
+# 32 MiB (16k, past the L3) 2.13 against 3.08, where a point per head reads
+# 256-byte pieces 2 KiB apart from DRAM.
+INNER_MIN_PIECE_BYTES = 16 << 20
+
+
+def _decode_splits(num_splits: Optional[int], kn: torch.Tensor, Hkv: int, inner: bool,
+                   threads: int, align: int, key_bytes: int, target: str,
+                   min_piece_bytes: int) -> int:
+    """split_kv.decode_token_splits for the packed decode launch: its grid
+    points (one per token with heads inside, else per token and KV head) and
+    on the CPU the fewest keys of a piece (`min_piece_bytes` of K and V)."""
+    points = int(kn.numel()) * (1 if inner else Hkv)
+    min_keys = 1
+    if key_bytes > 0 and target_kind(target) == "cpu":
+        point_bytes = key_bytes * (Hkv if inner else 1)    # per key of a grid point
+        min_keys = -(-min_piece_bytes // point_bytes)
+    return split_kv.decode_token_splits(num_splits, points, kn, threads, align, min_keys)
+
+
 def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start: torch.Tensor,
              lk: torch.Tensor, *, page_size: int, paged: bool, G: int, Hkv: int, sides,
              alibi: bool, sinks: bool, opts: CompileOptions, threads: int, packed_ok: bool,
@@ -161,12 +187,13 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
         # of any static page size).
         page = static_page(opts, G, page_size, ks, target) if paged else None
         inner = heads_inner(opts, G, Hkv, interleaved, paged, page, target)
-        points = int(kn.numel()) * (1 if inner else Hkv)
-        min_keys = 1
-        if key_bytes > 0 and target_kind(target) == "cpu":
-            point_bytes = key_bytes * (Hkv if inner else 1)    # per key of a grid point
-            min_keys = -(-split_kv.CPU_MIN_PIECE_BYTES // point_bytes)
-        splits = split_kv.decode_token_splits(num_splits, points, kn, threads, align, min_keys)
+        few = inner and kn.numel() < threads
+        splits = _decode_splits(num_splits, kn, Hkv, inner, threads, align, key_bytes, target,
+                                INNER_MIN_PIECE_BYTES if few else split_kv.CPU_MIN_PIECE_BYTES)
+        if few and splits == 1:
+            inner = False
+            splits = _decode_splits(num_splits, kn, Hkv, inner, threads, align, key_bytes,
+                                    target, split_kv.CPU_MIN_PIECE_BYTES)
         rest = rest & ~dec
         qd, tok = q_start[dec], None
         if splits > 1:
