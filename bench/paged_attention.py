@@ -1,7 +1,7 @@
 """Paged and ragged attention on the CPU (issue 12), each beside its peer in
 the same run. Not a test: it asserts nothing.
 
-1. Paged decode beside contiguous decode: B8, Hq32/Hkv8, D128, KV 4k per
+1. Paged decode beside contiguous decode: B8 (--batch), Hq32/Hkv8, D128, KV 4k per
    sequence; attncc.paged_attention over a cache with pages in shuffled order
    at page sizes 1, 16, 128, beside attncc.attention on the same K/V laid out
    contiguously (and torch SDPA). ratio = contiguous / paged (1.0: no cost).
@@ -23,6 +23,7 @@ the same run. Not a test: it asserts nothing.
 
     python bench/paged_attention.py
     python bench/paged_attention.py --prefill 2048 --max-kv 8192    # the issue's size
+    python bench/paged_attention.py --skip split ragged plan --batch 1 --kv 1024   # one sequence
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def paged_from(k: torch.Tensor, v: torch.Tensor, P: int, g: torch.Generator,
 
 
 def paged_rows(args, dtype, bw: float) -> None:
-    B, Hq, Hkv, D, S = 8, args.heads, args.kv_heads, args.head_dim, args.kv
+    B, Hq, Hkv, D, S = args.batch, args.heads, args.kv_heads, args.head_dim, args.kv
     g = torch.Generator().manual_seed(0)
     q = torch.randn(B, Hq, 1, D, generator=g).to(dtype)
     k = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
@@ -223,6 +224,7 @@ def plan_rows(args, dtype) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dtype", choices=list(DTYPES), default="bf16")
+    ap.add_argument("--batch", type=int, default=8, help="sequences of the paged rows")
     ap.add_argument("--heads", type=int, default=32)
     ap.add_argument("--kv-heads", type=int, default=8)
     ap.add_argument("--head-dim", type=int, default=128)
