@@ -219,19 +219,26 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
                               False, False, G, opts, dec.page, True, target, dec.heads_inner)
         o_part = q.new_empty((n, Hkv, G, Dv))
         l_part = torch.empty((n, Hkv, G), dtype=torch.float32, device=q.device)
-        launch(compiled, [q[qd[tok]].reshape(n, Hkv, G, D), k4, v4, dec.work,
+        launch(compiled, [q[dec.piece_rows].reshape(n, Hkv, G, D), k4, v4, dec.work,
                           *extra[:int(paged)]], o_part, (l_part,))
         if n == qd.numel():   # one piece per token (sinks, no split): nothing to merge
             o_dec, l_dec = o_part, l_part
+        elif dec.per_token:
+            o_dec, l_dec = split_kv.merge_uniform(o_part, l_part, qd.numel(), dec.per_token)
         else:
             o_dec, l_dec = split_kv.merge_pieces(o_part, l_part, tok, qd.numel())
         if sink is not None:
             with_sink = torch.logaddexp(l_dec, sink.to(q.device).view(1, Hkv, G))
             o_dec = o_dec * torch.exp(l_dec - with_sink).unsqueeze(-1)
             l_dec = with_sink
-        out.view(T, Hkv, G, Dv)[qd] = o_dec.to(out.dtype)
-        if return_lse:
-            lse.t().view(T, Hkv, G)[qd] = l_dec
+        if dec.all_rows:
+            out.view(T, Hkv, G, Dv).copy_(o_dec)
+            if return_lse:
+                lse.t().view(T, Hkv, G).copy_(l_dec)
+        else:
+            out.view(T, Hkv, G, Dv)[qd] = o_dec.to(out.dtype)
+            if return_lse:
+                lse.t().view(T, Hkv, G)[qd] = l_dec
     if sched.groups:
         q4, o4 = q.permute(1, 0, 2).unsqueeze(0), out.permute(1, 0, 2).unsqueeze(0)
     for grp in sched.groups:

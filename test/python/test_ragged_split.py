@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import attncc
-from attncc.frontend import split_kv
-from attncc.options import OptionError
+from attncc.frontend import ragged_schedule, split_kv
+from attncc.options import CompileOptions, OptionError
 import test_paged
 from ragged_testing import Batch, decode_schedule, make, paged_cache, run_described
 from test_ragged import run as run_varlen
@@ -27,15 +27,27 @@ DECODE = ((1, 1), (1, 600), (1, 1300), (1, 257), (1, 2))
 
 @pytest.fixture
 def merges(monkeypatch):
-    """Records (pieces, tokens) of every split-KV merge."""
+    """Records (pieces, tokens) of every split-KV merge: merge_pieces, or
+    merge_uniform called directly (a plan's uniform split, Decode.per_token)."""
     seen = []
-    real = split_kv.merge_pieces
+    real_pieces, real_uniform = split_kv.merge_pieces, split_kv.merge_uniform
+    inside = []
 
-    def spy(o, lse, tok, n):
+    def spy_pieces(o, lse, tok, n):
         seen.append((tok.numel(), n))
-        return real(o, lse, tok, n)
+        inside.append(True)
+        try:
+            return real_pieces(o, lse, tok, n)
+        finally:
+            inside.pop()
 
-    monkeypatch.setattr(split_kv, "merge_pieces", spy)
+    def spy_uniform(o, lse, n, c):
+        if not inside:
+            seen.append((n * c, n))
+        return real_uniform(o, lse, n, c)
+
+    monkeypatch.setattr(split_kv, "merge_pieces", spy_pieces)
+    monkeypatch.setattr(split_kv, "merge_uniform", spy_uniform)
     return seen
 
 
@@ -215,3 +227,29 @@ def test_property_split_decode(capsys):
         run_described(run_paged, b)
 
     prop()
+
+
+def test_plan_precomputes_the_merge():
+    """What a split step's calls need besides the kernel is computed once per
+    plan (Decode.piece_rows, per_token, all_rows): each token's pieces in
+    order and equal in number take merge_uniform, and a batch of decode tokens
+    only gets its output copied rather than scattered."""
+    even = decode_schedule(batch=3, lk=4096, Hkv=1, interleaved=False, num_splits=2)
+    assert even.per_token == 2 and even.all_rows
+    assert torch.equal(even.piece_rows, even.tokens[even.pieces])
+    # Lengths that cut into different numbers of pieces: the general merge.
+    n = torch.tensor([4096, 100])
+    uneven = ragged_schedule.schedule(
+        torch.arange(2), torch.ones(2, dtype=torch.int64), torch.arange(2),
+        torch.zeros(2, dtype=torch.int64), n, page_size=16, paged=True, G=4, Hkv=1,
+        sides=None, alibi=False, sinks=False, opts=CompileOptions(), threads=2,
+        packed_ok=True, num_splits=2, target="cpu", interleaved=False).decode
+    assert uneven.pieces.numel() == 3 and uneven.per_token == 0 and uneven.all_rows
+    # A prefill row beside the decode token: the decode rows are scattered.
+    mixed = ragged_schedule.schedule(
+        torch.tensor([0, 5]), torch.tensor([5, 1]), torch.arange(2),
+        torch.zeros(2, dtype=torch.int64), torch.tensor([4096, 4096]), page_size=16,
+        paged=True, G=4, Hkv=1, sides=None, alibi=False, sinks=False,
+        opts=CompileOptions(), threads=2, packed_ok=True, num_splits=2, target="cpu",
+        interleaved=False)
+    assert mixed.decode.per_token == 2 and not mixed.decode.all_rows and mixed.groups

@@ -30,12 +30,20 @@ class Decode:
     """Decode tokens (one query row, no ALiBi): the G query heads of a KV head
     are the rows of one block. `tokens`: their query rows; `pieces`: None (one
     work item per token, the output written in place) or the token index of
-    each split-KV piece (outputs merged with their LSEs)."""
+    each split-KV piece (outputs merged with their LSEs). Computed once per
+    plan for the calls (the torch ops a call saves run after the kernel, from
+    cold caches, docs/benchmarks.md): `piece_rows`, the query row of each
+    piece (tokens[pieces]); `per_token`, c where token t has pieces
+    [t c, (t + 1) c) (else 0); `all_rows`, the decode tokens are every query
+    row, in order (the merged output is then copied, not scattered)."""
     work: torch.Tensor
     page: Optional[int]
     tokens: torch.Tensor
     pieces: Optional[torch.Tensor]
     heads_inner: bool = False
+    piece_rows: Optional[torch.Tensor] = None
+    per_token: int = 0
+    all_rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,7 +216,15 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
             n = tok.numel()
             work = work_table(0, torch.arange(n), torch.ones(n, dtype=torch.int64),
                               kb[dec][tok], ks, kn, packed_rows=G)
-        decode = Decode(work, page, qd, tok, inner)
+        piece_rows, per_token = None, 0
+        if tok is not None:
+            piece_rows = qd[tok]
+            m = qd.numel()
+            if m and tok.numel() % m == 0 and bool(
+                    (tok == torch.arange(m).repeat_interleave(tok.numel() // m)).all()):
+                per_token = tok.numel() // m
+        all_rows = not bool(rest.any()) and bool((qd == torch.arange(qd.numel())).all())
+        decode = Decode(work, page, qd, tok, inner, piece_rows, per_token, all_rows)
     groups = []
     if bool(rest.any()):
         blocks = query_blocks(lq, opts, target)
