@@ -218,11 +218,7 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
                               kb[dec][tok], ks, kn, packed_rows=G)
         piece_rows, per_token = None, 0
         if tok is not None:
-            piece_rows = qd[tok]
-            m = qd.numel()
-            if m and tok.numel() % m == 0 and bool(
-                    (tok == torch.arange(m).repeat_interleave(tok.numel() // m)).all()):
-                per_token = tok.numel() // m
+            piece_rows, per_token = qd[tok], split_kv.pieces_per_token(tok, qd.numel())
         all_rows = not bool(rest.any()) and bool((qd == torch.arange(qd.numel())).all())
         decode = Decode(work, page, qd, tok, inner, piece_rows, per_token, all_rows)
     groups = []

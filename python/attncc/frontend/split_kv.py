@@ -167,16 +167,25 @@ def split_pieces(ks: torch.Tensor, kn: torch.Tensor, splits: int, align: int):
     return tok, ks[tok] + start, torch.clamp(kn[tok] - start, min=0).minimum(chunk[tok])
 
 
+def pieces_per_token(tok: torch.Tensor, n: int) -> int:
+    """c where token t of `n` has pieces [t c, (t + 1) c) in `tok` (the token
+    of each piece; split_pieces' order when every token is cut alike), else 0."""
+    pieces = tok.numel()
+    if n and pieces % n == 0 and bool(
+            (tok == torch.arange(n, device=tok.device).repeat_interleave(pieces // n)).all()):
+        return pieces // n
+    return 0
+
+
 def merge_pieces(o: torch.Tensor, lse: torch.Tensor, tok: torch.Tensor, n: int):
     """Partial outputs o [pieces, ...rows, Dv] (each normalized over its own
     keys) and their LSEs [pieces, ...rows] merged per token as flash decoding
     does: weights exp(lse - max), in f32. Returns (out [n, ...], lse [n, ...]),
     on o's device (`tok` may be a host tensor)."""
     tok = tok.to(o.device)
-    pieces = o.shape[0]
-    if n and pieces % n == 0 and bool((tok == torch.arange(n, device=o.device).repeat_interleave(
-            pieces // n)).all()):
-        return merge_uniform(o, lse, n, pieces // n)
+    per_token = pieces_per_token(tok, n)
+    if per_token:
+        return merge_uniform(o, lse, n, per_token)
     m = torch.full((n,) + lse.shape[1:], -math.inf, device=o.device).scatter_reduce(
         0, tok.view(-1, *([1] * (lse.dim() - 1))).expand_as(lse), lse, "amax")
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
