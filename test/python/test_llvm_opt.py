@@ -136,3 +136,25 @@ def test_command_line_takes_the_choice():
         parse_option_spec("llvm_opt=fast")
     args = build_parser().parse_args(["compile", "f.py", "--llvm-opt", "O2"])
     assert args.llvm_opt == "O2"
+
+
+@pytest.mark.parametrize("cpu", ["x86-64-v3", "x86-64-v4", "x86-64-v4-bf16", "x86-64-v4-amx"])
+def test_light_pipeline_compiles_a_paged_decode_instcombine_does_not_settle(cpu, monkeypatch):
+    """A paged decode batch (MHA, bf16, sinks, LSE, page 16; found by
+    test_heads_inner's property on the AVX-512 + AMX host) whose kernel takes
+    instcombine more than one iteration for the AVX-512 classes: the textual
+    `instcombine` verified a fixpoint and stopped the process with an LLVM
+    fatal error; the "light" pipeline runs it as the default pipelines do."""
+    isa = cpu_target.resolve(cpu)
+    missing = cpu_target.missing_features(isa)
+    if missing:
+        pytest.skip(f"this host cannot run {cpu} (lacks {', '.join(missing)})")
+    monkeypatch.setenv("ATTNCC_CACHE", "0")
+    from ragged_testing import Batch
+    from test_paged import run as run_paged
+    lengths = ((0, 311), (0, 173), (1, 599), (1, 158), (1, 308))
+    b = Batch(lengths, kv_heads=3, group=1, head_dim=32, dtype="bf16", causal=True,
+              sinks=True, page_size=16, return_lse=True, seed=1316,
+              options={"cpu": cpu, "llvm_opt": "light"})
+    assert "no-verify-fixpoint" in cpu_target.jit_pipeline("light")
+    run_paged(b)     # checks the output and LSE against the float64 reference
