@@ -21,18 +21,36 @@ using namespace mlir::attn;
 
 namespace mlir::attn::cpu_lowering {
 
-/// How far ahead (in rows of b) rows of a K/V view are prefetched.
-constexpr int64_t kPrefetchRows = 16;
+/// How far ahead rows of a K/V view are prefetched: kPrefetchBytes of rows,
+/// at least kMinPrefetchRows rows. Measured on the AVX-512 + AMX host (Intel,
+/// 2 threads, B8 Hq32/Hkv8 D128 decode, KV 4k/32k from DRAM, two rounds of
+/// alternating processes): bf16 rows (256 B) 16 rows ahead read 7.9-8.8 /
+/// 54.9-56.6 ms, 64 rows (16 KiB) 7.6-7.8 / 52.3-53.8, 128 rows no better;
+/// fp32 rows (512 B) alike at 16, 32 and 64 rows. The 16 rows used before were
+/// measured against no prefetch (AMD Zen 4, the AVX2 host), not against longer
+/// distances.
+constexpr int64_t kPrefetchBytes = 16384;
+constexpr int64_t kMinPrefetchRows = 16;
 /// ... and into which cache: locality 2 (x86 prefetcht1: L2, not L1). K/V
 /// rows are a stream read once; measured on AMD Zen 4 (2 threads, B8
 /// Hq32/Hkv8 D128 4k decode, alternating processes, 3 rounds), prefetcht0
 /// made decode slower than no prefetch at all (bf16 7.1-7.2 ms against
 /// 5.2-9.2, noisy), prefetcht1 fastest: bf16 contiguous 7.2-8.2 -> 5.0-6.2
 /// ms, fp32 15.0-16.0 -> 11.2-12.3, paged HND page 16 bf16 8.7-10.1 ->
-/// 5.4-6.5 (docs/cpu-backend.md).
+/// 5.4-6.5 (docs/cpu-backend.md). On the Intel host prefetcht0 was slower
+/// too (bf16 32k 59-60 ms against 52-54), prefetcht2 the same as prefetcht1.
 constexpr uint32_t kPrefetchLocality = 2;
 
-/// Software prefetch (IRBuild::prefetchLines) of the row `kPrefetchRows`
+/// Rows of `src` (rows of its last dim) that make kPrefetchBytes.
+static int64_t prefetchDistance(MemRefType src) {
+  int64_t d = src.getShape().back();
+  if (ShapedType::isDynamic(d) || !src.getElementType().isIntOrFloat())
+    return kMinPrefetchRows;
+  int64_t rowBytes = d * src.getElementTypeBitWidth() / 8;
+  return std::max(kMinPrefetchRows, kPrefetchBytes / std::max<int64_t>(rowBytes, 1));
+}
+
+/// Software prefetch (IRBuild::prefetchLines) of the row prefetchDistance()
 /// ahead of row `r` of b, when b is a view of K/V rows where they are stored
 /// (kv-in-place: a memref.subview of the kernel's K/V argument, never a
 /// packed tile buffer). The row is taken in the view's source and clamped
@@ -59,16 +77,20 @@ static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, Value col0, int64
   if (kept.size() != 2 || kept[1] != rank - 1 || getConstantIntValue(offsets[rank - 1]) != 0 ||
       getConstantIntValue(strides[kept[0]]) != 1 || getConstantIntValue(strides[rank - 1]) != 1)
     return;
-  // A source of at most kPrefetchRows rows (a page of a static size): the row
-  // ahead is always clamped to its last row, so nothing is gained.
+  // A source of a static number of rows (a page) shorter than the distance
+  // keeps the shortest one; one of at most kMinPrefetchRows rows gains
+  // nothing (the row ahead is always clamped to its last row).
+  int64_t ahead = prefetchDistance(srcType);
   int64_t srcRows = srcType.getDimSize(kept[0]);
-  if (!ShapedType::isDynamic(srcRows) && srcRows <= kPrefetchRows)
+  if (!ShapedType::isDynamic(srcRows) && srcRows <= ahead)
+    ahead = kMinPrefetchRows;
+  if (!ShapedType::isDynamic(srcRows) && srcRows <= ahead)
     return;
   SmallVector<Value> lead;
   for (int64_t d = 0; d + 1 < rank; ++d) {
     Value off = getValueOrCreateConstantIndexOp(e.ib, e.loc, offsets[d]);
     if (d == kept[0])
-      off = e.minsi(e.addi(off, e.addi(r, e.idx(kPrefetchRows))),
+      off = e.minsi(e.addi(off, e.addi(r, e.idx(ahead))),
                     e.subi(e.dim(sv.getSource(), d), e.idx(1)));
     lead.push_back(off);
   }
@@ -77,7 +99,7 @@ static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, Value col0, int64
 
 /// The prefetch for key row `r` of b: row `r` of the op's `prefetch` view
 /// (clamped to its rows; attn-tile's next-block rows of a paged cache) when
-/// it has one, else b's own row kPrefetchRows ahead (prefetchRowAhead).
+/// it has one, else b's own row prefetchDistance() ahead (prefetchRowAhead).
 void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, Value col0, int64_t n) {
   Value pf = op.getPrefetch();
   if (!pf)

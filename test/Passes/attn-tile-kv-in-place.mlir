@@ -26,8 +26,8 @@
 
 // Lowered for the CPU, dot products over D (bf16 rows widened to f32 in registers,
 // partial sums reduced across lanes), no transposing copy of K: 4 rows x 3 keys
-// at a time on AVX2, one lane reduction per dot product. Each K row 16
-// ahead is prefetched in K itself (the view's source), its row index clamped to
+// at a time on AVX2, one lane reduction per dot product. The K row 16 KiB
+// ahead (64 rows of 128 bf16) is prefetched in K itself (the view's source), its row index clamped to
 // Lk - 1 rather than to the block: near a block's end the prefetch reaches into
 // the next block. One prefetch per 64-byte line (32 bf16), into L2 (locality 2).
 // CPU-LABEL: func @decode_gqa
@@ -37,7 +37,7 @@
 // CPU: scf.for %{{.*}} = %c0{{.*}} to %{{.*}} step %c3
 // CPU: %[[LK:.*]] = memref.dim %[[K]], %c2{{.*}} : memref<?x1x?x128xbf16>
 // CPU-NEXT: %[[LAST:.*]] = arith.subi %[[LK]], %c1
-// CPU: %[[AHEAD:.*]] = arith.addi %{{.*}}, %c16
+// CPU: %[[AHEAD:.*]] = arith.addi %{{.*}}, %c64
 // CPU: %[[ROW:.*]] = arith.addi %{{.*}}, %[[AHEAD]]
 // CPU: %[[CLAMPED:.*]] = arith.minsi %[[ROW]], %[[LAST]]
 // CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c0{{.*}}], read, locality<2>, data : memref<?x1x?x128xbf16>

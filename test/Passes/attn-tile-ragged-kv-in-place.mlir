@@ -63,7 +63,7 @@ func.func @paged(%q: tensor<1x4x?x32xf16>, %k: tensor<?x2x?x32xf16>, %v: tensor<
 // CHECK: } {attn.kv_loop}
 // CHECK-NOT: attn.copy_tile %[[K]]
 
-// Lowered for the CPU, the dot products prefetch the key rows 16 ahead (rows
+// Lowered for the CPU, the dot products prefetch the key rows 16 KiB ahead (rows
 // of one head are a dynamic stride apart) in K itself, the row clamped into K
 // (not into the block), one prefetch per 64-byte line, into L2 (locality 2).
 // CPU-LABEL: func @varlen
