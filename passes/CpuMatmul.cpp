@@ -77,15 +77,17 @@ static void prefetchRowAhead(CpuEmitter &e, Value bm, Value r, Value col0, int64
   if (kept.size() != 2 || kept[1] != rank - 1 || getConstantIntValue(offsets[rank - 1]) != 0 ||
       getConstantIntValue(strides[kept[0]]) != 1 || getConstantIntValue(strides[rank - 1]) != 1)
     return;
-  // A source of a static number of rows (a page) shorter than the distance
-  // keeps the shortest one; one of at most kMinPrefetchRows rows gains
-  // nothing (the row ahead is always clamped to its last row).
+  // A source of a static number of rows (a page): of at most
+  // kMinPrefetchRows rows it gains nothing (the row ahead is always clamped
+  // to its last row); shorter than the distance, it keeps the shortest one.
   int64_t ahead = prefetchDistance(srcType);
   int64_t srcRows = srcType.getDimSize(kept[0]);
-  if (!ShapedType::isDynamic(srcRows) && srcRows <= ahead)
-    ahead = kMinPrefetchRows;
-  if (!ShapedType::isDynamic(srcRows) && srcRows <= ahead)
-    return;
+  if (!ShapedType::isDynamic(srcRows)) {
+    if (srcRows <= kMinPrefetchRows)
+      return;
+    if (srcRows <= ahead)
+      ahead = kMinPrefetchRows;
+  }
   SmallVector<Value> lead;
   for (int64_t d = 0; d + 1 < rank; ++d) {
     Value off = getValueOrCreateConstantIndexOp(e.ib, e.loc, offsets[d]);

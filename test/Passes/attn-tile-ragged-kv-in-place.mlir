@@ -63,13 +63,17 @@ func.func @paged(%q: tensor<1x4x?x32xf16>, %k: tensor<?x2x?x32xf16>, %v: tensor<
 // CHECK: } {attn.kv_loop}
 // CHECK-NOT: attn.copy_tile %[[K]]
 
-// Lowered for the CPU, the dot products prefetch the key rows 16 KiB ahead (rows
-// of one head are a dynamic stride apart) in K itself, the row clamped into K
-// (not into the block), one prefetch per 64-byte line, into L2 (locality 2).
+// Lowered for the CPU, the dot products prefetch the key rows 16 KiB ahead (128
+// rows of 32 f32; rows of one head are a dynamic stride apart) in K itself, the
+// row clamped into K (not into the block), one prefetch per 64-byte line, into
+// L2 (locality 2).
 // CPU-LABEL: func @varlen
 // CPU-SAME: (%{{[^:]*}}: memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>, %[[K:[^:]*]]: memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
 // CPU-NOT: attn.copy_tile
 // CPU-NOT: vector.shuffle
+// CPU: %[[AHEAD:.*]] = arith.addi %{{.*}}, %c128{{.*}} : index
+// CPU-NEXT: %[[ROW:.*]] = arith.addi %{{.*}}, %[[AHEAD]]
+// CPU-NEXT: arith.minsi %[[ROW]]
 // CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %c0{{.*}}], read, locality<2>, data : memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
 // CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %{{.*}}, %c16{{.*}}], read, locality<2>, data : memref<1x4x?x32xf32, strided<[?, ?, ?, 1]>>
 // CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32

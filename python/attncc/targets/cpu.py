@@ -208,7 +208,7 @@ def llvm_function_attributes(isa: CpuIsa, forced: bool) -> dict[str, object]:
 # the textual `instcombine` verifies that one iteration reached a fixpoint
 # and otherwise stops the process with a fatal error (an LLVM testing aid),
 # which a paged decode kernel of the AVX-512 classes hit on the AVX-512 + AMX
-# host (test_cpu_llvm_opt.py::test_light_pipeline_*).
+# host (test_llvm_opt.py::test_light_pipeline_*).
 LLVM_OPT_PIPELINES = {
     "light": "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg)",
     "O1": "default<O1>",
