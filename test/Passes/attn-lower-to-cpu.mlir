@@ -304,9 +304,10 @@ func.func @tiled(%q: memref<1x2x100x16xf16>, %k: memref<1x2x100x16xf16>,
 // Q K^T with K's rows where they are (transposed, the decode form), added to
 // c. 16 lanes: 4 rows x 4 keys, the 16 dot products reduced by one shuffle
 // tree (4 rounds: bit 3 of the lane swapped with vector 8, ..., bit 0), each
-// row's 4 scores then added to c and stored as one vector. 8 lanes: no tree
-// (the tree's block sizing is for 16 lanes); this RUN line's 6 x 4 budget
-// gives 4 rows x 6 keys, each dot product with its own lane reduction.
+// row's 4 scores then added to c and stored as one vector. 8 lanes: this
+// RUN line's 6 x 4 budget gives 4 rows x 6 keys (the 16-lane block sizing is
+// not taken), reduced as three trees of 4 rows x 2 keys (3 rounds each), each
+// row's 2 scores added to c (attn-lower-to-cpu-dot-trees.mlir has AVX2's 4 x 3).
 // CHECK-LABEL: func.func @dots_accumulate
 // CHECK: %[[ACC:.*]]:16 = scf.for %{{.*}} = %{{.*}} to %c64 step %c16
 // CHECK: vector.fma {{.*}} : vector<16xf32>
@@ -324,11 +325,15 @@ func.func @tiled(%q: memref<1x2x100x16xf16>, %k: memref<1x2x100x16xf16>,
 // CHECK: vector.extract_strided_slice %[[ALL]] {offsets = [12], sizes = [4], strides = [1]}
 // W8-LABEL: func.func @dots_accumulate
 // W8: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c6
+// W8: %[[ACC8:.*]]:24 = scf.for
 // W8: vector.fma {{.*}} : vector<8xf32>
-// W8-NOT: vector.shuffle
-// W8: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
-// W8: memref.load %arg2
-// W8: memref.store {{.*}}, %arg2
+// W8-NOT: vector.reduction
+// W8: vector.shuffle %[[ACC8]]#0, %[[ACC8]]#12 [0, 1, 2, 3, 8, 9, 10, 11]
+// W8: %[[PAIR:.*]] = vector.extract_strided_slice {{.*}} {offsets = [0], sizes = [2], strides = [1]}
+// W8: %[[OLD8:.*]] = vector.load %arg2[{{.*}}] : memref<4x32xf32>, vector<2xf32>
+// W8: arith.addf %[[PAIR]], %[[OLD8]] : vector<2xf32>
+// W8: vector.shuffle %[[ACC8]]#2, %[[ACC8]]#14 [0, 1, 2, 3, 8, 9, 10, 11]
+// W8: vector.shuffle %[[ACC8]]#4, %[[ACC8]]#16 [0, 1, 2, 3, 8, 9, 10, 11]
 func.func @dots_accumulate(%a: memref<4x64xf32>, %b: memref<?x64xf32>, %c: memref<4x32xf32>) {
   attn.tile_matmul %a, %b transposed into %c accumulate : memref<4x64xf32>, memref<?x64xf32>, memref<4x32xf32>
   return

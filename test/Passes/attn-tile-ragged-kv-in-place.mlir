@@ -25,11 +25,14 @@
 // CHECK:   attn.tile_matmul %[[S]], %[[VT]] into %{{.*}} accumulate
 // CHECK: } {attn.kv_loop}
 
-// Lowered for the CPU, no shuffle transpose of K; dot products reduced across lanes.
+// Lowered for the CPU, no shuffle transpose of K: the first shuffles are the
+// shuffle trees that reduce the 4 rows x 3 keys of dot products.
 // CPU-LABEL: func @paged
 // CPU-NOT: attn.gather_tile
 // CPU-NOT: vector.shuffle
-// CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
+// CPU: %[[DOTS:.*]]:12 = scf.for
+// CPU: vector.fma
+// CPU: vector.shuffle %[[DOTS]]#0, %[[DOTS]]#6 [0, 1, 2, 3, 8, 9, 10, 11] : vector<8xf32>, vector<8xf32>
 func.func @paged(%q: tensor<1x4x?x32xf16>, %k: tensor<?x2x?x32xf16>, %v: tensor<?x2x?x32xf16>,
                  %w: tensor<?x7xi32>, %bt: tensor<?x?xi32>) -> tensor<1x4x?x32xf16> {
   %o = attn.ragged_attention %q, %k, %v work(%w : tensor<?x7xi32>) pages(%bt : tensor<?x?xi32>)
