@@ -37,6 +37,10 @@ CASES = {
     "gqa_d36_f16": Structure(kv_heads=2, group=3, head_dim=36, dtype="f16"),
     # GQA 8 (a 8-row packed decode block), bf16, head dim 96.
     "gqa8_d96_bf16": Structure(kv_heads=1, group=8, head_dim=96, dtype="bf16"),
+    # GQA 3 and 6: packed groups that are not a power of two (their query
+    # tiles are padded to 4 and 8 rows; rows past the group are not stored).
+    "gqa3_d64": Structure(kv_heads=2, group=3, head_dim=64, dtype="f32"),
+    "gqa6_d128_bf16": Structure(kv_heads=1, group=6, head_dim=128, dtype="bf16"),
     # Head dims below the vector width and not powers of two (dot-product
     # vectors of 12 and 7 lanes; test_head_dims_below_the_vector_width).
     "mha_d12": Structure(kv_heads=2, group=1, head_dim=12, dtype="f32"),
@@ -92,11 +96,13 @@ def test_forms_match_reference(name, in_place):
 
 @pytest.mark.parametrize("cpu", ["x86-64-v3", "x86-64-v4"])
 @pytest.mark.parametrize("name", ["gqa_plain", "mqa_window_softcap_sinks_bf16",
-                                  "causal_bottom_right_alibi", "gqa8_d96_bf16"])
+                                  "causal_bottom_right_alibi", "gqa8_d96_bf16", "gqa3_d64",
+                                  "gqa6_d128_bf16"])
 def test_dot_product_blocks_of_each_width(cpu, name):
     """The dot products' register blocks and their reductions on 8 and 16
-    lanes: 4 rows x 4 keys in one shuffle tree on 16 lanes, 4 x 3 with lane
-    reductions on 8, the trees of the 1- and 2-row blocks (MHA, GQA 2) and of
+    lanes: 4 rows x 4 keys in one shuffle tree on 16 lanes, 4 x 3 as trees of
+    4 x 2 and 4 x 1 on 8 (GQA 3 and 6 in padded 4-row blocks), the trees of
+    the 1- and 2-row blocks (MHA, GQA 2) and of
     the key remainders (75 keys: 16-key blocks end in 11 keys, 3 past a
     multiple of 4 and of 2 x 4)."""
     missing = cpu_target.missing_features(cpu_target.ISAS[cpu])
