@@ -230,8 +230,8 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, V
   // The trees need W a power of two and no K % W tail; a head dim below the
   // vector width that is not one (3, 5-7, 9-15) keeps a reduction per dot
   // product. On Zen 3 (AVX2) the 4 x 3 block's reductions went from 96
-  // instructions to 40, decode 3-6% faster per call (KV in L3;
-  // docs/cpu-backend.md).
+  // instructions to 40; decode time did not move beyond +-3% (interleaved
+  // in-process A/B, KV in L3 and from DRAM; docs/cpu-backend.md).
   auto pow2Floor = [](int64_t x) {
     return static_cast<int64_t>(llvm::bit_floor(static_cast<uint64_t>(x)));
   };
