@@ -224,55 +224,49 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, V
                return pairs ? pairStep(k, carried) : step(k, W, carried);
              });
   // The mr x nj products reduce as shuffle trees (CpuEmitter::transposeReduce),
-  // one per group of rg rows x cj columns, both powers of two (rg x cj <= W):
-  // 4 x 3 on 8 lanes (AVX2) is a tree of 4 x 2 and one of 4 x 1, each row
-  // then stored as 2 + 1 columns; a 3-row tile is row groups of 2 and 1.
-  // The trees need W a power of two and no K % W tail; a head dim below the
-  // vector width that is not one (3, 5-7, 9-15) keeps a reduction per dot
-  // product. On Zen 3 (AVX2) the 4 x 3 block's reductions went from 96
-  // instructions to 40; decode time did not move beyond +-3% (interleaved
-  // in-process A/B, KV in L3 and from DRAM; docs/cpu-backend.md).
-  auto pow2Floor = [](int64_t x) {
-    return static_cast<int64_t>(llvm::bit_floor(static_cast<uint64_t>(x)));
-  };
-  if (K % W == 0 && llvm::isPowerOf2_64(W) && mr * nj >= 2) {
-    for (int64_t rb = 0; rb < mr;) {
-      int64_t rg = pow2Floor(std::min(mr - rb, W));
-      for (int64_t jb = 0; jb < nj;) {
-        int64_t cj = pow2Floor(std::min(nj - jb, W / rg));
-        SmallVector<Value> group;
-        for (int64_t r = rb; r < rb + rg; ++r)
-          for (int64_t jj = 0; jj < cj; ++jj)
-            group.push_back(acc[r * nj + jb + jj]);
-        // Lane r * cj + jj of `all`: row rb + r, column jb + jj.
-        Value all = group.size() == 1
-                        ? e.reduce(vector::CombiningKind::ADD, group[0])
-                        : e.transposeReduce(group, [&](Value x, Value y) -> Value {
-                            return arith::AddFOp::create(b, x, y, arith::FastMathFlags::reassoc);
-                          });
-        all = scaled(all);
-        for (int64_t r = 0; r < rg; ++r) {
-          Value row = rows[rb + r];
-          if (cj == 1) {
-            Value v = isa<VectorType>(all.getType())
-                          ? Value(vector::ExtractOp::create(b, all, ArrayRef<int64_t>{r}))
-                          : all;
-            if (op.getAccumulate())
-              v = arith::AddFOp::create(b, v, e.loadScalarF32(c, {row, cols[jb]}));
-            e.storeScalarF32(v, c, {row, cols[jb]});
-            continue;
-          }
-          Value v = rg == 1 ? all
-                            : vector::ExtractStridedSliceOp::create(
-                                  b, all, ArrayRef<int64_t>{r * cj}, ArrayRef<int64_t>{cj},
-                                  ArrayRef<int64_t>{1});
+  // one per group of cj columns (cj a power of two, mr x cj <= W): 4 x 3 on
+  // 8 lanes (AVX2) is a tree of 4 x 2 and one of 4 x 1, each row then stored
+  // as 2 + 1 columns (a group of one product is a lane reduction). The trees
+  // need W and mr powers of two (query tiles are: block_m is one) and no
+  // K % W tail; a head dim below the vector width that is not one (3, 5-7,
+  // 9-15) keeps a reduction per dot product. On Zen 3 (AVX2) the 4 x 3
+  // block's reductions went from 96 instructions to 40; decode time did not
+  // move beyond +-3% (interleaved in-process A/B, KV in L3 and from DRAM;
+  // docs/cpu-backend.md).
+  if (K % W == 0 && llvm::isPowerOf2_64(W) && llvm::isPowerOf2_64(mr) && mr <= W) {
+    for (int64_t jb = 0; jb < nj;) {
+      int64_t cj = static_cast<int64_t>(
+          llvm::bit_floor(static_cast<uint64_t>(std::min(nj - jb, W / mr))));
+      SmallVector<Value> group;
+      for (int64_t r = 0; r < mr; ++r)
+        for (int64_t jj = 0; jj < cj; ++jj)
+          group.push_back(acc[r * nj + jb + jj]);
+      // Lane r * cj + jj of `all`: row r, column jb + jj.
+      Value all = group.size() == 1
+                      ? e.reduce(vector::CombiningKind::ADD, group[0])
+                      : e.transposeReduce(group, [&](Value x, Value y) -> Value {
+                          return arith::AddFOp::create(b, x, y, arith::FastMathFlags::reassoc);
+                        });
+      all = scaled(all);
+      for (int64_t r = 0; r < mr; ++r) {
+        if (cj == 1) {
+          Value v = isa<VectorType>(all.getType())
+                        ? Value(vector::ExtractOp::create(b, all, ArrayRef<int64_t>{r}))
+                        : all;
           if (op.getAccumulate())
-            v = arith::AddFOp::create(b, v, e.loadF32(c, {row, cols[jb]}, cj));
-          e.storeF32(v, c, {row, cols[jb]});
+            v = arith::AddFOp::create(b, v, e.loadScalarF32(c, {rows[r], cols[jb]}));
+          e.storeScalarF32(v, c, {rows[r], cols[jb]});
+          continue;
         }
-        jb += cj;
+        Value v = mr == 1 ? all
+                          : vector::ExtractStridedSliceOp::create(
+                                b, all, ArrayRef<int64_t>{r * cj}, ArrayRef<int64_t>{cj},
+                                ArrayRef<int64_t>{1});
+        if (op.getAccumulate())
+          v = arith::AddFOp::create(b, v, e.loadF32(c, {rows[r], cols[jb]}, cj));
+        e.storeF32(v, c, {rows[r], cols[jb]});
       }
-      rb += rg;
+      jb += cj;
     }
     return;
   }
