@@ -367,6 +367,27 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
       auto partView = [&](Value src, const PagePart &part) {
         return kvRowsView(builder, loc, src, part.page, kvH, part.slot, part.rows);
       };
+      // What page part j's products prefetch (tile_matmul's `prefetch`
+      // view). One head: the same part of the next block. heads-inner: the
+      // next head's rows of the same part, and after the last head the first
+      // head's of the next block: one head's block ahead, not a block of
+      // every head (BN x Hkv rows of K and of V, 512 KiB at fp32 Hkv 8 D128:
+      // all of Zen 3's L2). bf16 B8 Hq32/Hkv8 D128 4k NHD decode on Zen 3:
+      // page 128 0.59-0.69 -> 1.05-1.12 of contiguous, page 16 0.62-0.87 ->
+      // 0.75-0.92 (docs/ragged-paged.md).
+      auto aheadView = [&](Value src, size_t j, Value head) -> Value {
+        if (!headsInner)
+          return kvRowsView(builder, loc, src, nextParts[j].page, kvH, nextParts[j].slot,
+                            nextParts[j].rows);
+        Value next = t.addi(head, c1);
+        Value wrap = t.cmpi(arith::CmpIPredicate::eq, next, t.idx(numHeads));
+        auto pick = [&](Value a, Value b) {
+          return arith::SelectOp::create(builder, loc, wrap, a, b).getResult();
+        };
+        return kvRowsView(builder, loc, src, pick(nextParts[j].page, parts[j].page),
+                          kvHead(pick(c0, next)), pick(nextParts[j].slot, parts[j].slot),
+                          pick(nextParts[j].rows, parts[j].rows));
+      };
       if (views && !pageViews) {
         Value rows = t.minsi(validN, cBN);
         kOperand = kvRowsView(builder, loc, k, kb, kvH, row, rows);
@@ -407,7 +428,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
       for (auto [j, part] : llvm::enumerate(parts)) {
         Value cols = pageColumns(s, j);
         Value keys = partView(k, part);
-        Value ahead = partView(k, nextParts[j]);
+        Value ahead = aheadView(k, j, head);
         TileMatmulOp::create(builder, loc, qt, keys, cols, /*accumulate=*/false,
                              /*transposed=*/true, inPlacePairs,
                              inPlacePairs ? scaleAttr : FloatAttr(), ahead);
@@ -434,7 +455,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
         // P's columns of this page part (s's, or rounded into p).
         Value cols = pageColumns(inPlacePairs ? p : s, j);
         Value values = partView(v, part);
-        Value ahead = partView(v, nextParts[j]);
+        Value ahead = aheadView(v, j, head);
         TileMatmulOp::create(builder, loc, cols, values, acc, /*accumulate=*/true,
                              /*transposed=*/false, inPlacePairs, FloatAttr(), ahead);
       }

@@ -7,7 +7,8 @@
 // Q copied per head before the KV loop; in the KV loop the block's table
 // entries (and the next block's, for the prefetch views) are read once, then
 // a loop over the heads runs each head's products, mask and softmax on its
-// views of the tiles; the stores follow the KV loop, one per head.
+// views of the tiles (prefetching the next head's rows); the stores follow the
+// KV loop, one per head.
 // CHECK-LABEL: func @paged_static
 // CHECK-SAME: %[[Q:[^:]*]]: memref<1x2x?x32xbf16, strided<[?, ?, ?, 1]>>, %[[K:[^:]*]]: memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<?x2x8x32xbf16, strided<[?, ?, ?, 1]>>, %{{[^:]*}}: memref<?x7xi32>, %[[BT:[^:]*]]: memref<?x?xi32>, %[[OUT:[^:]*]]: memref
 // CHECK: scf.parallel (%[[W:[^)]*]]) = (%c0) to (%{{.*}}) step (%c1) {
@@ -23,7 +24,8 @@
 // CHECK: scf.for %[[N0:.*]] = %c0 to %{{.*}} step %c16 {
 // CHECK:   %[[PG0:.*]] = memref.load %[[BT]]
 // CHECK:   %[[PAGE0:.*]] = arith.index_cast %[[PG0]]
-// CHECK:   memref.load %[[BT]]
+// CHECK:   %[[NPG0:.*]] = memref.load %[[BT]]
+// CHECK:   %[[NPAGE0:.*]] = arith.index_cast %[[NPG0]]
 // CHECK:   memref.load %[[BT]]
 // CHECK:   memref.load %[[BT]]
 // CHECK-NOT: memref.load %[[BT]]
@@ -33,11 +35,19 @@
 // CHECK:     %[[MXV:.*]] = memref.subview %[[MX]][%[[H]], 0] [1, 4]
 // CHECK:     %[[SMV:.*]] = memref.subview %[[SM]][%[[H]], 0] [1, 4]
 // CHECK:     %[[K0:.*]] = memref.subview %[[K]][%[[PAGE0]], %[[H]], %{{.*}}, 0]
-// CHECK:     attn.tile_matmul %[[QV]], %[[K0]] transposed into %{{.*}} prefetch
+// The products prefetch the next head's rows of the same page part, and after
+// the last head the first head's rows of the next block's part.
+// CHECK:     %[[NH:.*]] = arith.addi %[[H]], %c1
+// CHECK:     %[[WRAP:.*]] = arith.cmpi eq, %[[NH]], %c2
+// CHECK-DAG: %[[AH:.*]] = arith.select %[[WRAP]], %c0, %[[NH]]
+// CHECK-DAG: %[[APAGE:.*]] = arith.select %[[WRAP]], %[[NPAGE0]], %[[PAGE0]]
+// CHECK:     %[[KA:.*]] = memref.subview %[[K]][%[[APAGE]], %[[AH]], %{{.*}}, 0]
+// CHECK:     attn.tile_matmul %[[QV]], %[[K0]] transposed into %{{.*}} prefetch %[[KA]]
 // CHECK:     attn.tile_matmul %[[QV]], %{{.*}} transposed into %{{.*}} prefetch
 // CHECK:     attn.tile_softmax %[[S]], %[[MXV]], %[[SMV]], %[[ACCV]]
 // CHECK:     %[[V0:.*]] = memref.subview %[[V]][%[[PAGE0]], %[[H]], %{{.*}}, 0]
-// CHECK:     attn.tile_matmul %{{.*}}, %[[V0]] into %[[ACCV]] accumulate prefetch
+// CHECK:     %[[VA:.*]] = memref.subview %[[V]][%[[APAGE]], %[[AH]], %{{.*}}, 0]
+// CHECK:     attn.tile_matmul %{{.*}}, %[[V0]] into %[[ACCV]] accumulate prefetch %[[VA]]
 // CHECK:     attn.tile_matmul %{{.*}}, %{{.*}} into %[[ACCV]] accumulate prefetch
 // CHECK:   }
 // CHECK: } {attn.kv_loop}
