@@ -1,5 +1,5 @@
-"""fp32 decode: attncc beside a hand-written AVX-512 kernel and a plain read of
-the same bytes, round by round.
+"""fp32 decode: attncc beside a hand-written AVX-512 or AVX2 kernel and a plain
+read of the same bytes, round by round.
 
 Issue 11 asks decode to reach 85% of the measured read bandwidth. On the
 virtual machines this was written on, torch.sum's read rate moves between ~30
@@ -10,16 +10,19 @@ reads DRAM),
 
   * sum     torch.sum over K and V (a plain streaming read of their bytes),
   * attncc  attncc.attention (the kernel the library runs),
-  * C pf    bench/c/decode_f32_avx512.c, the same flash-decoding loop written
-            by hand with AVX-512 intrinsics and the software prefetch attncc
-            emits (row 16 ahead, prefetcht1),
+  * C pf    bench/c/decode_f32_avx512.c (hosts with AVX-512F) or
+            bench/c/decode_f32_avx2.c (AVX2 + FMA only), the same
+            flash-decoding loop written by hand with intrinsics and the
+            software prefetch attncc emits (row 16 ahead, prefetcht1),
   * C       the same without software prefetch,
 
 and prints each round's GB/s, then the rounds' means split by the read rate
 (at or above --high GB/s, below). `--cold-mib 0` reuses one cache, smaller than
 L3 for the default shape: the kernels' compute rate.
 
-Needs a C compiler (`cc`, OpenMP) and AVX-512F; otherwise it says so and exits.
+Needs a C compiler (`cc`, OpenMP) and AVX-512F or AVX2 + FMA; otherwise it says
+so and exits. `--cflags "-DBN=32 -DAHEAD=8"` builds the C kernel with another
+block or prefetch distance.
 Hq32/Hkv8 (GQA 4) and D128 are fixed by the C kernel; fp32 only. Not a test.
 
     python bench/decode_yardstick.py                        # B8 KV 4k from DRAM
@@ -47,25 +50,32 @@ import attncc  # noqa: E402
 from attncc.targets import cpu as cpu_target  # noqa: E402
 
 HQ, HKV, D = 32, 8, 128
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c", "decode_f32_avx512.c")
+C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
 
 
-def build_c_kernel() -> ctypes.CDLL | str:
-    """The C kernel as a shared library, or why it cannot run here."""
-    if "avx512f" not in cpuinfo_vector_flags().split():
-        return "this host has no AVX-512F"
+def build_c_kernel(cflags: str = "") -> tuple[ctypes.CDLL | str, str]:
+    """The C kernel for this host's ISA as a shared library (or why it cannot
+    run here), and its source's name."""
+    flags = cpuinfo_vector_flags().split()
+    if "avx512f" in flags:
+        name = "decode_f32_avx512.c"
+    elif "avx2" in flags and "fma" in flags:
+        name = "decode_f32_avx2.c"
+    else:
+        return "this host has neither AVX-512F nor AVX2 + FMA", ""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        return "no C compiler (cc) on PATH"
+        return "no C compiler (cc) on PATH", name
     lib = os.path.join(tempfile.mkdtemp(prefix="attncc-yardstick-"), "decode.so")
-    run = subprocess.run([cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", SOURCE,
-                          "-o", lib, "-lm"], capture_output=True, text=True)
+    run = subprocess.run([cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC",
+                          *cflags.split(), os.path.join(C_DIR, name), "-o", lib, "-lm"],
+                         capture_output=True, text=True)
     if run.returncode:
-        return f"{cc} failed: {run.stderr.strip()[:300]}"
+        return f"{cc} failed: {run.stderr.strip()[:300]}", name
     dll = ctypes.CDLL(lib)
     dll.decode.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] * 3 + [ctypes.c_float,
                                                                         ctypes.c_int]
-    return dll
+    return dll, name
 
 
 def main() -> None:
@@ -77,14 +87,16 @@ def main() -> None:
     ap.add_argument("--cold-mib", type=int, default=1024)
     ap.add_argument("--high", type=float, default=45.0,
                     help="rounds whose torch.sum reads at least this many GB/s count as high")
+    ap.add_argument("--cflags", default="", help="extra C compiler flags (-DBN=.., -DAHEAD=..)")
     args = ap.parse_args()
     host = cpu_target.host_cpu()
     print(f"host: {host.describe()}; /proc/cpuinfo: {cpuinfo_vector_flags()}; "
           f"threads {torch.get_num_threads()}; torch {torch.__version__}")
-    dll = build_c_kernel()
+    dll, source = build_c_kernel(args.cflags)
     if isinstance(dll, str):
         print(f"skipped: {dll}")
         return
+    print(f"C kernel: bench/c/{source} {args.cflags}".rstrip())
 
     B, S, threads = args.batch, args.kv, torch.get_num_threads()
     g = torch.Generator().manual_seed(0)

@@ -10,7 +10,7 @@
  *   paged1 heads in   per sequence, each page's 8 rows at once (2 KiB reads)
  *   paged1 +prefetch  per head, the next 64-row block's rows prefetched (prefetcht1)
  *                     before each block, as attncc's gathers do
- * Prints the median GB/s of each mode over 15 passes.
+ * Prints the median GB/s of each mode over 15 passes. AVX-512F or AVX2.
  *
  *   cc -O3 -march=native -fopenmp bench/c/paged_read.c -o /tmp/paged_read
  *   OMP_NUM_THREADS=2 /tmp/paged_read
@@ -27,8 +27,19 @@
 #define ROW 256   /* bf16 D128 bytes */
 #define NC 6
 static double now(){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec*1e-9;}
-static inline __m512i rd(const char*p, __m512i a){ return _mm512_add_epi32(_mm512_add_epi32(a,_mm512_loadu_si512(p)),_mm512_loadu_si512(p+64)) ; }
-static inline __m512i row(const char*p, __m512i a){ a=rd(p,a); return rd(p+128,a); }
+#ifdef __AVX512F__ /* 64-byte vectors; AVX2 hosts read the same bytes with 32-byte ones */
+typedef __m512i vec;
+#define VZERO _mm512_setzero_si512
+#define VSUM _mm512_reduce_add_epi32
+static inline vec rd(const char*p, vec a){ return _mm512_add_epi32(_mm512_add_epi32(a,_mm512_loadu_si512(p)),_mm512_loadu_si512(p+64)) ; }
+static inline vec row(const char*p, vec a){ a=rd(p,a); return rd(p+128,a); }
+#else
+typedef __m256i vec;
+#define VZERO _mm256_setzero_si256
+static inline int VSUM(vec a){ int x[8]; _mm256_storeu_si256((vec*)x,a); return x[0]+x[1]+x[2]+x[3]+x[4]+x[5]+x[6]+x[7]; }
+static inline vec rd(const char*p, vec a){ return _mm256_add_epi32(_mm256_add_epi32(a,_mm256_loadu_si256((const vec*)p)),_mm256_loadu_si256((const vec*)(p+32))); }
+static inline vec row(const char*p, vec a){ a=rd(p,a); a=rd(p+64,a); a=rd(p+128,a); return rd(p+192,a); }
+#endif
 int main(){
   size_t per=(size_t)B*H*L*ROW; /* one cache (K or V), 64 MiB */
   char *K[NC],*V[NC]; for(int c=0;c<NC;c++){K[c]=aligned_alloc(4096,per);V[c]=aligned_alloc(4096,per); for(size_t i=0;i<per;i+=8){*(uint64_t*)(K[c]+i)=i;*(uint64_t*)(V[c]+i)=i*3;}}
@@ -37,7 +48,7 @@ int main(){
   double res[4][16]; int nres[4]={0}; long check=0;
   for(int it=0;it<4*16;it++){ int mode=it%4, c=it%NC; int sink=0; double t=now();
     #pragma omp parallel for schedule(static) reduction(+:sink)
-    for(int pt=0;pt<(mode==2?B:B*H);pt++){ __m512i a=_mm512_setzero_si512();
+    for(int pt=0;pt<(mode==2?B:B*H);pt++){ vec a=VZERO();
       if(mode==0){ const char*k=K[c]+(size_t)pt*L*ROW,*v=V[c]+(size_t)pt*L*ROW; for(int n0=0;n0<L;n0+=64){for(int t=n0;t<n0+64;t++)a=row(k+(size_t)t*ROW,a); for(int t=n0;t<n0+64;t++)a=row(v+(size_t)t*ROW,a);} }
       else if(mode==1||mode==3){ int b=pt/H,h=pt%H; for(int n0=0;n0<L;n0+=64){
           if(mode==3&&n0+64<L) for(int t=n0+64;t<n0+128;t++){size_t o=((size_t)tab[b*L+t]*H+h)*ROW; _mm_prefetch(K[c]+o,_MM_HINT_T1);_mm_prefetch(K[c]+o+64,_MM_HINT_T1);_mm_prefetch(K[c]+o+128,_MM_HINT_T1);_mm_prefetch(K[c]+o+192,_MM_HINT_T1);}
@@ -45,7 +56,7 @@ int main(){
           if(mode==3&&n0+64<L) for(int t=n0+64;t<n0+128;t++){size_t o=((size_t)tab[b*L+t]*H+h)*ROW; _mm_prefetch(V[c]+o,_MM_HINT_T1);_mm_prefetch(V[c]+o+64,_MM_HINT_T1);_mm_prefetch(V[c]+o+128,_MM_HINT_T1);_mm_prefetch(V[c]+o+192,_MM_HINT_T1);}
           for(int t=n0;t<n0+64;t++)a=row(V[c]+((size_t)tab[b*L+t]*H+h)*ROW,a);} }
       else { int b=pt; for(int n0=0;n0<L;n0+=64){ for(int t=n0;t<n0+64;t++){const char*p=K[c]+(size_t)tab[b*L+t]*H*ROW; for(int h=0;h<H;h++)a=row(p+h*ROW,a);} for(int t=n0;t<n0+64;t++){const char*p=V[c]+(size_t)tab[b*L+t]*H*ROW; for(int h=0;h<H;h++)a=row(p+h*ROW,a);} } }
-      sink+=_mm512_reduce_add_epi32(a); }
+      sink+=VSUM(a); }
     t=now()-t; check+=sink; if(it>=4) res[mode][nres[mode]++]=2.0*per/t/1e9;}
   for(int m=0;m<4;m++){ int n=nres[m]; for(int i=0;i<n;i++)for(int j=i+1;j<n;j++)if(res[m][j]<res[m][i]){double x=res[m][i];res[m][i]=res[m][j];res[m][j]=x;}
     if(m==0)printf("checksum %ld (the reads are used)\n",check);
