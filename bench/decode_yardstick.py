@@ -13,7 +13,8 @@ reads DRAM),
   * C pf    bench/c/decode_f32_avx512.c (hosts with AVX-512F) or
             bench/c/decode_f32_avx2.c (AVX2 + FMA only), the same
             flash-decoding loop written by hand with intrinsics and the
-            software prefetch attncc emits (row 16 ahead, prefetcht1),
+            software prefetch attncc emits (row 16 ahead, prefetcht1; their
+            shared exp constants and prefetch: bench/c/decode_common.h),
   * C       the same without software prefetch,
 
 and prints each round's GB/s, then the rounds' means split by the read rate
