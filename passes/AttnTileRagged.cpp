@@ -372,9 +372,9 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
       // next head's rows of the same part, and after the last head the first
       // head's of the next block: one head's block ahead, not a block of
       // every head (BN x Hkv rows of K and of V, 512 KiB at fp32 Hkv 8 D128:
-      // all of Zen 3's L2). bf16 B8 Hq32/Hkv8 D128 4k NHD decode on Zen 3:
-      // page 128 0.59-0.69 -> 1.05-1.12 of contiguous, page 16 0.62-0.87 ->
-      // 0.75-0.92 (docs/ragged-paged.md).
+      // all of Zen 3's L2). bf16 B8 Hq32/Hkv8 D128 4k NHD decode on Zen 3,
+      // four rounds of alternating processes: page 16 19.4 -> 17.5 ms, page
+      // 128 18.9 -> 14.6 ms (means; docs/ragged-paged.md).
       auto aheadView = [&](Value src, size_t j, Value head) -> Value {
         if (!headsInner)
           return kvRowsView(builder, loc, src, nextParts[j].page, kvH, nextParts[j].slot,
