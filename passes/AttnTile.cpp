@@ -164,6 +164,16 @@ MemRefType toMemRef(Type t) {
   return MemRefType::get(rt.getShape(), rt.getElementType());
 }
 
+/// A [B, H, L, D] memref of any strides but a unit innermost one.
+static MemRefType stridedKvMemRef(Type t) {
+  auto rt = cast<RankedTensorType>(t);
+  int64_t dyn = ShapedType::kDynamic;
+  SmallVector<int64_t> strides(rt.getRank(), dyn);
+  strides.back() = 1;
+  auto layout = StridedLayoutAttr::get(t.getContext(), 0, strides);
+  return MemRefType::get(rt.getShape(), rt.getElementType(), layout);
+}
+
 struct TileBuilder {
   OpBuilder &b;
   Location loc;
@@ -245,7 +255,7 @@ Operation *emitTaskGrid(OpBuilder &b, Location loc, ValueRange ubs, Value workPe
 LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM,
                            int64_t BN, bool withLse, bool splitKv, bool kvInPlace,
                            int64_t tasks, int64_t minTaskWork, bool bf16Pairs,
-                           bool skipMaskedRows, bool kvInPlacePairs) {
+                           bool skipMaskedRows, bool kvInPlacePairs, bool stridedKv) {
   AttentionOp att = m.attention;
   Block &body = func.getBody().front();
   MLIRContext *ctx = func.getContext();
@@ -255,8 +265,14 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
     return att.emitError("attn-tile: head_dim must be static (tile buffers are sized by it)");
 
   // Function boundary: tensors -> memrefs, result -> trailing `out` argument.
-  for (BlockArgument arg : body.getArguments())
-    arg.setType(toMemRef(arg.getType()));
+  // With strided-kv (the CPU) K and V may be any view of rows of unit inner
+  // stride (every other stride dynamic): MLA's latent cache passes V as
+  // K[..., :Dv] (rows of Dk elements) and a [B, L, H, D] projection viewed
+  // as [B, H, L, D] runs without a copy. The GPU's copies keep dense K/V.
+  for (BlockArgument arg : body.getArguments()) {
+    bool kv = stridedKv && (arg == att.getKey() || arg == att.getValue());
+    arg.setType(kv ? stridedKvMemRef(arg.getType()) : toMemRef(arg.getType()));
+  }
   MemRefType outType = toMemRef(att.getType());
   Value out = body.addArgument(outType, func.getLoc());
   tile_split::FormArgs form =
@@ -538,7 +554,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
       }
       if (failed(tileFunction(func, *m, blockM, blockN, lse || splitKv, splitKv, kvInPlace,
                               cpuTasks, minTaskWork, bf16Pairs, skipMaskedRows,
-                              kvInPlacePairs)))
+                              kvInPlacePairs, stridedKv || kvInPlace)))
         return signalPassFailure();
     }
   }

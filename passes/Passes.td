@@ -113,6 +113,11 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
            "(the CPU's decode form); for attn.ragged_attention, views of packed K/V and of "
            "pages of a static power-of-two size, K rows gathered untransposed from other "
            "pages">,
+    Option<"stridedKv", "strided-kv", "bool", "false",
+           "attn.attention's K and V arguments as memrefs of any strides but a unit innermost "
+           "one (the CPU: a view such as MLA's V = K[..., :Dv] or a transposed [B, L, H, D] "
+           "projection runs without a copy); implied by kv-in-place; the GPU's copies keep "
+           "dense K/V">,
     Option<"cpuTasks", "cpu-tasks", "int64_t", "0",
            "run the grid as at most this many tasks of consecutive grid points, the count "
            "chosen at run time from the K/V work so that a small call is one task (run inline "

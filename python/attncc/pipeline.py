@@ -57,6 +57,8 @@ def _tile_passes(o: Options) -> str:
                                                       ("heads_inner", "heads-inner"),
                                                       ("skip_masked_rows", "skip-masked-rows"))
                    if o.get(key))
+    if not o.get("chip"):   # the CPU reads K/V views in place (Passes.td, strided-kv)
+        form += " strided-kv=true"
     if o.get("cpu_tasks"):
         form += f" cpu-tasks={int(o['cpu_tasks'])}"
         if o.get("min_task_work"):
