@@ -78,9 +78,14 @@ def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: in
     blocks per SM, at most one per MIN_BLOCKS_PER_SPLIT KV blocks (P = 1:
     the split kernel writes the output itself, the combine returns at once).
     Otherwise (CPU): the split
-    form for the decode bucket (block_m <= DECODE_BLOCK_M; B, L and S do not
-    choose the form, so a decode loop, or calls of other batch sizes, keep one
-    kernel), and P = 1 (the combine then only copies) unless the grid
+    form for the decode bucket (block_m <= DECODE_BLOCK_M) and for calls of
+    one query block (L <= block_m: MLA's decode packs its 16-128 query heads
+    into one block over one latent KV head, a grid of B points; at B1 the
+    split form was what kept the second thread busy, 18-24 -> 15 ms fp32 at
+    Hq128 KV 4k on the AVX2 host). With the default block_m (L's bucket) both
+    are properties of the bucket: B, L and S do not choose the form, so a
+    decode loop, or calls of other batch sizes, keep one kernel. P = 1 (the
+    combine then only copies) unless the grid
     B * H * ceil(L / block_m) leaves threads idle: fewer than TASKS_PER_THREAD
     points per thread and not a multiple of the threads (decode's grid
     points are equal work, and the team deals them out evenly). Then the
@@ -109,7 +114,7 @@ def plan(target: str, kind: str, threads: int, block_m: int, block_n: int, B: in
     if num_splits is not None:
         return Plan(num_splits > 1, num_splits,
                     team_size(threads, block_m, B, H, L, S, D, num_splits))
-    if kind != "cpu" or block_m > DECODE_BLOCK_M:
+    if kind != "cpu" or (block_m > DECODE_BLOCK_M and L > block_m):
         return Plan(False, 1, team_size(threads, block_m, B, H, L, S, D, 1))
     grid = B * H * -(-L // block_m)
     want = TASKS_PER_THREAD * threads
