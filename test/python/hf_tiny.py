@@ -1,7 +1,8 @@
 """Tiny random-weight transformers models built from configs (no hub access),
 shared by test_transformers.py and test_torch_compile_backend.py. All have
-hidden 64, 2 layers, 4 query heads over 2 KV heads of head_dim 16, so the
-models share attncc kernels wherever their attention structure agrees."""
+hidden 64, 2 layers, 4 query heads over 2 KV heads of head_dim 16 (DeepSeek-V3:
+4 heads of MLA, head dims 24 and 8), so the models share attncc kernels
+wherever their attention structure agrees."""
 from __future__ import annotations
 
 import torch
@@ -27,10 +28,19 @@ def _configs():
                                           final_logit_softcapping=None), T.Gemma2ForCausalLM),
         "gpt_oss": lambda: (T.GptOssConfig(**COMMON, sliding_window=WINDOW, num_local_experts=2,
                                            num_experts_per_tok=1), T.GptOssForCausalLM),
+        # MLA (multi-head latent attention) as transformers computes it: per-head
+        # K of qk_nope + qk_rope = 24 elements from the latent, V of 8 (head dims
+        # differ), 4 KV heads; layer 1 is MoE.
+        "deepseek_v3": lambda: (T.DeepseekV3Config(
+            **{**COMMON, "num_key_value_heads": 4, "head_dim": 8}, moe_intermediate_size=32,
+            q_lora_rank=32,
+            kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=8,
+            n_routed_experts=4, num_experts_per_tok=2, n_group=2, topk_group=1,
+            first_k_dense_replace=1), T.DeepseekV3ForCausalLM),
     }
     return {k: v for k, v in out.items() if hasattr(T, {"llama": "LlamaConfig",
             "qwen2": "Qwen2Config", "mistral": "MistralConfig", "gemma2": "Gemma2Config",
-            "gpt_oss": "GptOssConfig"}[k])}
+            "gpt_oss": "GptOssConfig", "deepseek_v3": "DeepseekV3Config"}[k])}
 
 
 def available() -> list[str]:

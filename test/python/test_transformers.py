@@ -1,6 +1,7 @@
 """attn_implementation="attncc" in transformers (attncc.integrations.transformers):
 greedy generate() of tiny random models (Llama GQA, Qwen2 and Mistral sliding
-windows, Gemma2 soft-cap + sliding, gpt-oss sinks + sliding) gives eager's
+windows, Gemma2 soft-cap + sliding, gpt-oss sinks + sliding, DeepSeek-V3 MLA
+with K and V head dims that differ) gives eager's
 tokens and logits within 1e-4 (fp32), with the default dynamic cache and left
 padding; attncc's operator provably ran, with the structure (causal / window /
 no mask) passed as such rather than as a dense bias; kernels stay constant
@@ -51,7 +52,7 @@ def recorded(monkeypatch):
 
 # (model, batch, prompt length, left padding of row 1)
 CASES = [("llama", 1, 6, 0), ("llama", 2, 6, 2), ("qwen2", 1, 6, 0), ("mistral", 2, 6, 2),
-         ("gemma2", 1, 6, 0), ("gpt_oss", 1, 6, 0)]
+         ("gemma2", 1, 6, 0), ("gpt_oss", 1, 6, 0), ("deepseek_v3", 2, 6, 2)]
 
 
 @pytest.mark.parametrize("name,batch,length,pad", CASES,

@@ -1,7 +1,8 @@
 """transformers' continuous batching (`generate_batch`) on attncc's ragged kernels
 (attncc.integrations.transformers, `enable_continuous_batching`): tiny random
 models (Llama GQA, Qwen2 / Mistral sliding windows, Gemma2 soft-cap + sliding,
-gpt-oss sinks + sliding) give the tokens of eager `generate()` per prompt and
+gpt-oss sinks + sliding, DeepSeek-V3 MLA with K and V head dims that differ)
+give the tokens of eager `generate()` per prompt and
 log-probabilities within 1e-4 (fp32), with 4-token pages and an 8-token step
 budget (so prompts are prefilled in chunks against the paged cache, and steps
 mix prefill chunks with decode tokens); attncc's function provably ran every
@@ -72,7 +73,8 @@ def _batch(model, prompts):
     return [o.generated_tokens for o in ordered], [o.logprobs for o in ordered]
 
 
-@pytest.mark.parametrize("name", ["llama", "qwen2", "mistral", "gemma2", "gpt_oss"])
+@pytest.mark.parametrize("name", ["llama", "qwen2", "mistral", "gemma2", "gpt_oss",
+                                  "deepseek_v3"])
 def test_generate_batch_matches_eager(name, monkeypatch):
     if name not in hf_tiny.available():
         pytest.skip(f"transformers {transformers.__version__} has no {name} model")
