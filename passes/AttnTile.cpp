@@ -554,7 +554,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
       }
       if (failed(tileFunction(func, *m, blockM, blockN, lse || splitKv, splitKv, kvInPlace,
                               cpuTasks, minTaskWork, bf16Pairs, skipMaskedRows,
-                              kvInPlacePairs, stridedKv || kvInPlace)))
+                              kvInPlacePairs, stridedKv)))
         return signalPassFailure();
     }
   }

@@ -253,7 +253,8 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
                   target: str = "cpu", stop_after: Optional[str] = None, *,
                   fused: Optional[str] = None,
                   query_len: Optional[int] = None, split_kv: bool = False,
-                  lse: bool = False, heads_inner: bool = False) -> CompiledAttention:
+                  lse: bool = False, heads_inner: bool = False,
+                  strided_kv: bool = False) -> CompiledAttention:
     """Runs the pipeline on `graph` (finished with `output`) for `target`.
 
     `fused`: the IR of stage 'fused' when the caller has it already (the
@@ -272,7 +273,11 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
 
     `heads_inner`: attn-tile's heads-inner form of a ragged decode kernel on
     the CPU (one grid point per work item, its heads looped inside the KV
-    loop; attncc.frontend.ragged_schedule.heads_inner says when)."""
+    loop; attncc.frontend.ragged_schedule.heads_inner says when).
+
+    `strided_kv`: the CPU kernel takes K and V of any strides but a unit
+    innermost one (attn-tile strided-kv: views such as MLA's V = K[..., :Dv]
+    run without a copy); dense K/V are faster with the default."""
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {TARGETS}")
     output = output_spec(graph)
@@ -289,6 +294,11 @@ def compile_graph(graph: Graph, options: Optional[CompileOptions] = None,
     opts = stage_options(options, target)
     if split_kv or lse:   # only then: the keys of the plain kernels stay as they were
         opts.update(split_kv=bool(split_kv), lse=bool(lse))
+    if strided_kv:
+        if target_kind(target) != "cpu":
+            raise CompileError("strided_kv is a CPU form (attn-tile strided-kv); the GPU "
+                               "targets take dense K/V")
+        opts["strided_kv"] = True
     if heads_inner:
         if target_kind(target) != "cpu":
             raise CompileError("heads_inner is a CPU form (attn-tile heads-inner)")

@@ -57,7 +57,7 @@ def _tile_passes(o: Options) -> str:
                                                       ("heads_inner", "heads-inner"),
                                                       ("skip_masked_rows", "skip-masked-rows"))
                    if o.get(key))
-    if not o.get("chip"):   # the CPU reads K/V views in place (Passes.td, strided-kv)
+    if o.get("strided_kv") and not o.get("chip"):   # K/V views on the CPU (Passes.td)
         form += " strided-kv=true"
     if o.get("cpu_tasks"):
         form += f" cpu-tasks={int(o['cpu_tasks'])}"

@@ -6,7 +6,7 @@
 // at run time; each task loops over its points and delinearizes them.
 // CHECK-LABEL: func @decode
 // CHECK: %[[B:.*]] = memref.dim %{{.*}}, %c0 : memref<?x2x?x128xf32>
-// CHECK: %[[LK:.*]] = memref.dim %{{.*}}, %c2 : memref<?x1x?x128xf32, strided<[?, ?, ?, 1]>>
+// CHECK: %[[LK:.*]] = memref.dim %{{.*}}, %c2 : memref<?x1x?x128xf32>
 // CHECK: %[[PER_POINT:.*]] = arith.muli %[[LK]], %c128
 // CHECK: %[[BH:.*]] = arith.muli %[[B]], %c2
 // CHECK: %[[POINTS:.*]] = arith.muli %[[BH]], %[[MB:.*]] : index

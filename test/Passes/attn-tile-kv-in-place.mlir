@@ -7,7 +7,7 @@
 // each KV block is a [rows, D] view of K and of V, rows = min(Lk - n0, 64),
 // Q.K^T is a transposed tile_matmul on the K view and P.V reads the V view.
 // CHECK-LABEL: func @decode_gqa
-// CHECK-SAME: (%[[Q:[^:]*]]: memref<?x2x?x128xbf16>, %[[K:[^:]*]]: memref<?x1x?x128xbf16, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<?x1x?x128xbf16, strided<[?, ?, ?, 1]>>
+// CHECK-SAME: (%[[Q:[^:]*]]: memref<?x2x?x128xbf16>, %[[K:[^:]*]]: memref<?x1x?x128xbf16>, %[[V:[^:]*]]: memref<?x1x?x128xbf16>
 // CHECK: scf.parallel
 // CHECK-COUNT-5: memref.alloc()
 // CHECK-NOT: memref.alloc()
@@ -16,9 +16,9 @@
 // CHECK: scf.for %[[N0:.*]] = %c0 to %[[LK:.*]] step %c64
 // CHECK: %[[LEFT:.*]] = arith.subi %[[LK]], %[[N0]]
 // CHECK: %[[ROWS:.*]] = arith.minsi %[[LEFT]], %c64
-// CHECK: %[[KV:.*]] = memref.subview %[[K]][%{{.*}}, %{{.*}}, %[[N0]], 0] [1, 1, %[[ROWS]], 128] [1, 1, 1, 1] : memref<?x1x?x128xbf16, strided<[?, ?, ?, 1]>> to memref<?x128xbf16, strided<[?, 1], offset: ?>>
+// CHECK: %[[KV:.*]] = memref.subview %[[K]][%{{.*}}, %{{.*}}, %[[N0]], 0] [1, 1, %[[ROWS]], 128] [1, 1, 1, 1] : memref<?x1x?x128xbf16> to memref<?x128xbf16, strided<[128, 1], offset: ?>>
 // CHECK: %[[VV:.*]] = memref.subview %[[V]][%{{.*}}, %{{.*}}, %[[N0]], 0] [1, 1, %[[ROWS]], 128]
-// CHECK: attn.tile_matmul %{{.*}}, %[[KV]] transposed into %[[S:.*]] : memref<4x128xf32>, memref<?x128xbf16, strided<[?, 1], offset: ?>>, memref<4x64xf32>
+// CHECK: attn.tile_matmul %{{.*}}, %[[KV]] transposed into %[[S:.*]] : memref<4x128xf32>, memref<?x128xbf16, strided<[128, 1], offset: ?>>, memref<4x64xf32>
 // CHECK: attn.tile_mask %[[S]]
 // CHECK: attn.tile_softmax %[[S]]
 // CHECK: attn.tile_matmul %[[S]], %[[VV]] into %{{.*}} accumulate
@@ -31,21 +31,21 @@
 // Lk - 1 rather than to the block: near a block's end the prefetch reaches into
 // the next block. One prefetch per 64-byte line (32 bf16), into L2 (locality 2).
 // CPU-LABEL: func @decode_gqa
-// CPU-SAME: %[[K:[^:]*]]: memref<?x1x?x128xbf16, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<?x1x?x128xbf16, strided<[?, ?, ?, 1]>>
+// CPU-SAME: %[[K:[^:]*]]: memref<?x1x?x128xbf16>, %[[V:[^:]*]]: memref<?x1x?x128xbf16>
 // CPU-NOT: attn.tile_
 // CPU-NOT: vector.shuffle
 // CPU: scf.for %{{.*}} = %c0{{.*}} to %{{.*}} step %c3
-// CPU: %[[LK:.*]] = memref.dim %[[K]], %c2{{.*}} : memref<?x1x?x128xbf16, strided<[?, ?, ?, 1]>>
+// CPU: %[[LK:.*]] = memref.dim %[[K]], %c2{{.*}} : memref<?x1x?x128xbf16>
 // CPU-NEXT: %[[LAST:.*]] = arith.subi %[[LK]], %c1
 // CPU: %[[AHEAD:.*]] = arith.addi %{{.*}}, %c64
 // CPU: %[[ROW:.*]] = arith.addi %{{.*}}, %[[AHEAD]]
 // CPU: %[[CLAMPED:.*]] = arith.minsi %[[ROW]], %[[LAST]]
-// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c0{{.*}}], read, locality<2>, data : memref<?x1x?x128xbf16, strided<[?, ?, ?, 1]>>
+// CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c0{{.*}}], read, locality<2>, data : memref<?x1x?x128xbf16>
 // CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c32{{.*}}]
 // CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c64{{.*}}]
 // CPU: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c96{{.*}}]
 // CPU-NOT: memref.prefetch %[[K]][%{{.*}}, %{{.*}}, %[[CLAMPED]], %c128
-// CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[?, 1], offset: ?>>, vector<8xbf16>
+// CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[128, 1], offset: ?>>, vector<8xbf16>
 // CPU: vector.fma {{.*}} : vector<8xf32>
 // CPU: vector.reduction <add>, {{.*}} : vector<8xf32> into f32
 // AVX-512's 16 lanes: 4 rows x 4 keys, 16 dot products in one tree of 4 rounds.
@@ -58,8 +58,8 @@
 // CPU16: vector.extract_strided_slice {{.*}} {offsets = [12], sizes = [4], strides = [1]} : vector<16xf32> to vector<4xf32>
 // CPU16: vector.store {{.*}} : memref<4x64xf32>, vector<4xf32>
 // P.V prefetches V's rows the same way.
-// CPU: memref.prefetch %[[V]][{{.*}}], read, locality<2>, data : memref<?x1x?x128xbf16, strided<[?, ?, ?, 1]>>
-// CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[?, 1], offset: ?>>, vector<8xbf16>
+// CPU: memref.prefetch %[[V]][{{.*}}], read, locality<2>, data : memref<?x1x?x128xbf16>
+// CPU: vector.load %{{.*}} : memref<?x128xbf16, strided<[128, 1], offset: ?>>, vector<8xbf16>
 
 // Nothing to multi-buffer: attn-pipeline leaves the loop as it is.
 // PIPE-LABEL: func @decode_gqa

@@ -154,3 +154,25 @@ def test_paged_latent_cache(page, copies):
         assert_close(got[cu[i]:cu[i + 1]].transpose(0, 1)[None], qi, kv, kv[..., :DV],
                      dict(page=page, seq=i, form="chunk"), causal_offset=lens[i] - ql[i])
     assert copies == [], copies
+
+
+def test_kernels_take_views_only_where_needed():
+    """Dense K/V prefill keeps the kernel of dense arguments (its packing
+    copies are faster with constant row strides); K/V views get the strided
+    kernel; decode kernels (kv-in-place) always take views, so a decode loop
+    over a preallocated cache keeps one kernel whether it slices it or not."""
+    from attncc.frontend import fast_path
+    g = torch.Generator().manual_seed(5)
+
+    def recipe(q, k, v):
+        attncc.attention(q, k, v)
+        return fast_path.lookup(fast_path.key(q, k, v, False, None, None, None))
+
+    q = torch.randn(1, 2, 64, 32, generator=g)
+    k, v = torch.randn(1, 2, 64, 32, generator=g), torch.randn(1, 2, 64, 48, generator=g)
+    assert not recipe(q, k, v).strided_kv
+    assert recipe(q, k, v[..., :40]).strided_kv
+    cache = torch.randn(1, 2, 100, 32, generator=g)
+    decode = torch.randn(1, 8, 1, 32, generator=g)
+    assert recipe(decode, cache[:, :, :50], cache[:, :, :50]).strided_kv
+    assert recipe(decode, cache, cache).strided_kv

@@ -17,7 +17,9 @@ equal key and run the recorded kernel:
 * per call: k and v have one KV length, above 0; no input autograd would
   track (the full path refuses those, naming them); the split plan and team
   (they follow the KV length); the kernel's own argument check (static
-  sizes, strides: a transposed view is still made contiguous).
+  sizes, strides: a transposed view is still made contiguous); K/V views
+  for a kernel of dense K/V go the full path, which records the strided-kv
+  kernel's recipe in its place.
 Anything else goes the full path, which raises the same errors as before.
 """
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Recipe:
     threads: int                           # resolved num_threads
     block_m: int
     block_n: int
+    strided_kv: bool = False               # the kernel takes K/V views (strided-kv)
 
 
 def key(q: Any, k: Any, v: Any, causal: Any, scale: Any, window: Any,
@@ -87,6 +90,8 @@ def run(recipe: Recipe, q: torch.Tensor, k: torch.Tensor,
         return None
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         return None
+    if not recipe.strided_kv and not (k.is_contiguous() and v.is_contiguous()):
+        return None    # a view for a dense kernel: the full path picks the strided one
     qq = q.reshape(recipe.packed) if recipe.packed is not None else q
     B, H, L, D = qq.shape
     plan = split_kv.plan("cpu", "cpu", recipe.threads, recipe.block_m, recipe.block_n, B, H,
