@@ -176,3 +176,14 @@ def test_kernels_take_views_only_where_needed():
     decode = torch.randn(1, 8, 1, 32, generator=g)
     assert recipe(decode, cache[:, :, :50], cache[:, :, :50]).strided_kv
     assert recipe(decode, cache, cache).strided_kv
+
+
+def test_strided_kv_is_refused_for_gpu_targets():
+    from attncc import Graph
+    from attncc.compiler import compile_graph
+    from attncc.errors import CompileError
+    g = Graph("attention")
+    q, k, v = (g.input(n, (1, 2, 16, 64), "f16") for n in "qkv")
+    g.output(g.attention(q, k, v))
+    with pytest.raises(CompileError, match="strided_kv is a CPU form"):
+        compile_graph(g, target="sm_90a", strided_kv=True)
