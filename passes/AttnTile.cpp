@@ -97,6 +97,19 @@ bool mlir::attn::usePairs(Value q, Value k, Value v, int64_t BM, int64_t BN, boo
          BN % 32 == 0;
 }
 
+MemRefType mlir::attn::denseMemRef(Type t) {
+  auto rt = cast<RankedTensorType>(t);
+  return MemRefType::get(rt.getShape(), rt.getElementType());
+}
+
+MemRefType mlir::attn::stridedMemRef(Type t) {
+  auto rt = cast<RankedTensorType>(t);
+  SmallVector<int64_t> strides(rt.getRank(), ShapedType::kDynamic);
+  strides.back() = 1;
+  auto layout = StridedLayoutAttr::get(t.getContext(), 0, strides);
+  return MemRefType::get(rt.getShape(), rt.getElementType(), layout);
+}
+
 namespace {
 
 /// The pieces of a function that attn-tile can lower.
@@ -157,21 +170,6 @@ bool hasGraphLevelOps(func::FuncOp func) {
       found = true;
   });
   return found;
-}
-
-MemRefType toMemRef(Type t) {
-  auto rt = cast<RankedTensorType>(t);
-  return MemRefType::get(rt.getShape(), rt.getElementType());
-}
-
-/// A [B, H, L, D] memref of any strides but a unit innermost one.
-static MemRefType stridedKvMemRef(Type t) {
-  auto rt = cast<RankedTensorType>(t);
-  int64_t dyn = ShapedType::kDynamic;
-  SmallVector<int64_t> strides(rt.getRank(), dyn);
-  strides.back() = 1;
-  auto layout = StridedLayoutAttr::get(t.getContext(), 0, strides);
-  return MemRefType::get(rt.getShape(), rt.getElementType(), layout);
 }
 
 struct TileBuilder {
@@ -271,9 +269,9 @@ LogicalResult tileFunction(func::FuncOp func, const AttentionFunc &m, int64_t BM
   // as [B, H, L, D] runs without a copy. The GPU's copies keep dense K/V.
   for (BlockArgument arg : body.getArguments()) {
     bool kv = stridedKv && (arg == att.getKey() || arg == att.getValue());
-    arg.setType(kv ? stridedKvMemRef(arg.getType()) : toMemRef(arg.getType()));
+    arg.setType(kv ? stridedMemRef(arg.getType()) : denseMemRef(arg.getType()));
   }
-  MemRefType outType = toMemRef(att.getType());
+  MemRefType outType = denseMemRef(att.getType());
   Value out = body.addArgument(outType, func.getLoc());
   tile_split::FormArgs form =
       tile_split::addFormArguments(body, outType, withLse, splitKv, func.getLoc());

@@ -28,20 +28,6 @@ using namespace mlir::attn;
 
 namespace {
 
-/// q, k, v and the result are strided views (packed [T, H, D] tensors and
-/// NHD caches are permuted views): every stride dynamic but the innermost.
-MemRefType stridedMemRef(Type t) {
-  auto rt = cast<RankedTensorType>(t);
-  int64_t dyn = ShapedType::kDynamic;
-  auto layout = StridedLayoutAttr::get(t.getContext(), 0, {dyn, dyn, dyn, 1});
-  return MemRefType::get(rt.getShape(), rt.getElementType(), layout);
-}
-
-MemRefType plainMemRef(Type t) {
-  auto rt = cast<RankedTensorType>(t);
-  return MemRefType::get(rt.getShape(), rt.getElementType());
-}
-
 /// Software prefetch of rows [from, from + count) of the K or V cache `src`
 /// (clamped to the sequence's last key row `last`), each through its own
 /// block-table lookup: the next block's gathered rows (decode at page sizes
@@ -120,8 +106,10 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
   if (headsInner && ShapedType::isDynamic(numHeads))
     return att.emitError("attn-tile: heads-inner needs a static head count");
   for (BlockArgument arg : body.getArguments())
+    // q, k, v and the result are strided views (packed [T, H, D] tensors and
+    // NHD caches are permuted views).
     arg.setType(arg == q || arg == k || arg == v ? stridedMemRef(arg.getType())
-                                                 : plainMemRef(arg.getType()));
+                                                 : denseMemRef(arg.getType()));
   Value out = body.addArgument(stridedMemRef(att.getType()), func.getLoc());
   Value lse;
   if (o.withLse) {

@@ -36,6 +36,12 @@ bool useInPlacePairs(Value q, Value k, Value v);
 /// operands): bf16, not kv-in-place, and shapes that fill whole AMX tiles
 /// (16 rows; 32 bf16 of contraction per tile row; 16 f32 columns of c).
 bool usePairs(Value q, Value k, Value v, int64_t blockM, int64_t blockN, bool kvInPlace);
+/// The memref type of a tensor function argument at the kernel boundary:
+/// dense (identity layout), or strided: any strides but a unit innermost one,
+/// offset 0 (views: packed [T, H, D] tensors, NHD caches, MLA's V = K[..., :Dv];
+/// AttnTile.cpp).
+MemRefType denseMemRef(Type tensorType);
+MemRefType stridedMemRef(Type tensorType);
 /// The rows [n0, n0 + rows) of head `h` of batch `b` of a [B, H, L, D] memref
 /// as a 2-D [?, D] view (the kv-in-place form; AttnTile.cpp).
 Value kvRowsView(OpBuilder &b, Location loc, Value src, Value bIdx, Value h, Value n0,
