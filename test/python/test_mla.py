@@ -187,3 +187,14 @@ def test_strided_kv_is_refused_for_gpu_targets():
     g.output(g.attention(q, k, v))
     with pytest.raises(CompileError, match="strided_kv is a CPU form"):
         compile_graph(g, target="sm_90a", strided_kv=True)
+
+
+def test_one_block_calls_take_the_split_form():
+    """MLA's 128 packed query rows are one block: B1 would be one grid point
+    on one thread; the split form spreads its keys over the threads. Calls
+    of several query blocks keep the plain form."""
+    from attncc.frontend import split_kv
+    one = split_kv.plan("cpu", "cpu", 2, 128, 64, 1, 1, 128, 4096, DK, None)
+    assert one.split_kernel and one.splits == 2, one
+    many = split_kv.plan("cpu", "cpu", 2, 128, 64, 1, 1, 300, 4096, DK, None)
+    assert not many.split_kernel, many
