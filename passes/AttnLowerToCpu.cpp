@@ -60,14 +60,19 @@ namespace {
 // Checks (run on every op before anything is rewritten)
 //===----------------------------------------------------------------------===//
 
-bool isSupportedFloat(Type t) { return t.isF16() || t.isBF16() || t.isF32() || t.isF64(); }
+/// fp8 (E4M3FN, E5M2) only as loaded: K/V caches, dequantized on the way in
+/// (CpuEmitter::fp8ToF32); the frontend never stores one.
+bool isSupportedFloat(Type t) {
+  return t.isF16() || t.isBF16() || t.isF32() || t.isF64() ||
+         isa<Float8E4M3FNType, Float8E5M2Type>(t);
+}
 
 LogicalResult checkElementType(Operation *op, StringRef what, MemRefType t) {
   if (isSupportedFloat(t.getElementType()))
     return success();
   return op->emitOpError("attn-lower-to-cpu: ")
          << what << " element type " << t.getElementType()
-         << " is not supported (expected f16, bf16, f32 or f64)";
+         << " is not supported (expected f16, bf16, f32, f64, f8E4M3FN or f8E5M2)";
 }
 
 /// A tile buffer needs a static column count (vector widths are static) and

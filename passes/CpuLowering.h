@@ -76,6 +76,8 @@ struct CpuEmitter : IRBuild {
     Type from = getElementTypeOrSelf(v.getType());
     if (from == to)
       return v;
+    if (isa<Float8E4M3FNType, Float8E5M2Type>(from))
+      return convert(fp8ToF32(v), to);
     Type target = to;
     if (auto vt = dyn_cast<VectorType>(v.getType()))
       target = vt.clone(to);
@@ -85,6 +87,40 @@ struct CpuEmitter : IRBuild {
     if (wf > wt)
       return arith::TruncFOp::create(ib, target, v);
     return convert(convert(v, f32Type()), to);
+  }
+
+  /// An fp8 scalar or vector (f8E4M3FN or f8E5M2: quantized K/V caches) to
+  /// f32, exactly, in integer ops: LLVM has no fp8 type, so arith.extf from
+  /// one cannot be lowered. The byte's sign goes to bit 31 and its exponent
+  /// and mantissa bits to the top of f32's (bits 20..26 for E4M3, 21..27
+  /// for E5M2), read as an f32 whose exponent is 120 (E4M3: bias 7 against
+  /// 127) or 112 (E5M2: 15) too small, so one multiply by that power of two
+  /// makes it exact, fp8 subnormals included (they land on f32 subnormals:
+  /// zeros do not, and quantized caches rarely hold values below 2^-6 of
+  /// their scale). NaN and E5M2 infinities are not kept: quantized caches
+  /// are finite. 4 vector ops per 8 lanes (vpmovsxbd, shift, and, multiply).
+  Value fp8ToF32(Value v) {
+    bool e4m3 = isa<Float8E4M3FNType>(getElementTypeOrSelf(v.getType()));
+    auto like = [&](Type t) -> Type {
+      if (auto vt = dyn_cast<VectorType>(v.getType()))
+        return vt.clone(t);
+      return t;
+    };
+    Type i32 = like(ib.getI32Type());
+    auto icst = [&](uint32_t x) -> Value {
+      TypedAttr a = ib.getI32IntegerAttr(static_cast<int32_t>(x));
+      if (auto vt = dyn_cast<VectorType>(i32))
+        a = DenseElementsAttr::get(vt, a);
+      return arith::ConstantOp::create(ib, a);
+    };
+    Value bytes = arith::BitcastOp::create(ib, like(ib.getI8Type()), v);
+    Value x = arith::ExtSIOp::create(ib, i32, bytes); // the sign fills bits 8..31
+    x = arith::ShLIOp::create(ib, x, icst(e4m3 ? 20 : 21));
+    x = arith::AndIOp::create(ib, x, icst(e4m3 ? 0x87F00000u : 0x8FE00000u));
+    Value f = arith::BitcastOp::create(ib, like(f32Type()), x);
+    double k = e4m3 ? 0x1p120 : 0x1p112;
+    Value kv = isa<VectorType>(i32) ? splat(k, cast<VectorType>(i32).getNumElements()) : f32(k);
+    return arith::MulFOp::create(ib, f, kv);
   }
 
   Value exp(Value v) {

@@ -225,6 +225,17 @@ LogicalResult AttentionOp::verify() {
       return emitOpError() << name << " has more elements than a 64-bit byte size can count: "
                            << t;
   }
+  // fp8 (quantized KV caches) is an element type of K and V only: they are
+  // dequantized as they are read; the query, scores and result are wider.
+  for (auto [name, t] : {std::pair<StringRef, RankedTensorType>{"query", q}, {"result", r}})
+    if (t.getElementType().getIntOrFloatBitWidth() < 16)
+      return emitOpError() << name << " element type " << t.getElementType()
+                           << " is too narrow: 8-bit floats are for key and value only";
+  if (k.getElementType() != v.getElementType() &&
+      (k.getElementType().getIntOrFloatBitWidth() < 16 ||
+       v.getElementType().getIntOrFloatBitWidth() < 16))
+    return emitOpError("key and value must share an 8-bit element type, got ")
+           << k.getElementType() << " and " << v.getElementType();
   if (!compatible(q.getDimSize(0), k.getDimSize(0)) ||
       !compatible(q.getDimSize(0), v.getDimSize(0)) ||
       !compatible(q.getDimSize(0), r.getDimSize(0)))

@@ -52,14 +52,15 @@ from .frontend.convert import Lowered
 from .frontend.dynamic import bias_shape, dynamic_graph, qkv_shape
 from .frontend.guards import guard_key
 from .frontend.masks import BIAS, CAUSAL, NONE, MaskClass, sdpa_mask_class
-from .frontend import fast_path, split_kv
+from .frontend import fast_path, kv_quant, split_kv
 from .frontend.variants import (Variants, causal_bias_align, check_causal_bias,
                                 variants_of)
 from .graph import Graph
 from .options import CompileOptions, OptionError
 from .targets import TARGETS
 
-_DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+_DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16",
+                torch.float8_e4m3fn: "f8E4M3FN", torch.float8_e5m2: "f8E5M2"}
 
 
 class _LRU:
@@ -303,20 +304,26 @@ def _cached_options(target: str, options: dict[str, Any]) -> CompileOptions:
     return CompileOptions.cached(options)
 
 
-def _check_qkv(q: Any, k: Any, v: Any, target: str) -> None:
+def _check_qkv(q: Any, k: Any, v: Any, target: str, k_scale: Any = None,
+               v_scale: Any = None) -> tuple[float, float]:
+    """Checks q, k and v; returns the fp8 K/V scales (frontend/kv_quant.py)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise InputTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
             raise InputError(f"{name} must have shape [batch, heads, seq, head_dim]; "
                              f"got shape {tuple(t.shape)}")
-        if t.dtype not in SUPPORTED_FLOATS:
+        if t.dtype not in SUPPORTED_FLOATS and (name == "q" or not kv_quant.is_fp8(t)):
             raise InputError(f"{name} has dtype {t.dtype}; attncc supports torch.float32, "
                              "torch.float16 and torch.bfloat16")
         if t.layout != torch.strided:
             raise InputError(f"{name} has layout {t.layout}; only dense tensors are supported")
     check_no_grad((("q", q), ("k", k), ("v", v)))
-    if not q.dtype == k.dtype == v.dtype:
+    scales = kv_quant.check_kv(q, k, v, k_scale, v_scale)
+    if kv_quant.is_fp8(k) and target != "cpu":
+        raise InputError(f"fp8 K/V run on the CPU only (target {target!r}): the GPU kernels "
+                         "take one element type for q, k and v (docs/quantized-kv.md)")
+    if not kv_quant.is_fp8(k) and not q.dtype == k.dtype == v.dtype:
         raise InputError(f"q, k and v must have one dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
     if not q.device == k.device == v.device:
         raise InputError(f"q, k and v must be on one device; got {q.device}, {k.device}, "
@@ -338,6 +345,7 @@ def _check_qkv(q: Any, k: Any, v: Any, target: str) -> None:
     if Hk == 0 or Hq % Hk:
         raise InputError(f"q has {Hq} heads, which is not a multiple of the {Hk} heads of "
                          "k and v (GQA/MQA need Hq = n * Hkv)")
+    return scales
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
@@ -345,6 +353,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
               window: Optional[tuple[int, int]] = None, softcap: Optional[float] = None,
               alibi_slopes: Optional[torch.Tensor] = None, sinks: Optional[torch.Tensor] = None,
               return_lse: bool = False, num_splits: Optional[int] = None,
+              k_scale: Any = None, v_scale: Any = None,
               target: str = "cpu", **options: Any) -> Any:
     """`softmax(q @ k^T * scale + mask) @ v` on [batch, heads, seq, head_dim]
     tensors, like `torch.nn.functional.scaled_dot_product_attention`.
@@ -368,10 +377,15 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     `num_splits`: the KV range split across workers (flash decoding; CPU
     threads, GPU SMs):
     None chooses from the shapes and threads (frontend/split_kv.py), 1 never
-    splits, P in [2, 256] forces P splits."""
+    splits, P in [2, 256] forces P splits.
+
+    Quantized KV (CPU): k and v may be torch.float8_e4m3fn or float8_e5m2
+    with per-tensor `k_scale` / `v_scale` (numbers or one-element tensors;
+    the values are k * k_scale and v * v_scale; frontend/kv_quant.py)."""
     sig = None
     if not options and attn_mask is None and alibi_slopes is None and sinks is None and \
-            return_lse is False and num_splits is None and target == "cpu":
+            return_lse is False and num_splits is None and target == "cpu" and \
+            kv_quant.unit(k_scale) and kv_quant.unit(v_scale):
         sig = fast_path.key(q, k, v, causal, scale, window, softcap)
         recipe = fast_path.lookup(sig)
         if recipe is not None:
@@ -381,12 +395,14 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
                 return out
     opts = _cached_options(target, options)
     split_kv.check_args(return_lse, num_splits)
-    _check_qkv(q, k, v, target)
+    k_scale, v_scale = _check_qkv(q, k, v, target, k_scale, v_scale)
     if scale is not None:
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
                 not math.isfinite(scale):
             raise InputError(f"scale must be a finite number, got {scale!r}")
         scale = float(scale)
+    if k_scale != 1.0:     # every score times k_scale: one softmax scale (kv_quant.py)
+        scale = (q.shape[3] ** -0.5 if scale is None else scale) * k_scale
     check_no_grad((("attn_mask", attn_mask),))
     align = causal_bias_align(attn_mask)
     if align is not None:          # torch's causal_lower_right / causal_upper_left
@@ -436,10 +452,14 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
                           D ** -0.5 if scale is None else scale, target, opts, return_lse,
                           num_splits, sig, (B, Hq, L, Dv))
         if return_lse:
-            return got[0].reshape(B, Hq, L, Dv), got[1].reshape(B, Hq, L)
-        return got.reshape(B, Hq, L, Dv)
-    return _run_kernel(q, k, v, bias, slopes, sink, cls, variants, scale, target, opts,
-                       return_lse, num_splits, sig)
+            return (kv_quant.scale_output(got[0].reshape(B, Hq, L, Dv), v_scale),
+                    got[1].reshape(B, Hq, L))
+        return kv_quant.scale_output(got.reshape(B, Hq, L, Dv), v_scale)
+    got = _run_kernel(q, k, v, bias, slopes, sink, cls, variants, scale, target, opts,
+                      return_lse, num_splits, sig)
+    if return_lse:
+        return kv_quant.scale_output(got[0], v_scale), got[1]
+    return kv_quant.scale_output(got, v_scale)
 
 
 # CompileOptions.resolved per (options, target, query block, torch threads):
@@ -489,7 +509,7 @@ def _run_kernel(q, k, v, bias, slopes, sink, cls: MaskClass, variants: Variants,
     strided = kind == "cpu" and (bool(resolved.kv_in_place) or
                                  not (k.is_contiguous() and v.is_contiguous()))
     form = (plan.split_kernel, return_lse or plan.split_kernel, strided)
-    key = (Hq, k.shape[1], q.shape[3], Dv, q.dtype, q.device.type, cls, bias_key, scale,
+    key = (Hq, k.shape[1], q.shape[3], Dv, q.dtype, k.dtype, q.device.type, cls, bias_key, scale,
            variants, target, opts, _threads_key(target, opts), resolved.block_m, form)
     compiled = _ATTENTION_CACHE.get(key)
     if compiled is None:
@@ -534,8 +554,8 @@ def _build_attention(q, k, v, bias, cls: MaskClass, scale, target: str,
     dt = _DTYPE_NAMES[q.dtype]
     B, Hq, L, _ = q.shape
     qv = g.input("q", qkv_shape(q.shape), dt)
-    kv = g.input("k", qkv_shape(k.shape), dt)
-    vv = g.input("v", qkv_shape(v.shape), dt)
+    kv = g.input("k", qkv_shape(k.shape), _DTYPE_NAMES[k.dtype])
+    vv = g.input("v", qkv_shape(v.shape), _DTYPE_NAMES[v.dtype])
     b = None
     if bias is not None:
         b = g.input("mask", bias_shape(bias.shape, B, Hq, L, k.shape[2]),

@@ -15,6 +15,9 @@ _MLIR_TYPES = {
     "f32": ir.F32Type.get,
     "f16": ir.F16Type.get,
     "bf16": ir.BF16Type.get,
+    # fp8: key and value only (quantized KV caches, docs/quantized-kv.md)
+    "f8E4M3FN": ir.Float8E4M3FNType.get,
+    "f8E5M2": ir.Float8E5M2Type.get,
     "i32": lambda: ir.IntegerType.get_signless(32),
     "i64": lambda: ir.IntegerType.get_signless(64),
 }
@@ -22,6 +25,7 @@ _MLIR_TYPES = {
 _TORCH_NAMES = {
     "float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16",
     "int32": "i32", "int64": "i64",
+    "float8_e4m3fn": "f8E4M3FN", "float8_e5m2": "f8E5M2",
 }
 
 

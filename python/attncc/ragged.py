@@ -26,7 +26,7 @@ import torch
 from . import ragged_gpu
 from .compiler import compile_graph
 from .errors import InputError
-from .frontend import ragged_schedule, split_kv, variants
+from .frontend import kv_quant, ragged_schedule, split_kv, variants
 from .frontend.capture import check_no_grad
 from .frontend.ragged_schedule import PagedPlan, VarlenPlan
 from .graph import Graph
@@ -35,6 +35,7 @@ from .targets import TARGETS
 from .targets import kind as target_kind
 
 _DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+_KV_DTYPES = {**_DTYPES, torch.float8_e4m3fn: "f8E4M3FN", torch.float8_e5m2: "f8E5M2"}
 _LOCK = threading.Lock()
 _KERNELS: dict[Any, Any] = {}
 _MAX_KERNELS = 64
@@ -43,13 +44,15 @@ LAYOUTS = ("NHD", "HND")
 
 # -- checks (vectorised, once per call) -----------------------------------------------------
 
-def _check_float(name: str, t: Any, rank: int) -> torch.Tensor:
+def _check_float(name: str, t: Any, rank: int, fp8: bool = False) -> torch.Tensor:
+    """`fp8`: K/V (caches), which may also be fp8 (frontend/kv_quant.py)."""
     if not isinstance(t, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != rank:
         raise InputError(f"{name} must have rank {rank}, got shape {tuple(t.shape)}")
-    if t.dtype not in _DTYPES:
-        raise InputError(f"{name} has dtype {t.dtype}; expected float32, float16 or bfloat16")
+    if t.dtype not in (_KV_DTYPES if fp8 else _DTYPES):
+        raise InputError(f"{name} has dtype {t.dtype}; expected float32, float16 or bfloat16"
+                         + (" (or float8_e4m3fn / float8_e5m2)" if fp8 else ""))
     if t.stride(-1) != 1:
         raise InputError(f"{name} must have a unit-stride last dimension, got strides "
                          f"{t.stride()}")
@@ -124,14 +127,16 @@ def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: A
 def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, paged: bool,
             scale: float, sides, softcap, alibi: bool, sinks: bool, query_len: int,
             opts: CompileOptions, page: Optional[int] = None, lse: bool = False,
-            target: str = "cpu", heads_inner: bool = False):
-    """The compiled kernel and its query block size. `lse`: the kernel also
+            target: str = "cpu", heads_inner: bool = False, kv_dtype=None):
+    """The compiled kernel and its query block size (`kv_dtype`: K/V's
+    element type where it is not q's: fp8 caches). `lse`: the kernel also
     writes each query row's log-sum-exp to a trailing f32 argument shaped like
     the output without head_dim (attn-tile's lse form; any strides)."""
     threads = torch.get_num_threads() if opts.num_threads is None else opts.num_threads
     bm = opts.query_block(target, query_len)
+    kv_dtype = dtype if kv_dtype is None else kv_dtype
     key = (dtype, heads, kv_heads, D, Dv, paged, scale, sides, softcap, alibi, sinks, bm,
-           opts, threads, page, lse, target, heads_inner)
+           opts, threads, page, lse, target, heads_inner, kv_dtype)
     with _LOCK:
         hit = _KERNELS.get(key)
     if hit is not None:
@@ -139,8 +144,8 @@ def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, page
     dt = _DTYPES[dtype]
     g = Graph("ragged_attention")
     qv = g.input("q", (None, heads, None, D), dt)
-    kv = g.input("k", (None, kv_heads, page, D), dt)
-    vv = g.input("v", (None, kv_heads, page, Dv), dt)
+    kv = g.input("k", (None, kv_heads, page, D), _KV_DTYPES[kv_dtype])
+    vv = g.input("v", (None, kv_heads, page, Dv), _KV_DTYPES[kv_dtype])
     work = g.input("work", (None, 7), "i32")
     table = g.input("block_table", (None, None), "i32") if paged else None
     sl = g.input("alibi_slopes", (heads,), "f32") if alibi else None
@@ -204,7 +209,7 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
     if dec is not None and dec.pieces is None:
         compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
                               False, False, G, opts, dec.page, return_lse, target,
-                              dec.heads_inner)
+                              dec.heads_inner, k4.dtype)
         # lse [Hq, T] seen as the kernel's [T, Hkv, G] (a strided view).
         launch(compiled, [q.reshape(T, Hkv, G, D), k4, v4, dec.work, *extra[:int(paged)]],
                out.view(T, Hkv, G, Dv), (lse.t().view(T, Hkv, G),) if return_lse else ())
@@ -216,7 +221,8 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
         qd, tok = dec.tokens, dec.pieces
         n = tok.numel()
         compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
-                              False, False, G, opts, dec.page, True, target, dec.heads_inner)
+                              False, False, G, opts, dec.page, True, target, dec.heads_inner,
+                              k4.dtype)
         o_part = q.new_empty((n, Hkv, G, Dv))
         l_part = torch.empty((n, Hkv, G), dtype=torch.float32, device=q.device)
         launch(compiled, [q[dec.piece_rows].reshape(n, Hkv, G, D), k4, v4, dec.work,
@@ -244,7 +250,7 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
     for grp in sched.groups:
         compiled, _ = _kernel(q.dtype, Hq, Hkv, D, Dv, paged, scale, sides, softcap,
                               slopes is not None, sink is not None, grp.bm, opts, grp.page,
-                              return_lse, target)
+                              return_lse, target, kv_dtype=k4.dtype)
         launch(compiled, [q4, k4, v4, grp.work, *extra], o4,
                (lse.unsqueeze(0),) if return_lse else ())
     # Every query token is in one work item of one launch (the cumulative
@@ -272,7 +278,8 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      scale: Optional[float] = None, window: Optional[tuple[int, int]] = None,
                      softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
                      sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
-                     num_splits: Optional[int] = None, target: str = "cpu", runner=None,
+                     num_splits: Optional[int] = None, k_scale: Any = None,
+                     v_scale: Any = None, target: str = "cpu", runner=None,
                      **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """flash-attn's `flash_attn_varlen_func` on packed tensors: q [total_q, Hq, D],
     k [total_k, Hkv, D], v [total_k, Hkv, Dv]; sequence s has queries
@@ -293,11 +300,14 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     lengths and maxima (checked once for all the layers of a step).
     `target`: "cpu", or a GPU target ("sm_80", "sm_90a", "cuda") with q, k,
     v on a CUDA device (attncc.ragged_gpu); `runner` is for tests (runs the
-    compiled GPU kernel's arguments in the GPU emulator)."""
+    compiled GPU kernel's arguments in the GPU emulator). k and v may be fp8
+    (float8_e4m3fn / float8_e5m2, CPU target) with per-tensor `k_scale` and
+    `v_scale` (attncc.attention's; docs/quantized-kv.md)."""
     _check_target(target)
     split_kv.check_args(return_lse, num_splits)
-    q, k, v = (_check_float(n, t, 3) for n, t in (("q", q), ("k", k), ("v", v)))
-    _same_dtype(q, k, v)
+    q = _check_float("q", q, 3)
+    k, v = (_check_float(n, t, 3, fp8=True) for n, t in (("k", k), ("v", v)))
+    k_scale, v_scale = _kv_dtypes(q, k, v, k_scale, v_scale, target)
     check_no_grad((("q", q), ("k", k), ("v", v)))
     # A runner (the tests' GPU emulator) runs the GPU kernel on host tensors.
     _check_device("cpu" if runner else target, q=q, k=k, v=v)
@@ -318,8 +328,8 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
     k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
-    return _run(q, k4, v4, plan, None, scale, sides, softcap, slopes, sink, options,
-                return_lse, num_splits, target, runner)
+    return _scaled(_run(q, k4, v4, plan, None, scale * k_scale, sides, softcap, slopes, sink,
+                        options, return_lse, num_splits, target, runner), v_scale)
 
 
 def plan_varlen(cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor, max_seqlen_q: int,
@@ -429,7 +439,8 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
                     softcap: Optional[float] = None, alibi_slopes: Optional[torch.Tensor] = None,
                     sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
                     num_splits: Optional[int] = None, layout: str = "NHD",
-                    plan: Optional[PagedPlan] = None, target: str = "cpu",
+                    plan: Optional[PagedPlan] = None, k_scale: Any = None,
+                    v_scale: Any = None, target: str = "cpu",
                     runner=None, **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention against a paged KV cache. k_cache/v_cache: [num_pages, page_size,
     Hkv, D] (layout "NHD", vLLM/FlashInfer) or [num_pages, Hkv, page_size, D]
@@ -443,15 +454,16 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     varlen_attention's). `num_splits`: split-KV for decode tokens, as
     varlen_attention's. `plan`: a PagedPlan from plan_paged, in place of
     block_table, seq_lens, cu_seqlens_q and max_seqlen_q (checked once for
-    all the layers of a step). `target`, `runner`: as varlen_attention's."""
+    all the layers of a step). `target`, `runner`, fp8 caches with `k_scale`
+    and `v_scale`: as varlen_attention's."""
     _check_target(target)
     split_kv.check_args(return_lse, num_splits)
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     q = _check_float("q", q, 3)
-    k_cache, v_cache = (_check_float(n, t, 4) for n, t in (("k_cache", k_cache),
-                                                           ("v_cache", v_cache)))
-    _same_dtype(q, k_cache, v_cache)
+    k_cache, v_cache = (_check_float(n, t, 4, fp8=True) for n, t in (("k_cache", k_cache),
+                                                                     ("v_cache", v_cache)))
+    k_scale, v_scale = _kv_dtypes(q, k_cache, v_cache, k_scale, v_scale, target)
     check_no_grad((("q", q), ("k_cache", k_cache), ("v_cache", v_cache)))
     _check_device("cpu" if runner else target, q=q, k_cache=k_cache, v_cache=v_cache)
     if k_cache.shape[:3] != v_cache.shape[:3]:
@@ -476,22 +488,29 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     plan._check_cache(num_pages, P, q.shape[0])
     scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
-    return _run(q, k4, v4, plan, plan.table, scale, sides, softcap, slopes, sink, options,
-                return_lse, num_splits, target, runner)
+    return _scaled(_run(q, k4, v4, plan, plan.table, scale * k_scale, sides, softcap, slopes,
+                        sink, options, return_lse, num_splits, target, runner), v_scale)
 
 
 def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,
                     v: torch.Tensor, slot_mapping: torch.Tensor, *,
-                    layout: str = "NHD") -> None:
+                    layout: str = "NHD", k_scale: Any = None, v_scale: Any = None) -> None:
     """Writes token t's k[t], v[t] ([T, Hkv, D]) to cache slot slot_mapping[t]
     (int32; slot = page * page_size + offset; -1 skips the token, vLLM's
-    padding), in place."""
+    padding), in place. fp8 caches: k / k_scale and v / v_scale rounded to
+    the cache's dtype, saturated at its largest value (vLLM's cache write)."""
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    k_cache, v_cache = (_check_float(n, t, 4) for n, t in (("k_cache", k_cache),
-                                                           ("v_cache", v_cache)))
+    k_cache, v_cache = (_check_float(n, t, 4, fp8=True) for n, t in (("k_cache", k_cache),
+                                                                     ("v_cache", v_cache)))
     k, v = (_check_float(n, t, 3) for n, t in (("k", k), ("v", v)))
-    _same_dtype(k_cache, v_cache, k, v)
+    if kv_quant.is_fp8(k_cache):
+        k_scale, v_scale = kv_quant.check_kv(k, k_cache, v_cache, k_scale, v_scale)
+        _same_dtype(k, v)
+        k, v = kv_quant.quantize(k, k_cache.dtype, k_scale), kv_quant.quantize(v, v_cache.dtype, v_scale)
+    else:
+        kv_quant.check_kv(k, k_cache, v_cache, k_scale, v_scale)
+        _same_dtype(k_cache, v_cache, k, v)
     _check_device("cpu" if k_cache.device.type == "cpu" else "cuda", k_cache=k_cache,
                   v_cache=v_cache, k=k, v=v)
     # numpy on the host copy: this runs per layer per step, and numpy's
@@ -541,6 +560,24 @@ def _check_device(target: str, **tensors: torch.Tensor) -> None:
         devices.add(t.device)
     if len(devices) > 1:
         raise InputError(f"the tensors are on several devices: {sorted(map(str, devices))}")
+
+
+def _kv_dtypes(q, k, v, k_scale, v_scale, target: str) -> tuple[float, float]:
+    """q, k and v of one dtype, or fp8 k and v (CPU only): their scales."""
+    scales = kv_quant.check_kv(q, k, v, k_scale, v_scale)
+    if kv_quant.is_fp8(k) and target_kind(target) != "cpu":
+        raise InputError(f"fp8 K/V run on the CPU only (target {target!r}): the GPU kernels "
+                         "take one element type for q, k and v (docs/quantized-kv.md)")
+    if not kv_quant.is_fp8(k):
+        _same_dtype(q, k, v)
+    return scales
+
+
+def _scaled(got, v_scale: float):
+    """The output (or (out, lse)) times v_scale (kv_quant.scale_output)."""
+    if isinstance(got, tuple):
+        return kv_quant.scale_output(got[0], v_scale), got[1]
+    return kv_quant.scale_output(got, v_scale)
 
 
 def _same_dtype(*ts: torch.Tensor) -> None:

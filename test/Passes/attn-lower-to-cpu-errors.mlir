@@ -22,9 +22,9 @@ func.func @column_stride(%a: memref<8x16xf32>, %b: memref<16x8xf32, strided<[1, 
 
 // -----
 
-func.func @fp8_source(%k: memref<1x1x64x16xf8E4M3FN>, %kt: memref<16x16xf32>, %i: index) {
-  // expected-error @+1 {{attn-lower-to-cpu: source element type 'f8E4M3FN' is not supported (expected f16, bf16, f32 or f64)}}
-  attn.copy_tile %k[%i, %i, %i] to %kt transposed valid %i : memref<1x1x64x16xf8E4M3FN>, memref<16x16xf32>
+func.func @fp8_fnuz_source(%k: memref<1x1x64x16xf8E4M3FNUZ>, %kt: memref<16x16xf32>, %i: index) {
+  // expected-error @+1 {{attn-lower-to-cpu: source element type 'f8E4M3FNUZ' is not supported (expected f16, bf16, f32, f64, f8E4M3FN or f8E5M2)}}
+  attn.copy_tile %k[%i, %i, %i] to %kt transposed valid %i : memref<1x1x64x16xf8E4M3FNUZ>, memref<16x16xf32>
   return
 }
 

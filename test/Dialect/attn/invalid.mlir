@@ -327,3 +327,30 @@ func.func @huge(%q: tensor<1x2x4611686018427387904x64xf16>) -> tensor<1x2x461168
       : tensor<1x2x4611686018427387904x64xf16>, tensor<1x2x4611686018427387904x64xf16>, tensor<1x2x4611686018427387904x64xf16> -> tensor<1x2x4611686018427387904x64xf16>
   return %0 : tensor<1x2x4611686018427387904x64xf16>
 }
+
+// -----
+
+func.func @att_fp8_query(%q: tensor<1x8x16x64xf8E4M3FN>, %k: tensor<1x8x16x64xf8E4M3FN>) {
+  // expected-error @+1 {{query element type 'f8E4M3FN' is too narrow: 8-bit floats are for key and value only}}
+  %0 = attn.attention %q, %k, %k scale 1.0 mask none kv_group 1
+      : tensor<1x8x16x64xf8E4M3FN>, tensor<1x8x16x64xf8E4M3FN>, tensor<1x8x16x64xf8E4M3FN> -> tensor<1x8x16x64xf32>
+  return
+}
+
+// -----
+
+func.func @att_fp8_result(%q: tensor<1x8x16x64xf32>, %k: tensor<1x8x16x64xf8E4M3FN>) {
+  // expected-error @+1 {{result element type 'f8E5M2' is too narrow: 8-bit floats are for key and value only}}
+  %0 = attn.attention %q, %k, %k scale 1.0 mask none kv_group 1
+      : tensor<1x8x16x64xf32>, tensor<1x8x16x64xf8E4M3FN>, tensor<1x8x16x64xf8E4M3FN> -> tensor<1x8x16x64xf8E5M2>
+  return
+}
+
+// -----
+
+func.func @att_fp8_mixed_kv(%q: tensor<1x8x16x64xf32>, %k: tensor<1x8x16x64xf8E4M3FN>, %v: tensor<1x8x16x64xf16>) {
+  // expected-error @+1 {{key and value must share an 8-bit element type, got 'f8E4M3FN' and 'f16'}}
+  %0 = attn.attention %q, %k, %v scale 1.0 mask none kv_group 1
+      : tensor<1x8x16x64xf32>, tensor<1x8x16x64xf8E4M3FN>, tensor<1x8x16x64xf16> -> tensor<1x8x16x64xf32>
+  return
+}

@@ -51,3 +51,16 @@ func.func @fused(%q: tensor<1x32x128x64xf16>, %k: tensor<1x8x100x64xf16>,
       : tensor<?x4x?x64xf32>, tensor<?x1x?x64xf32>, tensor<?x1x?x64xf32> -> tensor<?x4x?x64xf32>
   return
 }
+
+// Quantized KV caches: fp8 key and value under a wider query and result.
+// CHECK-LABEL: func @fp8_kv
+func.func @fp8_kv(%q: tensor<?x32x?x128xbf16>, %k: tensor<?x8x?x128xf8E4M3FN>,
+                  %k2: tensor<?x8x?x128xf8E5M2>) {
+  // CHECK: attn.attention {{.*}} : tensor<?x32x?x128xbf16>, tensor<?x8x?x128xf8E4M3FN>, tensor<?x8x?x128xf8E4M3FN> -> tensor<?x32x?x128xbf16>
+  %0 = attn.attention %q, %k, %k scale 0.125 mask causal align bottom_right kv_group 4
+      : tensor<?x32x?x128xbf16>, tensor<?x8x?x128xf8E4M3FN>, tensor<?x8x?x128xf8E4M3FN> -> tensor<?x32x?x128xbf16>
+  // CHECK: attn.attention {{.*}} : tensor<?x32x?x128xbf16>, tensor<?x8x?x128xf8E5M2>, tensor<?x8x?x128xf8E5M2> -> tensor<?x32x?x128xf32>
+  %1 = attn.attention %q, %k2, %k2 scale 0.125 mask none kv_group 4
+      : tensor<?x32x?x128xbf16>, tensor<?x8x?x128xf8E5M2>, tensor<?x8x?x128xf8E5M2> -> tensor<?x32x?x128xf32>
+  return
+}

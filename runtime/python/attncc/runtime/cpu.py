@@ -47,7 +47,8 @@ _DYN = ir.ShapedType.get_dynamic_size()
 _DYN_STRIDE = ir.ShapedType.get_dynamic_stride_or_offset()
 
 _TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
-                 "f64": torch.float64, "i32": torch.int32}
+                 "f64": torch.float64, "i32": torch.int32,
+                 "f8E4M3FN": torch.float8_e4m3fn, "f8E5M2": torch.float8_e5m2}
 
 # Engines whose module uses the async runtime are kept for the life of the
 # process: a worker thread of the process-wide async runtime may still be

@@ -1,0 +1,326 @@
+"""Quantized KV caches (docs/quantized-kv.md): fp8 K and V (float8_e4m3fn,
+float8_e5m2) with per-tensor k_scale / v_scale under a float32, float16 or
+bfloat16 query, through attncc.attention, varlen_attention, paged_attention
+and paged_kv_append on the CPU.
+
+What must hold: every finite fp8 value is widened exactly (an attention over
+one key returns V itself); results match a float64 reference on the
+dequantized K/V (k * k_scale, v * v_scale) within flash-attn's criterion in
+every form the kernels take (prefill copies, decode in place, split-KV, paged
+gathers and in-place pages), with every score variant; one kernel serves a
+decode loop; the cache write quantizes as vLLM's does (saturating); bad
+combinations are refused by name."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from torch.nn.attention.bias import causal_lower_right
+
+import attncc
+from attncc.errors import InputError
+from attncc.frontend import kv_quant
+from property_budget import examples, property_seed
+from ragged_testing import Batch, check as ragged_check, make, paged_cache
+from test_variants import Case, make_inputs
+from test_variants import reference as variants_reference
+
+FP8 = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}
+WIDE = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+FLOOR = {"f32": 1e-5, "f16": 1e-3, "bf16": 1e-3}
+
+
+def finite_values(dt: torch.dtype) -> torch.Tensor:
+    """Every finite value of an fp8 dtype, as its bytes (NaN and inf left out)."""
+    b = torch.arange(256, dtype=torch.uint8).view(dt)
+    return b[torch.isfinite(b.float())]
+
+
+@pytest.mark.parametrize("fp8", sorted(FP8))
+@pytest.mark.parametrize("L", [1, 20])
+def test_every_fp8_value_widens_exactly(fp8, L):
+    """With one key the softmax weight is exactly 1 and the output is V: every
+    finite value (subnormals, both zeros, the largest) comes back as torch's
+    own widening, times v_scale. L = 1 reads V in place (decode), L = 20
+    through the packing copy; 250 columns leave a tail of partial vectors."""
+    dt = FP8[fp8]
+    vals = finite_values(dt)
+    n = 250
+    rows = [vals[i:i + n] for i in range(0, vals.numel(), n)]
+    for r in rows:
+        v = torch.zeros(1, 1, 1, n, dtype=torch.uint8).view(dt)
+        v[0, 0, 0, :r.numel()] = r
+        q = torch.randn(1, 2, L, 16)
+        k = torch.randn(1, 1, 1, 16).to(dt)
+        for v_scale in (None, 0.5):
+            out = attncc.attention(q, k, v, v_scale=v_scale)
+            want = v.float().expand(1, 2, L, n) * (v_scale or 1.0)
+            assert torch.equal(out, want), \
+                f"{fp8} L={L}: first bad value {v.float().flatten()[(out != want).flatten(-1).any(0).any(0).any(0)][:4]}"
+
+
+def quantized(k: torch.Tensor, v: torch.Tensor, fp8: str, k_scale: float, v_scale: float):
+    """fp8 K/V and their exact dequantized values (float64)."""
+    kq = kv_quant.quantize(k, FP8[fp8], k_scale)
+    vq = kv_quant.quantize(v, FP8[fp8], v_scale)
+    return kq, vq, kq.double() * k_scale, vq.double() * v_scale
+
+
+def check_against(c: Case, out, q, kd, vd, slopes, sinks, where: dict) -> None:
+    """flash-attn's criterion on the dequantized K/V: error <= 2x the same
+    attention computed in the query's dtype + a floor (times max |V|)."""
+    ref = variants_reference(c, q, kd, vd, slopes, sinks)
+    same = variants_reference(c, q, kd.to(q.dtype), vd.to(q.dtype), slopes, sinks,
+                              dtype=q.dtype)
+    assert out.shape == ref.shape and out.dtype == q.dtype, where
+    assert torch.isfinite(out).all(), where
+    err = (out.double() - ref).abs().max().item()
+    # the floor relative to V's magnitude (calibrated caches hold large values)
+    floor = FLOOR[c.dtype] * max(1.0, vd.abs().max().item())
+    bound = 2 * (same.double() - ref).abs().max().item() + floor
+    assert err <= bound, json.dumps(dict(where, err=err, bound=bound))
+
+
+def run_case(c: Case, fp8: str, k_scale: float, v_scale: float, **kw) -> None:
+    q, k, v, slopes, sinks = make_inputs(replace(c, dtype="f32"))
+    q = q.to(WIDE[c.dtype])
+    # Values spread like a calibrated cache's: k / k_scale fills the fp8 range.
+    k, v = k.float() * (60 * k_scale), v.float() * (60 * v_scale)
+    kq, vq, kd, vd = quantized(k, v, fp8, k_scale, v_scale)
+    mask = causal_lower_right(c.lq, c.lk) if c.causal and c.align == "bottom_right" else None
+    out = attncc.attention(q, kq, vq, causal=c.causal and mask is None, attn_mask=mask,
+                           window=c.window, softcap=c.softcap, alibi_slopes=slopes, sinks=sinks,
+                           k_scale=k_scale, v_scale=v_scale, **kw)
+    check_against(c, out, q, kd, vd, slopes, sinks,
+                  dict(case=c.describe(), fp8=fp8, k_scale=k_scale, v_scale=v_scale, kw=str(kw)))
+
+
+FORMS = {
+    # GQA decode: one query row, K/V read in place, the query heads packed
+    "decode_gqa": (Case(batch=3, kv_heads=2, group=4, lq=1, lk=300, head_dim=64), {}),
+    # the same, its KV range split over workers and merged with the LSEs
+    "decode_split": (Case(batch=1, kv_heads=2, group=4, lq=1, lk=700, head_dim=64),
+                     {"num_splits": 3}),
+    # a prefill chunk against a cache: K/V through the packing copies
+    "chunk_causal": (Case(batch=2, kv_heads=2, group=2, lq=33, lk=90, head_dim=32,
+                          causal=True, align="bottom_right"), {}),
+    "prefill_causal_d128": (Case(batch=1, kv_heads=1, group=2, lq=70, lk=70, head_dim=128,
+                                 causal=True), {}),
+    "window_softcap_sinks": (Case(batch=1, kv_heads=2, group=2, lq=9, lk=120, head_dim=32,
+                                  causal=True, align="bottom_right", window=(40, 0),
+                                  softcap=20.0, sinks=True), {}),
+    "alibi": (Case(batch=2, kv_heads=2, group=1, lq=5, lk=64, head_dim=32, alibi=True), {}),
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+@pytest.mark.parametrize("fp8", sorted(FP8))
+@pytest.mark.parametrize("dtype", ["f32", "bf16", "f16"])
+def test_attention_fp8_forms(form, fp8, dtype):
+    c, kw = FORMS[form]
+    run_case(replace(c, dtype=dtype), fp8, k_scale=0.02, v_scale=0.05, **kw)
+
+
+def test_lse_includes_k_scale():
+    """return_lse gives the log-sum-exp of the real scores: q . (k k_scale) * scale."""
+    c = Case(batch=1, kv_heads=2, group=2, lq=1, lk=200, head_dim=64)
+    q, k, v, _, _ = make_inputs(c)
+    kq, vq, kd, vd = quantized(k * 6, v, "e4m3", 0.1, 1.0)
+    out, lse = attncc.attention(q, kq, vq, k_scale=0.1, return_lse=True)
+    s = (q.double() @ kd.repeat_interleave(2, 1).mT) * 64 ** -0.5
+    assert torch.allclose(lse.double(), torch.logsumexp(s, -1), atol=1e-4, rtol=1e-5)
+
+
+def test_decode_loop_compiles_once_and_fast_path_keeps_scales_apart():
+    """A decode loop over a growing fp8 cache compiles one kernel; unit
+    scales take the fast path, other scales the full one (never a recipe
+    compiled for another scale)."""
+    g = torch.Generator().manual_seed(5)
+    cache_k = kv_quant.quantize(torch.randn(2, 2, 64, 64, generator=g) * 30, FP8["e4m3"], 1.0)
+    cache_v = kv_quant.quantize(torch.randn(2, 2, 64, 64, generator=g) * 30, FP8["e4m3"], 1.0)
+    q = torch.randn(2, 8, 1, 64, generator=g)
+    attncc.attention(q, cache_k[:, :, :40], cache_v[:, :, :40])
+    before = attncc.cache_info()["compiled"]
+    for S in range(41, 64):
+        k, v = cache_k[:, :, :S], cache_v[:, :, :S]
+        plain = attncc.attention(q, k, v)
+        scaled = attncc.attention(q, k, v, k_scale=0.5, v_scale=2.0)
+        c = Case(batch=2, kv_heads=2, group=4, lq=1, lk=S, head_dim=64)
+        check_against(c, plain, q, k.double(), v.double(), None, None, dict(S=S))
+        check_against(c, scaled, q, k.double() * 0.5, v.double() * 2.0, None, None,
+                      dict(S=S, scaled=True))
+    # one more kernel: the scaled calls' (k_scale joins the compiled scale)
+    assert attncc.cache_info()["compiled"] - before <= 1
+
+
+# -- ragged and paged ----------------------------------------------------------------------
+
+def ragged_fp8(b: Batch, fp8: str, k_scale: float, v_scale: float):
+    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
+    k, v = k.float() * (60 * k_scale), v.float() * (60 * v_scale)
+    kq, vq, kd, vd = quantized(k, v, fp8, k_scale, v_scale)
+    return q, kq, vq, kd, vd, cu_q, cu_k, slopes, sinks
+
+
+PAGED = {
+    "decode_p16_nhd": Batch(((1, 1), (1, 33), (1, 300), (1, 17)), kv_heads=2, group=4,
+                            causal=True, page_size=16, head_dim=64),
+    "decode_p1_hnd": Batch(((1, 5), (1, 130)), kv_heads=2, group=4, causal=True, page_size=1,
+                           layout="HND", head_dim=64),
+    "chunked_p5_variants": Batch(((3, 3), (0, 5), (20, 90), (1, 40)), causal=True, page_size=5,
+                                 window=(30, 0), softcap=15.0, sinks=True, return_lse=True,
+                                 options={"block_m": 16}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAGED))
+@pytest.mark.parametrize("fp8", sorted(FP8))
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_paged_fp8(name, fp8, dtype):
+    b = replace(PAGED[name], dtype=dtype)
+    q, kq, vq, kd, vd, cu_q, cu_k, slopes, sinks = ragged_fp8(b, fp8, 0.03, 0.01)
+    # The cache is built in f32 from exact fp8 values (garbage pages included,
+    # saturated to fp8's range), then stored as fp8: the same bytes.
+    kc, vc, table, lens = paged_cache(b, kq.float(), vq.float(), cu_k)
+    kc, vc = kv_quant.quantize(kc, FP8[fp8], 1.0), kv_quant.quantize(vc, FP8[fp8], 1.0)
+    decode = all(lq == 1 for lq, _ in b.lengths)
+    kw = dict(causal=b.causal, window=b.window, softcap=b.softcap, alibi_slopes=slopes,
+              sinks=sinks, layout=b.layout, return_lse=b.return_lse, k_scale=0.03,
+              v_scale=0.01, **b.options)
+    if decode:
+        out = attncc.paged_attention(q, kc, vc, table, lens, **kw)
+    else:
+        out = attncc.paged_attention(q, kc, vc, table, lens, cu_seqlens_q=cu_q,
+                                     max_seqlen_q=max(lq for lq, _ in b.lengths), **kw)
+    out, lse = out if b.return_lse else (out, None)
+    ragged_check(b, out, q, kd, vd, cu_q, cu_k, slopes, sinks, lse)
+
+
+@pytest.mark.parametrize("fp8", sorted(FP8))
+def test_varlen_fp8_mixed_prefill_and_decode(fp8):
+    b = Batch(((30, 30), (1, 200), (1, 1), (12, 64)), kv_heads=2, group=2, causal=True,
+              head_dim=64, dtype="bf16")
+    q, kq, vq, kd, vd, cu_q, cu_k, slopes, sinks = ragged_fp8(b, fp8, 0.02, 0.04)
+    out = attncc.varlen_attention(q, kq, vq, cu_q, cu_k, 30, 200, causal=True, k_scale=0.02,
+                                  v_scale=0.04)
+    ragged_check(b, out, q, kd, vd, cu_q, cu_k, slopes, sinks)
+
+
+@pytest.mark.parametrize("fp8", sorted(FP8))
+@pytest.mark.parametrize("layout", ["NHD", "HND"])
+def test_paged_kv_append_quantizes_and_saturates(fp8, layout):
+    """Appending to an fp8 cache stores k / k_scale rounded as torch rounds,
+    saturated at the dtype's largest value (not NaN / inf); attention over
+    the cache then equals the dequantized tokens'."""
+    dt = FP8[fp8]
+    top = torch.finfo(dt).max
+    g = torch.Generator().manual_seed(11)
+    P, Hkv, D, T = 4, 2, 32, 10
+    k = torch.randn(T, Hkv, D, generator=g) * 3
+    v = torch.randn(T, Hkv, D, generator=g) * 3
+    k[0, 0, :4] = torch.tensor([1e6, -1e6, top * 0.5 * 0.25, 0.0])   # saturates / exact
+    shape = (3, P, Hkv, D) if layout == "NHD" else (3, Hkv, P, D)
+    kc = torch.zeros(shape, dtype=torch.uint8).view(dt)
+    vc = torch.zeros(shape, dtype=torch.uint8).view(dt)
+    slots = torch.tensor([8, 9, 10, 11, 0, 1, 2, 3, 4, 5], dtype=torch.int32)
+    attncc.paged_kv_append(kc, vc, k, v, slots, layout=layout, k_scale=0.25, v_scale=0.5)
+    kn = kc if layout == "NHD" else kc.transpose(1, 2)
+    vn = vc if layout == "NHD" else vc.transpose(1, 2)
+    for t, s in enumerate(slots.tolist()):
+        want_k = (k[t] / 0.25).clamp(-top, top).to(dt)
+        want_v = (v[t] / 0.5).clamp(-top, top).to(dt)
+        assert torch.equal(kn[s // P, s % P].view(torch.uint8), want_k.view(torch.uint8))
+        assert torch.equal(vn[s // P, s % P].view(torch.uint8), want_v.view(torch.uint8))
+    assert kn[2, 0, 0, 0].float() == top and kn[2, 0, 0, 1].float() == -top
+    table = torch.tensor([[2, 0, 1]], dtype=torch.int32)
+    q = torch.randn(1, 4, D, generator=g)
+    out = attncc.paged_attention(q, kc, vc, table, torch.tensor([T], dtype=torch.int32),
+                                 layout=layout, k_scale=0.25, v_scale=0.5)
+    order = [8, 9, 10, 11, 0, 1, 2, 3, 4, 5]
+    kd = torch.stack([kn[s // P, s % P] for s in order]).double() * 0.25
+    vd = torch.stack([vn[s // P, s % P] for s in order]).double() * 0.5
+    c = Case(batch=1, kv_heads=Hkv, group=2, lq=1, lk=T, head_dim=D)
+    check_against(c, out.view(1, 4, 1, D), q.view(1, 4, 1, D), kd.transpose(0, 1)[None],
+                  vd.transpose(0, 1)[None], None, None, dict(fp8=fp8, layout=layout))
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+def test_refusals_name_the_problem():
+    q = torch.randn(1, 4, 3, 32)
+    k8 = torch.randn(1, 2, 9, 32).to(torch.float8_e4m3fn)
+    with pytest.raises(InputError, match="q has dtype torch.float8_e4m3fn"):
+        attncc.attention(k8, k8, k8)
+    with pytest.raises(InputError, match="one fp8 dtype"):
+        attncc.attention(q, k8, k8.float().to(torch.float8_e5m2))
+    with pytest.raises(InputError, match="one fp8 dtype"):
+        attncc.attention(q, k8, k8.float())
+    with pytest.raises(InputError, match="one dtype"):
+        attncc.attention(q.bfloat16(), k8.float(), k8.float())
+    with pytest.raises(InputError, match="apply to fp8 K/V"):
+        attncc.attention(q, k8.float(), k8.float(), k_scale=0.5)
+    for bad in (0.0, -1.0, float("nan"), float("inf"), torch.ones(2), True, "1"):
+        with pytest.raises(InputError, match="k_scale"):
+            attncc.attention(q, k8, k8, k_scale=bad)
+    assert attncc.attention(q, k8, k8, v_scale=torch.tensor([2.0])).shape == (1, 4, 3, 32)
+    with pytest.raises(InputError, match="CPU only"):
+        attncc.attention(q, k8, k8, target="sm_80")
+    qp = torch.randn(2, 4, 32)
+    kc = torch.zeros(4, 16, 2, 32, dtype=torch.float8_e5m2)
+    table = torch.zeros(2, 1, dtype=torch.int32)
+    lens = torch.ones(2, dtype=torch.int32)
+    with pytest.raises(InputError, match="CPU only"):
+        attncc.paged_attention(qp, kc, kc, table, lens, target="sm_90a")
+    with pytest.raises(InputError, match="v_scale"):
+        attncc.paged_attention(qp, kc, kc, table, lens, v_scale=-2.0)
+    with pytest.raises(InputError, match="float8_e4m3fn / float8_e5m2"):
+        attncc.paged_attention(qp, kc.view(torch.uint8), kc.view(torch.uint8), table, lens)
+    with pytest.raises(InputError, match="expected float32, float16 or bfloat16"):
+        attncc.paged_kv_append(kc, kc, qp[:, :2].to(torch.float8_e5m2),
+                               qp[:, :2].to(torch.float8_e5m2), torch.zeros(2, dtype=torch.int32))
+
+
+def test_dialect_refuses_fp8_query():
+    """A graph with an fp8 query is refused by the attn.attention verifier."""
+    from attncc.errors import AttnccError
+    g = attncc.Graph("fp8_query")
+    q = g.input("q", (1, 2, 4, 16), "f8E4M3FN")
+    with pytest.raises(AttnccError, match="8-bit floats are for key and value only"):
+        g.output(g.attention(q, q, q))
+        attncc.compile_graph(g)
+
+
+# -- property ------------------------------------------------------------------------------
+
+PROPERTY_SEED = property_seed(20261207)
+
+
+def test_property_fp8_attention(capsys):
+    with capsys.disabled():
+        print(f"\ntest_kv_quant property: seed {PROPERTY_SEED}")
+
+    @seed(PROPERTY_SEED)
+    @settings(max_examples=examples(20), deadline=None, database=None, print_blob=True,
+              suppress_health_check=list(HealthCheck))
+    @given(fp8=st.sampled_from(sorted(FP8)), dtype=st.sampled_from(sorted(WIDE)),
+           batch=st.integers(1, 3), kv_heads=st.integers(1, 3), group=st.sampled_from([1, 2, 4]),
+           lq=st.integers(1, 40), lk=st.integers(1, 400), head_dim=st.sampled_from([32, 64, 128]),
+           causal=st.booleans(), softcap=st.sampled_from([None, 30.0]),
+           k_scale=st.sampled_from([1.0, 0.01, 3.0]), v_scale=st.sampled_from([1.0, 0.07]),
+           seed_=st.integers(0, 2 ** 16))
+    def prop(fp8, dtype, batch, kv_heads, group, lq, lk, head_dim, causal, softcap, k_scale,
+             v_scale, seed_):
+        c = Case(batch=batch, kv_heads=kv_heads, group=group, lq=min(lq, lk), lk=lk,
+                 head_dim=head_dim, dtype=dtype, causal=causal,
+                 align="bottom_right" if causal else "top_left", softcap=softcap, seed=seed_)
+        try:
+            run_case(c, fp8, k_scale, v_scale)
+        except Exception as e:
+            raise AssertionError(f"failing configuration: {c.describe()} fp8={fp8} "
+                                 f"k_scale={k_scale} v_scale={v_scale}: {e}") from e
+
+    prop()
