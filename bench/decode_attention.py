@@ -3,7 +3,8 @@ beside torch SDPA (enable_gqa=True) in the same run, as a fraction of the
 machine's read bandwidth measured in that run.
 
 Rows: B in {1, 8}, Hq32/Hkv8 (GQA 4), D128, KV in {1k, 4k, 32k}, fp32 and
-bf16. Decode reads every K/V byte once, so its limit is memory bandwidth:
+bf16 (and, with --dtype, fp8e4m3 / fp8e5m2: quantized K/V under a bf16 query,
+beside torch widening K/V to bf16 for SDPA). Decode reads every K/V byte once, so its limit is memory bandwidth:
 "bw" is (K + V bytes) / time / the measured read bandwidth (torch.sum over
 512 MiB). "P" is the split count attncc chose (split-KV, flash decoding;
 attncc.frontend.split_kv.plan); "P=1 ms" the same kernel family without
@@ -28,6 +29,7 @@ of the same bytes, at the same moments, reaches.
 
     python bench/decode_attention.py
     python bench/decode_attention.py --kv 4096 --batch 1 --dtype fp32
+    python bench/decode_attention.py --kv 4096 --batch 8 --dtype bf16 fp8e4m3 fp8e5m2
 """
 from __future__ import annotations
 
@@ -46,7 +48,12 @@ from attncc.frontend import split_kv  # noqa: E402
 from attncc.options import CompileOptions  # noqa: E402
 from attncc.targets import cpu as cpu_target  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# name -> (q's dtype, K/V's dtype). fp8 rows: quantized caches (scales 1, as
+# vLLM's default) under a bf16 query; torch's peer widens K/V to bf16 and runs
+# SDPA (torch has no fp8 attention on the CPU).
+DTYPES = {"fp32": (torch.float32, torch.float32), "bf16": (torch.bfloat16, torch.bfloat16),
+          "fp8e4m3": (torch.bfloat16, torch.float8_e4m3fn),
+          "fp8e5m2": (torch.bfloat16, torch.float8_e5m2)}
 
 
 def reference0(q, k, v) -> torch.Tensor:
@@ -84,23 +91,29 @@ def stream_read(k: torch.Tensor, v: torch.Tensor) -> None:
          else flat.float()).sum()
 
 
-def row(B: int, S: int, dtype: torch.dtype, Hq: int, Hkv: int, D: int, bw: float,
+def torch_peer(q, k, v):
+    if k.dtype != q.dtype:    # fp8: widen, then SDPA
+        k, v = k.to(q.dtype), v.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+
+
+def row(B: int, S: int, name: str, Hq: int, Hkv: int, D: int, bw: float,
         repeats: int, num_splits, cold_mib: int) -> str:
     g = torch.Generator().manual_seed(0)
+    dtype, kv_dtype = DTYPES[name]
     q = torch.randn(B, Hq, 1, D, generator=g).to(dtype)
-    k = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
-    v = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
+    k = torch.randn(B, Hkv, S, D, generator=g).to(kv_dtype)
+    v = torch.randn(B, Hkv, S, D, generator=g).to(kv_dtype)
     ours = attncc.attention(q, k, v, num_splits=num_splits)   # compiles (or loads) the kernel
     attncc.attention(q, k, v, num_splits=1)
     err = (ours[0].double() - reference0(q, k, v)).abs().max().item()
     nbytes = 2 * B * Hkv * S * D * k.element_size()
     layers = Layers(k, v, max(1, -(-(cold_mib << 20) // nbytes)))
     t_torch, t_ours, t_one, t_sum = alternating_blocks_ms(
-        [lambda: F.scaled_dot_product_attention(q, *layers.next(), enable_gqa=True),
+        [lambda: torch_peer(q, *layers.next()),
          lambda: attncc.attention(q, *layers.next(), num_splits=num_splits),
          lambda: attncc.attention(q, *layers.next(), num_splits=1),
          lambda: stream_read(*layers.next())], repeats, rounds=2)
-    name = {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
     # The split count attention() chose (GQA packing: Hkv heads of Hq / Hkv rows).
     opts = CompileOptions().resolved("cpu", Hq // Hkv)
     P = num_splits or split_kv.plan("cpu", "cpu", opts.num_threads, opts.block_m, opts.block_n,
@@ -143,7 +156,7 @@ def main() -> None:
     for dt in args.dtype:
         for B in args.batch:
             for S in args.kv:
-                print(row(B, S, DTYPES[dt], args.heads, args.kv_heads, args.head_dim, bw,
+                print(row(B, S, dt, args.heads, args.kv_heads, args.head_dim, bw,
                           args.repeats, args.num_splits, args.cold_mib), flush=True)
     bw2 = read_bandwidth()
     print(f"\nread bandwidth after the table: {bw2 / 1e9:.1f} GB/s; load average "

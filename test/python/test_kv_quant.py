@@ -248,6 +248,44 @@ def test_paged_kv_append_quantizes_and_saturates(fp8, layout):
                   vd.transpose(0, 1)[None], None, None, dict(fp8=fp8, layout=layout))
 
 
+# -- every ISA class --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,widen", [("x86-64-v3", r"vcvtph2ps\s+%xmm\d+, %ymm"),
+                                        ("x86-64-v4", r"vcvtph2ps\s+%(x|y)mm\d+, %(y|z)mm"),
+                                        ("aarch64", r"fcvtl2?\s+v\d+\.4s")])
+@pytest.mark.parametrize("form", ["prefill", "kv_in_place", "paged"])
+@pytest.mark.parametrize("fp8", ["f8E4M3FN", "f8E5M2"])
+def test_fp8_kernels_compile_for_every_class(name, widen, form, fp8):
+    """fp8 K/V widen through the class's own f16 -> f32 instruction (F16C's
+    vcvtph2ps, Arm's fcvtl), never a runtime library call, in the copying
+    prefill form, the in-place decode form and the paged gather, whichever
+    host compiles them (assembly of the forced class)."""
+    import re
+    from attncc.compiler import compile_graph
+    from attncc.options import CompileOptions
+    from attncc.targets import cpu as cpu_target
+    g = attncc.Graph("fp8_attention")
+    if form == "paged":
+        q = g.input("q", (None, 4, None, 64), "bf16")
+        k = g.input("k", (None, 2, None, 64), fp8)
+        v = g.input("v", (None, 2, None, 64), fp8)
+        work = g.input("work", (None, 7), "i32")
+        table = g.input("block_table", (None, None), "i32")
+        g.output(g.ragged_attention(q, k, v, work, block_table=table, scale=0.125))
+        opts = CompileOptions(cpu=name)
+    else:
+        q = g.input("q", (None, 4, None, 64), "f32")
+        k = g.input("k", (None, 2, None, 64), fp8)
+        v = g.input("v", (None, 2, None, 64), fp8)
+        g.output(g.attention(q, k, v, mask="causal"))
+        opts = CompileOptions(cpu=name, **({"block_m": 4, "kv_in_place": True}
+                                           if form == "kv_in_place" else {}))
+    c = compile_graph(g, opts, stop_after="llvm")
+    asm = cpu_target.assembly(c.ir("llvm"), cpu_target.ISAS[name])
+    assert re.search(widen, asm), f"no {widen} in the {name} assembly ({form}, {fp8})"
+    assert "__extendhfsf2" not in asm and "__extendbfsf2" not in asm
+
+
 # -- bad input -----------------------------------------------------------------------------
 
 def test_refusals_name_the_problem():

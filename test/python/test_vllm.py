@@ -52,24 +52,44 @@ def model_dir(tmp_path_factory) -> Path:
     return d
 
 
-def _serve(model_dir: Path, tmp_path: Path, tag: str, tp: int, use_attncc: bool):
+def _serve(model_dir: Path, tmp_path: Path, tag: str, tp: int, use_attncc: bool,
+           kv_cache_dtype: str = "auto"):
     out, stats = tmp_path / f"{tag}.json", tmp_path / f"{tag}.stats"
     env = dict(os.environ, ATTNCC_VLLM="1" if use_attncc else "0",
                ATTNCC_VLLM_STATS=str(stats))
     proc = subprocess.run([sys.executable, str(HERE / "vllm_generate.py"), str(model_dir),
-                           str(tp), str(out)], env=env, capture_output=True, text=True,
-                          timeout=900)
+                           str(tp), str(out), kv_cache_dtype], env=env, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     counts = [json.loads(p.read_text()) for p in tmp_path.glob(f"{tag}.stats.*")]
     return json.loads(out.read_text()), counts
 
 
-def _eager_tokens(model_dir: Path) -> list[list[int]]:
+def _fp8_eager(fp8: torch.dtype) -> str:
+    """transformers' eager attention with K and V rounded to `fp8` and back
+    (scale 1, saturating as vLLM's cache write): what a model with an fp8 KV
+    cache computes. Registered (with eager's mask) under a name of its own."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+    from attncc.frontend.kv_quant import quantize
+
+    def attention(module, query, key, value, attention_mask, **kw):
+        key, value = (quantize(t, fp8, 1.0).to(t.dtype) for t in (key, value))
+        return eager_attention_forward(module, query, key, value, attention_mask, **kw)
+
+    name = f"eager_{str(fp8).removeprefix('torch.')}"
+    AttentionInterface.register(name, attention)
+    AttentionMaskInterface.register(name, eager_mask)
+    return name
+
+
+def _eager_tokens(model_dir: Path, attn: str = "eager") -> list[list[int]]:
     import transformers
     sys.path.insert(0, str(HERE))
     from vllm_generate import PROMPTS
     m = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                          attn_implementation="eager")
+                                                          attn_implementation=attn)
     res = []
     for p in PROMPTS:
         ids = m.generate(torch.tensor([p]), max_new_tokens=12, do_sample=False,
@@ -98,3 +118,18 @@ def test_vllm_tensor_parallel_two_processes(model_dir: Path, tmp_path: Path) -> 
     ran = [c for c in counts if c["forward"] > 0]
     assert len(ran) == 2, counts                            # both workers ran attncc
     assert tp == _eager_tokens(model_dir)
+
+
+@pytest.mark.parametrize("kv_cache_dtype, fp8", [("fp8", torch.float8_e4m3fn),
+                                                 ("fp8_e5m2", torch.float8_e5m2)])
+def test_vllm_fp8_kv_cache(model_dir: Path, tmp_path: Path, kv_cache_dtype, fp8) -> None:
+    """vLLM with an fp8 KV cache on attncc's kernels (vLLM's own CPU kernels
+    need AVX-512 or AMX for it; attncc's run on any host): the tokens of
+    transformers' eager attention over the same K/V rounded to fp8."""
+    if not _plugin_installed() and not REQUIRED:
+        pytest.skip("attncc's vllm.general_plugins entry point is not installed")
+    ours, counts = _serve(model_dir, tmp_path, kv_cache_dtype, 1, use_attncc=True,
+                          kv_cache_dtype=kv_cache_dtype)
+    assert sum(c["fp8_forward"] for c in counts) > 0, counts   # on the fp8 cache
+    assert sum(c["kv_update"] for c in counts) > 0, counts
+    assert ours == _eager_tokens(model_dir, _fp8_eager(fp8))

