@@ -142,12 +142,16 @@ static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
   ImplicitLocOpBuilder &b = e.ib;
   Value a = op.getA(), bm = op.getB(), c = op.getC();
   auto [rows, cols, init] = registerBlock(e, op, i0, mr, col0, nv, w, lastRow);
+  // E4M3 rows (an fp8 V read in place) are summed unscaled from zero; the
+  // block's sums then take the factor once: c = init + factor * sums.
+  double factor = CpuEmitter::unscaledFactor(bm);
+  SmallVector<Value> start = factor == 1.0 ? init : SmallVector<Value>(init.size(), e.splat(0.0, w));
   SmallVector<Value> res =
-      e.loop(e.idx(0), K, e.idx(1), init, [&](Value k, ValueRange acc) -> SmallVector<Value> {
+      e.loop(e.idx(0), K, e.idx(1), start, [&](Value k, ValueRange acc) -> SmallVector<Value> {
         prefetchKeyRow(e, op, k, col0, nv * w);
         SmallVector<Value> bv;
         for (int64_t j = 0; j < nv; ++j)
-          bv.push_back(e.loadF32(bm, {k, cols[j]}, w));
+          bv.push_back(e.loadF32Unscaled(bm, {k, cols[j]}, w));
         SmallVector<Value> next(acc.begin(), acc.end());
         for (int64_t r = 0; r < mr; ++r) {
           Value av = e.bcast(e.loadScalarF32(a, {rows[r], k}), w);
@@ -156,6 +160,9 @@ static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
         }
         return next;
       });
+  if (factor != 1.0)
+    for (auto [x, i] : llvm::zip(res, init))
+      x = vector::FMAOp::create(b, x, e.splat(factor, w), i);
   for (int64_t r = 0; r < mr; ++r)
     for (int64_t j = 0; j < nv; ++j)
       e.storeF32(res[r * nv + j], c, {rows[r], cols[j]});
@@ -173,9 +180,14 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, V
   int64_t W = std::min(e.W, K);
   Value a = op.getA(), bm = op.getB(), c = op.getC();
   bool pairs = op.getPairs();
+  // E4M3 rows of b (an fp8 K read in place) are loaded unscaled; their
+  // factor joins the sums' scale.
+  double factor = CpuEmitter::unscaledFactor(bm);
   std::optional<double> scale;
-  if (auto s = op.getScale(); s && s->convertToDouble() != 1.0)
-    scale = s->convertToDouble();
+  if (auto s = op.getScale(); s && s->convertToDouble() * factor != 1.0)
+    scale = s->convertToDouble() * factor;
+  else if (!s && factor != 1.0)
+    scale = factor;
   auto scaled = [&](Value v) -> Value {
     if (!scale)
       return v;
@@ -194,7 +206,7 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, V
   auto step = [&](Value k, int64_t w, ValueRange acc) {
     SmallVector<Value> bv;
     for (int64_t j = 0; j < nj; ++j)
-      bv.push_back(e.loadF32(bm, {cols[j], k}, w));
+      bv.push_back(e.loadF32Unscaled(bm, {cols[j], k}, w));
     SmallVector<Value> next(acc.begin(), acc.end());
     for (int64_t r = 0; r < mr; ++r) {
       Value av = e.loadF32(a, {rows[r], k}, w);

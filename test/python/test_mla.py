@@ -198,3 +198,21 @@ def test_one_block_calls_take_the_split_form():
     assert one.split_kernel and one.splits == 2, one
     many = split_kv.plan("cpu", "cpu", 2, 128, 64, 1, 1, 300, 4096, DK, None)
     assert not many.split_kernel, many
+
+
+@pytest.mark.parametrize("fp8", [torch.float8_e4m3fn, torch.float8_e5m2], ids=["e4m3", "e5m2"])
+@pytest.mark.parametrize("B,Hq,L,S", SHAPES[:3])
+def test_fp8_latent_cache(B, Hq, L, S, fp8, copies):
+    """FlashMLA's FP8 KV: the latent cache in fp8 with one scale (V still a
+    view of it), dequantized as the kernel loads it, without a copy."""
+    g = torch.Generator().manual_seed(B + Hq + L + S)
+    q = torch.randn(B, Hq, L, DK, generator=g)
+    scale = 0.02
+    latent = (torch.randn(B, 1, S, DK, generator=g) / scale).clamp(-448, 448).to(fp8)
+    causal = L > 1
+    got = attncc.attention(q, latent, latent[..., :DV], scale=SCALE, k_scale=scale,
+                           v_scale=scale, attn_mask=causal_lower_right(L, S) if causal else None)
+    assert copies == [], copies
+    real = latent.double() * scale
+    assert_close(got, q, real, real[..., :DV], dict(B=B, Hq=Hq, L=L, S=S, fp8=str(fp8)),
+                 causal_offset=S - L if causal else None)
