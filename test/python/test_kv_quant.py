@@ -32,6 +32,7 @@ from test_variants import reference as variants_reference
 FP8 = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}
 WIDE = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 FLOOR = {"f32": 1e-5, "f16": 1e-3, "bf16": 1e-3}
+PROPERTY_SEED = property_seed(20261207)
 
 
 def finite_values(dt: torch.dtype) -> torch.Tensor:
@@ -161,8 +162,9 @@ def test_decode_loop_compiles_once_and_fast_path_keeps_scales_apart():
 
 def ragged_fp8(b: Batch, fp8: str, k_scale: float, v_scale: float):
     q, k, v, cu_q, cu_k, slopes, sinks = make(b)
-    k, v = k.float() * (60 * k_scale), v.float() * (60 * v_scale)
-    kq, vq, kd, vd = quantized(k, v, fp8, k_scale, v_scale)
+    # real values ~N(0, 1) (ragged_testing's floors are absolute): k / k_scale
+    # spreads over fp8's range for the small scales
+    kq, vq, kd, vd = quantized(k.float(), v.float(), fp8, k_scale, v_scale)
     return q, kq, vq, kd, vd, cu_q, cu_k, slopes, sinks
 
 
@@ -181,23 +183,52 @@ PAGED = {
 @pytest.mark.parametrize("fp8", sorted(FP8))
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
 def test_paged_fp8(name, fp8, dtype):
-    b = replace(PAGED[name], dtype=dtype)
-    q, kq, vq, kd, vd, cu_q, cu_k, slopes, sinks = ragged_fp8(b, fp8, 0.03, 0.01)
+    run_paged_fp8(replace(PAGED[name], dtype=dtype), fp8, 0.03, 0.01)
+
+
+def run_paged_fp8(b: Batch, fp8: str, k_scale: float, v_scale: float) -> None:
+    q, kq, vq, kd, vd, cu_q, cu_k, slopes, sinks = ragged_fp8(b, fp8, k_scale, v_scale)
     # The cache is built in f32 from exact fp8 values (garbage pages included,
     # saturated to fp8's range), then stored as fp8: the same bytes.
     kc, vc, table, lens = paged_cache(b, kq.float(), vq.float(), cu_k)
     kc, vc = kv_quant.quantize(kc, FP8[fp8], 1.0), kv_quant.quantize(vc, FP8[fp8], 1.0)
-    decode = all(lq == 1 for lq, _ in b.lengths)
     kw = dict(causal=b.causal, window=b.window, softcap=b.softcap, alibi_slopes=slopes,
-              sinks=sinks, layout=b.layout, return_lse=b.return_lse, k_scale=0.03,
-              v_scale=0.01, **b.options)
-    if decode:
+              sinks=sinks, layout=b.layout, return_lse=b.return_lse, k_scale=k_scale,
+              v_scale=v_scale, **b.options)
+    if all(lq == 1 for lq, _ in b.lengths):
         out = attncc.paged_attention(q, kc, vc, table, lens, **kw)
     else:
         out = attncc.paged_attention(q, kc, vc, table, lens, cu_seqlens_q=cu_q,
                                      max_seqlen_q=max(lq for lq, _ in b.lengths), **kw)
     out, lse = out if b.return_lse else (out, None)
     ragged_check(b, out, q, kd, vd, cu_q, cu_k, slopes, sinks, lse)
+
+
+def test_property_paged_fp8(capsys):
+    """Ragged batches (decode-only or mixed) against fp8 pages of any size in
+    shuffled order, both layouts, both fp8 dtypes, 16/32-bit queries."""
+    with capsys.disabled():
+        print(f"\ntest_kv_quant paged property: seed {PROPERTY_SEED}")
+    lengths = st.lists(st.tuples(st.integers(0, 20), st.integers(1, 300)).map(
+        lambda t: (min(t), t[1]) if t[0] % 3 else (1, t[1])), min_size=1, max_size=4)
+
+    @seed(PROPERTY_SEED)
+    @settings(max_examples=examples(12), deadline=None, database=None, print_blob=True,
+              suppress_health_check=list(HealthCheck))
+    @given(lengths=lengths, page=st.integers(1, 256), layout=st.sampled_from(["NHD", "HND"]),
+           fp8=st.sampled_from(sorted(FP8)), dtype=st.sampled_from(["f32", "bf16", "f16"]),
+           k_scale=st.sampled_from([1.0, 0.02]), v_scale=st.sampled_from([1.0, 0.3]),
+           seed_=st.integers(0, 2 ** 16))
+    def prop(lengths, page, layout, fp8, dtype, k_scale, v_scale, seed_):
+        b = Batch(tuple(lengths), causal=True, page_size=page, layout=layout, dtype=dtype,
+                  seed=seed_, head_dim=64, options={"block_m": 16})
+        try:
+            run_paged_fp8(b, fp8, k_scale, v_scale)
+        except Exception as e:
+            raise AssertionError(f"failing configuration: {b.describe()} fp8={fp8} "
+                                 f"k_scale={k_scale} v_scale={v_scale}: {e}") from e
+
+    prop()
 
 
 @pytest.mark.parametrize("fp8", sorted(FP8))
@@ -333,9 +364,6 @@ def test_dialect_refuses_fp8_query():
 
 
 # -- property ------------------------------------------------------------------------------
-
-PROPERTY_SEED = property_seed(20261207)
-
 
 def test_property_fp8_attention(capsys):
     with capsys.disabled():
