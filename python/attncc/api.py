@@ -305,7 +305,7 @@ def _cached_options(target: str, options: dict[str, Any]) -> CompileOptions:
 
 
 def _check_qkv(q: Any, k: Any, v: Any, target: str, k_scale: Any = None,
-               v_scale: Any = None) -> tuple[float, float]:
+               v_scale: Any = None) -> tuple[Any, Any]:
     """Checks q, k and v; returns the fp8 K/V scales (frontend/kv_quant.py)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -319,7 +319,7 @@ def _check_qkv(q: Any, k: Any, v: Any, target: str, k_scale: Any = None,
         if t.layout != torch.strided:
             raise InputError(f"{name} has layout {t.layout}; only dense tensors are supported")
     check_no_grad((("q", q), ("k", k), ("v", v)))
-    scales = kv_quant.check_kv(q, k, v, k_scale, v_scale)
+    scales = kv_quant.check_kv(q, k, v, k_scale, v_scale, k.shape[1])
     if kv_quant.is_fp8(k) and target != "cpu":
         raise InputError(f"fp8 K/V run on the CPU only (target {target!r}): the GPU kernels "
                          "take one element type for q, k and v (docs/quantized-kv.md)")
@@ -380,8 +380,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     splits, P in [2, 256] forces P splits.
 
     Quantized KV (CPU): k and v may be torch.float8_e4m3fn or float8_e5m2
-    with per-tensor `k_scale` / `v_scale` (numbers or one-element tensors;
-    the values are k * k_scale and v * v_scale; frontend/kv_quant.py)."""
+    with `k_scale` / `v_scale`: numbers, one-element tensors or [B, Hkv]
+    tensors (FlashAttention-3's descale); the values are k * k_scale and
+    v * v_scale (frontend/kv_quant.py)."""
     sig = None
     if not options and attn_mask is None and alibi_slopes is None and sinks is None and \
             return_lse is False and num_splits is None and target == "cpu" and \
@@ -396,6 +397,13 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     opts = _cached_options(target, options)
     split_kv.check_args(return_lse, num_splits)
     k_scale, v_scale = _check_qkv(q, k, v, target, k_scale, v_scale)
+    if kv_quant.widened(q, k_scale, v_scale):  # per-head scales, or v_scale on a 16-bit q
+        q32, k_scale = kv_quant.widen_query(q, k_scale, q.shape[0])
+        got = attention(q32, k, v, causal=causal, scale=scale, attn_mask=attn_mask,
+                        window=window, softcap=softcap, alibi_slopes=alibi_slopes, sinks=sinks,
+                        return_lse=return_lse, num_splits=num_splits, k_scale=k_scale,
+                        target=target, **options)
+        return kv_quant.finish(got, q.dtype, v_scale, q.shape[0])
     if scale is not None:
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
                 not math.isfinite(scale):

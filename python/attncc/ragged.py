@@ -307,7 +307,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     split_kv.check_args(return_lse, num_splits)
     q = _check_float("q", q, 3)
     k, v = (_check_float(n, t, 3, fp8=True) for n, t in (("k", k), ("v", v)))
-    k_scale, v_scale = _kv_dtypes(q, k, v, k_scale, v_scale, target)
+    k_scale, v_scale = _kv_dtypes(q, k, v, k_scale, v_scale, target, k.shape[1])
     check_no_grad((("q", q), ("k", k), ("v", v)))
     # A runner (the tests' GPU emulator) runs the GPU kernel on host tensors.
     _check_device("cpu" if runner else target, q=q, k=k, v=v)
@@ -328,8 +328,8 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
     k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
-    return _scaled(_run(q, k4, v4, plan, None, scale * k_scale, sides, softcap, slopes, sink,
-                        options, return_lse, num_splits, target, runner), v_scale)
+    return _scaled_run(q, plan, k_scale, v_scale, scale, k4, v4, plan, None, sides, softcap,
+                       slopes, sink, options, return_lse, num_splits, target, runner)
 
 
 def plan_varlen(cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor, max_seqlen_q: int,
@@ -463,7 +463,8 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     q = _check_float("q", q, 3)
     k_cache, v_cache = (_check_float(n, t, 4, fp8=True) for n, t in (("k_cache", k_cache),
                                                                      ("v_cache", v_cache)))
-    k_scale, v_scale = _kv_dtypes(q, k_cache, v_cache, k_scale, v_scale, target)
+    k_scale, v_scale = _kv_dtypes(q, k_cache, v_cache, k_scale, v_scale, target,
+                                  k_cache.shape[2 if layout == "NHD" else 1])
     check_no_grad((("q", q), ("k_cache", k_cache), ("v_cache", v_cache)))
     _check_device("cpu" if runner else target, q=q, k_cache=k_cache, v_cache=v_cache)
     if k_cache.shape[:3] != v_cache.shape[:3]:
@@ -488,8 +489,8 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     plan._check_cache(num_pages, P, q.shape[0])
     scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
-    return _scaled(_run(q, k4, v4, plan, plan.table, scale * k_scale, sides, softcap, slopes,
-                        sink, options, return_lse, num_splits, target, runner), v_scale)
+    return _scaled_run(q, plan, k_scale, v_scale, scale, k4, v4, plan, plan.table, sides,
+                       softcap, slopes, sink, options, return_lse, num_splits, target, runner)
 
 
 def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,
@@ -505,11 +506,11 @@ def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tenso
                                                                      ("v_cache", v_cache)))
     k, v = (_check_float(n, t, 3) for n, t in (("k", k), ("v", v)))
     if kv_quant.is_fp8(k_cache):
-        k_scale, v_scale = kv_quant.check_kv(k, k_cache, v_cache, k_scale, v_scale)
+        k_scale, v_scale = kv_quant.check_kv(k, k_cache, v_cache, k_scale, v_scale, -1)
         _same_dtype(k, v)
         k, v = kv_quant.quantize(k, k_cache.dtype, k_scale), kv_quant.quantize(v, v_cache.dtype, v_scale)
     else:
-        kv_quant.check_kv(k, k_cache, v_cache, k_scale, v_scale)
+        kv_quant.check_kv(k, k_cache, v_cache, k_scale, v_scale, -1)
         _same_dtype(k_cache, v_cache, k, v)
     _check_device("cpu" if k_cache.device.type == "cpu" else "cuda", k_cache=k_cache,
                   v_cache=v_cache, k=k, v=v)
@@ -562,9 +563,9 @@ def _check_device(target: str, **tensors: torch.Tensor) -> None:
         raise InputError(f"the tensors are on several devices: {sorted(map(str, devices))}")
 
 
-def _kv_dtypes(q, k, v, k_scale, v_scale, target: str) -> tuple[float, float]:
+def _kv_dtypes(q, k, v, k_scale, v_scale, target: str, kv_heads: int) -> tuple[Any, Any]:
     """q, k and v of one dtype, or fp8 k and v (CPU only): their scales."""
-    scales = kv_quant.check_kv(q, k, v, k_scale, v_scale)
+    scales = kv_quant.check_kv(q, k, v, k_scale, v_scale, kv_heads)
     if kv_quant.is_fp8(k) and target_kind(target) != "cpu":
         raise InputError(f"fp8 K/V run on the CPU only (target {target!r}): the GPU kernels "
                          "take one element type for q, k and v (docs/quantized-kv.md)")
@@ -573,11 +574,18 @@ def _kv_dtypes(q, k, v, k_scale, v_scale, target: str) -> tuple[float, float]:
     return scales
 
 
-def _scaled(got, v_scale: float):
-    """The output (or (out, lse)) times v_scale (kv_quant.scale_output)."""
-    if isinstance(got, tuple):
-        return kv_quant.scale_output(got[0], v_scale), got[1]
-    return kv_quant.scale_output(got, v_scale)
+def _scaled_run(q, plan: ragged_schedule.RaggedPlan, k_scale, v_scale, scale: float, *args):
+    """_run with the fp8 scales: k_scale in the compiled scale and v_scale on
+    the output, or through an f32 query (kv_quant.widened)."""
+    if not kv_quant.widened(q, k_scale, v_scale):
+        got = _run(q, *args[:4], scale * k_scale, *args[4:])
+        if isinstance(got, tuple):
+            return kv_quant.scale_output(got[0], v_scale), got[1]
+        return kv_quant.scale_output(got, v_scale)
+    rows = kv_quant.token_rows(plan.q_start, plan.lq, q.shape[0])
+    q32, k_scale = kv_quant.widen_query(q, k_scale, plan.batch, rows)
+    got = _run(q32, *args[:4], scale * k_scale, *args[4:])
+    return kv_quant.finish(got, q.dtype, v_scale, plan.batch, rows)
 
 
 def _same_dtype(*ts: torch.Tensor) -> None:

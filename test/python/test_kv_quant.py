@@ -317,6 +317,99 @@ def test_fp8_kernels_compile_for_every_class(name, widen, form, fp8):
     assert "__extendhfsf2" not in asm and "__extendbfsf2" not in asm
 
 
+# -- per-(sequence, KV head) scales (FlashAttention-3's k_descale / v_descale) ------------
+
+def quantize_rows(x: torch.Tensor, fp8: str, s: torch.Tensor, rows=None):
+    """x ([B, Hkv, S, D], or packed [T, Hkv, D] with rows[t] its sequence)
+    quantized with s [sequences, Hkv]; returns (fp8 bytes, their real values)."""
+    f = (s[:, :, None, None] if rows is None else s[rows][:, :, None]).double()
+    xq = kv_quant.quantize(x.double() / f, FP8[fp8], 1.0)
+    return xq, xq.double() * f
+
+
+@pytest.mark.parametrize("form", ["prefill_causal", "decode_gqa", "decode_split_lse"])
+@pytest.mark.parametrize("fp8", sorted(FP8))
+@pytest.mark.parametrize("dtype", ["f32", "bf16", "f16"])
+def test_attention_per_head_scales(form, fp8, dtype):
+    """[B, Hkv] scales, each sequence and KV head its own, against float64
+    attention on the dequantized K/V."""
+    c = {"prefill_causal": Case(batch=2, kv_heads=2, group=2, lq=40, lk=70, head_dim=64,
+                                causal=True),
+         "decode_gqa": Case(batch=3, kv_heads=2, group=4, lq=1, lk=300, head_dim=128),
+         "decode_split_lse": Case(batch=1, kv_heads=4, group=1, lq=1, lk=700, head_dim=64)}[form]
+    c = replace(c, dtype=dtype)
+    q, k, v, slopes, sinks = make_inputs(replace(c, dtype="f32"))
+    q = q.to(WIDE[dtype])
+    g = torch.Generator().manual_seed(7)
+    ks = torch.rand(c.batch, c.kv_heads, generator=g) * 0.1 + 0.005
+    vs = torch.rand(c.batch, c.kv_heads, generator=g) * 0.1 + 0.005
+    kq, kd = quantize_rows(k * 30 * ks[:, :, None, None], fp8, ks)
+    vq, vd = quantize_rows(v * 30 * vs[:, :, None, None], fp8, vs)
+    kw = dict(return_lse=True, num_splits=4) if form == "decode_split_lse" else {}
+    got = attncc.attention(q, kq, vq, causal=c.causal, k_scale=ks, v_scale=vs, **kw)
+    out, lse = got if kw else (got, None)
+    where = dict(case=c.describe(), fp8=fp8, form=form)
+    check_against(c, out, q, kd, vd, slopes, sinks, where)
+    if lse is not None:   # the log-sum-exp of the real scores, k_scale included
+        s = (q.double() @ kd.repeat_interleave(c.group, 1)
+             .transpose(-1, -2)) * c.head_dim ** -0.5
+        torch.testing.assert_close(lse.double(), s.logsumexp(-1), rtol=1e-5, atol=1e-4)
+
+
+def test_v_scale_rounds_a_16_bit_output_once():
+    """A per-tensor v_scale under a bf16 query: the output is the f32 result
+    rounded once (within half a bf16 ulp of the float64 reference plus f32's
+    error), not rounded, scaled and rounded again."""
+    torch.manual_seed(3)
+    q = torch.randn(2, 8, 33, 64).bfloat16()
+    k8 = torch.randn(2, 8, 90, 64).mul(20).to(torch.float8_e4m3fn)
+    v8 = torch.randn(2, 8, 90, 64).mul(20).to(torch.float8_e4m3fn)
+    out = attncc.attention(q, k8, v8, k_scale=0.01, v_scale=0.37)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.double(), k8.double() * 0.01, v8.double() * 0.37)
+    half_ulp = 2.0 ** (torch.floor(torch.log2(ref.abs().clamp_min(1e-30))) - 8)
+    excess = (out.double() - ref).abs() - half_ulp
+    assert excess.max().item() <= 1e-5 + 1e-5 * ref.abs().max().item(), excess.max()
+
+
+@pytest.mark.parametrize("paged", [False, True])
+@pytest.mark.parametrize("fp8", sorted(FP8))
+def test_ragged_per_head_scales(paged, fp8):
+    """[sequences, Hkv] scales in varlen and paged calls (decode tokens and
+    prefill chunks in one batch; the scale follows each token's sequence)."""
+    b = Batch(((20, 20), (1, 150), (0, 9), (1, 1), (7, 60)), kv_heads=2, group=2, causal=True,
+              head_dim=64, dtype="bf16", page_size=7, softcap=20.0)
+    q, k, v, cu_q, cu_k, slopes, sinks = make(b)
+    g = torch.Generator().manual_seed(11)
+    ks, vs = (torch.rand(len(b.lengths), 2, generator=g) * 0.05 + 0.01 for _ in range(2))
+    rows = kv_quant.token_rows(cu_k[:-1].long(), (cu_k[1:] - cu_k[:-1]).long(), k.shape[0])
+    kq, kd = quantize_rows(k.float() * 25 * ks[rows][:, :, None], fp8, ks, rows)
+    vq, vd = quantize_rows(v.float() * 25 * vs[rows][:, :, None], fp8, vs, rows)
+    kw = dict(causal=True, softcap=20.0, k_scale=ks, v_scale=vs)
+    if paged:
+        kc, vc, table, lens = paged_cache(b, kq.float(), vq.float(), cu_k)
+        kc, vc = kv_quant.quantize(kc, FP8[fp8], 1.0), kv_quant.quantize(vc, FP8[fp8], 1.0)
+        out = attncc.paged_attention(q, kc, vc, table, lens, cu_seqlens_q=cu_q,
+                                     max_seqlen_q=20, **kw)
+    else:
+        out = attncc.varlen_attention(q, kq, vq, cu_q, cu_k, 20, 150, **kw)
+    assert out.dtype == torch.bfloat16
+    ragged_check(b, out, q, kd, vd, cu_q, cu_k, slopes, sinks)
+
+
+def test_per_head_scales_compile_nothing_new_per_value():
+    """Per-head scales are run-time values: new values reuse the kernel."""
+    q = torch.randn(2, 8, 1, 64)
+    k8 = torch.randn(2, 2, 64, 64).to(torch.float8_e5m2)
+    attncc.attention(q, k8, k8, k_scale=torch.full((2, 2), 0.5), v_scale=torch.ones(2, 2))
+    before = attncc.cache_info()
+    for i in range(3):
+        s = torch.rand(2, 2) + 0.1
+        attncc.attention(q, k8, k8, k_scale=s, v_scale=s * 2)
+    after = attncc.cache_info()
+    assert after["compiled"] == before["compiled"], (before, after)
+
+
 # -- bad input -----------------------------------------------------------------------------
 
 def test_refusals_name_the_problem():
@@ -336,6 +429,11 @@ def test_refusals_name_the_problem():
         with pytest.raises(InputError, match="k_scale"):
             attncc.attention(q, k8, k8, k_scale=bad)
     assert attncc.attention(q, k8, k8, v_scale=torch.tensor([2.0])).shape == (1, 4, 3, 32)
+    for bad, what in ((torch.ones(1, 3), r"\[sequences, 2\]"), (torch.ones(2, 2), "2 rows"),
+                      (-torch.ones(1, 2), "positive"), (torch.ones(1, 2, dtype=torch.int32),
+                                                        "float tensor")):
+        with pytest.raises(InputError, match=what):
+            attncc.attention(q, k8, k8, v_scale=bad)
     with pytest.raises(InputError, match="CPU only"):
         attncc.attention(q, k8, k8, target="sm_80")
     qp = torch.randn(2, 4, 32)
@@ -348,6 +446,9 @@ def test_refusals_name_the_problem():
         attncc.paged_attention(qp, kc, kc, table, lens, v_scale=-2.0)
     with pytest.raises(InputError, match="float8_e4m3fn / float8_e5m2"):
         attncc.paged_attention(qp, kc.view(torch.uint8), kc.view(torch.uint8), table, lens)
+    with pytest.raises(InputError, match="k_scale must be one number"):
+        attncc.paged_kv_append(kc, kc, qp[:, :2], qp[:, :2], torch.zeros(2, dtype=torch.int32),
+                               k_scale=torch.ones(2, 2))
     with pytest.raises(InputError, match="expected float32, float16 or bfloat16"):
         attncc.paged_kv_append(kc, kc, qp[:, :2].to(torch.float8_e5m2),
                                qp[:, :2].to(torch.float8_e5m2), torch.zeros(2, dtype=torch.int32))

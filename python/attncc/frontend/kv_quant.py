@@ -17,6 +17,15 @@ touch K or V:
 Scales are compiled in, as `scale` is: a model's scales are fixed per layer
 (calibrated, or computed once at the first step), so a generate loop still
 compiles one kernel per layer configuration.
+
+Per-(sequence, KV head) scales, FlashAttention-3's `k_descale` / `v_descale`
+shape `[batch, kv_heads]` (vLLM expands its per-layer scale to it), are
+tensors of run-time values, so they are not compiled in: the query is widened
+to f32 and multiplied by its KV head's k_scale, the kernel runs with an f32
+query (and so an f32 output), and the output rows are multiplied by v_scale
+before the one rounding to the query's dtype (`widened`). A per-tensor
+v_scale other than 1 under a 16-bit query takes the same route, so the output
+is rounded once, not twice (kernel, then `* v_scale`).
 """
 from __future__ import annotations
 
@@ -35,13 +44,24 @@ def is_fp8(t: Any) -> bool:
     return isinstance(t, torch.Tensor) and t.dtype in FP8_DTYPES
 
 
-def _scale_value(name: str, s: Any) -> float:
+def _scale_value(name: str, s: Any, kv_heads: int) -> Any:
     """A positive finite number from a float, an int or a one-element tensor
-    (vLLM keeps `layer._k_scale` as a tensor; reading it syncs a GPU once)."""
+    (vLLM keeps `layer._k_scale` as a tensor; reading it syncs a GPU once),
+    or a [sequences, kv_heads] float tensor of them (returned as f32)."""
+    if isinstance(s, torch.Tensor) and s.dim() == 2 and s.numel() != 1 and kv_heads >= 0:
+        if s.shape[1] != kv_heads or not s.dtype.is_floating_point:
+            raise InputError(f"{name} must be one number or a [sequences, {kv_heads}] float "
+                             f"tensor (one per sequence and KV head); got {s.dtype} of shape "
+                             f"{tuple(s.shape)}")
+        s = s.detach().float()
+        if not bool(torch.isfinite(s).all() and (s > 0).all()):
+            raise InputError(f"{name} must be positive and finite everywhere")
+        return s
     if isinstance(s, torch.Tensor):
         if s.numel() != 1:
-            raise InputError(f"{name} must be one number (a per-tensor scale), got a tensor of "
-                             f"shape {tuple(s.shape)}")
+            per = f" or a [sequences, {kv_heads}] tensor" if kv_heads >= 0 else " here"
+            raise InputError(f"{name} must be one number (a per-tensor scale){per}, got a "
+                             f"tensor of shape {tuple(s.shape)}")
         s = s.item()
     if isinstance(s, bool) or not isinstance(s, (int, float)):
         raise InputError(f"{name} must be a number or a one-element tensor, got "
@@ -53,10 +73,11 @@ def _scale_value(name: str, s: Any) -> float:
 
 
 def check_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: Any,
-             v_scale: Any) -> tuple[float, float]:
+             v_scale: Any, kv_heads: int) -> tuple[Any, Any]:
     """Checks the dtypes of a call that may carry fp8 K/V; returns the scales
-    (1.0 where not given). Wide K/V take no scales; fp8 K/V need one fp8
-    dtype for both and a 16- or 32-bit float query (the output's dtype)."""
+    (1.0 where not given; floats, or [sequences, kv_heads] f32 tensors). Wide
+    K/V take no scales; fp8 K/V need one fp8 dtype for both and a 16- or
+    32-bit float query (the output's dtype)."""
     fp8 = [t.dtype in FP8_DTYPES for t in (k, v)]
     if not any(fp8):
         if k_scale is not None or v_scale is not None:
@@ -68,8 +89,54 @@ def check_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: Any,
     if q.dtype not in _WIDE:
         raise InputError(f"with fp8 k and v, q must be float32, float16 or bfloat16 (the "
                          f"output's dtype); got {q.dtype}")
-    return (1.0 if k_scale is None else _scale_value("k_scale", k_scale),
-            1.0 if v_scale is None else _scale_value("v_scale", v_scale))
+    return (1.0 if k_scale is None else _scale_value("k_scale", k_scale, kv_heads),
+            1.0 if v_scale is None else _scale_value("v_scale", v_scale, kv_heads))
+
+
+def widened(q: torch.Tensor, k_scale: Any, v_scale: Any) -> bool:
+    """Whether the call runs with an f32 query (module docstring): scales per
+    (sequence, KV head), or a v_scale other than 1 under a 16-bit query."""
+    return isinstance(k_scale, torch.Tensor) or isinstance(v_scale, torch.Tensor) or \
+        (v_scale != 1.0 and q.dtype != torch.float32)
+
+
+def _rows(s: torch.Tensor, name: str, seqs: int, heads: int, rows: Optional[torch.Tensor],
+          dims: int) -> torch.Tensor:
+    """s [seqs, kv_heads] as a factor broadcasting over q or the output
+    ([B, H, L, D] with rows None; [tokens, H, D] with rows[token] = sequence)."""
+    if s.shape[0] != seqs:
+        raise InputError(f"{name} has {s.shape[0]} rows; the call has {seqs} sequences")
+    f = s.repeat_interleave(heads // s.shape[1], dim=1)
+    f = f if rows is None else f[rows]
+    return f.view(f.shape + (1,) * (dims - 2))
+
+
+def widen_query(q: torch.Tensor, k_scale: Any, seqs: int,
+                rows: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, float]:
+    """The f32 query the kernel takes and the per-tensor k_scale left to
+    compile in (1.0 when the per-head one went into the query)."""
+    if isinstance(k_scale, torch.Tensor):
+        return q.float() * _rows(k_scale, "k_scale", seqs, q.shape[1], rows, q.dim()), 1.0
+    return q.float(), k_scale
+
+
+def finish(got: Any, dtype: torch.dtype, v_scale: Any, seqs: int,
+           rows: Optional[torch.Tensor] = None) -> Any:
+    """The widened call's f32 output (or (out, lse)) times v_scale, rounded
+    once to the query's dtype."""
+    out = got[0] if isinstance(got, tuple) else got
+    if isinstance(v_scale, torch.Tensor):
+        out = out * _rows(v_scale, "v_scale", seqs, out.shape[1], rows, out.dim())
+    elif v_scale != 1.0:
+        out = out * v_scale
+    out = out.to(dtype)
+    return (out, got[1]) if isinstance(got, tuple) else out
+
+
+def token_rows(q_start: torch.Tensor, lq: torch.Tensor, tokens: int) -> torch.Tensor:
+    """The sequence of each packed query token (ragged plans' q_start, lq)."""
+    rows = torch.searchsorted(q_start + lq, torch.arange(tokens), right=True)
+    return rows.clamp_(max=max(lq.numel() - 1, 0))
 
 
 def scale_output(out: torch.Tensor, v_scale: float) -> torch.Tensor:
