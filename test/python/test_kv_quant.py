@@ -64,11 +64,25 @@ def test_every_fp8_value_widens_exactly(fp8, L):
                 f"{fp8} L={L}: first bad value {v.float().flatten()[(out != want).flatten(-1).any(0).any(0).any(0)][:4]}"
 
 
-def quantized(k: torch.Tensor, v: torch.Tensor, fp8: str, k_scale: float, v_scale: float):
-    """fp8 K/V and their exact dequantized values (float64)."""
+def quantized(k: torch.Tensor, v: torch.Tensor, fp8: str, k_scale, v_scale):
+    """fp8 K/V and their exact dequantized values (float64); [B, Hkv] scale
+    tensors (per sequence and KV head) or numbers."""
+    if isinstance(k_scale, torch.Tensor):
+        (kq, kd), (vq, vd) = quantize_rows(k, fp8, k_scale), quantize_rows(v, fp8, v_scale)
+        return kq, vq, kd, vd
     kq = kv_quant.quantize(k, FP8[fp8], k_scale)
     vq = kv_quant.quantize(v, FP8[fp8], v_scale)
     return kq, vq, kq.double() * k_scale, vq.double() * v_scale
+
+
+def per_head(s, c: Case):
+    """A [B, Hkv] tensor of scales around s (0.5 s to 1.5 s)."""
+    g = torch.Generator().manual_seed(c.seed + 1)
+    return s * (0.5 + torch.rand(c.batch, c.kv_heads, generator=g))
+
+
+def spread(s):
+    return s[:, :, None, None] if isinstance(s, torch.Tensor) else s
 
 
 def check_against(c: Case, out, q, kd, vd, slopes, sinks, where: dict) -> None:
@@ -90,14 +104,15 @@ def run_case(c: Case, fp8: str, k_scale: float, v_scale: float, **kw) -> None:
     q, k, v, slopes, sinks = make_inputs(replace(c, dtype="f32"))
     q = q.to(WIDE[c.dtype])
     # Values spread like a calibrated cache's: k / k_scale fills the fp8 range.
-    k, v = k.float() * (60 * k_scale), v.float() * (60 * v_scale)
+    k, v = k.float() * (60 * spread(k_scale)), v.float() * (60 * spread(v_scale))
     kq, vq, kd, vd = quantized(k, v, fp8, k_scale, v_scale)
     mask = causal_lower_right(c.lq, c.lk) if c.causal and c.align == "bottom_right" else None
     out = attncc.attention(q, kq, vq, causal=c.causal and mask is None, attn_mask=mask,
                            window=c.window, softcap=c.softcap, alibi_slopes=slopes, sinks=sinks,
                            k_scale=k_scale, v_scale=v_scale, **kw)
     check_against(c, out, q, kd, vd, slopes, sinks,
-                  dict(case=c.describe(), fp8=fp8, k_scale=k_scale, v_scale=v_scale, kw=str(kw)))
+                  dict(case=c.describe(), fp8=fp8, k_scale=str(k_scale), v_scale=str(v_scale),
+                       kw=str(kw)))
 
 
 FORMS = {
@@ -478,12 +493,14 @@ def test_property_fp8_attention(capsys):
            lq=st.integers(1, 40), lk=st.integers(1, 400), head_dim=st.sampled_from([32, 64, 128]),
            causal=st.booleans(), softcap=st.sampled_from([None, 30.0]),
            k_scale=st.sampled_from([1.0, 0.01, 3.0]), v_scale=st.sampled_from([1.0, 0.07]),
-           seed_=st.integers(0, 2 ** 16))
+           heads=st.booleans(), seed_=st.integers(0, 2 ** 16))
     def prop(fp8, dtype, batch, kv_heads, group, lq, lk, head_dim, causal, softcap, k_scale,
-             v_scale, seed_):
+             v_scale, heads, seed_):
         c = Case(batch=batch, kv_heads=kv_heads, group=group, lq=min(lq, lk), lk=lk,
                  head_dim=head_dim, dtype=dtype, causal=causal,
                  align="bottom_right" if causal else "top_left", softcap=softcap, seed=seed_)
+        if heads:   # one scale per sequence and KV head (FlashAttention-3's descale)
+            k_scale, v_scale = per_head(k_scale, c), per_head(v_scale, c)
         try:
             run_case(c, fp8, k_scale, v_scale)
         except Exception as e:
