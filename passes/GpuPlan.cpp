@@ -232,7 +232,16 @@ std::optional<Plan> analyze(func::FuncOp func, int64_t numWarps, StringRef chip,
   // f32: TF32 tensor cores (GpuTf32.cpp); the precision comes from the pass.
   p.tf32 = p.elt.isF32();
   p.eltBytes = p.tf32 ? 4 : 2;
-  if (srcType(kSrc).getElementType() != p.elt || srcType(vSrc).getElementType() != p.elt)
+  Type kvElt = srcType(kSrc).getElementType();
+  if (kvElt.getIntOrFloatBitWidth() == 8) {
+    // Quantized KV caches run on the CPU only (docs/quantized-kv.md): the
+    // fragments below are ldmatrix/TMA tiles of Q's 16- or 32-bit type.
+    where->emitError("attn-lower-to-gpu: 8-bit K/V (")
+        << kvElt << ") are not supported on the GPU; fp8 KV caches run on the CPU";
+    failed = true;
+    return std::nullopt;
+  }
+  if (kvElt != p.elt || srcType(vSrc).getElementType() != p.elt)
     return fail(where, "Q, K and V must have the same element type");
 
   auto qType = cast<MemRefType>(p.q.getType());

@@ -25,3 +25,23 @@ func.func @head_dim_32(%q: tensor<1x2x64x32xbf16>, %k: tensor<1x2x64x32xbf16>) -
       : tensor<1x2x64x32xbf16>, tensor<1x2x64x32xbf16>, tensor<1x2x64x32xbf16> -> tensor<1x2x64x32xbf16>
   return %0 : tensor<1x2x64x32xbf16>
 }
+
+// -----
+
+// fp8 K/V (quantized KV caches) run on the CPU only.
+func.func @fp8_kv(%q: tensor<1x2x64x64xf16>, %k: tensor<1x2x64x64xf8E4M3FN>) -> tensor<1x2x64x64xf16> {
+  // expected-error @+1 {{attn-lower-to-gpu: 8-bit K/V ('f8E4M3FN') are not supported on the GPU; fp8 KV caches run on the CPU}}
+  %0 = attn.attention %q, %k, %k scale 0.125 mask none kv_group 1
+      : tensor<1x2x64x64xf16>, tensor<1x2x64x64xf8E4M3FN>, tensor<1x2x64x64xf8E4M3FN> -> tensor<1x2x64x64xf16>
+  return %0 : tensor<1x2x64x64xf16>
+}
+
+// -----
+
+// Wide K/V of another type than Q.
+func.func @mixed_kv(%q: tensor<1x2x64x64xf16>, %k: tensor<1x2x64x64xbf16>) -> tensor<1x2x64x64xf16> {
+  // expected-error @+1 {{attn-lower-to-gpu: Q, K and V must have the same element type}}
+  %0 = attn.attention %q, %k, %k scale 0.125 mask none kv_group 1
+      : tensor<1x2x64x64xf16>, tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16> -> tensor<1x2x64x64xf16>
+  return %0 : tensor<1x2x64x64xf16>
+}
