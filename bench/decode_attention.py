@@ -30,6 +30,12 @@ of the same bytes, at the same moments, reaches.
     python bench/decode_attention.py
     python bench/decode_attention.py --kv 4096 --batch 1 --dtype fp32
     python bench/decode_attention.py --kv 4096 --batch 8 --dtype bf16 fp8e4m3 fp8e5m2
+    python bench/decode_attention.py --kv 4096 --batch 8 --dtype fp8e4m3 --kv-scales head
+
+`--kv-scales` gives the fp8 rows scales: "tensor" one k_scale / v_scale per
+tensor (compiled in; v_scale != 1 under the bf16 query takes the f32-output
+route), "head" one per sequence and KV head ([B, Hkv] tensors, through an f32
+query; docs/quantized-kv.md); the default "unit" none (vLLM's default 1.0).
 """
 from __future__ import annotations
 
@@ -56,14 +62,16 @@ DTYPES = {"fp32": (torch.float32, torch.float32), "bf16": (torch.bfloat16, torch
           "fp8e5m2": (torch.bfloat16, torch.float8_e5m2)}
 
 
-def reference0(q, k, v) -> torch.Tensor:
+def reference0(q, k, v, k_scale=1.0, v_scale=1.0) -> torch.Tensor:
     """float64 attention of batch 0, one KV head at a time (a GQA-expanded
-    float64 SDPA of the 32k rows would need gigabytes)."""
+    float64 SDPA of the 32k rows would need gigabytes); K/V times their
+    scales (numbers or [B, Hkv] tensors)."""
     Hq, Hkv, D = q.shape[1], k.shape[1], q.shape[3]
     g = Hq // Hkv
+    ks, vs = (s[0] if isinstance(s, torch.Tensor) else [s] * Hkv for s in (k_scale, v_scale))
     out = []
     for h in range(Hkv):
-        kh, vh = k[0, h].double(), v[0, h].double()
+        kh, vh = k[0, h].double() * float(ks[h]), v[0, h].double() * float(vs[h])
         s = q[0, h * g:(h + 1) * g].double() @ kh.T / D ** 0.5
         out.append(torch.softmax(s, -1) @ vh)
     return torch.cat(out)
@@ -91,33 +99,47 @@ def stream_read(k: torch.Tensor, v: torch.Tensor) -> None:
          else flat.float()).sum()
 
 
-def torch_peer(q, k, v):
-    if k.dtype != q.dtype:    # fp8: widen, then SDPA
-        k, v = k.to(q.dtype), v.to(q.dtype)
+def torch_peer(q, k, v, k_scale=1.0, v_scale=1.0):
+    if k.dtype != q.dtype:    # fp8: widen (times the scales), then SDPA
+        ks, vs = (s[:, :, None, None] if isinstance(s, torch.Tensor) else s
+                  for s in (k_scale, v_scale))
+        k, v = (k.to(q.dtype) * ks).to(q.dtype), (v.to(q.dtype) * vs).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
 
 
+def kv_scales(kind: str, kv_dtype: torch.dtype, B: int, Hkv: int) -> dict:
+    if kind == "unit" or kv_dtype not in (torch.float8_e4m3fn, torch.float8_e5m2):
+        return {}
+    if kind == "tensor":
+        return {"k_scale": 0.05, "v_scale": 0.5}
+    g = torch.Generator().manual_seed(1)
+    return {"k_scale": 0.05 + 0.01 * torch.rand(B, Hkv, generator=g),
+            "v_scale": 0.5 + 0.1 * torch.rand(B, Hkv, generator=g)}
+
+
 def row(B: int, S: int, name: str, Hq: int, Hkv: int, D: int, bw: float,
-        repeats: int, num_splits, cold_mib: int) -> str:
+        repeats: int, num_splits, cold_mib: int, scales: str = "unit") -> str:
     g = torch.Generator().manual_seed(0)
     dtype, kv_dtype = DTYPES[name]
     q = torch.randn(B, Hq, 1, D, generator=g).to(dtype)
     k = torch.randn(B, Hkv, S, D, generator=g).to(kv_dtype)
     v = torch.randn(B, Hkv, S, D, generator=g).to(kv_dtype)
-    ours = attncc.attention(q, k, v, num_splits=num_splits)   # compiles (or loads) the kernel
-    attncc.attention(q, k, v, num_splits=1)
-    err = (ours[0].double() - reference0(q, k, v)).abs().max().item()
+    sc = kv_scales(scales, kv_dtype, B, Hkv)
+    ours = attncc.attention(q, k, v, num_splits=num_splits, **sc)   # compiles (or loads) it
+    attncc.attention(q, k, v, num_splits=1, **sc)
+    err = (ours[0].double() - reference0(q, k, v, **sc)).abs().max().item()
     nbytes = 2 * B * Hkv * S * D * k.element_size()
     layers = Layers(k, v, max(1, -(-(cold_mib << 20) // nbytes)))
     t_torch, t_ours, t_one, t_sum = alternating_blocks_ms(
-        [lambda: torch_peer(q, *layers.next()),
-         lambda: attncc.attention(q, *layers.next(), num_splits=num_splits),
-         lambda: attncc.attention(q, *layers.next(), num_splits=1),
+        [lambda: torch_peer(q, *layers.next(), **sc),
+         lambda: attncc.attention(q, *layers.next(), num_splits=num_splits, **sc),
+         lambda: attncc.attention(q, *layers.next(), num_splits=1, **sc),
          lambda: stream_read(*layers.next())], repeats, rounds=2)
     # The split count attention() chose (GQA packing: Hkv heads of Hq / Hkv rows).
     opts = CompileOptions().resolved("cpu", Hq // Hkv)
     P = num_splits or split_kv.plan("cpu", "cpu", opts.num_threads, opts.block_m, opts.block_n,
                                     B, Hkv, Hq // Hkv, S, D, None).splits
+    name += f" ({scales} scales)" if sc else ""
     return (f"| {B} | {S} | {name} | {P} | {t_torch:.3f} | {t_ours:.3f} | {t_one:.3f} | "
             f"{t_torch / t_ours:.2f} | {100 * nbytes / (t_torch * 1e-3) / bw:.0f}% | "
             f"{100 * nbytes / (t_ours * 1e-3) / bw:.0f}% | {nbytes / (t_sum * 1e-3) / 1e9:.1f} | "
@@ -138,6 +160,9 @@ def main() -> None:
     ap.add_argument("--cold-mib", type=int, default=1024,
                     help="cycle through copies of K/V totalling at least this many MiB so "
                          "that every call reads them from DRAM (0: one copy, reused)")
+    ap.add_argument("--kv-scales", choices=["unit", "tensor", "head"], default="unit",
+                    help="the fp8 rows' k_scale / v_scale: none, one per tensor, or one per "
+                         "sequence and KV head")
     args = ap.parse_args()
     host = cpu_target.host_cpu()
     print(f"host: {host.describe()}; /proc/cpuinfo: {cpuinfo_vector_flags()}; "
@@ -157,7 +182,8 @@ def main() -> None:
         for B in args.batch:
             for S in args.kv:
                 print(row(B, S, dt, args.heads, args.kv_heads, args.head_dim, bw,
-                          args.repeats, args.num_splits, args.cold_mib), flush=True)
+                          args.repeats, args.num_splits, args.cold_mib, args.kv_scales),
+                      flush=True)
     bw2 = read_bandwidth()
     print(f"\nread bandwidth after the table: {bw2 / 1e9:.1f} GB/s; load average "
           f"{os.getloadavg()[0]:.1f}")
