@@ -53,7 +53,7 @@ def _scale_value(name: str, s: Any, kv_heads: int) -> Any:
             raise InputError(f"{name} must be one number or a [sequences, {kv_heads}] float "
                              f"tensor (one per sequence and KV head); got {s.dtype} of shape "
                              f"{tuple(s.shape)}")
-        s = s.detach().float()
+        s = s.detach().to("cpu", torch.float32)   # fp8 K/V run on the CPU only
         if not bool(torch.isfinite(s).all() and (s > 0).all()):
             raise InputError(f"{name} must be positive and finite everywhere")
         return s
