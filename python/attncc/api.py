@@ -386,14 +386,15 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     sig = None
     if not options and attn_mask is None and alibi_slopes is None and sinks is None and \
             return_lse is False and num_splits is None and target == "cpu" and \
-            kv_quant.unit(k_scale) and kv_quant.unit(v_scale):
-        sig = fast_path.key(q, k, v, causal, scale, window, softcap)
+            kv_quant.fast(q, k_scale, v_scale):
+        sig = kv_quant.fast_key(fast_path.key(q, k, v, causal, scale, window, softcap),
+                                k_scale, v_scale)
         recipe = fast_path.lookup(sig)
         if recipe is not None:
             out = fast_path.run(recipe, q, k, v)
             if out is not None:
                 _api_hit()
-                return out
+                return kv_quant.scale_output(out, 1.0 if v_scale is None else v_scale)
     opts = _cached_options(target, options)
     split_kv.check_args(return_lse, num_splits)
     k_scale, v_scale = _check_qkv(q, k, v, target, k_scale, v_scale)

@@ -173,6 +173,35 @@ def test_decode_loop_compiles_once_and_fast_path_keeps_scales_apart():
     assert attncc.cache_info()["compiled"] - before <= 1
 
 
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_per_tensor_scales_take_the_fast_path_per_value(dtype, monkeypatch):
+    """Calls with per-tensor float scales replay their recorded kernel (the
+    fast path, counted by a spy on fast_path.run), each k_scale value its
+    own recipe, every result right; v_scale under a bf16 query takes the
+    f32-output route (its inner f32 call is replayed) and is right too."""
+    from attncc.frontend import fast_path
+    replays = []
+    real_run = fast_path.run
+    monkeypatch.setattr(fast_path, "run", lambda r, *a: replays.append(r) or real_run(r, *a))
+    g = torch.Generator().manual_seed(9)
+    k8 = kv_quant.quantize(torch.randn(1, 2, 300, 64, generator=g) * 30, FP8["e5m2"], 1.0)
+    v8 = kv_quant.quantize(torch.randn(1, 2, 300, 64, generator=g) * 30, FP8["e5m2"], 1.0)
+    q = torch.randn(1, 8, 1, 64, generator=g).to(WIDE[dtype])
+    c = Case(batch=1, kv_heads=2, group=4, lq=1, lk=300, head_dim=64, dtype=dtype)
+    calls = [(0.5, None), (0.25, None), (0.5, 3.0), (0.25, 3.0)]
+    for ks, vs in calls:           # the first call of each records its recipe
+        attncc.attention(q, k8, v8, k_scale=ks, v_scale=vs)
+    replays.clear()
+    for _ in range(2):
+        for ks, vs in calls:
+            out = attncc.attention(q, k8, v8, k_scale=ks, v_scale=vs)
+            check_against(c, out, q, k8.double() * ks, v8.double() * (vs or 1.0), None, None,
+                          dict(k_scale=ks, v_scale=vs))
+    assert len(replays) == 2 * len(calls)
+    # one recipe per call kind (under bf16 the v_scale calls' are their f32 inner calls')
+    assert len({id(r) for r in replays}) == len(calls)
+
+
 # -- ragged and paged ----------------------------------------------------------------------
 
 def ragged_fp8(b: Batch, fp8: str, k_scale: float, v_scale: float):

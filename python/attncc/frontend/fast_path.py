@@ -12,7 +12,8 @@ equal key and run the recorded kernel:
   shape, k's and v's shapes but the KV length, `causal`, `scale`, `window`
   and `softcap` with their types, and torch's thread count. Only plain calls
   take part (no attn_mask, alibi_slopes, sinks, return_lse, num_splits or
-  compile options; CPU target): everything the full path decides from them
+  compile options; CPU target; fp8 scales only as floats, their values in
+  the key: kv_quant.fast_key): everything the full path decides from them
   is a function of the key.
 * per call: k and v have one KV length, above 0; no input autograd would
   track (the full path refuses those, naming them); the split plan and team

@@ -158,3 +158,22 @@ def quantize(x: torch.Tensor, dtype: torch.dtype, scale: float) -> torch.Tensor:
 def unit(s: Any) -> bool:
     """True for a scale that changes nothing (None or the float 1.0)."""
     return s is None or (type(s) is float and s == 1.0)
+
+
+def fast(q: Any, k_scale: Any, v_scale: Any) -> bool:
+    """Whether a call's scales allow attncc.attention's fast path (replaying
+    a recorded kernel, frontend/fast_path.py): none, or per-tensor floats
+    (k_scale compiled in; v_scale on the output, or 1 under a 16-bit query,
+    which takes the f32-output route instead)."""
+    if not (k_scale is None or type(k_scale) is float):
+        return False
+    return unit(v_scale) or (type(v_scale) is float and
+                             getattr(q, "dtype", None) is torch.float32)
+
+
+def fast_key(sig: Optional[tuple], k_scale: Any, v_scale: Any) -> Optional[tuple]:
+    """The fast path's signature with the scales' values: a recipe records a
+    kernel compiled for its k_scale. Unscaled calls keep the plain key."""
+    if sig is None or (unit(k_scale) and unit(v_scale)):
+        return sig
+    return sig + ("kv_scales", k_scale, v_scale)
