@@ -337,7 +337,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     splits, P in [2, 256] forces P splits.
 
     Quantized KV (CPU): k and v may be torch.float8_e4m3fn or float8_e5m2
-    with `k_scale` / `v_scale`: numbers, one-element tensors or [B, Hkv]
+    with `k_scale` / `v_scale`: numbers, one-element tensors, [Hkv] or [B, Hkv]
     tensors (FlashAttention-3's descale); the values are k * k_scale and
     v * v_scale (frontend/kv_quant.py)."""
     sig = None

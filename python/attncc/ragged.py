@@ -498,15 +498,15 @@ def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tenso
                     layout: str = "NHD", k_scale: Any = None, v_scale: Any = None) -> None:
     """Writes token t's k[t], v[t] ([T, Hkv, D]) to cache slot slot_mapping[t]
     (int32; slot = page * page_size + offset; -1 skips the token, vLLM's
-    padding), in place. fp8 caches: k / k_scale and v / v_scale rounded to
-    the cache's dtype, saturated at its largest value (vLLM's cache write)."""
+    padding), in place. fp8 caches: k / k_scale, v / v_scale (per tensor or
+    [Hkv]) rounded to the cache's dtype, saturated (vLLM's cache write)."""
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     k_cache, v_cache = (_check_float(n, t, 4, fp8=True) for n, t in (("k_cache", k_cache),
                                                                      ("v_cache", v_cache)))
     k, v = (_check_float(n, t, 3) for n, t in (("k", k), ("v", v)))
     if kv_quant.is_fp8(k_cache):
-        k_scale, v_scale = kv_quant.check_kv(k, k_cache, v_cache, k_scale, v_scale, -1)
+        k_scale, v_scale = kv_quant.append_scales(k, k_cache, v_cache, k_scale, v_scale)
         _same_dtype(k, v)
         k, v = kv_quant.quantize(k, k_cache.dtype, k_scale), kv_quant.quantize(v, v_cache.dtype, v_scale)
     else:

@@ -287,10 +287,15 @@ def test_varlen_fp8_mixed_prefill_and_decode(fp8):
 
 @pytest.mark.parametrize("fp8", sorted(FP8))
 @pytest.mark.parametrize("layout", ["NHD", "HND"])
-def test_paged_kv_append_quantizes_and_saturates(fp8, layout):
+@pytest.mark.parametrize("per_head", [False, True])
+def test_paged_kv_append_quantizes_and_saturates(fp8, layout, per_head):
     """Appending to an fp8 cache stores k / k_scale rounded as torch rounds,
     saturated at the dtype's largest value (not NaN / inf); attention over
-    the cache then equals the dequantized tokens'."""
+    the cache then equals the dequantized tokens'. Scales per tensor, or per
+    KV head ([Hkv], the same tensors for the write and the attention)."""
+    ks = torch.tensor([0.25, 0.125]) if per_head else 0.25
+    vs = torch.tensor([0.5, 2.0]) if per_head else 0.5
+    ksh, vsh = (s.view(-1, 1) if per_head else s for s in (ks, vs))   # per row of k[t]
     dt = FP8[fp8]
     top = torch.finfo(dt).max
     g = torch.Generator().manual_seed(11)
@@ -302,22 +307,22 @@ def test_paged_kv_append_quantizes_and_saturates(fp8, layout):
     kc = torch.zeros(shape, dtype=torch.uint8).view(dt)
     vc = torch.zeros(shape, dtype=torch.uint8).view(dt)
     slots = torch.tensor([8, 9, 10, 11, 0, 1, 2, 3, 4, 5], dtype=torch.int32)
-    attncc.paged_kv_append(kc, vc, k, v, slots, layout=layout, k_scale=0.25, v_scale=0.5)
+    attncc.paged_kv_append(kc, vc, k, v, slots, layout=layout, k_scale=ks, v_scale=vs)
     kn = kc if layout == "NHD" else kc.transpose(1, 2)
     vn = vc if layout == "NHD" else vc.transpose(1, 2)
     for t, s in enumerate(slots.tolist()):
-        want_k = (k[t] / 0.25).clamp(-top, top).to(dt)
-        want_v = (v[t] / 0.5).clamp(-top, top).to(dt)
+        want_k = (k[t] / ksh).clamp(-top, top).to(dt)
+        want_v = (v[t] / vsh).clamp(-top, top).to(dt)
         assert torch.equal(kn[s // P, s % P].view(torch.uint8), want_k.view(torch.uint8))
         assert torch.equal(vn[s // P, s % P].view(torch.uint8), want_v.view(torch.uint8))
     assert kn[2, 0, 0, 0].float() == top and kn[2, 0, 0, 1].float() == -top
     table = torch.tensor([[2, 0, 1]], dtype=torch.int32)
     q = torch.randn(1, 4, D, generator=g)
     out = attncc.paged_attention(q, kc, vc, table, torch.tensor([T], dtype=torch.int32),
-                                 layout=layout, k_scale=0.25, v_scale=0.5)
+                                 layout=layout, k_scale=ks, v_scale=vs)
     order = [8, 9, 10, 11, 0, 1, 2, 3, 4, 5]
-    kd = torch.stack([kn[s // P, s % P] for s in order]).double() * 0.25
-    vd = torch.stack([vn[s // P, s % P] for s in order]).double() * 0.5
+    kd = torch.stack([kn[s // P, s % P] for s in order]).double() * ksh
+    vd = torch.stack([vn[s // P, s % P] for s in order]).double() * vsh
     c = Case(batch=1, kv_heads=Hkv, group=2, lq=1, lk=T, head_dim=D)
     check_against(c, out.view(1, 4, 1, D), q.view(1, 4, 1, D), kd.transpose(0, 1)[None],
                   vd.transpose(0, 1)[None], None, None, dict(fp8=fp8, layout=layout))
@@ -441,6 +446,24 @@ def test_ragged_per_head_scales(paged, fp8):
     ragged_check(b, out, q, kd, vd, cu_q, cu_k, slopes, sinks)
 
 
+def test_per_kv_head_scales_broadcast_over_sequences():
+    """[Hkv] scales (or [1, Hkv]) are every sequence's: the same result as
+    the [B, Hkv] tensor repeating them."""
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(3, 8, 5, 64, generator=g).bfloat16()
+    k8 = (torch.randn(3, 2, 90, 64, generator=g) * 20).to(torch.float8_e4m3fn)
+    v8 = (torch.randn(3, 2, 90, 64, generator=g) * 20).to(torch.float8_e4m3fn)
+    ks, vs = torch.tensor([0.02, 0.05]), torch.tensor([0.3, 0.1])
+    want = attncc.attention(q, k8, v8, causal=True, k_scale=ks.expand(3, 2),
+                            v_scale=vs.expand(3, 2))
+    for a, b in ((ks, vs), (ks[None], vs[None])):
+        assert torch.equal(attncc.attention(q, k8, v8, causal=True, k_scale=a, v_scale=b), want)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.double(), (k8.double() * ks.double().view(1, 2, 1, 1)).repeat_interleave(4, 1),
+        (v8.double() * vs.double().view(1, 2, 1, 1)).repeat_interleave(4, 1), is_causal=True)
+    assert (want.double() - ref).abs().max().item() < 2e-2 * ref.abs().max().item()
+
+
 def test_per_head_scales_compile_nothing_new_per_value():
     """Per-head scales are run-time values: new values reuse the kernel."""
     q = torch.randn(2, 8, 1, 64)
@@ -469,7 +492,7 @@ def test_refusals_name_the_problem():
         attncc.attention(q.bfloat16(), k8.float(), k8.float())
     with pytest.raises(InputError, match="apply to fp8 K/V"):
         attncc.attention(q, k8.float(), k8.float(), k_scale=0.5)
-    for bad in (0.0, -1.0, float("nan"), float("inf"), torch.ones(2), True, "1"):
+    for bad in (0.0, -1.0, float("nan"), float("inf"), torch.ones(3), True, "1"):
         with pytest.raises(InputError, match="k_scale"):
             attncc.attention(q, k8, k8, k_scale=bad)
     assert attncc.attention(q, k8, k8, v_scale=torch.tensor([2.0])).shape == (1, 4, 3, 32)
@@ -490,9 +513,12 @@ def test_refusals_name_the_problem():
         attncc.paged_attention(qp, kc, kc, table, lens, v_scale=-2.0)
     with pytest.raises(InputError, match="float8_e4m3fn / float8_e5m2"):
         attncc.paged_attention(qp, kc.view(torch.uint8), kc.view(torch.uint8), table, lens)
-    with pytest.raises(InputError, match="k_scale must be one number"):
+    with pytest.raises(InputError, match="per tensor or per KV head"):
         attncc.paged_kv_append(kc, kc, qp[:, :2], qp[:, :2], torch.zeros(2, dtype=torch.int32),
                                k_scale=torch.ones(2, 2))
+    with pytest.raises(InputError, match=r"k_scale must be one number, a \[2\]"):
+        attncc.paged_kv_append(kc, kc, qp[:, :2], qp[:, :2], torch.zeros(2, dtype=torch.int32),
+                               k_scale=torch.ones(3))
     with pytest.raises(InputError, match="expected float32, float16 or bfloat16"):
         attncc.paged_kv_append(kc, kc, qp[:, :2].to(torch.float8_e5m2),
                                qp[:, :2].to(torch.float8_e5m2), torch.zeros(2, dtype=torch.int32))

@@ -18,9 +18,9 @@ Scales are compiled in, as `scale` is: a model's scales are fixed per layer
 (calibrated, or computed once at the first step), so a generate loop still
 compiles one kernel per layer configuration.
 
-Per-(sequence, KV head) scales, FlashAttention-3's `k_descale` / `v_descale`
-shape `[batch, kv_heads]` (vLLM expands its per-layer scale to it), are
-tensors of run-time values, so they are not compiled in: the query is widened
+Per-KV-head scales `[kv_heads]` and per-(sequence, KV head) ones,
+FlashAttention-3's `k_descale` / `v_descale` shape `[batch, kv_heads]` (vLLM
+expands its per-layer scale to it), are tensors of run-time values, so they are not compiled in: the query is widened
 to f32 and multiplied by its KV head's k_scale, the kernel runs with an f32
 query (and so an f32 output), and the output rows are multiplied by v_scale
 before the one rounding to the query's dtype (`widened`). A per-tensor
@@ -47,19 +47,22 @@ def is_fp8(t: Any) -> bool:
 def _scale_value(name: str, s: Any, kv_heads: int) -> Any:
     """A positive finite number from a float, an int or a one-element tensor
     (vLLM keeps `layer._k_scale` as a tensor; reading it syncs a GPU once),
-    or a [sequences, kv_heads] float tensor of them (returned as f32)."""
-    if isinstance(s, torch.Tensor) and s.dim() == 2 and s.numel() != 1 and kv_heads >= 0:
-        if s.shape[1] != kv_heads or not s.dtype.is_floating_point:
-            raise InputError(f"{name} must be one number or a [sequences, {kv_heads}] float "
-                             f"tensor (one per sequence and KV head); got {s.dtype} of shape "
-                             f"{tuple(s.shape)}")
+    or a float tensor of them per KV head: [kv_heads] (every sequence's) or
+    [sequences, kv_heads], returned as f32 [1 or sequences, kv_heads]."""
+    if isinstance(s, torch.Tensor) and s.dim() in (1, 2) and s.numel() != 1 and kv_heads >= 0:
+        if s.shape[-1] != kv_heads or not s.dtype.is_floating_point:
+            raise InputError(f"{name} must be one number, a [{kv_heads}] or a [sequences, "
+                             f"{kv_heads}] float tensor (one per KV head, or per sequence and "
+                             f"KV head); got {s.dtype} of shape {tuple(s.shape)}")
+        s = s.reshape(-1, kv_heads)
         s = s.detach().to("cpu", torch.float32)   # fp8 K/V run on the CPU only
         if not bool(torch.isfinite(s).all() and (s > 0).all()):
             raise InputError(f"{name} must be positive and finite everywhere")
         return s
     if isinstance(s, torch.Tensor):
         if s.numel() != 1:
-            per = f" or a [sequences, {kv_heads}] tensor" if kv_heads >= 0 else " here"
+            per = f", a [{kv_heads}] or a [sequences, {kv_heads}] tensor" if kv_heads >= 0 \
+                else " here"
             raise InputError(f"{name} must be one number (a per-tensor scale){per}, got a "
                              f"tensor of shape {tuple(s.shape)}")
         s = s.item()
@@ -93,6 +96,17 @@ def check_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: Any,
             1.0 if v_scale is None else _scale_value("v_scale", v_scale, kv_heads))
 
 
+def append_scales(k: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, k_scale: Any,
+                  v_scale: Any) -> tuple[Any, Any]:
+    """paged_kv_append's scales: per tensor or per KV head ([Hkv]); a cache
+    write has no sequences, so not per sequence."""
+    scales = check_kv(k, k_cache, v_cache, k_scale, v_scale, k.shape[1])
+    if any(isinstance(s, torch.Tensor) and s.shape[0] != 1 for s in scales):
+        raise InputError("paged_kv_append takes k_scale / v_scale per tensor or per KV head "
+                         f"([{k.shape[1]}]), not per sequence")
+    return scales
+
+
 def widened(q: torch.Tensor, k_scale: Any, v_scale: Any) -> bool:
     """Whether the call runs with an f32 query (module docstring): scales per
     (sequence, KV head), or a v_scale other than 1 under a 16-bit query."""
@@ -104,9 +118,9 @@ def _rows(s: torch.Tensor, name: str, seqs: int, heads: int, rows: Optional[torc
           dims: int) -> torch.Tensor:
     """s [seqs, kv_heads] as a factor broadcasting over q or the output
     ([B, H, L, D] with rows None; [tokens, H, D] with rows[token] = sequence)."""
-    if s.shape[0] != seqs:
+    if s.shape[0] != seqs and s.shape[0] != 1:
         raise InputError(f"{name} has {s.shape[0]} rows; the call has {seqs} sequences")
-    f = s.repeat_interleave(heads // s.shape[1], dim=1)
+    f = s.expand(seqs, -1).repeat_interleave(heads // s.shape[1], dim=1)
     f = f if rows is None else f[rows]
     return f.view(f.shape + (1,) * (dims - 2))
 
@@ -146,12 +160,15 @@ def scale_output(out: torch.Tensor, v_scale: float) -> torch.Tensor:
     return out
 
 
-def quantize(x: torch.Tensor, dtype: torch.dtype, scale: float) -> torch.Tensor:
+def quantize(x: torch.Tensor, dtype: torch.dtype, scale: Any) -> torch.Tensor:
     """`x / scale` rounded to fp8 `dtype`, saturated at its largest finite
     value (torch's cast would give NaN for E4M3FN, inf for E5M2), as vLLM's
-    cache writes do."""
+    cache writes do. `scale`: a number, or [1, kv_heads] for x [T, kv_heads, D]."""
     top = torch.finfo(dtype).max
-    y = x.float() if scale == 1.0 else x.float() / scale
+    if isinstance(scale, torch.Tensor):
+        y = x.float() / scale.reshape(1, -1, 1)
+    else:
+        y = x.float() if scale == 1.0 else x.float() / scale
     return y.clamp_(-top, top).to(dtype)
 
 
