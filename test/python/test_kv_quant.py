@@ -423,17 +423,23 @@ def test_v_scale_rounds_a_16_bit_output_once():
 
 @pytest.mark.parametrize("paged", [False, True])
 @pytest.mark.parametrize("fp8", sorted(FP8))
-def test_ragged_per_head_scales(paged, fp8):
-    """[sequences, Hkv] scales in varlen and paged calls (decode tokens and
-    prefill chunks in one batch; the scale follows each token's sequence)."""
+@pytest.mark.parametrize("per", ["sequence", "kv_head"])
+def test_ragged_per_head_scales(paged, fp8, per):
+    """[sequences, Hkv] scales (or [Hkv], every sequence's) in varlen and
+    paged calls (decode tokens and prefill chunks in one batch; the scale
+    follows each token's sequence)."""
     b = Batch(((20, 20), (1, 150), (0, 9), (1, 1), (7, 60)), kv_heads=2, group=2, causal=True,
               head_dim=64, dtype="bf16", page_size=7, softcap=20.0)
     q, k, v, cu_q, cu_k, slopes, sinks = make(b)
     g = torch.Generator().manual_seed(11)
-    ks, vs = (torch.rand(len(b.lengths), 2, generator=g) * 0.05 + 0.01 for _ in range(2))
+    n = len(b.lengths) if per == "sequence" else 1
+    ks, vs = (torch.rand(n, 2, generator=g) * 0.05 + 0.01 for _ in range(2))
+    ks, vs = ks.expand(len(b.lengths), 2), vs.expand(len(b.lengths), 2)
     rows = kv_quant.token_rows(cu_k[:-1].long(), (cu_k[1:] - cu_k[:-1]).long(), k.shape[0])
     kq, kd = quantize_rows(k.float() * 25 * ks[rows][:, :, None], fp8, ks, rows)
     vq, vd = quantize_rows(v.float() * 25 * vs[rows][:, :, None], fp8, vs, rows)
+    if per == "kv_head":
+        ks, vs = ks[0], vs[0]
     kw = dict(causal=True, softcap=20.0, k_scale=ks, v_scale=vs)
     if paged:
         kc, vc, table, lens = paged_cache(b, kq.float(), vq.float(), cu_k)
