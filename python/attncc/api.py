@@ -351,7 +351,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
             out = fast_path.run(recipe, q, k, v)
             if out is not None:
                 _api_hit()
-                return kv_quant.scale_output(out, 1.0 if v_scale is None else v_scale)
+                return kv_quant.finish(out, out.dtype, v_scale)
     opts = _cached_options(target, options)
     split_kv.check_args(return_lse, num_splits)
     k_scale, v_scale = check_qkv(q, k, v, target, k_scale, v_scale)
@@ -417,15 +417,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         got = _run_kernel(packed, k, v, None, None, None, NONE, packed_variants,
                           D ** -0.5 if scale is None else scale, target, opts, return_lse,
                           num_splits, sig, (B, Hq, L, Dv))
-        if return_lse:
-            return (kv_quant.scale_output(got[0].reshape(B, Hq, L, Dv), v_scale),
-                    got[1].reshape(B, Hq, L))
-        return kv_quant.scale_output(got.reshape(B, Hq, L, Dv), v_scale)
+        got = (got[0].reshape(B, Hq, L, Dv), got[1].reshape(B, Hq, L)) if return_lse else \
+            got.reshape(B, Hq, L, Dv)
+        return kv_quant.finish(got, q.dtype, v_scale)
     got = _run_kernel(q, k, v, bias, slopes, sink, cls, variants, scale, target, opts,
                       return_lse, num_splits, sig)
-    if return_lse:
-        return kv_quant.scale_output(got[0], v_scale), got[1]
-    return kv_quant.scale_output(got, v_scale)
+    return kv_quant.finish(got, q.dtype, v_scale)
 
 
 # CompileOptions.resolved per (options, target, query block, torch threads):

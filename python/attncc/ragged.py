@@ -328,8 +328,8 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
     k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
-    return _scaled_run(q, plan, k_scale, v_scale, scale, k4, v4, plan, None, sides, softcap,
-                       slopes, sink, options, return_lse, num_splits, target, runner)
+    return _scaled_run(q, k4, v4, plan, None, scale, k_scale, v_scale, sides, softcap, slopes,
+                       sink, options, return_lse, num_splits, target, runner)
 
 
 def plan_varlen(cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor, max_seqlen_q: int,
@@ -489,8 +489,8 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     plan._check_cache(num_pages, P, q.shape[0])
     scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
-    return _scaled_run(q, plan, k_scale, v_scale, scale, k4, v4, plan, plan.table, sides,
-                       softcap, slopes, sink, options, return_lse, num_splits, target, runner)
+    return _scaled_run(q, k4, v4, plan, plan.table, scale, k_scale, v_scale, sides, softcap,
+                       slopes, sink, options, return_lse, num_splits, target, runner)
 
 
 def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,
@@ -574,18 +574,16 @@ def _kv_dtypes(q, k, v, k_scale, v_scale, target: str, kv_heads: int) -> tuple[A
     return scales
 
 
-def _scaled_run(q, plan: ragged_schedule.RaggedPlan, k_scale, v_scale, scale: float, *args):
+def _scaled_run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale: float, k_scale,
+                v_scale, *rest):
     """_run with the fp8 scales: k_scale in the compiled scale and v_scale on
     the output, or through an f32 query (kv_quant.widened)."""
-    if not kv_quant.widened(q, k_scale, v_scale):
-        got = _run(q, *args[:4], scale * k_scale, *args[4:])
-        if isinstance(got, tuple):
-            return kv_quant.scale_output(got[0], v_scale), got[1]
-        return kv_quant.scale_output(got, v_scale)
-    rows = kv_quant.token_rows(plan.q_start, plan.lq, q.shape[0])
-    q32, k_scale = kv_quant.widen_query(q, k_scale, plan.batch, rows)
-    got = _run(q32, *args[:4], scale * k_scale, *args[4:])
-    return kv_quant.finish(got, q.dtype, v_scale, plan.batch, rows)
+    dtype, rows = q.dtype, None
+    if kv_quant.widened(q, k_scale, v_scale):
+        rows = kv_quant.token_rows(plan.q_start, plan.lq, q.shape[0])
+        q, k_scale = kv_quant.widen_query(q, k_scale, plan.batch, rows)
+    got = _run(q, k4, v4, plan, table, scale * k_scale, *rest)
+    return kv_quant.finish(got, dtype, v_scale, plan.batch, rows)
 
 
 def _same_dtype(*ts: torch.Tensor) -> None:

@@ -75,6 +75,14 @@ def quantized(k: torch.Tensor, v: torch.Tensor, fp8: str, k_scale, v_scale):
     return kq, vq, kq.double() * k_scale, vq.double() * v_scale
 
 
+def reporting(where: str, run, *args) -> None:
+    """run(*args); a failure names the configuration (hypothesis prints the seed)."""
+    try:
+        run(*args)
+    except Exception as e:
+        raise AssertionError(f"failing configuration: {where}: {e}") from e
+
+
 def per_head(s, c: Case):
     """A [B, Hkv] tensor of scales around s (0.5 s to 1.5 s)."""
     g = torch.Generator().manual_seed(c.seed + 1)
@@ -266,11 +274,8 @@ def test_property_paged_fp8(capsys):
     def prop(lengths, page, layout, fp8, dtype, k_scale, v_scale, seed_):
         b = Batch(tuple(lengths), causal=True, page_size=page, layout=layout, dtype=dtype,
                   seed=seed_, head_dim=64, options={"block_m": 16})
-        try:
-            run_paged_fp8(b, fp8, k_scale, v_scale)
-        except Exception as e:
-            raise AssertionError(f"failing configuration: {b.describe()} fp8={fp8} "
-                                 f"k_scale={k_scale} v_scale={v_scale}: {e}") from e
+        reporting(f"{b.describe()} fp8={fp8} k_scale={k_scale} v_scale={v_scale}",
+                  run_paged_fp8, b, fp8, k_scale, v_scale)
 
     prop()
 
@@ -562,10 +567,7 @@ def test_property_fp8_attention(capsys):
                  align="bottom_right" if causal else "top_left", softcap=softcap, seed=seed_)
         if heads:   # one scale per sequence and KV head (FlashAttention-3's descale)
             k_scale, v_scale = per_head(k_scale, c), per_head(v_scale, c)
-        try:
-            run_case(c, fp8, k_scale, v_scale)
-        except Exception as e:
-            raise AssertionError(f"failing configuration: {c.describe()} fp8={fp8} "
-                                 f"k_scale={k_scale} v_scale={v_scale}: {e}") from e
+        reporting(f"{c.describe()} fp8={fp8} k_scale={k_scale} v_scale={v_scale}",
+                  run_case, c, fp8, k_scale, v_scale)
 
     prop()

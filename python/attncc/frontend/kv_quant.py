@@ -134,15 +134,16 @@ def widen_query(q: torch.Tensor, k_scale: Any, seqs: int,
     return q.float(), k_scale
 
 
-def finish(got: Any, dtype: torch.dtype, v_scale: Any, seqs: int,
+def finish(got: Any, dtype: torch.dtype, v_scale: Any, seqs: int = 1,
            rows: Optional[torch.Tensor] = None) -> Any:
-    """The widened call's f32 output (or (out, lse)) times v_scale, rounded
-    once to the query's dtype."""
+    """A kernel's fresh output (or (out, lse)) times v_scale in place (None
+    and 1 change nothing), then in `dtype`: a widened call's f32 output is
+    rounded once to the query's dtype; elsewhere the dtypes are equal."""
     out = got[0] if isinstance(got, tuple) else got
     if isinstance(v_scale, torch.Tensor):
-        out = out * _rows(v_scale, "v_scale", seqs, out.shape[1], rows, out.dim())
-    elif v_scale != 1.0:
-        out = out * v_scale
+        out.mul_(_rows(v_scale, "v_scale", seqs, out.shape[1], rows, out.dim()))
+    elif v_scale is not None and v_scale != 1.0:
+        out.mul_(v_scale)
     out = out.to(dtype)
     return (out, got[1]) if isinstance(got, tuple) else out
 
@@ -151,13 +152,6 @@ def token_rows(q_start: torch.Tensor, lq: torch.Tensor, tokens: int) -> torch.Te
     """The sequence of each packed query token (ragged plans' q_start, lq)."""
     rows = torch.searchsorted(q_start + lq, torch.arange(tokens), right=True)
     return rows.clamp_(max=max(lq.numel() - 1, 0))
-
-
-def scale_output(out: torch.Tensor, v_scale: float) -> torch.Tensor:
-    """`out * v_scale` in place (a no-op for 1)."""
-    if v_scale != 1.0:
-        out.mul_(v_scale)
-    return out
 
 
 def quantize(x: torch.Tensor, dtype: torch.dtype, scale: Any) -> torch.Tensor:
