@@ -81,9 +81,12 @@ bool mlir::attn::canSkipMaskedRows(bool enabled, int64_t right, bool perRowTerm,
 bool mlir::attn::useInPlacePairs(Value q, Value k, Value v) {
   int64_t D = cast<ShapedType>(q.getType()).getDimSize(3);
   int64_t Dv = cast<ShapedType>(v.getType()).getDimSize(3);
-  for (Value x : {q, k, v})
-    if (!cast<ShapedType>(x.getType()).getElementType().isBF16())
-      return false;
+  auto elt = [](Value x) { return cast<ShapedType>(x.getType()).getElementType(); };
+  // A bf16 query over bf16 K/V, or over an fp8 cache (rows widened to bf16
+  // exactly as they are loaded).
+  bool kvOk = elt(k).isBF16() || isa<Float8E4M3FNType, Float8E5M2Type>(elt(k));
+  if (!elt(q).isBF16() || !kvOk || elt(v) != elt(k))
+    return false;
   return D > 0 && Dv > 0 && D % 32 == 0 && Dv % 16 == 0;
 }
 

@@ -15,12 +15,22 @@
 // The kv-in-place pairs (attn-tile `kv-in-place-pairs`, bf16 decode): Q K^T
 // `transposed pairs` is CpuMatmul.cpp's dot-product block with vdpbf16ps
 // steps; P V `pairs` on value rows as stored interleaves two rows into pairs
-// as it loads them (emitRowsBlock).
+// as it loads them (emitRowsBlock). fp8 K/V rows (a bf16 query over a
+// quantized cache) are widened to bf16 as they are loaded (fp8ToBf16): the
+// bf16 high and low bytes of each value looked up in two 128-byte tables by
+// its low 7 bits (AVX-512 VBMI's vpermi2b; MLIR's x86vector has no byte
+// permute, so the LLVM intrinsic), the sign or'ed in, the bytes assembled
+// into words by two shuffles (vpermt2b): 5 byte ops per 64 values, exact.
+// Widening through f16 and f32 (vcvtph2ps, vcvtneps2bf16) instead cost more
+// than the FMAs vdpbf16ps saves (docs/quantized-kv.md,
+// bench/c/fp8_widen_probe.c).
 //
 //===----------------------------------------------------------------------===//
 #include "passes/CpuLowering.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/X86Vector/X86VectorDialect.h"
+#include "llvm/ADT/APFloat.h"
 
 using namespace mlir;
 using namespace mlir::attn;
@@ -32,6 +42,48 @@ constexpr int64_t kLanes = 16;
 
 Value dotBf16(CpuEmitter &e, Value acc, Value a, Value b) {
   return x86vector::DotBF16Op::create(e.ib, e.vec(kLanes), acc, a, b);
+}
+
+std::pair<Value, Value> fp8ToBf16(CpuEmitter &e, Value v) {
+  ImplicitLocOpBuilder &b = e.ib;
+  bool e4m3 = isa<Float8E4M3FNType>(cast<VectorType>(v.getType()).getElementType());
+  auto bytes = VectorType::get({64}, b.getI8Type());
+  Value x = arith::BitcastOp::create(b, bytes, v);
+  // Per magnitude (the low 7 bits) the bf16 of fp8ToF32's f16 (exponent and
+  // mantissa bits shifted into an f16: E4M3 without its 2^8, E5M2 as is);
+  // every one is exact in bf16 (E5M2's inf and NaN stay inf and NaN).
+  SmallVector<int8_t> hi(128), lo(128);
+  for (unsigned m = 0; m < 128; ++m) {
+    llvm::APFloat f(llvm::APFloat::IEEEhalf(), llvm::APInt(16, e4m3 ? m << 7 : m << 8));
+    bool lost;
+    f.convert(llvm::APFloat::BFloat(), llvm::APFloat::rmNearestTiesToEven, &lost);
+    uint64_t w = f.bitcastToAPInt().getZExtValue();
+    hi[m] = static_cast<int8_t>(w >> 8);
+    lo[m] = static_cast<int8_t>(w & 0xFF);
+  }
+  auto table = [&](ArrayRef<int8_t> t) -> Value {
+    return arith::ConstantOp::create(b, DenseElementsAttr::get(bytes, t));
+  };
+  // vpermi2b: byte i of the result is (t0 ++ t1)[x[i] & 127].
+  auto lookup = [&](ArrayRef<int8_t> t) -> Value {
+    return LLVM::CallIntrinsicOp::create(b, bytes,
+                                         b.getStringAttr("llvm.x86.avx512.vpermi2var.qi.512"),
+                                         ValueRange{table(t.take_front(64)), x,
+                                                    table(t.drop_front(64))})
+        ->getResult(0);
+  };
+  Value h = lookup(hi), l = lookup(lo);
+  Value sign = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(bytes, b.getI8IntegerAttr(static_cast<int8_t>(0x80))));
+  h = arith::OrIOp::create(b, h, arith::AndIOp::create(b, x, sign));
+  auto words = [&](int64_t first) -> Value {
+    SmallVector<int64_t> mask;
+    for (int64_t i = first; i < first + 32; ++i)
+      mask.append({i, 64 + i}); // (low byte, high byte) of value i
+    return vector::BitCastOp::create(b, VectorType::get({32}, b.getBF16Type()),
+                                     vector::ShuffleOp::create(b, l, h, mask));
+  };
+  return {words(0), words(32)};
 }
 
 LogicalResult checkBf16DotMatmul(TileMatmulOp op, int64_t W) {
@@ -110,19 +162,48 @@ static void emitRowsBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, 
   auto half = VectorType::get({kLanes}, bf16), abType = VectorType::get({2 * kLanes}, bf16);
   auto splatI32 = VectorType::get({kLanes}, i32);
   auto [rows, cols, init] = registerBlock(e, op, i0, mr, col0, nv, kLanes);
+  // E4M3 value rows are widened unscaled (fp8ToBf16): summed from zero,
+  // then c = init + factor * sums, as the f32 rows block.
+  Type elt = cast<MemRefType>(bm.getType()).getElementType();
+  bool fp8 = !elt.isBF16();
+  double factor = CpuEmitter::unscaledFactor(bm);
+  SmallVector<Value> start =
+      factor == 1.0 ? init : SmallVector<Value>(init.size(), e.splat(0.0, kLanes));
   auto keyStep = [&](Value k, bool odd, ValueRange acc) {
     Value k1 = odd ? Value() : e.addi(k, e.idx(1));
     prefetchKeyRow(e, op, k, col0, nv * kLanes);
     if (!odd)
       prefetchKeyRow(e, op, k1, col0, nv * kLanes);
-    Value zeros = odd ? Value(arith::ConstantOp::create(
-                            b, DenseElementsAttr::get(half, b.getFloatAttr(bf16, 0.0))))
-                      : Value();
     SmallVector<Value> bv;
     for (int64_t j = 0; j < nv; ++j) {
       Value col = e.idx(col0 + j * kLanes);
+      if (fp8) {
+        // Rows k and k + 1 of 32 columns (16 for a last odd vector)
+        // interleaved as bytes, then widened as 64 values: the pairs of two
+        // vectors of columns.
+        int64_t n = j + 1 < nv ? 2 * kLanes : kLanes;
+        auto rowType = VectorType::get({n}, elt);
+        Value lo = vector::LoadOp::create(b, rowType, bm, ValueRange{k, col});
+        Value hi = odd ? vector::BitCastOp::create(
+                             b, rowType, arith::ConstantOp::create(
+                                             b, DenseElementsAttr::get(
+                                                    VectorType::get({n}, b.getI8Type()),
+                                                    b.getI8IntegerAttr(0))))
+                       : Value(vector::LoadOp::create(b, rowType, bm, ValueRange{k1, col}));
+        Value pairs = vector::InterleaveOp::create(b, lo, hi);
+        if (n == kLanes) // 32 values: the second half unused
+          pairs = vector::ShuffleOp::create(b, pairs, pairs,
+                                            llvm::to_vector(llvm::seq<int64_t>(0, 64)));
+        auto [w0, w1] = fp8ToBf16(e, pairs);
+        bv.push_back(w0);
+        if (n == 2 * kLanes)
+          bv.push_back(w1), ++j;
+        continue;
+      }
       Value lo = vector::LoadOp::create(b, half, bm, ValueRange{k, col});
-      Value hi = odd ? zeros : vector::LoadOp::create(b, half, bm, ValueRange{k1, col});
+      Value hi = odd ? Value(arith::ConstantOp::create(
+                           b, DenseElementsAttr::get(half, b.getFloatAttr(bf16, 0.0))))
+                     : Value(vector::LoadOp::create(b, half, bm, ValueRange{k1, col}));
       bv.push_back(vector::InterleaveOp::create(b, lo, hi)); // (lo[n], hi[n]) pairs
     }
     SmallVector<Value> next(acc.begin(), acc.end());
@@ -147,12 +228,15 @@ static void emitRowsBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, 
   };
   Value keys = e.dim(bm, 0);
   Value even = e.muli(arith::DivUIOp::create(b, keys, e.idx(2)), 2);
-  SmallVector<Value> res = e.loop(e.idx(0), even, e.idx(2), init, [&](Value k, ValueRange acc) {
+  SmallVector<Value> res = e.loop(e.idx(0), even, e.idx(2), start, [&](Value k, ValueRange acc) {
     return keyStep(k, /*odd=*/false, acc);
   });
   // The odd last key: a loop of zero or one step.
   res = e.loop(even, keys, e.idx(1), res,
                [&](Value k, ValueRange acc) { return keyStep(k, /*odd=*/true, acc); });
+  if (factor != 1.0)
+    for (auto [x, i] : llvm::zip(res, init))
+      x = vector::FMAOp::create(b, x, e.splat(factor, kLanes), i);
   for (int64_t r = 0; r < mr; ++r)
     for (int64_t j = 0; j < nv; ++j)
       e.storeF32(res[r * nv + j], c, {rows[r], cols[j]});

@@ -215,23 +215,42 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, V
     }
     return next;
   };
+  // fp8 rows of b (pairs: a bf16 query over an fp8 cache) widen to bf16 64
+  // values at a time (fp8ToBf16), a 32-value step padded to 64.
+  Type bElt = cast<MemRefType>(bm.getType()).getElementType();
+  bool fp8Pairs = pairs && !bElt.isBF16();
+  int64_t pairChunk = fp8Pairs && K % (4 * W) == 0 ? 4 * W : 2 * W;
   auto pairStep = [&](Value k, ValueRange acc) {
     auto v32 = VectorType::get({2 * W}, b.getBF16Type());
-    SmallVector<Value> bv;
-    for (int64_t j = 0; j < nj; ++j)
-      bv.push_back(vector::LoadOp::create(b, v32, bm, ValueRange{cols[j], k}));
-    SmallVector<Value> next(acc.begin(), acc.end());
-    for (int64_t r = 0; r < mr; ++r) {
-      Value av = vector::LoadOp::create(b, v32, a, ValueRange{rows[r], k});
-      for (int64_t j = 0; j < nj; ++j)
-        next[r * nj + j] = dotBf16(e, next[r * nj + j], av, bv[j]);
+    SmallVector<SmallVector<Value>> bv(nj);
+    for (int64_t j = 0; j < nj; ++j) {
+      if (!fp8Pairs) {
+        bv[j].push_back(vector::LoadOp::create(b, v32, bm, ValueRange{cols[j], k}));
+        continue;
+      }
+      Value x = vector::LoadOp::create(b, VectorType::get({pairChunk}, bElt), bm,
+                                       ValueRange{cols[j], k});
+      if (pairChunk < 64)
+        x = vector::ShuffleOp::create(b, x, x, llvm::to_vector(llvm::seq<int64_t>(0, 64)));
+      auto [w0, w1] = fp8ToBf16(e, x);
+      bv[j].push_back(w0);
+      if (pairChunk == 64)
+        bv[j].push_back(w1);
     }
+    SmallVector<Value> next(acc.begin(), acc.end());
+    for (int64_t r = 0; r < mr; ++r)
+      for (size_t h = 0; h < bv[0].size(); ++h) {
+        Value av = vector::LoadOp::create(
+            b, v32, a, ValueRange{rows[r], h ? e.addi(k, e.idx(2 * W)) : k});
+        for (int64_t j = 0; j < nj; ++j)
+          next[r * nj + j] = dotBf16(e, next[r * nj + j], av, bv[j][h]);
+      }
     return next;
   };
   int64_t full = pairs ? K : K - K % W;
   SmallVector<Value> init(mr * nj, e.splat(0.0, W));
   SmallVector<Value> acc =
-      e.loop(e.idx(0), e.idx(full), e.idx(pairs ? 2 * W : W), init,
+      e.loop(e.idx(0), e.idx(full), e.idx(pairs ? pairChunk : W), init,
              [&](Value k, ValueRange carried) {
                return pairs ? pairStep(k, carried) : step(k, W, carried);
              });

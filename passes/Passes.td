@@ -305,7 +305,8 @@ def AttnLowerToCpu : Pass<"attn-lower-to-cpu", "ModuleOp"> {
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::vector::VectorDialect",
                            "::mlir::math::MathDialect", "::mlir::amx::AMXDialect",
-                           "::mlir::x86vector::X86VectorDialect"];
+                           "::mlir::x86vector::X86VectorDialect",
+                           "::mlir::LLVM::LLVMDialect"];
 }
 
 def AttnParallelToOmp : Pass<"attn-parallel-to-omp", "ModuleOp"> {

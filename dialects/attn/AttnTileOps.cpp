@@ -65,9 +65,15 @@ LogicalResult TileMatmulOp::verify() {
       return emitOpError("scale must be finite");
   }
   if (getPairs()) {
-    if (!a.getElementType().isBF16() || !b.getElementType().isBF16())
+    // b may also be an fp8 K/V cache read in place (widened to bf16 as it is
+    // loaded); a pairs tile holds bf16.
+    bool fp8B = isa<Float8E4M3FNType, Float8E5M2Type>(b.getElementType());
+    if (!a.getElementType().isBF16() || !(b.getElementType().isBF16() || fp8B))
       return emitOpError("pairs needs bf16 a and b, got ")
              << a.getElementType() << " and " << b.getElementType();
+    if (fp8B && !pairsInPlace())
+      return emitOpError("pairs with fp8 b need b's rows read in place (kv-in-place), got b ")
+             << b;
     if (!c.getElementType().isF32())
       return emitOpError("c must be f32");
     int64_t K = a.getDimSize(1);

@@ -82,7 +82,9 @@ def Attn_TileMatmulOp : Attn_Op<"tile_matmul"> {
     `pairsInPlace()`): with `transposed`, `b` is `[N', K]` key rows (the
     pairs of the contraction are adjacent in a's and b's rows); without,
     `b` is `[K', N]` value rows (`N` = c's columns; the CPU interleaves two
-    rows into pairs as it loads them). `vdpbf16ps` on the CPU's
+    rows into pairs as it loads them). Rows read in place may also be fp8
+    (f8E4M3FN or f8E5M2: a quantized KV cache under a bf16 query), widened
+    to bf16 exactly as they are loaded. `vdpbf16ps` on the CPU's
     AVX-512-BF16 class (attn-tile `kv-in-place-pairs`, the bf16 decode
     form). `scale` (pairs only) multiplies the f32 result: the softmax
     scale of Q K^T applied to the scores, so that Q is not rounded to bf16

@@ -46,6 +46,32 @@ func.func @f16(%q: tensor<?x8x?x64xf16>, %k: tensor<?x2x?x64xf16>, %v: tensor<?x
 
 // -----
 
+// A bf16 query over an fp8 cache: the same pairs form on the fp8 rows (the
+// CPU widens them to bf16 as it loads them); an f32 query keeps f32 tiles.
+// CHECK-LABEL: func @fp8
+// CHECK: memref.alloc() : memref<4x64xbf16>
+// CHECK: scf.for
+// CHECK:   attn.tile_matmul %{{.*}}, %{{.*}} transposed pairs scale 1.250000e-01 into %{{.*}} : memref<4x64xbf16>, memref<?x64xf8E4M3FN
+// CHECK:   attn.tile_matmul %{{.*}}, %{{.*}} pairs into %{{.*}} accumulate : memref<4x32xbf16>, memref<?x64xf8E4M3FN
+// CHECK: } {attn.kv_loop}
+// CHECK-LABEL: func @fp8_f32_query
+// CHECK-NOT: pairs
+// CHECK: attn.tile_matmul %{{.*}}, %{{.*}} transposed into
+// CHECK-NOT: pairs
+// CHECK: return
+func.func @fp8(%q: tensor<?x8x?x64xbf16>, %k: tensor<?x2x?x64xf8E4M3FN>, %v: tensor<?x2x?x64xf8E4M3FN>) -> tensor<?x8x?x64xbf16> {
+  %o = attn.attention %q, %k, %v scale 0.125 mask none kv_group 4
+      : tensor<?x8x?x64xbf16>, tensor<?x2x?x64xf8E4M3FN>, tensor<?x2x?x64xf8E4M3FN> -> tensor<?x8x?x64xbf16>
+  return %o : tensor<?x8x?x64xbf16>
+}
+func.func @fp8_f32_query(%q: tensor<?x8x?x64xf32>, %k: tensor<?x2x?x64xf8E5M2>, %v: tensor<?x2x?x64xf8E5M2>) -> tensor<?x8x?x64xf32> {
+  %o = attn.attention %q, %k, %v scale 0.125 mask none kv_group 4
+      : tensor<?x8x?x64xf32>, tensor<?x2x?x64xf8E5M2>, tensor<?x2x?x64xf8E5M2> -> tensor<?x8x?x64xf32>
+  return %o : tensor<?x8x?x64xf32>
+}
+
+// -----
+
 // CHECK-LABEL: func @d48
 // CHECK-NOT: pairs
 func.func @d48(%q: tensor<?x8x?x48xbf16>, %k: tensor<?x2x?x48xbf16>, %v: tensor<?x2x?x48xbf16>) -> tensor<?x8x?x48xbf16> {

@@ -56,6 +56,7 @@ class CpuIsa:
     requires: tuple[str, ...]  # LLVM feature names a host needs to run it
     amx: bool = False         # bf16 matmuls on AMX tiles
     bf16_dot: bool = False    # bf16 matmuls as vdpbf16ps (AVX-512-BF16)
+    llvm_features: tuple[str, ...] = ()  # added to llvm_cpu's when the class is forced
 
     @property
     def vector_bits(self) -> int:
@@ -83,9 +84,13 @@ ISAS: dict[str, CpuIsa] = {
     "x86-64-v3": CpuIsa("x86-64-v3", "x86_64", 8, 16, 6, 2, "x86-64-v3", ("avx2", "fma", "f16c")),
     "x86-64-v4": CpuIsa("x86-64-v4", "x86_64", 16, 32, 6, 4, "x86-64-v4",
                         ("avx512f", "avx512bw", "avx512vl", "avx512dq")),
+    # VBMI: fp8 K/V widened to bf16 by byte tables (vpermi2b, CpuBf16Dot.cpp);
+    # every host of this class (AMD Zen 4 and later, vdpbf16ps_pays) has it,
+    # Cooper Lake, the LLVM CPU of its other features, does not.
     "x86-64-v4-bf16": CpuIsa("x86-64-v4-bf16", "x86_64", 16, 32, 6, 4, "cooperlake",
-                             ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512bf16"),
-                             bf16_dot=True),
+                             ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512bf16",
+                              "avx512vbmi"),
+                             bf16_dot=True, llvm_features=("+avx512vbmi",)),
     "x86-64-v4-amx": CpuIsa("x86-64-v4-amx", "x86_64", 16, 32, 6, 4, "sapphirerapids",
                             ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512bf16",
                              "amx-tile", "amx-bf16"), amx=True),
@@ -194,6 +199,8 @@ def llvm_function_attributes(isa: CpuIsa, forced: bool) -> dict[str, object]:
         attrs["target_cpu"] = isa.llvm_cpu
         if isa.name == "x86-64-v3":
             attrs["target_features"] = ["-avx512f"]
+        elif isa.llvm_features:
+            attrs["target_features"] = list(isa.llvm_features)
     return attrs
 
 
@@ -312,6 +319,8 @@ def assembly(llvm_module_text: str, isa: CpuIsa) -> str:
         if ll.returncode:
             raise CompileError(f"mlir-translate failed: {ll.stderr.strip()}")
         target = [f"-mtriple={_TRIPLES[isa.arch]}", f"-mcpu={isa.llvm_cpu}"]
+        if isa.llvm_features:
+            target.append(f"-mattr={','.join(isa.llvm_features)}")
         # opt's O3 pipeline first, as the JIT's: it also splits the async
         # runtime's coroutines, which llc alone cannot lower.
         opt = subprocess.run([_tool("opt", "llvm"), "-O3", *target, "-S", "-o", "-"],

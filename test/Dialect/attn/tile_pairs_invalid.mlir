@@ -106,3 +106,21 @@ func.func @pairs_dynamic_contraction(%a: memref<4x?xbf16>, %k: memref<?x64xbf16>
   attn.tile_matmul %a, %k transposed pairs into %s : memref<4x?xbf16>, memref<?x64xbf16>, memref<4x16xf32>
   return
 }
+
+// -----
+
+// fp8 b only as K/V rows read in place (widened as loaded), never as a
+// pair-packed tile.
+func.func @pairs_fp8_tile(%a: memref<32x64xbf16>, %b: memref<32x128xf8E4M3FN>, %c: memref<32x64xf32>) {
+  // expected-error @+1 {{pairs with fp8 b need b's rows read in place (kv-in-place), got b 'memref<32x128xf8E4M3FN>'}}
+  attn.tile_matmul %a, %b pairs into %c : memref<32x64xbf16>, memref<32x128xf8E4M3FN>, memref<32x64xf32>
+  return
+}
+
+// -----
+
+func.func @pairs_fp8_a(%a: memref<4x64xf8E5M2>, %b: memref<?x64xf8E5M2>, %c: memref<4x16xf32>) {
+  // expected-error @+1 {{pairs needs bf16 a and b, got 'f8E5M2' and 'f8E5M2'}}
+  attn.tile_matmul %a, %b transposed pairs into %c : memref<4x64xf8E5M2>, memref<?x64xf8E5M2>, memref<4x16xf32>
+  return
+}
