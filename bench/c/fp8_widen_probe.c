@@ -68,54 +68,40 @@ __attribute__((noinline)) static void cvtbf(float *out) {
     }
   for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) * 256.f;
 }
-__attribute__((noinline)) static void table(float *out) {
+/* The byte-table widening shared by `table` and `table2`: the bf16 high and low bytes
+ * of the 64 values of x (vpermi2b by the low 7 bits), the sign or'ed into the high
+ * ones; `natural` assembles the words in value order (two vpermt2b), otherwise in
+ * vpunpck{l,h}bw's in-lane order (the query permuted to match, qp). */
+static void table_dots(float *out, int natural) {
   __m512 acc[R] = {0};
   const __m512i hA = _mm512_load_si512(thi), hB = _mm512_load_si512(thi + 64);
   const __m512i lA = _mm512_load_si512(tlo), lB = _mm512_load_si512(tlo + 64);
   const __m512i sign = _mm512_set1_epi8((char)0x80);
+  uint8_t a[64] __attribute__((aligned(64))), b[64] __attribute__((aligned(64)));
+  for (int i = 0; i < 32; ++i) {   /* word i: (l[i], h[i]); 64 + i selects h */
+    a[2 * i] = i; a[2 * i + 1] = 64 + i; b[2 * i] = 32 + i; b[2 * i + 1] = 96 + i;
+  }
+  const __m512i i0 = _mm512_load_si512(a), i1 = _mm512_load_si512(b);
+  uint16_t (*q)[D] = natural ? qb : qp;
   for (int j = 0; j < L; ++j)
     for (int d = 0; d < D; d += 64) {
       __m512i x = _mm512_load_si512(&k8[j * D + d]);
       __m512i h = _mm512_permutex2var_epi8(hA, x, hB);   /* index bits 0..6 */
       __m512i l = _mm512_permutex2var_epi8(lA, x, lB);
       h = _mm512_ternarylogic_epi32(h, x, sign, 0xF8);   /* h | (x & 0x80) */
-      __m512bh w0 = (__m512bh)_mm512_unpacklo_epi8(l, h), w1 = (__m512bh)_mm512_unpackhi_epi8(l, h);
+      __m512bh w0 = (__m512bh)(natural ? _mm512_permutex2var_epi8(l, i0, h)
+                                       : _mm512_unpacklo_epi8(l, h));
+      __m512bh w1 = (__m512bh)(natural ? _mm512_permutex2var_epi8(l, i1, h)
+                                       : _mm512_unpackhi_epi8(l, h));
       for (int r = 0; r < R; ++r) {
-        acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_load_si512(&qp[r][d]), w0);
-        acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_load_si512(&qp[r][d + 32]), w1);
+        acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_load_si512(&q[r][d]), w0);
+        acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_load_si512(&q[r][d + 32]), w1);
       }
     }
   for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
 }
-/* natural order: the words assembled by two vpermt2b (no query permutation) */
-__attribute__((noinline)) static void table2(float *out) {
-  __m512 acc[R] = {0};
-  const __m512i hA = _mm512_load_si512(thi), hB = _mm512_load_si512(thi + 64);
-  const __m512i lA = _mm512_load_si512(tlo), lB = _mm512_load_si512(tlo + 64);
-  const __m512i sign = _mm512_set1_epi8((char)0x80);
-  __m512i i0, i1;
-  {
-    uint8_t a[64] __attribute__((aligned(64))), b[64] __attribute__((aligned(64)));
-    for (int i = 0; i < 32; ++i) {   /* word i: (l[i], h[i]); 64 + i selects h */
-      a[2 * i] = i; a[2 * i + 1] = 64 + i; b[2 * i] = 32 + i; b[2 * i + 1] = 96 + i;
-    }
-    i0 = _mm512_load_si512(a); i1 = _mm512_load_si512(b);
-  }
-  for (int j = 0; j < L; ++j)
-    for (int d = 0; d < D; d += 64) {
-      __m512i x = _mm512_load_si512(&k8[j * D + d]);
-      __m512i h = _mm512_permutex2var_epi8(hA, x, hB);
-      __m512i l = _mm512_permutex2var_epi8(lA, x, lB);
-      h = _mm512_ternarylogic_epi32(h, x, sign, 0xF8);
-      __m512bh w0 = (__m512bh)_mm512_permutex2var_epi8(l, i0, h);
-      __m512bh w1 = (__m512bh)_mm512_permutex2var_epi8(l, i1, h);
-      for (int r = 0; r < R; ++r) {
-        acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_load_si512(&qb[r][d]), w0);
-        acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_load_si512(&qb[r][d + 32]), w1);
-      }
-    }
-  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
-}
+__attribute__((noinline)) static void table(float *out) { table_dots(out, 0); }
+__attribute__((noinline)) static void table2(float *out) { table_dots(out, 1); }
 __attribute__((noinline)) static void bf16(float *out) {
   __m512 acc[R] = {0};
   for (int j = 0; j < L; ++j)
