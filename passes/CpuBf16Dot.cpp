@@ -46,7 +46,10 @@ Value dotBf16(CpuEmitter &e, Value acc, Value a, Value b) {
 
 std::pair<Value, Value> fp8ToBf16(CpuEmitter &e, Value v) {
   ImplicitLocOpBuilder &b = e.ib;
-  bool e4m3 = isa<Float8E4M3FNType>(cast<VectorType>(v.getType()).getElementType());
+  auto vt = cast<VectorType>(v.getType());
+  bool e4m3 = isa<Float8E4M3FNType>(vt.getElementType());
+  if (vt.getNumElements() == 32) // padded to the 64 bytes of one vpermi2b
+    v = vector::ShuffleOp::create(b, v, v, llvm::to_vector(llvm::seq<int64_t>(0, 64)));
   auto bytes = VectorType::get({64}, b.getI8Type());
   Value x = arith::BitcastOp::create(b, bytes, v);
   // Per magnitude (the low 7 bits) the bf16 of fp8ToF32's f16 (exponent and
@@ -190,11 +193,7 @@ static void emitRowsBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, 
                                                     VectorType::get({n}, b.getI8Type()),
                                                     b.getI8IntegerAttr(0))))
                        : Value(vector::LoadOp::create(b, rowType, bm, ValueRange{k1, col}));
-        Value pairs = vector::InterleaveOp::create(b, lo, hi);
-        if (n == kLanes) // 32 values: the second half unused
-          pairs = vector::ShuffleOp::create(b, pairs, pairs,
-                                            llvm::to_vector(llvm::seq<int64_t>(0, 64)));
-        auto [w0, w1] = fp8ToBf16(e, pairs);
+        auto [w0, w1] = fp8ToBf16(e, vector::InterleaveOp::create(b, lo, hi));
         bv.push_back(w0);
         if (n == 2 * kLanes)
           bv.push_back(w1), ++j;

@@ -366,7 +366,8 @@ void lowerMatmulBf16Dot(CpuEmitter &e, TileMatmulOp op);
 Value dotBf16(CpuEmitter &e, Value acc, Value a, Value b);
 /// 64 fp8 values (vector<64 x f8E4M3FN or f8E5M2>) as two vector<32xbf16>,
 /// elements [0, 32) and [32, 64), unscaled as CpuEmitter::fp8ToF32(v,
-/// /*exact=*/false) (AVX-512 VBMI byte tables; CpuBf16Dot.cpp).
+/// /*exact=*/false) (AVX-512 VBMI byte tables; CpuBf16Dot.cpp). 32 values
+/// are padded to 64: the second vector is then unused.
 std::pair<Value, Value> fp8ToBf16(CpuEmitter &e, Value v);
 /// The software prefetch for key row `r` of a kv-in-place b (CpuMatmul.cpp).
 void prefetchKeyRow(CpuEmitter &e, TileMatmulOp op, Value r, int64_t col0, int64_t n);

@@ -173,7 +173,8 @@ static void emitMatmulBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr
 /// `pairs` (bf16 a and b, AVX-512-BF16): each partial-sum vector takes 32
 /// bf16 of a row of a and of b per vdpbf16ps (no widening, half the
 /// instructions of the f32 FMAs), K a multiple of 32 (checkBf16DotMatmul);
-/// `scale` multiplies the sums.
+/// fp8 rows of b are widened to bf16 64 at a time (fp8ToBf16); `scale`
+/// multiplies the sums.
 static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, Value j0,
                          int64_t nj, int64_t K) {
   ImplicitLocOpBuilder &b = e.ib;
@@ -216,7 +217,8 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, V
     return next;
   };
   // fp8 rows of b (pairs: a bf16 query over an fp8 cache) widen to bf16 64
-  // values at a time (fp8ToBf16), a 32-value step padded to 64.
+  // values at a time (fp8ToBf16; a contraction not a multiple of 64 in
+  // 32-value steps, each padded to 64).
   Type bElt = cast<MemRefType>(bm.getType()).getElementType();
   bool fp8Pairs = pairs && !bElt.isBF16();
   int64_t pairChunk = fp8Pairs && K % (4 * W) == 0 ? 4 * W : 2 * W;
@@ -228,11 +230,8 @@ static void emitDotBlock(CpuEmitter &e, TileMatmulOp op, Value i0, int64_t mr, V
         bv[j].push_back(vector::LoadOp::create(b, v32, bm, ValueRange{cols[j], k}));
         continue;
       }
-      Value x = vector::LoadOp::create(b, VectorType::get({pairChunk}, bElt), bm,
-                                       ValueRange{cols[j], k});
-      if (pairChunk < 64)
-        x = vector::ShuffleOp::create(b, x, x, llvm::to_vector(llvm::seq<int64_t>(0, 64)));
-      auto [w0, w1] = fp8ToBf16(e, x);
+      auto [w0, w1] = fp8ToBf16(e, vector::LoadOp::create(b, VectorType::get({pairChunk}, bElt),
+                                                          bm, ValueRange{cols[j], k}));
       bv[j].push_back(w0);
       if (pairChunk == 64)
         bv[j].push_back(w1);

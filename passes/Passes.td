@@ -299,8 +299,9 @@ def AttnLowerToCpu : Pass<"attn-lower-to-cpu", "ModuleOp"> {
            "the target has AMX (amx-tile, amx-bf16): `pairs` tile_matmuls become amx "
            "tile ops (without it or bf16-dot they are refused)">,
     Option<"bf16Dot", "bf16-dot", "bool", "false",
-           "the target has AVX-512-BF16: `pairs` tile_matmuls become vdpbf16ps register "
-           "blocks (x86vector.avx512.dot; `amx` takes precedence)">,
+           "the target has AVX-512-BF16 and VBMI: `pairs` tile_matmuls become vdpbf16ps "
+           "register blocks (x86vector.avx512.dot; `amx` takes precedence); fp8 rows read "
+           "in place are widened by vpermi2b byte tables">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::vector::VectorDialect",
