@@ -28,27 +28,28 @@ using namespace mlir::attn;
 
 namespace {
 
-/// Software prefetch of rows [from, from + count) of the K or V cache `src`
-/// (clamped to the sequence's last key row `last`), each through its own
-/// block-table lookup: the next block's gathered rows (decode at page sizes
-/// that are not read in place), as scattered as the pages, whose loads
-/// stall the gather copies without it. Into L2 (prefetcht2), since the
-/// copies issue many loads at once (into L1, page 1 ran 10.7 ms against
-/// 5.4-5.7 on Zen 5, bf16 decode B8 Hq32/Hkv8 D128 4k; slower on Emerald
-/// Rapids too). Pages read in place use tile_matmul's `prefetch` instead.
-void prefetchRows(OpBuilder &b, Location loc, Value src, Value table, Value seq, Value head,
-                  Value from, int64_t count, Value last, int64_t P) {
+/// Software prefetch of rows [from, from + count) of the K and V caches
+/// `srcs` (clamped to the sequence's last key row `last`), each row through
+/// its own block-table lookup, shared by K and V: the next block's gathered
+/// rows (decode at page sizes that are not read in place), as scattered as
+/// the pages, whose loads stall the gather copies without it. Into L2
+/// (prefetcht2), since the copies issue many loads at once (into L1, page 1
+/// ran 10.7 ms against 5.4-5.7 on Zen 5, bf16 decode B8 Hq32/Hkv8 D128 4k;
+/// slower on Emerald Rapids too). Pages read in place use tile_matmul's
+/// `prefetch` instead.
+void prefetchRows(OpBuilder &b, Location loc, ValueRange srcs, Value table, Value seq,
+                  Value head, Value from, int64_t count, Value last, int64_t P) {
   IRBuild t{b, loc};
-  int64_t D = cast<MemRefType>(src.getType()).getDimSize(3);
+  int64_t D = cast<MemRefType>(srcs[0].getType()).getDimSize(3);
   int64_t locality = ShapedType::isDynamic(P) ? 1 : 3;
-  Value pageSize = ShapedType::isDynamic(P) ? t.dim(src, 2) : t.idx(P);
+  PageRows pages(t, ShapedType::isDynamic(P) ? t.dim(srcs[0], 2) : t.idx(P));
   t.loop(t.idx(0), t.idx(count), t.idx(1), [&](Value r) {
     Value at = t.minsi(t.addi(from, r), last);
-    Value page = memref::LoadOp::create(b, loc, table,
-                                        ValueRange{seq, arith::DivUIOp::create(b, loc, at, pageSize)});
+    auto [entry, slot] = pages.of(t, at);
+    Value page = memref::LoadOp::create(b, loc, table, ValueRange{seq, entry});
     Value pageIdx = arith::IndexCastOp::create(b, loc, b.getIndexType(), page);
-    Value slot = arith::RemUIOp::create(b, loc, at, pageSize);
-    t.prefetchLines(src, ValueRange{pageIdx, head, slot}, 0, D, locality);
+    for (Value src : srcs)
+      t.prefetchLines(src, ValueRange{pageIdx, head, slot}, 0, D, locality);
   });
 }
 
@@ -352,6 +353,23 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
       if (skipRows)
         rt = skipMaskedRowTiles(builder, loc, rt, n0, pos, right, pos);
       Value kOperand = kt, vOperand = vt;
+      // Decode, rows gathered one by one (any page size): in chunks of
+      // kGatherChunk rows, each gathered after prefetching the same chunk of
+      // the next block, so the prefetches run alongside the gathers one
+      // block ahead instead of in one burst before them.
+      auto gatherChunks = [&](ValueRange srcs, ValueRange dsts) {
+        for (int64_t c0 = 0; c0 < BN; c0 += kGatherChunk) {
+          int64_t n = std::min(kGatherChunk, BN - c0);
+          Value at = t.addi(row, t.idx(c0));
+          prefetchRows(builder, loc, srcs, table, kb, kvH, t.addi(at, cBN), n, lastKey,
+                       ShapedType::kDynamic);
+          Value valid = t.subi(validN, t.idx(c0));
+          for (auto [src, dst] : llvm::zip(srcs, dsts))
+            GatherTileOp::create(builder, loc, src, table, kb, kvH, at, valid,
+                                 chunkRows(builder, loc, dst, c0, n), /*transposed=*/false,
+                                 pairs);
+        }
+      };
       auto partView = [&](Value src, const PagePart &part) {
         return kvRowsView(builder, loc, src, part.page, kvH, part.slot, part.rows);
       };
@@ -381,22 +399,7 @@ LogicalResult mlir::attn::tileRaggedFunction(func::FuncOp func, RaggedAttentionO
         kOperand = kvRowsView(builder, loc, k, kb, kvH, row, rows);
         vOperand = kvRowsView(builder, loc, v, kb, kvH, row, rows);
       } else if (!views && table && kvInPlace) {
-        // Decode, rows gathered one by one (any page size): in chunks of
-        // kGatherChunk rows, each gathered (K, V) after prefetching the same
-        // chunk of the next block, so the prefetches run alongside the
-        // gathers one block ahead instead of in one burst before them.
-        for (int64_t c0 = 0; c0 < BN; c0 += kGatherChunk) {
-          int64_t n = std::min(kGatherChunk, BN - c0);
-          Value at = t.addi(row, t.idx(c0));
-          for (Value src : {k, v})
-            prefetchRows(builder, loc, src, table, kb, kvH, t.addi(at, cBN), n, lastKey,
-                         ShapedType::kDynamic);
-          Value valid = t.subi(validN, t.idx(c0));
-          for (auto [src, dst] : {std::pair{k, kt}, std::pair{v, vt}})
-            GatherTileOp::create(builder, loc, src, table, kb, kvH, at, valid,
-                                 chunkRows(builder, loc, dst, c0, n), /*transposed=*/false,
-                                 pairs);
-        }
+        gatherChunks(ValueRange{k, v}, ValueRange{kt, vt});
       } else if (!views) {
         for (auto [src, dst, transposed] :
              {std::tuple{k, kt, !kvInPlace}, std::tuple{v, vt, false}}) {

@@ -3,7 +3,8 @@
 // attn.gather_tile on the CPU: the packing copy of copy_tile (CpuCopies.cpp)
 // with each source row located through the block table: row t of sequence s
 // is cache[table[s, t / P], head, t % P, :], P the cache's page size read at
-// run time (dimension 2), so one kernel serves every page size. The row
+// run time (dimension 2), so one kernel serves every page size (a shift and a
+// mask where P is a power of two: PageRows, IRBuild.h). The row
 // copy computes each row's address once per row (per block of W rows for
 // the transposed K copy), not once per vector. `pairs` (bf16 on AMX) uses
 // the pair-packed copy of CpuCopies.cpp with the same row addresses.
@@ -20,10 +21,9 @@ void lowerGather(CpuEmitter &e, GatherTileOp op) {
   ImplicitLocOpBuilder &b = e.ib;
   Value src = op.getSource(), table = op.getBlockTable();
   Value seq = op.getSeq(), head = op.getHead();
-  Value pageSize = e.dim(src, 2);
-  auto address = [&](Value t) -> SmallVector<Value> {
-    Value slotOfTable = arith::DivUIOp::create(b, t, pageSize);
-    Value slot = arith::RemUIOp::create(b, t, pageSize);
+  PageRows pages(e, e.dim(src, 2));
+  auto address = [&](Value row) -> SmallVector<Value> {
+    auto [slotOfTable, slot] = pages.of(e, row);
     Value page = memref::LoadOp::create(b, table, ValueRange{seq, slotOfTable});
     Value pageIdx = arith::IndexCastOp::create(b, b.getIndexType(), page);
     return {pageIdx, head, slot};

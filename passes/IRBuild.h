@@ -16,6 +16,7 @@
 #define ATTNCC_PASSES_IRBUILD_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
@@ -158,6 +159,44 @@ struct IRBuild {
     b.setInsertionPointToStart(ifOp.elseBlock());
     scf::YieldOp::create(b, loc, elseBody());
     return ifOp.getResult(0);
+  }
+};
+
+/// Key row `t` of a paged cache as (t / P, t % P), P the page size read at
+/// run time. A power-of-two P (every size engines use: 1, 16, 128, ...) takes
+/// a shift and a mask, other sizes a division, behind one branch per row that
+/// always goes the same way. Built once where the loops that use it start
+/// (its values are loop-invariant, and decode's light LLVM pipeline has no
+/// LICM). Why: a 64-bit `udiv` per row (four per key row of paged decode,
+/// K and V gathered and prefetched) was most of what page size 1 cost over
+/// contiguous decode with the K/V rows in cache.
+struct PageRows {
+  Value P, mask, shift, pow2;
+
+  PageRows(IRBuild &t, Value pageSize) : P(pageSize) {
+    mask = t.subi(P, t.idx(1));
+    pow2 = t.cmpi(arith::CmpIPredicate::eq, arith::AndIOp::create(t.b, t.loc, P, mask),
+                  t.idx(0));
+    Value p64 = arith::IndexCastUIOp::create(t.b, t.loc, t.b.getI64Type(), P);
+    shift = arith::IndexCastUIOp::create(
+        t.b, t.loc, t.b.getIndexType(), math::CountTrailingZerosOp::create(t.b, t.loc, p64));
+  }
+
+  /// (page entry of the block table, slot in the page) of row `row`.
+  std::pair<Value, Value> of(IRBuild &t, Value row) const {
+    Type index = t.b.getIndexType();
+    auto ifOp = scf::IfOp::create(t.b, t.loc, TypeRange{index, index}, pow2,
+                                  /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard g(t.b);
+    t.b.setInsertionPointToStart(ifOp.thenBlock());
+    scf::YieldOp::create(t.b, t.loc,
+                         ValueRange{arith::ShRUIOp::create(t.b, t.loc, row, shift),
+                                    arith::AndIOp::create(t.b, t.loc, row, mask)});
+    t.b.setInsertionPointToStart(ifOp.elseBlock());
+    scf::YieldOp::create(t.b, t.loc,
+                         ValueRange{arith::DivUIOp::create(t.b, t.loc, row, P),
+                                    arith::RemUIOp::create(t.b, t.loc, row, P)});
+    return {ifOp.getResult(0), ifOp.getResult(1)};
   }
 };
 

@@ -151,7 +151,8 @@ def AttnTile : Pass<"attn-tile", "ModuleOp"> {
            "masked there (the CPU; not with ALiBi, a bias, bf16 pairs or kv-in-place)">,
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
-                           "::mlir::memref::MemRefDialect", "::mlir::linalg::LinalgDialect"];
+                           "::mlir::memref::MemRefDialect", "::mlir::linalg::LinalgDialect",
+                           "::mlir::math::MathDialect"];
 }
 
 def AttnPipeline : Pass<"attn-pipeline", "func::FuncOp"> {

@@ -125,7 +125,8 @@ func.func @paged1(%q: tensor<1x8x?x64xbf16>, %k: tensor<?x2x1x64xbf16>, %v: tens
 // Pages of a size read at run time (any size, 1 included, as attncc's paged
 // decode compiles them): K/V rows gathered into bf16 tiles (zero past the
 // valid rows) 16 rows at a time, each chunk after the prefetch of the next
-// block's same rows; both products `pairs` on the tiles.
+// block's same rows (K and V rows in one loop, one block-table lookup a row);
+// both products `pairs` on the tiles.
 // CHECK-LABEL: func @paged_dynamic
 // CHECK: %[[QT:.*]] = memref.alloc() : memref<4x64xbf16>
 // CHECK: %[[KT:.*]] = memref.alloc() : memref<32x64xbf16>
@@ -134,7 +135,6 @@ func.func @paged1(%q: tensor<1x8x?x64xbf16>, %k: tensor<?x2x1x64xbf16>, %v: tens
 // CHECK: scf.for
 // CHECK:   scf.for
 // CHECK:     memref.prefetch %arg1
-// CHECK:   scf.for
 // CHECK:     memref.prefetch %arg2
 // CHECK:   %[[K0:.*]] = memref.subview %[[KT]][0, 0] [16, 64] [1, 1]
 // CHECK:   attn.gather_tile %arg1[{{.*}}] to %[[K0]] valid
@@ -142,7 +142,6 @@ func.func @paged1(%q: tensor<1x8x?x64xbf16>, %k: tensor<?x2x1x64xbf16>, %v: tens
 // CHECK:   attn.gather_tile %arg2[{{.*}}] to %[[V0]] valid
 // CHECK:   scf.for
 // CHECK:     memref.prefetch %arg1
-// CHECK:   scf.for
 // CHECK:     memref.prefetch %arg2
 // CHECK:   %[[K1:.*]] = memref.subview %[[KT]][16, 0] [16, 64] [1, 1]
 // CHECK:   attn.gather_tile %arg1[{{.*}}] to %[[K1]] valid

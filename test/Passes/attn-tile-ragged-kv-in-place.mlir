@@ -5,16 +5,26 @@
 // K rows are gathered untransposed into a [block-n, D] buffer of the cache's
 // element type (a row copy each through the block table, no conversion) and
 // Q.K^T is the transposed tile_matmul. The next block's rows are prefetched
-// first (into L2: locality 1), each through its own block-table lookup.
+// first (into L2: locality 1), each row through one block-table lookup for
+// K and V, its page and slot a shift and a mask where the page size (read at
+// run time) is a power of two, else a division.
 // CHECK-LABEL: func @paged
 // CHECK-SAME: %[[K:[^:]*]]: memref<?x2x?x32xf16, strided<[?, ?, ?, 1]>>, %[[V:[^:]*]]: memref<?x2x?x32xf16, strided<[?, ?, ?, 1]>>, %{{[^:]*}}: memref<?x7xi32>, %[[BT:[^:]*]]: memref<?x?xi32>
 // CHECK: %[[KT:.*]] = memref.alloc() : memref<16x32xf16>
 // CHECK: %[[VT:.*]] = memref.alloc() : memref<16x32xf16>
 // CHECK: scf.for
+// CHECK:   %[[P:.*]] = memref.dim %[[K]], %{{.*}}
+// CHECK:   math.cttz
 // CHECK:   scf.for
-// CHECK:     arith.divui
-// CHECK:     memref.load %[[BT]]
-// CHECK:     arith.remui
+// CHECK:     %[[PS:.*]]:2 = scf.if
+// CHECK:       arith.shrui
+// CHECK:       arith.andi
+// CHECK:     } else {
+// CHECK:       arith.divui %{{.*}}, %[[P]]
+// CHECK:       arith.remui %{{.*}}, %[[P]]
+// CHECK:     }
+// CHECK:     memref.load %[[BT]][%{{.*}}, %[[PS]]#0]
+// CHECK-NOT:  memref.load %[[BT]]
 // CHECK:     memref.prefetch %[[K]][%{{.*}}], read, locality<1>, data
 // CHECK:     memref.prefetch %[[V]][%{{.*}}], read, locality<1>, data
 // CHECK:   }

@@ -62,9 +62,11 @@ def test_paged_chunked_prefill_variants(name):
 @pytest.mark.parametrize("layout", ["NHD", "HND"])
 def test_paged_decode_every_page_size(layout):
     """One token per sequence (q [batch, Hq, D], no cu_seqlens_q), GQA 4:
-    one kernel for page sizes 1, 3 and 100 (K rows gathered through the block
-    table); power-of-two pages of at least 16 each get the kernel that reads
-    pages in place (16 and 256 here: one kernel each, then reused)."""
+    one kernel for page sizes 1, 3, 100, 8 and 2 (K rows gathered through the
+    block table; a row's page and slot by a shift and a mask where the size is
+    a power of two, by a division where not: both branches of the same kernel
+    run here); power-of-two pages of at least 16 each get the kernel that
+    reads pages in place (16 and 256 here: one kernel each, then reused)."""
     from attncc import ragged
     ragged.clear_cache()
 
@@ -74,8 +76,8 @@ def test_paged_decode_every_page_size(layout):
         run(b, chunked=False)
         return ragged.kernels_cached()
 
-    assert [decode(i, P) for i, P in enumerate((1, 3, 100, 16, 256, 16, 256))] == \
-        [1, 1, 1, 2, 3, 3, 3]
+    assert [decode(i, P) for i, P in enumerate((1, 3, 100, 8, 2, 16, 256, 16, 256))] == \
+        [1, 1, 1, 1, 1, 2, 3, 3, 3]
 
 
 PROPERTY_SEED = property_seed(20261202)
