@@ -4,7 +4,8 @@
 // Paged KV cache, GQA 2, causal: a 2-D grid (heads, work items); the work
 // item's fields are loaded in the kernel; K/V rows are gathered by cp.async,
 // each 16-byte chunk from slot t % P of page block_table[seq, t / P] (P is
-// the cache's dimension 2, read at run time), into two pipeline slots.
+// the cache's dimension 2, read at run time: a shift and a mask where it is a
+// power of two, a division where not), into two pipeline slots.
 // CHECK-LABEL: func.func @paged
 // CHECK-SAME: %[[W:[^:]*]]: memref<?x7xi32>
 // CHECK: %[[NW:.*]] = memref.dim %[[W]], %{{.*}} : memref<?x7xi32>
@@ -15,11 +16,17 @@
 // CHECK: nvgpu.device_async_copy {{.*}} : memref<1x4x?x64xf16, strided<[?, ?, ?, 1]>> to memref<64x64xf16, #gpu.address_space<workgroup>>
 // CHECK: nvgpu.device_async_create_group
 // CHECK: %[[P:.*]] = memref.dim %[[KK:arg[0-9]+]], %{{.*}} : memref<?x2x?x64xf16, strided<[?, ?, ?, 1]>>
-// CHECK: %[[T:.*]] = arith.divui %{{.*}}, %[[P]] : index
-// CHECK: %[[PG:.*]] = memref.load %[[BT:arg[0-9]+]][%{{.*}}, %[[T]]] : memref<?x?xi32>
+// CHECK: math.cttz
+// CHECK: %[[TS:.*]]:2 = scf.if %{{.*}} -> (index, index) {
+// CHECK:   arith.shrui
+// CHECK:   arith.andi
+// CHECK: } else {
+// CHECK:   arith.divui %{{.*}}, %[[P]] : index
+// CHECK:   arith.remui %{{.*}}, %[[P]] : index
+// CHECK: }
+// CHECK: %[[PG:.*]] = memref.load %[[BT:arg[0-9]+]][%{{.*}}, %[[TS]]#0] : memref<?x?xi32>
 // CHECK: %[[PGI:.*]] = arith.index_cast %[[PG]] : i32 to index
-// CHECK: %[[SLOT:.*]] = arith.remui %{{.*}}, %[[P]] : index
-// CHECK: nvgpu.device_async_copy %[[KK]][%[[PGI]], %{{.*}}, %[[SLOT]], %{{.*}}], %{{.*}}, 8, %{{.*}} {bypassL1}
+// CHECK: nvgpu.device_async_copy %[[KK]][%[[PGI]], %{{.*}}, %[[TS]]#1, %{{.*}}], %{{.*}}, 8, %{{.*}} {bypassL1}
 // Steady state: the next block's gathers, then this block's wait and MMAs.
 // CHECK: scf.for
 // CHECK: memref.load %[[BT]]

@@ -209,6 +209,18 @@ class ArithOps:
             return (x >> n) | fill
         return self._shift(o, f)
 
+    # ---- math (integer)
+    def op_math_cttz(self, o):
+        (a,), out = self.ins(o), self.slots_out1(o)
+        bits = _int_bits(str(o.results[0].type))
+
+        def run(st):
+            x = _unsigned(st.env[a], bits)
+            low = x & (~x + np.uint64(1))           # the lowest set bit (0 for 0)
+            n = np.where(low == 0, bits, np.log2(np.maximum(low, 1).astype(np.float64)))
+            st.env[out] = np.asarray(n).astype(np.int64)
+        return run
+
     def op_arith_extui(self, o):
         (a,), out = self.ins(o), self.slots_out1(o)
         bits = _int_bits(str(o.operands[0].type))

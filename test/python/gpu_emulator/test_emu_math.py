@@ -1,7 +1,8 @@
 """The emulator's float intrinsics and conversions (attncc.gpu_emulator.vector,
 arith): ex2.approx / rcp.approx as the correctly rounded f32 results, with
 the IEEE special values the kernels rely on (2^-inf = 0, 2^big = inf,
-1 / inf = 0), sitofp, and intrinsics it does not model refused by name."""
+1 / inf = 0), sitofp, math.cttz (the paged gathers' page-size shift), and
+intrinsics it does not model refused by name."""
 import numpy as np
 import pytest
 
@@ -52,6 +53,27 @@ def test_sitofp():
     out = np.zeros(32, np.float32)
     run(module(body, [("out", IN32)]), out, elts=["f32"])
     np.testing.assert_array_equal(out, np.arange(32, dtype=np.float32) - 20)
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_cttz(bits):
+    """Trailing zeros of every thread's value, cttz(0) = the bit width, as LLVM."""
+    vals = np.array([0, 1, 2, 3, 4, 6, 8, 16, 96, 128, 255, 256, 1 << 20, 3 << 29, 7, 12]
+                    + [1 << (i % 31) for i in range(16)], np.int32)
+    if bits == 64:
+        vals = vals.astype(np.int64) << np.int64(2)   # up to 2^32: past 32 bits
+    body = f"""
+      %tid = gpu.thread_id x
+      %x = memref.load %a[%tid] : memref<32xi{bits}>
+      %n = math.cttz %x : i{bits}
+      %m = arith.index_castui %n : i{bits} to index
+      %r = arith.index_cast %m : index to i32
+      memref.store %r, %out[%tid] : {I32}"""
+    out = np.zeros(32, np.int32)
+    run(module(body, [("a", f"memref<32xi{bits}>"), ("out", I32)]), vals, out,
+        elts=[f"i{bits}", "i32"])
+    want = [bits if v == 0 else (int(v) & -int(v)).bit_length() - 1 for v in vals]
+    np.testing.assert_array_equal(out, want)
 
 
 def test_other_intrinsics_are_refused_by_name():
