@@ -197,6 +197,56 @@ def test_mask_structures():
     assert dense.structure == "dense" and dense.dense.shape == (1, 1, 6, 6)
 
 
+def test_sliding_window_recognised_without_evaluating(monkeypatch):
+    """transformers' sliding-window mask function is recognised from its parts
+    (no [B, 1, L, S] evaluation: ~0.5 s a forward at 8k) and gives the same
+    AttnccMask as evaluating it; look-alikes that mean something else, and
+    other mask functions, are evaluated."""
+    from transformers import masking_utils as mu
+    calls = []
+    real = mu.sdpa_mask
+    monkeypatch.setattr(mu, "sdpa_mask", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cases = [(1, 6, 6, 0, 0, 4), (2, 1, 4, 9, 6, 4), (1, 3, 9, 6, 0, 2), (1, 7, 7, 0, 0, 1),
+             (1, 5, 12, 7, 0, 16), (3, 4, 10, 8, 2, 3)]
+    for B, L, S, q_off, kv_off, W in cases:
+        fn = mu.sliding_window_causal_mask_function(W)
+        assert hf._sliding_window_of(fn) == W
+        pad = torch.ones(B, kv_off + S, dtype=torch.bool)
+        pad[-1, 0] = False
+        for attention in (None, pad):
+            kw = dict(batch_size=B, q_length=L, kv_length=S, q_offset=q_off, kv_offset=kv_off,
+                      mask_function=fn, attention_mask=attention, local_size=W)
+            calls.clear()
+            fast = hf.attncc_mask(**kw)
+            assert calls == [], (B, L, S, q_off, kv_off, W)
+            monkeypatch.setattr(hf, "_sliding_window_of", lambda f: None)
+            slow = hf.attncc_mask(**kw)
+            monkeypatch.undo()
+            monkeypatch.setattr(mu, "sdpa_mask", lambda *a, **k: calls.append(1) or real(*a, **k))
+            assert calls == [1]
+            for field in ("q_length", "kv_length", "structure", "delta", "window"):
+                assert getattr(fast, field) == getattr(slow, field), (field, kw)
+            assert (fast.padding is None) == (slow.padding is None)
+            if fast.padding is not None:
+                assert torch.equal(fast.padding, slow.padding)
+    # The same parts meaning something else (the overlay's window edge moved): evaluated.
+    overlay = mu.sliding_window_overlay(4)
+    moved = mu.and_masks(lambda b, h, q, kv: overlay(b, h, q, kv + 1), mu.causal_mask_function)
+    assert hf._sliding_window_of(moved) is None
+    assert hf._sliding_window_of(mu.and_masks(mu.causal_mask_function,
+                                              mu.causal_mask_function)) is None
+    assert hf._sliding_window_of(mu.causal_mask_function) is None
+    assert hf._sliding_window_of(lambda b, h, q, kv: kv <= q) is None
+    # A transformers whose causal function meant something else (here: the
+    # diagonal excluded) fails the check on the window's edges.
+    monkeypatch.setattr(mu, "causal_mask_function", lambda b, h, q, kv: kv < q)
+    assert hf._sliding_window_of(mu.and_masks(mu.sliding_window_overlay(4),
+                                              mu.causal_mask_function)) is None
+    monkeypatch.undo()
+    assert hf._sliding_window_of(mu.and_masks(mu.sliding_window_overlay(4),
+                                              mu.causal_mask_function)) == 4
+
+
 # -- what attncc lacks ---------------------------------------------------------------------
 
 def test_output_attentions_raises():
