@@ -197,6 +197,34 @@ def test_mask_structures():
     assert dense.structure == "dense" and dense.dense.shape == (1, 1, 6, 6)
 
 
+@pytest.mark.parametrize("band_rows", [1, 3, 256])
+def test_structure_compares_by_row_blocks(monkeypatch, band_rows):
+    """_structure's band comparison a block of rows at a time: every block is
+    compared (a mismatch in the last row only is found), for causal and sliding
+    bands with query offsets, and batches that differ are dense."""
+    monkeypatch.setattr(hf, "_BAND_ROWS", band_rows)
+    L, S = 300, 310
+    for delta in (0, 10, -3):
+        causal = hf._keep(L, S, delta, None, "cpu")
+        slide = hf._keep(L, S, delta, 40, "cpu")
+        assert hf._structure(causal[None, None], L, S, delta, None) == ("causal", None)
+        assert hf._structure(causal[None, None], L, S, delta, 40) == ("causal", None)
+        assert hf._structure(slide[None, None], L, S, delta, 40) == ("sliding", 40)
+        assert hf._structure(slide[None, None], L, S, delta, None) == ("dense", None)
+        for band, window in ((causal, None), (slide, 40)):
+            late = band.clone()
+            late[L - 1, 0] = ~late[L - 1, 0]
+            assert hf._structure(late[None, None], L, S, delta, window) == ("dense", None)
+            two = torch.stack([band, late])[:, None]
+            assert hf._structure(two, L, S, delta, window) == ("dense", None)
+    assert hf._structure(torch.ones(2, 1, L, S, dtype=torch.bool), L, S, 0, 40) == ("none", None)
+    # A window reaching past every row's keys is the causal band; attncc_mask
+    # then calls it causal.
+    wide = hf._keep(L, S, 10, None, "cpu")
+    assert hf._structure(wide[None, None], L, S, 10, 400) == ("sliding", 400)
+    assert hf._simplify("sliding", L, S, 10, 400) == ("causal", None)
+
+
 def test_sliding_window_recognised_without_evaluating(monkeypatch):
     """transformers' sliding-window mask function is recognised from its parts
     (no [B, 1, L, S] evaluation: ~0.5 s a forward at 8k) and gives the same

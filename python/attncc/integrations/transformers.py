@@ -129,19 +129,41 @@ def _simplify(structure: str, L: int, S: int, delta: int,
     return structure, window
 
 
+_BAND_ROWS = 256     # rows of the expected band built at a time (2 MiB of bool at S = 8k)
+
+
+def _is_band(rows: torch.Tensor, delta: int, window: Optional[int]) -> bool:
+    """Whether the [L, S] bool `rows` is exactly _keep(L, S, delta, window),
+    compared a block of rows at a time: no [L, S] temporaries (at L = S = 8k
+    the whole-mask comparison allocated and filled several 64 MiB tensors),
+    and a mismatch stops at the first block that has one."""
+    L, S = rows.shape
+    cols = torch.arange(S, device=rows.device)
+    for r0 in range(0, L, _BAND_ROWS):
+        i = torch.arange(r0, min(L, r0 + _BAND_ROWS), device=rows.device)[:, None] + delta
+        keep = cols <= i
+        if window is not None:
+            keep &= cols > i - window
+        if not torch.equal(rows[r0:r0 + _BAND_ROWS], keep):
+            return False
+    return True
+
+
 def _structure(pattern: torch.Tensor, L: int, S: int, delta: int,
                local_size: Optional[int]) -> tuple[str, Optional[int]]:
     """Recognizes an evaluated [B, 1, L, S] mask pattern (no padding)."""
     if bool(pattern.all()):
         return "none", None
     first = pattern[0, 0]
-    if not bool((pattern == first).all()):
+    if pattern.shape[0] > 1 and not bool((pattern == first).all()):
         return "dense", None
-    if torch.equal(first, _keep(L, S, delta, None, first.device)):
-        return "causal", None
-    if local_size is not None and torch.equal(first, _keep(L, S, delta, local_size,
-                                                           first.device)):
-        return "sliding", local_size
+    # The window first where there is one: its rows below the window match the
+    # causal band too, so that test would run far before failing. (A causal
+    # pattern matches the window only where the window reaches past every
+    # row's keys, which _simplify then calls causal.)
+    for window in ((local_size, None) if local_size is not None else (None,)):
+        if _is_band(first, delta, window):
+            return ("causal", None) if window is None else ("sliding", window)
     return "dense", None
 
 
