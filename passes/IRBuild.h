@@ -5,7 +5,9 @@
 // branches. IRBuild is the one place they are built from, so that the two
 // lowerings spell them the same way and neither grows a private copy.
 //
-// Target-neutral only (arith, memref, scf). Target-specific helpers build on
+// Target-neutral only (arith, math, memref, scf); PageRows below is the paged
+// caches' row -> (page, slot) that attn-tile and both lowerings share.
+// Target-specific helpers build on
 // it: the GPU lowering's state (GpuLowering.h, `Lowering`) derives from it,
 // and the CPU's vector helpers (CpuLowering.h, `CpuEmitter`) too. IRBuild is
 // also the "Ops" policy of the layout functions of GpuLayout.h (idx, addi,

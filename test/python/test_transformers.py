@@ -204,9 +204,15 @@ def test_structure_compares_by_row_blocks(monkeypatch, band_rows):
     bands with query offsets, and batches that differ are dense."""
     monkeypatch.setattr(hf, "_BAND_ROWS", band_rows)
     L, S = 300, 310
+
+    def tril_band(delta, window=None):   # built apart from attncc's own _band
+        keep = torch.ones(L, S, dtype=torch.bool).tril(delta)
+        return keep if window is None else keep & ~torch.ones(L, S, dtype=torch.bool).tril(
+            delta - window)
+
     for delta in (0, 10, -3):
-        causal = hf._keep(L, S, delta, None, "cpu")
-        slide = hf._keep(L, S, delta, 40, "cpu")
+        causal = tril_band(delta)
+        slide = tril_band(delta, 40)
         assert hf._structure(causal[None, None], L, S, delta, None) == ("causal", None)
         assert hf._structure(causal[None, None], L, S, delta, 40) == ("causal", None)
         assert hf._structure(slide[None, None], L, S, delta, 40) == ("sliding", 40)
@@ -220,7 +226,7 @@ def test_structure_compares_by_row_blocks(monkeypatch, band_rows):
     assert hf._structure(torch.ones(2, 1, L, S, dtype=torch.bool), L, S, 0, 40) == ("none", None)
     # A window reaching past every row's keys is the causal band; attncc_mask
     # then calls it causal.
-    wide = hf._keep(L, S, 10, None, "cpu")
+    wide = tril_band(10)
     assert hf._structure(wide[None, None], L, S, 10, 400) == ("sliding", 400)
     assert hf._simplify("sliding", L, S, 10, 400) == ("causal", None)
 

@@ -111,11 +111,20 @@ class AttnccMask:
         return self
 
 
-def _keep(L: int, S: int, delta: int, window: Optional[int], device: Any) -> torch.Tensor:
-    keep = torch.ones(L, S, dtype=torch.bool, device=device).tril(delta)
+def _band(r0: int, r1: int, S: int, delta: int, window: Optional[int],
+          device: Any) -> torch.Tensor:
+    """Rows [r0, r1) of the [L, S] keep-mask of a causal (window None) or
+    sliding-window structure: query row i keeps keys i + delta - window < j <= i + delta."""
+    i = torch.arange(r0, r1, device=device)[:, None] + delta
+    cols = torch.arange(S, device=device)
+    keep = cols <= i
     if window is not None:
-        keep &= ~torch.ones(L, S, dtype=torch.bool, device=device).tril(delta - window)
+        keep &= cols > i - window
     return keep
+
+
+def _keep(L: int, S: int, delta: int, window: Optional[int], device: Any) -> torch.Tensor:
+    return _band(0, L, S, delta, window, device)
 
 
 def _simplify(structure: str, L: int, S: int, delta: int,
@@ -138,13 +147,9 @@ def _is_band(rows: torch.Tensor, delta: int, window: Optional[int]) -> bool:
     the whole-mask comparison allocated and filled several 64 MiB tensors),
     and a mismatch stops at the first block that has one."""
     L, S = rows.shape
-    cols = torch.arange(S, device=rows.device)
     for r0 in range(0, L, _BAND_ROWS):
-        i = torch.arange(r0, min(L, r0 + _BAND_ROWS), device=rows.device)[:, None] + delta
-        keep = cols <= i
-        if window is not None:
-            keep &= cols > i - window
-        if not torch.equal(rows[r0:r0 + _BAND_ROWS], keep):
+        r1 = min(L, r0 + _BAND_ROWS)
+        if not torch.equal(rows[r0:r1], _band(r0, r1, S, delta, window, rows.device)):
             return False
     return True
 
@@ -231,7 +236,8 @@ def attncc_mask(batch_size: int, q_length: int, kv_length: int, q_offset: Any = 
         padding = padding[:, kv_offset:kv_offset + kv_length].to(torch.bool)
         if bool(padding.all()):
             padding = None
-    known_window = _sliding_window_of(mask_function)
+    known_window = None if mask_function is causal_mask_function else \
+        _sliding_window_of(mask_function)
     if mask_function is causal_mask_function:
         structure, window, pattern = "causal", None, None
     elif known_window is not None:
