@@ -281,6 +281,26 @@ def test_sliding_window_recognised_without_evaluating(monkeypatch):
                                               mu.causal_mask_function)) == 4
 
 
+def test_sliding_window_checked_once_per_window(monkeypatch):
+    """The edge check (an evaluation of the mask function, ~60 us) runs once
+    per window: a decode step calls the mask function every forward."""
+    from transformers import masking_utils as mu
+    checks = []
+    real = hf._keeps_window
+    monkeypatch.setattr(hf, "_keeps_window", lambda f, w: checks.append(w) or real(f, w))
+    monkeypatch.setattr(hf, "_WINDOW_CHECKED", {})
+    for W in (5, 5, 9, 5, 9):
+        assert hf._sliding_window_of(mu.sliding_window_causal_mask_function(W)) == W
+    assert checks == [5, 9]
+    # A failed check is kept too, and does not leak to the real function's key.
+    overlay = mu.sliding_window_overlay(5)
+    monkeypatch.setattr(mu, "causal_mask_function", lambda b, h, q, kv: kv < q)
+    for _ in range(2):
+        assert hf._sliding_window_of(mu.and_masks(overlay, mu.causal_mask_function)) is None
+    assert checks == [5, 9, 5]
+    monkeypatch.undo()
+
+
 # -- what attncc lacks ---------------------------------------------------------------------
 
 def test_output_attentions_raises():

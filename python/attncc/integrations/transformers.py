@@ -183,39 +183,67 @@ def _closure(fn: Any) -> dict[str, Any]:
         return {}
 
 
+# (make, overlay code, causal function, window) -> whether sliding_window_causal_mask_function's
+# parts keep exactly the keys q - W < kv <= q on the window's edges. The check
+# evaluates the function on ~36 index pairs (~60 us); a decode step calls the
+# mask function once per forward, so the verdict is kept for the parts' code
+# and window (the same code with the same window computes the same mask).
+_WINDOW_CHECKED: dict = {}
+
+
 def _sliding_window_of(mask_function: Any) -> Optional[int]:
     """W when `mask_function` is transformers' sliding_window_causal_mask_function(W)
     (keys kv_idx with q_idx - W < kv_idx <= q_idx), else None. Recognised by its
     parts (and_masks of sliding_window_overlay(W) and causal_mask_function), then
-    checked on the edges of the window at a few rows, so that a transformers whose
-    functions mean something else falls back to evaluating the mask. Why: the
-    evaluation of a [1, 1, L, S] mask and its comparison with the expected pattern
-    took ~0.5 s per forward at L = S = 8192 (Zen 4), a third of a sliding-window
-    model's 8k generate()."""
+    checked on the edges of the window at a few rows (once per window and code),
+    so that a transformers whose functions mean something else falls back to
+    evaluating the mask. Why: the evaluation of a [1, 1, L, S] mask and its
+    comparison with the expected pattern took ~0.5 s per forward at L = S = 8192
+    (Zen 4), a third of a sliding-window model's 8k generate()."""
     from transformers import masking_utils as mu
     make = getattr(mu, "sliding_window_causal_mask_function", None)
     if make is None:
         return None
-    reference = make(2)
-    if getattr(mask_function, "__code__", None) is not getattr(reference, "__code__", 0):
+    ref = _reference_parts(make)
+    if ref is None or getattr(mask_function, "__code__", None) is not ref[0]:
         return None
-    parts, ref_parts = (_closure(mask_function).get("mask_functions"),
-                        _closure(reference).get("mask_functions"))
-    if (not isinstance(parts, tuple) or not isinstance(ref_parts, tuple) or len(parts) != 2
-            or len(ref_parts) != 2 or parts[1] is not mu.causal_mask_function
-            or getattr(parts[0], "__code__", None) is not getattr(ref_parts[0], "__code__", 0)):
+    parts = _closure(mask_function).get("mask_functions")
+    if (not isinstance(parts, tuple) or len(parts) != 2
+            or parts[1] is not mu.causal_mask_function
+            or getattr(parts[0], "__code__", None) is not ref[1]):
         return None
     window = _closure(parts[0]).get("sliding_window")
     if not isinstance(window, int) or isinstance(window, bool) or window < 1:
         return None
+    key = (make, ref[1], parts[1], window)
+    if key not in _WINDOW_CHECKED:
+        _WINDOW_CHECKED[key] = _keeps_window(mask_function, window)
+    return window if _WINDOW_CHECKED[key] else None
+
+
+_REFERENCE_PARTS: dict = {}
+
+
+def _reference_parts(make: Any) -> Optional[tuple[Any, Any]]:
+    """(code of the function `make` returns, code of its overlay part), or None
+    when it is not built from two parts."""
+    if make not in _REFERENCE_PARTS:
+        reference = make(2)
+        parts = _closure(reference).get("mask_functions")
+        ok = isinstance(parts, tuple) and len(parts) == 2 and hasattr(parts[0], "__code__")
+        _REFERENCE_PARTS[make] = (reference.__code__, parts[0].__code__) if ok else None
+    return _REFERENCE_PARTS[make]
+
+
+def _keeps_window(mask_function: Any, window: int) -> bool:
+    """Whether `mask_function` keeps exactly q - window < kv <= q on the edges
+    of the window at a few rows."""
     rows = torch.tensor([0, 1, window - 1, window, window + 1, 3 * window + 7])
     q = rows.repeat_interleave(6)
     kv = q + torch.tensor([-window - 1, -window, -window + 1, -1, 0, 1]).repeat(len(rows))
     zero = torch.zeros_like(q)
     got = mask_function(zero, zero, q, kv)
-    if not torch.equal(torch.as_tensor(got, dtype=torch.bool), (kv > q - window) & (kv <= q)):
-        return None
-    return window
+    return torch.equal(torch.as_tensor(got, dtype=torch.bool), (kv > q - window) & (kv <= q))
 
 
 def attncc_mask(batch_size: int, q_length: int, kv_length: int, q_offset: Any = 0,
