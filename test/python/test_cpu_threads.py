@@ -158,3 +158,46 @@ def test_async_runtime_where_no_openmp(monkeypatch, llvm_opt):
     ref = torch.nn.functional.scaled_dot_product_attention(qt.double(), kt.double(), vt.double(),
                                                             is_causal=True)
     torch.testing.assert_close(c(qt, kt, vt).double(), ref, rtol=1e-5, atol=1e-5)
+
+
+_PICK = """
+import ctypes, os, sys
+import torch
+ctypes.CDLL(sys.argv[1], mode=os.RTLD_LOCAL)      # a second libgomp, as a package bundles one
+import attncc
+from attncc.runtime import openmp
+mapped = [p for p in openmp._mapped_libraries() if os.path.basename(p).startswith("libgomp")]
+print(mapped[0])
+print(openmp.runtime().path)
+q, k, v = (torch.randn(2, 4, 300, 32, generator=torch.Generator().manual_seed(i))
+           for i in range(3))
+out = attncc.attention(q, k, v, causal=True, num_threads=2)
+ref = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(),
+                                                       is_causal=True)
+print(float((out.double() - ref).abs().max()))
+"""
+
+
+@needs_omp
+def test_team_runs_on_torchs_openmp_beside_another_copy(tmp_path):
+    """A process with two libgomp copies mapped (sentencepiece, which vLLM
+    pulls in, bundles one whose path sorts before torch's): kernels run on
+    the copy torch's own regions use. On the other copy's team (a second
+    thread pool spinning against torch's) vLLM's steps ran 8x slower."""
+    import os
+    import subprocess
+    import sys
+    lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    own = sorted(f for f in os.listdir(lib) if f.startswith("libgomp"))
+    if not own:
+        pytest.skip(f"this torch has no libgomp of its own in {lib}")
+    copy = tmp_path / "aaa" / "libgomp-bundled.so.1"
+    copy.parent.mkdir()
+    copy.write_bytes(open(os.path.join(lib, own[0]), "rb").read())
+    proc = subprocess.run([sys.executable, "-c", _PICK, str(copy)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, chosen, err = proc.stdout.split()
+    assert first == str(copy)                   # the copy comes first among the mapped ones
+    assert os.path.realpath(chosen) == os.path.realpath(os.path.join(lib, own[0]))
+    assert float(err) < 1e-5

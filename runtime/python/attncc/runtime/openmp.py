@@ -35,27 +35,75 @@ def _mapped_libraries() -> list[str]:
             paths = {line.split()[-1] for line in f if "/" in line}
     except OSError:
         return []
-    return sorted(p for p in paths if any(os.path.basename(p).startswith(n) for n in _NAMES))
+    return sorted(paths)
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def _library_of(addr: int) -> Optional[str]:
+    """The path of the mapped library that holds code address `addr` (dladdr)."""
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+    except (OSError, AttributeError):
+        return None
+    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    info = _DlInfo()
+    if not dladdr(ctypes.c_void_p(addr), ctypes.byref(info)) or not info.dli_fname:
+        return None
+    return os.path.realpath(info.dli_fname.decode())
+
+
+def torch_openmp_path(mapped: Optional[list[str]] = None) -> Optional[str]:
+    """The OpenMP library torch's own parallel regions run on: `GOMP_parallel`
+    as libtorch_cpu's dependencies resolve it (dlsym on its handle), located
+    with dladdr. Other copies may be mapped beside it (Python packages bundle
+    their own libgomp: sentencepiece, which vLLM pulls in, loads one whose
+    path sorts before torch's); a kernel team on one of those would run on a
+    second thread pool whose threads spin against torch's, on the same cores."""
+    for path in mapped if mapped is not None else _mapped_libraries():
+        if not os.path.basename(path).startswith("libtorch_cpu"):
+            continue
+        try:
+            lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LOCAL)
+            fn = lib.GOMP_parallel
+        except (OSError, AttributeError):
+            return None
+        return _library_of(ctypes.cast(fn, ctypes.c_void_p).value)
+    return None
+
+
+def _entry_points(path: str) -> Optional[OpenMP]:
+    try:
+        lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LOCAL)
+    except OSError:
+        return None
+    addrs = []
+    for sym in ("GOMP_parallel", "GOMP_barrier", "omp_get_thread_num", "omp_get_num_threads"):
+        fn = getattr(lib, sym, None)
+        if fn is None:
+            return None
+        addrs.append(ctypes.cast(fn, ctypes.c_void_p).value)
+    return OpenMP(path, *addrs)
 
 
 @functools.lru_cache(maxsize=None)
 def runtime() -> Optional[OpenMP]:
     """The OpenMP runtime in this process with the entry points a team run
     needs, or None (no OpenMP runtime mapped, or not on Linux): kernels then
-    keep upstream async-parallel-for."""
+    keep upstream async-parallel-for. torch's own runtime (torch_openmp_path)
+    where it is found, else the first mapped OpenMP library."""
     import torch  # noqa: F401  (loads torch's OpenMP runtime)
 
-    for path in _mapped_libraries():
-        try:
-            lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LOCAL)
-        except OSError:
-            continue
-        addrs = []
-        for sym in ("GOMP_parallel", "GOMP_barrier", "omp_get_thread_num", "omp_get_num_threads"):
-            fn = getattr(lib, sym, None)
-            if fn is None:
-                break
-            addrs.append(ctypes.cast(fn, ctypes.c_void_p).value)
-        else:
-            return OpenMP(path, *addrs)
+    mapped = _mapped_libraries()
+    candidates = [p for p in mapped if any(os.path.basename(p).startswith(n) for n in _NAMES)]
+    own = torch_openmp_path(mapped)
+    if own is not None:
+        candidates = [p for p in candidates if os.path.realpath(p) == own] + candidates
+    for path in candidates:
+        found = _entry_points(path)
+        if found is not None:
+            return found
     return None
