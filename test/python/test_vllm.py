@@ -133,3 +133,27 @@ def test_vllm_fp8_kv_cache(model_dir: Path, tmp_path: Path, kv_cache_dtype, fp8)
     assert sum(c["fp8_forward"] for c in counts) > 0, counts   # on the fp8 cache
     assert sum(c["kv_update"] for c in counts) > 0, counts
     assert ours == _eager_tokens(model_dir, _fp8_eager(fp8))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_backend_cache_write_matches_paged_kv_append(dtype) -> None:
+    """The backend's lean cache write (all slots real) writes what
+    attncc.paged_kv_append writes; padding (-1), slots past the cache and
+    mismatched dtypes go to paged_kv_append instead (False)."""
+    import attncc
+    from attncc.integrations.vllm_backend import _pages, _write_slots
+    g = torch.Generator().manual_seed(0)
+    N, H, P, D, T = 6, 2, 16, 8, 11
+    cache = torch.randn(N, H, 2 * P, D, generator=g).to(dtype)
+    caches = [cache, cache.clone()]
+    key, value = (torch.randn(T, H, D, generator=g).to(dtype) for _ in range(2))
+    slots = torch.randperm(N * P, generator=g)[:T]
+    fast, ref = (_pages(c.view(N, H, P, 2 * D)) for c in caches)
+    assert _write_slots(*fast, key, value, slots)
+    attncc.paged_kv_append(*ref, key, value, slots.to(torch.int32), layout="HND")
+    assert torch.equal(caches[0], caches[1])
+    for bad in (torch.where(slots == slots[3], -1, slots), slots.clone().fill_(N * P)):
+        assert not _write_slots(*fast, key, value, bad)
+    assert not _write_slots(*fast, key.float() if dtype != torch.float32 else key.half(),
+                            value, slots)
+    assert torch.equal(caches[0], caches[1])      # nothing written by the refusals
