@@ -163,9 +163,14 @@ def test_async_runtime_where_no_openmp(monkeypatch, llvm_opt):
 _PICK = """
 import ctypes, os, sys
 import torch
-ctypes.CDLL(sys.argv[1], mode=os.RTLD_LOCAL)      # a second libgomp, as a package bundles one
+copy = sys.argv[1]
+ctypes.CDLL(copy, mode=os.RTLD_LOCAL)      # a second libgomp, as a package bundles one
 import attncc
 from attncc.runtime import openmp
+# The copy first among the mapped libraries, as sentencepiece's sorted before
+# torch's in vLLM's venv (here the order of the paths depends on the machine).
+real = openmp._mapped_libraries
+openmp._mapped_libraries = lambda: sorted(real(), key=lambda p: p != copy)
 mapped = [p for p in openmp._mapped_libraries() if os.path.basename(p).startswith("libgomp")]
 print(mapped[0])
 print(openmp.runtime().path)
