@@ -135,9 +135,10 @@ def _write_slots(k_pages: torch.Tensor, v_pages: torch.Tensor, key: torch.Tensor
                  value: torch.Tensor, slots: torch.Tensor) -> bool:
     """The cache write of a step whose slots are all real (no -1 padding) and
     whose tensors have the cache's dtype and head shape: two index_puts, without
-    paged_kv_append's generic checks and host copies (107 us a layer against
-    vLLM's own 20-30 in a tiny Llama's decode step, docs/integrations.md).
-    False where the general path must run (it raises on bad input)."""
+    paged_kv_append's generic checks and host copies, which vLLM's slot mapping
+    does not need (one bf16 decode token, page 128: 23 us against 43, Zen 4,
+    docs/integrations.md). False where paged_kv_append must run (it checks the
+    input and raises on bad input)."""
     N, H, P, D = k_pages.shape
     if (key.dtype != k_pages.dtype or value.dtype != v_pages.dtype or key.dim() != 3
             or value.dim() != 3 or tuple(key.shape[1:]) != (H, D)

@@ -100,8 +100,8 @@ def runtime() -> Optional[OpenMP]:
     mapped = _mapped_libraries()
     candidates = [p for p in mapped if any(os.path.basename(p).startswith(n) for n in _NAMES)]
     own = torch_openmp_path(mapped)
-    if own is not None:
-        candidates = [p for p in candidates if os.path.realpath(p) == own] + candidates
+    if own is not None:      # torch's first; the sort is stable
+        candidates.sort(key=lambda p: os.path.realpath(p) != own)
     for path in candidates:
         found = _entry_points(path)
         if found is not None:
