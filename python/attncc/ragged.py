@@ -16,7 +16,6 @@ dtype, heads, head dims, variants and paged or not; any page size).
 from __future__ import annotations
 
 import functools
-import math
 import threading
 from typing import Any, Optional
 
@@ -26,16 +25,13 @@ import torch
 from . import ragged_gpu
 from .compiler import compile_graph
 from .errors import InputError
-from .frontend import kv_quant, ragged_schedule, split_kv, variants
+from .frontend import kv_quant, ragged_checks as checks, ragged_schedule, split_kv
 from .frontend.capture import check_no_grad
 from .frontend.ragged_schedule import PagedPlan, VarlenPlan
 from .graph import Graph
 from .options import CompileOptions
-from .targets import TARGETS
 from .targets import kind as target_kind
 
-_DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
-_KV_DTYPES = {**_DTYPES, torch.float8_e4m3fn: "f8E4M3FN", torch.float8_e5m2: "f8E5M2"}
 _LOCK = threading.Lock()
 _KERNELS: dict[Any, Any] = {}
 _MAX_KERNELS = 64
@@ -43,84 +39,6 @@ LAYOUTS = ("NHD", "HND")
 
 
 # -- checks (vectorised, once per call) -----------------------------------------------------
-
-def _check_float(name: str, t: Any, rank: int, fp8: bool = False) -> torch.Tensor:
-    """`fp8`: K/V (caches), which may also be fp8 (frontend/kv_quant.py)."""
-    if not isinstance(t, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != rank:
-        raise InputError(f"{name} must have rank {rank}, got shape {tuple(t.shape)}")
-    if t.dtype not in (_KV_DTYPES if fp8 else _DTYPES):
-        raise InputError(f"{name} has dtype {t.dtype}; expected float32, float16 or bfloat16"
-                         + (" (or float8_e4m3fn / float8_e5m2)" if fp8 else ""))
-    if t.stride(-1) != 1:
-        raise InputError(f"{name} must have a unit-stride last dimension, got strides "
-                         f"{t.stride()}")
-    return t
-
-
-def _check_index(name: str, t: Any, rank: int) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise InputError(f"{name} must be an int32 torch.Tensor, got {type(t).__name__}")
-    if t.dtype != torch.int32:
-        raise InputError(f"{name} must be int32, got {t.dtype}")
-    if t.dim() != rank:
-        raise InputError(f"{name} must have rank {rank}, got shape {tuple(t.shape)}")
-    # Checked (and the work table built) on the host: one small copy per call.
-    return t.cpu()
-
-
-def _check_cu(name: str, cu: Any, total: int, num_seqs: Optional[int]) -> torch.Tensor:
-    cu = _check_index(name, cu, 1)
-    if cu.numel() < 1:
-        raise InputError(f"{name} must have batch + 1 >= 1 entries, got none")
-    if num_seqs is not None and cu.numel() != num_seqs + 1:
-        raise InputError(f"{name} has {cu.numel()} entries, expected batch + 1 = {num_seqs + 1}")
-    c = cu.to(torch.int64)
-    if int(c[0]) != 0:
-        raise InputError(f"{name}[0] must be 0, got {int(c[0])}")
-    if cu.numel() > 1 and bool((c[1:] < c[:-1]).any()):
-        raise InputError(f"{name} must be non-decreasing (cumulative sequence lengths)")
-    if int(c[-1]) != total:
-        raise InputError(f"{name}[-1] = {int(c[-1])} must equal the packed token count {total}")
-    return c
-
-
-def _check_max(name: str, given: Any, lengths: torch.Tensor) -> None:
-    if isinstance(given, bool) or not isinstance(given, int) or given < 0:
-        raise InputError(f"{name} must be a non-negative int, got {given!r}")
-    actual = int(lengths.max()) if lengths.numel() else 0
-    if given < actual:
-        raise InputError(f"{name} = {given} is less than the longest sequence ({actual})")
-
-
-def _variants(q: torch.Tensor, causal: bool, scale: Any, window: Any, softcap: Any,
-              alibi_slopes: Any, sinks: Any, return_lse: bool):
-    """(scale, window_sides or None, softcap, slopes, sinks), checked."""
-    if not isinstance(return_lse, bool):
-        raise InputError(f"return_lse must be True or False, got {return_lse!r}")
-    D = q.shape[2]
-    if scale is None:
-        scale = D ** -0.5 if D else 1.0
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
-            not math.isfinite(scale):
-        raise InputError(f"scale must be a finite number, got {scale!r}")
-    left, right = -1, -1
-    if window is not None:
-        left, right = variants.window_sides(window)
-    if causal:
-        right = 0 if right < 0 else min(right, 0)
-    sides = (left, right) if (left >= 0 or right >= 0) else None
-    if softcap is not None:
-        if isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or \
-                not (softcap > 0 and math.isfinite(softcap)):
-            raise InputError(f"softcap must be a positive finite number, got {softcap!r}")
-        softcap = float(softcap)
-    # Shape, dtype, device, grad and finiteness, as attention() checks them.
-    slopes = variants.per_head("alibi_slopes", alibi_slopes, q)
-    sink = variants.per_head("sinks", sinks, q)
-    return float(scale), sides, softcap, slopes, sink
-
 
 # -- the kernel ------------------------------------------------------------------------------
 
@@ -141,11 +59,11 @@ def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, page
         hit = _KERNELS.get(key)
     if hit is not None:
         return hit, bm
-    dt = _DTYPES[dtype]
+    dt = checks.DTYPES[dtype]
     g = Graph("ragged_attention")
     qv = g.input("q", (None, heads, None, D), dt)
-    kv = g.input("k", (None, kv_heads, page, D), _KV_DTYPES[kv_dtype])
-    vv = g.input("v", (None, kv_heads, page, Dv), _KV_DTYPES[kv_dtype])
+    kv = g.input("k", (None, kv_heads, page, D), checks.KV_DTYPES[kv_dtype])
+    vv = g.input("v", (None, kv_heads, page, Dv), checks.KV_DTYPES[kv_dtype])
     work = g.input("work", (None, 7), "i32")
     table = g.input("block_table", (None, None), "i32") if paged else None
     sl = g.input("alibi_slopes", (heads,), "f32") if alibi else None
@@ -303,18 +221,18 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     compiled GPU kernel's arguments in the GPU emulator). k and v may be fp8
     (float8_e4m3fn / float8_e5m2, CPU target) with per-tensor `k_scale` and
     `v_scale` (attncc.attention's; docs/quantized-kv.md)."""
-    _check_target(target)
+    checks.check_target(target)
     split_kv.check_args(return_lse, num_splits)
-    q = _check_float("q", q, 3)
-    k, v = (_check_float(n, t, 3, fp8=True) for n, t in (("k", k), ("v", v)))
-    k_scale, v_scale = _kv_dtypes(q, k, v, k_scale, v_scale, target, k.shape[1])
+    q = checks.check_float("q", q, 3)
+    k, v = (checks.check_float(n, t, 3, fp8=True) for n, t in (("k", k), ("v", v)))
+    k_scale, v_scale = checks.kv_dtypes(q, k, v, k_scale, v_scale, target, k.shape[1])
     check_no_grad((("q", q), ("k", k), ("v", v)))
     # A runner (the tests' GPU emulator) runs the GPU kernel on host tensors.
-    _check_device("cpu" if runner else target, q=q, k=k, v=v)
+    checks.check_device("cpu" if runner else target, q=q, k=k, v=v)
     if k.shape[:2] != v.shape[:2]:
         raise InputError(f"k {tuple(k.shape)} and v {tuple(v.shape)} must have the same tokens "
                          "and heads")
-    _check_heads(q.shape[1], k.shape[1], q.shape[2], k.shape[2], "k")
+    checks.check_heads(q.shape[1], k.shape[1], q.shape[2], k.shape[2], "k")
     args = (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
     if plan is None:
         plan = _varlen_plan(*args, q.shape[0], k.shape[0])
@@ -325,7 +243,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         raise InputError("with plan=, pass no cu_seqlens_q, cu_seqlens_k, max_seqlen_q or "
                          "max_seqlen_k (the plan holds them)")
     plan._check_tokens(q.shape[0], k.shape[0])
-    scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
+    scale, sides, softcap, slopes, sink = checks.call_variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
     k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
     return _scaled_run(q, k4, v4, plan, None, scale, k_scale, v_scale, sides, softcap, slopes,
@@ -346,13 +264,13 @@ def _varlen_plan(cu_q, cu_k, max_q, max_k, q_tokens: Optional[int],
     if cu_q is None or cu_k is None or max_q is None or max_k is None:
         raise InputError("varlen_attention needs cu_seqlens_q, cu_seqlens_k, max_seqlen_q "
                          "and max_seqlen_k, or plan=")
-    cq = _check_cu("cu_seqlens_q", cu_q, _last("cu_seqlens_q", cu_q, q_tokens), None)
-    ck = _check_cu("cu_seqlens_k", cu_k, _last("cu_seqlens_k", cu_k, k_tokens),
-                   cq.numel() - 1)
+    cq = checks.check_cu("cu_seqlens_q", cu_q, _last("cu_seqlens_q", cu_q, q_tokens), None)
+    ck = checks.check_cu("cu_seqlens_k", cu_k, _last("cu_seqlens_k", cu_k, k_tokens),
+                   cq.size - 1)
     lq, lk = cq[1:] - cq[:-1], ck[1:] - ck[:-1]
-    _check_max("max_seqlen_q", max_q, lq)
-    _check_max("max_seqlen_k", max_k, lk)
-    return VarlenPlan(cq[:-1], lq, torch.zeros_like(lq), ck[:-1], lk, int(cq[-1]), int(ck[-1]))
+    checks.check_max("max_seqlen_q", max_q, lq)
+    checks.check_max("max_seqlen_k", max_k, lk)
+    return VarlenPlan(cq[:-1], lq, np.zeros_like(lq), ck[:-1], lk, int(cq[-1]), int(ck[-1]))
 
 
 def _last(name: str, cu: Any, tokens: Optional[int]) -> int:
@@ -360,7 +278,7 @@ def _last(name: str, cu: Any, tokens: Optional[int]) -> int:
     tensor's (a call), or for a plan its own last entry."""
     if tokens is not None:
         return tokens
-    c = _check_index(name, cu, 1)
+    c = checks.check_index(name, cu, 1)
     return int(c[-1]) if c.numel() else 0
 
 
@@ -382,30 +300,30 @@ def plan_paged(block_table: torch.Tensor, seq_lens: torch.Tensor, *, page_size: 
 def _plan(block_table, seq_lens, P: int, cu_seqlens_q, max_seqlen_q,
           q_tokens: Optional[int]) -> PagedPlan:
     """The index checks of a paged call (vectorised, in numpy on the index
-    tensors' host copies: a decode step runs them per layer without a plan,
-    and numpy's per-operation cost is a fraction of torch's)."""
-    table = _check_index("block_table", block_table, 2)
-    lens = _check_index("seq_lens", seq_lens, 1).to(torch.int64)
+    tensors' host copies: a decode step runs them once a step with a plan,
+    per layer without, and numpy's per-operation cost is a fraction of torch's)."""
+    table = checks.check_index("block_table", block_table, 2)
+    ln = checks.index_array("seq_lens", seq_lens, 1)
     S = table.shape[0]
-    if lens.numel() != S:
-        raise InputError(f"seq_lens has {lens.numel()} entries, block_table {S} rows")
+    if ln.size != S:
+        raise InputError(f"seq_lens has {ln.size} entries, block_table {S} rows")
     if cu_seqlens_q is None:
         if q_tokens is not None and q_tokens != S:
             raise InputError(f"q has {q_tokens} tokens; without cu_seqlens_q it needs one "
                              f"per sequence ({S})")
-        cq = torch.arange(S + 1, dtype=torch.int64)
+        cq = np.arange(S + 1)
         if max_seqlen_q not in (None, 1) and S:
-            _check_max("max_seqlen_q", max_seqlen_q, torch.ones(1))
+            checks.check_max("max_seqlen_q", max_seqlen_q, np.ones(1, dtype=np.int64))
     else:
-        cq = _check_cu("cu_seqlens_q", cu_seqlens_q,
+        cq = checks.check_cu("cu_seqlens_q", cu_seqlens_q,
                        _last("cu_seqlens_q", cu_seqlens_q, q_tokens), S)
     lq = cq[1:] - cq[:-1]
     if cu_seqlens_q is not None and max_seqlen_q is not None:
-        _check_max("max_seqlen_q", max_seqlen_q, lq)
-    ln, tb = lens.numpy(), table.numpy()
+        checks.check_max("max_seqlen_q", max_seqlen_q, lq)
+    tb = table.numpy()
     if (ln < 0).any():
         raise InputError("seq_lens must be non-negative")
-    if (ln < lq.numpy()).any():
+    if (ln < lq).any():
         raise InputError("seq_lens must count each sequence's new tokens too (seq_lens >= "
                          "query tokens per sequence)")
     if P == 0:
@@ -427,7 +345,7 @@ def _plan(block_table, seq_lens, P: int, cu_seqlens_q, max_seqlen_q,
         bad_page = (s, i, int(tb[s, i]))
     if table.shape[1] == 0:      # no pages at all: a one-column table the kernel never reads
         table = torch.zeros((S, 1), dtype=torch.int32)
-    return PagedPlan(table.contiguous(), lens, cq, P, bad_page)
+    return PagedPlan(table.contiguous(), ln, cq, P, bad_page)
 
 
 def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -456,17 +374,17 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     block_table, seq_lens, cu_seqlens_q and max_seqlen_q (checked once for
     all the layers of a step). `target`, `runner`, fp8 caches with `k_scale`
     and `v_scale`: as varlen_attention's."""
-    _check_target(target)
+    checks.check_target(target)
     split_kv.check_args(return_lse, num_splits)
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    q = _check_float("q", q, 3)
-    k_cache, v_cache = (_check_float(n, t, 4, fp8=True) for n, t in (("k_cache", k_cache),
+    q = checks.check_float("q", q, 3)
+    k_cache, v_cache = (checks.check_float(n, t, 4, fp8=True) for n, t in (("k_cache", k_cache),
                                                                      ("v_cache", v_cache)))
-    k_scale, v_scale = _kv_dtypes(q, k_cache, v_cache, k_scale, v_scale, target,
+    k_scale, v_scale = checks.kv_dtypes(q, k_cache, v_cache, k_scale, v_scale, target,
                                   k_cache.shape[2 if layout == "NHD" else 1])
     check_no_grad((("q", q), ("k_cache", k_cache), ("v_cache", v_cache)))
-    _check_device("cpu" if runner else target, q=q, k_cache=k_cache, v_cache=v_cache)
+    checks.check_device("cpu" if runner else target, q=q, k_cache=k_cache, v_cache=v_cache)
     if k_cache.shape[:3] != v_cache.shape[:3]:
         raise InputError(f"k_cache {tuple(k_cache.shape)} and v_cache {tuple(v_cache.shape)} "
                          "must have the same pages, page size and heads")
@@ -475,7 +393,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     else:
         k4, v4 = k_cache, v_cache
     num_pages, Hkv, P = k4.shape[:3]
-    _check_heads(q.shape[1], Hkv, q.shape[2], k4.shape[3], f"k_cache (layout {layout!r})")
+    checks.check_heads(q.shape[1], Hkv, q.shape[2], k4.shape[3], f"k_cache (layout {layout!r})")
     if plan is None:
         if block_table is None or seq_lens is None:
             raise InputError("paged_attention needs block_table and seq_lens, or plan=")
@@ -487,7 +405,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         raise InputError("with plan=, pass no block_table, seq_lens, cu_seqlens_q or "
                          "max_seqlen_q (the plan holds them)")
     plan._check_cache(num_pages, P, q.shape[0])
-    scale, sides, softcap, slopes, sink = _variants(q, causal, scale, window, softcap,
+    scale, sides, softcap, slopes, sink = checks.call_variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
     return _scaled_run(q, k4, v4, plan, plan.table, scale, k_scale, v_scale, sides, softcap,
                        slopes, sink, options, return_lse, num_splits, target, runner)
@@ -502,21 +420,21 @@ def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tenso
     [Hkv]) rounded to the cache's dtype, saturated (vLLM's cache write)."""
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    k_cache, v_cache = (_check_float(n, t, 4, fp8=True) for n, t in (("k_cache", k_cache),
+    k_cache, v_cache = (checks.check_float(n, t, 4, fp8=True) for n, t in (("k_cache", k_cache),
                                                                      ("v_cache", v_cache)))
-    k, v = (_check_float(n, t, 3) for n, t in (("k", k), ("v", v)))
+    k, v = (checks.check_float(n, t, 3) for n, t in (("k", k), ("v", v)))
     if kv_quant.is_fp8(k_cache):
         k_scale, v_scale = kv_quant.append_scales(k, k_cache, v_cache, k_scale, v_scale)
-        _same_dtype(k, v)
+        checks.same_dtype(k, v)
         k, v = kv_quant.quantize(k, k_cache.dtype, k_scale), kv_quant.quantize(v, v_cache.dtype, v_scale)
     else:
         kv_quant.check_kv(k, k_cache, v_cache, k_scale, v_scale, -1)
-        _same_dtype(k_cache, v_cache, k, v)
-    _check_device("cpu" if k_cache.device.type == "cpu" else "cuda", k_cache=k_cache,
+        checks.same_dtype(k_cache, v_cache, k, v)
+    checks.check_device("cpu" if k_cache.device.type == "cpu" else "cuda", k_cache=k_cache,
                   v_cache=v_cache, k=k, v=v)
     # numpy on the host copy: this runs per layer per step, and numpy's
     # per-operation cost is a fraction of torch's.
-    slots = _check_index("slot_mapping", slot_mapping, 1).numpy().astype(np.int64)
+    slots = checks.check_index("slot_mapping", slot_mapping, 1).numpy().astype(np.int64)
     if slots.size != k.shape[0] or v.shape[0] != k.shape[0]:
         raise InputError(f"slot_mapping ({slots.size}), k ({k.shape[0]}) and v "
                          f"({v.shape[0]}) must have one entry per token")
@@ -545,35 +463,6 @@ def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tenso
         v_cache[page, :, off] = v
 
 
-def _check_target(target: Any) -> None:
-    if target not in TARGETS:
-        raise InputError(f"unknown target {target!r}; expected one of {TARGETS}")
-
-
-def _check_device(target: str, **tensors: torch.Tensor) -> None:
-    """CPU target: CPU tensors; GPU targets: CUDA tensors, all on one device."""
-    want = "cpu" if target_kind(target) == "cpu" else "cuda"
-    devices = set()
-    for name, t in tensors.items():
-        if t.device.type != want:
-            raise InputError(f"{name} is on {t.device}; target {target!r} takes "
-                             f"{'CPU' if want == 'cpu' else 'CUDA'} tensors")
-        devices.add(t.device)
-    if len(devices) > 1:
-        raise InputError(f"the tensors are on several devices: {sorted(map(str, devices))}")
-
-
-def _kv_dtypes(q, k, v, k_scale, v_scale, target: str, kv_heads: int) -> tuple[Any, Any]:
-    """q, k and v of one dtype, or fp8 k and v (CPU only): their scales."""
-    scales = kv_quant.check_kv(q, k, v, k_scale, v_scale, kv_heads)
-    if kv_quant.is_fp8(k) and target_kind(target) != "cpu":
-        raise InputError(f"fp8 K/V run on the CPU only (target {target!r}): the GPU kernels "
-                         "take one element type for q, k and v (docs/quantized-kv.md)")
-    if not kv_quant.is_fp8(k):
-        _same_dtype(q, k, v)
-    return scales
-
-
 def _scaled_run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale: float, k_scale,
                 v_scale, *rest):
     """_run with the fp8 scales: k_scale in the compiled scale and v_scale on
@@ -584,15 +473,3 @@ def _scaled_run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale: float
         q, k_scale = kv_quant.widen_query(q, k_scale, plan.batch, rows)
     got = _run(q, k4, v4, plan, table, scale * k_scale, *rest)
     return kv_quant.finish(got, dtype, v_scale, plan.batch, rows)
-
-
-def _same_dtype(*ts: torch.Tensor) -> None:
-    if len({t.dtype for t in ts}) != 1:
-        raise InputError(f"dtypes differ: {[str(t.dtype) for t in ts]}")
-
-
-def _check_heads(Hq: int, Hkv: int, Dq: int, Dk: int, what: str) -> None:
-    if Hkv == 0 or Hq % Hkv:
-        raise InputError(f"query heads ({Hq}) must be a multiple of {what}'s heads ({Hkv})")
-    if Dq != Dk:
-        raise InputError(f"q head_dim {Dq} != {what} head_dim {Dk}")

@@ -148,8 +148,10 @@ def finish(got: Any, dtype: torch.dtype, v_scale: Any, seqs: int = 1,
     return (out, got[1]) if isinstance(got, tuple) else out
 
 
-def token_rows(q_start: torch.Tensor, lq: torch.Tensor, tokens: int) -> torch.Tensor:
-    """The sequence of each packed query token (ragged plans' q_start, lq)."""
+def token_rows(q_start: Any, lq: Any, tokens: int) -> torch.Tensor:
+    """The sequence of each packed query token (ragged plans' q_start, lq:
+    int64 host arrays, numpy or torch)."""
+    q_start, lq = torch.as_tensor(q_start), torch.as_tensor(lq)
     rows = torch.searchsorted(q_start + lq, torch.arange(tokens), right=True)
     return rows.clamp_(max=max(lq.numel() - 1, 0))
 

@@ -60,44 +60,40 @@ class Schedule:
     groups: tuple[Group, ...]
 
 
-def work_table(bm: int, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor,
-               k_start: torch.Tensor, lk: torch.Tensor, packed_rows: int = 0) -> torch.Tensor:
+def work_table(bm: int, q_start: np.ndarray, lq: np.ndarray, kb: np.ndarray,
+               k_start: np.ndarray, lk: np.ndarray, packed_rows: int = 0) -> torch.Tensor:
     """The [blocks, 7] int32 table (qb, qr, qn, kb, kr, kn, pos) of every
     query block, longest KV ranges first (the grid's tasks are split in
     order: long blocks first balance the threads' loads). `packed_rows` > 0:
-    decode with the GQA group as the query rows (q seen as [T, Hkv, G, D])."""
+    decode with the GQA group as the query rows (q seen as [T, Hkv, G, D]).
+    int64 numpy inputs, one entry per sequence."""
     if packed_rows:
-        # numpy: a decode step's table is small, and numpy's per-call cost
-        # is a fraction of torch's (this path runs every decode step).
-        keep = (lq > 0).numpy()
-        cols = [t.numpy()[keep] for t in (q_start, kb, k_start, lk)]
-        work = np.zeros((len(cols[0]), 7), dtype=np.int32)
+        keep = lq > 0
+        work = np.zeros((int(keep.sum()), 7), dtype=np.int32)
         work[:, 0], work[:, 2], work[:, 3], work[:, 4], work[:, 5] = (
-            cols[0], packed_rows, cols[1], cols[2], cols[3])
-        if len(work) > 1:
-            work = work[np.argsort(-work[:, 5], kind="stable")]
-        return torch.from_numpy(work)
-    nb = (lq + bm - 1) // bm
-    seq = torch.repeat_interleave(torch.arange(lq.numel()), nb)
-    first = torch.cumsum(nb, 0) - nb
-    m0 = (torch.arange(seq.numel()) - first[seq]) * bm
-    qn = torch.clamp(lq[seq] - m0, max=bm)
-    work = torch.stack([torch.zeros_like(seq), q_start[seq] + m0, qn, kb[seq], k_start[seq],
-                        lk[seq], m0 + lk[seq] - lq[seq]], 1)
-    if work.shape[0] > 1:
-        work = work[torch.argsort(work[:, 5], descending=True, stable=True)]
-    return work.to(torch.int32).contiguous()
+            q_start[keep], packed_rows, kb[keep], k_start[keep], lk[keep])
+    else:
+        nb = (lq + bm - 1) // bm
+        seq = np.repeat(np.arange(lq.size), nb)
+        first = np.cumsum(nb) - nb
+        m0 = (np.arange(seq.size) - first[seq]) * bm
+        work = np.stack([np.zeros_like(seq), q_start[seq] + m0,
+                         np.minimum(lq[seq] - m0, bm), kb[seq], k_start[seq], lk[seq],
+                         m0 + lk[seq] - lq[seq]], 1).astype(np.int32)
+    if len(work) > 1:
+        work = work[np.argsort(-work[:, 5], kind="stable")]
+    return torch.from_numpy(np.ascontiguousarray(work))
 
 
-def query_blocks(lq: torch.Tensor, opts: CompileOptions, target: str = "cpu") -> torch.Tensor:
+def query_blocks(lq: np.ndarray, opts: CompileOptions, target: str = "cpu") -> np.ndarray:
     """CompileOptions.query_block of every sequence's query length, vectorised
     (the next power of two in [16, 256] unless block_m is given; a decode
     token that reaches the general launch, i.e. with ALiBi, gets one-row
     tiles: 16 rows cost it 16x the dot products, 3.8x the time measured)."""
     if opts.block_m is not None or target_kind(target) == "gpu":   # the GPU: one size
-        return torch.full_like(lq, opts.query_block(target, None))
-    p2 = torch.exp2(torch.ceil(torch.log2(lq.clamp(min=1).to(torch.float64))))
-    return torch.where(lq == 1, 1, p2.clamp(16, 256).to(torch.int64))
+        return np.full_like(lq, opts.query_block(target, None))
+    p2 = np.exp2(np.ceil(np.log2(np.maximum(lq, 1).astype(np.float64))))
+    return np.where(lq == 1, 1, np.clip(p2, 16, 256).astype(np.int64))
 
 
 @functools.lru_cache(maxsize=256)
@@ -121,7 +117,7 @@ def heads_inner(opts: CompileOptions, G: int, Hkv: int, interleaved: bool, paged
 
 
 def static_page(opts: CompileOptions, query_len: int, page_size: int,
-                k_start: torch.Tensor, target: str = "cpu") -> Optional[int]:
+                k_start: np.ndarray, target: str = "cpu") -> Optional[int]:
     """The page size to compile into a paged kernel, or None (any page size).
     A static power-of-two page size lets the in-place form (small query
     blocks: decode) read K/V pages where they are; its work items must start
@@ -145,13 +141,13 @@ def static_page(opts: CompileOptions, query_len: int, page_size: int,
 INNER_MIN_PIECE_BYTES = 16 << 20
 
 
-def _decode_splits(num_splits: Optional[int], kn: torch.Tensor, Hkv: int, inner: bool,
+def _decode_splits(num_splits: Optional[int], kn: np.ndarray, Hkv: int, inner: bool,
                    threads: int, align: int, key_bytes: int, target: str,
                    min_piece_bytes: int) -> int:
     """split_kv.decode_token_splits for the packed decode launch: its grid
     points (one per token with heads inside, else per token and KV head) and
     on the CPU the fewest keys of a piece (`min_piece_bytes` of K and V)."""
-    points = int(kn.numel()) * (1 if inner else Hkv)
+    points = kn.size * (1 if inner else Hkv)
     min_keys = 1
     if key_bytes > 0 and target_kind(target) == "cpu":
         point_bytes = key_bytes * (Hkv if inner else 1)    # per key of a grid point
@@ -159,13 +155,14 @@ def _decode_splits(num_splits: Optional[int], kn: torch.Tensor, Hkv: int, inner:
     return split_kv.decode_token_splits(num_splits, points, kn, threads, align, min_keys)
 
 
-def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start: torch.Tensor,
-             lk: torch.Tensor, *, page_size: int, paged: bool, G: int, Hkv: int, sides,
-             alibi: bool, sinks: bool, opts: CompileOptions, threads: int, packed_ok: bool,
-             num_splits: Optional[int], target: str, interleaved: bool = False,
-             key_bytes: int = 0) -> Schedule:
-    """The launches of a batch (int64 host index tensors, one entry per
-    sequence). Decode tokens without ALiBi (a per-head term on every score)
+def schedule(q_start, lq, kb, k_start, lk, *, page_size: int, paged: bool, G: int, Hkv: int,
+             sides, alibi: bool, sinks: bool, opts: CompileOptions, threads: int,
+             packed_ok: bool, num_splits: Optional[int], target: str,
+             interleaved: bool = False, key_bytes: int = 0) -> Schedule:
+    """The launches of a batch (host index arrays, numpy or torch, one entry
+    per sequence; computed in numpy: a decode step runs this once per step,
+    and numpy's per-operation cost on a few entries is a fraction of
+    torch's). Decode tokens without ALiBi (a per-head term on every score)
     run packed: the G query heads of a KV head are the rows of one block, so
     each K/V tile is packed once per KV head. A window then only trims the key
     range (every row of a sequence sits at the last key), and causal masks
@@ -180,14 +177,16 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
     the bytes of K and V per key and KV head ((D + Dv) x element size); on
     the CPU a split piece then reads at least CPU_MIN_PIECE_BYTES (0: no such
     bound)."""
+    q_start, lq, kb, k_start, lk = (np.asarray(x, dtype=np.int64)
+                                    for x in (q_start, lq, kb, k_start, lk))
     rest = lq > 0
     dec = lq == 1
     decode = None
-    if packed_ok and not alibi and bool(dec.any()):
+    if packed_ok and not alibi and dec.any():
         align = max(256, page_size if paged and page_size & (page_size - 1) == 0 else 1)
         ks, kn = k_start[dec], lk[dec]
         if sides is not None and sides[0] >= 0:
-            trim = torch.clamp(kn - 1 - sides[0], min=0)
+            trim = np.maximum(kn - 1 - sides[0], 0)
             ks, kn = ks + trim, kn - trim
         # The static page size (and with it heads-inner, whose grid point
         # count the split rule takes) from the unsplit keys: a split keeps
@@ -195,7 +194,7 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
         # of any static page size).
         page = static_page(opts, G, page_size, ks, target) if paged else None
         inner = heads_inner(opts, G, Hkv, interleaved, paged, page, target)
-        few = inner and kn.numel() < threads
+        few = inner and kn.size < threads
         splits = _decode_splits(num_splits, kn, Hkv, inner, threads, align, key_bytes, target,
                                 INNER_MIN_PIECE_BYTES if few else split_kv.CPU_MIN_PIECE_BYTES)
         if few and splits == 1:
@@ -206,25 +205,31 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
         qd, tok = q_start[dec], None
         if splits > 1:
             tok, ks, kn = split_kv.split_pieces(ks, kn, splits, align)
-            if tok.numel() == qd.numel():   # nothing was long enough to cut
+            if tok.size == qd.size:   # nothing was long enough to cut
                 tok = None
         if tok is None and sinks:   # one piece per token: the LSE path (the sink joins it)
-            tok = torch.arange(qd.numel())
+            tok = np.arange(qd.size)
         if tok is None:
             work = work_table(0, qd, lq[dec], kb[dec], ks, kn, packed_rows=G)
         else:
-            n = tok.numel()
-            work = work_table(0, torch.arange(n), torch.ones(n, dtype=torch.int64),
-                              kb[dec][tok], ks, kn, packed_rows=G)
-        piece_rows, per_token = None, 0
+            n = tok.size
+            work = work_table(0, np.arange(n), np.ones(n, dtype=np.int64), kb[dec][tok], ks,
+                              kn, packed_rows=G)
+        pieces = piece_rows = None
+        per_token = 0
         if tok is not None:
-            piece_rows, per_token = qd[tok], split_kv.pieces_per_token(tok, qd.numel())
-        all_rows = not bool(rest.any()) and bool((qd == torch.arange(qd.numel())).all())
-        decode = Decode(work, page, qd, tok, inner, piece_rows, per_token, all_rows)
+            # tok is non-decreasing (split_pieces' order): every token with
+            # c pieces has them at [t c, (t + 1) c).
+            counts = np.bincount(tok, minlength=qd.size)
+            per_token = int(counts[0]) if qd.size and (counts == counts[0]).all() else 0
+            pieces, piece_rows = torch.from_numpy(tok), torch.from_numpy(qd[tok])
+        all_rows = not rest.any() and bool((qd == np.arange(qd.size)).all())
+        decode = Decode(work, page, torch.from_numpy(qd), pieces, inner, piece_rows,
+                        per_token, all_rows)
     groups = []
-    if bool(rest.any()):
+    if rest.any():
         blocks = query_blocks(lq, opts, target)
-        for bm in torch.unique(blocks[rest]).tolist():
+        for bm in np.unique(blocks[rest]).tolist():
             sel = rest & (blocks == bm)
             page = static_page(opts, int(bm), page_size, k_start[sel], target) if paged \
                 else None
@@ -237,7 +242,7 @@ def schedule(q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor, k_start:
 # -- plans: the index data of one step, shared by its layers ---------------------------------
 
 class RaggedPlan:
-    """The checked index data of one ragged batch (int64 host tensors, one
+    """The checked index data of one ragged batch (int64 numpy arrays, one
     entry per sequence) and the launches computed from it, memoized per
     configuration (FlashInfer's plan/run split): built once per generate
     step, passed to every layer's call with `plan=`, which then skips the
@@ -248,11 +253,11 @@ class RaggedPlan:
 
     _MAX_SCHEDULES = 16
 
-    def __init__(self, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor,
-                 k_start: torch.Tensor, lk: torch.Tensor, q_tokens: int) -> None:
+    def __init__(self, q_start: np.ndarray, lq: np.ndarray, kb: np.ndarray,
+                 k_start: np.ndarray, lk: np.ndarray, q_tokens: int) -> None:
         self.q_start, self.lq, self.kb, self.k_start, self.lk = q_start, lq, kb, k_start, lk
         self.q_tokens = q_tokens
-        self.batch = lq.numel()
+        self.batch = lq.size
         self._schedules: dict = {}
 
     def _check_q(self, q_tokens: int) -> None:
@@ -275,10 +280,10 @@ class PagedPlan(RaggedPlan):
     of every sequence; a call checks the cache's page size and page count
     against it."""
 
-    def __init__(self, table: torch.Tensor, lens: torch.Tensor, cq: torch.Tensor,
+    def __init__(self, table: torch.Tensor, lens: np.ndarray, cq: np.ndarray,
                  page_size: int, bad_page: Optional[tuple[int, int, int]]) -> None:
         lq = cq[1:] - cq[:-1]
-        super().__init__(cq[:-1], lq, torch.arange(lens.numel()), torch.zeros_like(lens), lens,
+        super().__init__(cq[:-1], lq, np.arange(lens.size), np.zeros_like(lens), lens,
                          int(cq[-1]))
         self.table = table
         self.page_size = page_size
@@ -303,8 +308,8 @@ class VarlenPlan(RaggedPlan):
     """A packed ragged batch's plan (attncc.plan_varlen); a call checks q's
     and k's token counts against it."""
 
-    def __init__(self, q_start: torch.Tensor, lq: torch.Tensor, kb: torch.Tensor,
-                 k_start: torch.Tensor, lk: torch.Tensor, q_tokens: int,
+    def __init__(self, q_start: np.ndarray, lq: np.ndarray, kb: np.ndarray,
+                 k_start: np.ndarray, lk: np.ndarray, q_tokens: int,
                  k_tokens: int) -> None:
         super().__init__(q_start, lq, kb, k_start, lk, q_tokens)
         self.k_tokens = k_tokens

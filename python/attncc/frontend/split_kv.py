@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from ..errors import InputTypeError
@@ -157,19 +158,20 @@ def decode_token_splits(num_splits: Optional[int], items: int, kn: torch.Tensor,
     return max(1, min(by_threads, by_length, MAX_SPLITS))
 
 
-def split_pieces(ks: torch.Tensor, kn: torch.Tensor, splits: int, align: int):
+def split_pieces(ks: np.ndarray, kn: np.ndarray, splits: int, align: int):
     """Each decode token's keys [ks, ks + kn) cut into at most `splits` pieces
     of a multiple of `align` keys (page and KV-block aligned when ks is):
-    (token of each piece, piece start, piece length). A token without keys
-    keeps one empty piece (its row is zeros, its LSE -inf)."""
-    chunk = (torch.div(kn + splits - 1, splits, rounding_mode="floor") + align - 1) // align * align
-    chunk = chunk.clamp(min=align)
-    count = torch.div(kn + chunk - 1, chunk, rounding_mode="floor").clamp(min=1)
-    tok = torch.repeat_interleave(torch.arange(kn.numel()), count)
-    first = torch.cumsum(count, 0) - count
-    j = torch.arange(tok.numel()) - first[tok]
-    start = j * chunk[tok]
-    return tok, ks[tok] + start, torch.clamp(kn[tok] - start, min=0).minimum(chunk[tok])
+    (token of each piece, piece start, piece length), int64 numpy arrays
+    (the plan's host arithmetic, ragged_schedule.schedule), tokens in order.
+    A token without keys keeps one empty piece (its row is zeros, its LSE -inf)."""
+    ks, kn = np.asarray(ks, dtype=np.int64), np.asarray(kn, dtype=np.int64)
+    chunk = ((kn + splits - 1) // splits + align - 1) // align * align
+    chunk = np.maximum(chunk, align)
+    count = np.maximum((kn + chunk - 1) // chunk, 1)
+    tok = np.repeat(np.arange(kn.size), count)
+    first = np.cumsum(count) - count
+    start = (np.arange(tok.size) - first[tok]) * chunk[tok]
+    return tok, ks[tok] + start, np.minimum(np.maximum(kn[tok] - start, 0), chunk[tok])
 
 
 def pieces_per_token(tok: torch.Tensor, n: int) -> int:
