@@ -25,7 +25,7 @@ import torch
 from . import ragged_gpu
 from .compiler import compile_graph
 from .errors import InputError
-from .frontend import kv_quant, ragged_checks as checks, ragged_schedule, split_kv
+from .frontend import kv_quant, paged_replay, ragged_checks as checks, ragged_schedule, split_kv
 from .frontend.capture import check_no_grad
 from .frontend.ragged_schedule import PagedPlan, VarlenPlan
 from .graph import Graph
@@ -82,6 +82,7 @@ def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, page
 def clear_cache() -> None:
     with _LOCK:
         _KERNELS.clear()
+    paged_replay.clear()
 
 
 def kernels_cached() -> int:
@@ -91,17 +92,20 @@ def kernels_cached() -> int:
 
 def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softcap, slopes,
          sink, options: dict[str, Any], return_lse: bool = False,
-         num_splits: Optional[int] = None, target: str = "cpu", runner=None):
+         num_splits: Optional[int] = None, target: str = "cpu", runner=None, *,
+         out: Optional[torch.Tensor] = None, record: Optional[list] = None):
     """q [T, Hq, D]; k4/v4 as the kernel sees them ([Bk, Hkv, L, D] views).
-    Returns the output [T, Hq, Dv], and with `return_lse` (out, lse) where lse
-    is [Hq, T] f32 (flash-attn varlen's softmax_lse, vLLM's merge layout).
-    The launches come from the plan (ragged_schedule.schedule, memoized per
-    configuration): the packed decode launch, then one per query block size."""
+    Returns the output [T, Hq, Dv] (`out`, written in place, where given),
+    and with `return_lse` (out, lse) where lse is [Hq, T] f32 (flash-attn
+    varlen's softmax_lse, vLLM's merge layout). The launches come from the
+    plan (ragged_schedule.schedule, memoized per configuration): the packed
+    decode launch, then one per query block size. `record`: a list the
+    launches are appended to (frontend/paged_replay.py), then ("done",)."""
     opts = CompileOptions.cached(options)
     gpu = target_kind(target) == "gpu"
     T, Hq, D = q.shape
     Hkv, Dv = k4.shape[1], v4.shape[3]
-    out = q.new_empty((T, Hq, Dv))
+    out = q.new_empty((T, Hq, Dv)) if out is None else out
     lse = torch.empty((Hq, T), dtype=torch.float32, device=q.device) if return_lse else None
     if return_lse and Dv == 0 and T and Hq:
         raise InputError("return_lse=True needs values with head_dim > 0")
@@ -121,6 +125,8 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
                   threads=threads, packed_ok=packed_ok, num_splits=num_splits, target=target,
                   interleaved=k4.stride(1) < k4.stride(2),
                   key_bytes=D * k4.element_size() + Dv * v4.element_size())
+    if record is not None:
+        record.append(("config", config))
     sched = plan._schedule(config)
     launch = functools.partial(_launch, target=target, runner=runner)
     dec = sched.decode
@@ -131,6 +137,8 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
         # lse [Hq, T] seen as the kernel's [T, Hkv, G] (a strided view).
         launch(compiled, [q.reshape(T, Hkv, G, D), k4, v4, dec.work, *extra[:int(paged)]],
                out.view(T, Hkv, G, Dv), (lse.t().view(T, Hkv, G),) if return_lse else ())
+        if record is not None:
+            record.append(("decode", compiled, dec.page, dec.heads_inner))
     elif dec is not None:
         # Split-KV (or sinks): each piece is a work item of its own (a copy
         # of its token's query rows), leaving a partial output and its LSE;
@@ -138,6 +146,8 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
         # joins the denominator: lse' = logaddexp(lse, sink), out' = out e^(lse - lse').
         qd, tok = dec.tokens, dec.pieces
         n = tok.numel()
+        if record is not None:
+            record.append(("pieces",))
         compiled, _ = _kernel(q.dtype, Hkv, Hkv, D, Dv, paged, scale, None, softcap,
                               False, False, G, opts, dec.page, True, target, dec.heads_inner,
                               k4.dtype)
@@ -171,6 +181,10 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
                               return_lse, target, kv_dtype=k4.dtype)
         launch(compiled, [q4, k4, v4, grp.work, *extra], o4,
                (lse.unsqueeze(0),) if return_lse else ())
+        if record is not None:
+            record.append(("group", compiled, grp.bm, grp.page))
+    if record is not None:
+        record.append(("done",))
     # Every query token is in one work item of one launch (the cumulative
     # lengths cover [0, T)), so every output row (and LSE) is stored.
     return (out, lse) if return_lse else out
@@ -264,22 +278,13 @@ def _varlen_plan(cu_q, cu_k, max_q, max_k, q_tokens: Optional[int],
     if cu_q is None or cu_k is None or max_q is None or max_k is None:
         raise InputError("varlen_attention needs cu_seqlens_q, cu_seqlens_k, max_seqlen_q "
                          "and max_seqlen_k, or plan=")
-    cq = checks.check_cu("cu_seqlens_q", cu_q, _last("cu_seqlens_q", cu_q, q_tokens), None)
-    ck = checks.check_cu("cu_seqlens_k", cu_k, _last("cu_seqlens_k", cu_k, k_tokens),
+    cq = checks.check_cu("cu_seqlens_q", cu_q, q_tokens, None)
+    ck = checks.check_cu("cu_seqlens_k", cu_k, k_tokens,
                    cq.size - 1)
     lq, lk = cq[1:] - cq[:-1], ck[1:] - ck[:-1]
     checks.check_max("max_seqlen_q", max_q, lq)
     checks.check_max("max_seqlen_k", max_k, lk)
     return VarlenPlan(cq[:-1], lq, np.zeros_like(lq), ck[:-1], lk, int(cq[-1]), int(ck[-1]))
-
-
-def _last(name: str, cu: Any, tokens: Optional[int]) -> int:
-    """The packed token count a call's cumulative lengths must end at: the
-    tensor's (a call), or for a plan its own last entry."""
-    if tokens is not None:
-        return tokens
-    c = checks.check_index(name, cu, 1)
-    return int(c[-1]) if c.numel() else 0
 
 
 def plan_paged(block_table: torch.Tensor, seq_lens: torch.Tensor, *, page_size: int,
@@ -315,33 +320,32 @@ def _plan(block_table, seq_lens, P: int, cu_seqlens_q, max_seqlen_q,
         if max_seqlen_q not in (None, 1) and S:
             checks.check_max("max_seqlen_q", max_seqlen_q, np.ones(1, dtype=np.int64))
     else:
-        cq = checks.check_cu("cu_seqlens_q", cu_seqlens_q,
-                       _last("cu_seqlens_q", cu_seqlens_q, q_tokens), S)
+        cq = checks.check_cu("cu_seqlens_q", cu_seqlens_q, q_tokens, S)
     lq = cq[1:] - cq[:-1]
     if cu_seqlens_q is not None and max_seqlen_q is not None:
         checks.check_max("max_seqlen_q", max_seqlen_q, lq)
     tb = table.numpy()
-    if (ln < 0).any():
-        raise InputError("seq_lens must be non-negative")
-    if (ln < lq).any():
+    if (ln < lq).any():     # (lq >= 0: cu_seqlens_q is non-decreasing)
+        if (ln < 0).any():
+            raise InputError("seq_lens must be non-negative")
         raise InputError("seq_lens must count each sequence's new tokens too (seq_lens >= "
                          "query tokens per sequence)")
     if P == 0:
         raise InputError("the cache's page_size is 0")
     pages_needed = (ln + P - 1) // P
-    if (pages_needed > tb.shape[1]).any():
+    most = int(pages_needed.max()) if S else 0
+    if most > tb.shape[1]:
         s = int(np.flatnonzero(pages_needed > tb.shape[1])[0])
         raise InputError(f"seq_lens[{s}] = {int(ln[s])} needs {int(pages_needed[s])} pages of "
                          f"{P}, block_table has {tb.shape[1]} per sequence")
-    used = np.arange(tb.shape[1])[None, :] < pages_needed[:, None]
-    if (used & (tb < 0)).any():
-        s, i = (int(x) for x in np.argwhere(used & (tb < 0))[0])
-        raise InputError(f"block_table[{s}, {i}] = {int(tb[s, i])} is not a page of the "
-                         f"cache (page >= 0)")
     bad_page = None
-    if used.any():
-        flat = int(np.argmax(np.where(used, tb, -1)))
-        s, i = divmod(flat, tb.shape[1])
+    if most > 0:
+        used = np.arange(tb.shape[1]) < pages_needed[:, None]
+        if np.where(used, tb, 0).min() < 0:
+            s, i = (int(x) for x in np.argwhere(used & (tb < 0))[0])
+            raise InputError(f"block_table[{s}, {i}] = {int(tb[s, i])} is not a page of the "
+                             f"cache (page >= 0)")
+        s, i = divmod(int(np.where(used, tb, -1).argmax()), tb.shape[1])
         bad_page = (s, i, int(tb[s, i]))
     if table.shape[1] == 0:      # no pages at all: a one-column table the kernel never reads
         table = torch.zeros((S, 1), dtype=torch.int32)
@@ -358,7 +362,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
                     sinks: Optional[torch.Tensor] = None, return_lse: bool = False,
                     num_splits: Optional[int] = None, layout: str = "NHD",
                     plan: Optional[PagedPlan] = None, k_scale: Any = None,
-                    v_scale: Any = None, target: str = "cpu",
+                    v_scale: Any = None, target: str = "cpu", out: Optional[torch.Tensor] = None,
                     runner=None, **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention against a paged KV cache. k_cache/v_cache: [num_pages, page_size,
     Hkv, D] (layout "NHD", vLLM/FlashInfer) or [num_pages, Hkv, page_size, D]
@@ -372,17 +376,32 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     varlen_attention's). `num_splits`: split-KV for decode tokens, as
     varlen_attention's. `plan`: a PagedPlan from plan_paged, in place of
     block_table, seq_lens, cu_seqlens_q and max_seqlen_q (checked once for
-    all the layers of a step). `target`, `runner`, fp8 caches with `k_scale`
-    and `v_scale`: as varlen_attention's."""
+    all the layers of a step; the later calls of a signature replay the
+    first one's launches, frontend/paged_replay.py). `out`: a contiguous
+    tensor of the output's shape and q's dtype written in place and returned.
+    `target`, `runner`, fp8 caches with `k_scale` and `v_scale`: as
+    varlen_attention's."""
+    sig = None
+    if plan is not None and not options and alibi_slopes is None and sinks is None and \
+            return_lse is False and k_scale is None and v_scale is None and runner is None \
+            and target == "cpu" and block_table is None and seq_lens is None and \
+            cu_seqlens_q is None and max_seqlen_q is None and isinstance(plan, PagedPlan):
+        sig = paged_replay.key(q, k_cache, v_cache, out, layout, causal, scale, window,
+                               softcap, num_splits)
+        known = paged_replay.lookup(sig)
+        if known is not None:
+            got = paged_replay.run(known, plan, q, k_cache, v_cache, out)
+            if got is not None:
+                return got
     checks.check_target(target)
     split_kv.check_args(return_lse, num_splits)
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     q = checks.check_float("q", q, 3)
-    k_cache, v_cache = (checks.check_float(n, t, 4, fp8=True) for n, t in (("k_cache", k_cache),
-                                                                     ("v_cache", v_cache)))
+    k_cache, v_cache = (checks.check_float(n, t, 4, fp8=True)
+                        for n, t in (("k_cache", k_cache), ("v_cache", v_cache)))
     k_scale, v_scale = checks.kv_dtypes(q, k_cache, v_cache, k_scale, v_scale, target,
-                                  k_cache.shape[2 if layout == "NHD" else 1])
+                                        k_cache.shape[2 if layout == "NHD" else 1])
     check_no_grad((("q", q), ("k_cache", k_cache), ("v_cache", v_cache)))
     checks.check_device("cpu" if runner else target, q=q, k_cache=k_cache, v_cache=v_cache)
     if k_cache.shape[:3] != v_cache.shape[:3]:
@@ -405,10 +424,17 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         raise InputError("with plan=, pass no block_table, seq_lens, cu_seqlens_q or "
                          "max_seqlen_q (the plan holds them)")
     plan._check_cache(num_pages, P, q.shape[0])
-    scale, sides, softcap, slopes, sink = checks.call_variants(q, causal, scale, window, softcap,
-                                                    alibi_slopes, sinks, return_lse)
-    return _scaled_run(q, k4, v4, plan, plan.table, scale, k_scale, v_scale, sides, softcap,
-                       slopes, sink, options, return_lse, num_splits, target, runner)
+    checks.check_out(out, q, v_cache.shape[3])
+    scale, sides, softcap, slopes, sink = checks.call_variants(q, causal, scale, window,
+                                                               softcap, alibi_slopes, sinks,
+                                                               return_lse)
+    launches = [] if sig is not None else None
+    got = _scaled_run(q, k4, v4, plan, plan.table, scale, k_scale, v_scale, sides, softcap,
+                      slopes, sink, options, return_lse, num_splits, target, runner, out=out,
+                      record=launches)
+    if sig is not None:
+        paged_replay.record(sig, launches, layout == "NHD", q, k_cache, v_cache)
+    return got
 
 
 def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor,
@@ -464,12 +490,20 @@ def paged_kv_append(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tenso
 
 
 def _scaled_run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale: float, k_scale,
-                v_scale, *rest):
+                v_scale, *rest, out: Optional[torch.Tensor] = None,
+                record: Optional[list] = None):
     """_run with the fp8 scales: k_scale in the compiled scale and v_scale on
-    the output, or through an f32 query (kv_quant.widened)."""
+    the output, or through an f32 query (kv_quant.widened). `out`: where the
+    output goes (checks.check_out), `record`: as _run's."""
     dtype, rows = q.dtype, None
     if kv_quant.widened(q, k_scale, v_scale):
         rows = kv_quant.token_rows(plan.q_start, plan.lq, q.shape[0])
         q, k_scale = kv_quant.widen_query(q, k_scale, plan.batch, rows)
-    got = _run(q, k4, v4, plan, table, scale * k_scale, *rest)
-    return kv_quant.finish(got, dtype, v_scale, plan.batch, rows)
+    got = _run(q, k4, v4, plan, table, scale * k_scale, *rest,
+               out=out if rows is None else None, record=record)
+    got = kv_quant.finish(got, dtype, v_scale, plan.batch, rows)
+    res = got[0] if isinstance(got, tuple) else got
+    if out is not None and res is not out:      # the widened query's f32 output
+        out.copy_(res)
+        got = (out, got[1]) if isinstance(got, tuple) else out
+    return got

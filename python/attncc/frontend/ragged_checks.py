@@ -50,7 +50,9 @@ def index_array(name: str, t: Any, rank: int) -> np.ndarray:
     return check_index(name, t, rank).numpy().astype(np.int64)
 
 
-def check_cu(name: str, cu: Any, total: int, num_seqs: Optional[int]) -> np.ndarray:
+def check_cu(name: str, cu: Any, total: Optional[int], num_seqs: Optional[int]) -> np.ndarray:
+    """Cumulative lengths ending at the packed token count `total` (None: a
+    plan's, whose count is its own last entry)."""
     c = index_array(name, cu, 1)
     if c.size < 1:
         raise InputError(f"{name} must have batch + 1 >= 1 entries, got none")
@@ -60,7 +62,7 @@ def check_cu(name: str, cu: Any, total: int, num_seqs: Optional[int]) -> np.ndar
         raise InputError(f"{name}[0] must be 0, got {int(c[0])}")
     if c.size > 1 and (c[1:] < c[:-1]).any():
         raise InputError(f"{name} must be non-decreasing (cumulative sequence lengths)")
-    if int(c[-1]) != total:
+    if total is not None and int(c[-1]) != total:
         raise InputError(f"{name}[-1] = {int(c[-1])} must equal the packed token count {total}")
     return c
 
@@ -128,6 +130,23 @@ def kv_dtypes(q, k, v, k_scale, v_scale, target: str, kv_heads: int) -> tuple[An
     if not kv_quant.is_fp8(k):
         same_dtype(q, k, v)
     return scales
+
+
+def check_out(out: Any, q: torch.Tensor, Dv: int) -> None:
+    """`out=` of a call: None, or a contiguous tensor of the output's shape
+    [tokens, Hq, Dv] and dtype (q's) on q's device."""
+    if out is None:
+        return
+    want = (q.shape[0], q.shape[1], Dv)
+    if not isinstance(out, torch.Tensor) or out.dtype != q.dtype or \
+            tuple(out.shape) != want or out.device != q.device or not out.is_contiguous():
+        got = (f"a {type(out).__name__}" if not isinstance(out, torch.Tensor) else
+               f"{out.dtype} {tuple(out.shape)} on {out.device}"
+               f"{'' if out.is_contiguous() else ', not contiguous'}")
+        raise InputError(f"out must be a contiguous {q.dtype} tensor of shape {want} on "
+                         f"{q.device}; got {got}")
+    if out.requires_grad and torch.is_grad_enabled():
+        raise InputError("out must not require grad (attncc's kernels have no backward)")
 
 
 def same_dtype(*ts: torch.Tensor) -> None:

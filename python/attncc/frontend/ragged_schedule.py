@@ -264,8 +264,9 @@ class RaggedPlan:
         if q_tokens != self.q_tokens:
             raise InputError(f"q has {q_tokens} tokens; the plan has {self.q_tokens}")
 
-    def _schedule(self, config: dict) -> Schedule:
-        key = tuple(sorted(config.items()))
+    def _schedule(self, config: dict, key: Optional[tuple] = None) -> Schedule:
+        """`key`: the configuration's memo key where the caller keeps it."""
+        key = tuple(sorted(config.items())) if key is None else key
         hit = self._schedules.get(key)
         if hit is None:
             hit = schedule(self.q_start, self.lq, self.kb, self.k_start, self.lk, **config)
