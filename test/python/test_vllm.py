@@ -139,21 +139,43 @@ def test_vllm_fp8_kv_cache(model_dir: Path, tmp_path: Path, kv_cache_dtype, fp8)
 def test_backend_cache_write_matches_paged_kv_append(dtype) -> None:
     """The backend's lean cache write (all slots real) writes what
     attncc.paged_kv_append writes; padding (-1), slots past the cache and
-    mismatched dtypes go to paged_kv_append instead (False)."""
+    mismatched dtypes go to paged_kv_append instead (False). The rows of a
+    step's slots are kept for its other layers, and recomputed when the same
+    slots tensor holds the next step's values."""
     import attncc
     from attncc.integrations.vllm_backend import _pages, _write_slots
     g = torch.Generator().manual_seed(0)
     N, H, P, D, T = 6, 2, 16, 8, 11
     cache = torch.randn(N, H, 2 * P, D, generator=g).to(dtype)
     caches = [cache, cache.clone()]
-    key, value = (torch.randn(T, H, D, generator=g).to(dtype) for _ in range(2))
+    vllm_view = caches[0].view(N, H, P, 2 * D)           # the shape vLLM allocates
     slots = torch.randperm(N * P, generator=g)[:T]
-    fast, ref = (_pages(c.view(N, H, P, 2 * D)) for c in caches)
-    assert _write_slots(*fast, key, value, slots)
-    attncc.paged_kv_append(*ref, key, value, slots.to(torch.int32), layout="HND")
-    assert torch.equal(caches[0], caches[1])
+    for step in range(3):
+        key, value = (torch.randn(T, H, D, generator=g).to(dtype) for _ in range(2))
+        if step == 2:          # the next step's slots written into the same tensor
+            slots.copy_(torch.randperm(N * P, generator=g)[:T])
+        assert _write_slots(vllm_view, key, value, slots)
+        attncc.paged_kv_append(*_pages(caches[1].view(N, H, P, 2 * D)), key, value,
+                               slots.to(torch.int32), layout="HND")
+        assert torch.equal(caches[0], caches[1]), f"step {step}"
     for bad in (torch.where(slots == slots[3], -1, slots), slots.clone().fill_(N * P)):
-        assert not _write_slots(*fast, key, value, bad)
-    assert not _write_slots(*fast, key.float() if dtype != torch.float32 else key.half(),
+        assert not _write_slots(vllm_view, key, value, bad)
+    assert not _write_slots(vllm_view, key.float() if dtype != torch.float32 else key.half(),
                             value, slots)
     assert torch.equal(caches[0], caches[1])      # nothing written by the refusals
+
+
+def test_backend_stats_file_holds_every_count(tmp_path: Path, monkeypatch) -> None:
+    """The call counts the tests and benches read (ATTNCC_VLLM_STATS) are in
+    the file after every call, as JSON, whatever the counts' widths."""
+    from attncc.integrations import vllm_backend as V
+    monkeypatch.setattr(V, "CALLS", {"forward": 0, "kv_update": 0, "tokens": 0,
+                                     "fp8_forward": 0})
+    for name in ("a", "b"):             # another path: a file of its own
+        path = tmp_path / name
+        monkeypatch.setenv("ATTNCC_VLLM_STATS", str(path))
+        for i in range(12):
+            V._count("forward" if i % 3 else "kv_update", 10 ** (i % 7))
+            got = json.loads(Path(f"{path}.{os.getpid()}").read_text())
+            assert got == V.CALLS, (name, i)
+    assert V.CALLS["tokens"] == 2 * sum(10 ** (i % 7) for i in range(12))

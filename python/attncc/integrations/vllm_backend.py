@@ -26,11 +26,11 @@ and cross attention, per-request causal flags, fused output quantization).
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
+import numpy as np
 import torch
 from vllm.v1.attention.backend import (AttentionImpl, AttentionMetadataBuilder,
                                        AttentionType, CommonAttentionMetadata, MultipleOf)
@@ -45,9 +45,26 @@ def _count(what: str, tokens: int = 0) -> None:
     CALLS[what] += 1
     CALLS["tokens"] += tokens
     path = os.environ.get("ATTNCC_VLLM_STATS")
-    if path:   # tests read it: the engine runs in other processes
-        with open(f"{path}.{os.getpid()}", "w") as f:
-            json.dump(CALLS, f)
+    if path:   # tests and benches read it: the engine runs in other processes
+        _write_stats(path)
+
+
+_STATS: list = [None, None, -1]      # path, pid, file descriptor
+
+
+def _write_stats(path: str) -> None:
+    """CALLS as JSON in `path`.<pid>, rewritten in place per call: numbers of
+    a fixed width, so one pwrite of the same length replaces the text (a
+    reader sees whole counts at any time). Opening, dumping and closing the
+    file per call took ~0.3 ms, four times a decode token (docs/integrations.md)."""
+    pid = os.getpid()
+    if _STATS[0] != path or _STATS[1] != pid:
+        if _STATS[1] == pid and _STATS[2] >= 0:
+            os.close(_STATS[2])
+        _STATS[:] = [path, pid, os.open(f"{path}.{pid}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                                        0o644)]
+    text = "{" + ", ".join(f'"{k}": {v:15d}' for k, v in CALLS.items()) + "}"
+    os.pwrite(_STATS[2], text.encode(), 0)
 
 
 class AttnccBackend(CPUAttentionBackend):
@@ -131,31 +148,68 @@ def _pages(kv_cache: torch.Tensor, fp8: Optional[torch.dtype] = None
     return kv[:, :, :block_size], kv[:, :, block_size:]
 
 
-def _write_slots(k_pages: torch.Tensor, v_pages: torch.Tensor, key: torch.Tensor,
-                 value: torch.Tensor, slots: torch.Tensor) -> bool:
+@dataclass(frozen=True)
+class _SlotRows:
+    """A step's slots as rows of a layer's cache seen as [num_blocks *
+    kv_heads * 2 * block_size, head_dim] (K rows `k`, V rows `v`, token-major
+    [tokens * kv_heads]) and the largest slot, for the slots tensor `slots`
+    (its values when they were computed: `values`)."""
+    slots: torch.Tensor
+    values: np.ndarray
+    top: int
+    k: torch.Tensor
+    v: torch.Tensor
+
+
+# The rows of the last step's slots per (kv_heads, block_size): the layers of a
+# step share one slot mapping (one tensor), so the rows are computed once a
+# step (in numpy: a few entries, where numpy's per-operation cost is a
+# fraction of torch's); a hit needs the same tensor holding the same values.
+_ROWS: dict = {}
+
+
+def _slot_rows(slots: torch.Tensor, H: int, P: int) -> Optional[_SlotRows]:
+    """The rows of `slots` (all real: None where one is -1 padding)."""
+    now = slots.numpy()
+    hit = _ROWS.get((H, P))
+    if hit is not None and hit.slots is slots and np.array_equal(hit.values, now):
+        return hit
+    s = now.astype(np.int64)
+    if s.size == 0 or s.min() < 0:
+        return None
+    k = ((s // P * H)[:, None] + np.arange(H)) * (2 * P) + (s % P)[:, None]
+    k = k.reshape(-1)
+    _ROWS[(H, P)] = rows = _SlotRows(slots, now.copy(), int(s.max()), torch.from_numpy(k),
+                                     torch.from_numpy(k + P))
+    return rows
+
+
+def _write_slots(kv_cache: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                 slots: torch.Tensor) -> bool:
     """The cache write of a step whose slots are all real (no -1 padding) and
-    whose tensors have the cache's dtype and head shape: two index_puts, without
-    paged_kv_append's generic checks and host copies, which vLLM's slot mapping
-    does not need (one bf16 decode token, page 128: 23 us against 43, Zen 4,
-    docs/integrations.md). False where paged_kv_append must run (it checks the
-    input and raises on bad input)."""
-    N, H, P, D = k_pages.shape
-    if (key.dtype != k_pages.dtype or value.dtype != v_pages.dtype or key.dim() != 3
+    whose tensors have the cache's dtype and head shape: two index_copy_ into
+    the cache's rows (`_slot_rows`, once a step), without paged_kv_append's
+    generic checks and host copies, which vLLM's slot mapping does not need.
+    False where paged_kv_append must run (it checks the input and raises on
+    bad input). `kv_cache`: vLLM's [num_blocks, kv_heads, block_size,
+    2 * head_dim] (the layout of `_pages`)."""
+    N, H, P, D2 = kv_cache.shape
+    D = D2 // 2
+    if (key.dtype != kv_cache.dtype or value.dtype != kv_cache.dtype or key.dim() != 3
             or value.dim() != 3 or tuple(key.shape[1:]) != (H, D)
-            or tuple(value.shape[1:]) != (H, v_pages.shape[3])
-            or value.shape[0] != key.shape[0] or slots.numel() != key.shape[0]
-            or slots.dtype not in (torch.int32, torch.int64) or slots.device.type != "cpu"
-            or key.device.type != "cpu"):
+            or tuple(value.shape[1:]) != (H, D) or value.shape[0] != key.shape[0]
+            or slots.numel() != key.shape[0] or slots.dtype not in (torch.int32, torch.int64)
+            or not (slots.is_cpu and key.is_cpu and value.is_cpu and kv_cache.is_cpu)
+            or not kv_cache.is_contiguous()):
         return False
     if slots.numel() == 0:
         return True
-    lo, hi = torch.aminmax(slots)
-    if int(lo) < 0 or int(hi) >= N * P:
+    rows = _slot_rows(slots, H, P)
+    if rows is None or rows.top >= N * P:
         return False
-    slots = slots.to(torch.int64)
-    page, off = slots // P, slots % P
-    k_pages[page, :, off] = key
-    v_pages[page, :, off] = value
+    flat = kv_cache.view(-1, D)
+    flat.index_copy_(0, rows.k, key.reshape(-1, D))
+    flat.index_copy_(0, rows.v, value.reshape(-1, D))
     return True
 
 
@@ -197,11 +251,10 @@ class AttnccImpl(AttentionImpl):
                            value: torch.Tensor, kv_cache: torch.Tensor,
                            slot_mapping: torch.Tensor) -> None:
         n = slot_mapping.shape[0]                # key/value may carry padded tokens
-        k_pages, v_pages = _pages(kv_cache, self.fp8)
-        if self.fp8 is None and _write_slots(k_pages, v_pages, key[:n], value[:n],
-                                             slot_mapping):
+        if self.fp8 is None and _write_slots(kv_cache, key[:n], value[:n], slot_mapping):
             _count("kv_update", n)
             return
+        k_pages, v_pages = _pages(kv_cache, self.fp8)
         ragged.paged_kv_append(k_pages, v_pages, key[:n], value[:n],
                                slot_mapping.to(torch.int32), layout="HND",  # -1 skips
                                **self._scales(layer))
@@ -220,11 +273,15 @@ class AttnccImpl(AttentionImpl):
         T = m.num_actual_tokens
         k_pages, v_pages = _pages(kv_cache, self.fp8)
         sinks = None if self.sinks is None else self.sinks.to(torch.float32)
-        out = ragged.paged_attention(
+        # Written into vLLM's output in place where it is a contiguous view.
+        dest = output[:T].view(T, self.num_heads, -1)
+        got = ragged.paged_attention(
             query[:T], k_pages, v_pages, plan=m.plan(k_pages.shape[2]), causal=m.causal,
             scale=self.scale, window=self.window, softcap=self.softcap,
-            alibi_slopes=self.alibi_slopes, sinks=sinks, layout="HND", **self._scales(layer))
-        output[:T].view(T, self.num_heads, -1).copy_(out)
+            alibi_slopes=self.alibi_slopes, sinks=sinks, layout="HND",
+            out=dest if dest.is_contiguous() else None, **self._scales(layer))
+        if got is not dest:
+            dest.copy_(got)
         if self.fp8 is not None:
             CALLS["fp8_forward"] += 1      # (written out by the _count below)
         _count("forward", T)
