@@ -25,7 +25,7 @@ import torch
 from . import ragged_gpu
 from .compiler import compile_graph
 from .errors import InputError
-from .frontend import kv_quant, paged_replay, ragged_checks as checks, ragged_schedule, split_kv
+from .frontend import kv_quant, ragged_replay, ragged_checks as checks, ragged_schedule, split_kv
 from .frontend.capture import check_no_grad
 from .frontend.ragged_schedule import PagedPlan, VarlenPlan
 from .graph import Graph
@@ -82,7 +82,7 @@ def _kernel(dtype: torch.dtype, heads: int, kv_heads: int, D: int, Dv: int, page
 def clear_cache() -> None:
     with _LOCK:
         _KERNELS.clear()
-    paged_replay.clear()
+    ragged_replay.clear()
 
 
 def kernels_cached() -> int:
@@ -100,7 +100,7 @@ def _run(q, k4, v4, plan: ragged_schedule.RaggedPlan, table, scale, sides, softc
     varlen's softmax_lse, vLLM's merge layout). The launches come from the
     plan (ragged_schedule.schedule, memoized per configuration): the packed
     decode launch, then one per query block size. `record`: a list the
-    launches are appended to (frontend/paged_replay.py), then ("done",)."""
+    launches are appended to (frontend/ragged_replay.py), then ("done",)."""
     opts = CompileOptions.cached(options)
     gpu = target_kind(target) == "gpu"
     T, Hq, D = q.shape
@@ -202,6 +202,16 @@ def _launch(compiled, inputs: list, out: torch.Tensor, extra: tuple, target: str
 
 # -- public API ------------------------------------------------------------------------------
 
+def _plain(options: dict, alibi_slopes, sinks, return_lse, k_scale, v_scale, runner, target,
+           *index) -> bool:
+    """A call the replay may serve (frontend/ragged_replay.py): no options,
+    tensor variants, LSE, fp8 scales or emulator, the CPU target, and a plan
+    in place of every index argument."""
+    return (not options and alibi_slopes is None and sinks is None and return_lse is False
+            and k_scale is None and v_scale is None and runner is None and target == "cpu"
+            and all(x is None for x in index))
+
+
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      cu_seqlens_q: Optional[torch.Tensor] = None,
                      cu_seqlens_k: Optional[torch.Tensor] = None,
@@ -235,6 +245,17 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     compiled GPU kernel's arguments in the GPU emulator). k and v may be fp8
     (float8_e4m3fn / float8_e5m2, CPU target) with per-tensor `k_scale` and
     `v_scale` (attncc.attention's; docs/quantized-kv.md)."""
+    sig = None
+    if plan is not None and _plain(options, alibi_slopes, sinks, return_lse, k_scale, v_scale,
+                                   runner, target, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                   max_seqlen_k) and isinstance(plan, VarlenPlan):
+        sig = ragged_replay.key(q, k, v, None, "packed", causal, scale, window, softcap,
+                                num_splits)
+        known = ragged_replay.lookup(sig)
+        if known is not None:
+            got = ragged_replay.run(known, plan, q, k, v, None)
+            if got is not None:
+                return got
     checks.check_target(target)
     split_kv.check_args(return_lse, num_splits)
     q = checks.check_float("q", q, 3)
@@ -260,8 +281,12 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     scale, sides, softcap, slopes, sink = checks.call_variants(q, causal, scale, window, softcap,
                                                     alibi_slopes, sinks, return_lse)
     k4, v4 = k.permute(1, 0, 2).unsqueeze(0), v.permute(1, 0, 2).unsqueeze(0)
-    return _scaled_run(q, k4, v4, plan, None, scale, k_scale, v_scale, sides, softcap, slopes,
-                       sink, options, return_lse, num_splits, target, runner)
+    launches = [] if sig is not None else None
+    got = _scaled_run(q, k4, v4, plan, None, scale, k_scale, v_scale, sides, softcap, slopes,
+                      sink, options, return_lse, num_splits, target, runner, record=launches)
+    if sig is not None:
+        ragged_replay.record(sig, launches, "packed", q, k, v)
+    return got
 
 
 def plan_varlen(cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor, max_seqlen_q: int,
@@ -377,20 +402,19 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     varlen_attention's. `plan`: a PagedPlan from plan_paged, in place of
     block_table, seq_lens, cu_seqlens_q and max_seqlen_q (checked once for
     all the layers of a step; the later calls of a signature replay the
-    first one's launches, frontend/paged_replay.py). `out`: a contiguous
+    first one's launches, frontend/ragged_replay.py). `out`: a contiguous
     tensor of the output's shape and q's dtype written in place and returned.
     `target`, `runner`, fp8 caches with `k_scale` and `v_scale`: as
     varlen_attention's."""
     sig = None
-    if plan is not None and not options and alibi_slopes is None and sinks is None and \
-            return_lse is False and k_scale is None and v_scale is None and runner is None \
-            and target == "cpu" and block_table is None and seq_lens is None and \
-            cu_seqlens_q is None and max_seqlen_q is None and isinstance(plan, PagedPlan):
-        sig = paged_replay.key(q, k_cache, v_cache, out, layout, causal, scale, window,
+    if plan is not None and _plain(options, alibi_slopes, sinks, return_lse, k_scale, v_scale,
+                                   runner, target, block_table, seq_lens, cu_seqlens_q,
+                                   max_seqlen_q) and isinstance(plan, PagedPlan):
+        sig = ragged_replay.key(q, k_cache, v_cache, out, layout, causal, scale, window,
                                softcap, num_splits)
-        known = paged_replay.lookup(sig)
+        known = ragged_replay.lookup(sig)
         if known is not None:
-            got = paged_replay.run(known, plan, q, k_cache, v_cache, out)
+            got = ragged_replay.run(known, plan, q, k_cache, v_cache, out)
             if got is not None:
                 return got
     checks.check_target(target)
@@ -433,7 +457,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
                       slopes, sink, options, return_lse, num_splits, target, runner, out=out,
                       record=launches)
     if sig is not None:
-        paged_replay.record(sig, launches, layout == "NHD", q, k_cache, v_cache)
+        ragged_replay.record(sig, launches, layout, q, k_cache, v_cache)
     return got
 
 

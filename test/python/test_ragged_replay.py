@@ -1,4 +1,4 @@
-"""frontend/paged_replay.py: a paged call with a plan whose signature was
+"""frontend/ragged_replay.py: a paged call with a plan whose signature was
 seen before runs the kernels that signature launched without the full path
 (the layers of a decode step, and the steps after it, with new plans). The
 replayed results are the plan-free call's bit for bit and match the float64
@@ -16,7 +16,7 @@ import torch
 import attncc
 from attncc import ragged
 from attncc.errors import InputError
-from attncc.frontend import paged_replay
+from attncc.frontend import ragged_replay
 from ragged_testing import Batch, check, make, paged_cache
 
 STEP = ((1, 33), (1, 17), (1, 300))
@@ -28,7 +28,7 @@ MIXED = ((5, 40), (1, 33), (12, 12))     # prefill chunks and a decode token
 def full_runs(monkeypatch) -> list:
     """Records every call that went the full path (ragged._run); forgets the
     signatures other tests left."""
-    paged_replay.clear()
+    ragged_replay.clear()
     runs: list = []
     real = ragged._run
     monkeypatch.setattr(ragged, "_run", lambda *a, **kw: runs.append(1) or real(*a, **kw))
@@ -139,3 +139,24 @@ def test_split_pieces_go_the_full_path(full_runs):
             for _ in range(2)]
     assert len(full_runs) == 2 and torch.equal(outs[0], outs[1])
     check(b, outs[1], q, k, v, cu_q, cu_k, None, None)
+
+
+def test_varlen_layers_replay(full_runs):
+    """varlen_attention with a plan: the second layer of a step replays the
+    first one's launches (packed decode and query blocks); another plan's
+    token counts are checked as on the full path."""
+    b = Batch(MIXED, kv_heads=2, group=2, causal=True, softcap=30.0, seed=9)
+    plan, ours = None, []
+    for lay in range(2):
+        q, k, v, cu_q, cu_k, _, _ = make(replace(b, seed=50 + lay))
+        plan = plan or attncc.plan_varlen(cu_q, cu_k, 12, 40)
+        n = len(full_runs)
+        got = attncc.varlen_attention(q, k, v, plan=plan, causal=True, softcap=30.0)
+        ours.append(len(full_runs) - n)
+        want = attncc.varlen_attention(q, k, v, cu_q, cu_k, 12, 40, causal=True, softcap=30.0)
+        assert torch.equal(got, want)
+        check(b, got, q, k, v, cu_q, cu_k, None, None)
+    assert ours == [1, 0]
+    other = attncc.plan_varlen(torch.tensor([0, 5, 6, 17], dtype=torch.int32), cu_k, 12, 40)
+    with pytest.raises(InputError, match="q has 18 tokens; the plan has 17"):
+        attncc.varlen_attention(q, k, v, plan=other, causal=True, softcap=30.0)
