@@ -11,7 +11,10 @@ its index tensors once, vectorised (InputError naming the argument), then
 builds the `work` table of attn.ragged_attention: one row per query block of
 every sequence, so the kernel's grid is balanced by tokens, not sequences,
 and the kernel is independent of the batch's composition (one kernel per
-dtype, heads, head dims, variants and paged or not; any page size).
+dtype, heads, head dims, variants and paged or not; any page size). The
+checks live in frontend/ragged_checks.py, the work tables in
+frontend/ragged_schedule.py; calls with a plan whose signature was seen
+before replay its kernels (frontend/ragged_replay.py).
 """
 from __future__ import annotations
 
@@ -37,8 +40,6 @@ _KERNELS: dict[Any, Any] = {}
 _MAX_KERNELS = 64
 LAYOUTS = ("NHD", "HND")
 
-
-# -- checks (vectorised, once per call) -----------------------------------------------------
 
 # -- the kernel ------------------------------------------------------------------------------
 
