@@ -250,13 +250,10 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if plan is not None and _plain(options, alibi_slopes, sinks, return_lse, k_scale, v_scale,
                                    runner, target, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                    max_seqlen_k) and isinstance(plan, VarlenPlan):
-        sig = ragged_replay.key(q, k, v, None, "packed", causal, scale, window, softcap,
-                                num_splits)
-        known = ragged_replay.lookup(sig)
-        if known is not None:
-            got = ragged_replay.run(known, plan, q, k, v, None)
-            if got is not None:
-                return got
+        sig, got = ragged_replay.serve(plan, q, k, v, None, "packed", causal, scale, window,
+                                       softcap, num_splits)
+        if got is not None:
+            return got
     checks.check_target(target)
     split_kv.check_args(return_lse, num_splits)
     q = checks.check_float("q", q, 3)
@@ -411,13 +408,10 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     if plan is not None and _plain(options, alibi_slopes, sinks, return_lse, k_scale, v_scale,
                                    runner, target, block_table, seq_lens, cu_seqlens_q,
                                    max_seqlen_q) and isinstance(plan, PagedPlan):
-        sig = ragged_replay.key(q, k_cache, v_cache, out, layout, causal, scale, window,
-                               softcap, num_splits)
-        known = ragged_replay.lookup(sig)
-        if known is not None:
-            got = ragged_replay.run(known, plan, q, k_cache, v_cache, out)
-            if got is not None:
-                return got
+        sig, got = ragged_replay.serve(plan, q, k_cache, v_cache, out, layout, causal, scale,
+                                       window, softcap, num_splits)
+        if got is not None:
+            return got
     checks.check_target(target)
     split_kv.check_args(return_lse, num_splits)
     if layout not in LAYOUTS:

@@ -71,6 +71,15 @@ def key(q: Any, k_cache: Any, v_cache: Any, out: Any, form: str, causal: Any, sc
             torch.get_num_threads())
 
 
+def serve(plan: Any, q: Any, k: Any, v: Any, out: Any, form: str, causal: Any, scale: Any,
+          window: Any, softcap: Any, num_splits: Any) -> tuple[Optional[tuple], Any]:
+    """(the call's signature or None, its result where a known signature
+    served it, else None: the full path runs and records)."""
+    sig = key(q, k, v, out, form, causal, scale, window, softcap, num_splits)
+    known = lookup(sig)
+    return sig, None if known is None else run(known, plan, q, k, v, out)
+
+
 def lookup(sig: Optional[tuple]) -> Optional[Known]:
     if sig is None:
         return None
