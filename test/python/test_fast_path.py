@@ -135,3 +135,25 @@ def test_replays_run_the_kernel_natively_and_fix_layouts_the_checked_way(monkeyp
         k, v = kc[:, :, :70].transpose(2, 3).contiguous().transpose(2, 3), vc[:, :, :70]
         torch.testing.assert_close(attncc.attention(q, k, v), _ref(q, k, v), rtol=2e-5, atol=2e-5)
         assert checked == [1]
+
+
+def test_the_cpu_class_is_part_of_the_signature(monkeypatch):
+    """ATTNCC_CPU (the default CPU class, which the options follow) picks
+    another kernel: after it changes, a call goes the full path instead of
+    replaying the previous class's kernel."""
+    from attncc.targets import cpu as cpu_target
+    if cpu_target.missing_features(cpu_target.ISAS["x86-64-v3"]):
+        pytest.skip("needs a host that runs x86-64-v3 (AVX2) code")
+    g = torch.Generator().manual_seed(15)
+    q = torch.randn(1, 4, 1, 32, generator=g)
+    k, v = torch.randn(1, 2, 30, 32, generator=g), torch.randn(1, 2, 30, 32, generator=g)
+    full = []
+    real = api._run_kernel
+    monkeypatch.setattr(api, "_run_kernel", lambda *a, **kw: full.append(1) or real(*a, **kw))
+    monkeypatch.delenv("ATTNCC_CPU", raising=False)
+    attncc.attention(q, k, v)
+    attncc.attention(q, k, v)
+    assert len(full) == 1
+    monkeypatch.setenv("ATTNCC_CPU", "x86-64-v3")
+    torch.testing.assert_close(attncc.attention(q, k, v), _ref(q, k, v), rtol=2e-5, atol=2e-5)
+    assert len(full) == 2

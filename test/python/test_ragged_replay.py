@@ -160,3 +160,22 @@ def test_varlen_layers_replay(full_runs):
     other = attncc.plan_varlen(torch.tensor([0, 5, 6, 17], dtype=torch.int32), cu_k, 12, 40)
     with pytest.raises(InputError, match="q has 18 tokens; the plan has 17"):
         attncc.varlen_attention(q, k, v, plan=other, causal=True, softcap=30.0)
+
+
+def test_replay_follows_the_cpu_class(full_runs, monkeypatch):
+    """ATTNCC_CPU (the default CPU class) is part of the signature: after it
+    changes, the next call goes the full path (the other class's kernels)."""
+    from attncc.targets import cpu as cpu_target
+    if cpu_target.missing_features(cpu_target.ISAS["x86-64-v3"]):
+        pytest.skip("needs a host that runs x86-64-v3 (AVX2) code")
+    b = Batch(STEP, kv_heads=2, group=4, causal=True, seed=11)
+    q, k, v, cu_q, cu_k, kc, vc, table, lens = layer(b, 60)
+    plan = attncc.plan_paged(table, lens, page_size=16)
+    monkeypatch.delenv("ATTNCC_CPU", raising=False)
+    for _ in range(2):
+        attncc.paged_attention(q, kc, vc, plan=plan, causal=True)
+    assert len(full_runs) == 1
+    monkeypatch.setenv("ATTNCC_CPU", "x86-64-v3")
+    check(b, attncc.paged_attention(q, kc, vc, plan=plan, causal=True), q, k, v, cu_q, cu_k,
+          None, None)
+    assert len(full_runs) == 2

@@ -10,7 +10,8 @@ equal key and run the recorded kernel:
 
 * the key: the tensors' types, dtypes, devices, layouts and ranks, q's
   shape, k's and v's shapes but the KV length, `causal`, `scale`, `window`
-  and `softcap` with their types, and torch's thread count. Only plain calls
+  and `softcap` with their types, ATTNCC_CPU (the default CPU class, which
+  the options follow) and torch's thread count. Only plain calls
   take part (no attn_mask, alibi_slopes, sinks, return_lse, num_splits or
   compile options; CPU target; fp8 scales only as floats, their values in
   the key: kv_quant.fast_key): everything the full path decides from them
@@ -25,6 +26,7 @@ Anything else goes the full path, which raises the same errors as before.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -64,7 +66,7 @@ def key(q: Any, k: Any, v: Any, causal: Any, scale: Any, window: Any,
         return (type(q), type(k), type(v), q.dtype, k.dtype, v.dtype, q.device, k.device,
                 v.device, q.layout, k.layout, v.layout, tuple(q.shape), ks[0], ks[1], ks[3],
                 vs[0], vs[1], vs[3], causal, type(scale), scale, window, type(softcap),
-                softcap, torch.get_num_threads())
+                softcap, os.environ.get("ATTNCC_CPU"), torch.get_num_threads())
     except (AttributeError, TypeError):
         return None
 

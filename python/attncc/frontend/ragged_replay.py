@@ -17,9 +17,9 @@ A later call with an equal key checks only what can differ under it:
 * the key: the tensors' dtypes, shapes and strides (q, k / k_cache, v /
   v_cache and `out`), all on the CPU and of type torch.Tensor, the K/V form
   (NHD or HND pages, or packed [tokens, Hkv, D]), `causal`,
-  `scale`, `window` and `softcap` with their types, `num_splits`, and
-  torch's thread count. Every check of the full path but the plan's is a
-  function of the key.
+  `scale`, `window` and `softcap` with their types, `num_splits`,
+  ATTNCC_CPU (the default CPU class the options follow) and torch's thread count.
+  Every check of the full path but the plan's is a function of the key.
 * only plain calls take part: no alibi_slopes, sinks, return_lse, fp8
   scales, runner or compile options; launches without split-KV pieces (their
   merge runs in torch).
@@ -31,6 +31,7 @@ A later call with an equal key checks only what can differ under it:
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -68,7 +69,7 @@ def key(q: Any, k_cache: Any, v_cache: Any, out: Any, form: str, causal: Any, sc
     return (q.dtype, q.shape, q.stride(), k_cache.dtype, k_cache.shape, k_cache.stride(),
             v_cache.dtype, v_cache.shape, v_cache.stride(), o, form, type(causal), causal,
             type(scale), scale, window, type(softcap), softcap, type(num_splits), num_splits,
-            torch.get_num_threads())
+            os.environ.get("ATTNCC_CPU"), torch.get_num_threads())
 
 
 def serve(plan: Any, q: Any, k: Any, v: Any, out: Any, form: str, causal: Any, scale: Any,
