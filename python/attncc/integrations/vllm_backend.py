@@ -108,9 +108,15 @@ class AttnccMetadata:
     def plan(self, page_size: int) -> ragged.PagedPlan:
         hit = self.plans.get(page_size)
         if hit is None:
+            # A decode-only step (one token a sequence: query_start_loc is
+            # 0..B) takes plan_paged's decode form, which has no cumulative
+            # lengths to check.
+            decode = self.max_query_len == 1 and \
+                self.num_actual_tokens == self.seq_lens.shape[0]
             hit = self.plans[page_size] = ragged.plan_paged(
                 self.block_table, self.seq_lens, page_size=page_size,
-                cu_seqlens_q=self.query_start_loc, max_seqlen_q=self.max_query_len)
+                cu_seqlens_q=None if decode else self.query_start_loc,
+                max_seqlen_q=None if decode else self.max_query_len)
         return hit
 
 
