@@ -3,8 +3,11 @@ same tiny random-weight Llama saved locally (issue 13: attncc inside the engine 
 
 Each row runs `LLM.generate` on `batch` prompts of `prompt` token ids, `--new` tokens each,
 greedy, prefix caching off (every timed call prefills its prompt), in a fresh process per
-backend (vLLM spawns its engine core; the attncc plugin is
-chosen by ATTNCC_VLLM=1/0 in that process). Each process generates once to warm up (attncc
+backend (the attncc plugin is chosen by ATTNCC_VLLM=1/0 in that process). vLLM's engine core
+runs in that process (VLLM_ENABLE_V1_MULTIPROCESSING=0) unless `--multiprocessing`: on the
+project's 2-core hosts the front end vLLM spawns the engine beside competes with the engine's
+two OpenMP threads, and the same generate() took 200–720 ms within one process that way
+(150–180 ms in one process; docs/benchmarks.md, thirty-first session), for either backend. Each process generates once to warm up (attncc
 compiles its kernels there, and they stay on disk) and then `--rounds` times timed; the
 processes of the two backends alternate, `--repeats` times, and the median counts.
 Tokens/s counts the new tokens of all sequences over the whole generate() call (prefill
@@ -81,7 +84,8 @@ def run_backend(args, model: Path, prompt: int, batch: int, attncc: bool,
     out, stats = work / f"{tag}.json", work / f"{tag}.stats"
     for old in work.glob(f"{tag}.stats.*"):
         old.unlink()
-    env = dict(os.environ, ATTNCC_VLLM="1" if attncc else "0", ATTNCC_VLLM_STATS=str(stats))
+    env = dict(os.environ, ATTNCC_VLLM="1" if attncc else "0", ATTNCC_VLLM_STATS=str(stats),
+               VLLM_ENABLE_V1_MULTIPROCESSING="1" if args.multiprocessing else "0")
     cmd = [sys.executable, __file__, "--child", "--model", str(model), "--prompt", str(prompt),
            "--batch", str(batch), "--new", str(args.new), "--dtype", args.dtype,
            "--rounds", str(args.rounds), "--out", str(out)]
@@ -105,6 +109,9 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--rounds", type=int, default=3, help="timed generate() per process")
+    ap.add_argument("--multiprocessing", action="store_true",
+                    help="vLLM's default engine core in a process of its own (on 2 cores its "
+                         "busy front end makes the timings bimodal; module docstring)")
     ap.add_argument("--repeats", type=int, default=2,
                     help="process pairs per row (backends alternating)")
     ap.add_argument("--layers", type=int, default=2)
@@ -124,7 +131,8 @@ def main() -> None:
           f"vllm {vllm.__version__}")
     print(f"model: Llama, {args.layers} layers, Hq{args.heads}/Hkv{args.kv_heads}, head dim "
           f"{args.head_dim}, {args.dtype}, random weights; {args.new} new tokens, greedy; "
-          f"median over {args.repeats} process pairs x {args.rounds} generate() calls\n")
+          f"median over {args.repeats} process pairs x {args.rounds} generate() calls; engine "
+          f"core {'in its own process' if args.multiprocessing else 'in the calling process'}\n")
     print("| prompt | batch | block size | vLLM CPU tok/s | attncc tok/s | ratio | "
           "attncc forward calls | same tokens |")
     print("|---|---|---|---|---|---|---|---|")
