@@ -119,8 +119,8 @@ def clear() -> None:
 
 def run(known: Known, plan: Any, q: torch.Tensor, k_cache: torch.Tensor,
         v_cache: torch.Tensor, out: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """(k_cache / v_cache: a varlen call's packed k / v where the form is "packed")"""
-    """The call on these tensors, or None where the full path must run."""
+    """The call on these tensors, or None where the full path must run
+    (k_cache / v_cache: a varlen call's packed k / v where the form is "packed")."""
     if torch.is_grad_enabled() and (q.requires_grad or k_cache.requires_grad or
                                     v_cache.requires_grad or
                                     (out is not None and out.requires_grad)):

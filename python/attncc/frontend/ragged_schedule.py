@@ -218,11 +218,8 @@ def schedule(q_start, lq, kb, k_start, lk, *, page_size: int, paged: bool, G: in
         pieces = piece_rows = None
         per_token = 0
         if tok is not None:
-            # tok is non-decreasing (split_pieces' order): every token with
-            # c pieces has them at [t c, (t + 1) c).
-            counts = np.bincount(tok, minlength=qd.size)
-            per_token = int(counts[0]) if qd.size and (counts == counts[0]).all() else 0
             pieces, piece_rows = torch.from_numpy(tok), torch.from_numpy(qd[tok])
+            per_token = split_kv.pieces_per_token(pieces, qd.size)
         all_rows = not rest.any() and bool((qd == np.arange(qd.size)).all())
         decode = Decode(work, page, torch.from_numpy(qd), pieces, inner, piece_rows,
                         per_token, all_rows)
